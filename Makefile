@@ -1,0 +1,44 @@
+# catdog: `make train` and `make test` work on a fresh clone; they create .venv on first use.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+SHARED_ZIP := ../shared/data/PetImages-180.zip
+
+# Data for `make train`: DATA=..., else data/ when it holds photos, else the shared zip on these machines;
+# with none of them the config's default applies ($$CATDOG_DATA, then data/, then the official download).
+HAS_LOCAL_DATA := $(shell find data -path data/cache -prune -o -type f -print -quit 2>/dev/null)
+DATA_ARG := $(if $(DATA),data.source=$(DATA),$(if $(HAS_LOCAL_DATA),,$(if $(wildcard $(SHARED_ZIP)),data.source=$(SHARED_ZIP))))
+ARGS ?= experiment=tutorial trainer.max_epochs=1
+
+.PHONY: install train sweep test tensorboard lint bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml requirements/constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -c requirements/constraints.txt -e ".[dev,sweeps,export]"
+	touch $@
+
+train: $(STAMP)
+	$(BIN)/python train.py $(DATA_ARG) $(ARGS)
+
+sweep: $(STAMP)
+	$(BIN)/python train.py -m $(DATA_ARG) experiment=tutorial trainer.max_epochs=1 model.kernel=3,5
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+tensorboard: $(STAMP)
+	$(BIN)/tensorboard --logdir outputs
+
+lint: $(STAMP)
+	$(BIN)/ruff check catdog tests train.py
+	$(BIN)/ruff format --check catdog tests train.py
+
+bench: $(STAMP)
+	$(BIN)/python -m catdog.bench
+
+clean:
+	rm -rf outputs .pytest_cache

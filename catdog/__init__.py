@@ -1,0 +1,13 @@
+"""catdog: image classification experiments with PyTorch Lightning and Hydra."""
+
+from catdog.errors import CatdogError
+
+__all__ = ["CatdogError", "load"]
+__version__ = "0.1.0"
+
+
+def load(ckpt_path):
+    """Load a trained checkpoint as a predictor with its own preprocessing (see `catdog.predict`)."""
+    from catdog.predict import Predictor
+
+    return Predictor.from_checkpoint(ckpt_path)

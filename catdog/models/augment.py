@@ -1,0 +1,33 @@
+"""Augmentation of whole uint8 batches on their device: one random draw per batch of images, no per-sample loop."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def augment_batch(x: torch.Tensor, hflip: bool = True, translate: int = 0, brightness: float = 0.0,
+                  contrast: float = 0.0) -> torch.Tensor:  # fmt: skip
+    """Random horizontal flips, reflect-padded random crops (shifts up to `translate` px), brightness/contrast."""
+    n = x.shape[0]
+    if hflip:
+        flip = torch.rand(n, device=x.device) < 0.5
+        x = torch.where(flip.view(-1, 1, 1, 1), x.flip(3), x)
+    if translate:
+        h, w = x.shape[2:]
+        padded = F.pad(x.float(), (translate,) * 4, mode="reflect")
+        dy = torch.randint(0, 2 * translate + 1, (n,), device=x.device)
+        dx = torch.randint(0, 2 * translate + 1, (n,), device=x.device)
+        rows = (dy.view(-1, 1) + torch.arange(h, device=x.device)).view(n, 1, h, 1).expand(-1, x.shape[1], -1, w + 2 * translate)
+        padded = padded.gather(2, rows)
+        cols = (dx.view(-1, 1) + torch.arange(w, device=x.device)).view(n, 1, 1, w).expand(-1, x.shape[1], h, -1)
+        x = padded.gather(3, cols).to(x.dtype)
+    if brightness or contrast:
+        xf = x.float()
+        if contrast:
+            mean = xf.mean(dim=(1, 2, 3), keepdim=True)
+            xf = (xf - mean) * (1 + (torch.rand(n, 1, 1, 1, device=x.device) * 2 - 1) * contrast) + mean
+        if brightness:
+            xf = xf + (torch.rand(n, 1, 1, 1, device=x.device) * 2 - 1) * brightness * 255
+        x = xf.clamp(0, 255).to(x.dtype)
+    return x

@@ -1,0 +1,139 @@
+"""The LightningModule: a configurable ConvNet, its loss and metrics, optimiser and schedule from config."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Sequence
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torchmetrics import MaxMetric, MeanMetric
+from torchmetrics.classification import MulticlassAccuracy
+
+from catdog.errors import CatdogError
+from catdog.models.augment import augment_batch
+from catdog.models.convnet import build_convnet
+
+LOSSES = ("cross_entropy", "mse")
+
+
+class ImageClassifier(pl.LightningModule):
+    """Everything needed to rebuild the network and its preprocessing is a hyperparameter, stored in checkpoints."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        resolution: int,
+        classes: Sequence[str] = ("cat", "dog"),
+        channels: Sequence[int] = (32, 64, 128),
+        kernel: int | Sequence[int] = 5,
+        pool: int = 2,
+        pool_type: str = "max",
+        padding: str = "valid",
+        convs_per_stage: int = 1,
+        hidden: Sequence[int] = (512,),
+        batchnorm: bool = False,
+        dropout: float = 0.0,
+        activation: str = "relu",
+        head: str = "flatten",
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+        loss: str = "cross_entropy",
+        label_smoothing: float = 0.0,
+        class_weights: Sequence[float] | None = None,
+        augment: dict | None = None,
+        tta: bool = False,
+        channels_last: bool = False,
+        compile: bool = False,
+        optimizer: Callable | None = None,
+        scheduler: Callable | None = None,
+    ):
+        super().__init__()
+        if loss not in LOSSES:
+            raise CatdogError(f"model.loss={loss}: must be one of {', '.join(LOSSES)}.")
+        self.save_hyperparameters(ignore=["optimizer", "scheduler"])
+        self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
+        self.net = build_convnet(
+            in_channels, resolution, len(classes), channels, kernel, pool, pool_type, padding, convs_per_stage,
+            hidden, batchnorm, dropout, activation, head, mean, std,
+        )  # fmt: skip
+        if channels_last:
+            self.net = self.net.to(memory_format=torch.channels_last)
+        self.forward_net = torch.compile(self.net) if compile else self.net
+        weights = torch.tensor(class_weights, dtype=torch.float32) if class_weights else None
+        self.register_buffer("class_weights", weights, persistent=False)
+        n = len(classes)
+        self.train_acc, self.val_acc, self.test_acc = (MulticlassAccuracy(n, average="micro") for _ in range(3))
+        self.train_loss, self.val_loss, self.test_loss = MeanMetric(), MeanMetric(), MeanMetric()
+        self.val_acc_best = MaxMetric()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits for uint8 images (N, C, H, W)."""
+        if self.hparams.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return self.forward_net(x)
+
+    def predict_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits for evaluation: with tta, the mean of the image's and its mirror's probabilities, as log-probs."""
+        if not self.hparams.tta:
+            return self(x)
+        probs = (self(x).softmax(1) + self(x.flip(3)).softmax(1)) / 2
+        return probs.clamp_min(1e-12).log()
+
+    def loss_fn(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if self.hparams.loss == "mse":  # the tutorial's softmax + MSE on one-hot targets
+            target = F.one_hot(y, logits.shape[1]).float()
+            return F.mse_loss(logits.softmax(1), target)
+        return F.cross_entropy(logits, y, weight=self.class_weights, label_smoothing=self.hparams.label_smoothing)
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        if self.hparams.augment:
+            x = augment_batch(x, **self.hparams.augment)
+        logits = self(x)
+        loss = self.loss_fn(logits, y)
+        self.train_loss(loss)
+        self.train_acc(logits, y)
+        self.log("train/loss", self.train_loss, on_step=True, on_epoch=True, prog_bar=True)
+        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, prog_bar=True)
+        return loss
+
+    def _evaluate(self, batch, stage: str):
+        x, y = batch
+        logits = self.predict_logits(x)
+        loss = self.loss_fn(logits, y)
+        getattr(self, f"{stage}_loss")(loss)
+        getattr(self, f"{stage}_acc")(logits, y)
+        self.log(f"{stage}/loss", getattr(self, f"{stage}_loss"), on_epoch=True, prog_bar=True)
+        self.log(f"{stage}/acc", getattr(self, f"{stage}_acc"), on_epoch=True, prog_bar=True)
+        return logits
+
+    def validation_step(self, batch, batch_idx):
+        self._evaluate(batch, "val")
+
+    def on_validation_epoch_end(self) -> None:
+        if self.trainer.sanity_checking:
+            return
+        self.val_acc_best(self.val_acc.compute())
+        self.log("val/acc_best", self.val_acc_best.compute(), prog_bar=True)
+
+    def on_train_start(self) -> None:
+        self.val_acc_best.reset()  # sanity-check batches must not count as the best epoch
+
+    def test_step(self, batch, batch_idx):
+        self._evaluate(batch, "test")
+
+    def configure_optimizers(self):
+        if self.optimizer_factory is None:
+            raise CatdogError("model.optimizer is not set: give e.g. model.optimizer._target_=torch.optim.Adam.")
+        optimizer = self.optimizer_factory(params=self.parameters())
+        if self.scheduler_factory is None:
+            return optimizer
+        extra = {}
+        factory = self.scheduler_factory
+        if "total_steps" in inspect.signature(factory).parameters and "total_steps" not in getattr(factory, "keywords", {}):
+            extra["total_steps"] = int(self.trainer.estimated_stepping_batches)
+        scheduler = factory(optimizer, **extra)
+        interval = "step" if extra else "epoch"
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": interval}}

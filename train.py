@@ -1,0 +1,17 @@
+"""Train a ConvNet: `python train.py [overrides]`, `python train.py -m model.kernel=3,5` for a sweep."""
+
+import hydra
+from omegaconf import DictConfig
+
+from catdog.cli import guarded
+from catdog.training import optimized_value, train
+
+
+@hydra.main(version_base="1.3", config_path="configs", config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    metrics = guarded(train, cfg)
+    return optimized_value(metrics, cfg.get("optimized_metric"))
+
+
+if __name__ == "__main__":
+    main()
