@@ -26,7 +26,12 @@ def instantiate_group(group: DictConfig | None) -> list:
 
 
 def final_metrics(trainer: pl.Trainer) -> dict[str, float]:
-    return {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(("val/", "test/", "train/"))}
+    """Epoch-level metrics (Lightning also keeps per-step copies, suffixed _step/_epoch)."""
+    return {
+        k: float(v)
+        for k, v in trainer.callback_metrics.items()
+        if k.startswith(("val/", "test/", "train/")) and not k.endswith(("_step", "_epoch"))
+    }
 
 
 def train(cfg: DictConfig) -> dict[str, float]:

@@ -95,7 +95,8 @@ class ImageClassifier(pl.LightningModule):
         loss = self.loss_fn(logits, y)
         self.train_loss(loss)
         self.train_acc(logits, y)
-        self.log("train/loss", self.train_loss, on_step=True, on_epoch=True, prog_bar=True)
+        self.log("train/loss", self.train_loss, on_step=False, on_epoch=True, prog_bar=True)
+        self.log("train/batch_loss", loss.detach(), on_step=True, on_epoch=False)
         self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, prog_bar=True)
         return loss
 
