@@ -46,8 +46,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
     datamodule = hydra.utils.instantiate(cfg.data)
     datamodule.prepare_data()
     datamodule.setup("fit")
+    stats = datamodule.channel_stats() if cfg.model.get("normalize") else {}
     model = hydra.utils.instantiate(
-        cfg.model, classes=datamodule.classes, class_weights=datamodule.class_weights(), _convert_="all"
+        cfg.model, classes=datamodule.classes, class_weights=datamodule.class_weights(), _convert_="all", **stats
     )
     loggers = instantiate_group(cfg.get("logger"))
     callbacks = instantiate_group(cfg.get("callbacks"))
