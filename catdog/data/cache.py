@@ -1,0 +1,125 @@
+"""The preprocessed-array cache: keyed by the source's files and every preprocessing parameter, written atomically.
+
+A cache is a directory `<cache_dir>/<name>-<key>/` holding `images.npy` (uint8, N x H x W x C), `labels.npy`
+(int64) and `report.json`. It is built in a temporary sibling and renamed into place, so a kill at any moment
+leaves either no cache or a complete one, and two processes building the same cache both end with a valid one.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import logging
+import os
+import shutil
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from catdog.errors import CatdogError
+
+log = logging.getLogger(__name__)
+CACHE_FORMAT_VERSION = 1
+
+
+@dataclass
+class CachedArrays:
+    images: np.ndarray  # uint8 (N, H, W, C), memory-mapped
+    labels: np.ndarray  # int64 (N,)
+    report: dict
+    directory: Path
+
+    @property
+    def classes(self) -> list[str]:
+        return self.report["classes"]
+
+
+def cache_key(description: dict) -> str:
+    """A stable hash of everything that determines the arrays (files, parameters, format version)."""
+    blob = json.dumps({"format": CACHE_FORMAT_VERSION, **description}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode("utf-8", "surrogateescape")).hexdigest()[:16]
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_json_atomic(path: Path, obj) -> None:
+    """Write JSON via a temporary file and rename, so readers never see half a file."""
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        with open(tmp, "w") as f:
+            json.dump(obj, f, indent=2)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def save_npy_atomic(path: Path, array: np.ndarray) -> None:
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            np.save(f, array)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_cache(directory: Path, images: np.ndarray, labels: np.ndarray, report: dict) -> None:
+    """Publish a complete cache directory in one rename; a concurrent identical build that wins is kept."""
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    tmp = directory.with_name(f".{directory.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        tmp.mkdir()
+        for name, array in (("images.npy", images), ("labels.npy", labels)):
+            with open(tmp / name, "wb") as f:
+                np.save(f, array)
+                f.flush()
+                os.fsync(f.fileno())
+        write_json_atomic(tmp / "report.json", report)
+        _fsync_dir(tmp)
+        try:
+            os.rename(tmp, directory)
+        except OSError as e:
+            if e.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                raise
+            log.info("Another process finished the same cache first; using %s", directory)
+        _fsync_dir(directory.parent)
+    except OSError as e:
+        if e.errno == errno.ENOSPC:
+            raise CatdogError(
+                f"No space left on the device while writing the cache to {directory.parent} "
+                "(data.cache_dir). Free some space or point data.cache_dir at a larger disk; nothing was changed."
+            ) from e
+        raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def load_cache(directory: Path) -> CachedArrays | None:
+    """The cache in `directory`, memory-mapped; None if absent. A damaged cache is removed (with a warning)."""
+    if not directory.is_dir():
+        return None
+    try:
+        report = json.loads((directory / "report.json").read_text())
+        images = np.load(directory / "images.npy", mmap_mode="r")
+        labels = np.load(directory / "labels.npy", mmap_mode="r")
+        n = report["n_images"]
+        if images.dtype != np.uint8 or images.ndim != 4 or len(images) != n or labels.shape != (n,):
+            raise ValueError(f"arrays of shape {images.shape}/{labels.shape} do not match n_images={n}")
+    except (OSError, ValueError, KeyError, json.JSONDecodeError) as e:
+        log.warning("Cache %s is damaged (%s); rebuilding it.", directory, e)
+        shutil.rmtree(directory, ignore_errors=True)
+        return None
+    return CachedArrays(images=images, labels=np.asarray(labels, dtype=np.int64), report=report, directory=directory)

@@ -1,0 +1,176 @@
+"""The Lightning DataModule: cached arrays in, stratified seeded splits and whole-batch loaders out."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from catdog.data.cache import CachedArrays, save_npy_atomic
+from catdog.data.decode import DEFAULT_MAX_PIXELS
+from catdog.data.preprocess import prepare_dataset, summarize
+from catdog.data.split import BALANCE_MODES, balance, class_weights, stratified_split
+from catdog.errors import CatdogError
+
+log = logging.getLogger(__name__)
+
+
+class ArrayDataset(Dataset):
+    """Images and labels of one split; fetches a whole batch with one fancy index (no per-sample collate)."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, indices: np.ndarray):
+        self.images, self.labels, self.indices = images, labels, indices
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitems__(self, batch: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        idx = self.indices[np.asarray(batch)]
+        x = torch.from_numpy(np.ascontiguousarray(self.images[idx])).permute(0, 3, 1, 2)
+        return x, torch.from_numpy(self.labels[idx])
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        x, y = self.__getitems__([i])
+        return x[0], y[0]
+
+
+def keep_batch(batch):
+    """`collate_fn` for ArrayDataset: the batch is already stacked."""
+    return batch
+
+
+class ImageDataModule(pl.LightningDataModule):
+    def __init__(
+        self,
+        source: str,
+        resolution: int = 50,
+        channels: int = 1,
+        cache_dir: str = "data/cache",
+        layout: str = "auto",
+        val_fraction: float = 0.1,
+        test_fraction: float = 0.0,
+        balance: str = "none",
+        batch_size: int = 100,
+        seed: int = 0,
+        skip_truncated: bool = True,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+        num_workers: int | None = None,
+        loader_workers: int = 0,
+        download_dir: str | None = None,
+        download_url: str | None = None,
+        progress: bool = True,
+    ):
+        super().__init__()
+        if balance not in BALANCE_MODES:
+            raise CatdogError(f"data.balance={balance}: must be one of {', '.join(BALANCE_MODES)}.")
+        if not (0 < val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
+            raise CatdogError(
+                f"data.val_fraction={val_fraction}, data.test_fraction={test_fraction}: need 0 < val_fraction, "
+                "0 <= test_fraction and val_fraction + test_fraction < 1."
+            )
+        self.save_hyperparameters(logger=False)
+        self.arrays: CachedArrays | None = None
+        self.splits: dict[str, np.ndarray] = {}
+
+    def _prepare(self) -> CachedArrays:
+        h = self.hparams
+        return prepare_dataset(
+            source=str(h.source),
+            resolution=h.resolution,
+            channels=h.channels,
+            cache_dir=h.cache_dir,
+            layout=h.layout,
+            skip_truncated=h.skip_truncated,
+            max_pixels=h.max_pixels,
+            num_workers=h.num_workers,
+            download_dir=h.download_dir,
+            download_url=h.download_url,
+            progress=h.progress,
+        )
+
+    def prepare_data(self) -> None:
+        """Decode and cache once (on one process per node); setup() then only loads."""
+        arrays = self._prepare()
+        log.info("Data: %s", summarize(arrays.report))
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.arrays is not None:
+            return
+        h = self.hparams
+        self.arrays = self._prepare()
+        labels = self.arrays.labels
+        self.splits = self._load_or_make_split(labels)
+        before = np.bincount(labels[self.splits["train"]], minlength=self.num_classes)
+        self.splits["train"] = balance(self.splits["train"], labels, h.balance, h.seed)
+        after = np.bincount(labels[self.splits["train"]], minlength=self.num_classes)
+        log.info(
+            "Split (seed %d): %s; train per class %s -> %s after balance=%s",
+            h.seed,
+            ", ".join(f"{k} {len(v):,}" for k, v in self.splits.items()),
+            dict(zip(self.classes, before.tolist())),
+            dict(zip(self.classes, after.tolist())),
+            h.balance,
+        )
+
+    def _load_or_make_split(self, labels: np.ndarray) -> dict[str, np.ndarray]:
+        """The split is stored beside the cache, so every run with these settings validates on the same images."""
+        h = self.hparams
+        path = self.arrays.directory / f"split-seed{h.seed}-val{h.val_fraction}-test{h.test_fraction}.npy"
+        if path.exists():
+            try:
+                assign = np.load(path)
+                if assign.shape == labels.shape:
+                    return {name: np.flatnonzero(assign == i) for i, name in enumerate(("train", "val", "test"))}
+            except (OSError, ValueError):
+                pass
+        splits = stratified_split(labels, h.val_fraction, h.test_fraction, h.seed)
+        assign = np.zeros(len(labels), dtype=np.int8)
+        assign[splits["val"]], assign[splits["test"]] = 1, 2
+        try:
+            save_npy_atomic(path, assign)
+        except OSError as e:
+            log.warning("Could not store the split beside the cache (%s); it is recomputed from the seed.", e)
+        return splits
+
+    @property
+    def classes(self) -> list[str]:
+        return self.arrays.classes
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def class_weights(self) -> list[float] | None:
+        """Loss weights for data.balance=class_weight, from the training split's class counts."""
+        if self.hparams.balance != "class_weight":
+            return None
+        return class_weights(self.arrays.labels[self.splits["train"]], self.num_classes).tolist()
+
+    def dataset(self, split: str) -> ArrayDataset:
+        return ArrayDataset(self.arrays.images, self.arrays.labels, self.splits[split])
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        generator = torch.Generator().manual_seed(self.hparams.seed) if shuffle else None
+        return DataLoader(
+            self.dataset(split),
+            batch_size=self.hparams.batch_size,
+            shuffle=shuffle,
+            generator=generator,
+            collate_fn=keep_batch,
+            num_workers=self.hparams.loader_workers,
+            persistent_workers=self.hparams.loader_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        if not len(self.splits["test"]):
+            raise CatdogError("data.test_fraction=0: there is no test split. Set data.test_fraction (e.g. 0.1).")
+        return self._loader("test", shuffle=False)

@@ -1,0 +1,174 @@
+"""From a source of photos to cached uint8 arrays: parallel decoding, a report of what was skipped, and the cache."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import Counter
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from catdog.data.cache import CachedArrays, cache_key, load_cache, write_cache
+from catdog.data.decode import DEFAULT_MAX_PIXELS, BadImage, decode_image, header_size
+from catdog.data.download import download_archive
+from catdog.data.sources import ImageSource, SourceReader, find_images, printable, resolve_root
+from catdog.errors import CatdogError
+
+log = logging.getLogger(__name__)
+CHUNK = 128
+_worker: dict = {}
+
+
+def _init_worker(reader: SourceReader, params: dict) -> None:
+    import cv2
+
+    cv2.setNumThreads(1)
+    _worker.update(reader=reader, params=params)
+
+
+def _decode_chunk(chunk: tuple[int, list[str]]):
+    """Decode a run of files; returns (start, images, failures, original sizes)."""
+    start, paths = chunk
+    reader, params = _worker["reader"], _worker["params"]
+    images, failures, sizes = [], [], []
+    for i, path in enumerate(paths):
+        try:
+            data = reader.read(path)
+        except (OSError, KeyError) as e:
+            failures.append((start + i, f"unreadable ({e.__class__.__name__}: {e})"))
+            images.append(None)
+            continue
+        try:
+            images.append(decode_image(data, **params))
+            sizes.append(header_size(data) or (0, 0))
+        except BadImage as e:
+            failures.append((start + i, str(e)))
+            images.append(None)
+    return start, images, failures, sizes
+
+
+def _decode_all(source: ImageSource, params: dict, num_workers: int, progress: bool):
+    res, ch = params["resolution"], params["channels"]
+    n = len(source.paths)
+    out = np.empty((n, res, res, ch), dtype=np.uint8)
+    ok = np.zeros(n, dtype=bool)
+    failures, sizes = [], []
+    chunks = [(s, source.paths[s : s + CHUNK]) for s in range(0, n, CHUNK)]
+    reader = SourceReader(source.root, source.kind)
+    bar = tqdm(total=n, desc="Decoding images", unit="img", disable=not progress, leave=False)
+    if num_workers <= 1:
+        _init_worker(reader, params)
+        results = map(_decode_chunk, chunks)
+        pool = None
+    else:
+        pool = get_context("fork").Pool(num_workers, initializer=_init_worker, initargs=(reader, params))
+        results = pool.imap_unordered(_decode_chunk, chunks)
+    try:
+        for start, images, fails, chunk_sizes in results:
+            for i, img in enumerate(images):
+                if img is not None:
+                    out[start + i] = img
+                    ok[start + i] = True
+            failures += fails
+            sizes += chunk_sizes
+            bar.update(len(images))
+    finally:
+        bar.close()
+        if pool is not None:
+            pool.terminate()
+        reader.close()
+    return out, ok, failures, sizes
+
+
+def _size_stats(sizes) -> dict:
+    known = np.array([s for s in sizes if s[0] > 0], dtype=np.int64).reshape(-1, 2)
+    if not len(known):
+        return {}
+    return {
+        axis: {"min": int(known[:, j].min()), "mean": round(float(known[:, j].mean()), 1), "max": int(known[:, j].max())}
+        for j, axis in enumerate(("width", "height"))
+    }
+
+
+def summarize(report: dict, first: int = 5) -> str:
+    """A short human summary of a preprocessing report: counts per class and per skip reason."""
+    per_class = ", ".join(f"{k}: {v:,}" for k, v in report["per_class"].items())
+    lines = [
+        f"{report['n_images']:,} images ({per_class}) at {report['resolution']}x{report['resolution']}"
+        f"x{report['channels']}; skipped {report['n_skipped']:,}"
+    ]
+    for reason, count in Counter(s["reason"] for s in report["skipped"]).most_common():
+        lines.append(f"  skipped {count:,}: {reason}")
+    for s in report["skipped"][:first]:
+        lines.append(f"    {s['path']}: {s['reason']}")
+    if report["n_skipped"] > first:
+        lines.append(f"    ... all {report['n_skipped']:,} listed in {report.get('cache_dir', 'report.json')}/report.json")
+    return "\n".join(lines)
+
+
+def locate_source(source: str, exclude: Path | None, download_dir: str | None, download_url: str | None):
+    """The root and kind of the images, downloading the official archive when the default folder is empty."""
+    found = resolve_root(source, exclude)
+    if found is not None:
+        return found
+    is_download_dir = download_dir is not None and Path(source).resolve() == Path(download_dir).resolve()
+    if is_download_dir and download_url:
+        archive = download_archive(download_url, Path(download_dir))
+        return archive, "zip"
+    if not Path(source).exists():
+        raise CatdogError(f"data.source={source}: no such file or directory. Point data.source at a folder or .zip of images.")
+    raise CatdogError(
+        f"data.source={source}: no images found (class folders, Kaggle 'cat.N.jpg' names, or one .zip/.tar archive)."
+    )
+
+
+def prepare_dataset(
+    source: str,
+    resolution: int = 50,
+    channels: int = 1,
+    cache_dir: str = "data/cache",
+    layout: str = "auto",
+    skip_truncated: bool = True,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    num_workers: int | None = None,
+    download_dir: str | None = None,
+    download_url: str | None = None,
+    progress: bool = True,
+) -> CachedArrays:
+    """Find, decode and cache the images of `source`; a second call with the same settings loads the cache."""
+    cache_root = Path(cache_dir)
+    root, kind = locate_source(source, cache_root, download_dir, download_url)
+    found = find_images(root, kind, layout, exclude=cache_root)
+    params = {"resolution": resolution, "channels": channels, "skip_truncated": skip_truncated, "max_pixels": max_pixels}
+    key = cache_key({"root": str(root.resolve()), "layout": found.layout, "files": found.fingerprint, **params})
+    directory = cache_root / f"{root.name.split('.')[0]}-{resolution}px-{channels}ch-{key}"
+    cached = load_cache(directory)
+    if cached is not None:
+        log.info("Loaded cached arrays from %s (%d images)", directory, len(cached.labels))
+        return cached
+    workers = num_workers if num_workers and num_workers > 0 else (os.cpu_count() or 1)
+    images, ok, failures, sizes = _decode_all(found, params, min(workers, max(1, len(found.paths) // CHUNK)), progress)
+    labels = np.asarray(found.labels, dtype=np.int64)[ok]
+    if not ok.any():
+        raise CatdogError(f"data.source={source}: none of the {len(found.paths)} image files could be decoded.")
+    skipped = found.ignored + [{"path": printable(found.paths[i]), "reason": r} for i, r in sorted(failures)]
+    counts = np.bincount(labels, minlength=len(found.classes))
+    report = {
+        "source": str(root),
+        "layout": found.layout,
+        "classes": found.classes,
+        "n_images": int(ok.sum()),
+        "n_skipped": len(skipped),
+        "per_class": {c: int(n) for c, n in zip(found.classes, counts)},
+        "skipped": skipped,
+        "resolution": resolution,
+        "channels": channels,
+        "image_size": _size_stats(sizes),
+        "cache_dir": str(directory),
+    }
+    write_cache(directory, images[ok], labels, report)
+    log.info("Prepared %s\n%s", directory, summarize(report))
+    return load_cache(directory)

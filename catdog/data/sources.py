@@ -1,0 +1,211 @@
+"""Finding labelled images: class folders or Kaggle's flat `cat.N.jpg` layout, in a directory or a zip/tar archive.
+
+Archives are read in place (no extraction). Everything found is described by paths relative to the source, so
+the same photos give the same listing whether they sit in a folder or a zip.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import re
+import tarfile
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from catdog.errors import CatdogError
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz")
+LAYOUTS = ("auto", "folders", "kaggle")
+_KAGGLE_NAME = re.compile(r"^([A-Za-z][A-Za-z0-9_-]*)\.[^/]+\.[A-Za-z]+$")
+
+
+@dataclass
+class ImageSource:
+    """What was found at `data.source`: the labelled image files and the files passed over."""
+
+    root: Path
+    kind: str  # "dir" | "zip" | "tar"
+    layout: str  # "folders" | "kaggle"
+    classes: list[str]
+    paths: list[str]
+    labels: list[int]
+    ignored: list[dict] = field(default_factory=list)  # [{"path", "reason"}]
+    fingerprint: list = field(default_factory=list)  # [(path, size, mtime)] of every image, for the cache key
+
+
+def archive_kind(path: Path) -> str | None:
+    name = path.name.lower()
+    if name.endswith(".zip"):
+        return "zip"
+    if name.endswith(TAR_SUFFIXES):
+        return "tar"
+    return None
+
+
+def printable(path: str) -> str:
+    """A file name as it can be printed and written to JSON (non-UTF-8 bytes become U+FFFD)."""
+    return path.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+def _list_dir(root: Path, exclude: Path | None) -> list[tuple[str, int, float]]:
+    entries = []
+    excluded = exclude.resolve() if exclude else None
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if excluded is None or (Path(dirpath) / d).resolve() != excluded)
+        for name in sorted(filenames):
+            full = os.path.join(dirpath, name)
+            try:
+                st = os.stat(full)
+            except OSError:
+                continue
+            entries.append((Path(full).relative_to(root).as_posix(), st.st_size, st.st_mtime))
+    return entries
+
+
+def _list_zip(root: Path) -> list[tuple[str, int, float]]:
+    try:
+        with zipfile.ZipFile(root) as zf:
+            return [(i.filename, i.file_size, float(i.CRC)) for i in zf.infolist() if not i.is_dir()]
+    except (zipfile.BadZipFile, OSError) as e:
+        raise CatdogError(f"data.source={root}: not a readable zip archive ({e}). Re-download or re-create it.") from e
+
+
+def _list_tar(root: Path) -> list[tuple[str, int, float]]:
+    try:
+        with tarfile.open(root) as tf:
+            return [(m.name, m.size, float(m.mtime)) for m in tf.getmembers() if m.isfile()]
+    except (tarfile.TarError, OSError) as e:
+        raise CatdogError(f"data.source={root}: not a readable tar archive ({e}).") from e
+
+
+def _is_image_name(path: str) -> bool:
+    return path.lower().endswith(IMAGE_EXTENSIONS)
+
+
+def _split_images(entries):
+    images, ignored = [], []
+    for path, size, mtime in entries:
+        name = posixpath.basename(path)
+        if path.startswith("__MACOSX/") or name.startswith("._"):
+            ignored.append({"path": printable(path), "reason": "macOS metadata file"})
+        elif _is_image_name(path):
+            images.append((path, size, mtime))
+        else:
+            ignored.append({"path": printable(path), "reason": "not an image file (by extension)"})
+    return images, ignored
+
+
+def _detect_layout(paths: list[str]) -> str:
+    parents = {posixpath.dirname(p) for p in paths}
+    if len(parents) == 1 and all(_KAGGLE_NAME.match(posixpath.basename(p)) for p in paths):
+        return "kaggle"
+    return "folders"
+
+
+def _label_names(paths: list[str], layout: str, where: Path) -> tuple[list[str | None], list[dict]]:
+    """The class name of each path (None where it has none), and why the unlabelled ones were passed over."""
+    if layout == "kaggle":
+        names = []
+        for p in paths:
+            m = _KAGGLE_NAME.match(posixpath.basename(p))
+            names.append(m.group(1).lower() if m else None)
+        reason = "file name does not start with '<class>.' (Kaggle layout)"
+    else:
+        parents = {posixpath.dirname(p) for p in paths}
+        if len(parents) == 1:
+            raise CatdogError(
+                f"data.source={where}: all images sit in one folder, so there are no class sub-folders. "
+                "Put each class in its own folder, or name files '<class>.<n>.jpg' and set data.layout=kaggle."
+            )
+        top = posixpath.commonpath(list(parents))
+        names = []
+        for p in paths:
+            rel = posixpath.relpath(posixpath.dirname(p), top) if top else posixpath.dirname(p)
+            names.append(None if rel in (".", "") else rel.split("/")[0])
+        reason = "not inside a class folder"
+    ignored = [{"path": printable(p), "reason": reason} for p, n in zip(paths, names) if n is None]
+    return names, ignored
+
+
+def resolve_root(source: str | os.PathLike, exclude: Path | None = None) -> tuple[Path, str] | None:
+    """Where the images are: the path itself, or the single archive in an otherwise image-less folder.
+
+    Returns None for a missing or image-less folder (the caller may download); a missing file is an error.
+    """
+    root = Path(source).expanduser()
+    if root.is_file():
+        kind = archive_kind(root)
+        if kind is None:
+            raise CatdogError(f"data.source={root}: a file that is not a .zip or .tar archive. Point it at a folder or archive.")
+        return root, kind
+    if not root.is_dir():
+        return None
+    entries = _list_dir(root, exclude)
+    if any(_is_image_name(p) for p, _, _ in entries):
+        return root, "dir"
+    archives = [root / p for p, _, _ in entries if "/" not in p and archive_kind(Path(p))]
+    if len(archives) == 1:
+        return archives[0], archive_kind(archives[0])
+    return None
+
+
+def find_images(root: Path, kind: str, layout: str = "auto", exclude: Path | None = None) -> ImageSource:
+    """List the labelled images below `root`; classes are numbered in sorted name order (cat=0, dog=1)."""
+    if layout not in LAYOUTS:
+        raise CatdogError(f"data.layout={layout}: must be one of {', '.join(LAYOUTS)}.")
+    entries = {"dir": lambda: _list_dir(root, exclude), "zip": lambda: _list_zip(root), "tar": lambda: _list_tar(root)}
+    images, ignored = _split_images(entries[kind]())
+    if not images:
+        raise CatdogError(f"data.source={root}: no image files ({', '.join(IMAGE_EXTENSIONS)}) found.")
+    paths = [p for p, _, _ in images]
+    layout = _detect_layout(paths) if layout == "auto" else layout
+    names, unlabelled = _label_names(paths, layout, root)
+    classes = sorted({n for n in names if n is not None})
+    if len(classes) < 2:
+        raise CatdogError(
+            f"data.source={root}: found only {len(classes)} class ({', '.join(classes) or 'none'}); "
+            "a classifier needs at least two class folders (or two name prefixes in the Kaggle layout)."
+        )
+    index = {c: i for i, c in enumerate(classes)}
+    kept = [(img, names[i]) for i, img in enumerate(images) if names[i] is not None]
+    return ImageSource(
+        root=root,
+        kind=kind,
+        layout=layout,
+        classes=classes,
+        paths=[img[0] for img, _ in kept],
+        labels=[index[n] for _, n in kept],
+        ignored=ignored + unlabelled,
+        fingerprint=[img for img, _ in kept],
+    )
+
+
+class SourceReader:
+    """Reads files of a source by relative path; archive handles are opened lazily, once per process."""
+
+    def __init__(self, root: Path, kind: str):
+        self.root, self.kind = Path(root), kind
+        self._handle = None
+
+    def __getstate__(self):
+        return {"root": self.root, "kind": self.kind, "_handle": None}
+
+    def read(self, path: str) -> bytes:
+        if self.kind == "dir":
+            return (self.root / path).read_bytes()
+        if self._handle is None:
+            self._handle = zipfile.ZipFile(self.root) if self.kind == "zip" else tarfile.open(self.root)
+        if self.kind == "zip":
+            return self._handle.read(path)
+        member = self._handle.extractfile(path)
+        if member is None:
+            raise OSError(f"{path} is not a regular file in the archive")
+        return member.read()
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
