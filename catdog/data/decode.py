@@ -103,8 +103,10 @@ def decode_with_size(
     size = header_size(data)
     if size is not None and size[0] * size[1] > max_pixels:
         raise BadImage(f"too large ({size[0]}x{size[1]} pixels > data.max_pixels={max_pixels})")
-    if skip_truncated and is_truncated_jpeg(data):
-        raise BadImage("truncated JPEG (no end-of-image marker)")
+    if is_truncated_jpeg(data):
+        if skip_truncated:
+            raise BadImage("truncated JPEG (no end-of-image marker)")
+        data += b"\xff\xd9"  # OpenCV rejects a JPEG without its end marker; with one, the missing part is grey
     if is_jpeg(data):
         flag = _reduced_flag(size, resolution, channels)
     else:
