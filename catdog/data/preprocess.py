@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import mmap
 import os
 from collections import Counter
 from multiprocessing import get_context
@@ -12,74 +13,83 @@ import numpy as np
 from tqdm import tqdm
 
 from catdog.data.cache import CachedArrays, cache_key, load_cache, write_cache
-from catdog.data.decode import DEFAULT_MAX_PIXELS, BadImage, decode_image, header_size
+from catdog.data.decode import DEFAULT_MAX_PIXELS, BadImage, decode_with_size
 from catdog.data.download import download_archive
 from catdog.data.sources import ImageSource, SourceReader, find_images, printable, resolve_root
 from catdog.errors import CatdogError
 
 log = logging.getLogger(__name__)
-CHUNK = 128
+CHUNK = 128  # most files one task decodes: small enough for a smooth progress bar, large enough to amortise IPC
+MIN_PER_WORKER = 32  # below this many files per process, forking costs more than it saves
 _worker: dict = {}
 
 
-def _init_worker(reader: SourceReader, params: dict) -> None:
+def _init_worker() -> None:
     import cv2
 
-    cv2.setNumThreads(1)
-    _worker.update(reader=reader, params=params)
+    cv2.setNumThreads(1)  # one process per core already; OpenCV's own threads would oversubscribe
 
 
 def _decode_chunk(chunk: tuple[int, list[str]]):
-    """Decode a run of files; returns (start, images, failures, original sizes)."""
+    """Decode a run of files straight into the shared output array; returns (start, ok flags, failures, sizes)."""
     start, paths = chunk
-    reader, params = _worker["reader"], _worker["params"]
-    images, failures, sizes = [], [], []
+    reader, params, out = _worker["reader"], _worker["params"], _worker["out"]
+    ok = np.zeros(len(paths), dtype=bool)
+    failures, sizes = [], []
     for i, path in enumerate(paths):
         try:
             data = reader.read(path)
         except (OSError, KeyError) as e:
             failures.append((start + i, f"unreadable ({e.__class__.__name__}: {e})"))
-            images.append(None)
             continue
         try:
-            images.append(decode_image(data, **params))
-            sizes.append(header_size(data) or (0, 0))
+            out[start + i], size = decode_with_size(data, **params)
         except BadImage as e:
             failures.append((start + i, str(e)))
-            images.append(None)
-    return start, images, failures, sizes
+            continue
+        ok[i] = True
+        sizes.append(size)
+    return start, ok, failures, sizes
+
+
+def _shared_array(shape: tuple[int, ...]) -> np.ndarray:
+    """A uint8 array in anonymous shared memory: forked workers write into it, so no image is pickled back."""
+    size = int(np.prod(shape))
+    return np.frombuffer(mmap.mmap(-1, max(size, 1)), dtype=np.uint8, count=size).reshape(shape)
+
+
+def plan_workers(n: int, requested: int) -> tuple[int, int]:
+    """(processes, files per task) for n files: about four tasks per process so the slowest one finishes last."""
+    workers = max(1, min(requested, n // MIN_PER_WORKER))
+    return workers, max(1, min(CHUNK, -(-n // (workers * 4))))
 
 
 def _decode_all(source: ImageSource, params: dict, num_workers: int, progress: bool):
     res, ch = params["resolution"], params["channels"]
     n = len(source.paths)
-    out = np.empty((n, res, res, ch), dtype=np.uint8)
+    workers, chunk = plan_workers(n, num_workers)
+    out = _shared_array((n, res, res, ch)) if workers > 1 else np.empty((n, res, res, ch), dtype=np.uint8)
     ok = np.zeros(n, dtype=bool)
     failures, sizes = [], []
-    chunks = [(s, source.paths[s : s + CHUNK]) for s in range(0, n, CHUNK)]
+    chunks = [(s, source.paths[s : s + chunk]) for s in range(0, n, chunk)]
     reader = SourceReader(source.root, source.kind)
+    _worker.update(reader=reader, params=params, out=out)  # inherited by the forked workers
     bar = tqdm(total=n, desc="Decoding images", unit="img", disable=not progress, leave=False)
-    if num_workers <= 1:
-        _init_worker(reader, params)
-        results = map(_decode_chunk, chunks)
-        pool = None
-    else:
-        pool = get_context("fork").Pool(num_workers, initializer=_init_worker, initargs=(reader, params))
-        results = pool.imap_unordered(_decode_chunk, chunks)
+    pool = get_context("fork").Pool(workers, initializer=_init_worker) if workers > 1 else None
     try:
-        for start, images, fails, chunk_sizes in results:
-            for i, img in enumerate(images):
-                if img is not None:
-                    out[start + i] = img
-                    ok[start + i] = True
+        for start, chunk_ok, fails, chunk_sizes in pool.imap_unordered(_decode_chunk, chunks) if pool else map(
+            _decode_chunk, chunks
+        ):
+            ok[start : start + len(chunk_ok)] = chunk_ok
             failures += fails
             sizes += chunk_sizes
-            bar.update(len(images))
+            bar.update(len(chunk_ok))
     finally:
         bar.close()
         if pool is not None:
             pool.terminate()
         reader.close()
+        _worker.clear()
     return out, ok, failures, sizes
 
 
@@ -150,7 +160,7 @@ def prepare_dataset(
         log.info("Loaded cached arrays from %s (%d images)", directory, len(cached.labels))
         return cached
     workers = num_workers if num_workers and num_workers > 0 else (os.cpu_count() or 1)
-    images, ok, failures, sizes = _decode_all(found, params, min(workers, max(1, len(found.paths) // CHUNK)), progress)
+    images, ok, failures, sizes = _decode_all(found, params, workers, progress)
     labels = np.asarray(found.labels, dtype=np.int64)[ok]
     if not ok.any():
         raise CatdogError(f"data.source={source}: none of the {len(found.paths)} image files could be decoded.")
@@ -169,6 +179,6 @@ def prepare_dataset(
         "image_size": _size_stats(sizes),
         "cache_dir": str(directory),
     }
-    write_cache(directory, images[ok], labels, report)
+    write_cache(directory, images if ok.all() else images[ok], labels, report)
     log.info("Prepared %s\n%s", directory, summarize(report))
     return load_cache(directory)

@@ -50,18 +50,33 @@ def printable(path: str) -> str:
     return path.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
+def _walk(root: Path, exclude: Path | None):
+    """(relative posix path, DirEntry) of every file below `root` in sorted order, skipping `exclude`."""
+    excluded = os.path.realpath(exclude) if exclude else None
+    stack = [("", os.fspath(root))]
+    while stack:
+        prefix, folder = stack.pop()
+        with os.scandir(folder) as it:
+            entries = sorted(it, key=lambda e: e.name)
+        subdirs = []
+        for entry in entries:
+            if entry.is_dir():
+                if excluded is None or os.path.realpath(entry.path) != excluded:
+                    subdirs.append((prefix + entry.name + "/", entry.path))
+            else:
+                yield prefix + entry.name, entry
+        stack.extend(reversed(subdirs))
+
+
 def _list_dir(root: Path, exclude: Path | None) -> list[tuple[str, int, float]]:
+    """Files with size and mtime; one that cannot be stat'ed gets size -1 and is reported when it is read."""
     entries = []
-    excluded = exclude.resolve() if exclude else None
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if excluded is None or (Path(dirpath) / d).resolve() != excluded)
-        for name in sorted(filenames):
-            full = os.path.join(dirpath, name)
-            try:
-                st = os.stat(full)
-            except OSError:
-                continue
-            entries.append((Path(full).relative_to(root).as_posix(), st.st_size, st.st_mtime))
+    for rel, entry in _walk(root, exclude):
+        try:
+            st = entry.stat()
+            entries.append((rel, st.st_size, st.st_mtime))
+        except OSError:
+            entries.append((rel, -1, 0.0))
     return entries
 
 
@@ -121,10 +136,11 @@ def _label_names(paths: list[str], layout: str, where: Path) -> tuple[list[str |
                 "Put each class in its own folder, or name files '<class>.<n>.jpg' and set data.layout=kaggle."
             )
         top = posixpath.commonpath(list(parents))
+        prefix = top + "/" if top else ""
         names = []
-        for p in paths:
-            rel = posixpath.relpath(posixpath.dirname(p), top) if top else posixpath.dirname(p)
-            names.append(None if rel in (".", "") else rel.split("/")[0])
+        for p in paths:  # the first folder below the deepest common one; string ops, this runs per file
+            parts = p[len(prefix) :].split("/")
+            names.append(parts[0] if len(parts) > 1 else None)
         reason = "not inside a class folder"
     ignored = [{"path": printable(p), "reason": reason} for p, n in zip(paths, names) if n is None]
     return names, ignored
@@ -143,10 +159,9 @@ def resolve_root(source: str | os.PathLike, exclude: Path | None = None) -> tupl
         return root, kind
     if not root.is_dir():
         return None
-    entries = _list_dir(root, exclude)
-    if any(_is_image_name(p) for p, _, _ in entries):
+    if any(_is_image_name(rel) for rel, _ in _walk(root, exclude)):
         return root, "dir"
-    archives = [root / p for p, _, _ in entries if "/" not in p and archive_kind(Path(p))]
+    archives = sorted(e for e in root.iterdir() if e.is_file() and archive_kind(e))
     if len(archives) == 1:
         return archives[0], archive_kind(archives[0])
     return None

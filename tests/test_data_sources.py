@@ -1,0 +1,144 @@
+"""Where images come from: class folders at any depth, Kaggle's flat names, zip and tar archives read in place."""
+
+from __future__ import annotations
+
+import os
+import tarfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from conftest import make_image, write_class_folders, zip_tree
+
+from catdog.data import prepare_dataset
+from catdog.data.sources import find_images, resolve_root
+from catdog.errors import CatdogError
+
+
+def prepare(source, cache, **kw):
+    return prepare_dataset(str(source), resolution=16, cache_dir=str(cache), progress=False, **kw)
+
+
+def write_kaggle(folder: Path, per_class: int = 6) -> Path:
+    folder.mkdir(parents=True)
+    for label, name in enumerate(("cat", "dog")):
+        for i in range(per_class):
+            cv2.imwrite(str(folder / f"{name}.{i}.jpg"), make_image(label, seed=label * 1000 + i))
+    return folder
+
+
+def test_class_folders_with_any_names_at_any_depth(tmp_path):
+    root = tmp_path / "photos"
+    write_class_folders(root / "a" / "b", per_class=3, classes=("Kitty", "Puppy"))
+    nested = root / "a" / "b" / "Puppy" / "more"
+    nested.mkdir()
+    cv2.imwrite(str(nested / "x.png"), make_image(1, seed=99))
+    found = find_images(root, "dir")
+    assert found.layout == "folders"
+    assert found.classes == ["Kitty", "Puppy"]
+    assert sorted(zip(found.paths, found.labels))[-1] == ("a/b/Puppy/more/x.png", 1)
+    assert np.bincount(found.labels).tolist() == [3, 4]
+
+
+def test_kaggle_flat_layout_is_detected_and_labels_come_from_names(tmp_path):
+    folder = write_kaggle(tmp_path / "train")
+    found = find_images(folder, "dir")
+    assert (found.layout, found.classes) == ("kaggle", ["cat", "dog"])
+    assert all(p.startswith(found.classes[y]) for p, y in zip(found.paths, found.labels, strict=True))
+    with pytest.raises(CatdogError, match="data.layout=kaggle"):
+        find_images(folder, "dir", layout="folders")
+    with pytest.raises(CatdogError, match="data.layout=sideways"):
+        find_images(folder, "dir", layout="sideways")
+
+
+def test_folder_zip_and_tar_give_the_same_arrays(tmp_path):
+    folder = write_class_folders(tmp_path / "PetImages", per_class=12)
+    archives = [zip_tree(folder, tmp_path / "pets.zip")]
+    for name, mode in (("pets.tar", "w"), ("pets.tar.gz", "w:gz")):
+        with tarfile.open(tmp_path / name, mode) as tf:
+            tf.add(folder, arcname="PetImages")
+        archives.append(tmp_path / name)
+    reference = prepare(folder, tmp_path / "cache", num_workers=1)
+    for archive in archives:
+        # two forked workers: each must open its own archive handle
+        arrays = prepare(archive, tmp_path / "cache", num_workers=2)
+        assert arrays.directory != reference.directory
+        assert arrays.classes == reference.classes
+        np.testing.assert_array_equal(arrays.images, reference.images)
+        np.testing.assert_array_equal(arrays.labels, reference.labels)
+
+
+def test_a_folder_holding_one_archive_uses_it(tmp_path):
+    folder = write_kaggle(tmp_path / "src" / "train")
+    holder = tmp_path / "download"
+    holder.mkdir()
+    zip_tree(folder, holder / "train.zip")
+    assert resolve_root(holder) == (holder / "train.zip", "zip")
+    arrays = prepare(holder, tmp_path / "cache")
+    assert arrays.report["layout"] == "kaggle"
+    assert arrays.report["per_class"] == {"cat": 6, "dog": 6}
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda root: root / "nowhere", "no such file or directory"),
+        (lambda root: (root / "empty").mkdir() or root / "empty", "no images found"),
+        (lambda root: write_class_folders(root / "one", 3, classes=("Cat",)) / "..", "no class sub-folders"),
+        (lambda root: write_class_folders(root / "one", 3, classes=("Cat",)), "no class sub-folders"),
+        (lambda root: (root / "notes.txt").write_text("hi") and root / "notes.txt", "not a .zip or .tar"),
+    ],
+    ids=["missing", "empty", "single-class-parent", "single-class", "plain-file"],
+)
+def test_unusable_sources_give_one_message_and_write_nothing(tmp_path, make, message):
+    source = make(tmp_path)
+    cache = tmp_path / "cache"
+    with pytest.raises(CatdogError, match=message) as info:
+        prepare(source, cache)
+    assert "data.source" in str(info.value)
+    assert not cache.exists()
+
+
+def test_single_kaggle_prefix_is_rejected(tmp_path):
+    folder = tmp_path / "train"
+    folder.mkdir()
+    for i in range(3):
+        cv2.imwrite(str(folder / f"cat.{i}.jpg"), make_image(0, i))
+    with pytest.raises(CatdogError, match="only 1 class"):
+        prepare(folder, tmp_path / "cache")
+    assert not (tmp_path / "cache").exists()
+
+
+def test_non_utf8_file_names_are_read_and_reported_printably(tmp_path):
+    root = write_class_folders(tmp_path / "pets", per_class=3)
+    odd = os.fsencode(root / "Cat") + b"/caf\xe9.jpg"
+    ok, buf = cv2.imencode(".jpg", make_image(0, seed=7))
+    with open(odd, "wb") as f:
+        f.write(buf.tobytes())
+    with open(os.fsencode(root / "Dog") + b"/bad\xff.jpg", "wb") as f:
+        f.write(b"")
+    arrays = prepare(root, tmp_path / "cache")
+    assert arrays.report["per_class"] == {"Cat": 4, "Dog": 3}
+    assert arrays.report["skipped"] == [{"path": "Dog/bad\ufffd.jpg", "reason": "empty file"}]
+
+
+def test_unreadable_files_are_skipped_with_the_reason(tmp_path):
+    root = write_class_folders(tmp_path / "pets", per_class=3)
+    (root / "Cat" / "gone.jpg").symlink_to(tmp_path / "deleted.jpg")  # unreadable even for root
+    arrays = prepare(root, tmp_path / "cache")
+    (entry,) = arrays.report["skipped"]
+    assert entry["path"] == "Cat/gone.jpg" and entry["reason"].startswith("unreadable (FileNotFoundError")
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root reads files whatever their mode")
+def test_files_without_read_permission_are_skipped(tmp_path):
+    root = write_class_folders(tmp_path / "pets", per_class=3)
+    locked = root / "Dog" / "0.jpg"
+    locked.chmod(0)
+    try:
+        arrays = prepare(root, tmp_path / "cache")
+    finally:
+        locked.chmod(0o644)
+    assert arrays.report["skipped"][0]["path"] == "Dog/0.jpg"
+    assert arrays.report["skipped"][0]["reason"].startswith("unreadable (PermissionError")
