@@ -30,7 +30,7 @@ def final_metrics(trainer: pl.Trainer) -> dict[str, float]:
     return {
         k: float(v)
         for k, v in trainer.callback_metrics.items()
-        if k.startswith(("val/", "test/", "train/")) and not k.endswith(("_step", "_epoch"))
+        if k.startswith(("val/", "test/", "train/", "perf/")) and not k.endswith(("_step", "_epoch"))
     }
 
 
