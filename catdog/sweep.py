@@ -70,7 +70,7 @@ def _fmt(value: Any) -> str:
     return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
-def summary_table(rows: list[dict[str, Any]], metric: str | None) -> tuple[list[str], list[list[str]], dict[str, str]]:
+def summary_table(rows: list[dict[str, Any]], metric: str | None) -> tuple[list[str], list[list], dict[str, str]]:
     """Columns (job, varied overrides, status, metrics, error), rows, and the overrides shared by all jobs."""
     keys = list(dict.fromkeys(k for r in rows for k in r["overrides"]))
     common = {k: rows[0]["overrides"][k] for k in keys if len({r["overrides"].get(k) for r in rows}) == 1}
@@ -79,15 +79,15 @@ def summary_table(rows: list[dict[str, Any]], metric: str | None) -> tuple[list[
     header = ["job", *varied, "status", *metric_names, "error"]
     table = [
         [str(r["job"]), *(r["overrides"].get(k, "") for k in varied), r["status"],
-         *(_fmt(r["metrics"][m]) if m in r["metrics"] else "" for m in metric_names), r["error"].splitlines()[0][:300]]
+         *(r["metrics"].get(m, "") for m in metric_names), (r["error"].splitlines() or [""])[0][:300]]
         for r in rows
     ]  # fmt: skip
     return header, table, ({} if len(rows) == 1 else common)
 
 
-def to_markdown(header: list[str], table: list[list[str]]) -> str:
+def to_markdown(header: list[str], table: list[list]) -> str:
     def line(cells):
-        return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
+        return "| " + " | ".join(_fmt(c).replace("|", "\\|") for c in cells) + " |"
 
     return "\n".join([line(header), line(["---"] * len(header)), *(line(r) for r in table)])
 
