@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.utilities import rank_zero_only
 
 DATA_KEYS = ("resolution", "channels", "batch_size", "balance", "val_fraction")
 HPARAM_METRICS = ("val/acc", "val/loss")
@@ -32,6 +33,7 @@ def flat_hparams(cfg: DictConfig) -> dict[str, Any]:
     return {k: v if isinstance(v, bool | int | float | str) else str(v) for k, v in out.items()}
 
 
+@rank_zero_only
 def log_hparams(loggers: list, cfg: DictConfig) -> None:
     """Give every logger the flat hyperparameters; make TensorBoard list the run with val/acc and val/loss.
 
@@ -45,7 +47,7 @@ def log_hparams(loggers: list, cfg: DictConfig) -> None:
     params = flat_hparams(cfg)
     for logger in loggers:
         logger.log_hyperparams(params)
-        if isinstance(logger, TensorBoardLogger) and logger.experiment is not None:
+        if isinstance(logger, TensorBoardLogger):
             writer = logger.experiment._get_file_writer()
             for summary in hparams(params, dict.fromkeys(HPARAM_METRICS, 0.0)):
                 writer.add_summary(summary)

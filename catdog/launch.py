@@ -15,6 +15,7 @@ from collections.abc import Sequence
 import torch
 
 log = logging.getLogger(__name__)
+REPLACED = ("hydra.run.dir=", "hydra.job.name=", "hydra.output_subdir=", "hydra.mode=")
 CONFIG_FLAGS = ("--config-name", "-cn", "--config-path", "-cp", "--config-dir", "-cd")
 
 
@@ -56,8 +57,9 @@ def ddp_subprocess_command(local_rank: int) -> tuple[Sequence[str], str]:
         flags = [a for i, a in enumerate(argv) if a.split("=", 1)[0] in CONFIG_FLAGS or (i and argv[i - 1] in CONFIG_FLAGS)]
         command += [*flags, *hc.overrides.task]
     else:
-        command += sys.argv[1:]
-    command += [f"hydra.run.dir={hc.runtime.output_dir}"]
+        command += [a for a in sys.argv[1:] if not a.startswith(REPLACED)]
+    run_dir = hc.runtime.output_dir.replace("\\", "\\\\").replace("'", "\\'")
+    command += [f"hydra.run.dir='{run_dir}'"]  # quoted: sweep job dirs hold = , [ ]
     command += [f"hydra.job.name={hc.job.name}_ddp_rank{local_rank}", "hydra.output_subdir=null", "hydra.mode=RUN"]
     return command, get_original_cwd()
 
