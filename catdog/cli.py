@@ -11,7 +11,7 @@ from catdog.errors import CatdogError
 
 
 def user_error(exc: BaseException) -> str | None:
-    """The message of a CatdogError (or Lightning's config error, or a missing optional package) in the chain."""
+    """The message of a CatdogError, Lightning config error or missing optional package in the chain."""
     from lightning_fabric.utilities.exceptions import MisconfigurationException
 
     seen = set()
@@ -26,7 +26,7 @@ def user_error(exc: BaseException) -> str | None:
 
 
 def report_and_exit(exc: BaseException) -> None:
-    """Print a user error without a traceback (unless HYDRA_FULL_ERROR=1) and exit 1; re-raise anything else."""
+    """Print a user error without traceback (unless HYDRA_FULL_ERROR=1), exit 1; re-raise the rest."""
     message = user_error(exc)
     if message is None or os.environ.get("HYDRA_FULL_ERROR") == "1":
         raise exc

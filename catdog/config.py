@@ -40,7 +40,8 @@ CHECKS = {
     "model.batchnorm": (lambda v: isinstance(v, bool), "true or false"),
     "model.optimizer.lr": (lambda v: _is_number(v) and v > 0, "a positive number, e.g. 0.001"),
     "data.test_fraction": (lambda v: _is_number(v) and 0 <= v < 1, "a fraction in [0, 1)"),
-    "trainer.max_epochs": (lambda v: v is None or (_is_int(v) and v >= -1), "a positive integer (-1 = no limit)"),
+    "trainer.max_epochs": (lambda v: v is None or (_is_int(v) and v >= -1),
+                           "a positive integer (-1 = no limit)"),
     "trainer.devices": (lambda v: _is_int(v) and (v >= 1 or v == -1) or v == "auto" or _int_list(v),
                         "a number of devices (-1 = all), 'auto', or a list of device ids"),
     "trainer.num_nodes": (lambda v: _is_int(v) and v >= 1, "a positive integer (machines)"),
@@ -65,19 +66,22 @@ def validate(cfg: DictConfig) -> None:
         if value is KeyError:
             continue
         if not ok(value):
-            raise CatdogError(f"{key}={value!r} is invalid: expected {expected}. Fix it on the command line or in configs/.")
+            raise CatdogError(
+                f"{key}={value!r} is invalid: expected {expected}. Fix it on the command line or in configs/."
+            )
 
 
 def resolve_ckpt_path(ckpt_path: str | None, output_dir: str | Path) -> str | None:
     """The checkpoint to resume: `last` is this run dir's checkpoints/last.ckpt; the file must exist."""
     if ckpt_path is None:
         return None
-    path = Path(output_dir) / "checkpoints" / "last.ckpt" if str(ckpt_path) == "last" else Path(str(ckpt_path))
+    last = str(ckpt_path) == "last"
+    path = Path(output_dir) / "checkpoints" / "last.ckpt" if last else Path(str(ckpt_path))
     if not path.is_file():
         hint = (
             "ckpt_path=last resumes the run in the dir given by hydra.run.dir: "
             "run `python train.py hydra.run.dir=<old run dir> ckpt_path=last ...`."
-            if str(ckpt_path) == "last"
+            if last
             else "Give the path of a .ckpt file (e.g. <run dir>/checkpoints/last.ckpt)."
         )
         raise CatdogError(f"ckpt_path={ckpt_path}: no checkpoint at {path}. {hint}")

@@ -21,7 +21,7 @@ def _flatten(prefix: str, node: Any, out: dict[str, Any]) -> None:
 
 
 def flat_hparams(cfg: DictConfig) -> dict[str, Any]:
-    """model.* (with the optimizer and scheduler settings), key data.* values, seed and tags; one level, scalars."""
+    """model.* (optimizer and scheduler included), key data.* values, seed, tags: flat, scalars."""
     out: dict[str, Any] = {}
     _flatten("model", OmegaConf.to_container(cfg.model, resolve=True), out)
     for key in DATA_KEYS:

@@ -20,7 +20,7 @@ CONFIG_FLAGS = ("--config-name", "-cn", "--config-path", "-cp", "--config-dir", 
 
 
 def threads_per_job(n_jobs: int, cpus: int | None = None) -> int:
-    """Torch threads for one of n_jobs jobs running at once (joblib's negative n_jobs: about one job per core)."""
+    """Torch threads for one of n_jobs jobs running at once (negative n_jobs: ~one job per core)."""
     cpus = cpus or os.cpu_count() or 1
     return max(1, cpus // n_jobs) if n_jobs > 0 else 1
 
@@ -54,13 +54,21 @@ def ddp_subprocess_command(local_rank: int) -> tuple[Sequence[str], str]:
         command = [sys.executable, "-m", __main__.__spec__.name]
     if hc.mode == RunMode.MULTIRUN:  # this job's overrides, not the sweep's (plus --config-name and friends)
         argv = sys.argv[1:]
-        flags = [a for i, a in enumerate(argv) if a.split("=", 1)[0] in CONFIG_FLAGS or (i and argv[i - 1] in CONFIG_FLAGS)]
+        flags = [
+            a
+            for i, a in enumerate(argv)
+            if a.split("=", 1)[0] in CONFIG_FLAGS or (i and argv[i - 1] in CONFIG_FLAGS)
+        ]
         command += [*flags, *hc.overrides.task]
     else:
         command += [a for a in sys.argv[1:] if not a.startswith(REPLACED)]
     run_dir = hc.runtime.output_dir.replace("\\", "\\\\").replace("'", "\\'")
     command += [f"hydra.run.dir='{run_dir}'"]  # quoted: sweep job dirs hold = , [ ]
-    command += [f"hydra.job.name={hc.job.name}_ddp_rank{local_rank}", "hydra.output_subdir=null", "hydra.mode=RUN"]
+    command += [
+        f"hydra.job.name={hc.job.name}_ddp_rank{local_rank}",
+        "hydra.output_subdir=null",
+        "hydra.mode=RUN",
+    ]
     return command, get_original_cwd()
 
 

@@ -1,8 +1,8 @@
 """What a sweep leaves behind: a failure record in each failed job's dir, and one summary table of all jobs.
 
 Each job dir holds `.hydra/overrides.yaml` (what it varied) and either `metrics.json` (written by
-catdog.training.train) or `failed.json` (written by record_failure). The SweepSummary Hydra callback reads them
-after the last job, so it works the same with every launcher (basic, joblib, submitit) and sweeper (Optuna).
+catdog.training.train) or `failed.json` (written by record_failure). The SweepSummary Hydra callback reads
+them after the last job, so it works with every launcher (basic, joblib, submitit) and sweeper (Optuna).
 """
 
 from __future__ import annotations
@@ -44,7 +44,12 @@ def read_job(job_dir: Path) -> dict[str, Any]:
     """One row of the summary: job number, overrides, status, metrics or error."""
     hydra_cfg = OmegaConf.load(job_dir / ".hydra" / "hydra.yaml").hydra
     overrides = dict(o.split("=", 1) for o in OmegaConf.load(job_dir / ".hydra" / "overrides.yaml"))
-    row: dict[str, Any] = {"job": int(hydra_cfg.job.num), "dir": job_dir, "overrides": overrides, "metrics": {}}
+    row: dict[str, Any] = {
+        "job": int(hydra_cfg.job.num),
+        "dir": job_dir,
+        "overrides": overrides,
+        "metrics": {},
+    }
     if (job_dir / METRICS_FILE).exists():
         row.update(status="ok", metrics=json.loads((job_dir / METRICS_FILE).read_text()), error="")
     elif (job_dir / FAILURE_FILE).exists():
@@ -60,7 +65,11 @@ def read_sweep(sweep_dir: Path) -> list[dict[str, Any]]:
 
 
 def best_job(rows: list[dict[str, Any]], metric: str | None, maximize: bool) -> dict[str, Any] | None:
-    scored = [r for r in rows if isinstance(r["metrics"].get(metric), int | float) and not math.isnan(r["metrics"][metric])]
+    scored = [
+        r
+        for r in rows
+        if isinstance(r["metrics"].get(metric), int | float) and not math.isnan(r["metrics"][metric])
+    ]
     if not scored:
         return None
     return (max if maximize else min)(scored, key=lambda r: r["metrics"][metric])
@@ -70,7 +79,9 @@ def _fmt(value: Any) -> str:
     return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
-def summary_table(rows: list[dict[str, Any]], metric: str | None) -> tuple[list[str], list[list], dict[str, str]]:
+def summary_table(
+    rows: list[dict[str, Any]], metric: str | None
+) -> tuple[list[str], list[list], dict[str, str]]:
     """Columns (job, varied overrides, status, metrics, error), rows, and the overrides shared by all jobs."""
     keys = list(dict.fromkeys(k for r in rows for k in r["overrides"]))
     common = {k: rows[0]["overrides"][k] for k in keys if len({r["overrides"].get(k) for r in rows}) == 1}
@@ -99,14 +110,19 @@ def write_summary(sweep_dir: Path, metric: str | None, maximize: bool = True) ->
     with open(sweep_dir / "summary.csv", "w", newline="") as f:
         csv.writer(f).writerows([header, *table])
     failed = sum(r["status"] != "ok" for r in rows)
-    parts = [f"# Sweep {sweep_dir}", f"{len(rows)} jobs, {len(rows) - failed} ok, {failed} failed or missing."]
+    parts = [
+        f"# Sweep {sweep_dir}",
+        f"{len(rows)} jobs, {len(rows) - failed} ok, {failed} failed or missing.",
+    ]
     if common:
         parts.append("Same in every job: " + " ".join(f"`{k}={v}`" for k, v in common.items()))
     parts.append(to_markdown(header, table))
     best = best_job(rows, metric, maximize)
     if best is not None:
         shown = " ".join(f"{k}={v}" for k, v in best["overrides"].items() if k not in common)
-        parts.append(f"Best {metric}: {_fmt(best['metrics'][metric])}, job {best['job']} ({shown}), {best['dir']}")
+        parts.append(
+            f"Best {metric}: {_fmt(best['metrics'][metric])}, job {best['job']} ({shown}), {best['dir']}"
+        )
     markdown = "\n\n".join(parts) + "\n"
     (sweep_dir / "summary.md").write_text(markdown)
     return markdown
@@ -122,7 +138,7 @@ def maximizes(config: DictConfig) -> bool:
 
 
 class SweepSummary(Callback):
-    """Hydra callback: after a multirun, print and save the table of every job (failed ones with their error)."""
+    """Hydra callback: after a multirun, print and save a table of all jobs (failed ones with their error)."""
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)

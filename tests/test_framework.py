@@ -1,8 +1,7 @@
-"""The experiment framework: config groups, schema errors, resume, sweeps (grid, Optuna, joblib), DDP, summaries."""
+"""The experiment framework: config groups, schema errors, resume, sweeps (Optuna, joblib), DDP, summaries."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from collections import defaultdict
 from pathlib import Path
@@ -14,6 +13,7 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import get_class
 from omegaconf import OmegaConf
 
+from catdog.cli import user_error
 from catdog.config import CHECKS, resolve_ckpt_path, validate
 from catdog.errors import CatdogError
 from catdog.hparams import flat_hparams
@@ -28,7 +28,9 @@ def compose_train(*overrides: str, hydra_cfg: bool = False):
 
 def sweep_overrides(source: Path, out: Path) -> list[str]:
     """tiny_overrides for `-m`: every job under out/sweep/<job>."""
-    return [o for o in tiny_overrides(source, out) if not o.startswith("hydra.run.dir")] + [f"hydra.sweep.dir={out}/sweep"]
+    return [o for o in tiny_overrides(source, out) if not o.startswith("hydra.run.dir")] + [
+        f"hydra.sweep.dir={out}/sweep"
+    ]
 
 
 def read_csv(path: Path) -> list[dict[str, str]]:
@@ -53,7 +55,11 @@ def tb_events(log_dir: Path) -> list[tuple[str, list]]:
     return out
 
 
-# --- configs -------------------------------------------------------------------------------------------------
+def epochs_done(ckpt: dict) -> int:
+    return ckpt["loops"]["fit_loop"]["epoch_progress"]["total"]["processed"]
+
+
+# --- configs ---
 
 
 @pytest.mark.parametrize(
@@ -83,7 +89,12 @@ def test_config_groups_compose(overrides, expected):
 
 def test_default_callbacks_are_composed_from_files():
     cfg = compose_train()
-    assert set(cfg.callbacks) == {"model_checkpoint", "early_stopping", "learning_rate_monitor", "progress_bar"}
+    assert set(cfg.callbacks) == {
+        "model_checkpoint",
+        "early_stopping",
+        "learning_rate_monitor",
+        "progress_bar",
+    }
     assert cfg.callbacks.model_checkpoint.save_last is True
     assert (ROOT / "configs/callbacks/default.yaml").read_text().count("- ") >= 4  # a defaults list of files
 
@@ -92,15 +103,21 @@ def test_optuna_and_cluster_launchers_compose():
     cfg = compose_train("hparams_search=optuna", hydra_cfg=True)
     assert cfg.hydra.sweeper._target_.endswith("OptunaSweeper")
     assert cfg.hydra.sweeper.direction == "maximize" and cfg.optimized_metric == "val/acc"
-    assert {"model.optimizer.lr", "model.channels", "model.kernel", "model.dropout", "data.batch_size"} <= set(
-        cfg.hydra.sweeper.params
-    )
-    cfg = compose_train("hydra/launcher=slurm", "hydra.launcher.partition=gpu", "trainer=ddp", "trainer.devices=4",
-                        "trainer.num_nodes=2", hydra_cfg=True)  # fmt: skip
+    assert {
+        "model.optimizer.lr",
+        "model.channels",
+        "model.kernel",
+        "model.dropout",
+        "data.batch_size",
+    } <= set(cfg.hydra.sweeper.params)
+    slurm = ["hydra/launcher=slurm", "hydra.launcher.partition=gpu", "trainer=ddp", "trainer.devices=4"]
+    cfg = compose_train(*slurm, "trainer.num_nodes=2", hydra_cfg=True)
     launcher = cfg.hydra.launcher
     assert launcher._target_.endswith("SlurmLauncher") and launcher.partition == "gpu"
     assert (launcher.gpus_per_node, launcher.tasks_per_node, launcher.nodes) == (4, 4, 2)
-    assert compose_train("hydra/launcher=joblib", hydra_cfg=True).hydra.launcher._target_.endswith("JoblibLauncher")
+    assert compose_train("hydra/launcher=joblib", hydra_cfg=True).hydra.launcher._target_.endswith(
+        "JoblibLauncher"
+    )
     assert any(c._target_ == "catdog.sweep.SweepSummary" for c in cfg.hydra.callbacks.values())
 
 
@@ -136,10 +153,15 @@ def test_ckpt_path_last_needs_the_old_run_dir(tmp_path):
     assert resolve_ckpt_path("last", tmp_path) == str(tmp_path / "checkpoints" / "last.ckpt")
 
 
-@pytest.mark.skipif(importlib.util.find_spec("wandb") is not None, reason="wandb is installed here")
-def test_missing_logger_package_is_one_line(image_folder, tmp_path):
-    proc = run_train(*tiny_overrides(image_folder, tmp_path), "logger=wandb", check=False)
-    assert proc.returncode == 1 and "wandb" in proc.stderr and "Traceback" not in proc.stderr
+def test_missing_optional_package_is_a_user_error():
+    try:
+        try:
+            import catdog_no_such_logger_package  # noqa: F401
+        except ModuleNotFoundError as e:
+            raise RuntimeError("while instantiating logger.wandb") from e
+    except RuntimeError as e:
+        assert "pip" in user_error(e)
+    assert user_error(ValueError("a bug")) is None
 
 
 def test_flat_hparams_are_scalars():
@@ -157,7 +179,11 @@ def test_threads_per_job_splits_the_cores():
 
 
 def test_summary_marks_a_job_without_result(tmp_path):
-    for num, kernel, files in ((0, 3, {"metrics.json": {"val/acc": 0.75}}), (1, 5, {}), (2, 7, {"metrics.json": {"val/acc": 0.5}})):
+    for num, kernel, files in (
+        (0, 3, {"metrics.json": {"val/acc": 0.75}}),
+        (1, 5, {}),
+        (2, 7, {"metrics.json": {"val/acc": 0.5}}),
+    ):
         job = tmp_path / str(num)
         (job / ".hydra").mkdir(parents=True)
         OmegaConf.save({"hydra": {"job": {"num": num}}}, job / ".hydra" / "hydra.yaml")
@@ -174,7 +200,7 @@ def test_summary_marks_a_job_without_result(tmp_path):
     assert "Best val/acc: 0.5000" in write_summary(tmp_path, "val/acc", maximize=False)
 
 
-# --- runs (tiny, but real) -----------------------------------------------------------------------------------
+# --- runs (tiny, but real) ---
 
 
 @pytest.mark.slow
@@ -185,12 +211,12 @@ def test_resume_continues_epochs_and_tensorboard_curves(image_folder, tmp_path):
     assert "config" in first.stdout and "model" in first.stdout  # the config tree
     ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     steps_per_epoch = ckpt["global_step"]
-    assert ckpt["epoch"] == 1 and steps_per_epoch > 0
+    assert epochs_done(ckpt) == 1 and steps_per_epoch > 0
 
     resumed = run_train(*overrides, "ckpt_path=last", "trainer.max_epochs=2")
     assert "Restored all states" in resumed.stdout + resumed.stderr
     ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
-    assert (ckpt["epoch"], ckpt["global_step"]) == (2, 2 * steps_per_epoch)
+    assert (epochs_done(ckpt), ckpt["global_step"]) == (2, 2 * steps_per_epoch)  # epoch 2 only, not 1 again
     assert ckpt["optimizer_states"][0]["state"]  # Adam's moments came along
 
     (_, first_events), (_, second_events) = tb_events(run_dir / "tensorboard")
@@ -208,15 +234,18 @@ def test_resume_continues_epochs_and_tensorboard_curves(image_folder, tmp_path):
     hparams = {tag: content for tag, _, plugin, content in first_events if plugin == "hparams"}
     experiment = plugin_data_pb2.HParamsPluginData.FromString(hparams["_hparams_/experiment"]).experiment
     assert {m.name.tag for m in experiment.metric_infos} == {"val/acc", "val/loss"}
-    session = plugin_data_pb2.HParamsPluginData.FromString(hparams["_hparams_/session_start_info"]).session_start_info
+    session = plugin_data_pb2.HParamsPluginData.FromString(
+        hparams["_hparams_/session_start_info"]
+    ).session_start_info
     assert session.hparams["model.kernel"].number_value == 3
     assert session.hparams["data.resolution"].number_value == 16
     assert session.hparams["model.optimizer.lr"].number_value == pytest.approx(0.001)
 
 
 @pytest.mark.slow
-def test_sweep_survives_a_failing_job_and_summarises(image_folder, tmp_path):
-    proc = run_train("-m", *sweep_overrides(image_folder, tmp_path), "data.resolution=16,4")
+def test_parallel_sweep_survives_a_failing_job_and_summarises(image_folder, tmp_path):
+    parallel = ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]
+    proc = run_train("-m", *sweep_overrides(image_folder, tmp_path), *parallel, "data.resolution=16,4")
     sweep = tmp_path / "sweep"
     rows = read_csv(sweep / "summary.csv")
     assert [(r["data.resolution"], r["status"]) for r in rows] == [("16", "ok"), ("4", "failed")]
@@ -227,6 +256,10 @@ def test_sweep_survives_a_failing_job_and_summarises(image_folder, tmp_path):
     assert "data.resolution=4" in failed_dir.name
     assert "Traceback" in (failed_dir / "train.log").read_text()  # the details are in the job's log
     assert len(list(sweep.rglob("events.out.tfevents.*"))) == 1  # the ok job has its own TensorBoard run
+    logs = [p.read_text() for p in sweep.rglob("train.log")]
+    assert len(logs) == 2 and all(
+        f"2 parallel jobs: {threads_per_job(2)} torch threads each" in t for t in logs
+    )
 
 
 @pytest.mark.slow
@@ -242,17 +275,6 @@ def test_optuna_sweep_two_trials(image_folder, tmp_path):
 
 
 @pytest.mark.slow
-def test_joblib_sweep_runs_jobs_in_parallel(image_folder, tmp_path):
-    run_train("-m", *sweep_overrides(image_folder, tmp_path), "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
-              "model.kernel=3,5")  # fmt: skip
-    sweep = tmp_path / "sweep"
-    rows = read_csv(sweep / "summary.csv")
-    assert [(r["model.kernel"], r["status"]) for r in rows] == [("3", "ok"), ("5", "ok")]
-    logs = [p.read_text() for p in sweep.rglob("train.log")]
-    assert len(logs) == 2 and all(f"2 parallel jobs: {threads_per_job(2)} torch threads each" in t for t in logs)
-
-
-@pytest.mark.slow
 def test_ddp_on_two_cpu_processes_inside_a_sweep(image_folder, tmp_path):
     run_train("-m", *sweep_overrides(image_folder, tmp_path), "trainer=ddp_cpu", "trainer.devices=2",
               "model.kernel=3")  # fmt: skip
@@ -261,7 +283,6 @@ def test_ddp_on_two_cpu_processes_inside_a_sweep(image_folder, tmp_path):
     assert row["status"] == "ok" and float(row["val/acc"]) >= 0
     (job,) = [p.parent for p in sweep.rglob("metrics.json")]
     assert (job / "train_ddp_rank1.log").exists()  # rank 1 ran this job, in this job's dir
-    assert "GLOBAL_RANK: 1" in (job / "train_ddp_rank1.log").read_text() or True
     assert len(list(job.rglob("events.out.tfevents.*"))) == 1  # only rank zero writes
     ckpt = torch.load(job / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     assert ckpt["global_step"] == 2  # 30 training images / 2 processes / batch 8: 2 steps each
