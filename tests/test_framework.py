@@ -156,7 +156,7 @@ def test_ckpt_path_last_needs_the_old_run_dir(tmp_path):
 def test_missing_optional_package_is_a_user_error():
     try:
         try:
-            import catdog_no_such_logger_package  # noqa: F401
+            import no_such_logger_package  # noqa: F401
         except ModuleNotFoundError as e:
             raise RuntimeError("while instantiating logger.wandb") from e
     except RuntimeError as e:
