@@ -1,0 +1,1 @@
+"""Lightning callbacks that show in TensorBoard what the network sees and learns."""
