@@ -39,14 +39,22 @@ def load_classifier(path: str | Path | None) -> ImageClassifier:
 
 
 class Probabilities(nn.Module):
-    """uint8 images (N, C, H, W) in, class probabilities out: what predict returns and what export writes."""
+    """uint8 images (N, C, H, W) in, class probabilities out: what predict returns and what export writes.
+
+    Holds the bare network (a LightningModule cannot be traced outside a Trainer) and computes what the
+    classifier's `predict_logits` does: with tta, the mean of the image's and its mirror's probabilities.
+    """
 
     def __init__(self, model: ImageClassifier):
         super().__init__()
-        self.model = model
+        self.net = model.net
+        self.tta = bool(model.hparams.tta)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model.predict_logits(x).softmax(1)
+        probs = self.net(x).softmax(1)
+        if self.tta:
+            probs = (probs + self.net(x.flip(3)).softmax(1)) / 2
+        return probs
 
 
 def preprocessing(model: ImageClassifier) -> dict:
