@@ -19,12 +19,14 @@ from catdog.models import ImageClassifier
 
 
 def load_classifier(path: str | Path | None) -> ImageClassifier:
-    """The classifier of a checkpoint, on the CPU in eval mode; one clear message when the file cannot be used."""
+    """The classifier of a checkpoint, on the CPU in eval mode; one clear message if the file is unusable."""
     if path is None or str(path) in ("", "None"):
         raise CatdogError("ckpt_path is not set: give ckpt_path=FILE, e.g. a run's checkpoints/last.ckpt.")
     path = Path(path).expanduser()
     if not path.is_file():
-        raise CatdogError(f"ckpt_path={path}: no such file. Give a .ckpt written by train.py (in <run>/checkpoints/).")
+        raise CatdogError(
+            f"ckpt_path={path}: no such file. Give a .ckpt written by train.py (in <run>/checkpoints/)."
+        )
     try:
         model = ImageClassifier.load_from_checkpoint(path, map_location="cpu", compile=False)
     except (OSError, RuntimeError, EOFError, KeyError, TypeError, ValueError, pickle.UnpicklingError,
@@ -65,17 +67,24 @@ def preprocessing(model: ImageClassifier) -> dict:
         "channels": h.in_channels,
         "color": "RGB" if h.in_channels == 3 else "grayscale",
         "classes": list(h.classes),
-        "resize": "OpenCV cv2.resize to resolution x resolution (aspect ratio not kept): INTER_AREA when both sides "
-        "shrink, else INTER_LINEAR",
-        "input": {"dtype": "uint8", "layout": "NCHW", "shape": ["batch", h.in_channels, h.resolution, h.resolution],
-                  "range": "0-255"},  # fmt: skip
+        "resize": "OpenCV cv2.resize to resolution x resolution (aspect ratio not kept): "
+        "INTER_AREA when both sides shrink, else INTER_LINEAR",
+        "input": {
+            "dtype": "uint8",
+            "layout": "NCHW",
+            "shape": ["batch", h.in_channels, h.resolution, h.resolution],
+            "range": "0-255",
+        },  # fmt: skip
         "normalisation": {
             "inside_model": True,
             "formula": "(x / 255 - mean) / std",
             "mean": list(h.mean) if h.mean else None,
             "std": list(h.std) if h.std else None,
         },
-        "output": {"meaning": "probabilities (softmax), one per class in `classes` order", "dtype": "float32"},
+        "output": {
+            "meaning": "probabilities (softmax), one per class in `classes` order",
+            "dtype": "float32",
+        },
         "tta": bool(h.tta),
         "catdog_version": catdog.__version__,
     }

@@ -1,4 +1,4 @@
-"""Evaluate a trained checkpoint on labelled images: `python -m catdog.evaluate ckpt_path=FILE data.source=PATH`.
+"""Evaluate a checkpoint on labelled images: `python -m catdog.evaluate ckpt_path=FILE data.source=PATH`.
 
 The images are decoded at the checkpoint's resolution and channels (whatever data.* says), every image of the
 source is used, and the run dir gets metrics.json, confusion_matrix.png and TensorBoard events.
@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 
 
 def check_classes(data_classes: list[str], model_classes: list[str], source: str, ckpt_path: str) -> None:
-    """Labels are class indices in sorted name order, so the data must have as many classes as the checkpoint."""
+    """Labels are class indices in sorted name order: the data needs as many classes as the checkpoint."""
     if len(data_classes) != len(model_classes):
         raise CatdogError(
             f"data.source={source} has {len(data_classes)} classes ({', '.join(data_classes)}), but "
@@ -76,8 +76,12 @@ def evaluate(cfg: DictConfig) -> dict:
     arrays = prepare_dataset(**{**params, "resolution": predictor.resolution, "channels": predictor.channels})
     check_classes(arrays.classes, predictor.classes, cfg.data.source, cfg.ckpt_path)
     batch = cfg.data.batch_size
-    probs = np.concatenate([predictor.probabilities(arrays.images[i : i + batch]) for i in range(0, len(arrays.labels), batch)])
-    results = classification_metrics(torch.from_numpy(probs), torch.from_numpy(arrays.labels), predictor.classes)
+    probs = np.concatenate(
+        [predictor.probabilities(arrays.images[i : i + batch]) for i in range(0, len(arrays.labels), batch)]
+    )
+    results = classification_metrics(
+        torch.from_numpy(probs), torch.from_numpy(arrays.labels), predictor.classes
+    )
     metrics = {
         **{k: v for k, v in results.items() if k.startswith("test/")},
         "n_images": int(arrays.report["n_images"]),
@@ -97,7 +101,9 @@ def evaluate(cfg: DictConfig) -> dict:
     figure.savefig(output_dir / "confusion_matrix.png")
     scalars = {k: v for k, v in metrics.items() if k.startswith("test/")}
     for c in predictor.classes:
-        scalars.update({f"test/{name}_{c}": v for name, v in results["per_class"][c].items() if name != "support"})
+        scalars.update(
+            {f"test/{name}_{c}": v for name, v in results["per_class"][c].items() if name != "support"}
+        )
     for lg in instantiate_group(cfg.get("logger")):
         lg.log_metrics(scalars, step=0)
         if hasattr(lg.experiment, "add_figure"):

@@ -1,4 +1,4 @@
-"""Export a checkpoint for serving: `python -m catdog.export ckpt_path=FILE format=onnx|torchscript [output=...]`.
+"""Export a checkpoint: `python -m catdog.export ckpt_path=FILE format=onnx|torchscript [output=...]`.
 
 The exported model takes uint8 images (N, C, H, W) and returns class probabilities (softmax included); the
 preprocessing it needs (resolution, channels, classes, resize) is written beside it as `<output>.json`.
@@ -36,7 +36,7 @@ def export_torchscript(net: torch.nn.Module, example: torch.Tensor, path: Path) 
 
 
 def metadata_path(model_path: Path) -> Path:
-    """`model.onnx` -> `model.onnx.json`, so an ONNX and a TorchScript export of one checkpoint can sit together."""
+    """`model.onnx` -> `model.onnx.json`: ONNX and TorchScript exports of one checkpoint can sit together."""
     return model_path.with_name(model_path.name + ".json")
 
 
@@ -49,9 +49,11 @@ def export(ckpt_path: str, format: str = "onnx", output: str | None = None) -> P
     path.parent.mkdir(parents=True, exist_ok=True)
     h = model.hparams
     example = torch.zeros(2, h.in_channels, h.resolution, h.resolution, dtype=torch.uint8)
-    net = Probabilities(model).eval()
+    net = Probabilities(model).eval().requires_grad_(False)  # outputs a user can call .numpy() on
     with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)  # both exporters are "legacy" in torch 2.9+, and work
+        warnings.simplefilter(
+            "ignore", DeprecationWarning
+        )  # both exporters are "legacy" in torch 2.9+, and work
         (export_onnx if format == "onnx" else export_torchscript)(net, example, path)
     meta = {"format": format, "model": path.name, "checkpoint": str(ckpt_path), **preprocessing(model)}
     if format == "onnx":

@@ -31,16 +31,18 @@ log = logging.getLogger(__name__)
 
 
 def array_bytes(image: np.ndarray) -> bytes:
-    """An HxW or HxWxC uint8 RGB(A) array as an uncompressed BMP, so it goes through the very decoder files do."""
+    """An HxW or HxWxC uint8 RGB(A) array as an uncompressed BMP, for the very decoder files go through."""
     if not isinstance(image, np.ndarray) or image.dtype != np.uint8:
-        raise CatdogError(f"predict: arrays must be uint8 numpy arrays (HxW or HxWxC RGB), got {type(image).__name__} "
-                          f"{getattr(image, 'dtype', '')}.")  # fmt: skip
+        got = f"{type(image).__name__} {getattr(image, 'dtype', '')}"
+        raise CatdogError(f"predict: arrays must be uint8 numpy arrays (HxW or HxWxC RGB), got {got}.")
     if image.ndim == 3 and image.shape[2] == 1:
         image = image[:, :, 0]
     if image.ndim == 3 and image.shape[2] in (3, 4):
         image = cv2.cvtColor(image, cv2.COLOR_RGBA2BGR if image.shape[2] == 4 else cv2.COLOR_RGB2BGR)
     elif image.ndim != 2:
-        raise CatdogError(f"predict: an array of shape {image.shape} is not an image (HxW, or HxWxC with C in 1, 3, 4).")
+        raise CatdogError(
+            f"predict: an array of shape {image.shape} is not an image (HxW, or HxWxC with C in 1, 3, 4)."
+        )
     if min(image.shape[:2]) < 1:
         raise CatdogError(f"predict: an array of shape {image.shape} has no pixels.")
     ok, encoded = cv2.imencode(".bmp", image)
@@ -50,7 +52,7 @@ def array_bytes(image: np.ndarray) -> bytes:
 
 
 class Predictor:
-    """A trained classifier with the preprocessing stored in its checkpoint: files or arrays in, labels out."""
+    """A trained classifier with the preprocessing stored in its checkpoint: files or arrays in, labels out"""
 
     def __init__(self, model: ImageClassifier):
         self.model = model.eval().cpu()
@@ -64,11 +66,11 @@ class Predictor:
         return cls(load_classifier(ckpt_path))
 
     def decode(self, data: bytes) -> np.ndarray:
-        """(resolution, resolution, channels) uint8, exactly as the training images were made; BadImage if not."""
+        """(resolution, resolution, channels) uint8, as the training images were made; BadImage if not."""
         return decode_image(data, self.resolution, self.channels)
 
     def image(self, item: str | os.PathLike | np.ndarray) -> np.ndarray:
-        """The network input for a file path or an array; one CatdogError naming the file when it cannot be used."""
+        """The network input for a file path or an array; a CatdogError naming the file if it is unusable."""
         if isinstance(item, np.ndarray):
             return self.decode(array_bytes(item))
         try:
@@ -79,7 +81,9 @@ class Predictor:
     @torch.inference_mode()
     def probabilities(self, images: np.ndarray) -> np.ndarray:
         """Class probabilities (N, classes) for preprocessed images (N, H, W, C) uint8."""
-        x = torch.from_numpy(np.array(images, dtype=np.uint8)).permute(0, 3, 1, 2)  # a copy: cached arrays are read-only
+        x = torch.from_numpy(np.array(images, dtype=np.uint8)).permute(
+            0, 3, 1, 2
+        )  # a copy: cached arrays are read-only
         return self.net(x).numpy()
 
     def predict(self, items: Sequence[str | os.PathLike | np.ndarray], batch_size: int = 256) -> list[dict]:
@@ -96,12 +100,12 @@ class Predictor:
         return {
             "label": self.classes[best],
             "probability": float(probs[best]),
-            "probabilities": dict(zip(self.classes, map(float, probs))),
+            "probabilities": dict(zip(self.classes, map(float, probs), strict=True)),
         }
 
 
 def list_inputs(inputs: str | os.PathLike) -> tuple[SourceReader, list[str], str]:
-    """Every file of an image, a folder (recursively) or an archive: a reader, relative paths, and their prefix."""
+    """Every file of an image, a folder (recursively) or an archive: a reader, relative paths, a prefix."""
     path = Path(inputs).expanduser()
     kind = archive_kind(path) if path.is_file() else None
     if path.is_dir():
@@ -112,9 +116,13 @@ def list_inputs(inputs: str | os.PathLike) -> tuple[SourceReader, list[str], str
     elif path.is_file():
         reader, paths, prefix = SourceReader(path.parent, "dir"), [path.name], str(path.parent)
     else:
-        raise CatdogError(f"inputs={inputs}: no such file or directory. Give an image, a folder or a .zip/.tar.")
+        raise CatdogError(
+            f"inputs={inputs}: no such file or directory. Give an image, a folder or a .zip/.tar."
+        )
     if not paths:
-        raise CatdogError(f"inputs={inputs}: no files found. Give an image, a folder of images or a .zip/.tar.")
+        raise CatdogError(
+            f"inputs={inputs}: no files found. Give an image, a folder of images or a .zip/.tar."
+        )
     return reader, paths, prefix
 
 
@@ -123,7 +131,10 @@ def prediction_rows(predictor: Predictor, inputs: str, batch_size: int) -> Itera
     reader, paths, prefix = list_inputs(inputs)
     try:
         for start in range(0, len(paths), batch_size):
-            shown = [printable(os.path.join(prefix, rel) if prefix else rel) for rel in paths[start : start + batch_size]]
+            shown = [
+                printable(os.path.join(prefix, rel) if prefix else rel)
+                for rel in paths[start : start + batch_size]
+            ]
             rows, images, decoded = [], [], []
             for i, name in enumerate(shown):
                 try:
@@ -133,7 +144,7 @@ def prediction_rows(predictor: Predictor, inputs: str, batch_size: int) -> Itera
                 except (OSError, KeyError, BadImage) as e:
                     rows.append((name, "skipped", str(e) or e.__class__.__name__))
             if images:
-                for i, probs in zip(decoded, predictor.probabilities(np.stack(images))):
+                for i, probs in zip(decoded, predictor.probabilities(np.stack(images)), strict=True):
                     d = predictor.describe(probs)
                     rows[i] = (shown[i], d["label"], f"{d['probability']:.6f}")
             yield from rows

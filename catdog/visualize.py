@@ -26,7 +26,7 @@ def tensorboard_writer(trainer: pl.Trainer):
 
 
 def normalise(x: torch.Tensor) -> torch.Tensor:
-    """Each image of (N, C, H, W) stretched to [0, 1] on its own, so faint and strong ones are both visible."""
+    """Each image of (N, C, H, W) stretched to [0, 1] on its own, so faint ones are visible too."""
     x = x.detach().float().cpu()
     lo = x.amin(dim=(1, 2, 3), keepdim=True)
     hi = x.amax(dim=(1, 2, 3), keepdim=True)
@@ -44,7 +44,9 @@ def tile(images: torch.Tensor, min_side: int = 48, pad: int = 1) -> torch.Tensor
     grid = torch.ones(c, rows * (h + pad) + pad, cols * (w + pad) + pad)
     for i in range(n):
         r, k = divmod(i, cols)
-        grid[:, pad + r * (h + pad) : pad + r * (h + pad) + h, pad + k * (w + pad) : pad + k * (w + pad) + w] = images[i]
+        grid[
+            :, pad + r * (h + pad) : pad + r * (h + pad) + h, pad + k * (w + pad) : pad + k * (w + pad) + w
+        ] = images[i]
     return grid
 
 
@@ -84,14 +86,21 @@ def confusion_figure(matrix: np.ndarray, classes: Sequence[str], title: str = "C
     high = matrix.max() / 2 if matrix.size else 0
     for i in range(n):
         for j in range(n):
-            ax.text(j, i, f"{int(matrix[i, j]):,}", ha="center", va="center", color="white" if matrix[i, j] > high else "black")
+            ax.text(
+                j,
+                i,
+                f"{int(matrix[i, j]):,}",
+                ha="center",
+                va="center",
+                color="white" if matrix[i, j] > high else "black",
+            )
     fig.tight_layout()
     return fig
 
 
 def mistakes_figure(images: np.ndarray, true: Sequence[int], pred: Sequence[int], prob: Sequence[float],
                     classes: Sequence[str]) -> Figure:  # fmt: skip
-    """Misclassified (H, W, C) uint8 images, each titled with its true class and the wrong guess's probability."""
+    """Misclassified (H, W, C) uint8 images, titled with the true class and the wrong guess's probability."""
     n = max(len(images), 1)
     cols = min(n, 4)
     rows = math.ceil(n / cols)

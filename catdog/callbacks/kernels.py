@@ -9,7 +9,7 @@ from catdog.visualize import kernel_grid
 
 
 class ConvKernels(PeriodicImages):
-    """Logs `model/conv1_kernels`, so their change from noise to edge/stripe detectors shows on the step slider."""
+    """Logs `model/conv1_kernels`; the step slider shows them turn from noise into edge/stripe detectors."""
 
     def draw(self, writer, trainer, pl_module, step: int) -> None:
         conv = next((m for m in pl_module.modules() if isinstance(m, nn.Conv2d)), None)

@@ -10,7 +10,7 @@ from catdog.visualize import confusion_figure, mistakes_figure
 
 
 class ValidationMistakes(PeriodicImages):
-    """Logs `val/confusion_matrix` and `val/misclassified` (the `top_k` wrong guesses made with most confidence)."""
+    """Logs `val/confusion_matrix` and `val/misclassified` (the `top_k` most confident wrong guesses)."""
 
     def __init__(self, top_k: int = 16, every_n_epochs: int = 0):
         super().__init__(every_n_epochs)
@@ -30,7 +30,9 @@ class ValidationMistakes(PeriodicImages):
         images, labels, probs = torch.cat(images), torch.cat(labels), torch.cat(probs)
         classes = list(pl_module.hparams.classes)
         matrix = multiclass_confusion_matrix(probs, labels, len(classes))
-        writer.add_figure("val/confusion_matrix", confusion_figure(matrix.numpy(), classes, "Validation"), step)
+        writer.add_figure(
+            "val/confusion_matrix", confusion_figure(matrix.numpy(), classes, "Validation"), step
+        )
         confidence, pred = probs.max(1)
         wrong = torch.nonzero(pred != labels).flatten()
         worst = wrong[confidence[wrong].argsort(descending=True)[: self.top_k]]

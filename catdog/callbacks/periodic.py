@@ -1,4 +1,4 @@
-"""The schedule shared by the picture callbacks: every N epochs (after validation) and once when training ends."""
+"""The schedule of the picture callbacks: every N epochs (after validation) and once when training ends."""
 
 from __future__ import annotations
 
