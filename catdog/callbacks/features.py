@@ -23,7 +23,7 @@ def stage_outputs(net: nn.Sequential, x: torch.Tensor) -> list[torch.Tensor]:
 
 
 class FeatureMaps(PeriodicImages):
-    """Logs `features/input` and `features/stage<i>` of the first validation image (every N epochs, at end)."""
+    """Logs `features/input`, `features/stage<i>` of the first validation image, every N epochs and at end."""
 
     def __init__(self, every_n_epochs: int = 5):
         super().__init__(every_n_epochs)
