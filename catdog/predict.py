@@ -52,7 +52,7 @@ def array_bytes(image: np.ndarray) -> bytes:
 
 
 class Predictor:
-    """A trained classifier with the preprocessing stored in its checkpoint: files or arrays in, labels out"""
+    """A trained classifier with the preprocessing from its checkpoint: files or arrays in, labels out."""
 
     def __init__(self, model: ImageClassifier):
         self.model = model.eval().cpu()
@@ -81,14 +81,13 @@ class Predictor:
     @torch.inference_mode()
     def probabilities(self, images: np.ndarray) -> np.ndarray:
         """Class probabilities (N, classes) for preprocessed images (N, H, W, C) uint8."""
-        x = torch.from_numpy(np.array(images, dtype=np.uint8)).permute(
-            0, 3, 1, 2
-        )  # a copy: cached arrays are read-only
+        copy = np.array(images, dtype=np.uint8)  # cached arrays are read-only memory maps
+        x = torch.from_numpy(copy).permute(0, 3, 1, 2)
         return self.net(x).numpy()
 
     def predict(self, items: Sequence[str | os.PathLike | np.ndarray], batch_size: int = 256) -> list[dict]:
         """For each path or array: {"label", "probability", "probabilities": {class: p}}."""
-        results = []
+        items, results = list(items), []
         for start in range(0, len(items), batch_size):
             images = np.stack([self.image(item) for item in items[start : start + batch_size]])
             for p in self.probabilities(images):
@@ -153,17 +152,22 @@ def prediction_rows(predictor: Predictor, inputs: str, batch_size: int) -> Itera
 
 
 def predict_to_csv(ckpt_path: str, inputs: str, output: str, batch_size: int = 256) -> Counter:
-    """Write the predictions CSV; returns how many files got each label (and "skipped")."""
+    """Write the predictions CSV (whole, or not at all); returns the count of each label and of "skipped"."""
     predictor = Predictor.from_checkpoint(ckpt_path)
     out = Path(output)
     out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
     counts: Counter = Counter()
-    with open(out, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["path", "label", "probability"])
-        for row in prediction_rows(predictor, inputs, batch_size):
-            writer.writerow(row)
-            counts[row[1]] += 1
+    try:
+        with open(tmp, "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["path", "label", "probability"])
+            for row in prediction_rows(predictor, inputs, batch_size):
+                writer.writerow(row)
+                counts[row[1]] += 1
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
     return counts
 
 

@@ -1,4 +1,4 @@
-"""TensorBoard shows what the network learned: kernels, feature maps, confusion matrix, misclassified images."""
+"""TensorBoard shows what the network learned: kernels, feature maps, confusion matrix, mistakes."""
 
 from __future__ import annotations
 

@@ -15,7 +15,7 @@ from conftest import ROOT, make_image, train_checkpoint, write_class_folders, zi
 import catdog
 from catdog.checkpoint import Probabilities, load_classifier
 from catdog.errors import CatdogError
-from catdog.predict import Predictor, prediction_rows
+from catdog.predict import Predictor, predict_to_csv, prediction_rows
 
 
 @pytest.fixture(scope="module")
@@ -127,3 +127,10 @@ def test_zip_and_single_file_inputs(ckpt, photos, tmp_path):
     assert len(single) == 1 and single[0][1:] == tuple(from_folder["in/cats/deeper/1.png"])
     with pytest.raises(CatdogError, match="no such file"):
         list(prediction_rows(predictor, str(tmp_path / "nothing"), 4))
+
+
+def test_a_failed_run_leaves_no_partial_csv(ckpt, tmp_path):
+    out = tmp_path / "pred.csv"
+    with pytest.raises(CatdogError, match="inputs=.*nothing: no such file"):
+        predict_to_csv(str(ckpt), str(tmp_path / "nothing"), str(out))
+    assert list(tmp_path.iterdir()) == []
