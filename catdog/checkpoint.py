@@ -6,6 +6,7 @@ resolution, channels and class names from the checkpoint and compute the same pr
 
 from __future__ import annotations
 
+import logging
 import pickle
 import zipfile
 from pathlib import Path
@@ -17,9 +18,10 @@ import catdog
 from catdog.errors import CatdogError
 from catdog.models import ImageClassifier
 
+log = logging.getLogger(__name__)
 
-def load_classifier(path: str | Path | None) -> ImageClassifier:
-    """The classifier of a checkpoint, on the CPU in eval mode; one clear message if the file is unusable."""
+
+def _existing(path: str | Path | None) -> Path:
     if path is None or str(path) in ("", "None"):
         raise CatdogError("ckpt_path is not set: give ckpt_path=FILE, e.g. a run's checkpoints/last.ckpt.")
     path = Path(path).expanduser()
@@ -27,17 +29,58 @@ def load_classifier(path: str | Path | None) -> ImageClassifier:
         raise CatdogError(
             f"ckpt_path={path}: no such file. Give a .ckpt written by train.py (in <run>/checkpoints/)."
         )
+    return path
+
+
+def _unreadable(path: Path, e: Exception) -> CatdogError:
+    unpickling = isinstance(e, pickle.UnpicklingError) or "Weights only load failed" in str(e)
+    detail = "not a PyTorch checkpoint" if unpickling else (str(e).strip().splitlines() or [repr(e)])[0]
+    return CatdogError(
+        f"ckpt_path={path}: cannot be read as a catdog checkpoint ({detail}). "
+        "Give a .ckpt written by train.py; the file may be incomplete or from another program."
+    )
+
+
+UNREADABLE = (OSError, RuntimeError, EOFError, KeyError, TypeError, ValueError, pickle.UnpicklingError,
+              zipfile.BadZipFile)  # fmt: skip
+
+
+def load_classifier(path: str | Path | None) -> ImageClassifier:
+    """The classifier of a checkpoint, on the CPU in eval mode; one clear message if the file is unusable."""
+    path = _existing(path)
     try:
         model = ImageClassifier.load_from_checkpoint(path, map_location="cpu", compile=False)
-    except (OSError, RuntimeError, EOFError, KeyError, TypeError, ValueError, pickle.UnpicklingError,
-            zipfile.BadZipFile) as e:  # fmt: skip
-        unpickling = isinstance(e, pickle.UnpicklingError) or "Weights only load failed" in str(e)
-        detail = "not a PyTorch checkpoint" if unpickling else (str(e).strip().splitlines() or [repr(e)])[0]
-        raise CatdogError(
-            f"ckpt_path={path}: cannot be read as a catdog checkpoint ({detail}). "
-            "Give a .ckpt written by train.py; the file may be incomplete or from another program."
-        ) from e
+    except UNREADABLE as e:
+        raise _unreadable(path, e) from e
     return model.eval()
+
+
+def read_checkpoint(path: str | Path) -> dict:
+    """The raw contents of a training checkpoint (tensors memory-mapped); one clear message if unusable."""
+    path = _existing(path)
+    try:
+        checkpoint = torch.load(path, map_location="cpu", mmap=True, weights_only=True)
+        if "classes" not in checkpoint.get("hyper_parameters", {}):
+            raise KeyError("no hyper_parameters.classes")
+    except UNREADABLE as e:
+        raise _unreadable(path, e) from e
+    return checkpoint
+
+
+def check_classes(
+    data_classes: list[str], model_classes: list[str], source: str, ckpt_path: str,
+    fix: str = "Evaluate on images of the classes the checkpoint knows.",
+) -> None:
+    """Labels are class indices in sorted name order: the data needs as many classes as the checkpoint."""
+    if len(data_classes) != len(model_classes):
+        raise CatdogError(
+            f"data.source={source} has {len(data_classes)} classes ({', '.join(data_classes)}), but "
+            f"ckpt_path={ckpt_path} was trained on {len(model_classes)} ({', '.join(model_classes)}). "
+            f"{fix}"
+        )
+    if [c.lower() for c in data_classes] != [c.lower() for c in model_classes]:
+        log.warning("Class names differ: data %s, checkpoint %s; comparing them in sorted order.",
+                    data_classes, model_classes)  # fmt: skip
 
 
 class Probabilities(nn.Module):

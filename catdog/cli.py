@@ -3,7 +3,9 @@ inside a Hydra multirun, a failing job is recorded and the sweep goes on."""
 
 from __future__ import annotations
 
+import errno
 import os
+import signal
 import sys
 from collections.abc import Callable
 
@@ -11,7 +13,7 @@ from catdog.errors import CatdogError
 
 
 def user_error(exc: BaseException) -> str | None:
-    """The message of a CatdogError, Lightning config error or missing optional package in the chain."""
+    """The message of a CatdogError, Lightning config error, missing optional package or full disk in the chain."""
     from lightning_fabric.utilities.exceptions import MisconfigurationException
 
     seen = set()
@@ -21,6 +23,12 @@ def user_error(exc: BaseException) -> str | None:
             return str(exc)
         if isinstance(exc, ModuleNotFoundError) and not (exc.name or "").startswith("catdog"):
             return f"{exc} (an optional package the config asks for: install it with pip)"
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+            where = f" while writing {exc.filename}" if exc.filename else ""
+            return (
+                f"No space left on the device{where}. Free some space, or put the runs (paths.log_dir) and the "
+                "cache (data.cache_dir) on a larger disk; then resume with hydra.run.dir=<run dir> ckpt_path=last."
+            )
         exc = exc.__cause__ or exc.__context__
     return None
 
@@ -42,10 +50,26 @@ def in_multirun() -> bool:
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
+def exit_on_sigterm(exc: SystemExit) -> None:
+    """Lightning turns SIGTERM into a SystemExit after SaveOnInterrupt saved the run: exit 143 with a resume hint."""
+    from pytorch_lightning.utilities.exceptions import SIGTERMException
+
+    if not isinstance(exc, SIGTERMException):
+        raise exc
+    print(
+        "error: stopped by SIGTERM (pre-emption, scancel or kill) after saving checkpoints/last.ckpt; resume with "
+        "`python train.py hydra.run.dir=<this run dir> ckpt_path=last` and the same overrides.",
+        file=sys.stderr,
+    )
+    sys.exit(128 + signal.SIGTERM)
+
+
 def guarded(fn: Callable, *args, **kwargs):
     """Call fn; on failure exit with one line, or in a multirun job record the failure and return None."""
     try:
         return fn(*args, **kwargs)
+    except SystemExit as e:
+        exit_on_sigterm(e)
     except Exception as e:  # noqa: BLE001 - sorted into user errors and bugs below
         if in_multirun():
             from catdog.sweep import record_failure

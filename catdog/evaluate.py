@@ -24,6 +24,7 @@ from torchmetrics.functional.classification import (
     multiclass_recall,
 )
 
+from catdog.checkpoint import check_classes
 from catdog.cli import guarded
 from catdog.data.cache import write_json_atomic
 from catdog.data.preprocess import prepare_dataset
@@ -33,19 +34,6 @@ from catdog.training import instantiate_group
 from catdog.visualize import confusion_figure
 
 log = logging.getLogger(__name__)
-
-
-def check_classes(data_classes: list[str], model_classes: list[str], source: str, ckpt_path: str) -> None:
-    """Labels are class indices in sorted name order: the data needs as many classes as the checkpoint."""
-    if len(data_classes) != len(model_classes):
-        raise CatdogError(
-            f"data.source={source} has {len(data_classes)} classes ({', '.join(data_classes)}), but "
-            f"ckpt_path={ckpt_path} was trained on {len(model_classes)} ({', '.join(model_classes)}). "
-            "Evaluate on images of the classes the checkpoint knows."
-        )
-    if [c.lower() for c in data_classes] != [c.lower() for c in model_classes]:
-        log.warning("Class names differ: data %s, checkpoint %s; comparing them in sorted order.",
-                    data_classes, model_classes)  # fmt: skip
 
 
 def classification_metrics(probs: torch.Tensor, labels: torch.Tensor, classes: list[str]) -> dict:

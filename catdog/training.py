@@ -12,6 +12,7 @@ import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig
 
+from catdog.checkpoint import check_classes, read_checkpoint
 from catdog.config import check_accelerator, resolve_ckpt_path, validate
 from catdog.config_tree import print_config_tree
 from catdog.data.cache import write_json_atomic
@@ -21,11 +22,24 @@ from catdog.launch import install_ddp_launch_fix, share_cores
 log = logging.getLogger(__name__)
 
 
-def instantiate_group(group: DictConfig | None) -> list:
-    """Every entry of a config group such as `callbacks` or `logger` that has a `_target_`."""
+def instantiate_group(group: DictConfig | None, **extra_by_class: dict) -> list:
+    """Every entry of a config group such as `callbacks` or `logger` that has a `_target_` (plus the extra
+    arguments given for its class name)."""
     if not group:
         return []
-    return [hydra.utils.instantiate(c) for c in group.values() if isinstance(c, DictConfig) and "_target_" in c]
+    return [
+        hydra.utils.instantiate(c, **extra_by_class.get(c._target_.rsplit(".", 1)[-1], {}))
+        for c in group.values()
+        if isinstance(c, DictConfig) and "_target_" in c
+    ]
+
+
+def check_resume(ckpt_path: str, classes: list[str], source: str) -> int:
+    """One clear message if the checkpoint to resume does not fit the data; else the step its logging stopped at."""
+    checkpoint = read_checkpoint(ckpt_path)
+    check_classes(classes, checkpoint["hyper_parameters"]["classes"], source, ckpt_path,
+                  fix="Resume on the data it was trained on, or start a new run without ckpt_path.")  # fmt: skip
+    return checkpoint["loops"]["fit_loop"]["epoch_loop.state_dict"]["_batches_that_stepped"]
 
 
 def final_metrics(trainer: pl.Trainer) -> dict[str, float]:
@@ -57,7 +71,11 @@ def train(cfg: DictConfig) -> dict[str, float]:
     model = hydra.utils.instantiate(
         cfg.model, classes=datamodule.classes, class_weights=datamodule.class_weights(), _convert_="all", **stats
     )
-    loggers = instantiate_group(cfg.get("logger"))
+    resumed = {}
+    if ckpt_path is not None:  # TensorBoard hides what the interrupted run logged after its checkpoint
+        step = check_resume(ckpt_path, datamodule.classes, cfg.data.source)
+        resumed["TensorBoardLogger"] = {"purge_step": step}
+    loggers = instantiate_group(cfg.get("logger"), **resumed)
     callbacks = instantiate_group(cfg.get("callbacks"))
     if not cfg.trainer.get("enable_progress_bar", True):  # the switch also turns off a configured bar
         callbacks = [c for c in callbacks if not isinstance(c, pl.callbacks.ProgressBar)]

@@ -12,7 +12,10 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
+import socket
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,10 +79,45 @@ def save_npy_atomic(path: Path, array: np.ndarray) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def _temp_name(directory: Path) -> Path:
+    """`.<name>.<host>-<pid>.<random>.tmp`: who is building it, so a later build can tell a dead one's leftovers."""
+    return directory.with_name(f".{directory.name}.{socket.gethostname()}-{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+
+
+_TEMP_OWNER = re.compile(r"^\.[^.]+\.(?P<host>.+)-(?P<pid>\d+)\.[0-9a-f]{8}\.tmp$")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def remove_stale_temps(cache_root: Path, max_age_s: float = 24 * 3600) -> None:
+    """Delete half-written caches of killed builds: this host's whose process is gone, any host's after a day."""
+    host = socket.gethostname()
+    for tmp in cache_root.glob(".*.tmp"):
+        owner = _TEMP_OWNER.match(tmp.name)
+        try:
+            dead = (owner is not None and owner["host"] == host and not _pid_alive(int(owner["pid"]))) or (
+                time.time() - tmp.stat().st_mtime > max_age_s
+            )
+        except OSError:  # removed meanwhile by another cleaner
+            continue
+        if dead and tmp.is_dir():
+            log.info("Removing %s, left by a killed cache build", tmp)
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
 def write_cache(directory: Path, images: np.ndarray, labels: np.ndarray, report: dict) -> None:
     """Publish a complete cache directory in one rename; a concurrent identical build that wins is kept."""
     directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = directory.with_name(f".{directory.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    remove_stale_temps(directory.parent)  # before writing: a killed build's arrays may be what fills the disk
+    tmp = _temp_name(directory)
     try:
         tmp.mkdir()
         for name, array in (("images.npy", images), ("labels.npy", labels)):

@@ -9,17 +9,21 @@ from torch.utils.data import Sampler
 
 
 class SeededShuffle(Sampler[int]):
-    """A new permutation each epoch from one seeded generator: the order both data paths share."""
+    """The permutation of epoch k is a function of (seed, k) alone: the order both data paths share, and the order
+    a resumed run sees (Lightning calls `set_epoch` on a loader's `.sampler` before every training epoch)."""
 
     def __init__(self, n: int, seed: int = 0):
-        self.n = n
-        self.generator = torch.Generator().manual_seed(seed)
+        self.n, self.seed, self.epoch = n, seed, 0
 
     def __len__(self) -> int:
         return self.n
 
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
     def permutation(self) -> torch.Tensor:
-        return torch.randperm(self.n, generator=self.generator)
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        return torch.randperm(self.n, generator=generator)
 
     def __iter__(self) -> Iterator[int]:
         return iter(self.permutation().tolist())

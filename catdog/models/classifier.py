@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torchmetrics import MaxMetric, MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
+from catdog.checkpointing import RNG_KEY, rng_states, set_rng_states
 from catdog.errors import CatdogError
 from catdog.models.augment import augment_batch
 from catdog.models.convnet import build_convnet
@@ -70,6 +71,7 @@ class ImageClassifier(pl.LightningModule):
         self.train_acc, self.val_acc, self.test_acc = (MulticlassAccuracy(n, average="micro") for _ in range(3))
         self.train_loss, self.val_loss, self.test_loss = MeanMetric(), MeanMetric(), MeanMetric()
         self.val_acc_best = MaxMetric()
+        self._resumed_rng_states: dict | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits for uint8 images (N, C, H, W)."""
@@ -124,6 +126,15 @@ class ImageClassifier(pl.LightningModule):
 
     def on_train_start(self) -> None:
         self.val_acc_best.reset()  # sanity-check batches must not count as the best epoch
+        if self._resumed_rng_states is not None:  # now, not at load time: evaluate/predict must not touch them
+            set_rng_states(self._resumed_rng_states)
+            self._resumed_rng_states = None
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint[RNG_KEY] = rng_states()
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self._resumed_rng_states = checkpoint.get(RNG_KEY)
 
     def test_step(self, batch, batch_idx):
         self._evaluate(batch, "test")

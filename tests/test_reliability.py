@@ -1,0 +1,262 @@
+"""Nothing lost when a run is killed, pre-empted or hits a full disk: caches, checkpoints, resume, messages."""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import ROOT, run_train, tiny_overrides, write_class_folders
+from test_framework import epochs_done, tb_events
+
+from catdog.checkpointing import AtomicCheckpointIO
+from catdog.cli import user_error
+from catdog.data import cache as cache_module
+from catdog.data.loaders import SeededShuffle
+from catdog.data.preprocess import prepare_dataset
+from catdog.errors import CatdogError
+
+# augmentation and dropout draw from the global RNG: an exact resume must restore it
+RANDOM_MODEL = ["model.dropout=0.3", "+model.augment={hflip:true,translate:2}", "trainer.deterministic=true"]
+
+
+def train_process(*overrides: str) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env.pop("HYDRA_FULL_ERROR", None)
+    return subprocess.Popen([sys.executable, str(ROOT / "train.py"), *overrides], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+
+
+def wait_for(predicate, proc: subprocess.Popen, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if proc.poll() is not None:
+            raise AssertionError(f"the process ended first ({proc.returncode}):\n{proc.stdout.read()[-4000:]}")
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError("timed out")
+        time.sleep(0.05)
+
+
+def load(path: Path) -> dict:
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def scalar_steps(log_dir: Path) -> dict[str, list[int]]:
+    """Per tag, the steps TensorBoard shows: like its reader, a later file's purge_step hides the earlier
+    files' events at or after it (what a killed run logged after its last checkpoint)."""
+    shown: dict[str, list[int]] = {}
+    for _, events in tb_events(log_dir):
+        for tag, step, plugin, _ in events:
+            if plugin != "hparams" and tag != "epoch":
+                shown.setdefault(tag, []).append(step)
+    return shown
+
+
+# --- the data: batch order, cache ---
+
+
+def test_the_batch_order_of_an_epoch_depends_only_on_seed_and_epoch():
+    a, b = SeededShuffle(50, seed=1), SeededShuffle(50, seed=1)
+    orders = []
+    for epoch in range(3):
+        a.set_epoch(epoch)
+        orders.append(list(a))
+    b.set_epoch(2)  # a resumed process starts at epoch 2 without drawing epochs 0 and 1
+    assert list(b) == orders[2] and orders[0] != orders[1] != orders[2]
+    assert sorted(orders[1]) == list(range(50))
+    assert list(SeededShuffle(50, seed=2)) != orders[0]
+
+
+def test_lightning_sets_the_epoch_of_the_tensor_path_sampler(tmp_path):
+    from catdog.data.loaders import TensorBatches
+    from lightning_fabric.utilities.data import _set_sampler_epoch
+
+    batches = TensorBatches(torch.zeros(10, 1, 2, 2), torch.arange(10), 4, SeededShuffle(10))
+    _set_sampler_epoch(batches, 5)  # what the fit loop calls on every train loader before each epoch
+    assert batches.sampler.epoch == 5
+
+
+def test_a_build_killed_while_writing_leaves_no_cache_and_the_next_build_finishes(image_folder, tmp_path):
+    cache = tmp_path / "cache"
+    code = (
+        "import sys, time; from catdog.data import cache\n"
+        "def stop(*a, **k): print('writing', flush=True); time.sleep(600)\n"
+        "cache.write_json_atomic = stop  # report.json is written last: pause there, arrays already on disk\n"
+        "from catdog.data.preprocess import prepare_dataset\n"
+        "prepare_dataset(sys.argv[1], resolution=16, cache_dir=sys.argv[2], progress=False, num_workers=1)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code, str(image_folder), str(cache)], cwd=ROOT,
+                            stdout=subprocess.PIPE, text=True)  # fmt: skip
+    assert proc.stdout.readline().strip() == "writing"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    (stale,) = cache.iterdir()
+    assert stale.name.startswith(".") and stale.name.endswith(".tmp") and (stale / "images.npy").exists()
+
+    alive = cache / f".other-16px.{socket_host()}-{os.getpid()}.0123abcd.tmp"  # a live process's build: kept
+    alive.mkdir()
+    arrays = prepare_dataset(str(image_folder), resolution=16, cache_dir=str(cache), progress=False, num_workers=1)
+    assert arrays.images.shape == (40, 16, 16, 1) and (arrays.directory / "report.json").exists()
+    assert sorted(p.name for p in cache.iterdir()) == sorted([arrays.directory.name, alive.name])
+
+
+def socket_host() -> str:
+    import socket
+
+    return socket.gethostname()
+
+
+def test_a_full_disk_while_caching_is_one_message_and_keeps_the_previous_cache(image_folder, tmp_path, monkeypatch):
+    cache = tmp_path / "cache"
+    before = prepare_dataset(str(image_folder), resolution=16, cache_dir=str(cache), progress=False, num_workers=1)
+    expected = np.array(before.images)
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(cache_module.np, "save", full)
+    with pytest.raises(CatdogError, match=f"No space left on the device .* {cache} .*data.cache_dir"):
+        prepare_dataset(str(image_folder), resolution=20, cache_dir=str(cache), progress=False, num_workers=1)
+    assert [p.name for p in cache.iterdir()] == [before.directory.name]  # no temporary left, old cache intact
+    monkeypatch.undo()
+    again = prepare_dataset(str(image_folder), resolution=16, cache_dir=str(cache), progress=False, num_workers=1)
+    np.testing.assert_array_equal(again.images, expected)
+
+
+# --- checkpoints ---
+
+
+def test_a_full_disk_while_checkpointing_is_one_message_and_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    io, path = AtomicCheckpointIO(), tmp_path / "checkpoints" / "last.ckpt"
+    io.save_checkpoint({"state_dict": {"w": torch.ones(3)}}, path)
+
+    def full(obj, f, *args, **kwargs):
+        f.write(b"half a checkpoint")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", full)
+    with pytest.raises(CatdogError, match=f"No space left .* {path}; the previous checkpoint there is intact") as e:
+        io.save_checkpoint({"state_dict": {"w": torch.zeros(3)}}, path)
+    assert torch.equal(load(path)["state_dict"]["w"], torch.ones(3))
+    assert list(path.parent.iterdir()) == [path]
+    assert "Free some space" in user_error(e.value)
+
+
+def test_no_space_anywhere_is_recognised_as_a_user_error(tmp_path):
+    try:
+        try:
+            open(tmp_path / "x", "w").close()
+            raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "metrics.json"))
+        except OSError as e:
+            raise RuntimeError("while logging") from e
+    except RuntimeError as e:
+        message = user_error(e)
+    assert "No space left on the device" in message and str(tmp_path / "metrics.json") in message
+    assert "Free some space" in message
+
+
+# --- kills and pre-emption during training (tiny, but real) ---
+
+
+@pytest.mark.slow
+def test_a_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(image_folder, tmp_path):
+    def overrides(out: Path, *extra: str) -> list[str]:
+        return [*tiny_overrides(image_folder, out), f"data.cache_dir={tmp_path}/cache", *RANDOM_MODEL, *extra]
+
+    run_train(*overrides(tmp_path / "a", "trainer.max_epochs=2"))
+    run_train(*overrides(tmp_path / "b", "trainer.max_epochs=1"))
+    run_train(*overrides(tmp_path / "b", "trainer.max_epochs=2", "ckpt_path=last"))
+    a, b = (load(tmp_path / x / "run" / "checkpoints" / "last.ckpt") for x in ("a", "b"))
+    assert (epochs_done(a), a["global_step"]) == (epochs_done(b), b["global_step"]) == (2, 8)
+    assert a["state_dict"].keys() == b["state_dict"].keys()
+    for name, weights in a["state_dict"].items():
+        torch.testing.assert_close(b["state_dict"][name], weights, rtol=0, atol=1e-6, msg=name)
+
+
+@pytest.mark.slow
+def test_sigkill_mid_training_resumes_from_the_last_checkpoint(tmp_path):
+    source = write_class_folders(tmp_path / "PetImages", per_class=60)  # 90 training images: 12 steps an epoch
+    run = tmp_path / "run"
+    last = run / "checkpoints" / "last.ckpt"
+    overrides = [*tiny_overrides(source, tmp_path), "trainer.log_every_n_steps=1"]
+    proc = train_process(*overrides, "trainer.max_epochs=1000")
+    wait_for(lambda: last.exists() and load_or_none(last) is not None and epochs_done(load(last)) >= 2, proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    saved = load(last)  # written atomically: complete, whatever the moment of the kill
+    epochs, step = epochs_done(saved), saved["global_step"]
+    assert step == 12 * epochs
+
+    resumed = run_train(*overrides, "ckpt_path=last", f"trainer.max_epochs={epochs + 1}")
+    assert "Restored all states" in resumed.stdout + resumed.stderr
+    final = load(last)
+    assert (epochs_done(final), final["global_step"]) == (epochs + 1, step + 12)  # that epoch, once
+
+    steps = scalar_steps(run / "tensorboard")
+    assert steps["train/batch_loss"] == list(range(12 * (epochs + 1)))  # no gap, no repeat
+    assert len(steps["val/acc"]) == epochs + 1
+
+
+def load_or_none(path: Path):
+    try:
+        return load(path)
+    except Exception:  # noqa: BLE001 - not there yet
+        return None
+
+
+@pytest.mark.slow
+def test_sigterm_saves_a_checkpoint_mid_epoch_and_the_run_resumes(tmp_path):
+    source = write_class_folders(tmp_path / "PetImages", per_class=60)
+    run = tmp_path / "run"
+    last = run / "checkpoints" / "last.ckpt"
+    overrides = [*tiny_overrides(source, tmp_path), "data.batch_size=1", "trainer.log_every_n_steps=1"]
+    proc = train_process(*overrides, "trainer.max_epochs=1000")
+    events = run / "tensorboard"
+    wait_for(lambda: any(events.glob("events.out.tfevents.*")) and last.exists(), proc)  # training under way
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode != 0
+    assert f"saved {last}" in out and "ckpt_path=last" in out and "Traceback" not in out
+    saved = load(last)
+    epochs, step = epochs_done(saved), saved["global_step"]
+    assert step > 0
+
+    resumed = run_train(*overrides, "ckpt_path=last", f"trainer.max_epochs={epochs + 1}")
+    assert "Restored all states" in resumed.stdout + resumed.stderr
+    final = load(last)
+    assert (epochs_done(final), final["global_step"]) == (epochs + 1, 90 * (epochs + 1))
+
+
+# --- user errors ---
+
+
+@pytest.mark.slow
+def test_resuming_on_data_with_other_classes_names_the_checkpoint(tmp_path):
+    two = write_class_folders(tmp_path / "two")
+    three = write_class_folders(tmp_path / "three", per_class=8, classes=("Cat", "Dog", "Fox"))
+    run_train(*tiny_overrides(two, tmp_path))
+    proc = run_train(*tiny_overrides(three, tmp_path), "ckpt_path=last", "trainer.max_epochs=2", check=False)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr + proc.stdout
+    assert "last.ckpt" in proc.stderr and "2 classes" in proc.stderr and "3" in proc.stderr
+
+
+def test_an_unreadable_checkpoint_to_resume_is_named(image_folder, tmp_path):
+    bad = tmp_path / "bad.ckpt"
+    bad.write_bytes(b"not a checkpoint")
+    proc = run_train(*tiny_overrides(image_folder, tmp_path), f"ckpt_path={bad}", check=False)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr + proc.stdout
+    assert f"ckpt_path={bad}" in proc.stderr
+
+
+def test_hydra_full_error_shows_the_traceback(image_folder, tmp_path):
+    args = [sys.executable, str(ROOT / "train.py"), *tiny_overrides(image_folder, tmp_path), "data.resolution=-3"]
+    proc = subprocess.run(args, cwd=ROOT, env={**os.environ, "HYDRA_FULL_ERROR": "1"}, capture_output=True, text=True)
+    assert proc.returncode != 0 and "Traceback" in proc.stderr and "data.resolution=-3 is invalid" in proc.stderr
