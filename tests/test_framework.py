@@ -92,7 +92,7 @@ def test_default_callbacks_are_composed_from_files():
     files = {p.stem for p in (ROOT / "configs/callbacks").glob("*.yaml")} - {"default", "none"}
     assert set(cfg.callbacks) == files  # one file per callback, all of them on by default
     assert {"model_checkpoint", "early_stopping", "learning_rate_monitor", "progress_bar"} <= files
-    assert cfg.callbacks.model_checkpoint.save_last is True
+    assert cfg.callbacks.last_checkpoint.filename == "last"  # written every epoch, what ckpt_path=last resumes
     assert (ROOT / "configs/callbacks/default.yaml").read_text().count("- ") >= 4  # a defaults list of files
 
 

@@ -24,7 +24,7 @@ from catdog.data.preprocess import prepare_dataset
 from catdog.errors import CatdogError
 
 # augmentation and dropout draw from the global RNG: an exact resume must restore it
-RANDOM_MODEL = ["model.dropout=0.3", "+model.augment={hflip:true,translate:2}", "trainer.deterministic=true"]
+RANDOM_MODEL = ["model.dropout=0.3", "model.augment={hflip:true,translate:2}", "trainer.deterministic=true"]
 
 
 def train_process(*overrides: str) -> subprocess.Popen:

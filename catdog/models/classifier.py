@@ -71,7 +71,6 @@ class ImageClassifier(pl.LightningModule):
         self.train_acc, self.val_acc, self.test_acc = (MulticlassAccuracy(n, average="micro") for _ in range(3))
         self.train_loss, self.val_loss, self.test_loss = MeanMetric(), MeanMetric(), MeanMetric()
         self.val_acc_best = MaxMetric()
-        self._resumed_rng_states: dict | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits for uint8 images (N, C, H, W)."""
@@ -126,15 +125,13 @@ class ImageClassifier(pl.LightningModule):
 
     def on_train_start(self) -> None:
         self.val_acc_best.reset()  # sanity-check batches must not count as the best epoch
-        if self._resumed_rng_states is not None:  # now, not at load time: evaluate/predict must not touch them
-            set_rng_states(self._resumed_rng_states)
-            self._resumed_rng_states = None
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint[RNG_KEY] = rng_states()
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        self._resumed_rng_states = checkpoint.get(RNG_KEY)
+        if RNG_KEY in checkpoint and self._trainer is not None:  # resuming a fit, not loading for evaluate/predict
+            set_rng_states(checkpoint[RNG_KEY])
 
     def test_step(self, batch, batch_idx):
         self._evaluate(batch, "test")
