@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import ROOT, run_train, tiny_overrides, write_class_folders
-from test_framework import epochs_done, tb_events
+from test_framework import epochs_done
 
 from catdog.checkpointing import AtomicCheckpointIO
 from catdog.cli import user_error
@@ -50,13 +50,19 @@ def load(path: Path) -> dict:
 
 
 def scalar_steps(log_dir: Path) -> dict[str, list[int]]:
-    """Per tag, the steps TensorBoard shows: like its reader, a later file's purge_step hides the earlier
-    files' events at or after it (what a killed run logged after its last checkpoint)."""
+    """Per tag, the steps TensorBoard shows: like its reader, a file's SessionLog START at step P (purge_step) hides
+    the earlier files' events at or after P (what a killed run logged after its last checkpoint)."""
+    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+    from tensorboard.compat.proto.event_pb2 import SessionLog
+
     shown: dict[str, list[int]] = {}
-    for _, events in tb_events(log_dir):
-        for tag, step, plugin, _ in events:
-            if plugin != "hparams" and tag != "epoch":
-                shown.setdefault(tag, []).append(step)
+    for f in sorted(log_dir.glob("events.out.tfevents.*"), key=lambda p: p.stat().st_mtime):
+        for event in EventFileLoader(str(f)).Load():
+            if event.HasField("session_log") and event.session_log.status == SessionLog.START:
+                shown = {tag: [s for s in steps if s < event.step] for tag, steps in shown.items()}
+            for v in event.summary.value:
+                if v.metadata.plugin_data.plugin_name != "hparams" and v.tag != "epoch":
+                    shown.setdefault(v.tag, []).append(event.step)
     return shown
 
 
