@@ -28,7 +28,6 @@ from catdog.checkpoint import check_classes
 from catdog.cli import guarded
 from catdog.data.cache import write_json_atomic
 from catdog.data.preprocess import prepare_dataset
-from catdog.errors import CatdogError
 from catdog.predict import Predictor
 from catdog.training import instantiate_group
 from catdog.visualize import confusion_figure
