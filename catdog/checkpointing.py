@@ -19,7 +19,6 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.plugins import TorchCheckpointIO
-from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from catdog.errors import CatdogError
 
@@ -56,14 +55,15 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
 
 class SaveOnInterrupt(pl.Callback):
-    """On SIGTERM (a cluster's pre-emption, scancel, `kill`) or Ctrl-C: save `<dirpath>/<filename>.ckpt`, mid-epoch
-    if need be, so `ckpt_path=last` resumes the run. Other exceptions save nothing (their state may be broken)."""
+    """When the process is told to stop: SIGTERM (pre-emption, scancel, `kill`; Lightning raises SIGTERMException),
+    submitit's requeue on SIGUSR2 (sys.exit) or Ctrl-C: save `<dirpath>/<filename>.ckpt`, mid-epoch if need be, so
+    `ckpt_path=last` (or `auto`) resumes the run. Errors save nothing: their state may be broken."""
 
     def __init__(self, dirpath: str, filename: str = "last"):
         self.path = Path(dirpath) / f"{filename}.ckpt"
 
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
-        if isinstance(exception, SIGTERMException | KeyboardInterrupt):
+        if isinstance(exception, SystemExit | KeyboardInterrupt):  # SIGTERMException is a SystemExit
             trainer.save_checkpoint(self.path)
             log.warning("Interrupted: saved %s. Resume with ckpt_path=last (same hydra.run.dir).", self.path)
 

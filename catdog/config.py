@@ -72,9 +72,13 @@ def validate(cfg: DictConfig) -> None:
 
 
 def resolve_ckpt_path(ckpt_path: str | None, output_dir: str | Path) -> str | None:
-    """The checkpoint to resume: `last` is this run dir's checkpoints/last.ckpt; the file must exist."""
+    """The checkpoint to resume: `last` is this run dir's checkpoints/last.ckpt and must exist; `auto` is that file
+    if it exists, else a fresh start (for jobs a cluster requeues after pre-emption, with the same overrides)."""
     if ckpt_path is None:
         return None
+    if str(ckpt_path) == "auto":
+        last = Path(output_dir) / "checkpoints" / "last.ckpt"
+        return str(last) if last.is_file() else None
     last = str(ckpt_path) == "last"
     path = Path(output_dir) / "checkpoints" / "last.ckpt" if last else Path(str(ckpt_path))
     if not path.is_file():

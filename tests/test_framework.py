@@ -145,9 +145,11 @@ def test_ckpt_path_last_needs_the_old_run_dir(tmp_path):
         resolve_ckpt_path("last", tmp_path)
     with pytest.raises(CatdogError, match="no checkpoint"):
         resolve_ckpt_path(str(tmp_path / "nope.ckpt"), tmp_path)
+    assert resolve_ckpt_path("auto", tmp_path) is None  # a first attempt starts fresh
     (tmp_path / "checkpoints").mkdir()
     (tmp_path / "checkpoints" / "last.ckpt").write_bytes(b"")
     assert resolve_ckpt_path("last", tmp_path) == str(tmp_path / "checkpoints" / "last.ckpt")
+    assert resolve_ckpt_path("auto", tmp_path) == str(tmp_path / "checkpoints" / "last.ckpt")  # a requeued one resumes
 
 
 def test_missing_optional_package_is_a_user_error():
