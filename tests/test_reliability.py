@@ -17,7 +17,7 @@ import torch
 from conftest import ROOT, run_train, tiny_overrides, write_class_folders
 from test_framework import epochs_done
 
-from catdog.checkpointing import AtomicCheckpointIO
+from catdog.checkpointing import AtomicCheckpointIO, SaveOnInterrupt
 from catdog.cli import user_error
 from catdog.data import cache as cache_module
 from catdog.data.loaders import SeededShuffle
@@ -156,6 +156,19 @@ def test_a_full_disk_while_checkpointing_is_one_message_and_keeps_the_previous_c
     assert torch.equal(load(path)["state_dict"]["w"], torch.ones(3))
     assert list(path.parent.iterdir()) == [path]
     assert "Free some space" in user_error(e.value)
+
+
+def test_an_interrupt_saves_last_ckpt_an_error_does_not(tmp_path):
+    from types import SimpleNamespace
+
+    from pytorch_lightning.utilities.exceptions import SIGTERMException
+
+    saved = []
+    callback, trainer = SaveOnInterrupt(str(tmp_path)), SimpleNamespace(save_checkpoint=saved.append)
+    # SIGTERM, submitit's requeue on SIGUSR2 (sys.exit), Ctrl-C; then a bug, whose state may be broken
+    for exception in (SIGTERMException(), SystemExit(-1), KeyboardInterrupt(), ValueError("a bug")):
+        callback.on_exception(trainer, None, exception)
+    assert saved == [tmp_path / "last.ckpt"] * 3
 
 
 def test_no_space_anywhere_is_recognised_as_a_user_error(tmp_path):
