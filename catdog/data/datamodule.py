@@ -119,21 +119,22 @@ class ImageDataModule(pl.LightningDataModule):
         """The split is stored beside the cache, so every run with these settings validates on the same images."""
         h = self.hparams
         path = self.arrays.directory / f"split-seed{h.seed}-val{h.val_fraction}-test{h.test_fraction}.npy"
+        assign = None
         if path.exists():
             try:
                 assign = np.load(path)
-                if assign.shape == labels.shape:
-                    return {name: np.flatnonzero(assign == i) for i, name in enumerate(("train", "val", "test"))}
             except (OSError, ValueError):
                 pass
-        splits = stratified_split(labels, h.val_fraction, h.test_fraction, h.seed)
-        assign = np.zeros(len(labels), dtype=np.int8)
-        assign[splits["val"]], assign[splits["test"]] = 1, 2
-        try:
-            save_npy_atomic(path, assign)
-        except OSError as e:
-            log.warning("Could not store the split beside the cache (%s); it is recomputed from the seed.", e)
-        return splits
+        if assign is None or assign.shape != labels.shape:
+            splits = stratified_split(labels, h.val_fraction, h.test_fraction, h.seed)
+            assign = np.zeros(len(labels), dtype=np.int8)
+            assign[splits["val"]], assign[splits["test"]] = 1, 2
+            try:
+                save_npy_atomic(path, assign)
+            except OSError as e:
+                log.warning("Could not store the split beside the cache (%s); it is recomputed from the seed.", e)
+        # always read back from the assignment, so the first run and later ones see the same order
+        return {name: np.flatnonzero(assign == i) for i, name in enumerate(("train", "val", "test"))}
 
     @property
     def classes(self) -> list[str]:
