@@ -26,7 +26,12 @@ def instantiate_group(group: DictConfig | None) -> list:
 
 
 def final_metrics(trainer: pl.Trainer) -> dict[str, float]:
-    return {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(("val/", "test/", "train/"))}
+    """Epoch-level metrics (Lightning also keeps per-step copies, suffixed _step/_epoch)."""
+    return {
+        k: float(v)
+        for k, v in trainer.callback_metrics.items()
+        if k.startswith(("val/", "test/", "train/")) and not k.endswith(("_step", "_epoch"))
+    }
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
@@ -41,8 +46,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
     datamodule = hydra.utils.instantiate(cfg.data)
     datamodule.prepare_data()
     datamodule.setup("fit")
+    stats = datamodule.channel_stats() if cfg.model.get("normalize") else {}
     model = hydra.utils.instantiate(
-        cfg.model, classes=datamodule.classes, class_weights=datamodule.class_weights(), _convert_="all"
+        cfg.model, classes=datamodule.classes, class_weights=datamodule.class_weights(), _convert_="all", **stats
     )
     loggers = instantiate_group(cfg.get("logger"))
     callbacks = instantiate_group(cfg.get("callbacks"))

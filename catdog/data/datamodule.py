@@ -11,11 +11,13 @@ from torch.utils.data import DataLoader, Dataset
 
 from catdog.data.cache import CachedArrays, save_npy_atomic
 from catdog.data.decode import DEFAULT_MAX_PIXELS
+from catdog.data.loaders import TensorBatches
 from catdog.data.preprocess import prepare_dataset, summarize
 from catdog.data.split import BALANCE_MODES, balance, class_weights, stratified_split
 from catdog.errors import CatdogError
 
 log = logging.getLogger(__name__)
+LOADERS = ("dataloader", "tensor")
 
 
 class ArrayDataset(Dataset):
@@ -58,12 +60,15 @@ class ImageDataModule(pl.LightningDataModule):
         skip_truncated: bool = True,
         max_pixels: int = DEFAULT_MAX_PIXELS,
         num_workers: int | None = None,
+        loader: str = "dataloader",
         loader_workers: int = 0,
         download_dir: str | None = None,
         download_url: str | None = None,
         progress: bool = True,
     ):
         super().__init__()
+        if loader not in LOADERS:
+            raise CatdogError(f"data.loader={loader}: must be one of {', '.join(LOADERS)}.")
         if balance not in BALANCE_MODES:
             raise CatdogError(f"data.balance={balance}: must be one of {', '.join(BALANCE_MODES)}.")
         if not (0 < val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
@@ -150,10 +155,26 @@ class ImageDataModule(pl.LightningDataModule):
             return None
         return class_weights(self.arrays.labels[self.splits["train"]], self.num_classes).tolist()
 
+    def channel_stats(self, max_images: int = 5000) -> dict[str, list[float]]:
+        """Per-channel mean and std of the training split's pixels (0-1 scale), for input normalisation."""
+        idx = np.sort(self.splits["train"][:max_images])
+        x = self.arrays.images[idx].astype(np.float32) / 255.0
+        return {"mean": x.mean(axis=(0, 1, 2)).tolist(), "std": (x.std(axis=(0, 1, 2)) + 1e-6).tolist()}
+
     def dataset(self, split: str) -> ArrayDataset:
         return ArrayDataset(self.arrays.images, self.arrays.labels, self.splits[split])
 
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+    def _tensor_loader(self, split: str, shuffle: bool) -> TensorBatches:
+        device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
+        idx = self.splits[split]
+        images = torch.from_numpy(self.arrays.images[idx]).permute(0, 3, 1, 2).to(device)
+        labels = torch.from_numpy(self.arrays.labels[idx]).to(device)
+        return TensorBatches(images, labels, self.hparams.batch_size, shuffle, self.hparams.seed)
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader | TensorBatches:
+        distributed = self.trainer is not None and self.trainer.world_size > 1
+        if self.hparams.loader == "tensor" and not distributed:
+            return self._tensor_loader(split, shuffle)
         generator = torch.Generator().manual_seed(self.hparams.seed) if shuffle else None
         return DataLoader(
             self.dataset(split),
@@ -165,13 +186,13 @@ class ImageDataModule(pl.LightningDataModule):
             persistent_workers=self.hparams.loader_workers > 0,
         )
 
-    def train_dataloader(self) -> DataLoader:
+    def train_dataloader(self) -> DataLoader | TensorBatches:
         return self._loader("train", shuffle=True)
 
-    def val_dataloader(self) -> DataLoader:
+    def val_dataloader(self) -> DataLoader | TensorBatches:
         return self._loader("val", shuffle=False)
 
-    def test_dataloader(self) -> DataLoader:
+    def test_dataloader(self) -> DataLoader | TensorBatches:
         if not len(self.splits["test"]):
             raise CatdogError("data.test_fraction=0: there is no test split. Set data.test_fraction (e.g. 0.1).")
         return self._loader("test", shuffle=False)

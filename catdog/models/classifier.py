@@ -37,6 +37,7 @@ class ImageClassifier(pl.LightningModule):
         dropout: float = 0.0,
         activation: str = "relu",
         head: str = "flatten",
+        normalize: bool = False,
         mean: Sequence[float] | None = None,
         std: Sequence[float] | None = None,
         loss: str = "cross_entropy",
@@ -50,6 +51,8 @@ class ImageClassifier(pl.LightningModule):
         scheduler: Callable | None = None,
     ):
         super().__init__()
+        if normalize and mean is None:
+            raise CatdogError("model.normalize=true needs the training data's mean/std (training.train passes them).")
         if loss not in LOSSES:
             raise CatdogError(f"model.loss={loss}: must be one of {', '.join(LOSSES)}.")
         self.save_hyperparameters(ignore=["optimizer", "scheduler"])
@@ -95,7 +98,8 @@ class ImageClassifier(pl.LightningModule):
         loss = self.loss_fn(logits, y)
         self.train_loss(loss)
         self.train_acc(logits, y)
-        self.log("train/loss", self.train_loss, on_step=True, on_epoch=True, prog_bar=True)
+        self.log("train/loss", self.train_loss, on_step=False, on_epoch=True, prog_bar=True)
+        self.log("train/batch_loss", loss.detach(), on_step=True, on_epoch=False)
         self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, prog_bar=True)
         return loss
 

@@ -1,0 +1,103 @@
+"""End to end: `python train.py` as a user runs it, on tiny generated data."""
+
+import json
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from conftest import ROOT, run_train, tiny_overrides
+
+
+def scalar_tags(run_dir):
+    events = sorted((run_dir / "tensorboard").glob("events.out.tfevents.*"))
+    assert events, f"no TensorBoard event file in {run_dir}"
+    acc = EventAccumulator(str(events[0].parent))
+    acc.Reload()
+    return acc
+
+
+def test_tiny_run_writes_metrics_tensorboard_checkpoints_and_config(image_folder, tmp_path):
+    run_train(*tiny_overrides(image_folder, tmp_path))
+    run = tmp_path / "run"
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert {"val/acc", "val/acc_best", "val/loss", "train/loss", "train/acc"} <= set(metrics)
+    assert 0.0 <= metrics["val/acc"] <= metrics["val/acc_best"] <= 1.0
+    tags = scalar_tags(run).Tags()["scalars"]
+    assert {"train/loss", "train/acc", "val/loss", "val/acc"} <= set(tags)
+    assert (run / "checkpoints" / "last.ckpt").exists()
+    saved = (run / ".hydra" / "config.yaml").read_text()
+    assert "resolution: 16" in saved
+
+
+@pytest.mark.slow
+def test_network_learns_the_generated_classes(image_folder, tmp_path):
+    run_train(*tiny_overrides(image_folder, tmp_path), "trainer.max_epochs=6", "model.optimizer.lr=0.01")
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["val/acc_best"] >= 0.9
+
+
+def test_second_run_loads_the_cache_instead_of_decoding(image_folder, tmp_path):
+    overrides = tiny_overrides(image_folder, tmp_path)
+    run_train(*overrides, "trainer.fast_dev_run=true")
+    second = run_train(*overrides, "trainer.fast_dev_run=true")
+    log = second.stdout + second.stderr
+    assert "Loaded cached arrays" in log and "Prepared" not in log
+    assert len(list((tmp_path / "cache").iterdir())) == 1
+
+
+def test_multirun_runs_each_kernel_in_its_own_dir_with_its_own_tensorboard(image_folder, tmp_path):
+    overrides = [o for o in tiny_overrides(image_folder, tmp_path) if not o.startswith("hydra.run.dir")]
+    run_train("-m", *overrides, f"hydra.sweep.dir={tmp_path}/sweep", "model.kernel=3,5")
+    jobs = sorted(p for p in (tmp_path / "sweep").iterdir() if (p / "metrics.json").exists())
+    assert len(jobs) == 2
+    kernels = {(job / ".hydra" / "overrides.yaml").read_text().count("model.kernel=3") for job in jobs}
+    assert kernels == {0, 1}
+    for job in jobs:
+        assert "val/acc" in scalar_tags(job).Tags()["scalars"]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is present")
+def test_gpu_requested_without_gpu_is_one_clear_message(image_folder, tmp_path):
+    proc = run_train(*tiny_overrides(image_folder, tmp_path), "trainer.accelerator=gpu", check=False)
+    assert proc.returncode == 1
+    assert "trainer.accelerator=gpu" in proc.stderr and "no CUDA GPU" in proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
+
+
+def test_too_small_resolution_is_one_clear_message(image_folder, tmp_path):
+    proc = run_train(*tiny_overrides(image_folder, tmp_path), "data.resolution=6", check=False)
+    assert proc.returncode == 1
+    assert "data.resolution=6 is too small" in proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
+
+
+def test_missing_source_is_one_clear_message(tmp_path):
+    proc = run_train(*tiny_overrides(tmp_path / "nowhere", tmp_path), check=False)
+    assert proc.returncode == 1
+    assert f"data.source={tmp_path / 'nowhere'}" in proc.stderr
+    assert not (tmp_path / "cache").exists()
+
+
+def test_tutorial_experiment_is_the_tutorial():
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+        cfg = compose("train", overrides=["experiment=tutorial"])
+    assert (cfg.data.resolution, cfg.data.channels, cfg.data.batch_size, cfg.data.val_fraction) == (50, 1, 100, 0.1)
+    m = cfg.model
+    assert (list(m.channels), m.kernel, m.pool, list(m.hidden), m.loss) == ([32, 64, 128], 5, 2, [512], "mse")
+    assert m.optimizer._target_ == "torch.optim.Adam" and m.optimizer.lr == 0.001
+    assert not m.batchnorm and m.dropout == 0
+
+
+@pytest.mark.slow
+def test_tutorial_on_real_photos_learns(shared_zip, tmp_path):
+    """One epoch of the tutorial on the 24,998 real photos: the tutorial itself gets ~60-70%."""
+    run_train(
+        "experiment=tutorial", f"data.source={shared_zip}", f"data.cache_dir={tmp_path}/cache",
+        f"hydra.run.dir={tmp_path}/run", "trainer.max_epochs=1", "trainer.enable_progress_bar=false",
+    )  # fmt: skip
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["val/acc"] >= 0.58
+    report = json.loads(next((tmp_path / "cache").glob("*/report.json")).read_text())
+    assert report["n_images"] == 24998 and report["per_class"] == {"Cat": 12499, "Dog": 12499}

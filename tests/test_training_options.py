@@ -1,0 +1,91 @@
+"""Training options of the accuracy presets: fast data path, normalisation, TTA, schedules."""
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+
+from catdog.data.datamodule import ImageDataModule
+from catdog.models.classifier import ImageClassifier
+from conftest import ROOT
+
+
+def make_datamodule(folder, tmp_path, **kwargs) -> ImageDataModule:
+    dm = ImageDataModule(
+        str(folder), resolution=16, channels=3, cache_dir=str(tmp_path / "cache"), batch_size=7,
+        val_fraction=0.25, progress=False, num_workers=1, **kwargs,
+    )  # fmt: skip
+    dm.setup("fit")
+    return dm
+
+
+def test_tensor_path_gives_the_same_batches_as_the_dataloader_path(image_folder, tmp_path):
+    plain = make_datamodule(image_folder, tmp_path, seed=3)
+    fast = make_datamodule(image_folder, tmp_path, seed=3, loader="tensor")
+    for _epoch in range(2):  # the order changes per epoch in the same way
+        a_batches, b_batches = list(plain.train_dataloader()), list(fast.train_dataloader())
+        assert len(a_batches) == len(b_batches) == len(plain.train_dataloader())
+        for (xa, ya), (xb, yb) in zip(a_batches, b_batches):
+            assert xa.shape == xb.shape == (len(ya), 3, 16, 16) and xa.dtype == torch.uint8
+            assert torch.equal(xa, xb) and torch.equal(ya, yb)
+    loaders = plain.train_dataloader(), fast.train_dataloader()
+    first = [next(iter(loader))[1] for loader in loaders]
+    assert torch.equal(*first)
+    for (xa, ya), (xb, yb) in zip(plain.val_dataloader(), fast.val_dataloader()):
+        assert torch.equal(xa, xb) and torch.equal(ya, yb)
+
+
+def test_channel_stats_normalise_the_input_inside_the_model(image_folder, tmp_path):
+    dm = make_datamodule(image_folder, tmp_path)
+    stats = dm.channel_stats()
+    model = ImageClassifier(3, 16, ["Cat", "Dog"], channels=[4], kernel=3, hidden=[], normalize=True, **stats)
+    x, _ = next(iter(dm.train_dataloader()))
+    scaled = model.net[0](x)
+    assert scaled.dtype == torch.float32
+    expected = (x.float() / 255 - torch.tensor(stats["mean"]).view(1, 3, 1, 1)) / torch.tensor(stats["std"]).view(1, 3, 1, 1)
+    assert torch.allclose(scaled, expected)
+    assert model.hparams.mean == stats["mean"]  # stored in checkpoints with the rest of the preprocessing
+
+
+def test_tta_averages_the_probabilities_of_image_and_mirror():
+    torch.manual_seed(0)
+    model = ImageClassifier(1, 16, ["a", "b"], channels=[4], kernel=3, hidden=[8], tta=True).eval()
+    x = torch.randint(0, 256, (5, 1, 16, 16), dtype=torch.uint8)
+    with torch.no_grad():
+        expected = (model(x).softmax(1) + model(x.flip(3)).softmax(1)) / 2
+        got = model.predict_logits(x).exp()
+    assert torch.allclose(got, expected, atol=1e-6)
+    assert not torch.allclose(got, model(x).softmax(1))
+
+
+@pytest.mark.parametrize("preset", ["tutorial", "fast", "best"])
+def test_presets_compose_and_build(preset):
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+        cfg = compose("train", overrides=[f"experiment={preset}"], return_hydra_config=False)
+    cfg.paths.output_dir = "unused"
+    import hydra
+
+    model = hydra.utils.instantiate(cfg.model, classes=["Cat", "Dog"], _convert_="all",
+                                    **({"mean": [0.5] * cfg.data.channels, "std": [0.25] * cfg.data.channels}
+                                       if cfg.model.normalize else {}))  # fmt: skip
+    x = torch.zeros(2, cfg.data.channels, cfg.data.resolution, cfg.data.resolution, dtype=torch.uint8)
+    assert model(x).shape == (2, 2)
+    assert cfg.data.resolution <= 96
+
+
+def test_onecycle_schedule_gets_its_total_steps_from_the_trainer(image_folder, tmp_path):
+    import pytorch_lightning as pl
+
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+        cfg = compose("train", overrides=["model/optimizer=adamw", "model/scheduler=onecycle"])
+    import hydra
+
+    dm = make_datamodule(image_folder, tmp_path)
+    model = ImageClassifier(3, 16, dm.classes, channels=[4], kernel=3, hidden=[8],
+                            optimizer=hydra.utils.instantiate(cfg.model.optimizer),
+                            scheduler=hydra.utils.instantiate(cfg.model.scheduler))  # fmt: skip
+    trainer = pl.Trainer(max_epochs=2, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, accelerator="cpu")  # fmt: skip
+    trainer.fit(model, dm)
+    scheduler = trainer.lr_scheduler_configs[0]
+    assert scheduler.interval == "step"
+    assert scheduler.scheduler.total_steps == 2 * len(dm.train_dataloader())
