@@ -110,6 +110,8 @@ def summarize(report: dict, first: int = 5) -> str:
         f"{report['n_images']:,} images ({per_class}) at {report['resolution']}x{report['resolution']}"
         f"x{report['channels']}; skipped {report['n_skipped']:,}"
     ]
+    for axis, stats in report.get("image_size", {}).items():
+        lines.append(f"  original {axis}: min {stats['min']:,}, mean {stats['mean']:,}, max {stats['max']:,} pixels")
     for reason, count in Counter(s["reason"] for s in report["skipped"]).most_common():
         lines.append(f"  skipped {count:,}: {reason}")
     for s in report["skipped"][:first]:
