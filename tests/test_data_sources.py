@@ -133,3 +133,14 @@ def test_files_without_read_permission_are_skipped(tmp_path):
         locked.chmod(0o644)
     assert arrays.report["skipped"][0]["path"] == "Dog/0.jpg"
     assert arrays.report["skipped"][0]["reason"].startswith("unreadable (PermissionError")
+
+
+def test_a_source_where_nothing_decodes_writes_nothing(tmp_path):
+    root = tmp_path / "pets"
+    for name in ("Cat", "Dog"):
+        (root / name).mkdir(parents=True)
+        (root / name / "1.jpg").write_bytes(b"")
+        (root / name / "2.jpg").write_text("not an image")
+    with pytest.raises(CatdogError, match=r"none of the 4 image files could be decoded \(2 empty file, 2 not a decodable image\)"):
+        prepare(root, tmp_path / "cache")
+    assert not (tmp_path / "cache").exists()

@@ -167,7 +167,10 @@ def prepare_dataset(
     images, ok, failures, sizes = _decode_all(found, params, workers, progress)
     labels = np.asarray(found.labels, dtype=np.int64)[ok]
     if not ok.any():
-        raise CatdogError(f"data.source={source}: none of the {len(found.paths)} image files could be decoded.")
+        reasons = ", ".join(f"{n} {r}" for r, n in Counter(r for _, r in failures).most_common(3))
+        raise CatdogError(
+            f"data.source={source}: none of the {len(found.paths)} image files could be decoded ({reasons})."
+        )
     skipped = found.ignored + [{"path": printable(found.paths[i]), "reason": r} for i, r in sorted(failures)]
     counts = np.bincount(labels, minlength=len(found.classes))
     report = {
