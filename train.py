@@ -9,8 +9,8 @@ from catdog.training import optimized_value, train
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    metrics = guarded(train, cfg)
-    return optimized_value(metrics, cfg.get("optimized_metric"))
+    metrics = guarded(train, cfg)  # None when a sweep job failed (recorded in its dir's failed.json)
+    return optimized_value(metrics or {}, cfg.get("optimized_metric"))
 
 
 if __name__ == "__main__":

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 from omegaconf import DictConfig
 
@@ -12,6 +14,10 @@ def _is_int(v) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
+def _is_number(v) -> bool:
+    return isinstance(v, float | int) and not isinstance(v, bool)
+
+
 def _int_list(v) -> bool:
     return _is_int(v) or (hasattr(v, "__len__") and not isinstance(v, str) and all(_is_int(i) for i in v))
 
@@ -20,7 +26,7 @@ CHECKS = {
     "data.resolution": (lambda v: _is_int(v) and v >= 1, "a positive integer (pixels), e.g. 50"),
     "data.channels": (lambda v: v in (1, 3), "1 (grayscale) or 3 (colour)"),
     "data.batch_size": (lambda v: _is_int(v) and v >= 1, "a positive integer"),
-    "data.val_fraction": (lambda v: isinstance(v, float | int) and 0 < v < 1, "a fraction between 0 and 1"),
+    "data.val_fraction": (lambda v: _is_number(v) and 0 < v < 1, "a fraction between 0 and 1"),
     "model.channels": (lambda v: _int_list(v) and not _is_int(v) and len(v) > 0 and min(v) >= 1,
                        "a list of positive integers, e.g. [32,64,128]"),
     "model.kernel": (lambda v: _int_list(v) and (min(v) if not _is_int(v) else v) >= 1,
@@ -28,7 +34,19 @@ CHECKS = {
     "model.pool": (lambda v: _is_int(v) and v >= 1, "a positive integer (1 = no pooling)"),
     "model.hidden": (lambda v: _int_list(v) and not _is_int(v) and all(i >= 1 for i in v),
                      "a list of dense-layer widths, e.g. [512] or []"),
-    "model.dropout": (lambda v: isinstance(v, float | int) and 0 <= v < 1, "a probability in [0, 1)"),
+    "model.dropout": (lambda v: _is_number(v) and 0 <= v < 1, "a probability in [0, 1)"),
+    "model.convs_per_stage": (lambda v: _is_int(v) and v >= 1, "a positive integer"),
+    "model.label_smoothing": (lambda v: _is_number(v) and 0 <= v < 1, "a number in [0, 1)"),
+    "model.batchnorm": (lambda v: isinstance(v, bool), "true or false"),
+    "model.optimizer.lr": (lambda v: _is_number(v) and v > 0, "a positive number, e.g. 0.001"),
+    "data.test_fraction": (lambda v: _is_number(v) and 0 <= v < 1, "a fraction in [0, 1)"),
+    "trainer.max_epochs": (lambda v: v is None or (_is_int(v) and v >= -1),
+                           "a positive integer (-1 = no limit)"),
+    "trainer.devices": (lambda v: _is_int(v) and (v >= 1 or v == -1) or v == "auto" or _int_list(v),
+                        "a number of devices (-1 = all), 'auto', or a list of device ids"),
+    "trainer.num_nodes": (lambda v: _is_int(v) and v >= 1, "a positive integer (machines)"),
+    "seed": (lambda v: v is None or _is_int(v), "an integer, or null for no seeding"),
+    "tags": (lambda v: hasattr(v, "__len__") and not isinstance(v, str), "a list, e.g. [baseline,small]"),
 }  # fmt: skip
 
 
@@ -48,7 +66,26 @@ def validate(cfg: DictConfig) -> None:
         if value is KeyError:
             continue
         if not ok(value):
-            raise CatdogError(f"{key}={value!r} is invalid: expected {expected}. Fix it on the command line or in configs/.")
+            raise CatdogError(
+                f"{key}={value!r} is invalid: expected {expected}. Fix it on the command line or in configs/."
+            )
+
+
+def resolve_ckpt_path(ckpt_path: str | None, output_dir: str | Path) -> str | None:
+    """The checkpoint to resume: `last` is this run dir's checkpoints/last.ckpt; the file must exist."""
+    if ckpt_path is None:
+        return None
+    last = str(ckpt_path) == "last"
+    path = Path(output_dir) / "checkpoints" / "last.ckpt" if last else Path(str(ckpt_path))
+    if not path.is_file():
+        hint = (
+            "ckpt_path=last resumes the run in the dir given by hydra.run.dir: "
+            "run `python train.py hydra.run.dir=<old run dir> ckpt_path=last ...`."
+            if last
+            else "Give the path of a .ckpt file (e.g. <run dir>/checkpoints/last.ckpt)."
+        )
+        raise CatdogError(f"ckpt_path={ckpt_path}: no checkpoint at {path}. {hint}")
+    return str(path)
 
 
 def check_accelerator(trainer: DictConfig) -> None:

@@ -10,10 +10,13 @@ from pathlib import Path
 import hydra
 import pytorch_lightning as pl
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from catdog.config import check_accelerator, validate
+from catdog.config import check_accelerator, resolve_ckpt_path, validate
+from catdog.config_tree import print_config_tree
 from catdog.data.cache import write_json_atomic
+from catdog.hparams import log_hparams
+from catdog.launch import install_ddp_launch_fix, share_cores
 
 log = logging.getLogger(__name__)
 
@@ -30,14 +33,18 @@ def final_metrics(trainer: pl.Trainer) -> dict[str, float]:
     return {
         k: float(v)
         for k, v in trainer.callback_metrics.items()
-        if k.startswith(("val/", "test/", "train/")) and not k.endswith(("_step", "_epoch"))
+        if k.startswith(("val/", "test/", "train/", "perf/")) and not k.endswith(("_step", "_epoch"))
     }
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fit (and optionally test) the configured model; returns the final metrics, also written to metrics.json."""
     validate(cfg)
+    print_config_tree(cfg)
     check_accelerator(cfg.trainer)
+    ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), cfg.paths.output_dir)
+    share_cores()
+    install_ddp_launch_fix()
     if cfg.get("seed") is not None:
         pl.seed_everything(cfg.seed, workers=True)
     torch.set_float32_matmul_precision("high")
@@ -52,11 +59,12 @@ def train(cfg: DictConfig) -> dict[str, float]:
     )
     loggers = instantiate_group(cfg.get("logger"))
     callbacks = instantiate_group(cfg.get("callbacks"))
+    if not cfg.trainer.get("enable_progress_bar", True):  # the switch also turns off a configured bar
+        callbacks = [c for c in callbacks if not isinstance(c, pl.callbacks.ProgressBar)]
     trainer: pl.Trainer = hydra.utils.instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
-    for lg in loggers:
-        lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+    log_hparams(loggers, cfg)
 
-    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
     metrics = final_metrics(trainer)
     if cfg.get("test") and datamodule.hparams.test_fraction > 0:
         trainer.test(model, datamodule=datamodule, ckpt_path="best" if trainer.checkpoint_callback else None)

@@ -11,7 +11,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from catdog.data.cache import CachedArrays, save_npy_atomic
 from catdog.data.decode import DEFAULT_MAX_PIXELS
-from catdog.data.loaders import TensorBatches
+from catdog.data.loaders import SeededShuffle, TensorBatches
 from catdog.data.preprocess import prepare_dataset, summarize
 from catdog.data.split import BALANCE_MODES, balance, class_weights, stratified_split
 from catdog.errors import CatdogError
@@ -121,7 +121,11 @@ class ImageDataModule(pl.LightningDataModule):
         )
 
     def _load_or_make_split(self, labels: np.ndarray) -> dict[str, np.ndarray]:
-        """The split is stored beside the cache, so every run with these settings validates on the same images."""
+        """The split is stored beside the cache, so every run with these settings validates on the same images.
+
+        Each split lists its indices in ascending order, whether computed now or loaded, so batch order depends only
+        on the sampler's seed.
+        """
         h = self.hparams
         path = self.arrays.directory / f"split-seed{h.seed}-val{h.val_fraction}-test{h.test_fraction}.npy"
         assign = None
@@ -129,7 +133,7 @@ class ImageDataModule(pl.LightningDataModule):
             try:
                 assign = np.load(path)
             except (OSError, ValueError):
-                pass
+                assign = None
         if assign is None or assign.shape != labels.shape:
             splits = stratified_split(labels, h.val_fraction, h.test_fraction, h.seed)
             assign = np.zeros(len(labels), dtype=np.int8)
@@ -138,7 +142,6 @@ class ImageDataModule(pl.LightningDataModule):
                 save_npy_atomic(path, assign)
             except OSError as e:
                 log.warning("Could not store the split beside the cache (%s); it is recomputed from the seed.", e)
-        # always read back from the assignment, so the first run and later ones see the same order
         return {name: np.flatnonzero(assign == i) for i, name in enumerate(("train", "val", "test"))}
 
     @property
@@ -169,18 +172,18 @@ class ImageDataModule(pl.LightningDataModule):
         idx = self.splits[split]
         images = torch.from_numpy(self.arrays.images[idx]).permute(0, 3, 1, 2).to(device)
         labels = torch.from_numpy(self.arrays.labels[idx]).to(device)
-        return TensorBatches(images, labels, self.hparams.batch_size, shuffle, self.hparams.seed)
+        sampler = SeededShuffle(len(idx), self.hparams.seed) if shuffle else None
+        return TensorBatches(images, labels, self.hparams.batch_size, sampler)
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader | TensorBatches:
         distributed = self.trainer is not None and self.trainer.world_size > 1
         if self.hparams.loader == "tensor" and not distributed:
             return self._tensor_loader(split, shuffle)
-        generator = torch.Generator().manual_seed(self.hparams.seed) if shuffle else None
+        dataset = self.dataset(split)
         return DataLoader(
-            self.dataset(split),
+            dataset,
             batch_size=self.hparams.batch_size,
-            shuffle=shuffle,
-            generator=generator,
+            sampler=SeededShuffle(len(dataset), self.hparams.seed) if shuffle else None,
             collate_fn=keep_batch,
             num_workers=self.hparams.loader_workers,
             persistent_workers=self.hparams.loader_workers > 0,

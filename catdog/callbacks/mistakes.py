@@ -1,0 +1,41 @@
+"""At the end of training: the validation confusion matrix and the most confidently misclassified images."""
+
+from __future__ import annotations
+
+import torch
+from torchmetrics.functional.classification import multiclass_confusion_matrix
+
+from catdog.callbacks.periodic import PeriodicImages, first_val_loader
+from catdog.visualize import confusion_figure, mistakes_figure
+
+
+class ValidationMistakes(PeriodicImages):
+    """Logs `val/confusion_matrix` and `val/misclassified` (the `top_k` most confident wrong guesses)."""
+
+    def __init__(self, top_k: int = 16, every_n_epochs: int = 0):
+        super().__init__(every_n_epochs)
+        self.top_k = top_k
+
+    def draw(self, writer, trainer, pl_module, step: int) -> None:
+        loader = first_val_loader(trainer)
+        if loader is None:
+            return
+        images, labels, probs = [], [], []
+        for x, y in loader:
+            probs.append(pl_module.predict_logits(x.to(pl_module.device)).softmax(1).cpu())
+            images.append(x)
+            labels.append(y)
+        if not labels:
+            return
+        images, labels, probs = torch.cat(images), torch.cat(labels), torch.cat(probs)
+        classes = list(pl_module.hparams.classes)
+        matrix = multiclass_confusion_matrix(probs, labels, len(classes))
+        writer.add_figure(
+            "val/confusion_matrix", confusion_figure(matrix.numpy(), classes, "Validation"), step
+        )
+        confidence, pred = probs.max(1)
+        wrong = torch.nonzero(pred != labels).flatten()
+        worst = wrong[confidence[wrong].argsort(descending=True)[: self.top_k]]
+        figure = mistakes_figure(images[worst].permute(0, 2, 3, 1).numpy(), labels[worst].tolist(),
+                                 pred[worst].tolist(), confidence[worst].tolist(), classes)  # fmt: skip
+        writer.add_figure("val/misclassified", figure, step)

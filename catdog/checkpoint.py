@@ -1,0 +1,90 @@
+"""A trained checkpoint on its own: the network as probabilities, and the preprocessing it was trained with.
+
+Every entry point that uses a trained model (evaluate, predict, export) loads it here, so they all read the
+resolution, channels and class names from the checkpoint and compute the same probabilities.
+"""
+
+from __future__ import annotations
+
+import pickle
+import zipfile
+from pathlib import Path
+
+import torch
+from torch import nn
+
+import catdog
+from catdog.errors import CatdogError
+from catdog.models import ImageClassifier
+
+
+def load_classifier(path: str | Path | None) -> ImageClassifier:
+    """The classifier of a checkpoint, on the CPU in eval mode; one clear message if the file is unusable."""
+    if path is None or str(path) in ("", "None"):
+        raise CatdogError("ckpt_path is not set: give ckpt_path=FILE, e.g. a run's checkpoints/last.ckpt.")
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise CatdogError(
+            f"ckpt_path={path}: no such file. Give a .ckpt written by train.py (in <run>/checkpoints/)."
+        )
+    try:
+        model = ImageClassifier.load_from_checkpoint(path, map_location="cpu", compile=False)
+    except (OSError, RuntimeError, EOFError, KeyError, TypeError, ValueError, pickle.UnpicklingError,
+            zipfile.BadZipFile) as e:  # fmt: skip
+        unpickling = isinstance(e, pickle.UnpicklingError) or "Weights only load failed" in str(e)
+        detail = "not a PyTorch checkpoint" if unpickling else (str(e).strip().splitlines() or [repr(e)])[0]
+        raise CatdogError(
+            f"ckpt_path={path}: cannot be read as a catdog checkpoint ({detail}). "
+            "Give a .ckpt written by train.py; the file may be incomplete or from another program."
+        ) from e
+    return model.eval()
+
+
+class Probabilities(nn.Module):
+    """uint8 images (N, C, H, W) in, class probabilities out: what predict returns and what export writes.
+
+    Holds the bare network (a LightningModule cannot be traced outside a Trainer) and computes what the
+    classifier's `predict_logits` does: with tta, the mean of the image's and its mirror's probabilities.
+    """
+
+    def __init__(self, model: ImageClassifier):
+        super().__init__()
+        self.net = model.net
+        self.tta = bool(model.hparams.tta)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        probs = self.net(x).softmax(1)
+        if self.tta:
+            probs = (probs + self.net(x.flip(3)).softmax(1)) / 2
+        return probs
+
+
+def preprocessing(model: ImageClassifier) -> dict:
+    """How to turn a photo into the network's input, as stored in the checkpoint (written beside exports)."""
+    h = model.hparams
+    return {
+        "resolution": h.resolution,
+        "channels": h.in_channels,
+        "color": "RGB" if h.in_channels == 3 else "grayscale",
+        "classes": list(h.classes),
+        "resize": "OpenCV cv2.resize to resolution x resolution (aspect ratio not kept): "
+        "INTER_AREA when both sides shrink, else INTER_LINEAR",
+        "input": {
+            "dtype": "uint8",
+            "layout": "NCHW",
+            "shape": ["batch", h.in_channels, h.resolution, h.resolution],
+            "range": "0-255",
+        },  # fmt: skip
+        "normalisation": {
+            "inside_model": True,
+            "formula": "(x / 255 - mean) / std",
+            "mean": list(h.mean) if h.mean else None,
+            "std": list(h.std) if h.std else None,
+        },
+        "output": {
+            "meaning": "probabilities (softmax), one per class in `classes` order",
+            "dtype": "float32",
+        },
+        "tta": bool(h.tta),
+        "catdog_version": catdog.__version__,
+    }

@@ -1,0 +1,123 @@
+"""Evaluate a checkpoint on labelled images: `python -m catdog.evaluate ckpt_path=FILE data.source=PATH`.
+
+The images are decoded at the checkpoint's resolution and channels (whatever data.* says), every image of the
+source is used, and the run dir gets metrics.json, confusion_matrix.png and TensorBoard events.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import logging
+from pathlib import Path
+
+import hydra
+import numpy as np
+import torch
+from omegaconf import DictConfig
+from torchmetrics.functional.classification import (
+    multiclass_accuracy,
+    multiclass_auroc,
+    multiclass_confusion_matrix,
+    multiclass_f1_score,
+    multiclass_precision,
+    multiclass_recall,
+)
+
+from catdog.cli import guarded
+from catdog.data.cache import write_json_atomic
+from catdog.data.preprocess import prepare_dataset
+from catdog.errors import CatdogError
+from catdog.predict import Predictor
+from catdog.training import instantiate_group
+from catdog.visualize import confusion_figure
+
+log = logging.getLogger(__name__)
+
+
+def check_classes(data_classes: list[str], model_classes: list[str], source: str, ckpt_path: str) -> None:
+    """Labels are class indices in sorted name order: the data needs as many classes as the checkpoint."""
+    if len(data_classes) != len(model_classes):
+        raise CatdogError(
+            f"data.source={source} has {len(data_classes)} classes ({', '.join(data_classes)}), but "
+            f"ckpt_path={ckpt_path} was trained on {len(model_classes)} ({', '.join(model_classes)}). "
+            "Evaluate on images of the classes the checkpoint knows."
+        )
+    if [c.lower() for c in data_classes] != [c.lower() for c in model_classes]:
+        log.warning("Class names differ: data %s, checkpoint %s; comparing them in sorted order.",
+                    data_classes, model_classes)  # fmt: skip
+
+
+def classification_metrics(probs: torch.Tensor, labels: torch.Tensor, classes: list[str]) -> dict:
+    """Accuracy, macro precision/recall/F1 and ROC AUC, the same per class, and the confusion matrix."""
+    n = len(classes)
+    per_class = {
+        name: fn(probs, labels, n, average="none") for name, fn in
+        (("precision", multiclass_precision), ("recall", multiclass_recall), ("f1", multiclass_f1_score),
+         ("auroc", multiclass_auroc))
+    }  # fmt: skip
+    matrix = multiclass_confusion_matrix(probs, labels, n)
+    return {
+        "test/acc": float(multiclass_accuracy(probs, labels, n, average="micro")),
+        **{f"test/{name}": float(values.mean()) for name, values in per_class.items()},
+        "per_class": {
+            c: {"support": int(matrix[i].sum()), **{name: float(v[i]) for name, v in per_class.items()}}
+            for i, c in enumerate(classes)
+        },
+        "confusion_matrix": matrix.tolist(),
+    }
+
+
+def evaluate(cfg: DictConfig) -> dict:
+    """Metrics of the checkpoint on every image of data.source; written to the run dir and TensorBoard."""
+    predictor = Predictor.from_checkpoint(cfg.ckpt_path)
+    keys = inspect.signature(prepare_dataset).parameters
+    params = {k: v for k, v in cfg.data.items() if k in keys}
+    arrays = prepare_dataset(**{**params, "resolution": predictor.resolution, "channels": predictor.channels})
+    check_classes(arrays.classes, predictor.classes, cfg.data.source, cfg.ckpt_path)
+    batch = cfg.data.batch_size
+    probs = np.concatenate(
+        [predictor.probabilities(arrays.images[i : i + batch]) for i in range(0, len(arrays.labels), batch)]
+    )
+    results = classification_metrics(
+        torch.from_numpy(probs), torch.from_numpy(arrays.labels), predictor.classes
+    )
+    metrics = {
+        **{k: v for k, v in results.items() if k.startswith("test/")},
+        "n_images": int(arrays.report["n_images"]),
+        "n_skipped": int(arrays.report["n_skipped"]),
+        "classes": predictor.classes,
+        **{k: v for k, v in results.items() if not k.startswith("test/")},
+        "checkpoint": str(cfg.ckpt_path),
+        "source": str(arrays.report["source"]),
+        "resolution": predictor.resolution,
+        "channels": predictor.channels,
+    }
+    output_dir = Path(cfg.paths.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(output_dir / "metrics.json", metrics)
+    title = f"{Path(cfg.ckpt_path).name}: accuracy {metrics['test/acc']:.3f}"
+    figure = confusion_figure(np.array(results["confusion_matrix"]), predictor.classes, title)
+    figure.savefig(output_dir / "confusion_matrix.png")
+    scalars = {k: v for k, v in metrics.items() if k.startswith("test/")}
+    for c in predictor.classes:
+        scalars.update(
+            {f"test/{name}_{c}": v for name, v in results["per_class"][c].items() if name != "support"}
+        )
+    for lg in instantiate_group(cfg.get("logger")):
+        lg.log_metrics(scalars, step=0)
+        if hasattr(lg.experiment, "add_figure"):
+            lg.experiment.add_figure("test/confusion_matrix", figure, 0)
+        lg.finalize("success")
+    log.info("Evaluated %s on %d images (%d skipped): %s; written to %s", cfg.ckpt_path, metrics["n_images"],
+             metrics["n_skipped"], json.dumps(scalars), output_dir)  # fmt: skip
+    return metrics
+
+
+@hydra.main(version_base="1.3", config_path="../configs", config_name="evaluate")
+def main(cfg: DictConfig) -> None:
+    guarded(evaluate, cfg)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,149 @@
+"""What a sweep leaves behind: a failure record in each failed job's dir, and one summary table of all jobs.
+
+Each job dir holds `.hydra/overrides.yaml` (what it varied) and either `metrics.json` (written by
+catdog.training.train) or `failed.json` (written by record_failure). The SweepSummary Hydra callback reads
+them after the last job, so it works with every launcher (basic, joblib, submitit) and sweeper (Optuna).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import traceback
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
+
+from catdog.data.cache import write_json_atomic
+
+log = logging.getLogger(__name__)
+FAILURE_FILE = "failed.json"
+METRICS_FILE = "metrics.json"
+
+
+def record_failure(exc: BaseException, message: str | None = None) -> Path:
+    """Log the traceback into the job's log and write failed.json beside it, so the sweep can go on."""
+    from hydra.core.hydra_config import HydraConfig
+
+    job_dir = Path(HydraConfig.get().runtime.output_dir)
+    error = message or f"{type(exc).__name__}: {exc}"
+    log.error("Job failed: %s", error, exc_info=exc)
+    job_dir.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(
+        job_dir / FAILURE_FILE,
+        {"error": error, "type": type(exc).__name__, "traceback": "".join(traceback.format_exception(exc))},
+    )
+    return job_dir / FAILURE_FILE
+
+
+def read_job(job_dir: Path) -> dict[str, Any]:
+    """One row of the summary: job number, overrides, status, metrics or error."""
+    hydra_cfg = OmegaConf.load(job_dir / ".hydra" / "hydra.yaml").hydra
+    overrides = dict(o.split("=", 1) for o in OmegaConf.load(job_dir / ".hydra" / "overrides.yaml"))
+    row: dict[str, Any] = {
+        "job": int(hydra_cfg.job.num),
+        "dir": job_dir,
+        "overrides": overrides,
+        "metrics": {},
+    }
+    if (job_dir / METRICS_FILE).exists():
+        row.update(status="ok", metrics=json.loads((job_dir / METRICS_FILE).read_text()), error="")
+    elif (job_dir / FAILURE_FILE).exists():
+        row.update(status="failed", error=json.loads((job_dir / FAILURE_FILE).read_text())["error"])
+    else:
+        row.update(status="no result", error="the job left neither metrics.json nor failed.json (killed?)")
+    return row
+
+
+def read_sweep(sweep_dir: Path) -> list[dict[str, Any]]:
+    rows = [read_job(p.parent.parent) for p in sweep_dir.rglob(".hydra/overrides.yaml")]
+    return sorted(rows, key=lambda r: r["job"])
+
+
+def best_job(rows: list[dict[str, Any]], metric: str | None, maximize: bool) -> dict[str, Any] | None:
+    scored = [
+        r
+        for r in rows
+        if isinstance(r["metrics"].get(metric), int | float) and not math.isnan(r["metrics"][metric])
+    ]
+    if not scored:
+        return None
+    return (max if maximize else min)(scored, key=lambda r: r["metrics"][metric])
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def summary_table(
+    rows: list[dict[str, Any]], metric: str | None
+) -> tuple[list[str], list[list], dict[str, str]]:
+    """Columns (job, varied overrides, status, metrics, error), rows, and the overrides shared by all jobs."""
+    keys = list(dict.fromkeys(k for r in rows for k in r["overrides"]))
+    common = {k: rows[0]["overrides"][k] for k in keys if len({r["overrides"].get(k) for r in rows}) == 1}
+    varied = [k for k in keys if k not in common] if len(rows) > 1 else keys
+    metric_names = sorted({k for r in rows for k in r["metrics"]}, key=lambda k: (k != metric, k))
+    header = ["job", *varied, "status", *metric_names, "error"]
+    table = [
+        [str(r["job"]), *(r["overrides"].get(k, "") for k in varied), r["status"],
+         *(r["metrics"].get(m, "") for m in metric_names), (r["error"].splitlines() or [""])[0][:300]]
+        for r in rows
+    ]  # fmt: skip
+    return header, table, ({} if len(rows) == 1 else common)
+
+
+def to_markdown(header: list[str], table: list[list]) -> str:
+    def line(cells):
+        return "| " + " | ".join(_fmt(c).replace("|", "\\|") for c in cells) + " |"
+
+    return "\n".join([line(header), line(["---"] * len(header)), *(line(r) for r in table)])
+
+
+def write_summary(sweep_dir: Path, metric: str | None, maximize: bool = True) -> str:
+    """Write summary.csv and summary.md in the sweep dir; returns the Markdown."""
+    rows = read_sweep(sweep_dir)
+    header, table, common = summary_table(rows, metric)
+    with open(sweep_dir / "summary.csv", "w", newline="") as f:
+        csv.writer(f).writerows([header, *table])
+    failed = sum(r["status"] != "ok" for r in rows)
+    parts = [
+        f"# Sweep {sweep_dir}",
+        f"{len(rows)} jobs, {len(rows) - failed} ok, {failed} failed or missing.",
+    ]
+    if common:
+        parts.append("Same in every job: " + " ".join(f"`{k}={v}`" for k, v in common.items()))
+    parts.append(to_markdown(header, table))
+    best = best_job(rows, metric, maximize)
+    if best is not None:
+        shown = " ".join(f"{k}={v}" for k, v in best["overrides"].items() if k not in common)
+        parts.append(
+            f"Best {metric}: {_fmt(best['metrics'][metric])}, job {best['job']} ({shown}), {best['dir']}"
+        )
+    markdown = "\n\n".join(parts) + "\n"
+    (sweep_dir / "summary.md").write_text(markdown)
+    return markdown
+
+
+def maximizes(config: DictConfig) -> bool:
+    """The sweeper's direction (Optuna's `direction`), else: minimise losses, maximise everything else."""
+    direction = OmegaConf.select(config, "hydra.sweeper.direction")
+    if direction is not None:
+        first = direction[0] if OmegaConf.is_list(direction) else direction
+        return "max" in str(first).lower()
+    return "loss" not in str(config.get("optimized_metric") or "")
+
+
+class SweepSummary(Callback):
+    """Hydra callback: after a multirun, print and save a table of all jobs (failed ones with their error)."""
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        if not sweep_dir.is_dir():
+            return
+        markdown = write_summary(sweep_dir, config.get("optimized_metric"), maximizes(config))
+        print(markdown, flush=True)
+        log.info("Sweep summary written to %s and %s", sweep_dir / "summary.md", sweep_dir / "summary.csv")

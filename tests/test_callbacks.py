@@ -1,0 +1,57 @@
+"""TensorBoard shows what the network learned: kernels, feature maps, confusion matrix, mistakes."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import run_train, tiny_overrides, write_class_folders
+from tensorboard.backend.event_processing.event_accumulator import IMAGES, EventAccumulator
+
+from catdog.callbacks.features import stage_outputs
+from catdog.models.convnet import build_convnet, stage_sizes
+from catdog.visualize import kernel_grid, tile
+
+IMAGE_TAGS = {
+    "model/conv1_kernels",
+    "features/input",
+    "features/stage1",
+    "features/stage2",
+    "val/confusion_matrix",
+    "val/misclassified",
+}
+
+
+@pytest.fixture(scope="module")
+def events(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("callbacks")
+    source = write_class_folders(tmp / "PetImages", per_class=12)
+    run_train(*tiny_overrides(source, tmp), "trainer.max_epochs=2", "callbacks.feature_maps.every_n_epochs=1")
+    accumulator = EventAccumulator(str(tmp / "run" / "tensorboard"), size_guidance={IMAGES: 0})
+    accumulator.Reload()
+    return accumulator
+
+
+@pytest.mark.slow
+def test_training_logs_every_picture(events):
+    assert IMAGE_TAGS <= set(events.Tags()["images"])
+    steps = [e.step for e in events.Images("model/conv1_kernels")]
+    assert len(steps) == 2 and steps[0] < steps[1]  # each epoch; the end of training is not logged twice
+    assert len(events.Images("features/stage1")) == 2
+    assert [e.step for e in events.Images("val/confusion_matrix")] == [steps[-1]]
+    kernels = events.Images("model/conv1_kernels")[0]  # 4 kernels of 3x3, as a 2x2 grid of enlarged tiles
+    assert kernels.width == kernels.height > 2 * 3 * 8
+
+
+def test_stage_outputs_follow_the_conv_stack():
+    net = build_convnet(3, 24, 2, channels=[4, 8, 16], kernel=3, hidden=[8])
+    outputs = stage_outputs(net, torch.zeros(1, 3, 24, 24, dtype=torch.uint8))
+    assert [o.shape[1] for o in outputs] == [4, 8, 16]
+    assert [o.shape[-1] for o in outputs] == stage_sizes(24, [3, 3, 3], 2, "valid", 1)
+
+
+def test_grids():
+    grid = tile(torch.rand(5, 1, 6, 6), min_side=12, pad=1)
+    assert grid.shape == (1, 2 * 13 + 1, 3 * 13 + 1)  # 3 columns, 2 rows, tiles enlarged 2x
+    rgb = kernel_grid(torch.randn(4, 3, 5, 5))
+    assert rgb.shape[0] == 3 and 0 <= rgb.min() and rgb.max() <= 1
+    assert kernel_grid(torch.randn(4, 2, 5, 5)).shape[0] == 1

@@ -1,0 +1,123 @@
+"""Evaluating a checkpoint on labelled images: metrics, confusion matrix, TensorBoard, and clear errors."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+from conftest import ROOT, train_checkpoint, write_class_folders, zip_tree
+from hydra import compose, initialize_config_dir
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+import catdog
+from catdog.errors import CatdogError
+from catdog.evaluate import evaluate
+from catdog.export import export
+from catdog.predict import Predictor
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("evaluate")
+    return train_checkpoint(write_class_folders(tmp / "PetImages", per_class=12), tmp)
+
+
+def evaluate_in_process(ckpt, source, out, *overrides):
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+        given = [f"ckpt_path={ckpt}", f"data.source={source}", f"data.cache_dir={out}/cache"]
+        cfg = compose("evaluate", [*given, f"paths.output_dir={out}", "data.progress=false", *overrides])
+    return evaluate(cfg)
+
+
+def kaggle_zip(tmp_path, per_class=10):
+    """Test photos in the other layout (flat cat.N.jpg names, in a zip), with one broken file."""
+    folders = write_class_folders(tmp_path / "src", per_class=per_class, ext=".png")
+    flat = tmp_path / "test1"
+    flat.mkdir()
+    for p in folders.rglob("*.png"):
+        shutil.copy(p, flat / f"{p.parent.name.lower()}.{p.stem}.png")
+    (flat / "dog.999.png").write_bytes(b"broken")
+    return zip_tree(flat, tmp_path / "test1.zip")
+
+
+def test_evaluate_cli_on_a_kaggle_zip(ckpt, tmp_path):
+    """The data config says 50px grayscale; the checkpoint's 16px colour must win."""
+    run = tmp_path / "run"
+    proc = subprocess.run(
+        [sys.executable, "-m", "catdog.evaluate", f"ckpt_path={ckpt}", f"data.source={kaggle_zip(tmp_path)}",
+         f"data.cache_dir={tmp_path}/cache", f"hydra.run.dir={run}", "data.resolution=50", "data.channels=1",
+         "data.progress=false"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert (metrics["n_images"], metrics["n_skipped"], metrics["resolution"], metrics["channels"]) == (
+        20,
+        1,
+        16,
+        3,
+    )
+    assert [p.name.split("-")[1:3] for p in (tmp_path / "cache").iterdir()] == [["16px", "3ch"]]
+    matrix = metrics["confusion_matrix"]
+    assert sum(map(sum, matrix)) == 20 and [sum(r) for r in matrix] == [10, 10]
+    # the metrics agree with an independent computation from predict on the same photos
+    preds = Predictor.from_checkpoint(ckpt).predict(sorted((tmp_path / "src").rglob("*.png")))
+    truth = ["Cat"] * 10 + ["Dog"] * 10
+    assert metrics["test/acc"] == pytest.approx(
+        sum(p["label"] == t for p, t in zip(preds, truth, strict=True)) / 20
+    )
+    assert metrics["test/acc"] == pytest.approx((matrix[0][0] + matrix[1][1]) / 20)
+    for key in ("test/f1", "test/auroc", "test/precision", "test/recall"):
+        assert 0 <= metrics[key] <= 1
+    assert set(metrics["per_class"]) == {"Cat", "Dog"} and metrics["per_class"]["Cat"]["support"] == 10
+    assert (run / "confusion_matrix.png").stat().st_size > 1000
+    events = EventAccumulator(str(run / "tensorboard"))
+    events.Reload()
+    assert {"test/acc", "test/f1", "test/auroc", "test/f1_Cat"} <= set(events.Tags()["scalars"])
+    assert "test/confusion_matrix" in events.Tags()["images"]
+
+
+def test_class_count_mismatch_is_one_clear_error(ckpt, tmp_path):
+    source = write_class_folders(tmp_path / "three", per_class=3, classes=("bird", "cat", "dog"))
+    with pytest.raises(CatdogError, match=r"has 3 classes \(bird, cat, dog\).*trained on 2 \(Cat, Dog\)"):
+        evaluate_in_process(ckpt, source, tmp_path / "out")
+
+
+def test_missing_or_unreadable_checkpoint_is_named(tmp_path):
+    source = write_class_folders(tmp_path / "data", per_class=2)
+    with pytest.raises(CatdogError, match=r"ckpt_path=.*nope\.ckpt: no such file"):
+        evaluate_in_process(tmp_path / "nope.ckpt", source, tmp_path / "out")
+    (tmp_path / "bad.ckpt").write_bytes(b"\x00" * 100)
+    with pytest.raises(CatdogError, match=r"ckpt_path=.*bad\.ckpt: cannot be read as a catdog checkpoint"):
+        evaluate_in_process(tmp_path / "bad.ckpt", source, tmp_path / "out")
+    with pytest.raises(CatdogError, match="ckpt_path is not set"):
+        evaluate_in_process(None, source, tmp_path / "out")
+    with pytest.raises(CatdogError, match=r"ckpt_path=.*nope\.ckpt: no such file"):
+        catdog.load(tmp_path / "nope.ckpt")
+    with pytest.raises(CatdogError, match=r"ckpt_path=.*nope\.ckpt: no such file"):
+        export(str(tmp_path / "nope.ckpt"), "onnx")
+
+
+def test_cli_prints_the_message_without_a_traceback(tmp_path):
+    """All entry points share cli.guarded and load_classifier; one subprocess shows what a user sees."""
+    missing = tmp_path / "missing.ckpt"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "catdog.evaluate",
+            f"ckpt_path={missing}",
+            "data.source=.",
+            f"hydra.run.dir={tmp_path}",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 1
+    assert f"error: ckpt_path={missing}: no such file" in proc.stderr
+    assert "Traceback" not in proc.stderr

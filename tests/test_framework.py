@@ -1,0 +1,288 @@
+"""The experiment framework: config groups, schema errors, resume, sweeps (Optuna, joblib), DDP, summaries."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import ROOT, run_train, tiny_overrides
+from hydra import compose, initialize_config_dir
+from hydra.utils import get_class
+from omegaconf import OmegaConf
+
+from catdog.cli import user_error
+from catdog.config import CHECKS, resolve_ckpt_path, validate
+from catdog.errors import CatdogError
+from catdog.hparams import flat_hparams
+from catdog.launch import threads_per_job
+from catdog.sweep import FAILURE_FILE, write_summary
+
+
+def compose_train(*overrides: str, hydra_cfg: bool = False):
+    with initialize_config_dir(str(ROOT / "configs"), version_base="1.3"):
+        return compose("train", overrides=list(overrides), return_hydra_config=hydra_cfg)
+
+
+def sweep_overrides(source: Path, out: Path) -> list[str]:
+    """tiny_overrides for `-m`: every job under out/sweep/<job>."""
+    return [o for o in tiny_overrides(source, out) if not o.startswith("hydra.run.dir")] + [
+        f"hydra.sweep.dir={out}/sweep"
+    ]
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    import csv
+
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def tb_events(log_dir: Path) -> list[tuple[str, list]]:
+    """(event file name, [(tag, step, plugin, content)]) per event file, in write order."""
+    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+
+    out = []
+    for f in sorted(log_dir.glob("events.out.tfevents.*"), key=lambda p: p.stat().st_mtime):
+        rows = [
+            (v.tag, ev.step, v.metadata.plugin_data.plugin_name, v.metadata.plugin_data.content)
+            for ev in EventFileLoader(str(f)).Load()
+            for v in ev.summary.value
+        ]
+        out.append((f.name, rows))
+    return out
+
+
+def epochs_done(ckpt: dict) -> int:
+    return ckpt["loops"]["fit_loop"]["epoch_progress"]["total"]["processed"]
+
+
+# --- configs ---
+
+
+@pytest.mark.parametrize(
+    "overrides, expected",
+    [
+        (["trainer=ddp"], {"trainer.strategy": "ddp", "trainer.accelerator": "gpu", "trainer.num_nodes": 1}),
+        (["trainer=ddp_cpu", "trainer.devices=2"], {"trainer.strategy": "ddp", "trainer.accelerator": "cpu"}),
+        (["debug=fast_dev_run"], {"trainer.fast_dev_run": True, "task_name": "debug", "callbacks": None}),
+        (["debug=overfit"], {"trainer.overfit_batches": 3}),
+        (["debug=limit"], {"trainer.limit_train_batches": 0.05}),
+        (["debug=profiler"], {"trainer.profiler._target_": "pytorch_lightning.profilers.SimpleProfiler"}),
+        (["logger=many"], {"logger.tensorboard.name": "tensorboard", "logger.csv.name": "csv"}),
+        (["logger=wandb"], {"logger.wandb.project": "catdog"}),
+        (["logger=mlflow"], {"logger.mlflow.experiment_name": "train"}),
+        (["experiment=tutorial"], {"model.loss": "mse"}),
+    ],
+)
+def test_config_groups_compose(overrides, expected):
+    cfg = compose_train(*overrides)
+    for key, value in expected.items():
+        assert OmegaConf.select(cfg, key) == value, key
+    for group in ("trainer", "callbacks", "logger"):  # every _target_ names a class that exists
+        node = cfg.get(group) or {}
+        for entry in [node] if "_target_" in node else node.values():
+            assert get_class(entry._target_)
+
+
+def test_default_callbacks_are_composed_from_files():
+    cfg = compose_train()
+    assert set(cfg.callbacks) == {
+        "model_checkpoint",
+        "early_stopping",
+        "learning_rate_monitor",
+        "progress_bar",
+    }
+    assert cfg.callbacks.model_checkpoint.save_last is True
+    assert (ROOT / "configs/callbacks/default.yaml").read_text().count("- ") >= 4  # a defaults list of files
+
+
+def test_optuna_and_cluster_launchers_compose():
+    cfg = compose_train("hparams_search=optuna", hydra_cfg=True)
+    assert cfg.hydra.sweeper._target_.endswith("OptunaSweeper")
+    assert cfg.hydra.sweeper.direction == "maximize" and cfg.optimized_metric == "val/acc"
+    assert {
+        "model.optimizer.lr",
+        "model.channels",
+        "model.kernel",
+        "model.dropout",
+        "data.batch_size",
+    } <= set(cfg.hydra.sweeper.params)
+    slurm = ["hydra/launcher=slurm", "hydra.launcher.partition=gpu", "trainer=ddp", "trainer.devices=4"]
+    cfg = compose_train(*slurm, "trainer.num_nodes=2", hydra_cfg=True)
+    launcher = cfg.hydra.launcher
+    assert launcher._target_.endswith("SlurmLauncher") and launcher.partition == "gpu"
+    assert (launcher.gpus_per_node, launcher.tasks_per_node, launcher.nodes) == (4, 4, 2)
+    assert compose_train("hydra/launcher=joblib", hydra_cfg=True).hydra.launcher._target_.endswith(
+        "JoblibLauncher"
+    )
+    assert any(c._target_ == "catdog.sweep.SweepSummary" for c in cfg.hydra.callbacks.values())
+
+
+@pytest.mark.parametrize("key", sorted(CHECKS))
+def test_every_check_rejects_a_wrong_type(key):
+    cfg = compose_train()
+    validate(cfg)  # the defaults pass
+    OmegaConf.update(cfg, key, "abc" if key != "tags" else 3)
+    with pytest.raises(CatdogError, match=key.replace(".", r"\.")):
+        validate(cfg)
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("model.kernel=abc", "model.kernel='abc' is invalid: expected a positive integer"),
+        ("data.resolution=-3", "data.resolution=-3 is invalid: expected a positive integer"),
+    ],
+)
+def test_config_errors_are_one_line(image_folder, tmp_path, override, message):
+    proc = run_train(*tiny_overrides(image_folder, tmp_path), override, check=False)
+    assert proc.returncode == 1
+    assert message in proc.stderr and "Traceback" not in proc.stderr + proc.stdout
+
+
+def test_ckpt_path_last_needs_the_old_run_dir(tmp_path):
+    with pytest.raises(CatdogError, match="hydra.run.dir=<old run dir> ckpt_path=last"):
+        resolve_ckpt_path("last", tmp_path)
+    with pytest.raises(CatdogError, match="no checkpoint"):
+        resolve_ckpt_path(str(tmp_path / "nope.ckpt"), tmp_path)
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "last.ckpt").write_bytes(b"")
+    assert resolve_ckpt_path("last", tmp_path) == str(tmp_path / "checkpoints" / "last.ckpt")
+
+
+def test_missing_optional_package_is_a_user_error():
+    try:
+        try:
+            import no_such_logger_package  # noqa: F401
+        except ModuleNotFoundError as e:
+            raise RuntimeError("while instantiating logger.wandb") from e
+    except RuntimeError as e:
+        assert "pip" in user_error(e)
+    assert user_error(ValueError("a bug")) is None
+
+
+def test_flat_hparams_are_scalars():
+    params = flat_hparams(compose_train("model.kernel=3", "tags=[a,b]"))
+    assert params["model.kernel"] == 3 and params["model.optimizer.lr"] == 0.001
+    assert params["model.channels"] == "[32, 64, 128]" and params["tags"] == "a,b" and params["seed"] == 0
+    assert {"data.resolution", "data.channels", "data.batch_size"} <= set(params)
+    assert not any(k.split(".")[-1].startswith("_") for k in params)
+
+
+def test_threads_per_job_splits_the_cores():
+    assert threads_per_job(2, cpus=16) == 8
+    assert threads_per_job(32, cpus=16) == 1
+    assert threads_per_job(-1, cpus=16) == 1
+
+
+def test_summary_marks_a_job_without_result(tmp_path):
+    for num, kernel, files in (
+        (0, 3, {"metrics.json": {"val/acc": 0.75}}),
+        (1, 5, {}),
+        (2, 7, {"metrics.json": {"val/acc": 0.5}}),
+    ):
+        job = tmp_path / str(num)
+        (job / ".hydra").mkdir(parents=True)
+        OmegaConf.save({"hydra": {"job": {"num": num}}}, job / ".hydra" / "hydra.yaml")
+        OmegaConf.save([f"model.kernel={kernel}", "seed=1"], job / ".hydra" / "overrides.yaml")
+        for name, content in files.items():
+            (job / name).write_text(json.dumps(content))
+    markdown = write_summary(tmp_path, "val/acc", maximize=True)
+    rows = read_csv(tmp_path / "summary.csv")
+    assert [(r["job"], r["model.kernel"], r["status"]) for r in rows] == [
+        ("0", "3", "ok"), ("1", "5", "no result"), ("2", "7", "ok")
+    ]  # fmt: skip
+    assert "seed" not in rows[0]  # the same in every job: listed once above the table
+    assert "Best val/acc: 0.7500, job 0 (model.kernel=3)" in markdown
+    assert "Best val/acc: 0.5000" in write_summary(tmp_path, "val/acc", maximize=False)
+
+
+# --- runs (tiny, but real) ---
+
+
+@pytest.mark.slow
+def test_resume_continues_epochs_and_tensorboard_curves(image_folder, tmp_path):
+    overrides = tiny_overrides(image_folder, tmp_path)
+    run_dir = tmp_path / "run"
+    first = run_train(*overrides)
+    assert "config" in first.stdout and "model" in first.stdout  # the config tree
+    ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    steps_per_epoch = ckpt["global_step"]
+    assert epochs_done(ckpt) == 1 and steps_per_epoch > 0
+
+    resumed = run_train(*overrides, "ckpt_path=last", "trainer.max_epochs=2")
+    assert "Restored all states" in resumed.stdout + resumed.stderr
+    ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert (epochs_done(ckpt), ckpt["global_step"]) == (2, 2 * steps_per_epoch)  # epoch 2 only, not 1 again
+    assert ckpt["optimizer_states"][0]["state"]  # Adam's moments came along
+
+    (_, first_events), (_, second_events) = tb_events(run_dir / "tensorboard")
+    scalars = defaultdict(list)
+    for events in (first_events, second_events):
+        for tag, step, plugin, _ in events:
+            if plugin != "hparams" and tag != "epoch":
+                scalars[tag].append(step)
+    for tag, steps in scalars.items():
+        assert steps == sorted(set(steps)), f"{tag} has repeated or backwards steps: {steps}"
+    assert len(scalars["val/acc"]) == 2 and len(scalars["val/loss"]) == 2  # one per epoch, no extra points
+
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    hparams = {tag: content for tag, _, plugin, content in first_events if plugin == "hparams"}
+    experiment = plugin_data_pb2.HParamsPluginData.FromString(hparams["_hparams_/experiment"]).experiment
+    assert {m.name.tag for m in experiment.metric_infos} == {"val/acc", "val/loss"}
+    session = plugin_data_pb2.HParamsPluginData.FromString(
+        hparams["_hparams_/session_start_info"]
+    ).session_start_info
+    assert session.hparams["model.kernel"].number_value == 3
+    assert session.hparams["data.resolution"].number_value == 16
+    assert session.hparams["model.optimizer.lr"].number_value == pytest.approx(0.001)
+
+
+@pytest.mark.slow
+def test_parallel_sweep_survives_a_failing_job_and_summarises(image_folder, tmp_path):
+    parallel = ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]
+    proc = run_train("-m", *sweep_overrides(image_folder, tmp_path), *parallel, "data.resolution=16,4")
+    sweep = tmp_path / "sweep"
+    rows = read_csv(sweep / "summary.csv")
+    assert [(r["data.resolution"], r["status"]) for r in rows] == [("16", "ok"), ("4", "failed")]
+    assert float(rows[0]["val/acc"]) >= 0 and rows[0]["error"] == ""
+    assert "data.resolution=4 is too small" in rows[1]["error"]
+    assert "| failed |" in (sweep / "summary.md").read_text() and "Best val/acc" in proc.stdout
+    (failed_dir,) = [p.parent for p in sweep.rglob(FAILURE_FILE)]
+    assert "data.resolution=4" in failed_dir.name
+    assert "Traceback" in (failed_dir / "train.log").read_text()  # the details are in the job's log
+    assert len(list(sweep.rglob("events.out.tfevents.*"))) == 1  # the ok job has its own TensorBoard run
+    logs = [p.read_text() for p in sweep.rglob("train.log")]
+    assert len(logs) == 2 and all(
+        f"2 parallel jobs: {threads_per_job(2)} torch threads each" in t for t in logs
+    )
+
+
+@pytest.mark.slow
+def test_optuna_sweep_two_trials(image_folder, tmp_path):
+    run_train(*sweep_overrides(image_folder, tmp_path), "hparams_search=optuna", "hydra.sweeper.n_trials=2")
+    sweep = tmp_path / "sweep"
+    rows = read_csv(sweep / "summary.csv")
+    assert [r["status"] for r in rows] == ["ok", "ok"]
+    assert "model.optimizer.lr" in rows[0] and rows[0]["model.optimizer.lr"] != rows[1]["model.optimizer.lr"]
+    best = OmegaConf.load(sweep / "optimization_results.yaml")
+    assert best.best_value == max(float(r["val/acc"]) for r in rows)
+    assert {p.name for p in sweep.iterdir() if p.is_dir()} == {"0", "1"}
+
+
+@pytest.mark.slow
+def test_ddp_on_two_cpu_processes_inside_a_sweep(image_folder, tmp_path):
+    run_train("-m", *sweep_overrides(image_folder, tmp_path), "trainer=ddp_cpu", "trainer.devices=2",
+              "model.kernel=3")  # fmt: skip
+    sweep = tmp_path / "sweep"
+    (row,) = read_csv(sweep / "summary.csv")
+    assert row["status"] == "ok" and float(row["val/acc"]) >= 0
+    (job,) = [p.parent for p in sweep.rglob("metrics.json")]
+    assert (job / "train_ddp_rank1.log").exists()  # rank 1 ran this job, in this job's dir
+    assert len(list(job.rglob("events.out.tfevents.*"))) == 1  # only rank zero writes
+    ckpt = torch.load(job / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert ckpt["global_step"] == 2  # 30 training images / 2 processes / batch 8: 2 steps each

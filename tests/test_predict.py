@@ -1,0 +1,136 @@
+"""Predicting with a checkpoint: the Python API on paths and arrays, and the CLI on folders with bad files."""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from conftest import ROOT, make_image, train_checkpoint, write_class_folders, zip_tree
+
+import catdog
+from catdog.checkpoint import Probabilities, load_classifier
+from catdog.errors import CatdogError
+from catdog.predict import Predictor, predict_to_csv, prediction_rows
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("predict")
+    return train_checkpoint(write_class_folders(tmp / "PetImages", per_class=12), tmp)
+
+
+@pytest.fixture
+def photos(tmp_path):
+    """PNGs of both classes in nested folders, plus files that are not usable images."""
+    for i in range(3):
+        for label, name in enumerate(("cats", "dogs")):
+            (tmp_path / "in" / name / "deeper").mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(
+                str(tmp_path / "in" / name / "deeper" / f"{i}.png"),
+                make_image(label, seed=500 + i, size=(60, 45)),
+            )
+    (tmp_path / "in" / "notes.txt").write_text("not an image")
+    (tmp_path / "in" / "empty.jpg").write_bytes(b"")
+    ok, jpg = cv2.imencode(".jpg", make_image(0, seed=1))
+    (tmp_path / "in" / "cut.jpg").write_bytes(jpg.tobytes()[:300])
+    return tmp_path / "in"
+
+
+def test_load_predicts_paths_and_arrays_alike(ckpt, photos):
+    """An RGB array of a lossless file gets exactly the file's preprocessing, hence the same probabilities."""
+    predictor = catdog.load(ckpt)
+    assert (predictor.resolution, predictor.channels, predictor.classes) == (16, 3, ["Cat", "Dog"])
+    path = photos / "dogs" / "deeper" / "0.png"
+    rgb = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
+    by_path, by_array = predictor.predict([path, rgb])
+    assert by_path["probabilities"] == pytest.approx(by_array["probabilities"], abs=1e-6)
+    assert by_path["label"] == max(by_path["probabilities"], key=by_path["probabilities"].get)
+    assert sum(by_path["probabilities"].values()) == pytest.approx(1, abs=1e-5)
+    assert by_path["probability"] == max(by_path["probabilities"].values())
+
+
+def test_arrays_of_any_shape_and_size(ckpt):
+    predictor = catdog.load(ckpt)
+    rgb = make_image(1, seed=3, size=(300, 200))
+    gray, rgba = rgb[:, :, 0], np.dstack([rgb, np.full(rgb.shape[:2], 255, np.uint8)])
+    for image in (rgb, gray, gray[:, :, None], rgba, make_image(0, seed=4, size=(8, 6))):
+        assert predictor.image(image).shape == (16, 16, 3)
+    assert predictor.predict([rgb])[0]["probabilities"] == pytest.approx(
+        predictor.predict([rgba])[0]["probabilities"]
+    )
+    with pytest.raises(CatdogError, match="uint8"):
+        predictor.predict([rgb.astype(np.float32)])
+    with pytest.raises(CatdogError, match="missing.jpg"):
+        predictor.predict(["missing.jpg"])
+
+
+def test_batches_give_the_same_probabilities(ckpt, photos):
+    predictor = catdog.load(ckpt)
+    paths = sorted(photos.rglob("*.png"))
+    whole = [r["probabilities"] for r in predictor.predict(paths)]
+    batched = [r["probabilities"] for r in predictor.predict(paths, batch_size=4)]
+    assert len(whole) == 6
+    for a, b in zip(whole, batched, strict=True):
+        assert a == pytest.approx(b, abs=1e-6)
+
+
+def test_probabilities_follow_the_classifiers_tta(ckpt):
+    """What predict/export compute is what the classifier reports in validation, with and without tta."""
+    model = load_classifier(ckpt)
+    x = torch.from_numpy(np.stack([make_image(i % 2, seed=i, size=(16, 16)) for i in range(4)])).permute(
+        0, 3, 1, 2
+    )
+    for tta in (False, True):
+        model.hparams.tta = tta
+        expected = model.predict_logits(x).softmax(1)
+        assert torch.allclose(Probabilities(model)(x), expected, atol=1e-6)
+
+
+def test_predict_cli_writes_a_row_per_file_and_skips_bad_ones(ckpt, photos, tmp_path):
+    out = tmp_path / "pred.csv"
+    proc = subprocess.run(
+        [sys.executable, "-m", "catdog.predict", f"ckpt_path={ckpt}", f"inputs={photos}", f"output={out}",
+         "batch_size=4", f"hydra.run.dir={tmp_path / 'run'}"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "skipped 3" in proc.stdout
+    with open(out) as f:
+        rows = list(csv.reader(f))
+    assert rows[0] == ["path", "label", "probability"]
+    by_name = {r[0].removeprefix(str(photos) + "/"): r[1:] for r in rows[1:]}
+    assert len(by_name) == 9
+    for name in ("notes.txt", "empty.jpg", "cut.jpg"):
+        assert by_name[name][0] == "skipped" and by_name[name][1]
+    assert "truncated" in by_name["cut.jpg"][1]
+    expected = Predictor.from_checkpoint(ckpt).predict(sorted(photos.rglob("*.png")))
+    got = [by_name[str(p.relative_to(photos))] for p in sorted(photos.rglob("*.png"))]
+    assert [g[0] for g in got] == [e["label"] for e in expected]
+    assert [float(g[1]) for g in got] == pytest.approx([e["probability"] for e in expected], abs=1e-5)
+
+
+def test_zip_and_single_file_inputs(ckpt, photos, tmp_path):
+    predictor = Predictor.from_checkpoint(ckpt)
+    from_folder = {
+        r[0].removeprefix(str(photos.parent) + "/"): r[1:] for r in prediction_rows(predictor, str(photos), 4)
+    }
+    from_zip = {
+        r[0]: r[1:] for r in prediction_rows(predictor, str(zip_tree(photos, tmp_path / "in.zip")), 4)
+    }
+    assert len(from_zip) == 9 and from_zip == from_folder  # archive members are named relative to the zip
+    single = list(prediction_rows(predictor, str(photos / "cats" / "deeper" / "1.png"), 4))
+    assert len(single) == 1 and single[0][1:] == tuple(from_folder["in/cats/deeper/1.png"])
+    with pytest.raises(CatdogError, match="no such file"):
+        list(prediction_rows(predictor, str(tmp_path / "nothing"), 4))
+
+
+def test_a_failed_run_leaves_no_partial_csv(ckpt, tmp_path):
+    out = tmp_path / "pred.csv"
+    with pytest.raises(CatdogError, match="inputs=.*nothing: no such file"):
+        predict_to_csv(str(ckpt), str(tmp_path / "nothing"), str(out))
+    assert list(tmp_path.iterdir()) == []
