@@ -124,13 +124,18 @@ def preprocessing() -> list[str]:
     return lines
 
 
+def load_average() -> str:
+    """Other work on the machine slows both contenders, the parallel one most: recorded before and after."""
+    return "load average {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()) if hasattr(os, "getloadavg") else "load unknown"
+
+
 def machine() -> str:
     """CPU count and model, load, and the versions that decide the speed."""
     model = "unknown CPU"
     if Path("/proc/cpuinfo").exists():
         found = re.search(r"^model name\s*:\s*(.+)$", Path("/proc/cpuinfo").read_text(), re.M)
         model = found.group(1).strip() if found else model
-    load = " (load average {:.2f} {:.2f} {:.2f})".format(*os.getloadavg()) if hasattr(os, "getloadavg") else ""
+    load = f" ({load_average()})"
     return (
         f"{os.cpu_count()} CPUs, {model}{load}; {platform.system()} {platform.machine()}; "
         f"Python {platform.python_version()}, torch {version('torch')}, OpenCV {version('opencv-python-headless')}, "
@@ -150,7 +155,7 @@ def main(argv: list[str] | None = None) -> None:
         stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
         print(f"running benchmark {name!r} ...", flush=True)
         section = [f"## {stamp}: {name}", "", BENCHMARKS[name].__doc__, "", f"Machine: {machine()}", "",
-                   *BENCHMARKS[name](), ""]  # fmt: skip
+                   *BENCHMARKS[name](), "", f"After the run: {load_average()}", ""]  # fmt: skip
         print("\n".join(section))
         if not args.no_record:
             header = "" if RECORD.exists() else "# Benchmarks\n\nSections appended by `python -m catdog.bench`.\n\n"
