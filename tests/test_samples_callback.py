@@ -30,8 +30,10 @@ def test_callback_saves_samples_png_and_logs_it_to_tensorboard(image_folder, tmp
     dm.setup("fit")
     tb = TensorBoardLogger(str(tmp_path / "run"), name="tensorboard", version="")
     csv = CSVLogger(str(tmp_path / "run"), name="csv")
-    trainer = SimpleNamespace(datamodule=dm, is_global_zero=True, default_root_dir=str(tmp_path), loggers=[csv, tb])
-    SampleGrid(output_dir=str(tmp_path / "run"), per_class=3, tile=32).on_fit_start(trainer, None)
+    trainer = SimpleNamespace(
+        datamodule=dm, is_global_zero=True, default_root_dir=str(tmp_path), loggers=[csv, tb], global_step=0
+    )
+    SampleGrid(output_dir=str(tmp_path / "run"), per_class=3, tile=32).on_train_start(trainer, None)
     saved = cv2.cvtColor(cv2.imread(str(tmp_path / "run" / "samples.png")), cv2.COLOR_BGR2RGB)
     assert saved.shape == (2 * (32 + LABEL_HEIGHT + 2), 3 * (32 + 2), 3)
     first = np.sort(dm.splits["train"][dm.arrays.labels[dm.splits["train"]] == 0])[0]

@@ -31,12 +31,12 @@ def make_grid(images: np.ndarray, labels: np.ndarray, classes: list[str], tile: 
 
 
 class SampleGrid(pl.Callback):
-    """At the start of fitting, saves samples.png (training images with their labels) and logs it to TensorBoard."""
+    """When training starts (or resumes), saves samples.png (training images with their labels) and logs it to TensorBoard."""
 
     def __init__(self, output_dir: str | None = None, per_class: int = 8, tile: int = 64, tag: str = "data/samples"):
         self.output_dir, self.per_class, self.tile, self.tag = output_dir, per_class, tile, tag
 
-    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         datamodule = trainer.datamodule
         if not trainer.is_global_zero or getattr(datamodule, "arrays", None) is None:
             return
@@ -50,4 +50,4 @@ class SampleGrid(pl.Callback):
         log.info("Sample images with their labels: %s", path)
         for logger in trainer.loggers:
             if hasattr(logger.experiment, "add_image"):
-                logger.experiment.add_image(self.tag, grid, global_step=0, dataformats="HWC")
+                logger.experiment.add_image(self.tag, grid, global_step=trainer.global_step, dataformats="HWC")
