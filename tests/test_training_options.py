@@ -89,3 +89,16 @@ def test_onecycle_schedule_gets_its_total_steps_from_the_trainer(image_folder, t
     scheduler = trainer.lr_scheduler_configs[0]
     assert scheduler.interval == "step"
     assert scheduler.scheduler.total_steps == 2 * len(dm.train_dataloader())
+
+
+def test_training_runs_on_the_tensor_path(image_folder, tmp_path):
+    import pytorch_lightning as pl
+
+    dm = make_datamodule(image_folder, tmp_path, loader="tensor")
+    model = ImageClassifier(3, 16, dm.classes, channels=[4], kernel=3, hidden=[8],
+                            optimizer=torch.optim.Adam, augment={"hflip": True, "translate": 2}, tta=True)  # fmt: skip
+    trainer = pl.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, accelerator="cpu")  # fmt: skip
+    trainer.fit(model, dm)
+    assert trainer.global_step == len(dm.train_dataloader())
+    assert {"val/acc", "train/loss"} <= set(trainer.callback_metrics)

@@ -32,6 +32,8 @@ class TensorBatches:
     tensor lives there.
     """
 
+    batch_sampler = None  # read by Lightning, as on a DataLoader with a plain sampler
+
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int, sampler: SeededShuffle | None):
         self.images, self.labels, self.batch_size, self.sampler = images, labels, batch_size, sampler
 
