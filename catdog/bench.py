@@ -80,7 +80,9 @@ def time_catdog(folder: Path, resolution: int, cache_dir: Path) -> tuple[float, 
     """(seconds, images) of prepare_dataset into an empty cache directory: listing, decoding and cache writes."""
     shutil.rmtree(cache_dir, ignore_errors=True)
     start = time.perf_counter()
-    arrays = prepare_dataset(str(folder), resolution=resolution, channels=1, cache_dir=str(cache_dir), progress=False)
+    arrays = prepare_dataset(
+        str(folder), resolution=resolution, channels=1, cache_dir=str(cache_dir), progress=False
+    )
     return time.perf_counter() - start, len(arrays.labels)
 
 
@@ -126,7 +128,11 @@ def preprocessing() -> list[str]:
 
 def load_average() -> str:
     """Other work on the machine slows both contenders, the parallel one most: recorded before and after."""
-    return "load average {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()) if hasattr(os, "getloadavg") else "load unknown"
+    return (
+        "load average {:.2f} {:.2f} {:.2f}".format(*os.getloadavg())
+        if hasattr(os, "getloadavg")
+        else "load unknown"
+    )
 
 
 def machine() -> str:
@@ -145,8 +151,12 @@ def machine() -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m catdog.bench", description=__doc__.split("\n\n")[0])
-    parser.add_argument("names", nargs="*", metavar="NAME", help=f"benchmarks to run: {', '.join(BENCHMARKS)} (all)")
-    parser.add_argument("--no-record", action="store_true", help=f"print only; do not append to {RECORD.name}")
+    parser.add_argument(
+        "names", nargs="*", metavar="NAME", help=f"benchmarks to run: {', '.join(BENCHMARKS)} (all)"
+    )
+    parser.add_argument(
+        "--no-record", action="store_true", help=f"print only; do not append to {RECORD.name}"
+    )
     args = parser.parse_args(argv)
     unknown = sorted(set(args.names) - set(BENCHMARKS))
     if unknown:
@@ -158,7 +168,11 @@ def main(argv: list[str] | None = None) -> None:
                    *BENCHMARKS[name](), "", f"After the run: {load_average()}", ""]  # fmt: skip
         print("\n".join(section))
         if not args.no_record:
-            header = "" if RECORD.exists() else "# Benchmarks\n\nSections appended by `python -m catdog.bench`.\n\n"
+            header = (
+                ""
+                if RECORD.exists()
+                else "# Benchmarks\n\nSections appended by `python -m catdog.bench`.\n\n"
+            )
             with open(RECORD, "a") as f:
                 f.write(header + "\n".join(section) + "\n")
 

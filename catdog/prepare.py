@@ -39,7 +39,9 @@ def prepare(overrides: list[str]) -> CachedArrays:
         raise CatdogError(f"{e} (see `python -m catdog.prepare --help`)") from e
     validate(cfg)
     data = OmegaConf.to_container(cfg.data, resolve=True)
-    accepted = inspect.signature(prepare_dataset).parameters  # the split and loader settings play no part here
+    accepted = inspect.signature(
+        prepare_dataset
+    ).parameters  # the split and loader settings play no part here
     return prepare_dataset(**{k: v for k, v in data.items() if k in accepted})
 
 

@@ -40,4 +40,6 @@ def test_preprocessing_comparison_on_the_same_images(tmp_path):
     archive = zip_tree(write_kaggle(tmp_path / "k" / "train", per_class=20), tmp_path / "k.zip")
     result = bench.compare_preprocessing(archive, tmp_path, resolution=16, repeats=1)
     assert result["baseline"]["images"] == result["catdog"]["images"] == 40
-    assert result["ratio"] == pytest.approx(result["catdog"]["images_per_s"] / result["baseline"]["images_per_s"])
+    assert result["ratio"] == pytest.approx(
+        result["catdog"]["images_per_s"] / result["baseline"]["images_per_s"]
+    )

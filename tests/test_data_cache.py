@@ -55,7 +55,9 @@ def test_same_settings_hit_changed_settings_or_files_miss(image_folder, tmp_path
 
     sweep = {r: prepare(image_folder, cache, resolution=r).directory for r in (32, 50, 64)}
     assert len(count_decodes) == 4 and len(set(sweep.values()) | {first.directory}) == 4
-    assert sorted(p.name for p in cache.iterdir()) == sorted(p.name for p in [first.directory, *sweep.values()])
+    assert sorted(p.name for p in cache.iterdir()) == sorted(
+        p.name for p in [first.directory, *sweep.values()]
+    )
     for r in (32, 50, 64):  # every swept resolution stays cached
         assert prepare(image_folder, cache, resolution=r).directory == sweep[r]
     assert len(count_decodes) == 4
@@ -108,5 +110,7 @@ def test_two_processes_preparing_the_same_cache_both_succeed(image_folder, tmp_p
     assert [p.returncode for p in procs] == [0, 0], outputs
     lines = {out.strip() for out, _ in outputs}
     assert len(lines) == 1
-    assert [p.name for p in cache.iterdir()] == [os.path.basename(lines.pop().split()[0])]  # no temporary left
+    assert [p.name for p in cache.iterdir()] == [
+        os.path.basename(lines.pop().split()[0])
+    ]  # no temporary left
     assert prepare(image_folder, cache).images.shape == (40, 16, 16, 1)

@@ -122,7 +122,9 @@ def test_unreadable_files_are_skipped_with_the_reason(tmp_path):
     assert entry["path"] == "Cat/gone.jpg" and entry["reason"].startswith("unreadable (FileNotFoundError")
 
 
-@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root reads files whatever their mode")
+@pytest.mark.skipif(
+    not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root reads files whatever their mode"
+)
 def test_files_without_read_permission_are_skipped(tmp_path):
     root = write_class_folders(tmp_path / "pets", per_class=3)
     locked = root / "Dog" / "0.jpg"
@@ -141,6 +143,9 @@ def test_a_source_where_nothing_decodes_writes_nothing(tmp_path):
         (root / name).mkdir(parents=True)
         (root / name / "1.jpg").write_bytes(b"")
         (root / name / "2.jpg").write_text("not an image")
-    with pytest.raises(CatdogError, match=r"none of the 4 image files could be decoded \(2 empty file, 2 not a decodable image\)"):
+    with pytest.raises(
+        CatdogError,
+        match=r"none of the 4 image files could be decoded \(2 empty file, 2 not a decodable image\)",
+    ):
         prepare(root, tmp_path / "cache")
     assert not (tmp_path / "cache").exists()

@@ -42,7 +42,9 @@ def test_stratified_split_keeps_class_proportions_and_is_seeded():
 
 
 def datamodule(source, cache, **kw):
-    dm = ImageDataModule(str(source), resolution=16, cache_dir=str(cache), val_fraction=0.25, progress=False, **kw)
+    dm = ImageDataModule(
+        str(source), resolution=16, cache_dir=str(cache), val_fraction=0.25, progress=False, **kw
+    )
     dm.setup("fit")
     return dm
 
@@ -63,7 +65,10 @@ def test_datamodule_split_is_stored_identical_disjoint_and_stratified(tmp_path):
     assert np.bincount(labels[a.splits["val"]]).tolist() == [3, 5]
     assert np.bincount(labels[a.splits["test"]]).tolist() == [3, 5]
     batch_x, batch_y = next(iter(a.val_dataloader()))
-    assert batch_x.shape[1:] == (1, 16, 16) and batch_y.tolist() == labels[a.splits["val"][: len(batch_y)]].tolist()
+    assert (
+        batch_x.shape[1:] == (1, 16, 16)
+        and batch_y.tolist() == labels[a.splits["val"][: len(batch_y)]].tolist()
+    )
 
     under = datamodule(source, tmp_path / "cache", test_fraction=0.25, balance="undersample")
     np.testing.assert_array_equal(under.splits["val"], a.splits["val"])

@@ -46,7 +46,9 @@ class ArchiveHandler(BaseHTTPRequestHandler):
 @pytest.fixture
 def server(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("server")
-    archive = zip_tree(write_class_folders(tmp_path / "src" / "PetImages", per_class=4), tmp_path / "src" / "a.zip")
+    archive = zip_tree(
+        write_class_folders(tmp_path / "src" / "PetImages", per_class=4), tmp_path / "src" / "a.zip"
+    )
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), ArchiveHandler)
     httpd.payload, httpd.die_after, httpd.honour_range, httpd.ranges = archive.read_bytes(), None, True, []
     httpd.url = f"http://127.0.0.1:{httpd.server_address[1]}/files/pets.zip"

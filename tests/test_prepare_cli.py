@@ -13,14 +13,24 @@ from conftest import ROOT
 def run_prepare(*args: str, cwd=ROOT):
     env = {k: v for k, v in os.environ.items() if k not in ("HYDRA_FULL_ERROR", "CATDOG_DATA")}
     return subprocess.run(
-        [sys.executable, "-m", "catdog.prepare", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "catdog.prepare", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 
 def test_prepare_builds_the_cache_and_prints_the_report(image_folder, tmp_path):
     (image_folder / "Cat" / "666.jpg").write_bytes(b"")
     cache = tmp_path / "cache"
-    args = [f"data.source={image_folder}", f"data.cache_dir={cache}", "data.resolution=16", "data.progress=false"]
+    args = [
+        f"data.source={image_folder}",
+        f"data.cache_dir={cache}",
+        "data.resolution=16",
+        "data.progress=false",
+    ]
     proc = run_prepare(*args)
     assert proc.returncode == 0, proc.stderr
     (directory,) = cache.iterdir()

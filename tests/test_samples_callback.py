@@ -26,7 +26,9 @@ def test_grid_has_one_row_per_class_and_the_images_pixels():
 
 
 def test_callback_saves_samples_png_and_logs_it_to_tensorboard(image_folder, tmp_path):
-    dm = ImageDataModule(str(image_folder), resolution=16, channels=3, cache_dir=str(tmp_path / "c"), progress=False)
+    dm = ImageDataModule(
+        str(image_folder), resolution=16, channels=3, cache_dir=str(tmp_path / "c"), progress=False
+    )
     dm.setup("fit")
     tb = TensorBoardLogger(str(tmp_path / "run"), name="tensorboard", version="")
     csv = CSVLogger(str(tmp_path / "run"), name="csv")

@@ -22,7 +22,9 @@ def make_grid(images: np.ndarray, labels: np.ndarray, classes: list[str], tile: 
             img = cv2.resize(np.ascontiguousarray(img), (tile, tile), interpolation=cv2.INTER_NEAREST)
             img = np.repeat(img[:, :, None], 3, axis=2) if img.ndim == 2 else img
             strip = np.full((LABEL_HEIGHT, tile, 3), 255, np.uint8)
-            cv2.putText(strip, name[: tile // 7], (2, LABEL_HEIGHT - 3), cv2.FONT_HERSHEY_PLAIN, 0.8, (0, 0, 0), 1)
+            cv2.putText(
+                strip, name[: tile // 7], (2, LABEL_HEIGHT - 3), cv2.FONT_HERSHEY_PLAIN, 0.8, (0, 0, 0), 1
+            )
             cells.append(np.pad(np.vstack([strip, img]), ((1, 1), (1, 1), (0, 0))))
         if cells:
             rows.append(np.hstack(cells))
@@ -33,7 +35,9 @@ def make_grid(images: np.ndarray, labels: np.ndarray, classes: list[str], tile: 
 class SampleGrid(pl.Callback):
     """When training starts (or resumes), saves samples.png (training images with their labels) and logs it to TensorBoard."""
 
-    def __init__(self, output_dir: str | None = None, per_class: int = 8, tile: int = 64, tag: str = "data/samples"):
+    def __init__(
+        self, output_dir: str | None = None, per_class: int = 8, tile: int = 64, tag: str = "data/samples"
+    ):
         self.output_dir, self.per_class, self.tile, self.tag = output_dir, per_class, tile, tag
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -42,7 +46,9 @@ class SampleGrid(pl.Callback):
             return
         labels = datamodule.arrays.labels
         train = np.sort(datamodule.splits["train"])
-        picked = np.concatenate([train[labels[train] == c][: self.per_class] for c in range(datamodule.num_classes)])
+        picked = np.concatenate(
+            [train[labels[train] == c][: self.per_class] for c in range(datamodule.num_classes)]
+        )
         grid = make_grid(datamodule.arrays.images[picked], labels[picked], datamodule.classes, self.tile)
         path = Path(self.output_dir or trainer.default_root_dir) / "samples.png"
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -50,4 +56,6 @@ class SampleGrid(pl.Callback):
         log.info("Sample images with their labels: %s", path)
         for logger in trainer.loggers:
             if hasattr(logger.experiment, "add_image"):
-                logger.experiment.add_image(self.tag, grid, global_step=trainer.global_step, dataformats="HWC")
+                logger.experiment.add_image(
+                    self.tag, grid, global_step=trainer.global_step, dataformats="HWC"
+                )
