@@ -43,3 +43,37 @@ def test_preprocessing_comparison_on_the_same_images(tmp_path):
     assert result["ratio"] == pytest.approx(
         result["catdog"]["images_per_s"] / result["baseline"]["images_per_s"]
     )
+
+
+def test_time_to_accuracy_reads_the_curve_of_a_real_run(image_folder, tmp_path, monkeypatch):
+    from conftest import tiny_overrides
+
+    overrides = [o for o in tiny_overrides(image_folder, tmp_path) if not o.startswith("hydra.run.dir")]
+    run_dir, launched = bench.run_training(tmp_path, "run", *overrides, "trainer.max_epochs=2")
+    curve = bench.accuracy_curve(run_dir, launched)
+    assert [epoch for epoch, _, _ in curve] == [1, 2]
+    assert 0 < curve[0][1] < curve[1][1]  # seconds since launch, increasing
+    assert curve[-1][2] == pytest.approx(bench.read_metrics(run_dir)["val/acc"])
+    bench.plot_curves({"fast": curve}, tmp_path / "curve.png")
+    assert (tmp_path / "curve.png").stat().st_size > 1000
+
+
+def test_benchmarks_on_request_run_only_when_named(tmp_path, monkeypatch):
+    ran = []
+    monkeypatch.setattr(bench, "RECORD", tmp_path / "BENCHMARKS.md")
+    monkeypatch.setattr(bench, "BENCHMARKS", {})
+    monkeypatch.setattr(bench, "ON_REQUEST", set())
+    @bench.benchmark
+    def quick():
+        ran.append("quick")
+        return []
+
+    @bench.benchmark(by_default=False)
+    def slow():
+        ran.append("slow")
+        return []
+
+    bench.main(["--no-record"])
+    assert ran == ["quick"]
+    bench.main(["slow", "--no-record"])
+    assert ran == ["quick", "slow"]
