@@ -35,6 +35,15 @@ def write_class_folders(root: Path, per_class: int = 20, classes=("Cat", "Dog"),
     return root
 
 
+def write_kaggle(folder: Path, per_class: int = 6) -> Path:
+    """Kaggle's flat layout: folder/cat.N.jpg and folder/dog.N.jpg."""
+    folder.mkdir(parents=True)
+    for label, name in enumerate(("cat", "dog")):
+        for i in range(per_class):
+            cv2.imwrite(str(folder / f"{name}.{i}.jpg"), make_image(label, seed=label * 1000 + i))
+    return folder
+
+
 def zip_tree(folder: Path, archive: Path) -> Path:
     with zipfile.ZipFile(archive, "w") as zf:
         for p in sorted(folder.rglob("*")):

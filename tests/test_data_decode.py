@@ -101,10 +101,14 @@ def test_max_pixels_is_configurable_and_truncated_jpegs_can_be_kept():
     truncated = encode(big, ".jpg")[: len(encode(big, ".jpg")) // 2]
     kept = decode_image(truncated, resolution=16, skip_truncated=False)
     assert kept.shape == (16, 16, 1)
-    assert kept[:4].std() > 10 and kept[-3:].std() < 2  # the top is the photo, the missing bottom is flat grey
+    assert (
+        kept[:4].std() > 10 and kept[-3:].std() < 2
+    )  # the top is the photo, the missing bottom is flat grey
 
 
-@pytest.mark.parametrize("size", [(500, 375), (375, 500), (180, 180), (100, 99), (64, 64), (17, 400), (2000, 51)])
+@pytest.mark.parametrize(
+    "size", [(500, 375), (375, 500), (180, 180), (100, 99), (64, 64), (17, 400), (2000, 51)]
+)
 @pytest.mark.parametrize("resolution", [16, 32, 50, 64])
 def test_reduced_jpeg_decode_never_goes_below_the_target(size, resolution):
     rng = np.random.default_rng(0)

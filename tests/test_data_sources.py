@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import os
 import tarfile
-from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
-from conftest import make_image, write_class_folders, zip_tree
+from conftest import make_image, write_class_folders, write_kaggle, zip_tree
 
 from catdog.data import prepare_dataset
 from catdog.data.sources import find_images, resolve_root
@@ -18,14 +17,6 @@ from catdog.errors import CatdogError
 
 def prepare(source, cache, **kw):
     return prepare_dataset(str(source), resolution=16, cache_dir=str(cache), progress=False, **kw)
-
-
-def write_kaggle(folder: Path, per_class: int = 6) -> Path:
-    folder.mkdir(parents=True)
-    for label, name in enumerate(("cat", "dog")):
-        for i in range(per_class):
-            cv2.imwrite(str(folder / f"{name}.{i}.jpg"), make_image(label, seed=label * 1000 + i))
-    return folder
 
 
 def test_class_folders_with_any_names_at_any_depth(tmp_path):
@@ -37,7 +28,7 @@ def test_class_folders_with_any_names_at_any_depth(tmp_path):
     found = find_images(root, "dir")
     assert found.layout == "folders"
     assert found.classes == ["Kitty", "Puppy"]
-    assert sorted(zip(found.paths, found.labels))[-1] == ("a/b/Puppy/more/x.png", 1)
+    assert sorted(zip(found.paths, found.labels, strict=True))[-1] == ("a/b/Puppy/more/x.png", 1)
     assert np.bincount(found.labels).tolist() == [3, 4]
 
 
@@ -131,7 +122,9 @@ def test_unreadable_files_are_skipped_with_the_reason(tmp_path):
     assert entry["path"] == "Cat/gone.jpg" and entry["reason"].startswith("unreadable (FileNotFoundError")
 
 
-@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root reads files whatever their mode")
+@pytest.mark.skipif(
+    not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root reads files whatever their mode"
+)
 def test_files_without_read_permission_are_skipped(tmp_path):
     root = write_class_folders(tmp_path / "pets", per_class=3)
     locked = root / "Dog" / "0.jpg"
@@ -142,3 +135,17 @@ def test_files_without_read_permission_are_skipped(tmp_path):
         locked.chmod(0o644)
     assert arrays.report["skipped"][0]["path"] == "Dog/0.jpg"
     assert arrays.report["skipped"][0]["reason"].startswith("unreadable (PermissionError")
+
+
+def test_a_source_where_nothing_decodes_writes_nothing(tmp_path):
+    root = tmp_path / "pets"
+    for name in ("Cat", "Dog"):
+        (root / name).mkdir(parents=True)
+        (root / name / "1.jpg").write_bytes(b"")
+        (root / name / "2.jpg").write_text("not an image")
+    with pytest.raises(
+        CatdogError,
+        match=r"none of the 4 image files could be decoded \(2 empty file, 2 not a decodable image\)",
+    ):
+        prepare(root, tmp_path / "cache")
+    assert not (tmp_path / "cache").exists()

@@ -110,6 +110,8 @@ def summarize(report: dict, first: int = 5) -> str:
         f"{report['n_images']:,} images ({per_class}) at {report['resolution']}x{report['resolution']}"
         f"x{report['channels']}; skipped {report['n_skipped']:,}"
     ]
+    for axis, stats in report.get("image_size", {}).items():
+        lines.append(f"  original {axis}: min {stats['min']:,}, mean {stats['mean']:,}, max {stats['max']:,} pixels")
     for reason, count in Counter(s["reason"] for s in report["skipped"]).most_common():
         lines.append(f"  skipped {count:,}: {reason}")
     for s in report["skipped"][:first]:
@@ -119,14 +121,16 @@ def summarize(report: dict, first: int = 5) -> str:
     return "\n".join(lines)
 
 
-def locate_source(source: str, exclude: Path | None, download_dir: str | None, download_url: str | None):
+def locate_source(
+    source: str, exclude: Path | None, download_dir: str | None, download_url: str | None, progress: bool = True
+):
     """The root and kind of the images, downloading the official archive when the default folder is empty."""
     found = resolve_root(source, exclude)
     if found is not None:
         return found
     is_download_dir = download_dir is not None and Path(source).resolve() == Path(download_dir).resolve()
     if is_download_dir and download_url:
-        archive = download_archive(download_url, Path(download_dir))
+        archive = download_archive(download_url, Path(download_dir), progress=progress)
         return archive, "zip"
     if not Path(source).exists():
         raise CatdogError(f"data.source={source}: no such file or directory. Point data.source at a folder or .zip of images.")
@@ -150,7 +154,7 @@ def prepare_dataset(
 ) -> CachedArrays:
     """Find, decode and cache the images of `source`; a second call with the same settings loads the cache."""
     cache_root = Path(cache_dir)
-    root, kind = locate_source(source, cache_root, download_dir, download_url)
+    root, kind = locate_source(source, cache_root, download_dir, download_url, progress)
     found = find_images(root, kind, layout, exclude=cache_root)
     params = {"resolution": resolution, "channels": channels, "skip_truncated": skip_truncated, "max_pixels": max_pixels}
     key = cache_key({"root": str(root.resolve()), "layout": found.layout, "files": found.fingerprint, **params})
@@ -163,7 +167,10 @@ def prepare_dataset(
     images, ok, failures, sizes = _decode_all(found, params, workers, progress)
     labels = np.asarray(found.labels, dtype=np.int64)[ok]
     if not ok.any():
-        raise CatdogError(f"data.source={source}: none of the {len(found.paths)} image files could be decoded.")
+        reasons = ", ".join(f"{n} {r}" for r, n in Counter(r for _, r in failures).most_common(3))
+        raise CatdogError(
+            f"data.source={source}: none of the {len(found.paths)} image files could be decoded ({reasons})."
+        )
     skipped = found.ignored + [{"path": printable(found.paths[i]), "reason": r} for i, r in sorted(failures)]
     counts = np.bincount(labels, minlength=len(found.classes))
     report = {

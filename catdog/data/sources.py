@@ -209,8 +209,9 @@ class SourceReader:
         return {"root": self.root, "kind": self.kind, "_handle": None}
 
     def read(self, path: str) -> bytes:
-        if self.kind == "dir":
-            return (self.root / path).read_bytes()
+        if self.kind == "dir":  # plain strings and an unbuffered read: this runs once per image
+            with open(os.path.join(self.root, path), "rb", buffering=0) as f:
+                return f.readall()
         if self._handle is None:
             self._handle = zipfile.ZipFile(self.root) if self.kind == "zip" else tarfile.open(self.root)
         if self.kind == "zip":

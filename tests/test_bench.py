@@ -1,0 +1,79 @@
+"""`python -m catdog.bench`: the benchmark registry, the record, and the preprocessing comparison on tiny data."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import write_class_folders, write_kaggle, zip_tree
+
+from catdog import bench
+
+
+def test_kaggle_and_folder_archives_are_arranged_for_the_baseline(tmp_path):
+    kaggle = zip_tree(write_kaggle(tmp_path / "k" / "train", per_class=3), tmp_path / "k.zip")
+    folders = zip_tree(write_class_folders(tmp_path / "f" / "PetImages", per_class=2), tmp_path / "f.zip")
+    for archive, per_class in ((kaggle, 3), (folders, 2)):
+        out = bench.extract_cat_dog(archive, tmp_path / archive.stem / "images")
+        assert sorted(p.name for p in out.iterdir()) == ["Cat", "Dog"]
+        assert [len(list((out / c).iterdir())) for c in ("Cat", "Dog")] == [per_class, per_class]
+        assert not (tmp_path / archive.stem / "images-raw").exists()
+    assert sorted(p.name for p in (tmp_path / "k" / "images" / "Dog").iterdir())[0] == "train_dog.0.jpg"
+
+
+def test_named_benchmarks_run_and_are_recorded(tmp_path, monkeypatch, capsys):
+    record = tmp_path / "BENCHMARKS.md"
+    monkeypatch.setattr(bench, "RECORD", record)
+    monkeypatch.setitem(bench.BENCHMARKS, "toy", lambda: ["| a | 1 |"])
+    bench.BENCHMARKS["toy"].__doc__ = "A toy."
+    bench.main(["toy"])
+    bench.main(["toy", "--no-record"])
+    text = record.read_text()
+    assert text.startswith("# Benchmarks") and text.count(": toy\n") == 1
+    assert "A toy." in text and "| a | 1 |" in text and "CPUs" in text and "torch " in text
+    with pytest.raises(SystemExit):
+        bench.main(["nonesuch"])
+    assert "unknown benchmark nonesuch" in capsys.readouterr().err
+
+
+def test_preprocessing_comparison_on_the_same_images(tmp_path):
+    if not bench.BASELINE.exists():
+        pytest.skip("../shared/bench is not present (only on the project's own machines)")
+    archive = zip_tree(write_kaggle(tmp_path / "k" / "train", per_class=20), tmp_path / "k.zip")
+    result = bench.compare_preprocessing(archive, tmp_path, resolution=16, repeats=1)
+    assert result["baseline"]["images"] == result["catdog"]["images"] == 40
+    assert result["ratio"] == pytest.approx(
+        result["catdog"]["images_per_s"] / result["baseline"]["images_per_s"]
+    )
+
+
+def test_time_to_accuracy_reads_the_curve_of_a_real_run(image_folder, tmp_path, monkeypatch):
+    from conftest import tiny_overrides
+
+    overrides = [o for o in tiny_overrides(image_folder, tmp_path) if not o.startswith("hydra.run.dir")]
+    run_dir, launched = bench.run_training(tmp_path, "run", *overrides, "trainer.max_epochs=2")
+    curve = bench.accuracy_curve(run_dir, launched)
+    assert [epoch for epoch, _, _ in curve] == [1, 2]
+    assert 0 < curve[0][1] < curve[1][1]  # seconds since launch, increasing
+    assert curve[-1][2] == pytest.approx(bench.read_metrics(run_dir)["val/acc"])
+    bench.plot_curves({"fast": curve}, tmp_path / "curve.png")
+    assert (tmp_path / "curve.png").stat().st_size > 1000
+
+
+def test_benchmarks_on_request_run_only_when_named(tmp_path, monkeypatch):
+    ran = []
+    monkeypatch.setattr(bench, "RECORD", tmp_path / "BENCHMARKS.md")
+    monkeypatch.setattr(bench, "BENCHMARKS", {})
+    monkeypatch.setattr(bench, "ON_REQUEST", set())
+    @bench.benchmark
+    def quick():
+        ran.append("quick")
+        return []
+
+    @bench.benchmark(by_default=False)
+    def slow():
+        ran.append("slow")
+        return []
+
+    bench.main(["--no-record"])
+    assert ran == ["quick"]
+    bench.main(["slow", "--no-record"])
+    assert ran == ["quick", "slow"]

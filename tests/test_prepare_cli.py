@@ -1,0 +1,57 @@
+"""`python -m catdog.prepare`: prepares the cache without training and prints the report."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+from conftest import ROOT
+
+
+def run_prepare(*args: str, cwd=ROOT):
+    env = {k: v for k, v in os.environ.items() if k not in ("HYDRA_FULL_ERROR", "CATDOG_DATA")}
+    return subprocess.run(
+        [sys.executable, "-m", "catdog.prepare", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_prepare_builds_the_cache_and_prints_the_report(image_folder, tmp_path):
+    (image_folder / "Cat" / "666.jpg").write_bytes(b"")
+    cache = tmp_path / "cache"
+    args = [
+        f"data.source={image_folder}",
+        f"data.cache_dir={cache}",
+        "data.resolution=16",
+        "data.progress=false",
+    ]
+    proc = run_prepare(*args)
+    assert proc.returncode == 0, proc.stderr
+    (directory,) = cache.iterdir()
+    report = json.loads((directory / "report.json").read_text())
+    assert report["per_class"] == {"Cat": 20, "Dog": 20} and report["resolution"] == 16
+    out = proc.stdout
+    assert "40 images (Cat: 20, Dog: 20) at 16x16x1; skipped 1" in out
+    assert "skipped 1: empty file" in out and "Cat/666.jpg" in out
+    assert "original width: min 40, mean 40.0, max 40 pixels" in out
+    assert f"cache: {directory}" in out
+    again = run_prepare(*args)
+    assert again.returncode == 0 and again.stdout == out  # loaded from the cache, same report
+
+
+def test_prepare_help_and_errors(tmp_path):
+    help_text = run_prepare("--help")
+    assert help_text.returncode == 0 and "python -m catdog.prepare" in help_text.stdout
+    assert "data.source" in help_text.stdout
+    missing = run_prepare(f"data.source={tmp_path}/nowhere", f"data.cache_dir={tmp_path}/cache")
+    assert missing.returncode == 1
+    assert missing.stderr.strip().splitlines()[-1].startswith("error: data.source=")
+    assert "Traceback" not in missing.stderr and not (tmp_path / "cache").exists()
+    typo = run_prepare("data.resolutoin=32")
+    assert typo.returncode == 1 and "data.resolutoin" in typo.stderr and "Traceback" not in typo.stderr
