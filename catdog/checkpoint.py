@@ -68,7 +68,10 @@ def read_checkpoint(path: str | Path) -> dict:
 
 
 def check_classes(
-    data_classes: list[str], model_classes: list[str], source: str, ckpt_path: str,
+    data_classes: list[str],
+    model_classes: list[str],
+    source: str,
+    ckpt_path: str,
     fix: str = "Evaluate on images of the classes the checkpoint knows.",
 ) -> None:
     """Labels are class indices in sorted name order: the data needs as many classes as the checkpoint."""

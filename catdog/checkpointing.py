@@ -35,7 +35,9 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any | None = None) -> None:
         path = Path(path)
-        tmp = path.with_name(f".{path.name}.tmp")  # one writer per run dir (rank zero): a fixed name cannot pile up
+        tmp = path.with_name(
+            f".{path.name}.tmp"
+        )  # one writer per run dir (rank zero): a fixed name cannot pile up
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             with open(tmp, "wb") as f:
@@ -62,7 +64,9 @@ class SaveOnInterrupt(pl.Callback):
     def __init__(self, dirpath: str, filename: str = "last"):
         self.path = Path(dirpath) / f"{filename}.ckpt"
 
-    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+    def on_exception(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException
+    ) -> None:
         if isinstance(exception, SystemExit | KeyboardInterrupt):  # SIGTERMException is a SystemExit
             trainer.save_checkpoint(self.path)
             log.warning("Interrupted: saved %s. Resume with ckpt_path=last (same hydra.run.dir).", self.path)
@@ -71,7 +75,13 @@ class SaveOnInterrupt(pl.Callback):
 def rng_states() -> dict[str, Any]:
     """The global random states that augmentation and dropout draw from (Lightning's checkpoints omit them)."""
     name, keys, pos, has_gauss, gauss = np.random.get_state()
-    numpy_state = (name, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss)  # loads with weights_only
+    numpy_state = (
+        name,
+        torch.from_numpy(keys.astype(np.int64)),
+        pos,
+        has_gauss,
+        gauss,
+    )  # loads with weights_only
     states = {"torch": torch.get_rng_state(), "numpy": numpy_state, "python": random.getstate()}
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         states["cuda"] = torch.cuda.get_rng_state_all()

@@ -102,4 +102,6 @@ def check_accelerator(trainer: DictConfig) -> None:
             "Use trainer.accelerator=cpu (or auto), or install a CUDA build of torch on a machine with a GPU."
         )
     if accelerator == "mps" and not torch.backends.mps.is_available():
-        raise CatdogError("trainer.accelerator=mps, but Apple's MPS is not available here. Use trainer.accelerator=cpu.")
+        raise CatdogError(
+            "trainer.accelerator=mps, but Apple's MPS is not available here. Use trainer.accelerator=cpu."
+        )

@@ -69,7 +69,11 @@ def train(cfg: DictConfig) -> dict[str, float]:
     datamodule.setup("fit")
     stats = datamodule.channel_stats() if cfg.model.get("normalize") else {}
     model = hydra.utils.instantiate(
-        cfg.model, classes=datamodule.classes, class_weights=datamodule.class_weights(), _convert_="all", **stats
+        cfg.model,
+        classes=datamodule.classes,
+        class_weights=datamodule.class_weights(),
+        _convert_="all",
+        **stats,
     )
     resumed = {}
     if ckpt_path is not None:  # TensorBoard hides what the interrupted run logged after its checkpoint

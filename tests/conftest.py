@@ -75,7 +75,9 @@ def run_train(*overrides: str, cwd: Path = ROOT, env_extra: dict | None = None, 
         timeout=600,
     )  # fmt: skip
     if check and proc.returncode != 0:
-        raise AssertionError(f"train.py failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
+        raise AssertionError(
+            f"train.py failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
+        )
     return proc
 
 

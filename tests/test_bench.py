@@ -63,6 +63,7 @@ def test_benchmarks_on_request_run_only_when_named(tmp_path, monkeypatch):
     monkeypatch.setattr(bench, "RECORD", tmp_path / "BENCHMARKS.md")
     monkeypatch.setattr(bench, "BENCHMARKS", {})
     monkeypatch.setattr(bench, "ON_REQUEST", set())
+
     @bench.benchmark
     def quick():
         ran.append("quick")

@@ -92,7 +92,9 @@ def test_default_callbacks_are_composed_from_files():
     files = {p.stem for p in (ROOT / "configs/callbacks").glob("*.yaml")} - {"default", "none"}
     assert set(cfg.callbacks) == files  # one file per callback, all of them on by default
     assert {"model_checkpoint", "early_stopping", "learning_rate_monitor", "progress_bar"} <= files
-    assert cfg.callbacks.last_checkpoint.filename == "last"  # written every epoch, what ckpt_path=last resumes
+    assert (
+        cfg.callbacks.last_checkpoint.filename == "last"
+    )  # written every epoch, what ckpt_path=last resumes
     assert (ROOT / "configs/callbacks/default.yaml").read_text().count("- ") >= 4  # a defaults list of files
 
 
@@ -149,7 +151,9 @@ def test_ckpt_path_last_needs_the_old_run_dir(tmp_path):
     (tmp_path / "checkpoints").mkdir()
     (tmp_path / "checkpoints" / "last.ckpt").write_bytes(b"")
     assert resolve_ckpt_path("last", tmp_path) == str(tmp_path / "checkpoints" / "last.ckpt")
-    assert resolve_ckpt_path("auto", tmp_path) == str(tmp_path / "checkpoints" / "last.ckpt")  # a requeued one resumes
+    assert resolve_ckpt_path("auto", tmp_path) == str(
+        tmp_path / "checkpoints" / "last.ckpt"
+    )  # a requeued one resumes
 
 
 def test_missing_optional_package_is_a_user_error():

@@ -39,7 +39,9 @@ def wait_for(predicate, proc: subprocess.Popen, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
         if proc.poll() is not None:
-            raise AssertionError(f"the process ended first ({proc.returncode}):\n{proc.stdout.read()[-4000:]}")
+            raise AssertionError(
+                f"the process ended first ({proc.returncode}):\n{proc.stdout.read()[-4000:]}"
+            )
         if time.monotonic() > deadline:
             proc.kill()
             raise AssertionError("timed out")
@@ -111,7 +113,9 @@ def test_a_build_killed_while_writing_leaves_no_cache_and_the_next_build_finishe
 
     alive = cache / f".other-16px.{socket_host()}-{os.getpid()}.0123abcd.tmp"  # a live process's build: kept
     alive.mkdir()
-    arrays = prepare_dataset(str(image_folder), resolution=16, cache_dir=str(cache), progress=False, num_workers=1)
+    arrays = prepare_dataset(
+        str(image_folder), resolution=16, cache_dir=str(cache), progress=False, num_workers=1
+    )
     assert arrays.images.shape == (40, 16, 16, 1) and (arrays.directory / "report.json").exists()
     assert sorted(p.name for p in cache.iterdir()) == sorted([arrays.directory.name, alive.name])
 
@@ -122,9 +126,13 @@ def socket_host() -> str:
     return socket.gethostname()
 
 
-def test_a_full_disk_while_caching_is_one_message_and_keeps_the_previous_cache(image_folder, tmp_path, monkeypatch):
+def test_a_full_disk_while_caching_is_one_message_and_keeps_the_previous_cache(
+    image_folder, tmp_path, monkeypatch
+):
     cache = tmp_path / "cache"
-    before = prepare_dataset(str(image_folder), resolution=16, cache_dir=str(cache), progress=False, num_workers=1)
+    before = prepare_dataset(
+        str(image_folder), resolution=16, cache_dir=str(cache), progress=False, num_workers=1
+    )
     expected = np.array(before.images)
 
     def full(*args, **kwargs):
@@ -135,14 +143,18 @@ def test_a_full_disk_while_caching_is_one_message_and_keeps_the_previous_cache(i
         prepare_dataset(str(image_folder), resolution=20, cache_dir=str(cache), progress=False, num_workers=1)
     assert [p.name for p in cache.iterdir()] == [before.directory.name]  # no temporary left, old cache intact
     monkeypatch.undo()
-    again = prepare_dataset(str(image_folder), resolution=16, cache_dir=str(cache), progress=False, num_workers=1)
+    again = prepare_dataset(
+        str(image_folder), resolution=16, cache_dir=str(cache), progress=False, num_workers=1
+    )
     np.testing.assert_array_equal(again.images, expected)
 
 
 # --- checkpoints ---
 
 
-def test_a_full_disk_while_checkpointing_is_one_message_and_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+def test_a_full_disk_while_checkpointing_is_one_message_and_keeps_the_previous_checkpoint(
+    tmp_path, monkeypatch
+):
     io, path = AtomicCheckpointIO(), tmp_path / "checkpoints" / "last.ckpt"
     io.save_checkpoint({"state_dict": {"w": torch.ones(3)}}, path)
 
@@ -151,7 +163,9 @@ def test_a_full_disk_while_checkpointing_is_one_message_and_keeps_the_previous_c
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(torch, "save", full)
-    with pytest.raises(CatdogError, match=f"No space left .* {path}; the previous checkpoint there is intact") as e:
+    with pytest.raises(
+        CatdogError, match=f"No space left .* {path}; the previous checkpoint there is intact"
+    ) as e:
         io.save_checkpoint({"state_dict": {"w": torch.zeros(3)}}, path)
     assert torch.equal(load(path)["state_dict"]["w"], torch.ones(3))
     assert list(path.parent.iterdir()) == [path]
@@ -204,7 +218,9 @@ def test_a_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(image_folde
 
 @pytest.mark.slow
 def test_sigkill_mid_training_resumes_from_the_last_checkpoint(tmp_path):
-    source = write_class_folders(tmp_path / "PetImages", per_class=60)  # 90 training images: 12 steps an epoch
+    source = write_class_folders(
+        tmp_path / "PetImages", per_class=60
+    )  # 90 training images: 12 steps an epoch
     run = tmp_path / "run"
     last = run / "checkpoints" / "last.ckpt"
     overrides = [*tiny_overrides(source, tmp_path), "trainer.log_every_n_steps=1"]
@@ -266,7 +282,9 @@ def test_resuming_on_data_with_other_classes_names_the_checkpoint(tmp_path):
     run_train(*tiny_overrides(two, tmp_path))
     proc = run_train(*tiny_overrides(three, tmp_path), "ckpt_path=last", "trainer.max_epochs=2", check=False)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr + proc.stdout
-    assert re.search(r"has 3 classes \(Cat, Dog, Fox\), but ckpt_path=\S+/last\.ckpt was trained on 2", proc.stderr)
+    assert re.search(
+        r"has 3 classes \(Cat, Dog, Fox\), but ckpt_path=\S+/last\.ckpt was trained on 2", proc.stderr
+    )
 
 
 def test_an_unreadable_checkpoint_to_resume_is_named(image_folder, tmp_path):
@@ -278,6 +296,15 @@ def test_an_unreadable_checkpoint_to_resume_is_named(image_folder, tmp_path):
 
 
 def test_hydra_full_error_shows_the_traceback(image_folder, tmp_path):
-    args = [sys.executable, str(ROOT / "train.py"), *tiny_overrides(image_folder, tmp_path), "data.resolution=-3"]
-    proc = subprocess.run(args, cwd=ROOT, env={**os.environ, "HYDRA_FULL_ERROR": "1"}, capture_output=True, text=True)
-    assert proc.returncode != 0 and "Traceback" in proc.stderr and "data.resolution=-3 is invalid" in proc.stderr
+    args = [
+        sys.executable,
+        str(ROOT / "train.py"),
+        *tiny_overrides(image_folder, tmp_path),
+        "data.resolution=-3",
+    ]
+    proc = subprocess.run(
+        args, cwd=ROOT, env={**os.environ, "HYDRA_FULL_ERROR": "1"}, capture_output=True, text=True
+    )
+    assert (
+        proc.returncode != 0 and "Traceback" in proc.stderr and "data.resolution=-3 is invalid" in proc.stderr
+    )

@@ -4,10 +4,9 @@ import json
 
 import pytest
 import torch
+from conftest import ROOT, run_train, tiny_overrides
 from hydra import compose, initialize_config_dir
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-from conftest import ROOT, run_train, tiny_overrides
 
 
 def scalar_tags(run_dir):
@@ -83,7 +82,12 @@ def test_missing_source_is_one_clear_message(tmp_path):
 def test_tutorial_experiment_is_the_tutorial():
     with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
         cfg = compose("train", overrides=["experiment=tutorial"])
-    assert (cfg.data.resolution, cfg.data.channels, cfg.data.batch_size, cfg.data.val_fraction) == (50, 1, 100, 0.1)
+    assert (cfg.data.resolution, cfg.data.channels, cfg.data.batch_size, cfg.data.val_fraction) == (
+        50,
+        1,
+        100,
+        0.1,
+    )
     m = cfg.model
     assert (list(m.channels), m.kernel, m.pool, list(m.hidden), m.loss) == ([32, 64, 128], 5, 2, [512], "mse")
     assert m.optimizer._target_ == "torch.optim.Adam" and m.optimizer.lr == 0.001

@@ -2,11 +2,11 @@
 
 import pytest
 import torch
+from conftest import ROOT
 from hydra import compose, initialize_config_dir
 
 from catdog.data.datamodule import ImageDataModule
 from catdog.models.classifier import ImageClassifier
-from conftest import ROOT
 
 
 def make_datamodule(folder, tmp_path, **kwargs) -> ImageDataModule:
@@ -41,7 +41,9 @@ def test_channel_stats_normalise_the_input_inside_the_model(image_folder, tmp_pa
     x, _ = next(iter(dm.train_dataloader()))
     scaled = model.net[0](x)
     assert scaled.dtype == torch.float32
-    expected = (x.float() / 255 - torch.tensor(stats["mean"]).view(1, 3, 1, 1)) / torch.tensor(stats["std"]).view(1, 3, 1, 1)
+    expected = (x.float() / 255 - torch.tensor(stats["mean"]).view(1, 3, 1, 1)) / torch.tensor(
+        stats["std"]
+    ).view(1, 3, 1, 1)
     assert torch.allclose(scaled, expected)
     assert model.hparams.mean == stats["mean"]  # stored in checkpoints with the rest of the preprocessing
 

@@ -81,7 +81,9 @@ def save_npy_atomic(path: Path, array: np.ndarray) -> None:
 
 def _temp_name(directory: Path) -> Path:
     """`.<name>.<host>-<pid>.<random>.tmp`: who is building it, so a later build can tell a dead one's leftovers."""
-    return directory.with_name(f".{directory.name}.{socket.gethostname()}-{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    return directory.with_name(
+        f".{directory.name}.{socket.gethostname()}-{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
+    )
 
 
 _TEMP_OWNER = re.compile(r"^\.[^.]+\.(?P<host>.+)-(?P<pid>\d+)\.[0-9a-f]{8}\.tmp$")
@@ -160,4 +162,6 @@ def load_cache(directory: Path) -> CachedArrays | None:
         log.warning("Cache %s is damaged (%s); rebuilding it.", directory, e)
         shutil.rmtree(directory, ignore_errors=True)
         return None
-    return CachedArrays(images=images, labels=np.asarray(labels, dtype=np.int64), report=report, directory=directory)
+    return CachedArrays(
+        images=images, labels=np.asarray(labels, dtype=np.int64), report=report, directory=directory
+    )

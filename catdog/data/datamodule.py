@@ -141,7 +141,9 @@ class ImageDataModule(pl.LightningDataModule):
             try:
                 save_npy_atomic(path, assign)
             except OSError as e:
-                log.warning("Could not store the split beside the cache (%s); it is recomputed from the seed.", e)
+                log.warning(
+                    "Could not store the split beside the cache (%s); it is recomputed from the seed.", e
+                )
         return {name: np.flatnonzero(assign == i) for i, name in enumerate(("train", "val", "test"))}
 
     @property
@@ -197,5 +199,7 @@ class ImageDataModule(pl.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader | TensorBatches:
         if not len(self.splits["test"]):
-            raise CatdogError("data.test_fraction=0: there is no test split. Set data.test_fraction (e.g. 0.1).")
+            raise CatdogError(
+                "data.test_fraction=0: there is no test split. Set data.test_fraction (e.g. 0.1)."
+            )
         return self._loader("test", shuffle=False)

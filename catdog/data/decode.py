@@ -106,7 +106,9 @@ def decode_with_size(
     if is_truncated_jpeg(data):
         if skip_truncated:
             raise BadImage("truncated JPEG (no end-of-image marker)")
-        data += b"\xff\xd9"  # OpenCV rejects a JPEG without its end marker; with one, the missing part is grey
+        data += (
+            b"\xff\xd9"  # OpenCV rejects a JPEG without its end marker; with one, the missing part is grey
+        )
     if is_jpeg(data):
         flag = _reduced_flag(size, resolution, channels)
     else:
@@ -123,7 +125,9 @@ def decode_with_size(
         size = (img.shape[1], img.shape[0])
     # INTER_AREA averages away aliasing when shrinking by 2x or more; below that bilinear is as good and 4x faster
     shrink = max(img.shape[0], img.shape[1]) / resolution
-    img = cv2.resize(img, (resolution, resolution), interpolation=cv2.INTER_AREA if shrink >= 2 else cv2.INTER_LINEAR)
+    img = cv2.resize(
+        img, (resolution, resolution), interpolation=cv2.INTER_AREA if shrink >= 2 else cv2.INTER_LINEAR
+    )
     if channels == 1:
         return img[:, :, None], size
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB), size

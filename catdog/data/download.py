@@ -16,9 +16,7 @@ from tqdm import tqdm
 from catdog.errors import CatdogError
 
 log = logging.getLogger(__name__)
-OFFICIAL_URL = (
-    "https://download.microsoft.com/download/3/E/1/3E1C3F21-ECDB-4869-8368-6DEBA77B919F/kagglecatsanddogs_5340.zip"
-)
+OFFICIAL_URL = "https://download.microsoft.com/download/3/E/1/3E1C3F21-ECDB-4869-8368-6DEBA77B919F/kagglecatsanddogs_5340.zip"
 
 
 def _sha256(path: Path) -> str:
@@ -48,9 +46,17 @@ def download_archive(
                 have = 0
             length = response.headers.get("Content-Length")
             total = have + int(length) if length is not None else None
-            with open(part, "ab" if have else "wb") as f, tqdm(
-                total=total, initial=have, unit="B", unit_scale=True, desc=target.name, disable=not progress
-            ) as bar:
+            with (
+                open(part, "ab" if have else "wb") as f,
+                tqdm(
+                    total=total,
+                    initial=have,
+                    unit="B",
+                    unit_scale=True,
+                    desc=target.name,
+                    disable=not progress,
+                ) as bar,
+            ):
                 for block in iter(lambda: response.read(1 << 20), b""):
                     f.write(block)
                     bar.update(len(block))
@@ -75,7 +81,9 @@ def download_archive(
         )
     if sha256 and _sha256(part) != sha256:
         part.unlink()
-        raise CatdogError(f"Download of {url} has the wrong checksum (data.download_sha256); deleted, run again.")
+        raise CatdogError(
+            f"Download of {url} has the wrong checksum (data.download_sha256); deleted, run again."
+        )
     if target.suffix == ".zip" and not zipfile.is_zipfile(part):
         part.unlink()
         raise CatdogError(f"Download of {url} is not a valid zip archive; deleted, run again.")

@@ -38,7 +38,9 @@ class TensorBatches:
 
     batch_sampler = None  # read by Lightning, as on a DataLoader with a plain sampler
 
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int, sampler: SeededShuffle | None):
+    def __init__(
+        self, images: torch.Tensor, labels: torch.Tensor, batch_size: int, sampler: SeededShuffle | None
+    ):
         self.images, self.labels, self.batch_size, self.sampler = images, labels, batch_size, sampler
 
     def __len__(self) -> int:

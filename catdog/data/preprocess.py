@@ -19,7 +19,9 @@ from catdog.data.sources import ImageSource, SourceReader, find_images, printabl
 from catdog.errors import CatdogError
 
 log = logging.getLogger(__name__)
-CHUNK = 128  # most files one task decodes: small enough for a smooth progress bar, large enough to amortise IPC
+CHUNK = (
+    128  # most files one task decodes: small enough for a smooth progress bar, large enough to amortise IPC
+)
 MIN_PER_WORKER = 32  # below this many files per process, forking costs more than it saves
 _worker: dict = {}
 
@@ -77,8 +79,8 @@ def _decode_all(source: ImageSource, params: dict, num_workers: int, progress: b
     bar = tqdm(total=n, desc="Decoding images", unit="img", disable=not progress, leave=False)
     pool = get_context("fork").Pool(workers, initializer=_init_worker) if workers > 1 else None
     try:
-        for start, chunk_ok, fails, chunk_sizes in pool.imap_unordered(_decode_chunk, chunks) if pool else map(
-            _decode_chunk, chunks
+        for start, chunk_ok, fails, chunk_sizes in (
+            pool.imap_unordered(_decode_chunk, chunks) if pool else map(_decode_chunk, chunks)
         ):
             ok[start : start + len(chunk_ok)] = chunk_ok
             failures += fails
@@ -98,7 +100,11 @@ def _size_stats(sizes) -> dict:
     if not len(known):
         return {}
     return {
-        axis: {"min": int(known[:, j].min()), "mean": round(float(known[:, j].mean()), 1), "max": int(known[:, j].max())}
+        axis: {
+            "min": int(known[:, j].min()),
+            "mean": round(float(known[:, j].mean()), 1),
+            "max": int(known[:, j].max()),
+        }
         for j, axis in enumerate(("width", "height"))
     }
 
@@ -111,18 +117,26 @@ def summarize(report: dict, first: int = 5) -> str:
         f"x{report['channels']}; skipped {report['n_skipped']:,}"
     ]
     for axis, stats in report.get("image_size", {}).items():
-        lines.append(f"  original {axis}: min {stats['min']:,}, mean {stats['mean']:,}, max {stats['max']:,} pixels")
+        lines.append(
+            f"  original {axis}: min {stats['min']:,}, mean {stats['mean']:,}, max {stats['max']:,} pixels"
+        )
     for reason, count in Counter(s["reason"] for s in report["skipped"]).most_common():
         lines.append(f"  skipped {count:,}: {reason}")
     for s in report["skipped"][:first]:
         lines.append(f"    {s['path']}: {s['reason']}")
     if report["n_skipped"] > first:
-        lines.append(f"    ... all {report['n_skipped']:,} listed in {report.get('cache_dir', 'report.json')}/report.json")
+        lines.append(
+            f"    ... all {report['n_skipped']:,} listed in {report.get('cache_dir', 'report.json')}/report.json"
+        )
     return "\n".join(lines)
 
 
 def locate_source(
-    source: str, exclude: Path | None, download_dir: str | None, download_url: str | None, progress: bool = True
+    source: str,
+    exclude: Path | None,
+    download_dir: str | None,
+    download_url: str | None,
+    progress: bool = True,
 ):
     """The root and kind of the images, downloading the official archive when the default folder is empty."""
     found = resolve_root(source, exclude)
@@ -133,7 +147,9 @@ def locate_source(
         archive = download_archive(download_url, Path(download_dir), progress=progress)
         return archive, "zip"
     if not Path(source).exists():
-        raise CatdogError(f"data.source={source}: no such file or directory. Point data.source at a folder or .zip of images.")
+        raise CatdogError(
+            f"data.source={source}: no such file or directory. Point data.source at a folder or .zip of images."
+        )
     raise CatdogError(
         f"data.source={source}: no images found (class folders, Kaggle 'cat.N.jpg' names, or one .zip/.tar archive)."
     )
@@ -156,8 +172,15 @@ def prepare_dataset(
     cache_root = Path(cache_dir)
     root, kind = locate_source(source, cache_root, download_dir, download_url, progress)
     found = find_images(root, kind, layout, exclude=cache_root)
-    params = {"resolution": resolution, "channels": channels, "skip_truncated": skip_truncated, "max_pixels": max_pixels}
-    key = cache_key({"root": str(root.resolve()), "layout": found.layout, "files": found.fingerprint, **params})
+    params = {
+        "resolution": resolution,
+        "channels": channels,
+        "skip_truncated": skip_truncated,
+        "max_pixels": max_pixels,
+    }
+    key = cache_key(
+        {"root": str(root.resolve()), "layout": found.layout, "files": found.fingerprint, **params}
+    )
     directory = cache_root / f"{root.name.split('.')[0]}-{resolution}px-{channels}ch-{key}"
     cached = load_cache(directory)
     if cached is not None:

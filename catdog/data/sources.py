@@ -85,7 +85,9 @@ def _list_zip(root: Path) -> list[tuple[str, int, float]]:
         with zipfile.ZipFile(root) as zf:
             return [(i.filename, i.file_size, float(i.CRC)) for i in zf.infolist() if not i.is_dir()]
     except (zipfile.BadZipFile, OSError) as e:
-        raise CatdogError(f"data.source={root}: not a readable zip archive ({e}). Re-download or re-create it.") from e
+        raise CatdogError(
+            f"data.source={root}: not a readable zip archive ({e}). Re-download or re-create it."
+        ) from e
 
 
 def _list_tar(root: Path) -> list[tuple[str, int, float]]:
@@ -155,7 +157,9 @@ def resolve_root(source: str | os.PathLike, exclude: Path | None = None) -> tupl
     if root.is_file():
         kind = archive_kind(root)
         if kind is None:
-            raise CatdogError(f"data.source={root}: a file that is not a .zip or .tar archive. Point it at a folder or archive.")
+            raise CatdogError(
+                f"data.source={root}: a file that is not a .zip or .tar archive. Point it at a folder or archive."
+            )
         return root, kind
     if not root.is_dir():
         return None
@@ -171,7 +175,11 @@ def find_images(root: Path, kind: str, layout: str = "auto", exclude: Path | Non
     """List the labelled images below `root`; classes are numbered in sorted name order (cat=0, dog=1)."""
     if layout not in LAYOUTS:
         raise CatdogError(f"data.layout={layout}: must be one of {', '.join(LAYOUTS)}.")
-    entries = {"dir": lambda: _list_dir(root, exclude), "zip": lambda: _list_zip(root), "tar": lambda: _list_tar(root)}
+    entries = {
+        "dir": lambda: _list_dir(root, exclude),
+        "zip": lambda: _list_zip(root),
+        "tar": lambda: _list_tar(root),
+    }
     images, ignored = _split_images(entries[kind]())
     if not images:
         raise CatdogError(f"data.source={root}: no image files ({', '.join(IMAGE_EXTENSIONS)}) found.")

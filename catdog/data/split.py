@@ -29,7 +29,9 @@ def balance(indices: np.ndarray, labels: np.ndarray, mode: str, seed: int = 0) -
     groups = [indices[labels[indices] == c] for c in np.unique(labels[indices])]
     target = min(map(len, groups)) if mode == "undersample" else max(map(len, groups))
     picked = [
-        rng.choice(g, target, replace=False) if len(g) >= target else np.concatenate([g, rng.choice(g, target - len(g))])
+        rng.choice(g, target, replace=False)
+        if len(g) >= target
+        else np.concatenate([g, rng.choice(g, target - len(g))])
         for g in groups
     ]
     return rng.permutation(np.concatenate(picked)).astype(np.int64)

@@ -18,9 +18,15 @@ def augment_batch(x: torch.Tensor, hflip: bool = True, translate: int = 0, brigh
         padded = F.pad(x.float(), (translate,) * 4, mode="reflect")
         dy = torch.randint(0, 2 * translate + 1, (n,), device=x.device)
         dx = torch.randint(0, 2 * translate + 1, (n,), device=x.device)
-        rows = (dy.view(-1, 1) + torch.arange(h, device=x.device)).view(n, 1, h, 1).expand(-1, x.shape[1], -1, w + 2 * translate)
+        rows = (
+            (dy.view(-1, 1) + torch.arange(h, device=x.device))
+            .view(n, 1, h, 1)
+            .expand(-1, x.shape[1], -1, w + 2 * translate)
+        )
         padded = padded.gather(2, rows)
-        cols = (dx.view(-1, 1) + torch.arange(w, device=x.device)).view(n, 1, 1, w).expand(-1, x.shape[1], h, -1)
+        cols = (
+            (dx.view(-1, 1) + torch.arange(w, device=x.device)).view(n, 1, 1, w).expand(-1, x.shape[1], h, -1)
+        )
         x = padded.gather(3, cols).to(x.dtype)
     if brightness or contrast:
         xf = x.float()

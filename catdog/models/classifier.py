@@ -53,7 +53,9 @@ class ImageClassifier(pl.LightningModule):
     ):
         super().__init__()
         if normalize and mean is None:
-            raise CatdogError("model.normalize=true needs the training data's mean/std (training.train passes them).")
+            raise CatdogError(
+                "model.normalize=true needs the training data's mean/std (training.train passes them)."
+            )
         if loss not in LOSSES:
             raise CatdogError(f"model.loss={loss}: must be one of {', '.join(LOSSES)}.")
         self.save_hyperparameters(ignore=["optimizer", "scheduler"])
@@ -68,7 +70,9 @@ class ImageClassifier(pl.LightningModule):
         weights = torch.tensor(class_weights, dtype=torch.float32) if class_weights else None
         self.register_buffer("class_weights", weights, persistent=False)
         n = len(classes)
-        self.train_acc, self.val_acc, self.test_acc = (MulticlassAccuracy(n, average="micro") for _ in range(3))
+        self.train_acc, self.val_acc, self.test_acc = (
+            MulticlassAccuracy(n, average="micro") for _ in range(3)
+        )
         self.train_loss, self.val_loss, self.test_loss = MeanMetric(), MeanMetric(), MeanMetric()
         self.val_acc_best = MaxMetric()
 
@@ -89,7 +93,9 @@ class ImageClassifier(pl.LightningModule):
         if self.hparams.loss == "mse":  # the tutorial's softmax + MSE on one-hot targets
             target = F.one_hot(y, logits.shape[1]).float()
             return F.mse_loss(logits.softmax(1), target)
-        return F.cross_entropy(logits, y, weight=self.class_weights, label_smoothing=self.hparams.label_smoothing)
+        return F.cross_entropy(
+            logits, y, weight=self.class_weights, label_smoothing=self.hparams.label_smoothing
+        )
 
     def training_step(self, batch, batch_idx):
         x, y = batch
@@ -130,7 +136,9 @@ class ImageClassifier(pl.LightningModule):
         checkpoint[RNG_KEY] = rng_states()
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        if RNG_KEY in checkpoint and self._trainer is not None:  # resuming a fit, not loading for evaluate/predict
+        if (
+            RNG_KEY in checkpoint and self._trainer is not None
+        ):  # resuming a fit, not loading for evaluate/predict
             set_rng_states(checkpoint[RNG_KEY])
 
     def test_step(self, batch, batch_idx):
@@ -138,13 +146,17 @@ class ImageClassifier(pl.LightningModule):
 
     def configure_optimizers(self):
         if self.optimizer_factory is None:
-            raise CatdogError("model.optimizer is not set: give e.g. model.optimizer._target_=torch.optim.Adam.")
+            raise CatdogError(
+                "model.optimizer is not set: give e.g. model.optimizer._target_=torch.optim.Adam."
+            )
         optimizer = self.optimizer_factory(params=self.parameters())
         if self.scheduler_factory is None:
             return optimizer
         extra = {}
         factory = self.scheduler_factory
-        if "total_steps" in inspect.signature(factory).parameters and "total_steps" not in getattr(factory, "keywords", {}):
+        if "total_steps" in inspect.signature(factory).parameters and "total_steps" not in getattr(
+            factory, "keywords", {}
+        ):
             extra["total_steps"] = int(self.trainer.estimated_stepping_batches)
         scheduler = factory(optimizer, **extra)
         interval = "step" if extra else "epoch"

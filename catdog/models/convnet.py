@@ -17,7 +17,9 @@ HEADS = ("flatten", "gap")
 class ScaleInput(nn.Module):
     """uint8 images in, normalised floats out, so checkpoints and exports take raw pixels."""
 
-    def __init__(self, channels: int, mean: Sequence[float] | None = None, std: Sequence[float] | None = None):
+    def __init__(
+        self, channels: int, mean: Sequence[float] | None = None, std: Sequence[float] | None = None
+    ):
         super().__init__()
         self.register_buffer("mean", torch.tensor(mean or [0.0] * channels).view(1, -1, 1, 1))
         self.register_buffer("std", torch.tensor(std or [1.0] * channels).view(1, -1, 1, 1))
@@ -30,11 +32,15 @@ def per_stage(value, n: int, key: str) -> list[int]:
     """An int for every stage, or one value per stage."""
     values = [value] * n if isinstance(value, int) else list(value)
     if len(values) != n:
-        raise CatdogError(f"{key}={values}: give one value, or one per conv stage ({n}, the length of model.channels).")
+        raise CatdogError(
+            f"{key}={values}: give one value, or one per conv stage ({n}, the length of model.channels)."
+        )
     return values
 
 
-def stage_sizes(resolution: int, kernels: list[int], pool: int, padding: str, convs_per_stage: int) -> list[int]:
+def stage_sizes(
+    resolution: int, kernels: list[int], pool: int, padding: str, convs_per_stage: int
+) -> list[int]:
     """Feature-map side after each stage (conv(s) then pooling)."""
     sizes, size = [], resolution
     for k in kernels:
@@ -46,7 +52,9 @@ def stage_sizes(resolution: int, kernels: list[int], pool: int, padding: str, co
 
 
 def min_resolution(kernels: list[int], pool: int, padding: str, convs_per_stage: int) -> int:
-    return next(r for r in range(1, 4097) if min(stage_sizes(r, kernels, pool, padding, convs_per_stage)) >= 1)
+    return next(
+        r for r in range(1, 4097) if min(stage_sizes(r, kernels, pool, padding, convs_per_stage)) >= 1
+    )
 
 
 def build_convnet(
@@ -69,10 +77,14 @@ def build_convnet(
 ) -> nn.Sequential:
     """conv stages -> (flatten | global average pool) -> dense layers -> logits."""
     if not channels or any(c < 1 for c in channels):
-        raise CatdogError(f"model.channels={list(channels)}: need at least one conv stage, each with >= 1 channel.")
+        raise CatdogError(
+            f"model.channels={list(channels)}: need at least one conv stage, each with >= 1 channel."
+        )
     kernels = per_stage(kernel, len(channels), "model.kernel")
     if any(k < 1 for k in kernels) or pool < 1 or convs_per_stage < 1:
-        raise CatdogError(f"model.kernel={kernels}, model.pool={pool}, model.convs_per_stage: all must be >= 1.")
+        raise CatdogError(
+            f"model.kernel={kernels}, model.pool={pool}, model.convs_per_stage: all must be >= 1."
+        )
     for key, value, choices in (
         ("model.padding", padding, ("valid", "same")),
         ("model.pool_type", pool_type, tuple(POOLS)),
@@ -95,7 +107,9 @@ def build_convnet(
     prev = in_channels
     for out, k in zip(channels, kernels):
         for _ in range(convs_per_stage):
-            layers.append(nn.Conv2d(prev, out, k, padding="same" if padding == "same" else 0, bias=not batchnorm))
+            layers.append(
+                nn.Conv2d(prev, out, k, padding="same" if padding == "same" else 0, bias=not batchnorm)
+            )
             if batchnorm:
                 layers.append(nn.BatchNorm2d(out))
             layers.append(ACTIVATIONS[activation]())
