@@ -17,6 +17,7 @@ from torch import nn
 import catdog
 from catdog.errors import CatdogError
 from catdog.models import ImageClassifier
+from catdog.models.classifier import flip_tta_probabilities
 
 log = logging.getLogger(__name__)
 
@@ -99,10 +100,7 @@ class Probabilities(nn.Module):
         self.tta = bool(model.hparams.tta)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        probs = self.net(x).softmax(1)
-        if self.tta:
-            probs = (probs + self.net(x.flip(3)).softmax(1)) / 2
-        return probs
+        return flip_tta_probabilities(self.net, x) if self.tta else self.net(x).softmax(1)
 
 
 def preprocessing(model: ImageClassifier) -> dict:

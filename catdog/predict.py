@@ -23,7 +23,7 @@ from omegaconf import DictConfig
 from catdog.checkpoint import Probabilities, load_classifier
 from catdog.cli import guarded
 from catdog.data.decode import BadImage, decode_image
-from catdog.data.sources import SourceReader, _list_dir, _list_tar, _list_zip, archive_kind, printable
+from catdog.data.sources import SourceReader, archive_kind, list_files, printable
 from catdog.errors import CatdogError
 from catdog.models import ImageClassifier
 
@@ -108,10 +108,13 @@ def list_inputs(inputs: str | os.PathLike) -> tuple[SourceReader, list[str], str
     path = Path(inputs).expanduser()
     kind = archive_kind(path) if path.is_file() else None
     if path.is_dir():
-        reader, paths, prefix = SourceReader(path, "dir"), [p for p, _, _ in _list_dir(path, None)], str(path)
+        reader, paths, prefix = (
+            SourceReader(path, "dir"),
+            [p for p, _, _ in list_files(path, "dir")],
+            str(path),
+        )
     elif kind:
-        listing = _list_zip(path) if kind == "zip" else _list_tar(path)
-        reader, paths, prefix = SourceReader(path, kind), [p for p, _, _ in listing], ""
+        reader, paths, prefix = SourceReader(path, kind), [p for p, _, _ in list_files(path, kind)], ""
     elif path.is_file():
         reader, paths, prefix = SourceReader(path.parent, "dir"), [path.name], str(path.parent)
     else:

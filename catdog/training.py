@@ -65,8 +65,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     output_dir = Path(cfg.paths.output_dir)
 
     datamodule = hydra.utils.instantiate(cfg.data)
-    datamodule.prepare_data()
-    datamodule.setup("fit")
+    datamodule.setup("fit")  # builds or loads the cache: the model needs the classes
     stats = datamodule.channel_stats() if cfg.model.get("normalize") else {}
     model = hydra.utils.instantiate(
         cfg.model,

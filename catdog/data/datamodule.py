@@ -97,15 +97,17 @@ class ImageDataModule(pl.LightningDataModule):
         )
 
     def prepare_data(self) -> None:
-        """Decode and cache once (on one process per node); setup() then only loads."""
-        arrays = self._prepare()
-        log.info("Data: %s", summarize(arrays.report))
+        """Decode and cache once (on one process per node); setup() then only loads. Nothing to do in a process
+        whose setup() already ran (training.train sets up before fitting, to learn the classes)."""
+        if self.arrays is None:
+            self._prepare()
 
     def setup(self, stage: str | None = None) -> None:
         if self.arrays is not None:
             return
         h = self.hparams
         self.arrays = self._prepare()
+        log.info("Data: %s", summarize(self.arrays.report))
         labels = self.arrays.labels
         self.splits = self._load_or_make_split(labels)
         before = np.bincount(labels[self.splits["train"]], minlength=self.num_classes)

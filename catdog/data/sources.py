@@ -171,16 +171,18 @@ def resolve_root(source: str | os.PathLike, exclude: Path | None = None) -> tupl
     return None
 
 
+def list_files(root: Path, kind: str, exclude: Path | None = None) -> list[tuple[str, int, float]]:
+    """(relative path, size, mtime or CRC) of every file in a folder (below it, less `exclude`) or an archive."""
+    if kind == "dir":
+        return _list_dir(root, exclude)
+    return _list_zip(root) if kind == "zip" else _list_tar(root)
+
+
 def find_images(root: Path, kind: str, layout: str = "auto", exclude: Path | None = None) -> ImageSource:
     """List the labelled images below `root`; classes are numbered in sorted name order (cat=0, dog=1)."""
     if layout not in LAYOUTS:
         raise CatdogError(f"data.layout={layout}: must be one of {', '.join(LAYOUTS)}.")
-    entries = {
-        "dir": lambda: _list_dir(root, exclude),
-        "zip": lambda: _list_zip(root),
-        "tar": lambda: _list_tar(root),
-    }
-    images, ignored = _split_images(entries[kind]())
+    images, ignored = _split_images(list_files(root, kind, exclude))
     if not images:
         raise CatdogError(f"data.source={root}: no image files ({', '.join(IMAGE_EXTENSIONS)}) found.")
     paths = [p for p, _, _ in images]

@@ -19,6 +19,11 @@ from catdog.models.convnet import build_convnet
 LOSSES = ("cross_entropy", "mse")
 
 
+def flip_tta_probabilities(net: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    """Flip test-time augmentation: the mean of the class probabilities of the images and of their mirrors."""
+    return (net(x).softmax(1) + net(x.flip(3)).softmax(1)) / 2
+
+
 class ImageClassifier(pl.LightningModule):
     """Everything needed to rebuild the network and its preprocessing is a hyperparameter, stored in checkpoints."""
 
@@ -86,8 +91,7 @@ class ImageClassifier(pl.LightningModule):
         """Logits for evaluation: with tta, the mean of the image's and its mirror's probabilities, as log-probs."""
         if not self.hparams.tta:
             return self(x)
-        probs = (self(x).softmax(1) + self(x.flip(3)).softmax(1)) / 2
-        return probs.clamp_min(1e-12).log()
+        return flip_tta_probabilities(self, x).clamp_min(1e-12).log()
 
     def loss_fn(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         if self.hparams.loss == "mse":  # the tutorial's softmax + MSE on one-hot targets
