@@ -163,5 +163,8 @@ def load_cache(directory: Path) -> CachedArrays | None:
         shutil.rmtree(directory, ignore_errors=True)
         return None
     return CachedArrays(
-        images=images, labels=np.asarray(labels, dtype=np.int64), report=report, directory=directory
+        images=images,
+        labels=np.array(labels, dtype=np.int64),
+        report=report,
+        directory=directory,  # labels are small: a writable copy
     )
