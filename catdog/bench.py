@@ -37,6 +37,7 @@ TRAINING_OVERHEAD_GOAL = 0.95  # catdog's training samples/s with default settin
 TIME_TO_ACCURACY_GOALS = {"fast": (0.92, 15 * 60), "best": (0.965, None)}  # (val/acc, within seconds)
 BENCHMARKS: dict[str, Callable[[], list[str]]] = {}
 ON_REQUEST: set[str] = set()  # benchmarks that run only when named (hours on a CPU)
+TRAIN_OVERRIDES: list[str] = []  # --train: added to every train.py run of the benchmarks (e.g. trainer=gpu)
 
 
 def benchmark(fn: Callable[[], list[str]] | None = None, *, by_default: bool = True):
@@ -142,7 +143,7 @@ def run_training(workdir: Path, name: str, *overrides: str) -> tuple[Path, float
     launched = time.time()
     proc = subprocess.run(
         [sys.executable, str(ROOT / "train.py"), f"hydra.run.dir={run_dir}", "trainer.enable_progress_bar=false",
-         *overrides],
+         *overrides, *TRAIN_OVERRIDES],
         capture_output=True, text=True, cwd=ROOT,
     )  # fmt: skip
     if proc.returncode != 0:
@@ -294,6 +295,12 @@ def load_average() -> str:
     )
 
 
+def accelerator() -> str:
+    import torch
+
+    return f"GPU: {torch.cuda.get_device_name()}" if torch.cuda.is_available() else "no GPU"
+
+
 def machine() -> str:
     """CPU count and model, load, and the versions that decide the speed."""
     model = "unknown CPU"
@@ -302,7 +309,7 @@ def machine() -> str:
         model = found.group(1).strip() if found else model
     load = f" ({load_average()})"
     return (
-        f"{os.cpu_count()} CPUs, {model}{load}; {platform.system()} {platform.machine()}; "
+        f"{os.cpu_count()} CPUs, {model}{load}, {accelerator()}; {platform.system()} {platform.machine()}; "
         f"Python {platform.python_version()}, torch {version('torch')}, OpenCV {version('opencv-python-headless')}, "
         f"numpy {version('numpy')}"
     )
@@ -316,7 +323,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--no-record", action="store_true", help=f"print only; do not append to {RECORD.name}"
     )
+    parser.add_argument(
+        "--train", action="append", default=[], metavar="OVERRIDE",
+        help="a train.py override for the benchmarks that train, e.g. --train trainer=gpu (repeatable)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
+    TRAIN_OVERRIDES[:] = args.train
     unknown = sorted(set(args.names) - set(BENCHMARKS))
     if unknown:
         parser.error(f"unknown benchmark {', '.join(unknown)}; choose from {', '.join(BENCHMARKS)}")
@@ -324,6 +336,7 @@ def main(argv: list[str] | None = None) -> None:
         stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
         print(f"running benchmark {name!r} ...", flush=True)
         section = [f"## {stamp}: {name}", "", BENCHMARKS[name].__doc__ or "", "", f"Machine: {machine()}", "",
+                   *([f"train.py overrides added: `{' '.join(args.train)}`", ""] if args.train else []),
                    *BENCHMARKS[name](), "", f"After the run: {load_average()}", ""]  # fmt: skip
         print("\n".join(section))
         if not args.no_record:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 from conftest import write_class_folders, write_kaggle, zip_tree
 
@@ -75,6 +77,23 @@ def test_benchmarks_on_request_run_only_when_named(tmp_path, monkeypatch):
         return []
 
     bench.main(["--no-record"])
-    assert ran == ["quick"]
+    assert ran == ["quick"] and bench.TRAIN_OVERRIDES == []
     bench.main(["slow", "--no-record"])
     assert ran == ["quick", "slow"]
+
+
+def test_train_overrides_reach_every_training_run(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(bench, "RECORD", tmp_path / "BENCHMARKS.md")
+    monkeypatch.setattr(
+        bench.subprocess, "run", lambda cmd, **kw: calls.append(cmd) or SimpleNamespace(returncode=0)
+    )
+    monkeypatch.setattr(
+        bench, "BENCHMARKS", {"trains": lambda: [str(bench.run_training(tmp_path, "r", "a=1")[0])]}
+    )
+    bench.main(["trains", "--train", "trainer=gpu", "--train", "data.batch_size=256"])
+    assert calls[0][-3:] == ["a=1", "trainer=gpu", "data.batch_size=256"]  # last, so they win
+    assert (
+        "train.py overrides added: `trainer=gpu data.batch_size=256`"
+        in (tmp_path / "BENCHMARKS.md").read_text()
+    )
