@@ -216,8 +216,11 @@ def test_resume_continues_epochs_and_tensorboard_curves(image_folder, tmp_path):
     steps_per_epoch = ckpt["global_step"]
     assert epochs_done(ckpt) == 1 and steps_per_epoch > 0
 
+    first_best = json.loads((run_dir / "metrics.json").read_text())["val/acc_best"]
     resumed = run_train(*overrides, "ckpt_path=last", "trainer.max_epochs=2")
     assert "Restored all states" in resumed.stdout + resumed.stderr
+    second = json.loads((run_dir / "metrics.json").read_text())
+    assert second["val/acc_best"] == pytest.approx(max(first_best, second["val/acc"]))  # best over both runs
     ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     assert (epochs_done(ckpt), ckpt["global_step"]) == (2, 2 * steps_per_epoch)  # epoch 2 only, not 1 again
     assert ckpt["optimizer_states"][0]["state"]  # Adam's moments came along

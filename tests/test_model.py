@@ -3,7 +3,7 @@ import torch
 
 from catdog.errors import CatdogError
 from catdog.models.augment import augment_batch
-from catdog.models.convnet import build_convnet, min_resolution
+from catdog.models.convnet import ACTIVATIONS, build_convnet, min_resolution
 
 
 @pytest.mark.parametrize(
@@ -61,3 +61,40 @@ def test_augment_keeps_shape_dtype_and_content_range():
         assert torch.equal(a, b) or torch.equal(a.flip(2), b)
     shifted = augment_batch(x, hflip=False, translate=2)
     assert not torch.equal(shifted, x)
+
+
+@pytest.mark.parametrize("pool_type,activation", [("avg", "gelu"), ("max", "silu"), ("avg", "leaky_relu")])
+def test_pooling_and_activation_choices(pool_type, activation):
+    net = build_convnet(3, 24, 2, [4, 8], 3, pool_type=pool_type, activation=activation, hidden=[8])
+    kinds = {type(m).__name__ for m in net}
+    assert {
+        "AvgPool2d" if pool_type == "avg" else "MaxPool2d",
+        type(ACTIVATIONS[activation]()).__name__,
+    } <= kinds
+    assert net(torch.zeros(2, 3, 24, 24, dtype=torch.uint8)).shape == (2, 2)
+
+
+def test_channels_last_gives_the_same_logits_and_compile_wraps_the_net():
+    from catdog.models.classifier import ImageClassifier
+
+    torch.manual_seed(0)
+    plain = ImageClassifier(3, 16, ["a", "b"], channels=[4, 8], kernel=3, hidden=[8]).eval()
+    fast = ImageClassifier(
+        3, 16, ["a", "b"], channels=[4, 8], kernel=3, hidden=[8], channels_last=True
+    ).eval()
+    fast.load_state_dict(plain.state_dict())
+    x = torch.randint(0, 256, (4, 3, 16, 16), dtype=torch.uint8)
+    with torch.no_grad():
+        assert torch.allclose(plain(x), fast(x), atol=1e-5)
+    assert fast.net[1].weight.is_contiguous(memory_format=torch.channels_last)
+    compiled = ImageClassifier(3, 16, ["a", "b"], channels=[4], kernel=3, hidden=[], compile=True)
+    assert isinstance(compiled.forward_net, torch._dynamo.eval_frame.OptimizedModule)
+    assert compiled.forward_net._orig_mod is compiled.net
+    for model in (plain, compiled):  # the weights are stored once, under net., compiled or not
+        assert not any(k.startswith("forward_net") for k in model.state_dict())
+    assert (
+        plain.state_dict().keys()
+        == ImageClassifier(3, 16, ["a", "b"], channels=[4, 8], kernel=3, hidden=[8], compile=True)
+        .state_dict()
+        .keys()
+    )

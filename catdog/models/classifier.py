@@ -71,7 +71,8 @@ class ImageClassifier(pl.LightningModule):
         )  # fmt: skip
         if channels_last:
             self.net = self.net.to(memory_format=torch.channels_last)
-        self.forward_net = torch.compile(self.net) if compile else self.net
+        # kept out of the module tree, so state_dict and checkpoints hold the weights once, compiled or not
+        self.__dict__["forward_net"] = torch.compile(self.net) if compile else self.net
         weights = torch.tensor(class_weights, dtype=torch.float32) if class_weights else None
         self.register_buffer("class_weights", weights, persistent=False)
         n = len(classes)
@@ -80,6 +81,7 @@ class ImageClassifier(pl.LightningModule):
         )
         self.train_loss, self.val_loss, self.test_loss = MeanMetric(), MeanMetric(), MeanMetric()
         self.val_acc_best = MaxMetric()
+        self.val_acc_best.persistent(True)  # saved in checkpoints: the best stays the best across a resume
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits for uint8 images (N, C, H, W)."""
@@ -132,9 +134,6 @@ class ImageClassifier(pl.LightningModule):
             return
         self.val_acc_best(self.val_acc.compute())
         self.log("val/acc_best", self.val_acc_best.compute(), prog_bar=True)
-
-    def on_train_start(self) -> None:
-        self.val_acc_best.reset()  # sanity-check batches must not count as the best epoch
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint[RNG_KEY] = rng_states()
