@@ -104,3 +104,22 @@ def test_training_runs_on_the_tensor_path(image_folder, tmp_path):
     trainer.fit(model, dm)
     assert trainer.global_step == len(dm.train_dataloader())
     assert {"val/acc", "train/loss"} <= set(trainer.callback_metrics)
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "adamw", "sgd"])
+@pytest.mark.parametrize("scheduler", ["cosine", "step", "onecycle"])
+def test_every_optimizer_and_schedule_config_instantiates(optimizer, scheduler):
+    import hydra
+
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+        cfg = compose("train", overrides=[f"model/optimizer={optimizer}", f"model/scheduler={scheduler}"])
+    params = [torch.nn.Parameter(torch.zeros(3))]
+    opt = hydra.utils.instantiate(cfg.model.optimizer)(params=params)
+    assert type(opt).__name__.lower() == optimizer
+    extra = {"total_steps": 10} if scheduler == "onecycle" else {}
+    sched = hydra.utils.instantiate(cfg.model.scheduler)(opt, **extra)
+    first = opt.param_groups[0]["lr"]
+    for _ in range(6):
+        opt.step()
+        sched.step()
+    assert opt.param_groups[0]["lr"] != first  # the schedule changes the learning rate
