@@ -35,9 +35,8 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any | None = None) -> None:
         path = Path(path)
-        tmp = path.with_name(
-            f".{path.name}.tmp"
-        )  # one writer per run dir (rank zero): a fixed name cannot pile up
+        # one writer per run dir (rank zero), so a fixed temporary name cannot pile up
+        tmp = path.with_name(f".{path.name}.tmp")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             with open(tmp, "wb") as f:

@@ -76,16 +76,15 @@ def resolve_ckpt_path(ckpt_path: str | None, output_dir: str | Path) -> str | No
     if it exists, else a fresh start (for jobs a cluster requeues after pre-emption, with the same overrides)."""
     if ckpt_path is None:
         return None
+    last = Path(output_dir) / "checkpoints" / "last.ckpt"
     if str(ckpt_path) == "auto":
-        last = Path(output_dir) / "checkpoints" / "last.ckpt"
         return str(last) if last.is_file() else None
-    last = str(ckpt_path) == "last"
-    path = Path(output_dir) / "checkpoints" / "last.ckpt" if last else Path(str(ckpt_path))
+    path = last if str(ckpt_path) == "last" else Path(str(ckpt_path))
     if not path.is_file():
         hint = (
             "ckpt_path=last resumes the run in the dir given by hydra.run.dir: "
             "run `python train.py hydra.run.dir=<old run dir> ckpt_path=last ...`."
-            if last
+            if path is last
             else "Give the path of a .ckpt file (e.g. <run dir>/checkpoints/last.ckpt)."
         )
         raise CatdogError(f"ckpt_path={ckpt_path}: no checkpoint at {path}. {hint}")

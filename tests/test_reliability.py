@@ -98,8 +98,13 @@ def test_a_build_killed_while_writing_leaves_no_cache_and_the_next_build_finishe
     cache = tmp_path / "cache"
     code = (
         "import sys, time; from catdog.data import cache\n"
-        "def stop(*a, **k): print('writing', flush=True); time.sleep(600)\n"
-        "cache.write_json_atomic = stop  # report.json is written last: pause there, arrays already on disk\n"
+        "real = cache._write_synced\n"
+        "def pause_at_report(path, write, binary=True):  # report.json is written last: arrays already on disk\n"
+        "    if path.name == 'report.json':\n"
+        "        print('writing', flush=True)\n"
+        "        time.sleep(600)\n"
+        "    real(path, write, binary)\n"
+        "cache._write_synced = pause_at_report\n"
         "from catdog.data.preprocess import prepare_dataset\n"
         "prepare_dataset(sys.argv[1], resolution=16, cache_dir=sys.argv[2], progress=False, num_workers=1)\n"
     )

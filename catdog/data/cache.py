@@ -17,8 +17,10 @@ import shutil
 import socket
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 
@@ -54,29 +56,30 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def write_json_atomic(path: Path, obj) -> None:
-    """Write JSON via a temporary file and rename, so readers never see half a file."""
+def _write_synced(path: Path, write: Callable[[IO], None], binary: bool = True) -> None:
+    """Write a file and flush it to the disk (the rename that publishes it must not outrun its data)."""
+    with open(path, "wb" if binary else "w") as f:
+        write(f)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _replace_atomic(path: Path, write: Callable[[IO], None], binary: bool) -> None:
+    """Write beside `path` and rename over it, so readers see the old file or the whole new one."""
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     try:
-        with open(tmp, "w") as f:
-            json.dump(obj, f, indent=2)
-            f.flush()
-            os.fsync(f.fileno())
+        _write_synced(tmp, write, binary)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def write_json_atomic(path: Path, obj) -> None:
+    _replace_atomic(path, lambda f: json.dump(obj, f, indent=2), binary=False)
 
 
 def save_npy_atomic(path: Path, array: np.ndarray) -> None:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            np.save(f, array)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    _replace_atomic(path, lambda f: np.save(f, array), binary=True)
 
 
 def _temp_name(directory: Path) -> Path:
@@ -122,12 +125,10 @@ def write_cache(directory: Path, images: np.ndarray, labels: np.ndarray, report:
     tmp = _temp_name(directory)
     try:
         tmp.mkdir()
-        for name, array in (("images.npy", images), ("labels.npy", labels)):
-            with open(tmp / name, "wb") as f:
-                np.save(f, array)
-                f.flush()
-                os.fsync(f.fileno())
-        write_json_atomic(tmp / "report.json", report)
+        # plain writes inside the temporary dir: the dir's rename below is what publishes them
+        _write_synced(tmp / "images.npy", lambda f: np.save(f, images))
+        _write_synced(tmp / "labels.npy", lambda f: np.save(f, labels))
+        _write_synced(tmp / "report.json", lambda f: json.dump(report, f, indent=2), binary=False)
         _fsync_dir(tmp)
         try:
             os.rename(tmp, directory)
