@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import torch
 from omegaconf import DictConfig
 
 from catdog.errors import CatdogError
+
+log = logging.getLogger(__name__)
 
 
 def _is_int(v) -> bool:
@@ -89,6 +92,28 @@ def resolve_ckpt_path(ckpt_path: str | None, output_dir: str | Path) -> str | No
         )
         raise CatdogError(f"ckpt_path={ckpt_path}: no checkpoint at {path}. {hint}")
     return str(path)
+
+
+def native_bf16(gpu: bool) -> bool:
+    """Whether bf16 runs in hardware here: emulated bf16 on an older CPU is slower than float32."""
+    if gpu:
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # private: absent in some torch builds
+    return any(getattr(torch.cpu, name, lambda: False)() for name in probes)
+
+
+def resolve_precision(trainer: DictConfig) -> None:
+    """trainer.precision=auto: bf16 mixed precision where the chip computes bf16 natively (convolutions about 2x
+    faster on a recent CPU), else float32 on a CPU and float16 mixed on an older GPU."""
+    if str(trainer.get("precision")) != "auto":
+        return
+    accelerator = str(trainer.get("accelerator", "auto")).lower()
+    gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
+    if native_bf16(gpu):
+        trainer.precision = "bf16-mixed"
+    else:
+        trainer.precision = "16-mixed" if gpu else "32-true"
+    log.info("trainer.precision=auto: %s on this machine", trainer.precision)
 
 
 def check_accelerator(trainer: DictConfig) -> None:

@@ -13,7 +13,7 @@ import torch
 from omegaconf import DictConfig
 
 from catdog.checkpoint import check_classes, read_checkpoint
-from catdog.config import check_accelerator, resolve_ckpt_path, validate
+from catdog.config import check_accelerator, resolve_ckpt_path, resolve_precision, validate
 from catdog.config_tree import print_config_tree
 from catdog.data.cache import write_json_atomic
 from catdog.hparams import log_hparams
@@ -54,8 +54,9 @@ def final_metrics(trainer: pl.Trainer) -> dict[str, float]:
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fit (and optionally test) the configured model; returns the final metrics, also written to metrics.json."""
     validate(cfg)
-    print_config_tree(cfg)
     check_accelerator(cfg.trainer)
+    resolve_precision(cfg.trainer)
+    print_config_tree(cfg)
     ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), cfg.paths.output_dir)
     share_cores()
     install_ddp_launch_fix()

@@ -97,3 +97,12 @@ def test_train_overrides_reach_every_training_run(tmp_path, monkeypatch):
         "train.py overrides added: `trainer=gpu data.batch_size=256`"
         in (tmp_path / "BENCHMARKS.md").read_text()
     )
+
+
+def test_the_fast_path_overrides_of_the_overhead_benchmark_train(image_folder, tmp_path):
+    from conftest import tiny_overrides
+
+    overrides = [o for o in tiny_overrides(image_folder, tmp_path) if not o.startswith("hydra.run.dir")]
+    run_dir, _ = bench.run_training(tmp_path, "fast-path", *overrides, *bench.FAST_PATH)
+    assert bench.read_metrics(run_dir)["perf/train_samples_per_s"] > 0
+    assert "trainer.precision=auto: " in (run_dir / "train.log").read_text()

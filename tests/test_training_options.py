@@ -123,3 +123,46 @@ def test_every_optimizer_and_schedule_config_instantiates(optimizer, scheduler):
         opt.step()
         sched.step()
     assert opt.param_groups[0]["lr"] != first  # the schedule changes the learning rate
+
+
+@pytest.mark.parametrize(
+    ("accelerator", "cuda", "bf16", "expected"),
+    [
+        ("cpu", False, True, "bf16-mixed"),
+        ("cpu", False, False, "32-true"),
+        ("auto", False, False, "32-true"),
+        ("gpu", True, True, "bf16-mixed"),
+        ("gpu", True, False, "16-mixed"),
+        ("auto", True, False, "16-mixed"),
+    ],
+)
+def test_precision_auto_picks_bf16_only_where_the_chip_has_it(monkeypatch, accelerator, cuda, bf16, expected):
+    from omegaconf import OmegaConf
+
+    from catdog.config import resolve_precision
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: bf16)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: bf16, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
+    trainer = OmegaConf.create({"accelerator": accelerator, "precision": "auto"})
+    resolve_precision(trainer)
+    assert trainer.precision == expected
+    fixed = OmegaConf.create({"accelerator": accelerator, "precision": "32-true"})
+    resolve_precision(fixed)
+    assert fixed.precision == "32-true"  # an explicit choice is kept
+
+
+def test_bf16_channels_last_training_step_runs_on_cpu(image_folder, tmp_path):
+    """The fast/best presets' CPU path: bf16 autocast with channels_last weights and inputs."""
+    import pytorch_lightning as pl
+
+    dm = make_datamodule(image_folder, tmp_path, loader="tensor")
+    model = ImageClassifier(3, 16, dm.classes, channels=[4, 8], kernel=3, padding="same", hidden=[],
+                            batchnorm=True, head="gap", channels_last=True, optimizer=torch.optim.AdamW)  # fmt: skip
+    trainer = pl.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, accelerator="cpu", precision="bf16-mixed")  # fmt: skip
+    trainer.fit(model, dm)
+    assert trainer.global_step == len(dm.train_dataloader())
+    assert torch.isfinite(trainer.callback_metrics["train/loss"])
+    assert model.net[-1].weight.dtype == torch.float32  # autocast keeps float32 master weights
