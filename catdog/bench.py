@@ -34,7 +34,8 @@ RECORD = ROOT / "BENCHMARKS.md"
 # archive in ../shared/data -> the speed-up over the baseline that preprocessing should reach
 PREPROCESSING_GOALS = {"kaggle-train-fullres-600.zip": 3.0, "PetImages-180.zip": 2.0}
 TRAINING_OVERHEAD_GOAL = 0.95  # catdog's training samples/s with default settings / the tutorial loop's
-FAST_PATH = ["data.loader=tensor", "model.channels_last=true", "trainer.precision=auto"]  # should beat the default
+# the fast path, which should beat the default settings
+FAST_PATH = ["data.loader=tensor", "model.channels_last=true", "trainer.precision=auto"]
 TIME_TO_ACCURACY_GOALS = {"fast": (0.92, 15 * 60), "best": (0.965, None)}  # (val/acc, within seconds)
 BENCHMARKS: dict[str, Callable[[], list[str]]] = {}
 ON_REQUEST: set[str] = set()  # benchmarks that run only when named (hours on a CPU)
