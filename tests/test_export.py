@@ -20,7 +20,10 @@ from catdog.predict import Predictor
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("export")
-    return train_checkpoint(write_class_folders(tmp / "PetImages", per_class=12), tmp, channels=1, tta=True)
+    # flip TTA and channels_last weights, as the fast/best presets train them
+    return train_checkpoint(
+        write_class_folders(tmp / "PetImages", per_class=12), tmp, channels=1, tta=True, channels_last=True
+    )
 
 
 def run_exported(path, fmt: str, x: np.ndarray) -> np.ndarray:
