@@ -89,7 +89,7 @@ def test_lightning_sets_the_epoch_of_the_tensor_path_sampler(tmp_path):
 
     from catdog.data.loaders import TensorBatches
 
-    batches = TensorBatches(torch.zeros(10, 1, 2, 2), torch.arange(10), 4, SeededShuffle(10))
+    batches = TensorBatches(torch.zeros(10, 2, 2, 1), torch.arange(10), 4, SeededShuffle(10))
     _set_sampler_epoch(batches, 5)  # what the fit loop calls on every train loader before each epoch
     assert batches.sampler.epoch == 5
 

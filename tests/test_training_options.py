@@ -27,6 +27,7 @@ def test_tensor_path_gives_the_same_batches_as_the_dataloader_path(image_folder,
         for (xa, ya), (xb, yb) in zip(a_batches, b_batches):
             assert xa.shape == xb.shape == (len(ya), 3, 16, 16) and xa.dtype == torch.uint8
             assert torch.equal(xa, xb) and torch.equal(ya, yb)
+            assert xa.stride() == xb.stride() and xb.is_contiguous(memory_format=torch.channels_last)
     loaders = plain.train_dataloader(), fast.train_dataloader()
     first = [next(iter(loader))[1] for loader in loaders]
     assert torch.equal(*first)

@@ -174,7 +174,7 @@ class ImageDataModule(pl.LightningDataModule):
     def _tensor_loader(self, split: str, shuffle: bool) -> TensorBatches:
         device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
         idx = self.splits[split]
-        images = torch.from_numpy(self.arrays.images[idx]).permute(0, 3, 1, 2).to(device)
+        images = torch.from_numpy(self.arrays.images[idx]).to(device)
         labels = torch.from_numpy(self.arrays.labels[idx]).to(device)
         sampler = SeededShuffle(len(idx), self.hparams.seed) if shuffle else None
         return TensorBatches(images, labels, self.hparams.batch_size, sampler)
