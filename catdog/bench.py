@@ -287,7 +287,7 @@ def time_to_accuracy_fast() -> list[str]:
 
 @benchmark(by_default=False)
 def time_to_accuracy_best() -> list[str]:
-    """`python train.py experiment=best` on PetImages-180.zip from a cold cache (hours on a 2-core CPU, so it runs
+    """`python train.py experiment=best` on PetImages-180.zip from a cold cache (an hour on a 2-core CPU, so it runs
     only when named: `python -m catdog.bench time_to_accuracy_best`)."""
     return time_to_accuracy("best")
 
