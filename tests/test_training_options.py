@@ -21,13 +21,19 @@ def make_datamodule(folder, tmp_path, **kwargs) -> ImageDataModule:
 def test_tensor_path_gives_the_same_batches_as_the_dataloader_path(image_folder, tmp_path):
     plain = make_datamodule(image_folder, tmp_path, seed=3)
     fast = make_datamodule(image_folder, tmp_path, seed=3, loader="tensor")
-    for _epoch in range(2):  # the order changes per epoch in the same way
-        a_batches, b_batches = list(plain.train_dataloader()), list(fast.train_dataloader())
+    epoch_images = []
+    for epoch in range(2):  # the order changes per epoch in the same way
+        plain_loader, fast_loader = plain.train_dataloader(), fast.train_dataloader()
+        plain_loader.sampler.set_epoch(epoch)  # as Lightning's fit loop does before each epoch
+        fast_loader.sampler.set_epoch(epoch)
+        a_batches, b_batches = list(plain_loader), list(fast_loader)
+        epoch_images.append(torch.cat([x for x, _ in a_batches]))
         assert len(a_batches) == len(b_batches) == len(plain.train_dataloader())
         for (xa, ya), (xb, yb) in zip(a_batches, b_batches):
             assert xa.shape == xb.shape == (len(ya), 3, 16, 16) and xa.dtype == torch.uint8
             assert torch.equal(xa, xb) and torch.equal(ya, yb)
             assert xa.stride() == xb.stride() and xb.is_contiguous(memory_format=torch.channels_last)
+    assert not torch.equal(*epoch_images)  # a new order in epoch 1
     loaders = plain.train_dataloader(), fast.train_dataloader()
     first = [next(iter(loader))[1] for loader in loaders]
     assert torch.equal(*first)
