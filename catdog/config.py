@@ -104,8 +104,16 @@ def native_bf16(gpu: bool) -> bool:
 
 def resolve_precision(trainer: DictConfig) -> None:
     """trainer.precision=auto: bf16 mixed precision where the chip computes bf16 natively (convolutions about 2x
-    faster on a recent CPU), else float32 on a CPU and float16 mixed on an older GPU."""
-    if str(trainer.get("precision")) != "auto":
+    faster on a recent CPU), else float32 on a CPU and float16 mixed on an older GPU. Any other value must be one
+    Lightning knows: checked here, before the data is prepared."""
+    from lightning_fabric.connector import _convert_precision_to_unified_args
+
+    precision = trainer.get("precision")
+    if str(precision) != "auto":
+        try:
+            _convert_precision_to_unified_args(precision)
+        except ValueError as e:
+            raise CatdogError(f"trainer.precision={precision}: {e}, or auto.") from e
         return
     accelerator = str(trainer.get("accelerator", "auto")).lower()
     gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())

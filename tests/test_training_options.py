@@ -160,6 +160,16 @@ def test_precision_auto_picks_bf16_only_where_the_chip_has_it(monkeypatch, accel
     assert fixed.precision == "32-true"  # an explicit choice is kept
 
 
+def test_an_unknown_precision_is_one_message_naming_the_key():
+    from omegaconf import OmegaConf
+
+    from catdog.config import resolve_precision
+    from catdog.errors import CatdogError
+
+    with pytest.raises(CatdogError, match=r"trainer.precision=bogus: .*bf16-mixed.*, or auto"):
+        resolve_precision(OmegaConf.create({"accelerator": "cpu", "precision": "bogus"}))
+
+
 def test_bf16_channels_last_training_step_runs_on_cpu(image_folder, tmp_path):
     """The fast/best presets' CPU path: bf16 autocast with channels_last weights and inputs."""
     import pytorch_lightning as pl
