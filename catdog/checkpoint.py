@@ -49,6 +49,7 @@ UNREADABLE = (OSError, RuntimeError, EOFError, KeyError, TypeError, ValueError, 
 def load_classifier(path: str | Path | None) -> ImageClassifier:
     """The classifier of a checkpoint, on the CPU in eval mode; one clear message if the file is unusable."""
     path = _existing(path)
+    read_checkpoint(path)  # checked first (memory-mapped, cheap): one message for any file that is not ours
     try:
         model = ImageClassifier.load_from_checkpoint(path, map_location="cpu", compile=False)
     except UNREADABLE as e:
@@ -61,7 +62,7 @@ def read_checkpoint(path: str | Path) -> dict:
     path = _existing(path)
     try:
         checkpoint = torch.load(path, map_location="cpu", mmap=True, weights_only=True)
-        if "classes" not in checkpoint.get("hyper_parameters", {}):
+        if not isinstance(checkpoint, dict) or "classes" not in checkpoint.get("hyper_parameters", {}):
             raise KeyError("no hyper_parameters.classes")
     except UNREADABLE as e:
         raise _unreadable(path, e) from e

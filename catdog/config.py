@@ -29,6 +29,7 @@ CHECKS = {
     "data.resolution": (lambda v: _is_int(v) and v >= 1, "a positive integer (pixels), e.g. 50"),
     "data.channels": (lambda v: v in (1, 3), "1 (grayscale) or 3 (colour)"),
     "data.batch_size": (lambda v: _is_int(v) and v >= 1, "a positive integer"),
+    "batch_size": (lambda v: _is_int(v) and v >= 1, "a positive integer"),  # predict's
     "data.val_fraction": (lambda v: _is_number(v) and 0 < v < 1, "a fraction between 0 and 1"),
     "model.channels": (lambda v: _int_list(v) and not _is_int(v) and len(v) > 0 and min(v) >= 1,
                        "a list of positive integers, e.g. [32,64,128]"),

@@ -26,6 +26,7 @@ from torchmetrics.functional.classification import (
 
 from catdog.checkpoint import check_classes
 from catdog.cli import guarded
+from catdog.config import validate
 from catdog.data.cache import write_json_atomic
 from catdog.data.preprocess import prepare_dataset
 from catdog.predict import Predictor
@@ -57,6 +58,7 @@ def classification_metrics(probs: torch.Tensor, labels: torch.Tensor, classes: l
 
 def evaluate(cfg: DictConfig) -> dict:
     """Metrics of the checkpoint on every image of data.source; written to the run dir and TensorBoard."""
+    validate(cfg)
     predictor = Predictor.from_checkpoint(cfg.ckpt_path)
     keys = inspect.signature(prepare_dataset).parameters
     params = {k: v for k, v in cfg.data.items() if k in keys}

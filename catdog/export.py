@@ -45,7 +45,9 @@ def export(ckpt_path: str, format: str = "onnx", output: str | None = None) -> P
     if format not in FORMATS:
         raise CatdogError(f"format={format}: must be one of {', '.join(FORMATS)}.")
     model = load_classifier(ckpt_path)
-    path = Path(output) if output else Path(ckpt_path).with_suffix(FORMATS[format])
+    path = Path(ckpt_path).with_suffix(FORMATS[format])
+    if output:
+        path = Path(output) / path.name if Path(output).is_dir() else Path(output)
     path.parent.mkdir(parents=True, exist_ok=True)
     h = model.hparams
     example = torch.zeros(2, h.in_channels, h.resolution, h.resolution, dtype=torch.uint8)

@@ -22,6 +22,8 @@ from omegaconf import DictConfig
 
 from catdog.checkpoint import Probabilities, load_classifier
 from catdog.cli import guarded
+from catdog.config import validate
+from catdog.data.cache import replace_atomic
 from catdog.data.decode import BadImage, decode_image
 from catdog.data.sources import SourceReader, archive_kind, list_files, printable
 from catdog.errors import CatdogError
@@ -159,22 +161,21 @@ def predict_to_csv(ckpt_path: str, inputs: str, output: str, batch_size: int = 2
     predictor = Predictor.from_checkpoint(ckpt_path)
     out = Path(output)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
     counts: Counter = Counter()
-    try:
-        with open(tmp, "w", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow(["path", "label", "probability"])
-            for row in prediction_rows(predictor, inputs, batch_size):
-                writer.writerow(row)
-                counts[row[1]] += 1
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
+
+    def write(f) -> None:
+        writer = csv.writer(f)
+        writer.writerow(["path", "label", "probability"])
+        for row in prediction_rows(predictor, inputs, batch_size):
+            writer.writerow(row)
+            counts[row[1]] += 1
+
+    replace_atomic(out, write, binary=False)
     return counts
 
 
 def run(cfg: DictConfig) -> Counter:
+    validate(cfg)
     if cfg.get("inputs") is None:
         raise CatdogError("inputs is not set: give inputs=PATH (an image, a folder or a .zip of images).")
     counts = predict_to_csv(cfg.ckpt_path, str(cfg.inputs), str(cfg.output), cfg.batch_size)

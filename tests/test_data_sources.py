@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import tarfile
+import zipfile
 
 import cv2
 import numpy as np
@@ -149,3 +150,23 @@ def test_a_source_where_nothing_decodes_writes_nothing(tmp_path):
     ):
         prepare(root, tmp_path / "cache")
     assert not (tmp_path / "cache").exists()
+
+
+def test_a_damaged_archive_member_is_skipped_with_the_reason(tmp_path):
+    root = write_class_folders(tmp_path / "pets", per_class=3)
+    victim = root / "Dog" / "1.jpg"
+    payload = victim.read_bytes()
+    archive = tmp_path / "pets.zip"
+    with zipfile.ZipFile(
+        archive, "w", zipfile.ZIP_STORED
+    ) as zf:  # stored: the member's bytes lie as they are
+        for p in sorted(root.rglob("*")):
+            zf.write(p, p.relative_to(root.parent).as_posix())
+    data = bytearray(archive.read_bytes())
+    at = data.find(payload) + len(payload) // 2
+    data[at] ^= 0xFF  # a flipped bit in the member: its CRC no longer matches
+    archive.write_bytes(bytes(data))
+    arrays = prepare(archive, tmp_path / "cache")
+    (entry,) = arrays.report["skipped"]
+    assert entry["path"].endswith("Dog/1.jpg") and "damaged in pets.zip" in entry["reason"]
+    assert len(arrays.labels) == 5

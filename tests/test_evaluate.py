@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 from conftest import ROOT, train_checkpoint, write_class_folders, zip_tree
 from hydra import compose, initialize_config_dir
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -95,10 +96,20 @@ def test_missing_or_unreadable_checkpoint_is_named(tmp_path):
         evaluate_in_process(tmp_path / "bad.ckpt", source, tmp_path / "out")
     with pytest.raises(CatdogError, match="ckpt_path is not set"):
         evaluate_in_process(None, source, tmp_path / "out")
+    torch.save(torch.zeros(3), tmp_path / "tensor.ckpt")  # a PyTorch file, but not a checkpoint
+    with pytest.raises(CatdogError, match=r"tensor\.ckpt: cannot be read as a catdog checkpoint"):
+        catdog.load(tmp_path / "tensor.ckpt")
     with pytest.raises(CatdogError, match=r"ckpt_path=.*nope\.ckpt: no such file"):
         catdog.load(tmp_path / "nope.ckpt")
     with pytest.raises(CatdogError, match=r"ckpt_path=.*nope\.ckpt: no such file"):
         export(str(tmp_path / "nope.ckpt"), "onnx")
+
+
+def test_a_batch_size_below_one_is_named_before_any_work(ckpt, tmp_path):
+    source = write_class_folders(tmp_path / "data", per_class=2)
+    with pytest.raises(CatdogError, match="data.batch_size=0 is invalid"):
+        evaluate_in_process(ckpt, source, tmp_path / "out", "data.batch_size=0")
+    assert not (tmp_path / "out" / "cache").exists()
 
 
 def test_cli_prints_the_message_without_a_traceback(tmp_path):

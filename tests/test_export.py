@@ -72,3 +72,9 @@ def test_export_cli_writes_beside_the_checkpoint(ckpt, tmp_path):
 def test_unknown_format_is_one_clear_error(ckpt):
     with pytest.raises(CatdogError, match="format=tflite: must be one of onnx, torchscript"):
         export(str(ckpt), "tflite")
+
+
+def test_output_naming_a_folder_writes_inside_it(ckpt, tmp_path):
+    path = export(str(ckpt), "onnx", str(tmp_path))
+    assert path == tmp_path / ckpt.with_suffix(".onnx").name and path.is_file()
+    assert metadata_path(path).is_file()

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import ROOT, make_image, train_checkpoint, write_class_folders, zip_tree
+from hydra import compose, initialize_config_dir
 
 import catdog
 from catdog.checkpoint import Probabilities, load_classifier
@@ -134,3 +135,15 @@ def test_a_failed_run_leaves_no_partial_csv(ckpt, tmp_path):
     with pytest.raises(CatdogError, match="inputs=.*nothing: no such file"):
         predict_to_csv(str(ckpt), str(tmp_path / "nothing"), str(out))
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_batch_size_below_one_is_named(ckpt, photos, tmp_path):
+    from catdog.predict import run
+
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+        cfg = compose(
+            "predict", [f"ckpt_path={ckpt}", f"inputs={photos}", f"output={tmp_path}/p.csv", "batch_size=0"]
+        )
+    with pytest.raises(CatdogError, match="batch_size=0 is invalid"):
+        run(cfg)
+    assert not (tmp_path / "p.csv").exists()

@@ -58,13 +58,13 @@ def _fsync_dir(path: Path) -> None:
 
 def _write_synced(path: Path, write: Callable[[IO], None], binary: bool = True) -> None:
     """Write a file and flush it to the disk (the rename that publishes it must not outrun its data)."""
-    with open(path, "wb" if binary else "w") as f:
+    with open(path, "wb") if binary else open(path, "w", newline="") as f:  # text as written (csv's own \r\n)
         write(f)
         f.flush()
         os.fsync(f.fileno())
 
 
-def _replace_atomic(path: Path, write: Callable[[IO], None], binary: bool) -> None:
+def replace_atomic(path: Path, write: Callable[[IO], None], binary: bool) -> None:
     """Write beside `path` and rename over it, so readers see the old file or the whole new one."""
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     try:
@@ -75,11 +75,11 @@ def _replace_atomic(path: Path, write: Callable[[IO], None], binary: bool) -> No
 
 
 def write_json_atomic(path: Path, obj) -> None:
-    _replace_atomic(path, lambda f: json.dump(obj, f, indent=2), binary=False)
+    replace_atomic(path, lambda f: json.dump(obj, f, indent=2), binary=False)
 
 
 def save_npy_atomic(path: Path, array: np.ndarray) -> None:
-    _replace_atomic(path, lambda f: np.save(f, array), binary=True)
+    replace_atomic(path, lambda f: np.save(f, array), binary=True)
 
 
 def _temp_name(directory: Path) -> Path:

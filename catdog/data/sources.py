@@ -11,6 +11,7 @@ import posixpath
 import re
 import tarfile
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -222,6 +223,17 @@ class SourceReader:
         if self.kind == "dir":  # plain strings and an unbuffered read: this runs once per image
             with open(os.path.join(self.root, path), "rb", buffering=0) as f:
                 return f.readall()
+        try:
+            return self._read_archived(path)
+        except (
+            zipfile.BadZipFile,
+            tarfile.TarError,
+            zlib.error,
+            EOFError,
+        ) as e:  # read errors, for the callers
+            raise OSError(f"{path}: damaged in {self.root.name} ({e})") from e
+
+    def _read_archived(self, path: str) -> bytes:
         if self._handle is None:
             self._handle = zipfile.ZipFile(self.root) if self.kind == "zip" else tarfile.open(self.root)
         if self.kind == "zip":
