@@ -8,11 +8,12 @@ just this job (its own overrides, its own run dir), which makes `-m ... trainer=
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from collections.abc import Sequence
 
 import torch
+
+from catdog.data.preprocess import usable_cpus
 
 log = logging.getLogger(__name__)
 REPLACED = ("hydra.run.dir=", "hydra.job.name=", "hydra.output_subdir=", "hydra.mode=")
@@ -21,7 +22,7 @@ CONFIG_FLAGS = ("--config-name", "-cn", "--config-path", "-cp", "--config-dir", 
 
 def threads_per_job(n_jobs: int, cpus: int | None = None) -> int:
     """Torch threads for one of n_jobs jobs running at once (negative n_jobs: ~one job per core)."""
-    cpus = cpus or os.cpu_count() or 1
+    cpus = cpus or usable_cpus()
     return max(1, cpus // n_jobs) if n_jobs > 0 else 1
 
 

@@ -43,7 +43,10 @@ def record_failure(exc: BaseException, message: str | None = None) -> Path:
 def read_job(job_dir: Path) -> dict[str, Any]:
     """One row of the summary: job number, overrides, status, metrics or error."""
     hydra_cfg = OmegaConf.load(job_dir / ".hydra" / "hydra.yaml").hydra
-    overrides = dict(o.split("=", 1) for o in OmegaConf.load(job_dir / ".hydra" / "overrides.yaml"))
+    overrides = dict(
+        o.split("=", 1) if "=" in o else (o, "")
+        for o in OmegaConf.load(job_dir / ".hydra" / "overrides.yaml")
+    )
     row: dict[str, Any] = {
         "job": int(hydra_cfg.job.num),
         "dir": job_dir,

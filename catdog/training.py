@@ -88,8 +88,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
     trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
     metrics = final_metrics(trainer)
-    if cfg.get("test") and datamodule.hparams.test_fraction > 0:
-        trainer.test(model, datamodule=datamodule, ckpt_path="best" if trainer.checkpoint_callback else None)
+    if cfg.get("test"):  # validate() made sure there is a test split
+        best = trainer.checkpoint_callback is not None and trainer.checkpoint_callback.best_model_path
+        trainer.test(model, datamodule=datamodule, ckpt_path="best" if best else None)
         metrics.update(final_metrics(trainer))
     if trainer.is_global_zero:
         output_dir.mkdir(parents=True, exist_ok=True)

@@ -13,6 +13,7 @@ from conftest import ROOT
 
 from catdog.data import preprocess
 from catdog.data.preprocess import plan_workers, prepare_dataset, summarize
+from catdog.errors import CatdogError
 
 
 def prepare(source, cache, resolution=16, **kw):
@@ -114,3 +115,10 @@ def test_two_processes_preparing_the_same_cache_both_succeed(image_folder, tmp_p
         os.path.basename(lines.pop().split()[0])
     ]  # no temporary left
     assert prepare(image_folder, cache).images.shape == (40, 16, 16, 1)
+
+
+def test_a_cache_dir_that_cannot_be_written_is_named(image_folder, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    with pytest.raises(CatdogError, match=r"data\.cache_dir=.*a-file.*: cannot write the cache there"):
+        prepare(image_folder, blocker / "cache")

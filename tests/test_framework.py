@@ -124,9 +124,36 @@ def test_optuna_and_cluster_launchers_compose():
 def test_every_check_rejects_a_wrong_type(key):
     cfg = compose_train()
     validate(cfg)  # the defaults pass
-    OmegaConf.update(cfg, key, "abc" if key != "tags" else 3)
+    OmegaConf.set_struct(cfg, False)  # batch_size belongs to predict's config
+    OmegaConf.update(cfg, key, {"tags": 3, "data.source": ""}.get(key, "abc"))
     with pytest.raises(CatdogError, match=key.replace(".", r"\.")):
         validate(cfg)
+
+
+@pytest.mark.parametrize(
+    "key, value",
+    [
+        ("model.kernel", []),
+        ("trainer.devices", 0),
+        ("seed", None),
+        ("data.layout", "flat"),
+        ("data.loader", "gpu"),
+    ],
+)
+def test_values_that_cannot_work_are_named_before_anything_runs(key, value):
+    cfg = compose_train()
+    OmegaConf.update(cfg, key, value)
+    with pytest.raises(CatdogError, match=rf"{key.replace('.', chr(92) + '.')}=.* is invalid"):
+        validate(cfg)
+
+
+def test_test_true_needs_a_test_split():
+    cfg = compose_train()
+    OmegaConf.update(cfg, "test", True)
+    with pytest.raises(CatdogError, match="test=true needs a test split: set data.test_fraction"):
+        validate(cfg)
+    OmegaConf.update(cfg, "data.test_fraction", 0.1)
+    validate(cfg)
 
 
 @pytest.mark.parametrize(
@@ -190,7 +217,9 @@ def test_summary_marks_a_job_without_result(tmp_path):
         job = tmp_path / str(num)
         (job / ".hydra").mkdir(parents=True)
         OmegaConf.save({"hydra": {"job": {"num": num}}}, job / ".hydra" / "hydra.yaml")
-        OmegaConf.save([f"model.kernel={kernel}", "seed=1"], job / ".hydra" / "overrides.yaml")
+        OmegaConf.save(
+            [f"model.kernel={kernel}", "seed=1", "~callbacks.sample_grid"], job / ".hydra" / "overrides.yaml"
+        )
         for name, content in files.items():
             (job / name).write_text(json.dumps(content))
     markdown = write_summary(tmp_path, "val/acc", maximize=True)

@@ -55,6 +55,19 @@ def test_channel_stats_normalise_the_input_inside_the_model(image_folder, tmp_pa
     assert model.hparams.mean == stats["mean"]  # stored in checkpoints with the rest of the preprocessing
 
 
+def test_channel_stats_sample_every_class(image_folder, tmp_path):
+    """The training split's indices are grouped by class: a sample, not a prefix, sees both."""
+    import dataclasses
+
+    import numpy as np
+
+    dm = make_datamodule(image_folder, tmp_path)
+    black_cats = np.where(dm.arrays.labels[:, None, None, None] == 0, 0, 255).astype(np.uint8)
+    dm.arrays = dataclasses.replace(dm.arrays, images=np.broadcast_to(black_cats, dm.arrays.images.shape))
+    mean = dm.channel_stats(max_images=len(dm.splits["train"]) // 2)["mean"]
+    assert all(0.2 < m < 0.8 for m in mean)  # one class alone would give 0 or 1
+
+
 def test_tta_averages_the_probabilities_of_image_and_mirror():
     torch.manual_seed(0)
     model = ImageClassifier(1, 16, ["a", "b"], channels=[4], kernel=3, hidden=[8], tta=True).eval()

@@ -120,10 +120,12 @@ def remove_stale_temps(cache_root: Path, max_age_s: float = 24 * 3600) -> None:
 
 def write_cache(directory: Path, images: np.ndarray, labels: np.ndarray, report: dict) -> None:
     """Publish a complete cache directory in one rename; a concurrent identical build that wins is kept."""
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_temps(directory.parent)  # before writing: a killed build's arrays may be what fills the disk
     tmp = _temp_name(directory)
     try:
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_temps(
+            directory.parent
+        )  # before writing: a killed build's arrays may be what fills the disk
         tmp.mkdir()
         # plain writes inside the temporary dir: the dir's rename below is what publishes them
         _write_synced(tmp / "images.npy", lambda f: np.save(f, images))
@@ -143,7 +145,10 @@ def write_cache(directory: Path, images: np.ndarray, labels: np.ndarray, report:
                 f"No space left on the device while writing the cache to {directory.parent} "
                 "(data.cache_dir). Free some space or point data.cache_dir at a larger disk; nothing was changed."
             ) from e
-        raise
+        raise CatdogError(
+            f"data.cache_dir={directory.parent}: cannot write the cache there ({e.strerror or e}). "
+            "Point data.cache_dir at a writable folder."
+        ) from e
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -163,8 +163,11 @@ class ImageDataModule(pl.LightningDataModule):
         return class_weights(self.arrays.labels[self.splits["train"]], self.num_classes).tolist()
 
     def channel_stats(self, max_images: int = 5000) -> dict[str, list[float]]:
-        """Per-channel mean and std of the training split's pixels (0-1 scale), for input normalisation."""
-        idx = np.sort(self.splits["train"][:max_images])
+        """Per-channel mean and std of the training split's pixels (0-1 scale), for input normalisation, from a
+        seeded sample of it (its indices are grouped by class: a prefix would hold one class)."""
+        train = self.splits["train"]
+        rng = np.random.default_rng(self.hparams.seed)
+        idx = np.sort(rng.choice(train, size=min(max_images, len(train)), replace=False))
         x = self.arrays.images[idx].astype(np.float32) / 255.0
         return {"mean": x.mean(axis=(0, 1, 2)).tolist(), "std": (x.std(axis=(0, 1, 2)) + 1e-6).tolist()}
 

@@ -32,6 +32,11 @@ def _init_worker() -> None:
     cv2.setNumThreads(1)  # one process per core already; OpenCV's own threads would oversubscribe
 
 
+def usable_cpus() -> int:
+    """The cores this process may run on (a SLURM job or a container gets fewer than the machine has)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def _decode_chunk(chunk: tuple[int, list[str]]):
     """Decode a run of files straight into the shared output array; returns (start, ok flags, failures, sizes)."""
     start, paths = chunk
@@ -186,7 +191,7 @@ def prepare_dataset(
     if cached is not None:
         log.info("Loaded cached arrays from %s (%d images)", directory, len(cached.labels))
         return cached
-    workers = num_workers if num_workers and num_workers > 0 else (os.cpu_count() or 1)
+    workers = num_workers if num_workers and num_workers > 0 else usable_cpus()
     images, ok, failures, sizes = _decode_all(found, params, workers, progress)
     labels = np.asarray(found.labels, dtype=np.int64)[ok]
     if not ok.any():
