@@ -5,10 +5,11 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SHARED_ZIP := ../shared/data/PetImages-180.zip
 
-# Data for `make train`: DATA=..., else data/ when it holds photos, else the shared zip on these machines;
-# with none of them the config's default applies ($$CATDOG_DATA, then data/, then the official download).
-HAS_LOCAL_DATA := $(shell find data -path data/cache -prune -o -type f -print -quit 2>/dev/null)
-DATA_ARG := $(if $(DATA),data.source=$(DATA),$(if $(HAS_LOCAL_DATA),,$(if $(wildcard $(SHARED_ZIP)),data.source=$(SHARED_ZIP))))
+# Data for `make train`: DATA=..., else $$CATDOG_DATA, else data/ when it holds photos or archives, else the shared
+# zip on these machines; with none of them the config's default applies (data/, filled by the official download).
+HAS_LOCAL_DATA := $(shell find data -path data/cache -prune -o -type f \( -iname '*.jp*g' -o -iname '*.png' \
+	-o -iname '*.bmp' -o -iname '*.webp' -o -iname '*.zip' -o -iname '*.tar*' \) -print -quit 2>/dev/null)
+DATA_ARG := $(if $(DATA),data.source=$(DATA),$(if $(CATDOG_DATA)$(HAS_LOCAL_DATA),,$(if $(wildcard $(SHARED_ZIP)),data.source=$(SHARED_ZIP))))
 ARGS ?= experiment=tutorial trainer.max_epochs=1
 
 .PHONY: install train sweep test tensorboard lint bench clean

@@ -218,6 +218,38 @@ def training_overhead() -> list[str]:
     return lines
 
 
+PRECISION_CONTENDERS = {
+    "float32": ["trainer.precision=32-true", "model.channels_last=false"],
+    "float32 + channels_last": ["trainer.precision=32-true"],
+    "precision=auto + channels_last (the preset)": [],
+    "precision=auto + channels_last + torch.compile": ["model.compile=true"],
+}
+
+
+@benchmark
+def precision() -> list[str]:
+    """`experiment=fast`'s net and data (PetImages-180, 64x64 RGB): training samples/s of its second epoch (after any
+    compilation) in float32, with channels_last, with trainer.precision=auto (bf16 where the chip has it natively)
+    and with torch.compile; 60 batches an epoch, one run each, in one session."""
+    archive = SHARED / "data" / "PetImages-180.zip"
+    if not archive.exists():
+        return [f"skipped: {archive} is missing"]
+    rates = {}
+    with tempfile.TemporaryDirectory(prefix="catdog-bench-") as tmp:
+        work = Path(tmp)
+        common = ["experiment=fast", f"data.source={archive}", f"data.cache_dir={work / 'cache'}",
+                  "trainer.max_epochs=2", "trainer.limit_train_batches=60", "trainer.limit_val_batches=2"]  # fmt: skip
+        for i, (name, extra) in enumerate(PRECISION_CONTENDERS.items()):
+            run_dir, _ = run_training(work, f"run-{i}", *common, *extra)
+            rates[name] = read_metrics(run_dir)["perf/train_samples_per_s"]
+    reference = rates["float32"]
+    lines = ["| settings | samples/s | vs float32 |", "|---|---|---|"]
+    lines += [f"| {name} | {rate:,.0f} | **{rate / reference:.2f}x** |" for name, rate in rates.items()]
+    print(f"precision: the preset's settings {rates['precision=auto + channels_last (the preset)'] / reference:.2f}x "
+          "float32", flush=True)  # fmt: skip
+    return lines
+
+
 def accuracy_curve(run_dir: Path, launched: float) -> list[tuple[int, float, float]]:
     """(epoch, seconds since launch, val/acc) from the run's TensorBoard events: preprocessing included."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator

@@ -8,12 +8,23 @@ import os
 import signal
 import sys
 from collections.abc import Callable
+from importlib.util import find_spec
 
 from catdog.errors import CatdogError
 
 
+def missing_package(exc: BaseException) -> bool:
+    """An import failed because a package is not installed (not because a `_target_` has a typo)."""
+    package = (getattr(exc, "name", None) or "").partition(".")[0]
+    return (
+        isinstance(exc, ModuleNotFoundError) and package not in ("", "catdog") and find_spec(package) is None
+    )
+
+
 def user_error(exc: BaseException) -> str | None:
-    """The message of a CatdogError, Lightning config error, missing optional package or full disk in the chain."""
+    """The message of a CatdogError, Lightning config error, missing optional package, wrong `_target_` or
+    constructor argument in a config, or full disk in the chain."""
+    from hydra.errors import InstantiationException
     from lightning_fabric.utilities.exceptions import MisconfigurationException
 
     seen = set()
@@ -21,8 +32,12 @@ def user_error(exc: BaseException) -> str | None:
         seen.add(id(exc))
         if isinstance(exc, CatdogError | MisconfigurationException):
             return str(exc)
-        if isinstance(exc, ModuleNotFoundError) and not (exc.name or "").startswith("catdog"):
+        if missing_package(exc):
             return f"{exc} (an optional package the config asks for: install it with pip)"
+        cause = exc.__cause__
+        if isinstance(exc, InstantiationException) and isinstance(cause, TypeError | ImportError):
+            if not missing_package(cause):  # Hydra's message names the target and the config key
+                return f"{exc}\n(HYDRA_FULL_ERROR=1 shows the traceback)"
         if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
             where = f" while writing {exc.filename}" if exc.filename else ""
             return (

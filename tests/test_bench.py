@@ -106,3 +106,18 @@ def test_the_fast_path_overrides_of_the_overhead_benchmark_train(image_folder, t
     run_dir, _ = bench.run_training(tmp_path, "fast-path", *overrides, *bench.FAST_PATH)
     assert bench.read_metrics(run_dir)["perf/train_samples_per_s"] > 0
     assert "trainer.precision=auto: " in (run_dir / "train.log").read_text()
+
+
+@pytest.mark.parametrize("name", list(bench.PRECISION_CONTENDERS))
+def test_the_precision_benchmark_settings_compose(name):
+    from hydra import compose, initialize_config_dir
+
+    from catdog.config import validate
+
+    overrides = ["experiment=fast", *bench.PRECISION_CONTENDERS[name]]
+    with initialize_config_dir(config_dir=str(bench.ROOT / "configs"), version_base="1.3"):
+        cfg = compose("train", overrides=overrides)
+    validate(cfg)
+    assert (cfg.trainer.precision == "auto") == ("precision=auto" in name)
+    assert cfg.model.channels_last == ("channels_last" in name)
+    assert cfg.model.compile == ("compile" in name)

@@ -194,6 +194,23 @@ def test_missing_optional_package_is_a_user_error():
     assert user_error(ValueError("a bug")) is None
 
 
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("model.optimizer._target_=torch.optim.Adamm", "Error locating target 'torch.optim.Adamm'"),
+        ("+model.kernal=3", "unexpected keyword argument 'kernal'"),
+    ],
+)
+def test_a_wrong_target_or_argument_in_a_config_is_a_user_error(override, message):
+    import hydra
+
+    cfg = compose_train(override)
+    with pytest.raises(Exception) as caught:
+        hydra.utils.instantiate(cfg.model, classes=["Cat", "Dog"])
+    text = user_error(caught.value)
+    assert text is not None and message in text and "pip" not in text
+
+
 def test_flat_hparams_are_scalars():
     params = flat_hparams(compose_train("model.kernel=3", "tags=[a,b]"))
     assert params["model.kernel"] == 3 and params["model.optimizer.lr"] == 0.001

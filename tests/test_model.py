@@ -3,6 +3,7 @@ import torch
 
 from catdog.errors import CatdogError
 from catdog.models.augment import augment_batch
+from catdog.models.classifier import ImageClassifier
 from catdog.models.convnet import ACTIVATIONS, build_convnet, min_resolution
 
 
@@ -98,3 +99,22 @@ def test_channels_last_gives_the_same_logits_and_compile_wraps_the_net():
         .state_dict()
         .keys()
     )
+
+
+@pytest.mark.parametrize(
+    "augment, message",
+    [
+        (
+            {"flip": True},
+            r"model.augment=\{'flip': True\}: give a mapping of hflip, translate, brightness, contrast",
+        ),
+        (True, "model.augment=True: give a mapping"),
+        (
+            {"translate": 16},
+            r"model.augment.translate=16: shifts must be 0 <= translate < data.resolution \(16\)",
+        ),
+    ],
+)
+def test_wrong_augment_values_are_named_when_the_model_is_built(augment, message):
+    with pytest.raises(CatdogError, match=message):
+        ImageClassifier(3, 16, ["Cat", "Dog"], channels=[4], kernel=3, hidden=[], augment=augment)

@@ -9,6 +9,8 @@ import cv2
 import numpy as np
 import pytorch_lightning as pl
 
+from catdog.visualize import tensorboard_writer
+
 log = logging.getLogger(__name__)
 LABEL_HEIGHT = 14
 
@@ -54,8 +56,6 @@ class SampleGrid(pl.Callback):
         path.parent.mkdir(parents=True, exist_ok=True)
         cv2.imwrite(str(path), cv2.cvtColor(grid, cv2.COLOR_RGB2BGR))
         log.info("Sample images with their labels: %s", path)
-        for logger in trainer.loggers:
-            if hasattr(logger.experiment, "add_image"):
-                logger.experiment.add_image(
-                    self.tag, grid, global_step=trainer.global_step, dataformats="HWC"
-                )
+        writer = tensorboard_writer(trainer)
+        if writer is not None:
+            writer.add_image(self.tag, grid, global_step=trainer.global_step, dataformats="HWC")

@@ -216,9 +216,6 @@ class SourceReader:
         self.root, self.kind = Path(root), kind
         self._handle = None
 
-    def __getstate__(self):
-        return {"root": self.root, "kind": self.kind, "_handle": None}
-
     def read(self, path: str) -> bytes:
         if self.kind == "dir":  # plain strings and an unbuffered read: this runs once per image
             with open(os.path.join(self.root, path), "rb", buffering=0) as f:

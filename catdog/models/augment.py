@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Mapping
+
 import torch
 import torch.nn.functional as F
+
+from catdog.errors import CatdogError
 
 
 def augment_batch(x: torch.Tensor, hflip: bool = True, translate: int = 0, brightness: float = 0.0,
@@ -37,3 +42,18 @@ def augment_batch(x: torch.Tensor, hflip: bool = True, translate: int = 0, brigh
             xf = xf + (torch.rand(n, 1, 1, 1, device=x.device) * 2 - 1) * brightness * 255
         x = xf.clamp(0, 255).to(x.dtype)
     return x
+
+
+def check_augment(augment: Mapping | None, resolution: int) -> None:
+    """Wrong model.augment values are named when the model is built, not at its first training step."""
+    if augment is None:
+        return
+    keys = [k for k in inspect.signature(augment_batch).parameters if k != "x"]
+    if not isinstance(augment, Mapping) or set(augment) - set(keys):
+        raise CatdogError(
+            f"model.augment={augment}: give a mapping of {', '.join(keys)}, e.g. {{hflip:true,translate:4}}."
+        )
+    if not 0 <= augment.get("translate", 0) < resolution:
+        raise CatdogError(
+            f"model.augment.translate={augment['translate']}: shifts must be 0 <= translate < data.resolution ({resolution})."
+        )

@@ -13,7 +13,7 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from catdog.checkpointing import RNG_KEY, rng_states, set_rng_states
 from catdog.errors import CatdogError
-from catdog.models.augment import augment_batch
+from catdog.models.augment import augment_batch, check_augment
 from catdog.models.convnet import build_convnet
 
 LOSSES = ("cross_entropy", "mse")
@@ -63,7 +63,9 @@ class ImageClassifier(pl.LightningModule):
             )
         if loss not in LOSSES:
             raise CatdogError(f"model.loss={loss}: must be one of {', '.join(LOSSES)}.")
-        self.save_hyperparameters(ignore=["optimizer", "scheduler"])
+        check_augment(augment, resolution)
+        # logged by catdog.hparams as the flat config keys; here only stored in checkpoints
+        self.save_hyperparameters(ignore=["optimizer", "scheduler"], logger=False)
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.net = build_convnet(
             in_channels, resolution, len(classes), channels, kernel, pool, pool_type, padding, convs_per_stage,
