@@ -1,9 +1,11 @@
 """catdog: image classification experiments with PyTorch Lightning and Hydra."""
 
+from importlib.metadata import version
+
 from catdog.errors import CatdogError
 
 __all__ = ["CatdogError", "load"]
-__version__ = "0.1.0"
+__version__ = version("catdog")
 
 
 def load(ckpt_path):

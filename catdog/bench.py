@@ -192,11 +192,11 @@ def training_overhead() -> list[str]:
                   "trainer.max_epochs=1"]  # fmt: skip
         prepare_dataset(str(folder), resolution=50, channels=1, cache_dir=str(work / "cache"), progress=False)
         for repeat in range(2):
-            for name, extra in contenders.items():
+            for i, (name, extra) in enumerate(contenders.items()):
                 if extra is None:
                     result = baseline_training(folder, work / "baseline.npy")
                 else:
-                    run_dir, _ = run_training(work, f"run-{repeat}-{len(extra)}", *common, *extra)
+                    run_dir, _ = run_training(work, f"run-{repeat}-{i}", *common, *extra)
                     m = read_metrics(run_dir)
                     result = {"samples_per_s": m["perf/train_samples_per_s"], "val_acc": m["val/acc"]}
                 if name not in best or result["samples_per_s"] > best[name]["samples_per_s"]:

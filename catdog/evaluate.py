@@ -6,7 +6,6 @@ source is used, and the run dir gets metrics.json, confusion_matrix.png and Tens
 
 from __future__ import annotations
 
-import inspect
 import json
 import logging
 from pathlib import Path
@@ -28,7 +27,7 @@ from catdog.checkpoint import check_classes
 from catdog.cli import guarded
 from catdog.config import validate
 from catdog.data.cache import write_json_atomic
-from catdog.data.preprocess import prepare_dataset
+from catdog.data.preprocess import prepare_from_config
 from catdog.predict import Predictor
 from catdog.training import instantiate_group
 from catdog.visualize import confusion_figure
@@ -60,9 +59,7 @@ def evaluate(cfg: DictConfig) -> dict:
     """Metrics of the checkpoint on every image of data.source; written to the run dir and TensorBoard."""
     validate(cfg)
     predictor = Predictor.from_checkpoint(cfg.ckpt_path)
-    keys = inspect.signature(prepare_dataset).parameters
-    params = {k: v for k, v in cfg.data.items() if k in keys}
-    arrays = prepare_dataset(**{**params, "resolution": predictor.resolution, "channels": predictor.channels})
+    arrays = prepare_from_config(cfg.data, resolution=predictor.resolution, channels=predictor.channels)
     check_classes(arrays.classes, predictor.classes, cfg.data.source, cfg.ckpt_path)
     batch = cfg.data.batch_size
     probs = np.concatenate(

@@ -11,7 +11,6 @@ A later `python train.py` with the same data settings loads that cache instead o
 
 from __future__ import annotations
 
-import inspect
 import logging
 import sys
 from pathlib import Path
@@ -24,7 +23,7 @@ from omegaconf.errors import OmegaConfBaseException
 from catdog.cli import guarded
 from catdog.config import validate
 from catdog.data.cache import CachedArrays
-from catdog.data.preprocess import prepare_dataset, summarize
+from catdog.data.preprocess import prepare_from_config, summarize
 from catdog.errors import CatdogError
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
@@ -38,11 +37,7 @@ def prepare(overrides: list[str]) -> CachedArrays:
     except (HydraException, OmegaConfBaseException) as e:
         raise CatdogError(f"{e} (see `python -m catdog.prepare --help`)") from e
     validate(cfg)
-    data = OmegaConf.to_container(cfg.data, resolve=True)
-    accepted = inspect.signature(
-        prepare_dataset
-    ).parameters  # the split and loader settings play no part here
-    return prepare_dataset(**{k: v for k, v in data.items() if k in accepted})
+    return prepare_from_config(OmegaConf.to_container(cfg.data, resolve=True))
 
 
 def main(argv: list[str] | None = None) -> None:

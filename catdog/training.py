@@ -16,6 +16,7 @@ from catdog.checkpoint import check_classes, read_checkpoint
 from catdog.config import check_accelerator, resolve_ckpt_path, resolve_precision, validate
 from catdog.config_tree import print_config_tree
 from catdog.data.cache import write_json_atomic
+from catdog.errors import CatdogError
 from catdog.hparams import log_hparams
 from catdog.launch import install_ddp_launch_fix, share_cores
 
@@ -39,7 +40,13 @@ def check_resume(ckpt_path: str, classes: list[str], source: str) -> int:
     checkpoint = read_checkpoint(ckpt_path)
     check_classes(classes, checkpoint["hyper_parameters"]["classes"], source, ckpt_path,
                   fix="Resume on the data it was trained on, or start a new run without ckpt_path.")  # fmt: skip
-    return checkpoint["loops"]["fit_loop"]["epoch_loop.state_dict"]["_batches_that_stepped"]
+    try:
+        return checkpoint["loops"]["fit_loop"]["epoch_loop.state_dict"]["_batches_that_stepped"]
+    except KeyError as e:
+        raise CatdogError(
+            f"ckpt_path={ckpt_path}: holds weights but no training state, so it cannot be resumed. "
+            "Start a new run without ckpt_path (or use it with evaluate/predict/export)."
+        ) from e
 
 
 def final_metrics(trainer: pl.Trainer) -> dict[str, float]:

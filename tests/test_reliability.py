@@ -313,3 +313,17 @@ def test_hydra_full_error_shows_the_traceback(image_folder, tmp_path):
     assert (
         proc.returncode != 0 and "Traceback" in proc.stderr and "data.resolution=-3 is invalid" in proc.stderr
     )
+
+
+def test_a_checkpoint_without_training_state_cannot_be_resumed_and_says_so(image_folder, tmp_path):
+    from conftest import train_checkpoint
+
+    from catdog.training import check_resume
+
+    path = train_checkpoint(image_folder, tmp_path)
+    assert check_resume(str(path), ["Cat", "Dog"], str(image_folder)) >= 1  # a whole one resumes
+    checkpoint = torch.load(path, weights_only=True)
+    del checkpoint["loops"]
+    torch.save(checkpoint, tmp_path / "weights.ckpt")
+    with pytest.raises(CatdogError, match=r"weights\.ckpt: holds weights but no training state"):
+        check_resume(str(tmp_path / "weights.ckpt"), ["Cat", "Dog"], str(image_folder))

@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader, Dataset
 from catdog.data.cache import CachedArrays, save_npy_atomic
 from catdog.data.decode import DEFAULT_MAX_PIXELS
 from catdog.data.loaders import SeededShuffle, TensorBatches
-from catdog.data.preprocess import prepare_dataset, summarize
+from catdog.data.preprocess import prepare_from_config, summarize
 from catdog.data.split import BALANCE_MODES, balance, class_weights, stratified_split
 from catdog.errors import CatdogError
 
@@ -81,20 +81,7 @@ class ImageDataModule(pl.LightningDataModule):
         self.splits: dict[str, np.ndarray] = {}
 
     def _prepare(self) -> CachedArrays:
-        h = self.hparams
-        return prepare_dataset(
-            source=str(h.source),
-            resolution=h.resolution,
-            channels=h.channels,
-            cache_dir=h.cache_dir,
-            layout=h.layout,
-            skip_truncated=h.skip_truncated,
-            max_pixels=h.max_pixels,
-            num_workers=h.num_workers,
-            download_dir=h.download_dir,
-            download_url=h.download_url,
-            progress=h.progress,
-        )
+        return prepare_from_config(self.hparams, source=str(self.hparams.source))
 
     def prepare_data(self) -> None:
         """Decode and cache once (on one process per node); setup() then only loads. Nothing to do in a process

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 import mmap
 import os
 from collections import Counter
+from collections.abc import Mapping
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -15,7 +17,7 @@ from tqdm import tqdm
 from catdog.data.cache import CachedArrays, cache_key, load_cache, write_cache
 from catdog.data.decode import DEFAULT_MAX_PIXELS, BadImage, decode_with_size
 from catdog.data.download import download_archive
-from catdog.data.sources import ImageSource, SourceReader, find_images, printable, resolve_root
+from catdog.data.sources import ImageSource, SourceReader, archive_kind, find_images, printable, resolve_root
 from catdog.errors import CatdogError
 
 log = logging.getLogger(__name__)
@@ -150,7 +152,7 @@ def locate_source(
     is_download_dir = download_dir is not None and Path(source).resolve() == Path(download_dir).resolve()
     if is_download_dir and download_url:
         archive = download_archive(download_url, Path(download_dir), progress=progress)
-        return archive, "zip"
+        return archive, archive_kind(archive)
     if not Path(source).exists():
         raise CatdogError(
             f"data.source={source}: no such file or directory. Point data.source at a folder or .zip of images."
@@ -158,6 +160,12 @@ def locate_source(
     raise CatdogError(
         f"data.source={source}: no images found (class folders, Kaggle 'cat.N.jpg' names, or one .zip/.tar archive)."
     )
+
+
+def prepare_from_config(data: Mapping, **overrides) -> CachedArrays:
+    """prepare_dataset from a `data` config (or a DataModule's hparams): the split and loader keys play no part."""
+    accepted = inspect.signature(prepare_dataset).parameters
+    return prepare_dataset(**{**{k: v for k, v in data.items() if k in accepted}, **overrides})
 
 
 def prepare_dataset(

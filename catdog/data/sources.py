@@ -209,6 +209,17 @@ def find_images(root: Path, kind: str, layout: str = "auto", exclude: Path | Non
     )
 
 
+# what reading a damaged, encrypted or unsupported archive member raises
+DAMAGED_MEMBER = (
+    zipfile.BadZipFile,
+    tarfile.TarError,
+    zlib.error,
+    EOFError,
+    RuntimeError,
+    NotImplementedError,
+)
+
+
 class SourceReader:
     """Reads files of a source by relative path; archive handles are opened lazily, once per process."""
 
@@ -222,12 +233,7 @@ class SourceReader:
                 return f.readall()
         try:
             return self._read_archived(path)
-        except (
-            zipfile.BadZipFile,
-            tarfile.TarError,
-            zlib.error,
-            EOFError,
-        ) as e:  # read errors, for the callers
+        except DAMAGED_MEMBER as e:  # read errors (skipped files) for the callers
             raise OSError(f"{path}: damaged in {self.root.name} ({e})") from e
 
     def _read_archived(self, path: str) -> bytes:
