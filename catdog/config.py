@@ -10,7 +10,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from catdog.data.datamodule import LOADERS
 from catdog.data.sources import LAYOUTS
-from catdog.data.split import BALANCE_MODES
+from catdog.data.split import BALANCE_MODES, LABEL_CONFLICTS, check_folds
 from catdog.errors import CatdogError
 
 log = logging.getLogger(__name__)
@@ -56,6 +56,7 @@ CHECKS = {
     "data.layout": (lambda v: v in LAYOUTS, " or ".join(LAYOUTS)),
     "data.balance": (lambda v: v in BALANCE_MODES, " or ".join(BALANCE_MODES)),
     "data.loader": (lambda v: v in LOADERS, " or ".join(LOADERS)),
+    "data.label_conflicts": (lambda v: v in LABEL_CONFLICTS, " or ".join(LABEL_CONFLICTS)),
     "data.source": (lambda v: v is not None and str(v).strip() != "",
                     "a folder or archive of images (is CATDOG_DATA set but empty?)"),
     "tags": (lambda v: hasattr(v, "__len__") and not isinstance(v, str), "a list, e.g. [baseline,small]"),
@@ -72,6 +73,7 @@ def validate(cfg: DictConfig) -> None:
             raise CatdogError(
                 f"{key}={value!r} is invalid: expected {expected}. Fix it on the command line or in configs/."
             )
+    check_folds(OmegaConf.select(cfg, "data.folds"), OmegaConf.select(cfg, "data.fold", default=0))
     if cfg.get("test") and not OmegaConf.select(cfg, "data.test_fraction", default=0):
         raise CatdogError(
             "test=true needs a test split: set data.test_fraction, e.g. data.test_fraction=0.1."

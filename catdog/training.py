@@ -99,6 +99,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
         best = trainer.checkpoint_callback is not None and trainer.checkpoint_callback.best_model_path
         trainer.test(model, datamodule=datamodule, ckpt_path="best" if best else None)
         metrics.update(final_metrics(trainer))
+    for note in datamodule.partial_evaluation(metrics):
+        log.warning(note)
     if trainer.is_global_zero:
         output_dir.mkdir(parents=True, exist_ok=True)
         write_json_atomic(output_dir / "metrics.json", metrics)

@@ -44,11 +44,13 @@ def write_kaggle(folder: Path, per_class: int = 6) -> Path:
     return folder
 
 
-def zip_tree(folder: Path, archive: Path) -> Path:
+def zip_tree(folder: Path, archive: Path, seed: int = 0) -> Path:
+    """A zip of `folder` (members named from its own name down), members in a shuffled order as real archives
+    can be: nothing may depend on the listing order."""
+    files = [p for p in sorted(folder.rglob("*")) if p.is_file()]
     with zipfile.ZipFile(archive, "w") as zf:
-        for p in sorted(folder.rglob("*")):
-            if p.is_file():
-                zf.write(p, p.relative_to(folder.parent).as_posix())
+        for i in np.random.default_rng(seed).permutation(len(files)):
+            zf.write(files[i], files[i].relative_to(folder.parent).as_posix())
     return archive
 
 

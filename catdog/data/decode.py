@@ -10,6 +10,8 @@ import struct
 import cv2
 import numpy as np
 
+from catdog.data.duplicates import perceptual_hash
+
 DEFAULT_MAX_PIXELS = 100_000_000  # refuse decompression bombs before OpenCV allocates them
 _REDUCTIONS = (
     (8, cv2.IMREAD_REDUCED_GRAYSCALE_8, cv2.IMREAD_REDUCED_COLOR_8),
@@ -87,17 +89,18 @@ def decode_image(
     max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> np.ndarray:
     """Decode and resize to (resolution, resolution, channels) uint8, RGB order; raise BadImage with the reason."""
-    return decode_with_size(data, resolution, channels, skip_truncated, max_pixels)[0]
+    return decode_for_cache(data, resolution, channels, skip_truncated, max_pixels)[0]
 
 
-def decode_with_size(
+def decode_for_cache(
     data: bytes,
     resolution: int,
     channels: int = 1,
     skip_truncated: bool = True,
     max_pixels: int = DEFAULT_MAX_PIXELS,
-) -> tuple[np.ndarray, tuple[int, int]]:
-    """decode_image, plus the original (width, height) for the report's size statistics (header parsed once)."""
+) -> tuple[np.ndarray, tuple[int, int], int]:
+    """decode_image, plus the original (width, height) for the report's size statistics (header parsed once) and
+    the perceptual hash that finds near duplicates (from the decoded image before its final resize)."""
     if not data:
         raise BadImage("empty file")
     size = header_size(data)
@@ -123,11 +126,12 @@ def decode_with_size(
         raise BadImage(f"too large ({img.shape[1]}x{img.shape[0]} pixels > data.max_pixels={max_pixels})")
     if size is None:
         size = (img.shape[1], img.shape[0])
+    phash = perceptual_hash(img)
     # INTER_AREA averages away aliasing when shrinking by 2x or more; below that bilinear is as good and 4x faster
     shrink = max(img.shape[0], img.shape[1]) / resolution
     img = cv2.resize(
         img, (resolution, resolution), interpolation=cv2.INTER_AREA if shrink >= 2 else cv2.INTER_LINEAR
     )
     if channels == 1:
-        return img[:, :, None], size
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB), size
+        return img[:, :, None], size, phash
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB), size, phash
