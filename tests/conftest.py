@@ -26,6 +26,18 @@ def make_image(label: int, seed: int, size=(40, 32)) -> np.ndarray:
     return np.dstack([img, np.roll(img, 1, 0), img])
 
 
+def make_photo(seed: int, size=(160, 120)) -> np.ndarray:
+    """A photo-like BGR image: a few soft colour blobs on a gradient (structure that survives re-encoding)."""
+    rng = np.random.default_rng(seed)
+    w, h = size
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    img = np.zeros((h, w, 3), np.float32) + rng.uniform(0, 120, 3) * (xx / w)[..., None]
+    for _ in range(6):
+        cx, cy, r = rng.uniform(0, w), rng.uniform(0, h), rng.uniform(8, w / 3)
+        img += rng.uniform(-120, 160, 3) * np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * r * r))[..., None]
+    return np.clip(img + rng.normal(0, 4, img.shape), 0, 255).astype(np.uint8)
+
+
 def write_class_folders(root: Path, per_class: int = 20, classes=("Cat", "Dog"), ext=".jpg") -> Path:
     for label, name in enumerate(classes):
         d = root / name
