@@ -1,7 +1,10 @@
-"""Evaluate a checkpoint on labelled images: `python -m catdog.evaluate ckpt_path=FILE data.source=PATH`.
+"""Evaluate a checkpoint on labelled images: `python -m catdog.evaluate ckpt_path=FILE [data.source=PATH]`.
 
-The images are decoded at the checkpoint's resolution and channels (whatever data.* says), every image of the
-source is used, and the run dir gets metrics.json, confusion_matrix.png and TensorBoard events.
+The images are decoded at the checkpoint's resolution and channels (whatever data.* says). Without data.source,
+the held-out split (test, else val) of the data the checkpoint was trained on is scored, rebuilt from what the
+checkpoint records; with one, every image of it is scored, and photos that were in the checkpoint's training split
+(same content) are counted as n_seen_in_training. The run dir gets metrics.json, confusion_matrix.png and
+TensorBoard events.
 """
 
 from __future__ import annotations
@@ -23,16 +26,21 @@ from torchmetrics.functional.classification import (
     multiclass_recall,
 )
 
-from catdog.checkpoint import check_classes
+from catdog.checkpoint import check_classes, read_checkpoint
 from catdog.cli import guarded
 from catdog.config import validate
-from catdog.data.cache import write_json_atomic
+from catdog.data.cache import CachedArrays, write_json_atomic
+from catdog.data.duplicates import photo_ids
 from catdog.data.preprocess import prepare_from_config
+from catdog.data.split import SPLITS, split_codes
+from catdog.errors import CatdogError
 from catdog.predict import Predictor
 from catdog.training import instantiate_group
 from catdog.visualize import confusion_figure
 
 log = logging.getLogger(__name__)
+# where a checkpoint records its training data: Lightning stores a DataModule's state_dict under its class name
+TRAINING_DATA = "ImageDataModule"
 
 
 def classification_metrics(probs: torch.Tensor, labels: torch.Tensor, classes: list[str]) -> dict:
@@ -55,22 +63,86 @@ def classification_metrics(probs: torch.Tensor, labels: torch.Tensor, classes: l
     }
 
 
+def training_data(cfg: DictConfig) -> dict | None:
+    """What the checkpoint records of its training data; fills in data.source with it when none is given."""
+    trained_on = read_checkpoint(cfg.ckpt_path).get(TRAINING_DATA)
+    if cfg.data.get("source") is not None:
+        return trained_on
+    if not trained_on:
+        raise CatdogError(
+            f"ckpt_path={cfg.ckpt_path} records no training data (it predates that record): "
+            "give data.source=PATH, the photos to score."
+        )
+    if not Path(trained_on["source"]).exists():
+        raise CatdogError(
+            f"ckpt_path={cfg.ckpt_path} was trained on {trained_on['source']}, which is not there any more: "
+            "give data.source=PATH, the photos to score."
+        )
+    cfg.data.source = trained_on["source"]
+    return trained_on
+
+
+def scored_photos(arrays: CachedArrays, trained_on: dict | None, held_out: bool) -> tuple[np.ndarray, str]:
+    """The photos to score: the held-out split (test, else val) of the training data, or all of them."""
+    if not held_out:
+        return np.arange(len(arrays.labels)), "all"
+    codes = split_codes(arrays.photos["group"], arrays.labels, trained_on)
+    split = "test" if (codes == SPLITS.index("test")).any() else "val"
+    return np.flatnonzero(codes == SPLITS.index(split)), split
+
+
+def seen_in_training(arrays: CachedArrays, indices: np.ndarray, trained_on: dict | None) -> int | None:
+    """How many of the scored photos were in the checkpoint's training split (same content hash)."""
+    if not trained_on:
+        return None
+    ids = photo_ids([arrays.photos["sha256"][i] for i in indices])
+    return int(np.isin(ids, trained_on["train_ids"].numpy()).sum())
+
+
 def evaluate(cfg: DictConfig) -> dict:
-    """Metrics of the checkpoint on every image of data.source; written to the run dir and TensorBoard."""
+    """Metrics of the checkpoint on data.source (or its held-out split); written to the run dir and TensorBoard."""
+    held_out = cfg.data.get("source") is None
+    trained_on = training_data(cfg)
     validate(cfg)
     predictor = Predictor.from_checkpoint(cfg.ckpt_path)
-    arrays = prepare_from_config(cfg.data, resolution=predictor.resolution, channels=predictor.channels)
+    recorded = {k: trained_on[k] for k in ("layout", "skip_truncated", "max_pixels")} if held_out else {}
+    arrays = prepare_from_config(
+        cfg.data, resolution=predictor.resolution, channels=predictor.channels, **recorded
+    )
     check_classes(arrays.classes, predictor.classes, cfg.data.source, cfg.ckpt_path)
+    indices, split = scored_photos(arrays, trained_on, held_out)
+    if held_out:
+        log.info(
+            "No data.source given: scoring the held-out %s split (%d photos) of %s, the data %s was "
+            "trained on",
+            split,
+            len(indices),
+            cfg.data.source,
+            cfg.ckpt_path,
+        )
+    seen = seen_in_training(arrays, indices, trained_on)
+    if seen:
+        log.warning(
+            "%d of the %d photos scored were in the checkpoint's training split (same content): "
+            "the metrics overstate how well it does on new photos.",
+            seen,
+            len(indices),
+        )
     batch = cfg.data.batch_size
     probs = np.concatenate(
-        [predictor.probabilities(arrays.images[i : i + batch]) for i in range(0, len(arrays.labels), batch)]
+        [
+            predictor.probabilities(arrays.images[indices[i : i + batch]])
+            for i in range(0, len(indices), batch)
+        ]
     )
     results = classification_metrics(
-        torch.from_numpy(probs), torch.from_numpy(arrays.labels), predictor.classes
+        torch.from_numpy(probs), torch.from_numpy(arrays.labels[indices]), predictor.classes
     )
     metrics = {
         **{k: v for k, v in results.items() if k.startswith("test/")},
-        "n_images": int(arrays.report["n_images"]),
+        "split": split,
+        "n_images": len(indices),
+        "n_seen_in_training": seen,
         "n_skipped": int(arrays.report["n_skipped"]),
         "classes": predictor.classes,
         **{k: v for k, v in results.items() if not k.startswith("test/")},

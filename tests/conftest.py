@@ -114,7 +114,9 @@ def tiny_overrides(source: Path, out: Path) -> list[str]:
     ]
 
 
-def train_checkpoint(source: Path, out: Path, channels: int = 3, **model_kwargs) -> Path:
+def train_checkpoint(
+    source: Path, out: Path, channels: int = 3, data: dict | None = None, **model_kwargs
+) -> Path:
     """A real checkpoint in a second or two: a tiny net fitted in-process for one epoch on `source`."""
     from functools import partial
 
@@ -124,8 +126,15 @@ def train_checkpoint(source: Path, out: Path, channels: int = 3, **model_kwargs)
     from catdog.data import ImageDataModule
     from catdog.models import ImageClassifier
 
-    dm = ImageDataModule(str(source), resolution=16, channels=channels, cache_dir=str(out / "cache"),
-                         val_fraction=0.25, batch_size=8, num_workers=1, progress=False)  # fmt: skip
+    settings = {"val_fraction": 0.25, "batch_size": 8, "num_workers": 1, **(data or {})}
+    dm = ImageDataModule(
+        str(source),
+        resolution=16,
+        channels=channels,
+        cache_dir=str(out / "cache"),
+        progress=False,
+        **settings,
+    )
     dm.setup("fit")
     model = ImageClassifier(channels, 16, classes=dm.classes, channels=[4, 8], kernel=3, hidden=[16],
                             optimizer=partial(torch.optim.Adam, lr=0.01), **model_kwargs)  # fmt: skip

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections import defaultdict
 from pathlib import Path
 
@@ -69,12 +70,15 @@ def epochs_done(ckpt: dict) -> int:
         (["trainer=ddp_cpu", "trainer.devices=2"], {"trainer.strategy": "ddp", "trainer.accelerator": "cpu"}),
         (["debug=fast_dev_run"], {"trainer.fast_dev_run": True, "task_name": "debug", "callbacks": None}),
         (["debug=overfit"], {"trainer.overfit_batches": 3}),
-        (["debug=limit"], {"trainer.limit_train_batches": 0.05}),
+        (["debug=limit"], {"trainer.limit_train_batches": 10, "trainer.limit_val_batches": 4}),
         (["debug=profiler"], {"trainer.profiler._target_": "pytorch_lightning.profilers.SimpleProfiler"}),
         (["logger=many"], {"logger.tensorboard.name": "tensorboard", "logger.csv.name": "csv"}),
         (["logger=wandb"], {"logger.wandb.project": "catdog"}),
         (["logger=mlflow"], {"logger.mlflow.experiment_name": "train"}),
         (["experiment=tutorial"], {"model.loss": "mse"}),
+        (["experiment=fast"], {"data.test_fraction": 0.1, "test": True, "optimized_metric": "val/acc"}),
+        (["experiment=best"], {"data.test_fraction": 0.1, "test": True}),
+        (["data.folds=5", "data.fold=2"], {"data.folds": 5, "data.fold": 2, "data.label_conflicts": "drop"}),
     ],
 )
 def test_config_groups_compose(overrides, expected):
@@ -154,6 +158,19 @@ def test_test_true_needs_a_test_split():
         validate(cfg)
     OmegaConf.update(cfg, "data.test_fraction", 0.1)
     validate(cfg)
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["data.folds=5", "data.fold=5"], "data.fold=5: must be one of 0..4 (data.folds=5)"),
+        (["data.folds=1"], "data.folds=1: give the number of folds"),
+        (["data.label_conflicts=ignore"], "data.label_conflicts='ignore' is invalid: expected drop or keep"),
+    ],
+)
+def test_fold_and_label_conflict_settings_are_checked(overrides, message):
+    with pytest.raises(CatdogError, match=re.escape(message)):
+        validate(compose_train(*overrides))
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,7 @@ import json
 
 import pytest
 import torch
-from conftest import ROOT, run_train, tiny_overrides
+from conftest import ROOT, run_train, tiny_overrides, write_class_folders
 from hydra import compose, initialize_config_dir
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -105,3 +105,17 @@ def test_tutorial_on_real_photos_learns(shared_zip, tmp_path):
     assert metrics["val/acc"] >= 0.58
     report = json.loads(next((tmp_path / "cache").glob("*/report.json")).read_text())
     assert report["n_images"] == 24998 and report["per_class"] == {"Cat": 12499, "Dog": 12499}
+
+
+def test_debug_limit_runs_on_small_data_and_says_what_the_numbers_rest_on(tmp_path):
+    """40 photos, 8 per batch: 10% of the val batches would be less than one; `debug=limit` counts batches."""
+    source = write_class_folders(tmp_path / "pets", per_class=20)
+    proc = run_train(*tiny_overrides(source, tmp_path), "debug=limit", "trainer.limit_val_batches=1", "test=true",
+                     "data.test_fraction=0.25")  # fmt: skip
+    (listing,) = (tmp_path / "cache").glob("*/splits-seed0-val0.25-test0.25.csv")
+    n = {s: listing.read_text().count(f",{s}\n") for s in ("val", "test")}
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert n["val"] > 8 and metrics["val/n_images"] == 8 and metrics["test/n_images"] == n["test"] <= 32
+    log = (tmp_path / "run" / "train.log").read_text() + proc.stderr
+    assert f"val/acc rests on 8 of the {n['val']} val images" in log
+    assert "test/acc rests on" not in log

@@ -12,16 +12,16 @@ from torch.utils.data import DataLoader, Dataset
 
 from catdog.data.cache import CachedArrays, replace_atomic, write_csv
 from catdog.data.decode import DEFAULT_MAX_PIXELS
-from catdog.data.duplicates import compact_ids
+from catdog.data.duplicates import photo_ids
 from catdog.data.loaders import SeededShuffle, TensorBatches
 from catdog.data.preprocess import prepare_from_config, summarize
 from catdog.data.split import (
     BALANCE_MODES,
     SPLITS,
-    assign_splits,
     balance,
     check_folds,
     class_weights,
+    split_codes,
     split_file_name,
     split_order,
     split_rows,
@@ -30,7 +30,8 @@ from catdog.errors import CatdogError
 
 log = logging.getLogger(__name__)
 LOADERS = ("dataloader", "tensor")
-# the data settings a checkpoint records, beside its source, to rebuild its split (catdog.evaluate)
+# the data settings a checkpoint records (under the DataModule's class name), beside its source, to rebuild its
+# split (catdog.evaluate)
 TRAINING_DATA_KEYS = (
     "layout",
     "skip_truncated",
@@ -124,16 +125,7 @@ class ImageDataModule(pl.LightningDataModule):
         self.arrays = self._prepare()
         log.info("Data: %s", summarize(self.arrays.report))
         labels, photos = self.arrays.labels, self.arrays.photos
-        codes = assign_splits(
-            photos["group"],
-            labels,
-            h.val_fraction,
-            h.test_fraction,
-            h.seed,
-            h.folds,
-            h.fold,
-            h.label_conflicts,
-        )
+        codes = split_codes(photos["group"], labels, h)
         self.splits = {
             name: split_order(np.flatnonzero(codes == i), labels, photos["sha256"], h.seed)
             for i, name in enumerate(SPLITS)
@@ -177,7 +169,9 @@ class ImageDataModule(pl.LightningDataModule):
         return {
             "source": str(Path(str(h.source)).expanduser().resolve()),
             **{k: h[k] for k in TRAINING_DATA_KEYS},
-            "train_ids": torch.from_numpy(compact_ids([self.arrays.photos["sha256"][i] for i in train])),
+            "train_ids": torch.from_numpy(
+                np.unique(photo_ids([self.arrays.photos["sha256"][i] for i in train]))
+            ),
         }
 
     def partial_evaluation(self, metrics: dict[str, float]) -> list[str]:

@@ -11,7 +11,7 @@ photo at all gets its train photo with the smallest u, so tiny data still valida
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -87,6 +87,20 @@ def assign_splits(
         code[(code == TRAIN) & (u < test_fraction + val_fraction)] = VAL
         _ensure_each_class(code, u, group_classes, num_classes, VAL)
     return code[inverse]
+
+
+def split_codes(groups: Sequence[str], labels: np.ndarray, settings: Mapping) -> np.ndarray:
+    """assign_splits with the split settings of a data config, or of a checkpoint's record of its training data."""
+    return assign_splits(
+        groups,
+        labels,
+        settings["val_fraction"],
+        settings.get("test_fraction", 0.0),
+        settings["seed"],
+        settings.get("folds"),
+        settings.get("fold", 0),
+        settings.get("label_conflicts", "drop"),
+    )
 
 
 def interleave(labels: np.ndarray) -> np.ndarray:
