@@ -90,8 +90,8 @@ def test_copies_are_one_group_in_one_split_and_conflicts_are_excluded(with_copie
     in_use = {dm.arrays.photos["path"][i] for k in ("train", "val", "test") for i in dm.splits[k]}
     assert "PetImages/c0/5.jpg" not in in_use and len(in_use) == 28 - 2
     text = summarize(report)
-    assert "1 groups of identical files (2 photos), 1 groups of near duplicates" in text
-    assert "Label conflicts: 1 groups (2 photos" in text
+    assert "1 groups of identical files (2 photos), 1 groups of near duplicates (pHash within 4 bits)" in text
+    assert "label conflicts: 1 groups (2 photos; excluded" in text
 
     kept = module(with_copies, tmp_path / "cache", label_conflicts="keep")
     assert kept.split_file.name.endswith("-conflicts-keep.csv")

@@ -104,16 +104,14 @@ def describe_groups(
     return duplicates, conflicts
 
 
-def summarize_duplicates(report: dict) -> str | None:
-    """One line of counts for `catdog.prepare` and the log; None for a cache without duplicates."""
+def summarize_duplicates(report: dict) -> str:
+    """One line of counts for `catdog.prepare` and the log."""
     groups = report.get("duplicates", [])
-    if not groups:
-        return None
     exact = [g for g in groups if g["kind"] == "exact"]
     conflicts = report.get("label_conflicts", [])
     return (
         f"duplicates: {len(exact):,} groups of identical files ({sum(len(g['paths']) for g in exact):,} photos), "
-        f"{len(groups) - len(exact):,} groups of near duplicates; each group stays in one split. "
-        f"Label conflicts: {len(conflicts):,} groups ({sum(len(g['paths']) for g in conflicts):,} photos; "
-        "excluded unless data.label_conflicts=keep)"
+        f"{len(groups) - len(exact):,} groups of near duplicates (pHash within {NEAR_DISTANCE} bits), each kept in "
+        f"one split; label conflicts: {len(conflicts):,} groups ({sum(len(g['paths']) for g in conflicts):,} "
+        "photos; excluded unless data.label_conflicts=keep)"
     )

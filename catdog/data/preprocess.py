@@ -161,8 +161,7 @@ def summarize(report: dict, first: int = 5) -> str:
         lines.append(
             f"    ... all {report['n_skipped']:,} listed in {report.get('cache_dir', 'report.json')}/report.json"
         )
-    duplicates = summarize_duplicates(report)
-    return "\n".join([*lines, duplicates] if duplicates else lines)
+    return "\n".join([*lines, summarize_duplicates(report)])
 
 
 def locate_source(
