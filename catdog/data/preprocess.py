@@ -217,9 +217,9 @@ def prepare_dataset(
         "skip_truncated": skip_truncated,
         "max_pixels": max_pixels,
     }
-    key = cache_key(
-        {"root": str(root.resolve()), "layout": found.layout, "files": found.fingerprint, **params}
-    )
+    # the duplicate threshold is part of what the cache holds (its groups)
+    description = {"root": str(root.resolve()), "layout": found.layout, "files": found.fingerprint, **params}
+    key = cache_key({**description, "near_duplicate_distance": NEAR_DISTANCE})
     directory = cache_root / f"{root.name.split('.')[0]}-{resolution}px-{channels}ch-{key}"
     cached = load_cache(directory)
     if cached is not None:
