@@ -15,8 +15,8 @@ import pytorch_lightning as pl
 import torch
 from conftest import make_image, make_photo, write_class_folders, zip_tree
 
-from catdog.data import ImageDataModule
-from catdog.data.preprocess import summarize
+from catdog.data import ImageDataModule, preprocess
+from catdog.data.preprocess import prepare_dataset, summarize
 from catdog.models import ImageClassifier
 
 
@@ -207,3 +207,15 @@ def test_checkpoint_records_the_training_data_and_its_photos(with_copies, tmp_pa
     ids = state["train_ids"]
     assert ids.dtype == torch.int64 and len(ids) == len(shas) and json.dumps(state["seed"]) == "0"
     assert set(ids.tolist()) == {int(np.uint64(int(s[:16], 16)).astype(np.int64)) for s in shas}
+
+
+def test_the_near_duplicate_threshold_is_part_of_the_cache(with_copies, tmp_path, monkeypatch):
+    first = prepare_dataset(
+        str(with_copies), resolution=16, cache_dir=str(tmp_path / "cache"), progress=False
+    )
+    monkeypatch.setattr(preprocess, "NEAR_DISTANCE", 0)
+    strict = prepare_dataset(
+        str(with_copies), resolution=16, cache_dir=str(tmp_path / "cache"), progress=False
+    )
+    assert strict.directory != first.directory and strict.report["near_duplicate_distance"] == 0
+    assert strict.report["duplicates"] != first.report["duplicates"]  # the quality-50 copy is 2 bits away

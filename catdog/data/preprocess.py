@@ -117,7 +117,7 @@ def _photo_table(found: ImageSource, ok: np.ndarray, labels: np.ndarray, hashes:
     """photos.csv's columns for the decoded images, plus `members`: the duplicate groups as index lists."""
     sha256 = [h for h, _ in hashes]
     phash = np.array([p for _, p in hashes], dtype=np.uint64)
-    groups, members = duplicate_groups(sha256, phash)
+    groups, members = duplicate_groups(sha256, phash, NEAR_DISTANCE)
     return {
         "path": [printable(found.paths[i]) for i in np.flatnonzero(ok)],
         "label": [found.classes[c] for c in labels],
