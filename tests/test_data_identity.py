@@ -218,4 +218,18 @@ def test_the_near_duplicate_threshold_is_part_of_the_cache(with_copies, tmp_path
         str(with_copies), resolution=16, cache_dir=str(tmp_path / "cache"), progress=False
     )
     assert strict.directory != first.directory and strict.report["near_duplicate_distance"] == 0
-    assert strict.report["duplicates"] != first.report["duplicates"]  # the quality-50 copy is 2 bits away
+    assert strict.report["duplicates"] != first.report["duplicates"]  # the re-encoded copy is a few bits away
+
+
+def test_resuming_on_another_split_warns_that_val_holds_training_photos(tmp_path, caplog):
+    source = write_class_folders(tmp_path / "pets", per_class=20)
+    trained = module(source, tmp_path / "cache", seed=0)
+    same, other = module(source, tmp_path / "cache", seed=0), module(source, tmp_path / "cache", seed=1)
+    same.load_state_dict(trained.state_dict())
+    assert "were in the training split of the checkpoint" not in caplog.text
+    other.load_state_dict(trained.state_dict())
+    train = {trained.arrays.photos["path"][i] for i in trained.splits["train"]}
+    held_out = {other.arrays.photos["path"][i] for k in ("val", "test") for i in other.splits[k]}
+    assert (
+        f"{len(train & held_out)} val/test photos were in the training split of the checkpoint" in caplog.text
+    )

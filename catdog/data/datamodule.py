@@ -174,6 +174,22 @@ class ImageDataModule(pl.LightningDataModule):
             ),
         }
 
+    def load_state_dict(self, state: dict) -> None:
+        """On resume: warn when photos the checkpoint trained on now sit in val or test (another seed, fraction,
+        fold or source), since its val/test numbers would then be inflated."""
+        if "train_ids" not in state or self.arrays is None:
+            return
+        held_out = np.concatenate([self.splits["val"], self.splits["test"]])
+        ids = photo_ids([self.arrays.photos["sha256"][i] for i in held_out])
+        leaked = int(np.isin(ids, state["train_ids"].cpu().numpy()).sum())
+        if leaked:
+            log.warning(
+                "%d val/test photos were in the training split of the checkpoint being resumed (its data "
+                "settings: %s): their metrics are inflated. Resume with the checkpoint's data settings.",
+                leaked,
+                {k: state.get(k) for k in ("source", *TRAINING_DATA_KEYS)},
+            )
+
     def partial_evaluation(self, metrics: dict[str, float]) -> list[str]:
         """A warning for each split a run evaluated only in part (limit_*_batches, fast_dev_run, overfit)."""
         notes = []
