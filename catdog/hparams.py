@@ -7,7 +7,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.utilities import rank_zero_only
 
-DATA_KEYS = ("resolution", "channels", "batch_size", "balance", "val_fraction")
+DATA_KEYS = ("resolution", "channels", "batch_size", "balance", "val_fraction", "test_fraction", "fold")
 HPARAM_METRICS = ("val/acc", "val/loss")
 
 
