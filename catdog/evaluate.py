@@ -88,7 +88,13 @@ def scored_photos(arrays: CachedArrays, trained_on: dict | None, held_out: bool)
         return np.arange(len(arrays.labels)), "all"
     codes = split_codes(arrays.photos["group"], arrays.labels, trained_on)
     split = "test" if (codes == SPLITS.index("test")).any() else "val"
-    return np.flatnonzero(codes == SPLITS.index(split)), split
+    indices = np.flatnonzero(codes == SPLITS.index(split))
+    if not len(indices):
+        raise CatdogError(
+            f"data.source={trained_on['source']}: no photo of it is held out from training any more (files "
+            "removed?). Give data.source=PATH, the photos to score."
+        )
+    return indices, split
 
 
 def seen_in_training(arrays: CachedArrays, indices: np.ndarray, trained_on: dict | None) -> int | None:

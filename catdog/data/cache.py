@@ -2,8 +2,9 @@
 
 A cache is a directory `<cache_dir>/<name>-<key>/` holding `images.npy` (uint8, N x H x W x C), `labels.npy`
 (int64), `report.json` and `photos.csv` (per image: its path in the source, label, content hash, perceptual hash
-and duplicate group), plus the `splits-*.csv` the runs on it made. It is built in a temporary sibling and renamed into place, so a kill at any moment
-leaves either no cache or a complete one, and two processes building the same cache both end with a valid one.
+and duplicate group), plus the `splits-*.csv` of the runs that used it. It is built in a temporary sibling and
+renamed into place, so a kill at any moment leaves either no cache or a complete one, and two processes building
+the same cache both end with a valid one.
 """
 
 from __future__ import annotations
@@ -62,9 +63,8 @@ def _fsync_dir(path: Path) -> None:
 
 def _write_synced(path: Path, write: Callable[[IO], None], binary: bool = True) -> None:
     """Write a file and flush it to the disk (the rename that publishes it must not outrun its data)."""
-    with (
-        open(path, "wb") if binary else open(path, "w", newline="", encoding="utf-8") as f
-    ):  # text as written (csv's own \r\n)
+    # text as given: csv writes its own \r\n
+    with open(path, "wb") if binary else open(path, "w", newline="", encoding="utf-8") as f:
         write(f)
         f.flush()
         os.fsync(f.fileno())

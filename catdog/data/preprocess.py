@@ -217,9 +217,9 @@ def prepare_dataset(
         "skip_truncated": skip_truncated,
         "max_pixels": max_pixels,
     }
-    # the duplicate threshold is part of what the cache holds (its groups)
-    description = {"root": str(root.resolve()), "layout": found.layout, "files": found.fingerprint, **params}
-    key = cache_key({**description, "near_duplicate_distance": NEAR_DISTANCE})
+    files = {"root": str(root.resolve()), "layout": found.layout, "files": found.fingerprint}
+    # the duplicate threshold decides the groups the cache holds
+    key = cache_key({**files, **params, "near_duplicate_distance": NEAR_DISTANCE})
     directory = cache_root / f"{root.name.split('.')[0]}-{resolution}px-{channels}ch-{key}"
     cached = load_cache(directory)
     if cached is not None:
