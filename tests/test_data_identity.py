@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import pytorch_lightning as pl
 import torch
-from conftest import make_image, make_photo, write_class_folders, zip_tree
+from helpers import make_image, make_photo, write_class_folders, zip_tree
 
 from catdog.data import ImageDataModule, preprocess
 from catdog.data.preprocess import prepare_dataset, summarize

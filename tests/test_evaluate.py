@@ -10,7 +10,7 @@ import sys
 
 import pytest
 import torch
-from conftest import ROOT, train_checkpoint, write_class_folders, zip_tree
+from helpers import ROOT, train_checkpoint, write_class_folders, zip_tree
 from hydra import compose, initialize_config_dir
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -19,7 +19,7 @@ from catdog.data import ImageDataModule
 from catdog.errors import CatdogError
 from catdog.evaluate import evaluate
 from catdog.export import export
-from catdog.predict import Predictor
+from catdog.inference import Predictor
 
 
 @pytest.fixture(scope="module")

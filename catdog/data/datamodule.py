@@ -10,11 +10,12 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from catdog.data.cache import CachedArrays, replace_atomic, write_csv
+from catdog.data.cache import CachedArrays
 from catdog.data.decode import DEFAULT_MAX_PIXELS
 from catdog.data.duplicates import photo_ids
 from catdog.data.loaders import SeededShuffle, TensorBatches
 from catdog.data.preprocess import prepare_from_config, summarize
+from catdog.data.spec import LOADERS
 from catdog.data.split import (
     BALANCE_MODES,
     SPLITS,
@@ -27,9 +28,9 @@ from catdog.data.split import (
     split_rows,
 )
 from catdog.errors import CatdogError
+from catdog.io import replace_atomic, write_csv
 
 log = logging.getLogger(__name__)
-LOADERS = ("dataloader", "tensor")
 # the data settings a checkpoint records (under the DataModule's class name), beside its source, to rebuild its
 # split (catdog.evaluate)
 TRAINING_DATA_KEYS = (
