@@ -245,9 +245,9 @@ def test_threads_per_job_splits_the_cores():
 
 def test_summary_marks_a_job_without_result(tmp_path):
     for num, kernel, files in (
-        (0, 3, {"metrics.json": {"val/acc": 0.75}}),
+        (0, 3, {"metrics.json": {"val/acc": 0.75, "val/n_images": 16}}),
         (1, 5, {}),
-        (2, 7, {"metrics.json": {"val/acc": 0.5}}),
+        (2, 7, {"metrics.json": {"val/acc": 0.5, "val/n_images": 2500}}),
     ):
         job = tmp_path / str(num)
         (job / ".hydra").mkdir(parents=True)
@@ -263,6 +263,8 @@ def test_summary_marks_a_job_without_result(tmp_path):
         ("0", "3", "ok"), ("1", "5", "no result"), ("2", "7", "ok")
     ]  # fmt: skip
     assert "seed" not in rows[0]  # the same in every job: listed once above the table
+    # how many images each accuracy rests on (a limit_val_batches job's is a handful)
+    assert [r["val/n_images"] for r in rows] == ["16", "", "2500"] and "| 16 |" in markdown
     assert "Best val/acc: 0.7500, job 0 (model.kernel=3)" in markdown
     assert "Best val/acc: 0.5000" in write_summary(tmp_path, "val/acc", maximize=False)
 

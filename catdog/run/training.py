@@ -36,9 +36,9 @@ def instantiate_group(group: DictConfig | None, **extra_by_class: dict) -> list:
 
 
 def final_metrics(trainer: pl.Trainer) -> dict[str, float]:
-    """Epoch-level metrics (Lightning also keeps per-step copies, suffixed _step/_epoch)."""
+    """Epoch-level metrics (Lightning also keeps per-step copies, suffixed _step/_epoch); image counts as integers."""
     return {
-        k: float(v)
+        k: int(v) if k.endswith("/n_images") else float(v)
         for k, v in trainer.callback_metrics.items()
         if k.startswith(("val/", "test/", "train/", "perf/")) and not k.endswith(("_step", "_epoch"))
     }
