@@ -223,9 +223,7 @@ def test_a_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(image_folde
 
 @pytest.mark.slow
 def test_sigkill_mid_training_resumes_from_the_last_checkpoint(tmp_path):
-    source = write_class_folders(
-        tmp_path / "PetImages", per_class=60
-    )  # 90 training images: 12 steps an epoch
+    source = write_class_folders(tmp_path / "PetImages", per_class=60)
     run = tmp_path / "run"
     last = run / "checkpoints" / "last.ckpt"
     overrides = [*tiny_overrides(source, tmp_path), "trainer.log_every_n_steps=1"]
@@ -235,15 +233,17 @@ def test_sigkill_mid_training_resumes_from_the_last_checkpoint(tmp_path):
     proc.wait()
     saved = load(last)  # written atomically: complete, whatever the moment of the kill
     epochs, step = epochs_done(saved), saved["global_step"]
-    assert step == 12 * epochs
+    (listing,) = (tmp_path / "cache").glob("*/splits-seed0-val0.25-test0.0.csv")
+    per_epoch = -(-listing.read_text().count(",train\n") // 8)  # batches of 8 (about 90 training photos)
+    assert step == per_epoch * epochs
 
     resumed = run_train(*overrides, "ckpt_path=last", f"trainer.max_epochs={epochs + 1}")
     assert "Restored all states" in resumed.stdout + resumed.stderr
     final = load(last)
-    assert (epochs_done(final), final["global_step"]) == (epochs + 1, step + 12)  # that epoch, once
+    assert (epochs_done(final), final["global_step"]) == (epochs + 1, step + per_epoch)  # that epoch, once
 
     steps = scalar_steps(run / "tensorboard")
-    assert steps["train/batch_loss"] == list(range(12 * (epochs + 1)))  # no gap, no repeat
+    assert steps["train/batch_loss"] == list(range(per_epoch * (epochs + 1)))  # no gap, no repeat
     assert len(steps["val/acc"]) == epochs + 1
 
 
@@ -274,7 +274,9 @@ def test_sigterm_saves_a_checkpoint_mid_epoch_and_the_run_resumes(tmp_path):
     resumed = run_train(*overrides, "ckpt_path=last", f"trainer.max_epochs={epochs + 1}")
     assert "Restored all states" in resumed.stdout + resumed.stderr
     final = load(last)
-    assert (epochs_done(final), final["global_step"]) == (epochs + 1, 90 * (epochs + 1))
+    (listing,) = (tmp_path / "cache").glob("*/splits-seed0-val0.25-test0.0.csv")
+    steps_per_epoch = listing.read_text().count(",train\n")  # batch_size=1: one step per training photo
+    assert (epochs_done(final), final["global_step"]) == (epochs + 1, steps_per_epoch * (epochs + 1))
 
 
 # --- user errors ---
