@@ -18,6 +18,7 @@ import catdog
 from catdog.errors import CatdogError
 from catdog.models import ImageClassifier
 from catdog.models.classifier import flip_tta_probabilities
+from catdog.preprocessing import describe
 
 log = logging.getLogger(__name__)
 
@@ -105,22 +106,25 @@ class Probabilities(nn.Module):
 
 
 def preprocessing(model: ImageClassifier) -> dict:
-    """How to turn a photo into the network's input, as stored in the checkpoint (written beside exports)."""
+    """How to turn a photo into the network's input, as stored in the checkpoint (written beside exports).
+
+    `preprocess` is the whole rule catdog trains, evaluates and predicts with (catdog.preprocessing): a client
+    that follows its words or its Python lines feeds the network the very pixels catdog does.
+    """
     h = model.hparams
     return {
         "resolution": h.resolution,
         "channels": h.in_channels,
         "color": "RGB" if h.in_channels == 3 else "grayscale",
         "classes": list(h.classes),
-        "resize": "OpenCV cv2.resize to resolution x resolution (aspect ratio not kept): "
-        "INTER_AREA when both sides shrink, else INTER_LINEAR",
+        "preprocess": describe(h.resolution, h.in_channels, bool(h.get("fast_decode", False))),
         "input": {
             "dtype": "uint8",
             "layout": "NCHW",
             "shape": ["batch", h.in_channels, h.resolution, h.resolution],
             "range": "0-255",
         },  # fmt: skip
-        "normalisation": {
+        "normalize": {
             "inside_model": True,
             "formula": "(x / 255 - mean) / std",
             "mean": list(h.mean) if h.mean else None,

@@ -45,6 +45,7 @@ CHECKS = {
     "model.convs_per_stage": (lambda v: _is_int(v) and v >= 1, "a positive integer"),
     "model.label_smoothing": (lambda v: _is_number(v) and 0 <= v < 1, "a number in [0, 1)"),
     "model.batchnorm": (lambda v: isinstance(v, bool), "true or false"),
+    "data.fast_decode": (lambda v: isinstance(v, bool), "true or false"),
     "model.optimizer.lr": (lambda v: _is_number(v) and v > 0, "a positive number, e.g. 0.001"),
     "data.test_fraction": (lambda v: _is_number(v) and 0 <= v < 1, "a fraction in [0, 1)"),
     "trainer.max_epochs": (lambda v: v is None or (_is_int(v) and v >= -1),

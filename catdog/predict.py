@@ -62,6 +62,8 @@ class Predictor:
         self.classes: list[str] = list(model.hparams.classes)
         self.resolution: int = model.hparams.resolution
         self.channels: int = model.hparams.in_channels
+        # checkpoints from before data.fast_decode existed get the full-size decode
+        self.fast_decode: bool = bool(model.hparams.get("fast_decode", False))
 
     @classmethod
     def from_checkpoint(cls, ckpt_path: str | os.PathLike) -> Predictor:
@@ -69,7 +71,7 @@ class Predictor:
 
     def decode(self, data: bytes) -> np.ndarray:
         """(resolution, resolution, channels) uint8, as the training images were made; BadImage if not."""
-        return decode_image(data, self.resolution, self.channels)
+        return decode_image(data, self.resolution, self.channels, fast_decode=self.fast_decode)
 
     def image(self, item: str | os.PathLike | np.ndarray) -> np.ndarray:
         """The network input for a file path or an array; a CatdogError naming the file if it is unusable."""
