@@ -9,7 +9,7 @@ import zlib
 import cv2
 import numpy as np
 import pytest
-from conftest import make_image, write_class_folders
+from conftest import make_image, photo_like, write_class_folders
 from PIL import Image
 
 from catdog.data import prepare_dataset
@@ -125,18 +125,6 @@ def test_fast_decode_never_goes_below_the_target(size, resolution):
             resolution,
             channels,
         )
-
-
-def photo_like(width: int, height: int, seed: int = 0) -> np.ndarray:
-    """BGR: smooth gradients, a few shapes and sensor noise, so JPEG coding and downscaling behave as on photos."""
-    rng = np.random.default_rng(seed)
-    y, x = np.mgrid[0:height, 0:width] / max(width, height)
-    img = np.dstack([120 + 100 * np.sin(3 * x + c + 4 * y * rng.random()) for c in range(3)])
-    for _ in range(6):
-        centre = (int(rng.integers(0, width)), int(rng.integers(0, height)))
-        colour = tuple(int(c) for c in rng.integers(0, 255, 3))
-        cv2.circle(img, centre, int(rng.integers(width // 20, width // 4)), colour, -1)
-    return np.clip(img + rng.normal(0, 6, img.shape), 0, 255).astype(np.uint8)
 
 
 @pytest.mark.parametrize("size", [(400, 300), (900, 700), (1600, 1200)])
