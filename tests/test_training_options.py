@@ -1,4 +1,4 @@
-"""Training options of the accuracy presets: fast data path, normalisation, TTA, schedules."""
+"""Training options of the accuracy presets: fast data path, normalization, TTA, schedules."""
 
 import pytest
 import torch
@@ -41,7 +41,7 @@ def test_tensor_path_gives_the_same_batches_as_the_dataloader_path(image_folder,
         assert torch.equal(xa, xb) and torch.equal(ya, yb)
 
 
-def test_channel_stats_normalise_the_input_inside_the_model(image_folder, tmp_path):
+def test_channel_stats_normalize_the_input_inside_the_model(image_folder, tmp_path):
     dm = make_datamodule(image_folder, tmp_path)
     stats = dm.channel_stats()
     model = ImageClassifier(3, 16, ["Cat", "Dog"], channels=[4], kernel=3, hidden=[], normalize=True, **stats)

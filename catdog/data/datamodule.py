@@ -151,7 +151,7 @@ class ImageDataModule(pl.LightningDataModule):
         return class_weights(self.arrays.labels[self.splits["train"]], self.num_classes).tolist()
 
     def channel_stats(self, max_images: int = 5000) -> dict[str, list[float]]:
-        """Per-channel mean and std of the training split's pixels (0-1 scale), for input normalisation, from a
+        """Per-channel mean and std of the training split's pixels (0-1 scale), for input normalization, from a
         seeded sample of it (its indices are grouped by class: a prefix would hold one class)."""
         train = self.splits["train"]
         rng = np.random.default_rng(self.hparams.seed)

@@ -15,7 +15,7 @@ HEADS = ("flatten", "gap")
 
 
 class ScaleInput(nn.Module):
-    """uint8 images in, normalised floats out, so checkpoints and exports take raw pixels."""
+    """uint8 images in, normalized floats out, so checkpoints and exports take raw pixels."""
 
     def __init__(
         self, channels: int, mean: Sequence[float] | None = None, std: Sequence[float] | None = None
