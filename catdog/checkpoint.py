@@ -117,7 +117,7 @@ def preprocessing(model: ImageClassifier) -> dict:
         "channels": h.in_channels,
         "color": "RGB" if h.in_channels == 3 else "grayscale",
         "classes": list(h.classes),
-        "preprocess": describe(h.resolution, h.in_channels, bool(h.get("fast_decode", False))),
+        "preprocess": describe(h.resolution, h.in_channels, bool(h.fast_decode)),
         "input": {
             "dtype": "uint8",
             "layout": "NCHW",

@@ -62,8 +62,8 @@ class Predictor:
         self.classes: list[str] = list(model.hparams.classes)
         self.resolution: int = model.hparams.resolution
         self.channels: int = model.hparams.in_channels
-        # checkpoints from before data.fast_decode existed get the full-size decode
-        self.fast_decode: bool = bool(model.hparams.get("fast_decode", False))
+        # ImageClassifier defaults it to false: checkpoints from before data.fast_decode get the full-size decode
+        self.fast_decode: bool = bool(model.hparams.fast_decode)
 
     @classmethod
     def from_checkpoint(cls, ckpt_path: str | os.PathLike) -> Predictor:
