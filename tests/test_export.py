@@ -11,14 +11,14 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
-from conftest import ROOT, make_image, photo_like, train_checkpoint, write_class_folders
+from helpers import ROOT, make_image, photo_like, train_checkpoint, write_class_folders
 from hydra import compose, initialize_config_dir
 
 from catdog.data.sources import find_images
 from catdog.errors import CatdogError
 from catdog.evaluate import evaluate, score
 from catdog.export import export, metadata_path
-from catdog.predict import Predictor
+from catdog.inference import Predictor
 
 PHOTO_SIZES = [(400, 300), (900, 700), (1600, 1200)]
 
