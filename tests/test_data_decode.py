@@ -14,7 +14,7 @@ from PIL import Image
 
 from catdog.data import prepare_dataset
 from catdog.data.decode import BadImage, decode_image, header_size
-from catdog.preprocessing import load_image, read_flag
+from catdog.preprocessing import describe, load_image, read_flag
 
 PHOTO = make_image(0, seed=3, size=(40, 32))  # BGR, 32 rows x 40 columns
 
@@ -142,6 +142,30 @@ def test_default_decode_is_what_a_plain_opencv_client_computes(tmp_path, size, c
     # the opt-in reduced decode is another picture: the reason it must be recorded and stated in exports
     fast = decode_image(path.read_bytes(), 32, channels, fast_decode=True)
     assert np.abs(fast.astype(int) - plain).max() > 0
+
+
+@pytest.fixture(scope="module")
+def photo_files(tmp_path_factory) -> list:
+    """JPEGs larger than the target (where fast_decode reduces), a PNG, and one smaller than the target."""
+    folder = tmp_path_factory.mktemp("photos")
+    files = []
+    for size, ext in [((400, 300), ".jpg"), ((900, 700), ".jpg"), ((900, 700), ".png"), ((30, 20), ".jpg")]:
+        files.append(folder / f"{size[0]}x{size[1]}{ext}")
+        cv2.imwrite(str(files[-1]), photo_like(*size))
+    return files
+
+
+@pytest.mark.parametrize("fast_decode", [False, True])
+@pytest.mark.parametrize("channels", [1, 3])
+def test_the_rule_as_written_for_clients_is_the_rule_catdog_follows(photo_files, channels, fast_decode):
+    """describe's Python lines (what export JSONs carry), run with cv2 and numpy alone, give load_image's pixels."""
+    rule = describe(24, channels, fast_decode)
+    assert rule["arguments"] == {"resolution": 24, "channels": channels, "fast_decode": fast_decode}
+    for path in photo_files:
+        scope = {"cv2": cv2, "np": np, "path": str(path)}
+        exec("\n".join(rule["python"]), scope)
+        expected = load_image(path, 24, channels, fast_decode).transpose(2, 0, 1)[None]
+        np.testing.assert_array_equal(scope["x"], expected)
 
 
 def test_exif_orientation_is_applied_as_cv2_imread_does(tmp_path):
