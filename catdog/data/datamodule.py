@@ -60,6 +60,7 @@ class ImageDataModule(pl.LightningDataModule):
         seed: int = 0,
         skip_truncated: bool = True,
         max_pixels: int = DEFAULT_MAX_PIXELS,
+        fast_decode: bool = False,
         num_workers: int | None = None,
         loader: str = "dataloader",
         loader_workers: int = 0,
@@ -79,6 +80,7 @@ class ImageDataModule(pl.LightningDataModule):
             batch_size,
             loader,
             seed,
+            fast_decode,
         )
         self.save_hyperparameters(logger=False)
         self.arrays: CachedArrays | None = None

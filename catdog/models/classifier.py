@@ -38,6 +38,7 @@ class ImageClassifier(pl.LightningModule):
         normalize: bool = False,
         mean: Sequence[float] | None = None,
         std: Sequence[float] | None = None,
+        fast_decode: bool = False,
         loss: str = "cross_entropy",
         label_smoothing: float = 0.0,
         class_weights: Sequence[float] | None = None,
