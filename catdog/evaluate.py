@@ -1,9 +1,10 @@
 """Evaluate a checkpoint on labelled images: `python -m catdog.evaluate ckpt_path=FILE [data.source=PATH]`.
 
-The images are decoded at the checkpoint's resolution and channels (whatever data.* says). Without data.source,
-the held-out split (test, else val) of the data the checkpoint was trained on is scored, rebuilt from what the
-checkpoint records; with one, every image of it is scored, and photos that were in the checkpoint's training split
-(same content) are counted as n_seen_in_training. The run dir gets metrics.json, confusion_matrix.png and
+The images are decoded as the checkpoint was trained (its resolution, channels and fast_decode, whatever data.*
+says). Without data.source, the held-out split (test, else val) of the data the checkpoint was trained on is
+scored, rebuilt from what the checkpoint records; with one, every image of it is scored, and photos that were in
+the checkpoint's training split (same content) are counted as n_seen_in_training. The run dir gets metrics.json,
+confusion_matrix.png and
 TensorBoard events.
 """
 
@@ -105,6 +106,28 @@ def seen_in_training(arrays: CachedArrays, indices: np.ndarray, trained_on: dict
     return int(np.isin(ids, trained_on["train_ids"].numpy()).sum())
 
 
+def decoded_as_trained(cfg: DictConfig, predictor: Predictor, **recorded) -> CachedArrays:
+    """The images of data.source decoded as the checkpoint was trained (whatever data.* says), classes checked."""
+    shape = {"resolution": predictor.resolution, "channels": predictor.channels}
+    arrays = prepare_from_config(cfg.data, **shape, fast_decode=predictor.fast_decode, **recorded)
+    check_classes(arrays.classes, predictor.classes, cfg.data.source, cfg.ckpt_path)
+    return arrays
+
+
+def probabilities(predictor: Predictor, arrays: CachedArrays, indices: np.ndarray, batch: int) -> np.ndarray:
+    """The checkpoint's class probabilities for the images at `indices`, `batch` at a time."""
+    chunks = [indices[i : i + batch] for i in range(0, len(indices), batch)]
+    return np.concatenate([predictor.probabilities(arrays.images[c]) for c in chunks])
+
+
+def score(cfg: DictConfig) -> tuple[Predictor, CachedArrays, np.ndarray]:
+    """The checkpoint, the images of data.source decoded as it was trained, and its probabilities for each."""
+    predictor = Predictor.from_checkpoint(cfg.ckpt_path)
+    arrays = decoded_as_trained(cfg, predictor)
+    everything = np.arange(len(arrays.labels))
+    return predictor, arrays, probabilities(predictor, arrays, everything, cfg.data.batch_size)
+
+
 def evaluate(cfg: DictConfig) -> dict:
     """Metrics of the checkpoint on data.source (or its held-out split); written to the run dir and TensorBoard."""
     held_out = cfg.data.get("source") is None
@@ -112,15 +135,11 @@ def evaluate(cfg: DictConfig) -> dict:
     validate(cfg)
     predictor = Predictor.from_checkpoint(cfg.ckpt_path)
     recorded = {k: trained_on[k] for k in ("layout", "skip_truncated", "max_pixels")} if held_out else {}
-    arrays = prepare_from_config(
-        cfg.data, resolution=predictor.resolution, channels=predictor.channels, **recorded
-    )
-    check_classes(arrays.classes, predictor.classes, cfg.data.source, cfg.ckpt_path)
+    arrays = decoded_as_trained(cfg, predictor, **recorded)
     indices, split = scored_photos(arrays, trained_on, held_out)
     if held_out:
         log.info(
-            "No data.source given: scoring the held-out %s split (%d photos) of %s, the data %s was "
-            "trained on",
+            "No data.source given: scoring the held-out %s split (%d photos) of %s, the data %s was trained on",
             split,
             len(indices),
             cfg.data.source,
@@ -134,13 +153,7 @@ def evaluate(cfg: DictConfig) -> dict:
             seen,
             len(indices),
         )
-    batch = cfg.data.batch_size
-    probs = np.concatenate(
-        [
-            predictor.probabilities(arrays.images[indices[i : i + batch]])
-            for i in range(0, len(indices), batch)
-        ]
-    )
+    probs = probabilities(predictor, arrays, indices, cfg.data.batch_size)
     results = classification_metrics(
         torch.from_numpy(probs), torch.from_numpy(arrays.labels[indices]), predictor.classes
     )

@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 import pytorch_lightning as pl
 import torch
-from helpers import make_image, make_photo, write_class_folders, zip_tree
+from helpers import make_image, photo_like, write_class_folders, zip_tree
 
 from catdog.data import ImageDataModule, preprocess
 from catdog.data.preprocess import prepare_dataset, summarize
-from catdog.models import ImageClassifier
+from catdog.models.classifier import ImageClassifier
 
 
 def jpeg(path, img, quality=95):
@@ -29,7 +29,7 @@ def photo_folders(root, counts=(12, 12)):
     """Distinct photo-like images, class-sorted: root/PetImages/<class>/<i>.jpg."""
     for c, n in enumerate(counts):
         for i in range(n):
-            jpeg(root / "PetImages" / f"c{c}" / f"{i}.jpg", make_photo(100 * c + i))
+            jpeg(root / "PetImages" / f"c{c}" / f"{i}.jpg", photo_like(160, 120, 100 * c + i))
     return root
 
 
@@ -38,7 +38,7 @@ def with_copies(tmp_path):
     """Cats and dogs plus: a byte copy, a re-encode at quality 50, a half-size copy, and a cat filed as a dog."""
     root = photo_folders(tmp_path / "src")
     cats, dogs = root / "PetImages" / "c0", root / "PetImages" / "c1"
-    original = make_photo(0)
+    original = photo_like(160, 120, 0)
     shutil.copy(cats / "0.jpg", cats / "byte_copy.jpg")
     jpeg(cats / "quality50.jpg", original, quality=50)
     jpeg(cats / "half_size.jpg", cv2.resize(original, (80, 60), interpolation=cv2.INTER_AREA))
@@ -120,7 +120,7 @@ def test_folder_zip_and_tar_in_any_member_order_give_identical_split_files(tmp_p
 def test_adding_or_skipping_a_file_moves_no_other_photo(tmp_path):
     root = photo_folders(tmp_path / "src", counts=(20, 20))
     before = split_of(module(root, tmp_path / "cache"))
-    jpeg(root / "PetImages" / "c1" / "new.jpg", make_photo(999))
+    jpeg(root / "PetImages" / "c1" / "new.jpg", photo_like(160, 120, 999))
     (root / "PetImages" / "c0" / "3.jpg").write_bytes(b"broken")  # now skipped
     after = split_of(module(root, tmp_path / "cache"))
     assert set(after) == set(before) - {"PetImages/c0/3.jpg"} | {"PetImages/c1/new.jpg"}
@@ -149,7 +149,7 @@ class Constant(ImageClassifier):
 def test_a_constant_predictors_two_batch_val_accuracy_is_near_the_class_share(tmp_path):
     source = imbalanced(tmp_path / "pets", (60, 100))
     dm = module(source, tmp_path / "cache", val_fraction=0.4)
-    model = Constant(3, 16, classes=dm.classes, channels=[4], kernel=3, hidden=[])
+    model = Constant(3, 16, classes=dm.classes, net=dict(channels=[4], kernel=3, hidden=[]))
     trainer = pl.Trainer(
         limit_val_batches=2, logger=False, enable_progress_bar=False, enable_model_summary=False
     )
@@ -180,9 +180,7 @@ def test_overfit_batches_hold_every_class_and_repeat(tmp_path, loader):
         3,
         16,
         classes=dm.classes,
-        channels=[4],
-        kernel=3,
-        hidden=[],
+        net=dict(channels=[4], kernel=3, hidden=[]),
         optimizer=partial(torch.optim.Adam, lr=0.01),
     )
     model.seen = []
@@ -213,12 +211,12 @@ def test_the_near_duplicate_threshold_is_part_of_the_cache(with_copies, tmp_path
     first = prepare_dataset(
         str(with_copies), resolution=16, cache_dir=str(tmp_path / "cache"), progress=False
     )
-    monkeypatch.setattr(preprocess, "NEAR_DISTANCE", 0)
+    monkeypatch.setattr(preprocess, "NEAR_DISTANCE", -1)  # exact copies only
     strict = prepare_dataset(
         str(with_copies), resolution=16, cache_dir=str(tmp_path / "cache"), progress=False
     )
-    assert strict.directory != first.directory and strict.report["near_duplicate_distance"] == 0
-    assert strict.report["duplicates"] != first.report["duplicates"]  # the re-encoded copy is a few bits away
+    assert strict.directory != first.directory and strict.report["near_duplicate_distance"] == -1
+    assert [g["kind"] for g in strict.report["duplicates"]] == ["exact", "exact"]
 
 
 def test_resuming_on_another_split_warns_that_val_holds_training_photos(tmp_path, caplog):

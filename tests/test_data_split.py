@@ -162,11 +162,11 @@ def test_datamodule_split_is_stored_disjoint_and_listed(tmp_path):
 
 
 def test_bad_split_settings_name_the_key(image_folder, tmp_path):
-    with pytest.raises(CatdogError, match="data.balance=sometimes"):
+    with pytest.raises(CatdogError, match="data.balance='sometimes' is invalid"):
         ImageDataModule(str(image_folder), balance="sometimes")
     with pytest.raises(CatdogError, match="data.val_fraction"):
         ImageDataModule(str(image_folder), val_fraction=0.6, test_fraction=0.5)
-    with pytest.raises(CatdogError, match=r"data.fold=5: must be one of 0..4"):
+    with pytest.raises(CatdogError, match=r"data.fold=5 is invalid: expected one of 0..4"):
         ImageDataModule(str(image_folder), folds=5, fold=5)
     with pytest.raises(CatdogError, match="data.folds=1"):
         ImageDataModule(str(image_folder), folds=1)

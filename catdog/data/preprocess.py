@@ -197,6 +197,7 @@ def prepare_dataset(
     layout: str = "auto",
     skip_truncated: bool = True,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    fast_decode: bool = False,
     num_workers: int | None = None,
     download_dir: str | None = None,
     download_url: str | None = None,
@@ -211,6 +212,7 @@ def prepare_dataset(
         "channels": channels,
         "skip_truncated": skip_truncated,
         "max_pixels": max_pixels,
+        "fast_decode": fast_decode,
     }
     files = {"root": str(root.resolve()), "layout": found.layout, "files": found.fingerprint}
     # the duplicate threshold decides the groups the cache holds

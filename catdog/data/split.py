@@ -15,22 +15,8 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from catdog.errors import CatdogError
-
 SPLITS = ("train", "val", "test", "excluded")
 TRAIN, VAL, TEST, EXCLUDED = range(4)
-BALANCE_MODES = ("none", "undersample", "oversample", "class_weight")
-LABEL_CONFLICTS = ("drop", "keep")
-
-
-def check_folds(folds, fold) -> None:
-    """data.folds is empty or K >= 2, and data.fold one of 0..K-1."""
-    if folds is None or folds == 0:
-        return
-    if isinstance(folds, bool) or not isinstance(folds, int) or folds < 2:
-        raise CatdogError(f"data.folds={folds}: give the number of folds (>= 2), or null for one val split.")
-    if isinstance(fold, bool) or not isinstance(fold, int) or not 0 <= fold < folds:
-        raise CatdogError(f"data.fold={fold}: must be one of 0..{folds - 1} (data.folds={folds}).")
 
 
 def seeded_uniform(keys: Sequence[str], seed: int, purpose: str) -> np.ndarray:
