@@ -67,6 +67,8 @@ class DataSpec:
 
     def _check_folds(self) -> None:
         """data.folds is null (one val split) or K >= 2, and data.fold one of 0..K-1."""
+        if not is_int(self.fold):
+            raise invalid("data.fold", self.fold, "the index of the val fold, 0..data.folds-1")
         if self.folds is None:
             return
         if not (is_int(self.folds) and self.folds >= 2):
