@@ -19,6 +19,7 @@ from catdog.data.cache import write_json_atomic
 from catdog.errors import CatdogError
 from catdog.hparams import log_hparams
 from catdog.launch import install_ddp_launch_fix, share_cores
+from catdog.run.tune import run_tune
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +88,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
         step = check_resume(ckpt_path, datamodule.classes, cfg.data.source)
         resumed["TensorBoardLogger"] = {"purge_step": step}
     loggers = instantiate_group(cfg.get("logger"), **resumed)
+    if cfg.get("tune"):
+        return run_tune(cfg, model, datamodule, loggers)
     callbacks = instantiate_group(cfg.get("callbacks"))
     if not cfg.trainer.get("enable_progress_bar", True):  # the switch also turns off a configured bar
         callbacks = [c for c in callbacks if not isinstance(c, pl.callbacks.ProgressBar)]
