@@ -12,6 +12,7 @@ import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig
 
+from catdog.callbacks.ema import averaging_first
 from catdog.checkpoint import check_classes, read_checkpoint
 from catdog.config import check_accelerator, resolve_ckpt_path, resolve_precision, validate
 from catdog.config_tree import print_config_tree
@@ -90,7 +91,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     loggers = instantiate_group(cfg.get("logger"), **resumed)
     if cfg.get("tune"):
         return run_tune(cfg, model, datamodule, loggers)
-    callbacks = instantiate_group(cfg.get("callbacks"))
+    callbacks = averaging_first(instantiate_group(cfg.get("callbacks")))
     if not cfg.trainer.get("enable_progress_bar", True):  # the switch also turns off a configured bar
         callbacks = [c for c in callbacks if not isinstance(c, pl.callbacks.ProgressBar)]
     trainer: pl.Trainer = hydra.utils.instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)

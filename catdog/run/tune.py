@@ -31,9 +31,12 @@ def run_tune(
     # every epoch has at least one batch: as many epochs as search steps, so trainer.max_epochs cannot cut it short
     steps = cfg.tune.get("num_training") or cfg.tune.get("steps_per_trial") or 1
     trainer = hydra.utils.instantiate(
-        cfg.trainer, logger=loggers or False, callbacks=[], enable_checkpointing=False,
+        cfg.trainer,
+        logger=loggers or False,
+        callbacks=[],
+        enable_checkpointing=False,
         max_epochs=max(cfg.trainer.get("max_epochs") or 1, steps),
-    )  # fmt: skip
+    )
     return tuner(trainer, model, datamodule, Path(cfg.paths.output_dir))
 
 
@@ -59,9 +62,15 @@ def lr_find(
     if not 0 < min_lr < max_lr:
         raise CatdogError(f"tune.min_lr={min_lr}, tune.max_lr={max_lr}: need 0 < min_lr < max_lr.")
     finder = Tuner(trainer).lr_find(
-        model, datamodule=datamodule, min_lr=min_lr, max_lr=max_lr, num_training=num_training, mode=mode,
-        early_stop_threshold=early_stop_threshold, update_attr=False,
-    )  # fmt: skip
+        model,
+        datamodule=datamodule,
+        min_lr=min_lr,
+        max_lr=max_lr,
+        num_training=num_training,
+        mode=mode,
+        early_stop_threshold=early_stop_threshold,
+        update_attr=False,
+    )
     suggestion = finder.suggestion()
     result = {"suggestion": suggestion, "lrs": finder.results["lr"], "losses": finder.results["loss"]}
     if not trainer.is_global_zero:
@@ -83,13 +92,17 @@ def lr_find(
     if suggestion is None:
         log.warning(
             "lr_find: too few steps for a suggestion (%d losses); see %s. Raise tune.num_training, use more data "
-            "or a smaller data.batch_size.", len(result["losses"]), output_dir / "lr_find.png",
-        )  # fmt: skip
+            "or a smaller data.batch_size.",
+            len(result["losses"]),
+            output_dir / "lr_find.png",
+        )
     else:
         log.info(
             "lr_find: suggested learning rate %.3g (curve in %s). Train with: model.optimizer.lr=%.2g",
-            suggestion, output_dir / "lr_find.png", suggestion,
-        )  # fmt: skip
+            suggestion,
+            output_dir / "lr_find.png",
+            suggestion,
+        )
     return {"tune/lr_suggestion": suggestion}
 
 
@@ -110,9 +123,14 @@ def batch_size(
     # the trials measure memory, not learning; their steps add up, and would overrun a one-cycle schedule's total
     model.scheduler_factory = None
     found = Tuner(trainer).scale_batch_size(
-        model, datamodule=datamodule, mode=mode, steps_per_trial=steps_per_trial, init_val=init_val,
-        max_trials=max_trials, max_val=max_val,
-    )  # fmt: skip
+        model,
+        datamodule=datamodule,
+        mode=mode,
+        steps_per_trial=steps_per_trial,
+        init_val=init_val,
+        max_trials=max_trials,
+        max_val=max_val,
+    )
     if trainer.is_global_zero:
         output_dir.mkdir(parents=True, exist_ok=True)
         write_json_atomic(output_dir / "batch_size.json", {"batch_size": found})
