@@ -40,15 +40,38 @@ def first_conv(module: torch.nn.Module) -> torch.Tensor:
 
 def fit(folder, tmp_path, epochs: int, callbacks: list, ckpt_path=None) -> ImageClassifier:
     pl.seed_everything(0)
-    dm = ImageDataModule(str(folder), resolution=16, channels=3, cache_dir=str(tmp_path / "cache"), batch_size=8,
-                         val_fraction=0.25, progress=False, num_workers=1)  # fmt: skip
+    dm = ImageDataModule(
+        str(folder),
+        resolution=16,
+        channels=3,
+        cache_dir=str(tmp_path / "cache"),
+        batch_size=8,
+        val_fraction=0.25,
+        progress=False,
+        num_workers=1,
+    )
     dm.setup("fit")
-    model = ImageClassifier(3, 16, dm.classes, channels=[4, 8], kernel=3, hidden=[8], batchnorm=True,
-                            optimizer=partial(torch.optim.Adam, lr=0.01))  # fmt: skip
+    model = ImageClassifier(
+        3,
+        16,
+        dm.classes,
+        channels=[4, 8],
+        kernel=3,
+        hidden=[8],
+        batchnorm=True,
+        optimizer=partial(torch.optim.Adam, lr=0.01),
+    )
     checkpoint = pl.callbacks.ModelCheckpoint(dirpath=tmp_path / "ckpt", filename="last")
-    trainer = pl.Trainer(max_epochs=epochs, accelerator="cpu", logger=False, enable_progress_bar=False,
-                         enable_model_summary=False, callbacks=averaging_first([*callbacks, checkpoint]),
-                         default_root_dir=tmp_path, deterministic=True)  # fmt: skip
+    trainer = pl.Trainer(
+        max_epochs=epochs,
+        accelerator="cpu",
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=averaging_first([*callbacks, checkpoint]),
+        default_root_dir=tmp_path,
+        deterministic=True,
+    )
     trainer.fit(model, datamodule=dm, ckpt_path=ckpt_path)
     return model
 

@@ -14,7 +14,8 @@ from torchmetrics.classification import MulticlassAccuracy
 from catdog.checkpointing import RNG_KEY, rng_states, set_rng_states
 from catdog.errors import CatdogError
 from catdog.models.augment import augment_batch, check_augment
-from catdog.models.convnet import build_convnet
+from catdog.models.convnet import build_convnet, min_input_size
+from catdog.models.resize import check_progressive_resize, resize_batch, resolution_at
 
 LOSSES = ("cross_entropy", "mse")
 
@@ -50,6 +51,7 @@ class ImageClassifier(pl.LightningModule):
         label_smoothing: float = 0.0,
         class_weights: Sequence[float] | None = None,
         augment: dict | None = None,
+        progressive_resize: dict | None = None,
         tta: bool = False,
         channels_last: bool = False,
         compile: bool = False,
@@ -71,6 +73,12 @@ class ImageClassifier(pl.LightningModule):
             in_channels, resolution, len(classes), channels, kernel, pool, pool_type, padding, convs_per_stage,
             hidden, batchnorm, dropout, activation, head, mean, std,
         )  # fmt: skip
+        check_progressive_resize(
+            progressive_resize,
+            resolution,
+            head,
+            min_input_size(kernel, channels, pool, padding, convs_per_stage),
+        )
         if channels_last:
             self.net = self.net.to(memory_format=torch.channels_last)
         # kept out of the module tree, so state_dict and checkpoints hold the weights once, compiled or not
@@ -91,6 +99,13 @@ class ImageClassifier(pl.LightningModule):
             x = x.contiguous(memory_format=torch.channels_last)
         return self.forward_net(x)
 
+    def train_resolution(self, epoch: int) -> int:
+        """The side of the training images in `epoch`: data.resolution, or less early on with progressive_resize."""
+        schedule = self.hparams.progressive_resize
+        return (
+            resolution_at(epoch, self.hparams.resolution, **schedule) if schedule else self.hparams.resolution
+        )
+
     def predict_logits(self, x: torch.Tensor) -> torch.Tensor:
         """Logits for evaluation: with tta, the mean of the image's and its mirror's probabilities, as log-probs."""
         if not self.hparams.tta:
@@ -109,6 +124,9 @@ class ImageClassifier(pl.LightningModule):
         x, y = batch
         if self.hparams.augment:
             x = augment_batch(x, **self.hparams.augment)
+        if self.hparams.progressive_resize:
+            x = resize_batch(x, self.train_resolution(self.current_epoch))
+            self.log("train/resolution", float(x.shape[-1]), on_step=False, on_epoch=True)
         logits = self(x)
         loss = self.loss_fn(logits, y)
         self.train_loss(loss)

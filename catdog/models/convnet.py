@@ -57,6 +57,13 @@ def min_resolution(kernels: list[int], pool: int, padding: str, convs_per_stage:
     )
 
 
+def min_input_size(
+    kernel: int | Sequence[int], channels: Sequence[int], pool: int, padding: str, convs_per_stage: int
+) -> int:
+    """The smallest image side the conv stack maps to a feature map of at least 1x1."""
+    return min_resolution(per_stage(kernel, len(channels), "model.kernel"), pool, padding, convs_per_stage)
+
+
 def build_convnet(
     in_channels: int,
     resolution: int,
