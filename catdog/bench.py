@@ -250,6 +250,47 @@ def precision() -> list[str]:
     return lines
 
 
+EFFICIENCY_GOAL = 0.35  # the fast net's training FLOP/s / this CPU's bf16 matmul peak
+
+
+@benchmark
+def efficiency() -> list[str]:
+    """`experiment=fast`'s achieved training FLOP/s (FLOPs of a forward + backward counted by torch's
+    FlopCounterMode, times the images/s of its second epoch, 60 batches, PetImages-180) as a fraction of this CPU's
+    bf16 matmul peak (the best of 4096x4096 torch.matmul in bf16, before and after the run, in the same session)."""
+    from benchmarks.efficiency import efficiency_lines, matmul_peak, training_flops_per_sample
+
+    archive = SHARED / "data" / "PetImages-180.zip"
+    if not archive.exists():
+        return [f"skipped: {archive} is missing"]
+    peak = matmul_peak()
+    with tempfile.TemporaryDirectory(prefix="catdog-bench-") as tmp:
+        work = Path(tmp)
+        common = [f"data.source={archive}", f"data.cache_dir={work / 'cache'}", "trainer.max_epochs=2"]
+        limits = ["trainer.limit_train_batches=60", "trainer.limit_val_batches=2"]
+        run_dir, _ = run_training(work, "run", "experiment=fast", *common, *limits)
+        rate = read_metrics(run_dir)["perf/train_samples_per_s"]
+        model, cfg = fast_model(run_dir)
+    peak = max(peak, matmul_peak())
+    flops = training_flops_per_sample(model, model.train_resolution(1), cfg.data.batch_size)
+    lines = efficiency_lines(flops, rate, peak, EFFICIENCY_GOAL)
+    print(f"efficiency: {flops * rate / peak:.1%} of the bf16 matmul peak", flush=True)
+    return lines
+
+
+def fast_model(run_dir: Path):
+    """The network of a run, rebuilt from its saved config (training statistics replaced by placeholders)."""
+    import hydra
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
+    stats = (
+        {"mean": [0.5] * cfg.data.channels, "std": [0.25] * cfg.data.channels} if cfg.model.normalize else {}
+    )
+    model = hydra.utils.instantiate(cfg.model, classes=["Cat", "Dog"], _convert_="all", **stats)
+    return model, cfg
+
+
 def accuracy_curve(run_dir: Path, launched: float) -> list[tuple[int, float, float]]:
     """(epoch, seconds since launch, val/acc) from the run's TensorBoard events: preprocessing included."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator

@@ -1,0 +1,54 @@
+"""The parts of the `efficiency` benchmark: FLOPs of a training step, this machine's bf16 matmul peak, their ratio.
+
+Achieved training FLOP/s = FLOPs per image of a forward + backward pass (counted by torch's FlopCounterMode:
+convolutions and matrix products, the work a peak is quoted for) x the images per second a real run trains.
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+
+def matmul_peak(n: int = 4096, repeats: int = 5, dtype: torch.dtype = torch.bfloat16) -> float:
+    """FLOP/s of the fastest of `repeats` (n x n) @ (n x n) torch.matmul in `dtype` (2 n^3 FLOPs each), after one
+    warm-up: what this CPU's math library reaches on the operation peaks are quoted for, with torch's threads."""
+    a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
+    torch.matmul(a, b)
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        torch.matmul(a, b)
+        best = min(best, time.perf_counter() - start)
+    return 2 * n**3 / best
+
+
+def training_flops_per_sample(model: torch.nn.Module, resolution: int, batch_size: int) -> float:
+    """FLOPs per image of one training step of an ImageClassifier on uint8 images of `resolution`: forward, loss
+    and backward (the weight and activation gradients autograd computes), as FlopCounterMode counts them."""
+    hp = model.hparams
+    x = torch.randint(0, 256, (batch_size, hp.in_channels, resolution, resolution), dtype=torch.uint8)
+    y = torch.randint(0, len(hp.classes), (batch_size,))
+    training = model.training
+    model.train()
+    try:
+        with FlopCounterMode(display=False) as counter:
+            model.loss_fn(model(x), y).backward()
+    finally:
+        model.zero_grad(set_to_none=True)
+        model.train(training)
+    return counter.get_total_flops() / batch_size
+
+
+def efficiency_lines(flops_per_sample: float, samples_per_s: float, peak: float, goal: float) -> list[str]:
+    """The benchmark's Markdown table: achieved FLOP/s against the peak, with the verdict on `goal` (a fraction)."""
+    achieved = flops_per_sample * samples_per_s
+    fraction = achieved / peak
+    return [
+        "| training GFLOP/image | images/s | achieved GFLOP/s | bf16 matmul peak GFLOP/s | fraction of peak | goal |",
+        "|---|---|---|---|---|---|",
+        f"| {flops_per_sample / 1e9:.3f} | {samples_per_s:,.0f} | {achieved / 1e9:,.1f} | {peak / 1e9:,.1f} "
+        f"| **{fraction:.1%}** | >= {goal:.0%} {'met' if fraction >= goal else 'MISSED'} |",
+    ]
