@@ -133,3 +133,15 @@ def test_the_ema_callbacks_config_adds_the_callback_first():
     callbacks = averaging_first(instantiate_group(cfg.callbacks))
     assert isinstance(callbacks[0], EMA) and callbacks[0].decay == 0.99
     assert len(callbacks) == len(cfg.callbacks)
+
+
+def test_a_preset_adds_ema_through_its_defaults(tmp_path):
+    import shutil
+
+    configs = shutil.copytree(ROOT / "configs", tmp_path / "configs")
+    (configs / "experiment" / "averaged.yaml").write_text(
+        "# @package _global_\ndefaults:\n  - override /callbacks: [default, ema]\ncallbacks:\n  ema:\n    decay: 0.99\n"
+    )
+    with initialize_config_dir(config_dir=str(configs), version_base="1.3"):
+        cfg = compose("train", overrides=["experiment=averaged"])
+    assert cfg.callbacks.ema.decay == 0.99 and "model_checkpoint" in cfg.callbacks
