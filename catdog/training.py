@@ -20,6 +20,7 @@ from catdog.data.cache import write_json_atomic
 from catdog.errors import CatdogError
 from catdog.hparams import log_hparams
 from catdog.launch import install_ddp_launch_fix, share_cores
+from catdog.models.whiten import init_whitening
 from catdog.run.tune import run_tune
 
 log = logging.getLogger(__name__)
@@ -84,6 +85,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
         _convert_="all",
         **stats,
     )
+    if cfg.model.get("whiten"):  # a resumed run then loads the same filters from its checkpoint
+        init_whitening(model.net, datamodule.train_sample())
     resumed = {}
     if ckpt_path is not None:  # TensorBoard hides what the interrupted run logged after its checkpoint
         step = check_resume(ckpt_path, datamodule.classes, cfg.data.source)

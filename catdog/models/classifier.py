@@ -16,6 +16,7 @@ from catdog.errors import CatdogError
 from catdog.models.augment import augment_batch, check_augment
 from catdog.models.convnet import build_convnet, min_input_size
 from catdog.models.resize import check_progressive_resize, resize_batch, resolution_at
+from catdog.models.whiten import freeze_first_conv
 
 LOSSES = ("cross_entropy", "mse")
 
@@ -52,6 +53,7 @@ class ImageClassifier(pl.LightningModule):
         class_weights: Sequence[float] | None = None,
         augment: dict | None = None,
         progressive_resize: dict | None = None,
+        whiten: bool = False,
         tta: bool = False,
         channels_last: bool = False,
         compile: bool = False,
@@ -79,6 +81,8 @@ class ImageClassifier(pl.LightningModule):
             head,
             min_input_size(kernel, channels, pool, padding, convs_per_stage),
         )
+        if whiten:
+            freeze_first_conv(self.net)
         if channels_last:
             self.net = self.net.to(memory_format=torch.channels_last)
         # kept out of the module tree, so state_dict and checkpoints hold the weights once, compiled or not
