@@ -257,8 +257,15 @@ EFFICIENCY_GOAL = 0.35  # the fast net's training FLOP/s / this CPU's bf16 matmu
 def efficiency() -> list[str]:
     """`experiment=fast`'s achieved training FLOP/s (FLOPs of a forward + backward counted by torch's
     FlopCounterMode, times the images/s of its second epoch, 60 batches, PetImages-180) as a fraction of this CPU's
-    bf16 matmul peak (the best of 4096x4096 torch.matmul in bf16, before and after the run, in the same session)."""
-    from benchmarks.efficiency import efficiency_lines, matmul_peak, training_flops_per_sample
+    bf16 matmul peak (the best of 4096x4096 torch.matmul in bf16, before and after the run, in the same session),
+    and the share of a training step's time each kind of operator takes (what limits it)."""
+    from benchmarks.efficiency import (
+        breakdown_lines,
+        efficiency_lines,
+        matmul_peak,
+        step_time_by_kind,
+        training_flops_per_sample,
+    )
 
     archive = SHARED / "data" / "PetImages-180.zip"
     if not archive.exists():
@@ -274,6 +281,13 @@ def efficiency() -> list[str]:
     peak = max(peak, matmul_peak())
     flops = training_flops_per_sample(model, model.train_resolution(1), cfg.data.batch_size)
     lines = efficiency_lines(flops, rate, peak, EFFICIENCY_GOAL)
+    shares = step_time_by_kind(model, model.train_resolution(1), cfg.data.batch_size)
+    lines += [
+        "",
+        "Where a training step's time goes (torch.profiler, operator self time, bf16 autocast):",
+        "",
+    ]
+    lines += breakdown_lines(shares)
     print(f"efficiency: {flops * rate / peak:.1%} of the bf16 matmul peak", flush=True)
     return lines
 

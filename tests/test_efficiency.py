@@ -2,6 +2,7 @@
 
 import time
 
+import pytest
 from conftest import ROOT
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
@@ -56,3 +57,16 @@ def test_the_fast_net_is_rebuilt_from_a_run_config(tmp_path):
 
 def test_efficiency_runs_with_the_default_benchmarks():
     assert "efficiency" in bench.BENCHMARKS and "efficiency" not in bench.ON_REQUEST
+
+
+def test_step_time_is_shared_out_by_kind_of_work():
+    model = ImageClassifier(
+        3, 16, channels=[4, 8], kernel=3, padding="same", head="gap", hidden=[], batchnorm=True
+    )
+    shares = efficiency.step_time_by_kind(model, 16, batch_size=8, steps=2)
+    assert sum(shares.values()) == pytest.approx(1.0)
+    assert shares["convolution"] > 0 and shares["batch norm"] > 0 and shares["optimizer"] > 0
+    assert list(shares.values()) == sorted(shares.values(), reverse=True)
+    assert efficiency.kind_of("aten::convolution_backward") == "convolution"
+    assert efficiency.kind_of("aten::native_batch_norm") == "batch norm"
+    assert efficiency.breakdown_lines({"convolution": 0.5, "other": 0.5})[2] == "| convolution | 50.0% |"
