@@ -3,12 +3,12 @@
 import time
 
 import pytest
-from conftest import ROOT
+from helpers import ROOT
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from benchmarks import efficiency
-from catdog import bench
+from benchmarks import suite as bench
 from catdog.models import ImageClassifier
 
 

@@ -5,7 +5,7 @@ from functools import partial
 import pytest
 import pytorch_lightning as pl
 import torch
-from conftest import ROOT
+from helpers import ROOT
 from hydra import compose, initialize_config_dir
 
 from catdog.callbacks.ema import EMA, averaging_first, decay_at
@@ -128,7 +128,7 @@ def test_the_ema_callbacks_config_adds_the_callback_first():
     with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
         cfg = compose("train", overrides=["callbacks=[default,ema]", "callbacks.ema.decay=0.99"])
     cfg.paths.output_dir = "unused"
-    from catdog.training import instantiate_group
+    from catdog.run.training import instantiate_group
 
     callbacks = averaging_first(instantiate_group(cfg.callbacks))
     assert isinstance(callbacks[0], EMA) and callbacks[0].decay == 0.99

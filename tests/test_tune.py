@@ -3,7 +3,7 @@
 import json
 
 import pytest
-from conftest import run_train, tiny_overrides
+from helpers import run_train, tiny_overrides
 
 
 def tensorboard_tags(run_dir) -> dict:

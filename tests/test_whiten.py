@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import make_image, run_train, tiny_overrides
+from helpers import make_image, run_train, tiny_overrides
 
 from catdog.errors import CatdogError
 from catdog.models import ImageClassifier
