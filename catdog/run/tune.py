@@ -16,8 +16,8 @@ from matplotlib.figure import Figure
 from omegaconf import DictConfig
 from pytorch_lightning.tuner import Tuner
 
-from catdog.data.cache import replace_atomic, write_json_atomic
 from catdog.errors import CatdogError
+from catdog.io import replace_atomic, write_json_atomic
 from catdog.visualize import tensorboard_writer
 
 log = logging.getLogger(__name__)
