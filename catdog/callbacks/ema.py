@@ -16,6 +16,7 @@ import torch
 from pytorch_lightning.callbacks import WeightAveraging
 from torch.optim.swa_utils import get_ema_multi_avg_fn
 
+from catdog.compat import swap_weight_average, weight_average
 from catdog.errors import CatdogError
 
 
@@ -47,8 +48,8 @@ class EMA(WeightAveraging):
         self._swapped = False
 
     def on_validation_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self._average_model is not None:
-            self._swap_models(pl_module)
+        if weight_average(self) is not None:
+            swap_weight_average(self, pl_module)
             self._swapped = True
 
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -66,7 +67,7 @@ class EMA(WeightAveraging):
 
     def _swap_back(self, pl_module: pl.LightningModule) -> None:
         if self._swapped:
-            self._swap_models(pl_module)
+            swap_weight_average(self, pl_module)
             self._swapped = False
 
     def should_update(self, step_idx: int | None = None, epoch_idx: int | None = None) -> bool:
@@ -75,7 +76,8 @@ class EMA(WeightAveraging):
     @property
     def average_model(self) -> torch.nn.Module | None:
         """The averaged copy of the LightningModule (None before fitting starts)."""
-        return None if self._average_model is None else self._average_model.module
+        average = weight_average(self)
+        return None if average is None else average.module
 
 
 def averaging_first(callbacks: list[pl.Callback]) -> list[pl.Callback]:
