@@ -146,3 +146,24 @@ def test_a_preset_adds_ema_through_its_defaults(tmp_path):
     with initialize_config_dir(config_dir=str(configs), version_base="1.3"):
         cfg = compose("train", overrides=["experiment=averaged"])
     assert cfg.callbacks.ema.decay == 0.99 and "model_checkpoint" in cfg.callbacks
+
+
+class InterruptValidation(pl.Callback):
+    """Ctrl-C in the middle of the first real validation, while the average is swapped in."""
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
+        if not trainer.sanity_checking:
+            raise KeyboardInterrupt
+
+
+def test_an_interrupt_during_validation_saves_the_raw_weights_as_the_raw_weights(image_folder, tmp_path):
+    from catdog.run.resume import SaveOnInterrupt
+
+    ema, recorder = EMA(decay=0.9), Recorder()
+    callbacks = [recorder, ema, InterruptValidation(), SaveOnInterrupt(str(tmp_path / "saved"))]
+    with pytest.raises((KeyboardInterrupt, SystemExit)):
+        fit(image_folder, tmp_path, epochs=2, callbacks=callbacks)
+    checkpoint = torch.load(tmp_path / "saved" / "last.ckpt", weights_only=False)
+    assert torch.allclose(checkpoint["current_model_state"]["net.1.weight"], recorder.raw[-1])
+    assert torch.allclose(checkpoint["state_dict"]["net.1.weight"], first_conv(ema.average_model))
+    assert not torch.allclose(recorder.raw[-1], first_conv(ema.average_model), atol=1e-4)
