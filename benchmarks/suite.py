@@ -281,12 +281,12 @@ def efficiency() -> list[str]:
     peak = max(peak, matmul_peak())
     flops = training_flops_per_sample(model, model.train_resolution(1), cfg.data.batch_size)
     lines = efficiency_lines(flops, rate, peak, EFFICIENCY_GOAL)
-    shares = step_time_by_kind(model, model.train_resolution(1), cfg.data.batch_size)
-    lines += [
-        "",
-        "Where a training step's time goes (torch.profiler, operator self time, bf16 autocast):",
-        "",
-    ]
+    from catdog.run.hardware import native_bf16
+
+    bf16 = native_bf16(gpu=False)
+    shares = step_time_by_kind(model, model.train_resolution(1), cfg.data.batch_size, bf16=bf16)
+    autocast = "bf16 autocast" if bf16 else "float32: no native bf16 here"
+    lines += ["", f"Where a training step's time goes (torch.profiler, operator self time, {autocast}):", ""]
     lines += breakdown_lines(shares)
     print(f"efficiency: {flops * rate / peak:.1%} of the bf16 matmul peak", flush=True)
     return lines
