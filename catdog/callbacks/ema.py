@@ -47,6 +47,13 @@ class EMA(WeightAveraging):
         self.decay, self.warmup, self.every_n_steps = decay, warmup, every_n_steps
         self._swapped = False
 
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Lightning builds the average in `setup`, before the model moves to its device: move it beside the model
+        (left on the CPU, every update of a GPU run would copy the weights over and wait for them)."""
+        average = weight_average(self)
+        if average is not None:
+            average.to(pl_module.device)
+
     def on_validation_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if weight_average(self) is not None:
             swap_weight_average(self, pl_module)

@@ -42,7 +42,8 @@ class Lookahead(pl.Callback):
         progress = min(step / total, 1.0) if total else 1.0
         return (1 - self.alpha) * progress**self.ramp
 
-    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """After any checkpoint is restored and the model is on its device."""
         if self.slow is None:
             self.slow = [t.detach().clone() for t in tracked(pl_module)]
         else:  # restored from a checkpoint, maybe onto another device
