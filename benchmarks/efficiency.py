@@ -1,4 +1,5 @@
-"""The parts of the `efficiency` benchmark: FLOPs of a training step, this machine's bf16 matmul peak, their ratio.
+"""Efficiency: the fast net's achieved training FLOP/s as a fraction of this machine's bf16 matmul peak, and where
+a training step's time goes.
 
 Achieved training FLOP/s = FLOPs per image of a forward + backward pass (counted by torch's FlopCounterMode:
 convolutions and matrix products, the work a peak is quoted for) x the images per second a real run trains.
@@ -6,10 +7,17 @@ convolutions and matrix products, the work a peak is quoted for) x the images pe
 
 from __future__ import annotations
 
+import tempfile
 import time
+from pathlib import Path
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
+
+from benchmarks.record import SHARED, benchmark
+from benchmarks.training import read_metrics, run_training
+
+EFFICIENCY_GOAL = 0.35  # the fast net's training FLOP/s / this CPU's bf16 matmul peak
 
 
 def matmul_peak(n: int = 4096, repeats: int = 5, dtype: torch.dtype = torch.bfloat16) -> float:
@@ -108,3 +116,47 @@ def breakdown_lines(shares: dict[str, float]) -> list[str]:
     return ["| kind of work | share of step time |", "|---|---|"] + [
         f"| {kind} | {share:.1%} |" for kind, share in shares.items()
     ]
+
+
+def fast_model(run_dir: Path):
+    """The network of a run, rebuilt from its saved config (training statistics replaced by placeholders)."""
+    import hydra
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
+    channels = cfg.data.channels
+    stats = {"mean": [0.5] * channels, "std": [0.25] * channels} if cfg.model.normalize else {}
+    model = hydra.utils.instantiate(cfg.model, classes=["Cat", "Dog"], _convert_="all", **stats)
+    return model, cfg
+
+
+@benchmark
+def efficiency() -> list[str]:
+    """`experiment=fast`'s achieved training FLOP/s (FLOPs of a forward + backward counted by torch's
+    FlopCounterMode, times the images/s of its second epoch, 60 batches, PetImages-180) as a fraction of this CPU's
+    bf16 matmul peak (the best of 4096x4096 torch.matmul in bf16, before and after the run, in the same session),
+    and the share of a training step's time each kind of operator takes (what limits it)."""
+    from catdog.run.hardware import native_bf16
+
+    archive = SHARED / "data" / "PetImages-180.zip"
+    if not archive.exists():
+        return [f"skipped: {archive} is missing"]
+    peak = matmul_peak()
+    with tempfile.TemporaryDirectory(prefix="catdog-bench-") as tmp:
+        work = Path(tmp)
+        common = [f"data.source={archive}", f"data.cache_dir={work / 'cache'}", "trainer.max_epochs=2"]
+        limits = ["trainer.limit_train_batches=60", "trainer.limit_val_batches=2"]
+        run_dir, _ = run_training(work, "run", "experiment=fast", *common, *limits)
+        rate = read_metrics(run_dir)["perf/train_samples_per_s"]
+        model, cfg = fast_model(run_dir)
+    peak = max(peak, matmul_peak())
+    resolution = model.train_resolution(1)
+    flops = training_flops_per_sample(model, resolution, cfg.data.batch_size)
+    lines = efficiency_lines(flops, rate, peak, EFFICIENCY_GOAL)
+    bf16 = native_bf16(gpu=False)
+    shares = step_time_by_kind(model, resolution, cfg.data.batch_size, bf16=bf16)
+    autocast = "bf16 autocast" if bf16 else "float32: no native bf16 here"
+    lines += ["", f"Where a training step's time goes (torch.profiler, operator self time, {autocast}):", ""]
+    lines += breakdown_lines(shares)
+    print(f"efficiency: {flops * rate / peak:.1%} of the bf16 matmul peak", flush=True)
+    return lines

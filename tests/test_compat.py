@@ -47,7 +47,7 @@ def test_weight_averaging_keeps_its_average_and_swaps_it_in():
 
     from catdog.models import ImageClassifier
 
-    model = ImageClassifier(1, 8, channels=[2], kernel=3, hidden=[4])
+    model = ImageClassifier(1, 8, net={"channels": [2], "kernel": 3, "hidden": [4]})
     callback = WeightAveraging()
     assert compat.weight_average(callback) is None
     callback.setup(None, model, "fit")

@@ -38,7 +38,7 @@ def test_training_batches_follow_the_schedule_and_validation_keeps_the_target(im
         3,
         16,
         dm.classes,
-        **GAP_NET,
+        net=GAP_NET,
         optimizer=partial(torch.optim.Adam, lr=0.01),
         augment={"hflip": True, "translate": 2},
         progressive_resize={"start": 8, "until_epoch": 2, "multiple": 4},
@@ -76,11 +76,11 @@ def test_resizing_is_antialiased():
 
 def test_a_flatten_head_or_a_bad_schedule_is_one_message():
     net = {**GAP_NET, "head": "flatten", "hidden": [8]}
-    with pytest.raises(CatdogError, match="model.progressive_resize needs model.head=gap"):
-        ImageClassifier(3, 16, **net, progressive_resize={"start": 8, "until_epoch": 2})
+    with pytest.raises(CatdogError, match="model.progressive_resize needs model.net.head=gap"):
+        ImageClassifier(3, 16, net=net, progressive_resize={"start": 8, "until_epoch": 2})
     with pytest.raises(CatdogError, match="model.progressive_resize.start=20"):
-        ImageClassifier(3, 16, **GAP_NET, progressive_resize={"start": 20, "until_epoch": 2})
+        ImageClassifier(3, 16, net=GAP_NET, progressive_resize={"start": 20, "until_epoch": 2})
     with pytest.raises(CatdogError, match="model.progressive_resize.start=2: .* from 4"):
-        ImageClassifier(3, 16, **GAP_NET, progressive_resize={"start": 2, "until_epoch": 2})
+        ImageClassifier(3, 16, net=GAP_NET, progressive_resize={"start": 2, "until_epoch": 2})
     with pytest.raises(CatdogError, match="give start and until_epoch"):
-        ImageClassifier(3, 16, **GAP_NET, progressive_resize={"start": 8})
+        ImageClassifier(3, 16, net=GAP_NET, progressive_resize={"start": 8})

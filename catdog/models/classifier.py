@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import pytorch_lightning as pl
 import torch
@@ -13,9 +13,11 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from catdog.errors import CatdogError
 from catdog.models.augment import augment_batch, check_augment
-from catdog.models.convnet import build_convnet, min_input_size
-from catdog.models.resize import check_progressive_resize, resize_batch, resolution_at
+from catdog.models.convnet import build_convnet
+from catdog.models.options import check_progressive_resize, check_whiten
+from catdog.models.resize import resize_batch, resolution_at
 from catdog.models.rng_state import RNG_KEY, rng_states, set_rng_states
+from catdog.models.spec import convnet_spec
 from catdog.models.whiten import freeze_first_conv
 
 LOSSES = ("cross_entropy", "mse")
@@ -27,27 +29,19 @@ def flip_tta_probabilities(net: Callable[[torch.Tensor], torch.Tensor], x: torch
 
 
 class ImageClassifier(pl.LightningModule):
-    """Everything needed to rebuild the network and its preprocessing is a hyperparameter, stored in checkpoints."""
+    """Everything needed to rebuild the network and its preprocessing is a hyperparameter, stored in checkpoints:
+    `net` is the mapping of `model.net` (see models/spec.py), the input's channels and resolution come from `data`."""
 
     def __init__(
         self,
         in_channels: int,
         resolution: int,
         classes: Sequence[str] = ("cat", "dog"),
-        channels: Sequence[int] = (32, 64, 128),
-        kernel: int | Sequence[int] = 5,
-        pool: int = 2,
-        pool_type: str = "max",
-        padding: str = "valid",
-        convs_per_stage: int = 1,
-        hidden: Sequence[int] = (512,),
-        batchnorm: bool = False,
-        dropout: float = 0.0,
-        activation: str = "relu",
-        head: str = "flatten",
+        net: Mapping | None = None,
         normalize: bool = False,
         mean: Sequence[float] | None = None,
         std: Sequence[float] | None = None,
+        fast_decode: bool = False,
         loss: str = "cross_entropy",
         label_smoothing: float = 0.0,
         class_weights: Sequence[float] | None = None,
@@ -71,16 +65,10 @@ class ImageClassifier(pl.LightningModule):
         # logged by catdog.run.hparams as the flat config keys; here only stored in checkpoints
         self.save_hyperparameters(ignore=["optimizer", "scheduler"], logger=False)
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
-        self.net = build_convnet(
-            in_channels, resolution, len(classes), channels, kernel, pool, pool_type, padding, convs_per_stage,
-            hidden, batchnorm, dropout, activation, head, mean, std,
-        )  # fmt: skip
-        check_progressive_resize(
-            progressive_resize,
-            resolution,
-            head,
-            min_input_size(kernel, channels, pool, padding, convs_per_stage),
-        )
+        spec = convnet_spec(net, in_channels, resolution)
+        check_progressive_resize(progressive_resize, spec)
+        check_whiten(whiten, spec)
+        self.net = build_convnet(spec, len(classes), mean, std)
         if whiten:
             freeze_first_conv(self.net)
         if channels_last:

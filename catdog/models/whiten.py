@@ -12,8 +12,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from catdog.errors import CatdogError
-
 EPS = 5e-4  # airbench's: keeps the weakest components' gain bounded
 
 
@@ -22,17 +20,8 @@ def first_conv(net: nn.Sequential) -> nn.Conv2d:
 
 
 def freeze_first_conv(net: nn.Sequential) -> None:
-    """Check that channels[0] holds both signs of whole components (an even number up to 2 x C x k x k) and keep
-    the first conv's filters out of training (whatever set them: init_whitening, or a checkpoint)."""
-    conv = first_conv(net)
-    out, dims = conv.out_channels, conv.in_channels * conv.kernel_size[0] * conv.kernel_size[1]
-    if out % 2 or out > 2 * dims:
-        raise CatdogError(
-            f"model.whiten=true: the first conv stage's {out} channels must be even and at most {2 * dims} (both "
-            f"signs of the {dims} components of its {conv.kernel_size[0]}x{conv.kernel_size[1]}x{conv.in_channels} "
-            "input patches). Change model.channels[0] or drop model.whiten."
-        )
-    conv.weight.requires_grad_(False)
+    """Keep the first conv's filters out of training, whatever set them (init_whitening, or a checkpoint)."""
+    first_conv(net).weight.requires_grad_(False)
 
 
 @torch.no_grad()
