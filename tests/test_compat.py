@@ -45,7 +45,7 @@ def test_weight_averaging_keeps_its_average_and_swaps_it_in():
     import torch
     from pytorch_lightning.callbacks import WeightAveraging
 
-    from catdog.models import ImageClassifier
+    from catdog.models.classifier import ImageClassifier
 
     model = ImageClassifier(1, 8, net={"channels": [2], "kernel": 3, "hidden": [4]})
     callback = WeightAveraging()

@@ -8,7 +8,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from benchmarks import efficiency, record
-from catdog.models import ImageClassifier
+from catdog.models.classifier import ImageClassifier
 
 
 def test_training_flops_count_the_forward_and_the_backward_pass():

@@ -12,7 +12,7 @@ from catdog.callbacks.ema import EMA, averaging_first, decay_at
 from catdog.compat import weight_average
 from catdog.data import ImageDataModule
 from catdog.errors import CatdogError
-from catdog.models import ImageClassifier
+from catdog.models.classifier import ImageClassifier
 
 
 class Recorder(pl.Callback):

@@ -9,7 +9,7 @@ import torch
 
 from catdog.data import ImageDataModule
 from catdog.errors import CatdogError
-from catdog.models import ImageClassifier
+from catdog.models.classifier import ImageClassifier
 from catdog.models.resize import resize_batch, resolution_at
 
 GAP_NET = {"channels": [4, 8], "kernel": 3, "padding": "same", "head": "gap", "hidden": []}
@@ -84,3 +84,23 @@ def test_a_flatten_head_or_a_bad_schedule_is_one_message():
         ImageClassifier(3, 16, net=GAP_NET, progressive_resize={"start": 2, "until_epoch": 2})
     with pytest.raises(CatdogError, match="give start and until_epoch"):
         ImageClassifier(3, 16, net=GAP_NET, progressive_resize={"start": 8})
+
+
+def test_the_config_check_stops_a_flatten_head_before_any_data_is_prepared():
+    from helpers import ROOT
+    from hydra import compose, initialize_config_dir
+
+    from catdog.run.checks import validate
+
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+        cfg = compose(
+            "train",
+            overrides=["data.source=/nonexistent", "model.progressive_resize={start:32,until_epoch:2}"],
+        )
+    with pytest.raises(CatdogError, match="model.progressive_resize needs model.net.head=gap"):
+        validate(cfg)
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+        cfg = compose(
+            "train", overrides=["experiment=fast", "model.progressive_resize={start:48,until_epoch:5}"]
+        )
+    validate(cfg)

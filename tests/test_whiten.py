@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from helpers import make_image, run_train, tiny_overrides
 
 from catdog.errors import CatdogError
-from catdog.models import ImageClassifier
+from catdog.models.classifier import ImageClassifier
 from catdog.models.whiten import first_conv, init_whitening
 
 NET = {"channels": [8, 8], "kernel": 3, "padding": "same", "head": "gap", "hidden": []}
@@ -63,3 +63,17 @@ def test_a_run_trains_with_the_whitened_filters(image_folder, tmp_path):
     checkpoint = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=False)
     weight = checkpoint["state_dict"]["net.1.weight"]
     assert torch.equal(weight[4:], -weight[:4])  # set from the data, and not moved by 2 epochs of training
+
+
+def test_the_config_check_names_impossible_channels_before_any_data_is_prepared():
+    from helpers import ROOT
+    from hydra import compose, initialize_config_dir
+
+    from catdog.run.checks import validate
+
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+        cfg = compose(
+            "train", overrides=["data.source=/nonexistent", "model.whiten=true", "model.net.channels=[7,8]"]
+        )
+    with pytest.raises(CatdogError, match=r"model.net.channels\[0\]=7"):
+        validate(cfg)
