@@ -10,6 +10,6 @@ __version__ = version("catdog")
 
 def load(ckpt_path):
     """Load a trained checkpoint as a predictor with its own preprocessing (see `catdog.predict`)."""
-    from catdog.predict import Predictor
+    from catdog.inference import Predictor
 
     return Predictor.from_checkpoint(ckpt_path)

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, tiny_overrides
+from helpers import ROOT, tiny_overrides
 
 optuna = pytest.importorskip("optuna")
 
@@ -72,7 +72,7 @@ def test_two_workers_share_one_study_and_a_later_sweep_continues_it(image_folder
 
 
 def _open_storage(url: str, start) -> None:
-    from catdog.sweep import create_study_storage
+    from catdog.run.sweep import create_study_storage
 
     start.wait()
     create_study_storage(url)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import ROOT, write_class_folders
+from helpers import ROOT, write_class_folders
 
 pytestmark = pytest.mark.cluster
 DAEMONS = ("munged", "mungekey", "slurmctld", "slurmd", "sbatch", "scontrol", "squeue")

@@ -1,20 +1,25 @@
-"""A trained checkpoint on its own: the network as probabilities, and the preprocessing it was trained with.
+"""A trained checkpoint as a predictor: load it, preprocess as it was trained, return probabilities.
 
-Every entry point that uses a trained model (evaluate, predict, export) loads it here, so they all read the
-resolution, channels and class names from the checkpoint and compute the same probabilities.
+Every entry point that uses a trained model (evaluate, predict, export, `catdog.load`) loads it here, so they
+all read the resolution, channels and class names from the checkpoint and compute the same probabilities.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import pickle
 import zipfile
+from collections.abc import Sequence
 from pathlib import Path
 
+import cv2
+import numpy as np
 import torch
 from torch import nn
 
 import catdog
+from catdog.data.decode import BadImage, decode_image
 from catdog.errors import CatdogError
 from catdog.models import ImageClassifier
 from catdog.models.classifier import flip_tta_probabilities
@@ -133,3 +138,76 @@ def preprocessing(model: ImageClassifier) -> dict:
         "tta": bool(h.tta),
         "catdog_version": catdog.__version__,
     }
+
+
+def array_bytes(image: np.ndarray) -> bytes:
+    """An HxW or HxWxC uint8 RGB(A) array as an uncompressed BMP, for the very decoder files go through."""
+    if not isinstance(image, np.ndarray) or image.dtype != np.uint8:
+        got = f"{type(image).__name__} {getattr(image, 'dtype', '')}"
+        raise CatdogError(f"predict: arrays must be uint8 numpy arrays (HxW or HxWxC RGB), got {got}.")
+    if image.ndim == 3 and image.shape[2] == 1:
+        image = image[:, :, 0]
+    if image.ndim == 3 and image.shape[2] in (3, 4):
+        image = cv2.cvtColor(image, cv2.COLOR_RGBA2BGR if image.shape[2] == 4 else cv2.COLOR_RGB2BGR)
+    elif image.ndim != 2:
+        raise CatdogError(
+            f"predict: an array of shape {image.shape} is not an image (HxW, or HxWxC with C in 1, 3, 4)."
+        )
+    if min(image.shape[:2]) < 1:
+        raise CatdogError(f"predict: an array of shape {image.shape} has no pixels.")
+    ok, encoded = cv2.imencode(".bmp", image)
+    if not ok:
+        raise CatdogError(f"predict: OpenCV could not take an array of shape {image.shape}.")
+    return encoded.tobytes()
+
+
+class Predictor:
+    """A trained classifier with the preprocessing from its checkpoint: files or arrays in, labels out."""
+
+    def __init__(self, model: ImageClassifier):
+        self.model = model.eval().cpu()
+        self.net = Probabilities(self.model)
+        self.classes: list[str] = list(model.hparams.classes)
+        self.resolution: int = model.hparams.resolution
+        self.channels: int = model.hparams.in_channels
+
+    @classmethod
+    def from_checkpoint(cls, ckpt_path: str | os.PathLike) -> Predictor:
+        return cls(load_classifier(ckpt_path))
+
+    def decode(self, data: bytes) -> np.ndarray:
+        """(resolution, resolution, channels) uint8, as the training images were made; BadImage if not."""
+        return decode_image(data, self.resolution, self.channels)
+
+    def image(self, item: str | os.PathLike | np.ndarray) -> np.ndarray:
+        """The network input for a file path or an array; a CatdogError naming the file if it is unusable."""
+        if isinstance(item, np.ndarray):
+            return self.decode(array_bytes(item))
+        try:
+            return self.decode(Path(item).read_bytes())
+        except (OSError, BadImage) as e:
+            raise CatdogError(f"{item}: cannot be used as an image ({e}).") from e
+
+    @torch.inference_mode()
+    def probabilities(self, images: np.ndarray) -> np.ndarray:
+        """Class probabilities (N, classes) for preprocessed images (N, H, W, C) uint8."""
+        copy = np.array(images, dtype=np.uint8)  # cached arrays are read-only memory maps
+        x = torch.from_numpy(copy).permute(0, 3, 1, 2)
+        return self.net(x).numpy()
+
+    def predict(self, items: Sequence[str | os.PathLike | np.ndarray], batch_size: int = 256) -> list[dict]:
+        """For each path or array: {"label", "probability", "probabilities": {class: p}}."""
+        items, results = list(items), []
+        for start in range(0, len(items), batch_size):
+            images = np.stack([self.image(item) for item in items[start : start + batch_size]])
+            for p in self.probabilities(images):
+                results.append(self.describe(p))
+        return results
+
+    def describe(self, probs: np.ndarray) -> dict:
+        best = int(probs.argmax())
+        return {
+            "label": self.classes[best],
+            "probability": float(probs[best]),
+            "probabilities": dict(zip(self.classes, map(float, probs), strict=True)),
+        }
