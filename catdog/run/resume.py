@@ -34,7 +34,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             replace_atomic(path, lambda f: torch.save(checkpoint, f), binary=True)
-        except OSError as e:
+        except (OSError, RuntimeError) as e:
             if is_disk_full(e):
                 raise disk_full_error(
                     f"the checkpoint {path}",
