@@ -108,15 +108,18 @@ def test_full_disk_while_checkpointing_keeps_the_last_checkpoint(small_disk, ima
 
 
 def test_full_disk_while_logging_names_the_file(small_disk, image_folder, tmp_path):
-    """No checkpoints: the first writes to fail are TensorBoard's events and metrics.json."""
+    """No checkpoints and no samples.png: the first writes to fail are TensorBoard's events (its writer thread
+    names no file: the run dir is named)."""
     no_checkpoints = [
+        "~callbacks.sample_grid",
         "~callbacks.model_checkpoint",
         "~callbacks.last_checkpoint",
         "~callbacks.save_on_interrupt",
+        "+trainer.enable_checkpointing=false",
     ]
     overrides = [*tiny_overrides(image_folder, tmp_path), f"hydra.run.dir={small_disk}/run", *no_checkpoints]
     # room for Hydra's config files, not for the events (image summaries) and metrics
-    filler = fill(small_disk, leave=64 * 1024)
+    filler = fill(small_disk, leave=32 * 1024)
     proc = run_train(*overrides, check=False)
     line = error_line(proc)
     assert "No space left on the device" in line and str(small_disk / "run") in line, line

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import threading
 from collections.abc import Callable
 from importlib.util import find_spec
 
@@ -89,8 +90,21 @@ def exit_on_sigterm(exc: SystemExit) -> None:
     sys.exit(128 + signal.SIGTERM)
 
 
+def quiet_disk_full_in_threads() -> None:
+    """TensorBoard's writer thread prints its own traceback when the disk is full; the main thread then meets the
+    same error and reports it in one line, so the thread's copy is left out."""
+    default = threading.excepthook
+
+    def hook(args) -> None:
+        if not is_disk_full(args.exc_value):
+            default(args)
+
+    threading.excepthook = hook
+
+
 def guarded(fn: Callable, *args, **kwargs):
     """Call fn; on failure exit with one line, or in a multirun job record the failure and return None."""
+    quiet_disk_full_in_threads()
     try:
         return fn(*args, **kwargs)
     except SystemExit as e:
