@@ -67,7 +67,7 @@ def prepare(*overrides: str) -> subprocess.CompletedProcess:
 def test_full_disk_while_preparing_keeps_the_old_cache(small_disk, image_folder):
     cache = small_disk / "cache"
     data = [f"data.source={image_folder}", f"data.cache_dir={cache}", "data.progress=false"]
-    assert prepare(*data, "data.resolution=16").returncode == 0
+    assert prepare(*data, "data.resolution=36").returncode == 0
     (old,) = cache.iterdir()
     before = {p.name: p.read_bytes() for p in old.iterdir()}
 
