@@ -92,6 +92,19 @@ def stop(pid_file: Path) -> None:
         time.sleep(0.1)
 
 
+def kill_job_steps(conf: Path) -> None:
+    """Kill the slurmstepd processes this cluster's slurmd started (they outlive it when a job was still ending)."""
+    for proc in Path("/proc").iterdir():
+        try:
+            started_here = (proc / "cmdline").read_bytes().startswith(b"slurmstepd") and (
+                f"SLURM_CONF={conf}\0".encode() in (proc / "environ").read_bytes()
+            )
+        except OSError:
+            continue
+        if started_here:
+            os.kill(int(proc.name), 9)
+
+
 @pytest.fixture(scope="module")
 def slurm(tmp_path_factory):
     """munged, slurmctld and slurmd on this host, with their own key, socket, ports and state; stopped after."""
@@ -122,8 +135,12 @@ def slurm(tmp_path_factory):
         print(f"SLURM up: slurmctld and slurmd on {host}, config {d / 'slurm.conf'}")
         yield env
     finally:
-        for daemon in ("slurmd", "slurmctld", "munged"):
-            stop(d / f"{daemon}.pid")
+        try:
+            wait_for(lambda: not slurm_cmd(env, "squeue", "-h").strip(), 60, "the jobs to leave the queue")
+        finally:
+            for daemon in ("slurmd", "slurmctld", "munged"):
+                stop(d / f"{daemon}.pid")
+            kill_job_steps(d / "slurm.conf")
         print("SLURM daemons stopped")
 
 
