@@ -92,16 +92,22 @@ class Probabilities(nn.Module):
     """uint8 images (N, C, H, W) in, class probabilities out: what predict returns and what export writes.
 
     Holds the bare network (a LightningModule cannot be traced outside a Trainer) and computes what the
-    classifier's `predict_logits` does: with tta, the mean of the image's and its mirror's probabilities.
+    classifier's `predict_logits` does (with tta, the mean of the image's and its mirror's probabilities),
+    divided by the checkpoint's temperature: calibrated probabilities.
     """
 
     def __init__(self, model: ImageClassifier):
         super().__init__()
         self.net = model.net
         self.tta = bool(model.hparams.tta)
+        self.register_buffer("temperature", model.temperature.detach().clone().float())
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Uncalibrated logits (with tta, log-probabilities, which softmax maps back to the same probabilities)."""
+        return flip_tta_probabilities(self.net, x).clamp_min(1e-12).log() if self.tta else self.net(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return flip_tta_probabilities(self.net, x) if self.tta else self.net(x).softmax(1)
+        return (self.logits(x) / self.temperature).softmax(1)
 
 
 def preprocessing(model: ImageClassifier) -> dict:
@@ -127,9 +133,10 @@ def preprocessing(model: ImageClassifier) -> dict:
             "std": list(h.std) if h.std else None,
         },
         "output": {
-            "meaning": "probabilities (softmax), one per class in `classes` order",
+            "meaning": "calibrated probabilities, softmax(logits / temperature), one per class in `classes` order",
             "dtype": "float32",
         },
+        "temperature": float(model.temperature),
         "tta": bool(h.tta),
         "catdog_version": catdog.__version__,
     }

@@ -13,6 +13,7 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from catdog.checkpointing import RNG_KEY, rng_states, set_rng_states
 from catdog.errors import CatdogError
+from catdog.explain.calibration import fit_temperature
 from catdog.models.augment import augment_batch, check_augment
 from catdog.models.convnet import build_convnet
 
@@ -84,6 +85,10 @@ class ImageClassifier(pl.LightningModule):
         self.train_loss, self.val_loss, self.test_loss = MeanMetric(), MeanMetric(), MeanMetric()
         self.val_acc_best = MaxMetric()
         self.val_acc_best.persistent(True)  # saved in checkpoints: the best stays the best across a resume
+        # softmax(logits / temperature) are the calibrated probabilities; refitted on each validation epoch, so
+        # every checkpoint holds the temperature of its own weights
+        self.register_buffer("temperature", torch.ones(()))
+        self._val_outputs: list[tuple[torch.Tensor, torch.Tensor]] = []
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits for uint8 images (N, C, H, W)."""
@@ -129,18 +134,31 @@ class ImageClassifier(pl.LightningModule):
         return logits
 
     def validation_step(self, batch, batch_idx):
-        self._evaluate(batch, "val")
+        logits = self._evaluate(batch, "val")
+        self._val_outputs.append((logits.detach(), batch[1]))
+
+    def on_validation_epoch_start(self) -> None:
+        self._val_outputs = []
 
     def on_validation_epoch_end(self) -> None:
+        outputs, self._val_outputs = self._val_outputs, []
         if self.trainer.sanity_checking:
             return
         self.val_acc_best(self.val_acc.compute())
         self.log("val/acc_best", self.val_acc_best.compute(), prog_bar=True)
+        if outputs:
+            logits, labels = (torch.cat(t) for t in zip(*outputs))
+            if self.trainer.world_size > 1:
+                logits, labels = (self.all_gather(t).flatten(0, 1) for t in (logits, labels))
+            self.temperature.fill_(fit_temperature(logits, labels))
+            self.log("val/temperature", self.temperature)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint[RNG_KEY] = rng_states()
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
+        # checkpoints written before calibration existed load uncalibrated (T = 1)
+        checkpoint.get("state_dict", {}).setdefault("temperature", torch.ones(()))
         if (
             RNG_KEY in checkpoint and self._trainer is not None
         ):  # resuming a fit, not loading for evaluate/predict
