@@ -75,3 +75,19 @@ def reliability_figure(curves: dict[str, np.ndarray], labels: np.ndarray, title:
     ax.legend(loc="upper left")
     fig.tight_layout()
     return fig
+
+
+def calibration_report(
+    logits: np.ndarray, labels: np.ndarray, temperature: float, title: str
+) -> tuple[dict, Figure]:
+    """`test/ece` (calibrated probabilities), `test/ece_uncalibrated` (T = 1), and their reliability diagram."""
+    curves = {
+        "calibrated": torch.from_numpy(logits / temperature).softmax(1).numpy(),
+        "uncalibrated": torch.from_numpy(logits).softmax(1).numpy(),
+    }
+    y = torch.from_numpy(labels)
+    metrics = {
+        "test/ece": expected_calibration_error(torch.from_numpy(curves["calibrated"]), y),
+        "test/ece_uncalibrated": expected_calibration_error(torch.from_numpy(curves["uncalibrated"]), y),
+    }
+    return metrics, reliability_figure(curves, labels, f"{title} (T = {temperature:.2f})")
