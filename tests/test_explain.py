@@ -170,3 +170,32 @@ def test_explain_returns_heatmaps_and_predict_writes_overlays(ckpt, tmp_path):
     assert pngs == ["explanations/b.png.png", "explanations/dogs/a.jpg.png"]
     overlay_image = cv2.imread(str(out.parent / "explanations" / "dogs" / "a.jpg.png"))
     assert overlay_image.shape == (80, 120, 3)
+
+
+@pytest.mark.parametrize("explain", [True, False])
+def test_misclassified_images_in_tensorboard_sit_beside_their_heatmaps(explain, tmp_path):
+    from functools import partial
+
+    import pytorch_lightning as pl
+    from pytorch_lightning.loggers import TensorBoardLogger
+    from tensorboard.backend.event_processing.event_accumulator import IMAGES, EventAccumulator
+
+    from catdog.callbacks.mistakes import ValidationMistakes
+    from catdog.data import ImageDataModule
+
+    source = write_class_folders(tmp_path / "PetImages", per_class=8)
+    dm = ImageDataModule(str(source), resolution=16, channels=3, cache_dir=str(tmp_path / "cache"),
+                         val_fraction=0.5, batch_size=8, num_workers=1, progress=False)  # fmt: skip
+    dm.setup("fit")
+    # a learning rate of 0: the untrained net gets about half of the validation images wrong
+    model = ImageClassifier(3, 16, classes=dm.classes, channels=[4, 8], kernel=3, hidden=[8],
+                            optimizer=partial(torch.optim.SGD, lr=0.0))  # fmt: skip
+    trainer = pl.Trainer(max_epochs=1, accelerator="cpu", enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, logger=TensorBoardLogger(tmp_path, name="tb"),
+                         callbacks=[ValidationMistakes(top_k=3, explain=explain)])  # fmt: skip
+    trainer.fit(model, datamodule=dm)
+    events = EventAccumulator(trainer.logger.log_dir, size_guidance={IMAGES: 0})
+    events.Reload()
+    (image,) = events.Images("val/misclassified")
+    # three mistakes in a row: three panels, or six with their heatmaps
+    assert image.width == (2 * 3 * 220 if explain else 3 * 220)
