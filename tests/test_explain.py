@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import make_image, train_checkpoint, write_class_folders
+from conftest import ROOT, make_image, train_checkpoint, write_class_folders
 
 import catdog
 from catdog.errors import CatdogError
@@ -199,3 +199,23 @@ def test_misclassified_images_in_tensorboard_sit_beside_their_heatmaps(explain, 
     (image,) = events.Images("val/misclassified")
     # three mistakes in a row: three panels, or six with their heatmaps
     assert image.width == (2 * 3 * 220 if explain else 3 * 220)
+
+
+def test_predict_command_keys(ckpt, tmp_path, capsys):
+    """`python -m catdog.predict ... explain=true min_confidence=... explain_layer=...` as composed by Hydra."""
+    from hydra import compose, initialize_config_dir
+
+    from catdog.predict import run
+
+    photo = tmp_path / "in" / "a.png"
+    photo.parent.mkdir()
+    cv2.imwrite(str(photo), make_image(1, seed=5))
+    keys = [f"ckpt_path={ckpt}", f"inputs={photo.parent}", f"output={tmp_path}/out/p.csv"]
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+        cfg = compose("predict", [*keys, "explain=true", "min_confidence=1.0", "explain_layer=2"])
+        bad = compose("predict", [*keys, "explain=true", "explain_layer=0"])
+    assert run(cfg) == {"unsure": 1}
+    assert "Grad-CAM overlays in" in capsys.readouterr().out
+    assert (tmp_path / "out" / "explanations" / "a.png.png").is_file()
+    with pytest.raises(CatdogError, match="explain.layer=0"):
+        run(bad)

@@ -26,9 +26,21 @@ def data_and_ckpt(tmp_path_factory):
     return source, train_checkpoint(source, tmp)
 
 
-def test_evaluate_reports_calibration_and_robustness(data_and_ckpt, tmp_path):
+def test_evaluate_reports_calibration_and_robustness(data_and_ckpt, tmp_path, caplog):
     source, ckpt = data_and_ckpt
-    metrics = evaluate_in_process(ckpt, source, tmp_path, "robustness=true")
+    with caplog.at_level("INFO"):
+        metrics = evaluate_in_process(ckpt, source, tmp_path, "robustness=true")
+    table = next(r.getMessage() for r in caplog.records if "Accuracy under corruptions" in r.getMessage())
+    assert [line.split()[0] for line in table.splitlines()[1:]] == [
+        "corruption",
+        "blur",
+        "jpeg",
+        "brightness",
+        "contrast",
+        "rotation",
+        "zoom",
+        "grayscale",
+    ]
     predictor = catdog.load(ckpt)
     assert metrics["temperature"] == pytest.approx(predictor.temperature) and metrics["temperature"] != 1
     images = np.stack([predictor.image(p) for p in sorted(source.rglob("*.jpg"))])

@@ -81,14 +81,15 @@ def test_batches_give_the_same_probabilities(ckpt, photos):
 
 
 def test_probabilities_follow_the_classifiers_tta(ckpt):
-    """What predict/export compute is what the classifier reports in validation, with and without tta."""
+    """What predict/export compute is what the classifier reports in validation, with and without tta, divided by
+    the checkpoint's temperature."""
     model = load_classifier(ckpt)
     x = torch.from_numpy(np.stack([make_image(i % 2, seed=i, size=(16, 16)) for i in range(4)])).permute(
         0, 3, 1, 2
     )
     for tta in (False, True):
         model.hparams.tta = tta
-        expected = model.predict_logits(x).softmax(1)
+        expected = (model.predict_logits(x) / model.temperature).softmax(1)
         assert torch.allclose(Probabilities(model)(x), expected, atol=1e-6)
 
 
