@@ -35,11 +35,11 @@ tensorboard: $(STAMP)
 	$(BIN)/tensorboard --logdir outputs
 
 lint: $(STAMP)
-	$(BIN)/ruff check catdog tests train.py
-	$(BIN)/ruff format --check catdog tests train.py
+	$(BIN)/ruff check catdog tests benchmarks train.py
+	$(BIN)/ruff format --check catdog tests benchmarks train.py
 
 bench: $(STAMP)
-	$(BIN)/python -m catdog.bench
+	$(BIN)/python -m benchmarks
 
 clean:
 	rm -rf outputs .pytest_cache

@@ -3,8 +3,8 @@
 import hydra
 from omegaconf import DictConfig
 
-from catdog.cli import guarded
-from catdog.training import optimized_value, train
+from catdog.run.cli import guarded
+from catdog.run.training import optimized_value, train
 
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="train")

@@ -23,15 +23,14 @@ from torchmetrics.functional.classification import (
     multiclass_recall,
 )
 
-from catdog.checkpoint import check_classes
-from catdog.cli import guarded
-from catdog.config import validate
-from catdog.data.cache import write_json_atomic
 from catdog.data.preprocess import prepare_from_config
 from catdog.explain.calibration import calibration_report
 from catdog.explain.robustness import robustness_accuracy, robustness_figure, robustness_table
-from catdog.predict import Predictor
-from catdog.training import instantiate_group
+from catdog.inference import Predictor, check_classes
+from catdog.io import write_json_atomic
+from catdog.run.checks import validate
+from catdog.run.cli import guarded
+from catdog.run.training import instantiate_group
 from catdog.visualize import confusion_figure
 
 log = logging.getLogger(__name__)

@@ -14,10 +14,10 @@ import hydra
 import torch
 from omegaconf import DictConfig
 
-from catdog.checkpoint import Probabilities, load_classifier, preprocessing
-from catdog.cli import guarded
-from catdog.data.cache import write_json_atomic
 from catdog.errors import CatdogError
+from catdog.inference import Probabilities, load_classifier, preprocessing
+from catdog.io import write_json_atomic
+from catdog.run.cli import guarded
 
 log = logging.getLogger(__name__)
 FORMATS = {"onnx": ".onnx", "torchscript": ".pt"}

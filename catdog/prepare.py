@@ -20,11 +20,11 @@ from hydra.errors import HydraException
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from catdog.cli import guarded
-from catdog.config import validate
 from catdog.data.cache import CachedArrays
 from catdog.data.preprocess import prepare_from_config, summarize
 from catdog.errors import CatdogError
+from catdog.run.checks import validate
+from catdog.run.cli import guarded
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 

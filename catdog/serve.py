@@ -27,11 +27,11 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, JSONResponse
 from starlette.routing import Route
 
-from catdog.cli import guarded
 from catdog.data.decode import BadImage
 from catdog.errors import CatdogError
 from catdog.explain.gradcam import display_image, overlay_png, resolve_layer
-from catdog.predict import Predictor
+from catdog.inference import Predictor
+from catdog.run.cli import guarded
 
 log = logging.getLogger(__name__)
 

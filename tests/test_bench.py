@@ -1,13 +1,13 @@
-"""`python -m catdog.bench`: the benchmark registry, the record, and the preprocessing comparison on tiny data."""
+"""`python -m benchmarks`: the benchmark registry, the record, and the preprocessing comparison on tiny data."""
 
 from __future__ import annotations
 
 from types import SimpleNamespace
 
 import pytest
-from conftest import write_class_folders, write_kaggle, zip_tree
+from helpers import write_class_folders, write_kaggle, zip_tree
 
-from catdog import bench
+from benchmarks import suite as bench
 
 
 def test_kaggle_and_folder_archives_are_arranged_for_the_baseline(tmp_path):
@@ -48,7 +48,7 @@ def test_preprocessing_comparison_on_the_same_images(tmp_path):
 
 
 def test_time_to_accuracy_reads_the_curve_of_a_real_run(image_folder, tmp_path, monkeypatch):
-    from conftest import tiny_overrides
+    from helpers import tiny_overrides
 
     overrides = [o for o in tiny_overrides(image_folder, tmp_path) if not o.startswith("hydra.run.dir")]
     run_dir, launched = bench.run_training(tmp_path, "run", *overrides, "trainer.max_epochs=2")
@@ -100,7 +100,7 @@ def test_train_overrides_reach_every_training_run(tmp_path, monkeypatch):
 
 
 def test_the_fast_path_overrides_of_the_overhead_benchmark_train(image_folder, tmp_path):
-    from conftest import tiny_overrides
+    from helpers import tiny_overrides
 
     overrides = [o for o in tiny_overrides(image_folder, tmp_path) if not o.startswith("hydra.run.dir")]
     run_dir, _ = bench.run_training(tmp_path, "fast-path", *overrides, *bench.FAST_PATH)
@@ -112,7 +112,7 @@ def test_the_fast_path_overrides_of_the_overhead_benchmark_train(image_folder, t
 def test_the_precision_benchmark_settings_compose(name):
     from hydra import compose, initialize_config_dir
 
-    from catdog.config import validate
+    from catdog.run.checks import validate
 
     overrides = ["experiment=fast", *bench.PRECISION_CONTENDERS[name]]
     with initialize_config_dir(config_dir=str(bench.ROOT / "configs"), version_base="1.3"):

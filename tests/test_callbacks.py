@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import run_train, tiny_overrides, write_class_folders
+from helpers import run_train, tiny_overrides, write_class_folders
 from tensorboard.backend.event_processing.event_accumulator import IMAGES, EventAccumulator
 
 from catdog.callbacks.features import stage_outputs

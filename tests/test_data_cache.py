@@ -9,7 +9,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import ROOT
+from helpers import ROOT
 
 from catdog.data import preprocess
 from catdog.data.preprocess import plan_workers, prepare_dataset, summarize

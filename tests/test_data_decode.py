@@ -9,7 +9,7 @@ import zlib
 import cv2
 import numpy as np
 import pytest
-from conftest import make_image, write_class_folders
+from helpers import make_image, write_class_folders
 from PIL import Image
 
 from catdog.data import prepare_dataset

@@ -9,7 +9,7 @@ import zipfile
 import cv2
 import numpy as np
 import pytest
-from conftest import make_image, write_class_folders, write_kaggle, zip_tree
+from helpers import make_image, write_class_folders, write_kaggle, zip_tree
 
 from catdog.data import prepare_dataset
 from catdog.data.sources import find_images, resolve_root

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import write_class_folders
+from helpers import write_class_folders
 
 from catdog.data import ImageDataModule
 from catdog.data.split import balance, class_weights, stratified_split

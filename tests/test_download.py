@@ -7,7 +7,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from conftest import write_class_folders, zip_tree
+from helpers import write_class_folders, zip_tree
 
 from catdog.data import prepare_dataset
 from catdog.data.download import download_archive

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 import torch
-from conftest import ROOT, train_checkpoint, write_class_folders, zip_tree
+from helpers import ROOT, train_checkpoint, write_class_folders, zip_tree
 from hydra import compose, initialize_config_dir
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -17,7 +17,7 @@ import catdog
 from catdog.errors import CatdogError
 from catdog.evaluate import evaluate
 from catdog.export import export
-from catdog.predict import Predictor
+from catdog.inference import Predictor
 
 
 @pytest.fixture(scope="module")

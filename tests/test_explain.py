@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import ROOT, make_image, train_checkpoint, write_class_folders
+from helpers import ROOT, make_image, train_checkpoint, write_class_folders
 
 import catdog
 from catdog.errors import CatdogError

@@ -9,7 +9,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
-from conftest import make_image, train_checkpoint, write_class_folders
+from helpers import make_image, train_checkpoint, write_class_folders
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from test_evaluate import evaluate_in_process
 

@@ -10,11 +10,11 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
-from conftest import ROOT, make_image, train_checkpoint, write_class_folders
+from helpers import ROOT, make_image, train_checkpoint, write_class_folders
 
 from catdog.errors import CatdogError
 from catdog.export import export, metadata_path
-from catdog.predict import Predictor
+from catdog.inference import Predictor
 
 
 @pytest.fixture(scope="module")

@@ -8,17 +8,18 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import ROOT, run_train, tiny_overrides
+from helpers import ROOT, run_train, tiny_overrides
 from hydra import compose, initialize_config_dir
 from hydra.utils import get_class
 from omegaconf import OmegaConf
 
-from catdog.cli import user_error
-from catdog.config import CHECKS, resolve_ckpt_path, validate
 from catdog.errors import CatdogError
-from catdog.hparams import flat_hparams
-from catdog.launch import threads_per_job
-from catdog.sweep import FAILURE_FILE, write_summary
+from catdog.run.checks import CHECKS, validate
+from catdog.run.cli import user_error
+from catdog.run.hparams import flat_hparams
+from catdog.run.launch import threads_per_job
+from catdog.run.resume import resolve_ckpt_path
+from catdog.run.sweep import FAILURE_FILE, write_summary
 
 
 def compose_train(*overrides: str, hydra_cfg: bool = False):
@@ -117,7 +118,7 @@ def test_optuna_and_cluster_launchers_compose():
     assert compose_train("hydra/launcher=joblib", hydra_cfg=True).hydra.launcher._target_.endswith(
         "JoblibLauncher"
     )
-    assert any(c._target_ == "catdog.sweep.SweepSummary" for c in cfg.hydra.callbacks.values())
+    assert any(c._target_ == "catdog.run.sweep.SweepSummary" for c in cfg.hydra.callbacks.values())
 
 
 @pytest.mark.parametrize("key", sorted(CHECKS))

@@ -10,13 +10,13 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from conftest import ROOT, make_image, train_checkpoint, write_class_folders, zip_tree
+from helpers import ROOT, make_image, train_checkpoint, write_class_folders, zip_tree
 from hydra import compose, initialize_config_dir
 
 import catdog
-from catdog.checkpoint import Probabilities, load_classifier
 from catdog.errors import CatdogError
-from catdog.predict import Predictor, predict_to_csv, prediction_rows
+from catdog.inference import Predictor, Probabilities, load_classifier
+from catdog.predict import predict_to_csv, prediction_rows
 
 
 @pytest.fixture(scope="module")

@@ -14,15 +14,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import ROOT, run_train, tiny_overrides, write_class_folders
+from helpers import ROOT, run_train, tiny_overrides, write_class_folders
 from test_framework import epochs_done
 
-from catdog.checkpointing import AtomicCheckpointIO, SaveOnInterrupt
-from catdog.cli import user_error
 from catdog.data import cache as cache_module
 from catdog.data.loaders import SeededShuffle
 from catdog.data.preprocess import prepare_dataset
 from catdog.errors import CatdogError
+from catdog.run.cli import user_error
+from catdog.run.resume import AtomicCheckpointIO, SaveOnInterrupt
 
 # augmentation and dropout draw from the global RNG: an exact resume must restore it
 RANDOM_MODEL = ["model.dropout=0.3", "model.augment={hflip:true,translate:2}", "trainer.deterministic=true"]
@@ -98,13 +98,13 @@ def test_a_build_killed_while_writing_leaves_no_cache_and_the_next_build_finishe
     cache = tmp_path / "cache"
     code = (
         "import sys, time; from catdog.data import cache\n"
-        "real = cache._write_synced\n"
+        "real = cache.write_synced\n"
         "def pause_at_report(path, write, binary=True):  # report.json is written last: arrays already on disk\n"
         "    if path.name == 'report.json':\n"
         "        print('writing', flush=True)\n"
         "        time.sleep(600)\n"
         "    real(path, write, binary)\n"
-        "cache._write_synced = pause_at_report\n"
+        "cache.write_synced = pause_at_report\n"
         "from catdog.data.preprocess import prepare_dataset\n"
         "prepare_dataset(sys.argv[1], resolution=16, cache_dir=sys.argv[2], progress=False, num_workers=1)\n"
     )
@@ -169,7 +169,7 @@ def test_a_full_disk_while_checkpointing_is_one_message_and_keeps_the_previous_c
 
     monkeypatch.setattr(torch, "save", full)
     with pytest.raises(
-        CatdogError, match=f"No space left .* {path}; the previous checkpoint there is intact"
+        CatdogError, match=f"No space left .* {path}. The previous checkpoint there is intact"
     ) as e:
         io.save_checkpoint({"state_dict": {"w": torch.zeros(3)}}, path)
     assert torch.equal(load(path)["state_dict"]["w"], torch.ones(3))
@@ -316,9 +316,9 @@ def test_hydra_full_error_shows_the_traceback(image_folder, tmp_path):
 
 
 def test_a_checkpoint_without_training_state_cannot_be_resumed_and_says_so(image_folder, tmp_path):
-    from conftest import train_checkpoint
+    from helpers import train_checkpoint
 
-    from catdog.training import check_resume
+    from catdog.run.training import check_resume
 
     path = train_checkpoint(image_folder, tmp_path)
     assert check_resume(str(path), ["Cat", "Dog"], str(image_folder)) >= 1  # a whole one resumes

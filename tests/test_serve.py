@@ -19,7 +19,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import ROOT, make_image, train_checkpoint, write_class_folders
+from helpers import ROOT, make_image, train_checkpoint, write_class_folders
 
 import catdog
 

@@ -4,7 +4,7 @@ import json
 
 import pytest
 import torch
-from conftest import ROOT, run_train, tiny_overrides
+from helpers import ROOT, run_train, tiny_overrides
 from hydra import compose, initialize_config_dir
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 

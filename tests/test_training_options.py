@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from conftest import ROOT
+from helpers import ROOT
 from hydra import compose, initialize_config_dir
 
 from catdog.data.datamodule import ImageDataModule
@@ -159,7 +159,7 @@ def test_every_optimizer_and_schedule_config_instantiates(optimizer, scheduler):
 def test_precision_auto_picks_bf16_only_where_the_chip_has_it(monkeypatch, accelerator, cuda, bf16, expected):
     from omegaconf import OmegaConf
 
-    from catdog.config import resolve_precision
+    from catdog.run.hardware import resolve_precision
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: bf16)
@@ -176,8 +176,8 @@ def test_precision_auto_picks_bf16_only_where_the_chip_has_it(monkeypatch, accel
 def test_an_unknown_precision_is_one_message_naming_the_key():
     from omegaconf import OmegaConf
 
-    from catdog.config import resolve_precision
     from catdog.errors import CatdogError
+    from catdog.run.hardware import resolve_precision
 
     with pytest.raises(CatdogError, match=r"trainer.precision=bogus: .*bf16-mixed.*, or auto"):
         resolve_precision(OmegaConf.create({"accelerator": "cpu", "precision": "bogus"}))

@@ -17,14 +17,13 @@ import shutil
 import socket
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
 
 import numpy as np
 
 from catdog.errors import CatdogError
+from catdog.io import disk_full_error, fsync_dir, is_disk_full, write_synced
 
 log = logging.getLogger(__name__)
 CACHE_FORMAT_VERSION = 1
@@ -46,40 +45,6 @@ def cache_key(description: dict) -> str:
     """A stable hash of everything that determines the arrays (files, parameters, format version)."""
     blob = json.dumps({"format": CACHE_FORMAT_VERSION, **description}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode("utf-8", "surrogateescape")).hexdigest()[:16]
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_synced(path: Path, write: Callable[[IO], None], binary: bool = True) -> None:
-    """Write a file and flush it to the disk (the rename that publishes it must not outrun its data)."""
-    with open(path, "wb") if binary else open(path, "w", newline="") as f:  # text as written (csv's own \r\n)
-        write(f)
-        f.flush()
-        os.fsync(f.fileno())
-
-
-def replace_atomic(path: Path, write: Callable[[IO], None], binary: bool) -> None:
-    """Write beside `path` and rename over it, so readers see the old file or the whole new one."""
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        _write_synced(tmp, write, binary)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def write_json_atomic(path: Path, obj) -> None:
-    replace_atomic(path, lambda f: json.dump(obj, f, indent=2), binary=False)
-
-
-def save_npy_atomic(path: Path, array: np.ndarray) -> None:
-    replace_atomic(path, lambda f: np.save(f, array), binary=True)
 
 
 def _temp_name(directory: Path) -> Path:
@@ -128,22 +93,22 @@ def write_cache(directory: Path, images: np.ndarray, labels: np.ndarray, report:
         )  # before writing: a killed build's arrays may be what fills the disk
         tmp.mkdir()
         # plain writes inside the temporary dir: the dir's rename below is what publishes them
-        _write_synced(tmp / "images.npy", lambda f: np.save(f, images))
-        _write_synced(tmp / "labels.npy", lambda f: np.save(f, labels))
-        _write_synced(tmp / "report.json", lambda f: json.dump(report, f, indent=2), binary=False)
-        _fsync_dir(tmp)
+        write_synced(tmp / "images.npy", lambda f: np.save(f, images))
+        write_synced(tmp / "labels.npy", lambda f: np.save(f, labels))
+        write_synced(tmp / "report.json", lambda f: json.dump(report, f, indent=2), binary=False)
+        fsync_dir(tmp)
         try:
             os.rename(tmp, directory)
         except OSError as e:
             if e.errno not in (errno.ENOTEMPTY, errno.EEXIST):
                 raise
             log.info("Another process finished the same cache first; using %s", directory)
-        _fsync_dir(directory.parent)
+        fsync_dir(directory.parent)
     except OSError as e:
-        if e.errno == errno.ENOSPC:
-            raise CatdogError(
-                f"No space left on the device while writing the cache to {directory.parent} "
-                "(data.cache_dir). Free some space or point data.cache_dir at a larger disk; nothing was changed."
+        if is_disk_full(e):
+            raise disk_full_error(
+                f"the cache in {directory.parent} (data.cache_dir)",
+                "Free some space or point data.cache_dir at a larger disk; nothing was changed.",
             ) from e
         raise CatdogError(
             f"data.cache_dir={directory.parent}: cannot write the cache there ({e.strerror or e}). "

@@ -9,15 +9,16 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from catdog.data.cache import CachedArrays, save_npy_atomic
+from catdog.data.cache import CachedArrays
 from catdog.data.decode import DEFAULT_MAX_PIXELS
 from catdog.data.loaders import SeededShuffle, TensorBatches
 from catdog.data.preprocess import prepare_from_config, summarize
+from catdog.data.spec import LOADERS
 from catdog.data.split import BALANCE_MODES, balance, class_weights, stratified_split
 from catdog.errors import CatdogError
+from catdog.io import save_npy_atomic
 
 log = logging.getLogger(__name__)
-LOADERS = ("dataloader", "tensor")
 
 
 class ArrayDataset(Dataset):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import inspect
 import logging
 import mmap
-import os
 from collections import Counter
 from collections.abc import Mapping
 from multiprocessing import get_context
@@ -19,6 +18,7 @@ from catdog.data.decode import DEFAULT_MAX_PIXELS, BadImage, decode_with_size
 from catdog.data.download import download_archive
 from catdog.data.sources import ImageSource, SourceReader, archive_kind, find_images, printable, resolve_root
 from catdog.errors import CatdogError
+from catdog.io import usable_cpus
 
 log = logging.getLogger(__name__)
 CHUNK = (
@@ -32,11 +32,6 @@ def _init_worker() -> None:
     import cv2
 
     cv2.setNumThreads(1)  # one process per core already; OpenCV's own threads would oversubscribe
-
-
-def usable_cpus() -> int:
-    """The cores this process may run on (a SLURM job or a container gets fewer than the machine has)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def _decode_chunk(chunk: tuple[int, list[str]]):

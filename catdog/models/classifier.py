@@ -11,11 +11,11 @@ import torch.nn.functional as F
 from torchmetrics import MaxMetric, MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
-from catdog.checkpointing import RNG_KEY, rng_states, set_rng_states
 from catdog.errors import CatdogError
 from catdog.explain.calibration import fit_temperature
 from catdog.models.augment import augment_batch, check_augment
 from catdog.models.convnet import build_convnet
+from catdog.models.rng_state import RNG_KEY, rng_states, set_rng_states
 
 LOSSES = ("cross_entropy", "mse")
 
@@ -65,7 +65,7 @@ class ImageClassifier(pl.LightningModule):
         if loss not in LOSSES:
             raise CatdogError(f"model.loss={loss}: must be one of {', '.join(LOSSES)}.")
         check_augment(augment, resolution)
-        # logged by catdog.hparams as the flat config keys; here only stored in checkpoints
+        # logged by catdog.run.hparams as the flat config keys; here only stored in checkpoints
         self.save_hyperparameters(ignore=["optimizer", "scheduler"], logger=False)
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.net = build_convnet(

@@ -12,13 +12,13 @@ import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig
 
-from catdog.checkpoint import check_classes, read_checkpoint
-from catdog.config import check_accelerator, resolve_ckpt_path, resolve_precision, validate
-from catdog.config_tree import print_config_tree
-from catdog.data.cache import write_json_atomic
-from catdog.errors import CatdogError
-from catdog.hparams import log_hparams
-from catdog.launch import install_ddp_launch_fix, share_cores
+from catdog.io import write_json_atomic
+from catdog.run.checks import validate
+from catdog.run.config_tree import print_config_tree
+from catdog.run.hardware import check_accelerator, resolve_precision
+from catdog.run.hparams import log_hparams
+from catdog.run.launch import install_ddp_launch_fix, share_cores
+from catdog.run.resume import check_resume, resolve_ckpt_path
 
 log = logging.getLogger(__name__)
 
@@ -33,20 +33,6 @@ def instantiate_group(group: DictConfig | None, **extra_by_class: dict) -> list:
         for c in group.values()
         if isinstance(c, DictConfig) and "_target_" in c
     ]
-
-
-def check_resume(ckpt_path: str, classes: list[str], source: str) -> int:
-    """One clear message if the checkpoint to resume does not fit the data; else the step its logging stopped at."""
-    checkpoint = read_checkpoint(ckpt_path)
-    check_classes(classes, checkpoint["hyper_parameters"]["classes"], source, ckpt_path,
-                  fix="Resume on the data it was trained on, or start a new run without ckpt_path.")  # fmt: skip
-    try:
-        return checkpoint["loops"]["fit_loop"]["epoch_loop.state_dict"]["_batches_that_stepped"]
-    except KeyError as e:
-        raise CatdogError(
-            f"ckpt_path={ckpt_path}: holds weights but no training state, so it cannot be resumed. "
-            "Start a new run without ckpt_path (or use it with evaluate/predict/export)."
-        ) from e
 
 
 def final_metrics(trainer: pl.Trainer) -> dict[str, float]:

@@ -1,7 +1,7 @@
 """What a sweep leaves behind: a failure record in each failed job's dir, and one summary table of all jobs.
 
 Each job dir holds `.hydra/overrides.yaml` (what it varied) and either `metrics.json` (written by
-catdog.training.train) or `failed.json` (written by record_failure). The SweepSummary Hydra callback reads
+catdog.run.training.train) or `failed.json` (written by record_failure). The SweepSummary Hydra callback reads
 them after the last job, so it works with every launcher (basic, joblib, submitit) and sweeper (Optuna).
 """
 
@@ -18,7 +18,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from catdog.data.cache import write_json_atomic
+from catdog.io import write_json_atomic
 
 log = logging.getLogger(__name__)
 FAILURE_FILE = "failed.json"

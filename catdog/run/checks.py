@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-import logging
-from pathlib import Path
-
-import torch
 from omegaconf import DictConfig, OmegaConf
 
-from catdog.data.datamodule import LOADERS
 from catdog.data.sources import LAYOUTS
+from catdog.data.spec import LOADERS
 from catdog.data.split import BALANCE_MODES
 from catdog.errors import CatdogError
-
-log = logging.getLogger(__name__)
 
 
 def _is_int(v) -> bool:
@@ -75,69 +69,4 @@ def validate(cfg: DictConfig) -> None:
     if cfg.get("test") and not OmegaConf.select(cfg, "data.test_fraction", default=0):
         raise CatdogError(
             "test=true needs a test split: set data.test_fraction, e.g. data.test_fraction=0.1."
-        )
-
-
-def resolve_ckpt_path(ckpt_path: str | None, output_dir: str | Path) -> str | None:
-    """The checkpoint to resume: `last` is this run dir's checkpoints/last.ckpt and must exist; `auto` is that file
-    if it exists, else a fresh start (for jobs a cluster requeues after pre-emption, with the same overrides)."""
-    if ckpt_path is None:
-        return None
-    last = Path(output_dir) / "checkpoints" / "last.ckpt"
-    if str(ckpt_path) == "auto":
-        return str(last) if last.is_file() else None
-    path = last if str(ckpt_path) == "last" else Path(str(ckpt_path))
-    if not path.is_file():
-        hint = (
-            "ckpt_path=last resumes the run in the dir given by hydra.run.dir: "
-            "run `python train.py hydra.run.dir=<old run dir> ckpt_path=last ...`."
-            if path is last
-            else "Give the path of a .ckpt file (e.g. <run dir>/checkpoints/last.ckpt)."
-        )
-        raise CatdogError(f"ckpt_path={ckpt_path}: no checkpoint at {path}. {hint}")
-    return str(path)
-
-
-def native_bf16(gpu: bool) -> bool:
-    """Whether bf16 runs in hardware here: emulated bf16 on an older CPU is slower than float32."""
-    if gpu:
-        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # private: absent in some torch builds
-    return any(getattr(torch.cpu, name, lambda: False)() for name in probes)
-
-
-def resolve_precision(trainer: DictConfig) -> None:
-    """trainer.precision=auto: bf16 mixed precision where the chip computes bf16 natively (convolutions about 2x
-    faster on a recent CPU), else float32 on a CPU and float16 mixed on an older GPU. Any other value must be one
-    Lightning knows: checked here, before the data is prepared."""
-    from lightning_fabric.connector import _convert_precision_to_unified_args
-
-    precision = trainer.get("precision")
-    if str(precision) != "auto":
-        try:
-            _convert_precision_to_unified_args(precision)
-        except ValueError as e:
-            raise CatdogError(f"trainer.precision={precision}: {e}, or auto.") from e
-        return
-    accelerator = str(trainer.get("accelerator", "auto")).lower()
-    gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
-    if native_bf16(gpu):
-        trainer.precision = "bf16-mixed"
-    else:
-        trainer.precision = "16-mixed" if gpu else "32-true"
-    log.info("trainer.precision=auto: %s on this machine", trainer.precision)
-
-
-def check_accelerator(trainer: DictConfig) -> None:
-    """Stop before training when the config asks for a GPU this machine does not have."""
-    accelerator = str(trainer.get("accelerator", "auto")).lower()
-    if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
-        raise CatdogError(
-            f"trainer.accelerator={accelerator}, but PyTorch sees no CUDA GPU on this machine "
-            f"(torch {torch.__version__}, CUDA build: {torch.version.cuda or 'no'}). "
-            "Use trainer.accelerator=cpu (or auto), or install a CUDA build of torch on a machine with a GPU."
-        )
-    if accelerator == "mps" and not torch.backends.mps.is_available():
-        raise CatdogError(
-            "trainer.accelerator=mps, but Apple's MPS is not available here. Use trainer.accelerator=cpu."
         )

@@ -13,7 +13,8 @@ from collections.abc import Sequence
 
 import torch
 
-from catdog.data.preprocess import usable_cpus
+from catdog.compat import set_ddp_subprocess_command
+from catdog.io import usable_cpus
 
 log = logging.getLogger(__name__)
 REPLACED = ("hydra.run.dir=", "hydra.job.name=", "hydra.output_subdir=", "hydra.mode=")
@@ -75,6 +76,4 @@ def ddp_subprocess_command(local_rank: int) -> tuple[Sequence[str], str]:
 
 def install_ddp_launch_fix() -> None:
     """Make Lightning's ddp launcher use ddp_subprocess_command (idempotent)."""
-    from pytorch_lightning.strategies.launchers import subprocess_script
-
-    subprocess_script._hydra_subprocess_cmd = ddp_subprocess_command
+    set_ddp_subprocess_command(ddp_subprocess_command)

@@ -7,6 +7,8 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.utilities import rank_zero_only
 
+from catdog.compat import tensorboard_file_writer
+
 DATA_KEYS = ("resolution", "channels", "batch_size", "balance", "val_fraction")
 HPARAM_METRICS = ("val/acc", "val/loss")
 
@@ -48,6 +50,6 @@ def log_hparams(loggers: list, cfg: DictConfig) -> None:
     for logger in loggers:
         logger.log_hyperparams(params)
         if isinstance(logger, TensorBoardLogger):
-            writer = logger.experiment._get_file_writer()
+            writer = tensorboard_file_writer(logger.experiment)
             for summary in hparams(params, dict.fromkeys(HPARAM_METRICS, 0.0)):
                 writer.add_summary(summary)

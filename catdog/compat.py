@@ -1,0 +1,27 @@
+"""The private Lightning APIs catdog relies on, in one place: each is one small function with its own test
+(tests/test_compat.py), so a Lightning upgrade that moves one fails there first, with a name to look for."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+
+def check_precision_name(precision) -> None:
+    """Raise ValueError unless Lightning knows this trainer.precision (its own parser, without building a
+    Trainer, so a typo stops before the data is prepared)."""
+    from lightning_fabric.connector import _convert_precision_to_unified_args
+
+    _convert_precision_to_unified_args(precision)
+
+
+def tensorboard_file_writer(writer):
+    """The FileWriter under a SummaryWriter: HPARAMS summaries are written to it directly (see run/hparams.py)."""
+    return writer._get_file_writer()
+
+
+def set_ddp_subprocess_command(command: Callable) -> None:
+    """Make Lightning's `ddp` launcher start ranks > 0 with `command(local_rank) -> (argv, cwd)`; Lightning calls
+    the module-level `_hydra_subprocess_cmd` whenever Hydra is initialized (see run/launch.py for why)."""
+    from pytorch_lightning.strategies.launchers import subprocess_script
+
+    subprocess_script._hydra_subprocess_cmd = command

@@ -1,0 +1,74 @@
+"""Writing files that a kill or a full disk cannot spoil, and the one message for a full disk.
+
+Every file catdog publishes (cache arrays, splits, checkpoints, metrics, predictions, sweep summaries) goes through
+`replace_atomic`: written beside its final name, flushed to the disk, then renamed over it, so a reader sees the
+old file or the whole new one and never a half-written one.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO
+
+from catdog.errors import CatdogError
+
+
+def usable_cpus() -> int:
+    """The cores this process may run on (a SLURM job or a container gets fewer than the machine has)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def fsync_dir(path: Path) -> None:
+    """Flush a directory entry (a rename) to the disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_synced(path: Path, write: Callable[[IO], None], binary: bool = True) -> None:
+    """Write a file and flush it to the disk (the rename that publishes it must not outrun its data)."""
+    # text mode with newline="": csv writes its own \r\n
+    with open(path, "wb") if binary else open(path, "w", newline="") as f:
+        write(f)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """ENOSPC or EDQUOT, or numpy's short write ("N requested and M written"), which is a full disk too."""
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    return isinstance(exc, OSError) and "requested and" in str(exc) and "written" in str(exc)
+
+
+def disk_full_error(path: str | Path, fix: str) -> CatdogError:
+    """The one message for a full disk: which file, that the disk is full, and what to do."""
+    return CatdogError(f"No space left on the device while writing {path}. {fix}")
+
+
+def replace_atomic(path: Path, write: Callable[[IO], None], binary: bool) -> None:
+    """Write beside `path` and rename over it, so readers see the old file or the whole new one."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        write_synced(tmp, write, binary)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_json_atomic(path: Path, obj) -> None:
+    replace_atomic(path, lambda f: json.dump(obj, f, indent=2), binary=False)
+
+
+def save_npy_atomic(path: Path, array) -> None:
+    import numpy as np
+
+    replace_atomic(path, lambda f: np.save(f, array), binary=True)

@@ -1,0 +1,94 @@
+"""Stopping and resuming a run: checkpoints a kill cannot spoil, a save on pre-emption, the random state.
+
+- A checkpoint file is the previous complete one or the new complete one, never half of either.
+- SIGTERM or Ctrl-C saves `checkpoints/last.ckpt` before the process exits.
+- The random state of augmentation and dropout travels in the checkpoint, so a resumed run draws the same
+  numbers an uninterrupted one would.
+- `ckpt_path=last|auto|FILE` is resolved here, and a checkpoint that does not fit the data is refused here.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.plugins import TorchCheckpointIO
+
+from catdog.errors import CatdogError
+from catdog.inference import check_classes, read_checkpoint
+from catdog.io import disk_full_error, is_disk_full, replace_atomic
+
+log = logging.getLogger(__name__)
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Checkpoints written through catdog.io.replace_atomic: a temporary file in the checkpoint's own folder,
+    fsynced, then renamed. Lightning's default goes through the system temp dir, which is a copy (not atomic)
+    when /tmp is another disk, and fails on a full /tmp even when the output disk has room."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any | None = None) -> None:
+        path = Path(path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            replace_atomic(path, lambda f: torch.save(checkpoint, f), binary=True)
+        except OSError as e:
+            if is_disk_full(e):
+                raise disk_full_error(
+                    f"the checkpoint {path}",
+                    "The previous checkpoint there is intact. Free some space, or put the runs on a larger disk "
+                    "(paths.log_dir=/big/disk), then resume with ckpt_path=last.",
+                ) from e
+            raise
+
+
+class SaveOnInterrupt(pl.Callback):
+    """When the process is told to stop: SIGTERM (pre-emption, scancel, `kill`; Lightning raises SIGTERMException),
+    submitit's requeue on SIGUSR2 (sys.exit) or Ctrl-C: save `<dirpath>/<filename>.ckpt`, mid-epoch if need be, so
+    `ckpt_path=last` (or `auto`) resumes the run. Errors save nothing: their state may be broken."""
+
+    def __init__(self, dirpath: str, filename: str = "last"):
+        self.path = Path(dirpath) / f"{filename}.ckpt"
+
+    def on_exception(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException
+    ) -> None:
+        if isinstance(exception, SystemExit | KeyboardInterrupt):  # SIGTERMException is a SystemExit
+            trainer.save_checkpoint(self.path)
+            log.warning("Interrupted: saved %s. Resume with ckpt_path=last (same hydra.run.dir).", self.path)
+
+
+def resolve_ckpt_path(ckpt_path: str | None, output_dir: str | Path) -> str | None:
+    """The checkpoint to resume: `last` is this run dir's checkpoints/last.ckpt and must exist; `auto` is that file
+    if it exists, else a fresh start (for jobs a cluster requeues after pre-emption, with the same overrides)."""
+    if ckpt_path is None:
+        return None
+    last = Path(output_dir) / "checkpoints" / "last.ckpt"
+    if str(ckpt_path) == "auto":
+        return str(last) if last.is_file() else None
+    path = last if str(ckpt_path) == "last" else Path(str(ckpt_path))
+    if not path.is_file():
+        hint = (
+            "ckpt_path=last resumes the run in the dir given by hydra.run.dir: "
+            "run `python train.py hydra.run.dir=<old run dir> ckpt_path=last ...`."
+            if path is last
+            else "Give the path of a .ckpt file (e.g. <run dir>/checkpoints/last.ckpt)."
+        )
+        raise CatdogError(f"ckpt_path={ckpt_path}: no checkpoint at {path}. {hint}")
+    return str(path)
+
+
+def check_resume(ckpt_path: str, classes: list[str], source: str) -> int:
+    """One clear message if the checkpoint to resume does not fit the data; else the step its logging stopped at."""
+    checkpoint = read_checkpoint(ckpt_path)
+    check_classes(classes, checkpoint["hyper_parameters"]["classes"], source, ckpt_path,
+                  fix="Resume on the data it was trained on, or start a new run without ckpt_path.")  # fmt: skip
+    try:
+        return checkpoint["loops"]["fit_loop"]["epoch_loop.state_dict"]["_batches_that_stepped"]
+    except KeyError as e:
+        raise CatdogError(
+            f"ckpt_path={ckpt_path}: holds weights but no training state, so it cannot be resumed. "
+            "Start a new run without ckpt_path (or use it with evaluate/predict/export)."
+        ) from e

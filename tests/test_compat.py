@@ -1,0 +1,41 @@
+"""Each private Lightning API that catdog.compat wraps still exists and behaves as catdog relies on."""
+
+from __future__ import annotations
+
+import inspect
+
+import pytest
+
+from catdog import compat
+
+
+def test_lightning_parses_precision_names():
+    compat.check_precision_name("bf16-mixed")
+    compat.check_precision_name("32-true")
+    with pytest.raises(ValueError):
+        compat.check_precision_name("bf17-mixed")
+
+
+def test_the_tensorboard_file_writer_takes_raw_summaries(tmp_path):
+    from torch.utils.tensorboard import SummaryWriter
+    from torch.utils.tensorboard.summary import hparams
+
+    writer = SummaryWriter(str(tmp_path))
+    for summary in hparams({"lr": 0.1}, {"val/acc": 0.0}):
+        compat.tensorboard_file_writer(writer).add_summary(summary)
+    writer.close()
+    assert any(p.name.startswith("events.out.tfevents") and p.stat().st_size > 0 for p in tmp_path.iterdir())
+
+
+def test_lightning_starts_ddp_ranks_through_the_replaceable_command(monkeypatch):
+    from pytorch_lightning.strategies.launchers import subprocess_script
+
+    # Lightning looks the function up by this module-level name when it starts ranks under Hydra
+    assert "_hydra_subprocess_cmd(" in inspect.getsource(subprocess_script._SubprocessScriptLauncher)
+    monkeypatch.setattr(subprocess_script, "_hydra_subprocess_cmd", subprocess_script._hydra_subprocess_cmd)
+
+    def command(local_rank):
+        return ["echo", str(local_rank)], "."
+
+    compat.set_ddp_subprocess_command(command)
+    assert subprocess_script._hydra_subprocess_cmd is command
