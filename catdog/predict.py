@@ -1,7 +1,9 @@
 """Predict with a trained checkpoint: `python -m catdog.predict ckpt_path=FILE inputs=PATH [output=FILE.csv]`.
 
 PATH is one image, a folder (every file below it) or a zip/tar archive; no labels are needed. The CSV has one
-row per file, `path,label,probability`, or `path,skipped,<reason>` for a file that is not a usable image.
+row per file, `path,label,probability`, or `path,skipped,<reason>` for a file that is not a usable image; the
+label is `unsure` when the (calibrated) probability is below `min_confidence=`. `explain=true` also writes a
+Grad-CAM overlay per image into `explanations/` beside the CSV.
 From Python: `catdog.load("last.ckpt").predict(["a.jpg", array])`.
 """
 
