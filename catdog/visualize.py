@@ -114,7 +114,7 @@ def mistakes_figure(
     per = 1 if heatmaps is None else 2
     cols = min(n, 4 if per == 1 else 3)
     rows = math.ceil(n / cols)
-    fig = Figure(figsize=(2.2 * cols * per, 2.4 * rows), dpi=100)
+    fig = Figure(figsize=(2.2 * cols * per, 2.6 * rows), dpi=100)
     FigureCanvasAgg(fig)
     for i, image in enumerate(images):
         ax = fig.add_subplot(rows, cols * per, i * per + 1)

@@ -67,7 +67,9 @@ def reliability_figure(curves: dict[str, np.ndarray], labels: np.ndarray, title:
         used = bins["count"] > 0
         ece = expected_calibration_error(torch.from_numpy(probs), torch.from_numpy(labels))
         ax.plot(bins["confidence"][used], bins["accuracy"][used], marker="o", label=f"{name} (ECE {ece:.3f})")
-    ax.set_xlim(0, 1)
+    # the top class of C classes has a probability of at least 1/C
+    low = 1 / next(iter(curves.values())).shape[1]
+    ax.set_xlim(low - 0.02, 1.01)
     ax.set_ylim(0, 1.02)
     ax.set_xlabel("confidence (top-class probability)")
     ax.set_ylabel("accuracy")
