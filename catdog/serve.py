@@ -149,9 +149,9 @@ def serve(cfg: DictConfig) -> None:
     """Load the checkpoint, then serve until SIGINT/SIGTERM (uvicorn finishes open requests, then returns)."""
     import uvicorn
 
-    predictor = Predictor.from_checkpoint(cfg.ckpt_path, cfg.get("min_confidence", 0.0))
     if not cfg.max_upload_mb or float(cfg.max_upload_mb) <= 0:
         raise CatdogError(f"max_upload_mb={cfg.max_upload_mb}: must be a positive size in megabytes.")
+    predictor = Predictor.from_checkpoint(cfg.ckpt_path, cfg.get("min_confidence", 0.0))
     app = create_app(predictor, int(float(cfg.max_upload_mb) * 1_000_000), cfg.get("explain_layer"))
     sock = bind(str(cfg.host), int(cfg.port))
     host, port = sock.getsockname()[:2]

@@ -124,9 +124,15 @@ def test_zip_and_single_file_inputs(ckpt, photos, tmp_path):
     from_zip = {
         r[0]: r[1:] for r in prediction_rows(predictor, str(zip_tree(photos, tmp_path / "in.zip")), 4)
     }
-    assert len(from_zip) == 9 and from_zip == from_folder  # archive members are named relative to the zip
+    # archive members are named relative to the zip; other batches may round the 6th decimal differently
+    assert len(from_zip) == 9 and from_zip.keys() == from_folder.keys()
+    for name, (label, value) in from_zip.items():
+        assert label == from_folder[name][0]
+        if label != "skipped":
+            assert float(value) == pytest.approx(float(from_folder[name][1]), abs=2e-6)
     single = list(prediction_rows(predictor, str(photos / "cats" / "deeper" / "1.png"), 4))
-    assert len(single) == 1 and single[0][1:] == tuple(from_folder["in/cats/deeper/1.png"])
+    assert len(single) == 1 and single[0][1] == from_folder["in/cats/deeper/1.png"][0]
+    assert float(single[0][2]) == pytest.approx(float(from_folder["in/cats/deeper/1.png"][1]), abs=2e-6)
     with pytest.raises(CatdogError, match="no such file"):
         list(prediction_rows(predictor, str(tmp_path / "nothing"), 4))
 

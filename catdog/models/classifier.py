@@ -137,9 +137,6 @@ class ImageClassifier(pl.LightningModule):
         logits = self._evaluate(batch, "val")
         self._val_outputs.append((logits.detach(), batch[1]))
 
-    def on_validation_epoch_start(self) -> None:
-        self._val_outputs = []
-
     def on_validation_epoch_end(self) -> None:
         outputs, self._val_outputs = self._val_outputs, []
         if self.trainer.sanity_checking:
