@@ -16,7 +16,9 @@ import catdog
 from catdog.errors import CatdogError
 from catdog.explain.calibration import expected_calibration_error, fit_temperature, reliability_bins
 from catdog.explain.gradcam import default_layer, explanation_path, gradcam, overlay, resolve_layer
-from catdog.models import ImageClassifier, build_convnet
+from catdog.models.classifier import ImageClassifier
+from catdog.models.convnet import build_convnet
+from catdog.models.spec import ConvNetSpec
 from catdog.predict import predict_to_csv
 
 
@@ -34,7 +36,8 @@ def corner_images(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
 def corner_net() -> torch.nn.Sequential:
     """A small fully convolutional net (global average pooling head) fitted to corner_images in ~60 steps."""
     torch.manual_seed(0)
-    net = build_convnet(3, 32, 2, channels=[8, 16], kernel=3, padding="same", head="gap", hidden=[])
+    spec = ConvNetSpec(3, 32, channels=[8, 16], kernel=3, padding="same", head="gap", hidden=[])
+    net = build_convnet(spec, num_classes=2)
     optimizer = torch.optim.Adam(net.parameters(), lr=0.01)
     x, y = corner_images(64, seed=0)
     for _ in range(60):
@@ -67,7 +70,7 @@ def test_layers_default_to_the_last_conv_stage_and_are_checked(corner_net):
     assert resolve_layer(corner_net, None) == 5 and resolve_layer(corner_net, "1") == 1
     assert gradcam(corner_net, corner_images(1, 3)[0], layer=2).shape == (1, 32, 32)
     for bad in (0, 7, 9, "conv", 99):
-        with pytest.raises(CatdogError, match=f"explain.layer={bad}: .*1 \\(Conv2d\\).*default is 5"):
+        with pytest.raises(CatdogError, match=f"explain_layer={bad}: .*1 \\(Conv2d\\).*default is 5"):
             resolve_layer(corner_net, bad)
 
 
@@ -154,7 +157,7 @@ def test_explain_returns_heatmaps_and_predict_writes_overlays(ckpt, tmp_path):
     heat = predictor.explain([make_image(0, seed=1), make_image(1, seed=2, size=(90, 60))])
     assert [h.shape for h in heat] == [(16, 16), (16, 16)]
     assert all(0 <= h.min() and h.max() <= 1 for h in heat)
-    with pytest.raises(CatdogError, match="explain.layer=99"):
+    with pytest.raises(CatdogError, match="explain_layer=99"):
         predictor.explain([make_image(0, seed=1)], layer=99)
     photos = tmp_path / "in"
     (photos / "dogs").mkdir(parents=True)
@@ -184,15 +187,34 @@ def test_misclassified_images_in_tensorboard_sit_beside_their_heatmaps(explain, 
     from catdog.data import ImageDataModule
 
     source = write_class_folders(tmp_path / "PetImages", per_class=8)
-    dm = ImageDataModule(str(source), resolution=16, channels=3, cache_dir=str(tmp_path / "cache"),
-                         val_fraction=0.5, batch_size=8, num_workers=1, progress=False)  # fmt: skip
+    dm = ImageDataModule(
+        str(source),
+        resolution=16,
+        channels=3,
+        cache_dir=str(tmp_path / "cache"),
+        val_fraction=0.5,
+        batch_size=8,
+        num_workers=1,
+        progress=False,
+    )
     dm.setup("fit")
     # a learning rate of 0: the untrained net gets about half of the validation images wrong
-    model = ImageClassifier(3, 16, classes=dm.classes, channels=[4, 8], kernel=3, hidden=[8],
-                            optimizer=partial(torch.optim.SGD, lr=0.0))  # fmt: skip
-    trainer = pl.Trainer(max_epochs=1, accelerator="cpu", enable_checkpointing=False, enable_progress_bar=False,
-                         enable_model_summary=False, logger=TensorBoardLogger(tmp_path, name="tb"),
-                         callbacks=[ValidationMistakes(top_k=3, explain=explain)])  # fmt: skip
+    model = ImageClassifier(
+        3,
+        16,
+        classes=dm.classes,
+        net=dict(channels=[4, 8], kernel=3, hidden=[8]),
+        optimizer=partial(torch.optim.SGD, lr=0.0),
+    )
+    trainer = pl.Trainer(
+        max_epochs=1,
+        accelerator="cpu",
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        logger=TensorBoardLogger(tmp_path, name="tb"),
+        callbacks=[ValidationMistakes(top_k=3, explain=explain)],
+    )
     trainer.fit(model, datamodule=dm)
     events = EventAccumulator(trainer.logger.log_dir, size_guidance={IMAGES: 0})
     events.Reload()
@@ -217,5 +239,5 @@ def test_predict_command_keys(ckpt, tmp_path, capsys):
     assert run(cfg) == {"unsure": 1}
     assert "Grad-CAM overlays in" in capsys.readouterr().out
     assert (tmp_path / "out" / "explanations" / "a.png.png").is_file()
-    with pytest.raises(CatdogError, match="explain.layer=0"):
+    with pytest.raises(CatdogError, match="explain_layer=0"):
         run(bad)

@@ -29,11 +29,21 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 def start_server(ckpt: Path, run_dir: Path, *overrides: str) -> tuple[subprocess.Popen, str]:
     """`python -m catdog.serve` on port 0; returns the process and the URL it printed once listening."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "catdog.serve", f"ckpt_path={ckpt}", "port=0", f"hydra.run.dir={run_dir}",
-         *overrides],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [
+            sys.executable,
+            "-m",
+            "catdog.serve",
+            f"ckpt_path={ckpt}",
+            "port=0",
+            f"hydra.run.dir={run_dir}",
+            *overrides,
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )  # fmt: skip
+    )
     seen = []
     for line in proc.stdout:  # ends when the process does
         seen.append(line)
@@ -149,9 +159,19 @@ def test_sigterm_stops_it_cleanly_and_a_taken_port_is_one_line(ckpt, tmp_path):
     with urllib.request.urlopen(url, timeout=30) as response:
         assert b'id="files"' in response.read()
     busy = subprocess.run(
-        [sys.executable, "-m", "catdog.serve", f"ckpt_path={ckpt}", f"port={port_of(url)}",
-         f"hydra.run.dir={tmp_path}/run2"], cwd=ROOT, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "catdog.serve",
+            f"ckpt_path={ckpt}",
+            f"port={port_of(url)}",
+            f"hydra.run.dir={tmp_path}/run2",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert busy.returncode == 1 and f"port={port_of(url)}: cannot listen there" in busy.stderr
     code, out = stop(proc)
     assert code == 0 and "Stopped." in out and "Traceback" not in out

@@ -13,7 +13,7 @@ from catdog.visualize import confusion_figure, mistakes_figure
 
 class ValidationMistakes(PeriodicImages):
     """Logs `val/confusion_matrix` and `val/misclassified` (the `top_k` most confident wrong guesses, with
-    Grad-CAM at `explain_layer` of model.net unless `explain` is false)."""
+    Grad-CAM at layer `explain_layer` of the net unless `explain` is false)."""
 
     def __init__(
         self,

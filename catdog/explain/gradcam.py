@@ -44,7 +44,8 @@ def default_layer(net: nn.Sequential) -> int:
 
 
 def resolve_layer(net: nn.Sequential, layer: int | str | None) -> int:
-    """`explain.layer`: None for the default, else an index of model.net whose output is a feature map."""
+    """`explain_layer`: None for the default, else the index of a layer of the net whose output is a feature
+    map (the numbers `print(catdog.load(path).model.net)` shows)."""
     if layer is None or str(layer) in ("", "None", "null"):
         return default_layer(net)
     layers = feature_layers(net)
@@ -55,7 +56,7 @@ def resolve_layer(net: nn.Sequential, layer: int | str | None) -> int:
     if index not in layers:
         choices = ", ".join(f"{i} ({type(net[i]).__name__})" for i in layers)
         raise CatdogError(
-            f"explain.layer={layer}: not a conv-stage layer of model.net. Choose one of {choices}; "
+            f"explain_layer={layer}: not a conv-stage layer of the network. Choose one of {choices}; "
             f"the default is {default_layer(net)}."
         )
     return index
