@@ -13,7 +13,6 @@ are a few hundred kB with no compiled parts.
 from __future__ import annotations
 
 import base64
-import logging
 import signal
 import socket
 from importlib.resources import files
@@ -23,6 +22,7 @@ from omegaconf import DictConfig
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, JSONResponse
 from starlette.routing import Route
@@ -33,15 +33,13 @@ from catdog.explain.gradcam import display_image, overlay_png, resolve_layer
 from catdog.inference import Predictor
 from catdog.run.cli import guarded
 
-log = logging.getLogger(__name__)
-
 
 def error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
 
 async def read_limited(request: Request, limit: int) -> bytes | None:
-    """The request body, or None as soon as it is longer than `limit` bytes (never held whole in memory)."""
+    """The request body, or None as soon as it is longer than `limit` bytes (no more is read)."""
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         return None
@@ -104,11 +102,9 @@ def create_app(
             )
         try:
             form = await replayed(request, body).form(max_files=1, max_fields=10)
-        except Exception as e:  # noqa: BLE001 - any malformed form is the client's error, answered as such
-            return error(
-                400,
-                f"not a multipart form upload ({e.__class__.__name__}: {e}); send the photo as field 'file'",
-            )
+        except HTTPException as e:
+            # Starlette's answer to a malformed form: a plain-text 400, made JSON here like every other error
+            return error(400, f"not a multipart form upload ({e.detail}); send the photo as the field 'file'")
         upload = form.get("file")
         if not isinstance(upload, UploadFile):
             return error(400, "no file: send the photo as the multipart form field 'file'")

@@ -18,19 +18,19 @@ import torch.nn.functional as F
 from torch import nn
 
 from catdog.errors import CatdogError
+from catdog.models.convnet import ACTIVATION_LAYERS, POOL_LAYERS
 
-# modules whose output is still a feature map, as build_convnet stacks them
-_SPATIAL = (nn.Conv2d, nn.BatchNorm2d, nn.MaxPool2d, nn.AvgPool2d, nn.ReLU, nn.GELU, nn.SiLU, nn.LeakyReLU)
+# the modules build_convnet stacks in its conv stages, after ScaleInput and before the head
+_STAGE_LAYERS = (nn.Conv2d, nn.BatchNorm2d, *ACTIVATION_LAYERS.values(), *POOL_LAYERS.values())
 
 
 def feature_layers(net: nn.Sequential) -> list[int]:
     """Indices of `net` whose output is a feature map (N, C, h, w): the conv stages, before the head."""
     indices = []
-    for i, module in enumerate(net):
-        if i > 0 and not isinstance(module, _SPATIAL):
+    for i in range(1, len(net)):
+        if not isinstance(net[i], _STAGE_LAYERS):
             break
-        if i > 0:
-            indices.append(i)
+        indices.append(i)
     return indices
 
 
@@ -38,7 +38,7 @@ def default_layer(net: nn.Sequential) -> int:
     """The last conv stage's output before its pooling: the activation after the last convolution."""
     layers = feature_layers(net)
     index = max(i for i in layers if isinstance(net[i], nn.Conv2d))
-    while index + 1 in layers and not isinstance(net[index + 1], nn.Conv2d | nn.MaxPool2d | nn.AvgPool2d):
+    while index + 1 in layers and not isinstance(net[index + 1], (nn.Conv2d, *POOL_LAYERS.values())):
         index += 1
     return index
 
