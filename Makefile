@@ -19,7 +19,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml requirements/constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -c requirements/constraints.txt -e ".[dev,sweeps,export]"
+	$(BIN)/pip install -q -c requirements/constraints.txt -e ".[dev,sweeps,export,serve]"
 	touch $@
 
 train: $(STAMP)
