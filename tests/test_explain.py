@@ -198,7 +198,9 @@ def test_misclassified_images_in_tensorboard_sit_beside_their_heatmaps(explain, 
         progress=False,
     )
     dm.setup("fit")
-    # a learning rate of 0: the untrained net gets about half of the validation images wrong
+    # a learning rate of 0: the untrained net gets about half of the validation images wrong (seeded: an unseeded
+    # initialisation can happen to get them all right)
+    torch.manual_seed(0)
     model = ImageClassifier(
         3,
         16,
