@@ -32,6 +32,8 @@ from catdog.data.duplicates import photo_ids
 from catdog.data.preprocess import prepare_from_config
 from catdog.data.split import SPLITS, split_codes
 from catdog.errors import CatdogError
+from catdog.explain.calibration import calibration_report
+from catdog.explain.robustness import robustness_accuracy, robustness_figure, robustness_table
 from catdog.inference import Predictor, check_classes, read_checkpoint
 from catdog.io import write_json_atomic
 from catdog.run.checks import validate
@@ -114,18 +116,19 @@ def decoded_as_trained(cfg: DictConfig, predictor: Predictor, **recorded) -> Cac
     return arrays
 
 
-def probabilities(predictor: Predictor, arrays: CachedArrays, indices: np.ndarray, batch: int) -> np.ndarray:
-    """The checkpoint's class probabilities for the images at `indices`, `batch` at a time."""
+def logits_of(predictor: Predictor, arrays: CachedArrays, indices: np.ndarray, batch: int) -> np.ndarray:
+    """The checkpoint's (uncalibrated) logits for the images at `indices`, `batch` at a time."""
     chunks = [indices[i : i + batch] for i in range(0, len(indices), batch)]
-    return np.concatenate([predictor.probabilities(arrays.images[c]) for c in chunks])
+    return np.concatenate([predictor.logits(arrays.images[c]) for c in chunks])
 
 
 def score(cfg: DictConfig) -> tuple[Predictor, CachedArrays, np.ndarray]:
-    """The checkpoint, the images of data.source decoded as it was trained, and its probabilities for each."""
+    """The checkpoint, the images of data.source decoded as it was trained, and its (uncalibrated) logits for
+    each: `predictor.calibrated(logits)` are its probabilities."""
     predictor = Predictor.from_checkpoint(cfg.ckpt_path)
     arrays = decoded_as_trained(cfg, predictor)
     everything = np.arange(len(arrays.labels))
-    return predictor, arrays, probabilities(predictor, arrays, everything, cfg.data.batch_size)
+    return predictor, arrays, logits_of(predictor, arrays, everything, cfg.data.batch_size)
 
 
 def evaluate(cfg: DictConfig) -> dict:
@@ -153,12 +156,27 @@ def evaluate(cfg: DictConfig) -> dict:
             seen,
             len(indices),
         )
-    probs = probabilities(predictor, arrays, indices, cfg.data.batch_size)
-    results = classification_metrics(
-        torch.from_numpy(probs), torch.from_numpy(arrays.labels[indices]), predictor.classes
+    logits = logits_of(predictor, arrays, indices, cfg.data.batch_size)
+    labels = arrays.labels[indices]
+    probs = predictor.calibrated(logits)
+    results = classification_metrics(torch.from_numpy(probs), torch.from_numpy(labels), predictor.classes)
+    calibration, reliability = calibration_report(
+        logits, labels, predictor.temperature, Path(cfg.ckpt_path).name
     )
+    figures, robustness = {"reliability_diagram": reliability}, {}
+    if cfg.get("robustness"):
+        robustness = robustness_accuracy(
+            predictor.probabilities,
+            arrays.images[np.sort(indices)],
+            arrays.labels[np.sort(indices)],
+            cfg.data.batch_size,
+        )
+        log.info("Accuracy under corruptions (severity 0 = clean):\n%s", robustness_table(robustness))
+        figures["robustness"] = robustness_figure(robustness, Path(cfg.ckpt_path).name)
     metrics = {
         **{k: v for k, v in results.items() if k.startswith("test/")},
+        **calibration,
+        "temperature": predictor.temperature,
         "split": split,
         "n_images": len(indices),
         "n_seen_in_training": seen,
@@ -169,6 +187,7 @@ def evaluate(cfg: DictConfig) -> dict:
         "source": str(arrays.report["source"]),
         "resolution": predictor.resolution,
         "channels": predictor.channels,
+        **robustness,
     }
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -176,7 +195,9 @@ def evaluate(cfg: DictConfig) -> dict:
     title = f"{Path(cfg.ckpt_path).name}: accuracy {metrics['test/acc']:.3f}"
     figure = confusion_figure(np.array(results["confusion_matrix"]), predictor.classes, title)
     figure.savefig(output_dir / "confusion_matrix.png")
-    scalars = {k: v for k, v in metrics.items() if k.startswith("test/")}
+    for name, fig in figures.items():
+        fig.savefig(output_dir / f"{name}.png")
+    scalars = {k: v for k, v in metrics.items() if k.startswith(("test/", "robustness/"))}
     for c in predictor.classes:
         scalars.update(
             {f"test/{name}_{c}": v for name, v in results["per_class"][c].items() if name != "support"}
@@ -185,6 +206,8 @@ def evaluate(cfg: DictConfig) -> dict:
         lg.log_metrics(scalars, step=0)
         if hasattr(lg.experiment, "add_figure"):
             lg.experiment.add_figure("test/confusion_matrix", figure, 0)
+            for name, fig in figures.items():
+                lg.experiment.add_figure(f"test/{name}", fig, 0)
         lg.finalize("success")
     log.info("Evaluated %s on %d images (%d skipped): %s; written to %s", cfg.ckpt_path, metrics["n_images"],
              metrics["n_skipped"], json.dumps(scalars), output_dir)  # fmt: skip

@@ -116,7 +116,7 @@ def write_cache(
     except OSError as e:
         if is_disk_full(e):
             raise disk_full_error(
-                f"the cache in {directory.parent} (data.cache_dir)",
+                f"the cache {directory} (data.cache_dir)",
                 "Free some space or point data.cache_dir at a larger disk; nothing was changed.",
             ) from e
         raise CatdogError(
