@@ -1,9 +1,11 @@
 """Train a ConvNet: `python train.py [overrides]`, `python train.py -m model.kernel=3,5` for a sweep."""
 
+import sys
+
 import hydra
 from omegaconf import DictConfig
 
-from catdog.run.cli import guarded
+from catdog.run.cli import guarded, read_overrides
 from catdog.run.training import optimized_value, train
 
 
@@ -14,4 +16,5 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
+    sys.argv[1:] = guarded(read_overrides, sys.argv[1:])
     main()

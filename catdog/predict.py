@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import logging
 import os
+import sys
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,7 +25,7 @@ from catdog.errors import CatdogError
 from catdog.inference import Predictor
 from catdog.io import replace_atomic
 from catdog.run.checks import validate
-from catdog.run.cli import guarded
+from catdog.run.cli import guarded, read_overrides
 
 log = logging.getLogger(__name__)
 
@@ -115,4 +116,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    sys.argv[1:] = guarded(read_overrides, sys.argv[1:])
     main()

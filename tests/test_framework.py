@@ -298,8 +298,11 @@ def test_resume_continues_epochs_and_tensorboard_curves(image_folder, tmp_path):
 @pytest.mark.slow
 def test_parallel_sweep_survives_a_failing_job_and_summarises(image_folder, tmp_path):
     parallel = ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]
-    proc = run_train("-m", *sweep_overrides(image_folder, tmp_path), *parallel, "data.resolution=16,4")
+    proc = run_train(
+        "-m", *sweep_overrides(image_folder, tmp_path), *parallel, "data.resolution=16,4", check=False
+    )
     sweep = tmp_path / "sweep"
+    assert proc.returncode == 1 and "error: 1 of 2 sweep jobs failed (job 1)" in proc.stderr
     rows = read_csv(sweep / "summary.csv")
     assert [(r["data.resolution"], r["status"]) for r in rows] == [("16", "ok"), ("4", "failed")]
     assert float(rows[0]["val/acc"]) >= 0 and rows[0]["error"] == ""

@@ -68,7 +68,7 @@ def resolve_ckpt_path(ckpt_path: str | None, output_dir: str | Path) -> str | No
     last = Path(output_dir) / "checkpoints" / "last.ckpt"
     if str(ckpt_path) == "auto":
         return str(last) if last.is_file() else None
-    path = last if str(ckpt_path) == "last" else Path(str(ckpt_path))
+    path = last if str(ckpt_path) == "last" else Path(str(ckpt_path)).expanduser()
     if not path.is_file():
         hint = (
             "ckpt_path=last resumes the run in the dir given by hydra.run.dir: "
