@@ -6,6 +6,7 @@ import hydra
 from omegaconf import DictConfig
 
 from catdog.run.cli import guarded, read_overrides
+from catdog.run.launch import remember_entry_command
 from catdog.run.training import optimized_value, train
 
 
@@ -17,4 +18,5 @@ def main(cfg: DictConfig) -> float | None:
 
 if __name__ == "__main__":
     sys.argv[1:] = guarded(read_overrides, sys.argv[1:])
+    remember_entry_command()
     main()
