@@ -21,8 +21,7 @@ from torch import nn
 import catdog
 from catdog.data.decode import BadImage, decode_image
 from catdog.errors import CatdogError
-from catdog.models import ImageClassifier
-from catdog.models.classifier import flip_tta_probabilities
+from catdog.models.classifier import ImageClassifier, flip_tta_probabilities
 
 log = logging.getLogger(__name__)
 
@@ -47,16 +46,47 @@ def _unreadable(path: Path, e: Exception) -> CatdogError:
     )
 
 
-UNREADABLE = (OSError, RuntimeError, EOFError, KeyError, TypeError, ValueError, pickle.UnpicklingError,
-              zipfile.BadZipFile)  # fmt: skip
+UNREADABLE = (
+    OSError,
+    RuntimeError,
+    EOFError,
+    KeyError,
+    TypeError,
+    ValueError,
+    pickle.UnpicklingError,
+    zipfile.BadZipFile,
+)
+# catdog 0.1 kept the network's keys at the top of the hyperparameters; they are `net` now (model.net.*)
+FLAT_NET_KEYS = (
+    "channels",
+    "kernel",
+    "pool",
+    "pool_type",
+    "padding",
+    "convs_per_stage",
+    "hidden",
+    "batchnorm",
+    "dropout",
+    "activation",
+    "head",
+)
+
+
+def model_arguments(hparams: dict) -> dict:
+    """A checkpoint's hyperparameters as ImageClassifier's arguments, for checkpoints of every catdog version."""
+    args = dict(hparams)
+    if "net" not in args:
+        args["net"] = {k: args.pop(k) for k in FLAT_NET_KEYS if k in args}
+    return args
 
 
 def load_classifier(path: str | Path | None) -> ImageClassifier:
     """The classifier of a checkpoint, on the CPU in eval mode; one clear message if the file is unusable."""
     path = _existing(path)
-    read_checkpoint(path)  # checked first (memory-mapped, cheap): one message for any file that is not ours
+    checkpoint = read_checkpoint(path)
     try:
-        model = ImageClassifier.load_from_checkpoint(path, map_location="cpu", compile=False)
+        model = ImageClassifier(**{**model_arguments(checkpoint["hyper_parameters"]), "compile": False})
+        model.load_state_dict(checkpoint["state_dict"])
     except UNREADABLE as e:
         raise _unreadable(path, e) from e
     return model.eval()

@@ -77,9 +77,9 @@ def tiny_overrides(source: Path, out: Path) -> list[str]:
         "data.batch_size=8",
         "data.val_fraction=0.25",
         "data.progress=false",
-        "model.channels=[4,8]",
-        "model.kernel=3",
-        "model.hidden=[16]",
+        "model.net.channels=[4,8]",
+        "model.net.kernel=3",
+        "model.net.hidden=[16]",
         "trainer.max_epochs=1",
         "trainer.accelerator=cpu",
         "trainer.enable_progress_bar=false",
@@ -94,12 +94,12 @@ def train_checkpoint(source: Path, out: Path, channels: int = 3, **model_kwargs)
     import torch
 
     from catdog.data import ImageDataModule
-    from catdog.models import ImageClassifier
+    from catdog.models.classifier import ImageClassifier
 
     dm = ImageDataModule(str(source), resolution=16, channels=channels, cache_dir=str(out / "cache"),
                          val_fraction=0.25, batch_size=8, num_workers=1, progress=False)  # fmt: skip
     dm.setup("fit")
-    model = ImageClassifier(channels, 16, classes=dm.classes, channels=[4, 8], kernel=3, hidden=[16],
+    model = ImageClassifier(channels, 16, classes=dm.classes, net=dict(channels=[4, 8], kernel=3, hidden=[16]),
                             optimizer=partial(torch.optim.Adam, lr=0.01), **model_kwargs)  # fmt: skip
     trainer = pl.Trainer(max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False,
                          enable_progress_bar=False, enable_model_summary=False, default_root_dir=out)  # fmt: skip
@@ -107,3 +107,25 @@ def train_checkpoint(source: Path, out: Path, channels: int = 3, **model_kwargs)
     path = out / "tiny.ckpt"
     trainer.save_checkpoint(path)
     return path
+
+
+def train_in_process(*overrides: str) -> dict:
+    """`train(compose(...))` in this process, as train.py would run it (give hydra.run.dir), without the seconds a
+    new Python process spends importing torch and Lightning; for tests of what a run does, not of the CLI."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import open_dict
+
+    from catdog.run.training import train
+
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+        cfg = compose("train", overrides=list(overrides), return_hydra_config=True)
+        HydraConfig.instance().set_config(cfg)
+        with open_dict(cfg):
+            # what a real run's ${hydra:runtime.output_dir} would be; the hydra node itself is Hydra's, not ours
+            cfg.paths.output_dir = cfg.hydra.run.dir
+            del cfg["hydra"]
+        try:
+            return train(cfg)
+        finally:
+            HydraConfig.instance().cfg = None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,8 @@ from hydra.utils import get_class
 from omegaconf import OmegaConf
 
 from catdog.errors import CatdogError
-from catdog.run.checks import CHECKS, validate
+from catdog.models.spec import ConvNetSpec
+from catdog.run.checks import CHECKS, DATA_KEYS, validate
 from catdog.run.cli import user_error
 from catdog.run.hparams import flat_hparams
 from catdog.run.launch import threads_per_job
@@ -105,9 +107,9 @@ def test_optuna_and_cluster_launchers_compose():
     assert cfg.hydra.sweeper.direction == "maximize" and cfg.optimized_metric == "val/acc"
     assert {
         "model.optimizer.lr",
-        "model.channels",
-        "model.kernel",
-        "model.dropout",
+        "model.net.channels",
+        "model.net.kernel",
+        "model.net.dropout",
         "data.batch_size",
     } <= set(cfg.hydra.sweeper.params)
     slurm = ["hydra/launcher=slurm", "hydra.launcher.partition=gpu", "trainer=ddp", "trainer.devices=4"]
@@ -121,7 +123,14 @@ def test_optuna_and_cluster_launchers_compose():
     assert any(c._target_ == "catdog.run.sweep.SweepSummary" for c in cfg.hydra.callbacks.values())
 
 
-@pytest.mark.parametrize("key", sorted(CHECKS))
+SPEC_KEYS = [f"data.{k}" for k in DATA_KEYS if k != "seed"] + [
+    f"model.net.{f.name}"
+    for f in fields(ConvNetSpec)
+    if f.init and f.name not in ("in_channels", "resolution")
+]
+
+
+@pytest.mark.parametrize("key", sorted(CHECKS) + SPEC_KEYS)
 def test_every_check_rejects_a_wrong_type(key):
     cfg = compose_train()
     validate(cfg)  # the defaults pass
@@ -134,7 +143,7 @@ def test_every_check_rejects_a_wrong_type(key):
 @pytest.mark.parametrize(
     "key, value",
     [
-        ("model.kernel", []),
+        ("model.net.kernel", []),
         ("trainer.devices", 0),
         ("seed", None),
         ("data.layout", "flat"),
@@ -160,7 +169,7 @@ def test_test_true_needs_a_test_split():
 @pytest.mark.parametrize(
     "override, message",
     [
-        ("model.kernel=abc", "model.kernel='abc' is invalid: expected a positive integer"),
+        ("model.net.kernel=abc", "model.net.kernel='abc' is invalid: expected a positive integer"),
         ("data.resolution=-3", "data.resolution=-3 is invalid: expected a positive integer"),
     ],
 )
@@ -213,9 +222,9 @@ def test_a_wrong_target_or_argument_in_a_config_is_a_user_error(override, messag
 
 
 def test_flat_hparams_are_scalars():
-    params = flat_hparams(compose_train("model.kernel=3", "tags=[a,b]"))
-    assert params["model.kernel"] == 3 and params["model.optimizer.lr"] == 0.001
-    assert params["model.channels"] == "[32, 64, 128]" and params["tags"] == "a,b" and params["seed"] == 0
+    params = flat_hparams(compose_train("model.net.kernel=3", "tags=[a,b]"))
+    assert params["model.net.kernel"] == 3 and params["model.optimizer.lr"] == 0.001
+    assert params["model.net.channels"] == "[32, 64, 128]" and params["tags"] == "a,b" and params["seed"] == 0
     assert {"data.resolution", "data.channels", "data.batch_size"} <= set(params)
     assert not any(k.split(".")[-1].startswith("_") for k in params)
 
@@ -236,17 +245,18 @@ def test_summary_marks_a_job_without_result(tmp_path):
         (job / ".hydra").mkdir(parents=True)
         OmegaConf.save({"hydra": {"job": {"num": num}}}, job / ".hydra" / "hydra.yaml")
         OmegaConf.save(
-            [f"model.kernel={kernel}", "seed=1", "~callbacks.sample_grid"], job / ".hydra" / "overrides.yaml"
+            [f"model.net.kernel={kernel}", "seed=1", "~callbacks.sample_grid"],
+            job / ".hydra" / "overrides.yaml",
         )
         for name, content in files.items():
             (job / name).write_text(json.dumps(content))
     markdown = write_summary(tmp_path, "val/acc", maximize=True)
     rows = read_csv(tmp_path / "summary.csv")
-    assert [(r["job"], r["model.kernel"], r["status"]) for r in rows] == [
+    assert [(r["job"], r["model.net.kernel"], r["status"]) for r in rows] == [
         ("0", "3", "ok"), ("1", "5", "no result"), ("2", "7", "ok")
     ]  # fmt: skip
     assert "seed" not in rows[0]  # the same in every job: listed once above the table
-    assert "Best val/acc: 0.7500, job 0 (model.kernel=3)" in markdown
+    assert "Best val/acc: 0.7500, job 0 (model.net.kernel=3)" in markdown
     assert "Best val/acc: 0.5000" in write_summary(tmp_path, "val/acc", maximize=False)
 
 
@@ -290,7 +300,7 @@ def test_resume_continues_epochs_and_tensorboard_curves(image_folder, tmp_path):
     session = plugin_data_pb2.HParamsPluginData.FromString(
         hparams["_hparams_/session_start_info"]
     ).session_start_info
-    assert session.hparams["model.kernel"].number_value == 3
+    assert session.hparams["model.net.kernel"].number_value == 3
     assert session.hparams["data.resolution"].number_value == 16
     assert session.hparams["model.optimizer.lr"].number_value == pytest.approx(0.001)
 
@@ -336,14 +346,14 @@ def test_optuna_sweep_two_trials(image_folder, tmp_path):
 )
 def test_every_job_of_a_ddp_sweep_runs_on_all_its_ranks(image_folder, tmp_path, launcher):
     run_train("-m", *sweep_overrides(image_folder, tmp_path), *launcher, "trainer=ddp_cpu", "trainer.devices=2",
-              "model.kernel=1,3,5")  # fmt: skip
+              "model.net.kernel=1,3,5")  # fmt: skip
     sweep = tmp_path / "sweep"
     rows = read_csv(sweep / "summary.csv")
-    assert [(r["model.kernel"], r["status"]) for r in rows] == [("1", "ok"), ("3", "ok"), ("5", "ok")]
+    assert [(r["model.net.kernel"], r["status"]) for r in rows] == [("1", "ok"), ("3", "ok"), ("5", "ok")]
     for job, kernel in zip(sorted(p for p in sweep.iterdir() if p.is_dir()), (1, 3, 5), strict=True):
         assert (job / "train_ddp_rank1.log").exists()  # rank 1 ran this job, in this job's dir
-        assert OmegaConf.load(job / ".hydra" / "config.yaml").model.kernel == kernel
+        assert OmegaConf.load(job / ".hydra" / "config.yaml").model.net.kernel == kernel
         assert len(list(job.rglob("events.out.tfevents.*"))) == 1  # only rank zero writes
         ckpt = torch.load(job / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
         assert ckpt["global_step"] == 2  # 30 training images / 2 processes / batch 8: 2 steps each
-        assert ckpt["hyper_parameters"]["kernel"] == kernel
+        assert ckpt["hyper_parameters"]["net"]["kernel"] == kernel

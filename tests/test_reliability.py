@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import ROOT, run_train, tiny_overrides, write_class_folders
+from helpers import ROOT, run_train, tiny_overrides, train_in_process, write_class_folders
 from test_framework import epochs_done, read_csv, sweep_overrides
 
 from catdog.data import cache as cache_module
@@ -25,7 +25,11 @@ from catdog.run.cli import user_error
 from catdog.run.resume import AtomicCheckpointIO, SaveOnInterrupt
 
 # augmentation and dropout draw from the global RNG: an exact resume must restore it
-RANDOM_MODEL = ["model.dropout=0.3", "model.augment={hflip:true,translate:2}", "trainer.deterministic=true"]
+RANDOM_MODEL = [
+    "model.net.dropout=0.3",
+    "model.augment={hflip:true,translate:2}",
+    "trainer.deterministic=true",
+]
 
 
 def train_process(*overrides: str) -> subprocess.Popen:
@@ -244,9 +248,9 @@ def test_a_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(image_folde
     def overrides(out: Path, *extra: str) -> list[str]:
         return [*tiny_overrides(image_folder, out), f"data.cache_dir={tmp_path}/cache", *RANDOM_MODEL, *extra]
 
-    run_train(*overrides(tmp_path / "a", "trainer.max_epochs=2"))
-    run_train(*overrides(tmp_path / "b", "trainer.max_epochs=1"))
-    run_train(*overrides(tmp_path / "b", "trainer.max_epochs=2", "ckpt_path=last"))
+    train_in_process(*overrides(tmp_path / "a", "trainer.max_epochs=2"))
+    train_in_process(*overrides(tmp_path / "b", "trainer.max_epochs=1"))
+    train_in_process(*overrides(tmp_path / "b", "trainer.max_epochs=2", "ckpt_path=last"))
     a, b = (load(tmp_path / x / "run" / "checkpoints" / "last.ckpt") for x in ("a", "b"))
     assert (epochs_done(a), a["global_step"]) == (epochs_done(b), b["global_step"]) == (2, 8)
     assert a["state_dict"].keys() == b["state_dict"].keys()

@@ -19,8 +19,6 @@ import threading
 import time
 from collections.abc import Sequence
 
-import torch
-
 from catdog.compat import ddp_rank_processes, set_ddp_rank_observer, set_ddp_subprocess_command
 from catdog.io import usable_cpus
 
@@ -49,6 +47,8 @@ def share_cores() -> None:
     n_jobs = HydraConfig.get().launcher.get("n_jobs")
     if n_jobs is None:
         return
+    import torch
+
     threads = threads_per_job(n_jobs)
     torch.set_num_threads(threads)
     log.info("%s parallel jobs: %d torch threads each", n_jobs, threads)
@@ -121,6 +121,8 @@ def ddp_env() -> dict[str, str | None]:
 def end_ddp_job(trainer, env_before: dict[str, str | None], failed: bool) -> None:
     """Leave nothing of a job's DDP for the next job of a sweep: wait for its ranks > 0 (kill them after
     RANKS_EXIT_S, or FAILED_RANKS_EXIT_S after a failure), destroy the process group, restore the variables."""
+    import torch
+
     children = ddp_rank_processes(trainer) if trainer is not None else []
     distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
     if distributed and failed:  # ranks waiting in a collective for this one are released by the group's end
