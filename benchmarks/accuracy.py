@@ -1,4 +1,5 @@
-"""Time to accuracy of the presets: validation accuracy against wall-clock time since launch."""
+"""Time to accuracy of the presets: test accuracy per seed and wall-clock time since launch, with the validation
+curve of each run."""
 
 from __future__ import annotations
 
@@ -7,9 +8,11 @@ import time
 from pathlib import Path
 
 from benchmarks.record import ROOT, SHARED, benchmark
-from benchmarks.training import run_training
+from benchmarks.training import read_metrics, run_training
 
-TIME_TO_ACCURACY_GOALS = {"fast": (0.92, 15 * 60), "best": (0.965, None)}  # (val/acc, within seconds)
+# (test accuracy, within seconds of launch): issue 14's goals on this 2-core CPU
+TIME_TO_ACCURACY_GOALS = {"fast": (0.945, 4 * 60), "best": (0.975, 60 * 60)}
+SEEDS = {"fast": [0, 1, 2], "best": [0]}
 
 
 def accuracy_curve(run_dir: Path, launched: float) -> list[tuple[int, float, float]]:
@@ -21,7 +24,7 @@ def accuracy_curve(run_dir: Path, launched: float) -> list[tuple[int, float, flo
     return [(i + 1, e.wall_time - launched, e.value) for i, e in enumerate(events.Scalars("val/acc"))]
 
 
-def plot_curves(curves: dict[str, list[tuple[int, float, float]]], path: Path) -> None:
+def plot_curves(curves: dict[str, list[tuple[int, float, float]]], path: Path, goal: float) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -29,9 +32,8 @@ def plot_curves(curves: dict[str, list[tuple[int, float, float]]], path: Path) -
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for name, points in curves.items():
-        ax.plot([p[1] / 60 for p in points], [p[2] for p in points], marker="o", label=f"experiment={name}")
-        goal, _ = TIME_TO_ACCURACY_GOALS[name]
-        ax.axhline(goal, linestyle=":", color=ax.lines[-1].get_color())
+        ax.plot([p[1] / 60 for p in points], [p[2] for p in points], marker="o", label=name)
+    ax.axhline(goal, linestyle=":", color="grey", label=f"goal (test accuracy) {goal}")
     ax.set(xlabel="wall-clock minutes since launch (preprocessing included)", ylabel="validation accuracy",
            title="catdog: time to accuracy on PetImages-180")  # fmt: skip
     ax.grid(alpha=0.3)
@@ -42,40 +44,67 @@ def plot_curves(curves: dict[str, list[tuple[int, float, float]]], path: Path) -
     plt.close(fig)
 
 
+def seed_summary(runs: list[dict], goal: float, within: float) -> list[str]:
+    """A row per seed and the mean +- std: the goal is met when the mean test accuracy reaches it and every run
+    finished within the time."""
+    import numpy as np
+
+    lines = ["| seed | test acc | best val acc | minutes, launch to test result |", "|---|---|---|---|"]
+    lines += [f"| {r['seed']} | {r['test']:.4f} | {r['val']:.4f} | {r['minutes']:.1f} |" for r in runs]
+    test, minutes = np.array([r["test"] for r in runs]), np.array([r["minutes"] for r in runs])
+
+    def std(a: np.ndarray) -> float:
+        return float(a.std(ddof=1)) if len(a) > 1 else 0.0
+
+    met = test.mean() >= goal and minutes.max() <= within / 60
+    lines += [
+        "",
+        f"Test accuracy {test.mean():.4f} +- {std(test):.4f} (mean +- std over {len(runs)} seed(s)), "
+        f"{minutes.mean():.1f} +- {std(minutes):.1f} min. Goal: test acc >= {goal} within {within / 60:.0f} min "
+        f"each: {'met' if met else 'MISSED'}.",
+    ]
+    return lines
+
+
 def time_to_accuracy(experiment: str) -> list[str]:
+    """Each seed from a cold cache (preprocessing included), select on val and report test (the presets hold out
+    data.test_fraction and run test=true on the best checkpoint)."""
     archive = SHARED / "data" / "PetImages-180.zip"
     if not archive.exists():
         return [f"skipped: {archive} is missing"]
     goal, within = TIME_TO_ACCURACY_GOALS[experiment]
-    with tempfile.TemporaryDirectory(prefix="catdog-bench-") as tmp:
-        work = Path(tmp)
-        run_dir, launched = run_training(
-            work,
-            experiment,
-            f"experiment={experiment}",
-            f"data.source={archive}",
-            f"data.cache_dir={work / 'cache'}",
+    runs, curves = [], {}
+    for seed in SEEDS[experiment]:
+        with tempfile.TemporaryDirectory(prefix="catdog-bench-") as tmp:
+            work = Path(tmp)
+            run_dir, launched = run_training(
+                work,
+                f"{experiment}-{seed}",
+                f"experiment={experiment}",
+                f"seed={seed}",
+                f"data.source={archive}",
+                f"data.cache_dir={work / 'cache'}",
+            )
+            minutes = (time.time() - launched) / 60
+            curve = accuracy_curve(run_dir, launched)
+            metrics = read_metrics(run_dir)
+        curves[f"{experiment} seed {seed}"] = curve
+        runs.append(
+            {"seed": seed, "test": metrics["test/acc"], "val": metrics["val/acc_best"], "minutes": minutes}
         )
-        curve = accuracy_curve(run_dir, launched)
-        total = time.time() - launched
+        print(
+            f"experiment={experiment} seed={seed}: test acc {metrics['test/acc']:.4f}, {minutes:.1f} min",
+            flush=True,
+        )
     plot = ROOT / "docs" / f"time_to_accuracy_{experiment}.png"
-    plot_curves({experiment: curve}, plot)
-    lines = ["| epoch | minutes since launch | val acc |", "|---|---|---|"]
-    lines += [f"| {epoch} | {seconds / 60:.1f} | {acc:.4f} |" for epoch, seconds, acc in curve]
-    reached = next((s for _, s, acc in curve if acc >= goal), None)
-    met = reached is not None and (within is None or reached <= within)
-    when = f"after {reached / 60:.1f} min" if reached is not None else "not reached"
-    lines += ["", f"Whole run: {total / 60:.1f} min. Goal: val acc >= {goal}"
-              + (f" within {within / 60:.0f} min" if within else "") + f": {when}, {'met' if met else 'MISSED'}.",
-              "", f"![time to accuracy](docs/{plot.name})"]  # fmt: skip
-    print(f"experiment={experiment}: best val acc {max(a for *_, a in curve):.4f}, goal {when}", flush=True)
-    return lines
+    plot_curves(curves, plot, goal)
+    return [*seed_summary(runs, goal, within), "", f"![time to accuracy](docs/{plot.name})"]
 
 
 @benchmark
 def time_to_accuracy_fast() -> list[str]:
-    """`python train.py experiment=fast` on PetImages-180.zip from a cold cache: validation accuracy against
-    wall-clock time since launch (preprocessing included)."""
+    """`python train.py experiment=fast` on PetImages-180.zip, 3 seeds, each from a cold cache: test accuracy and
+    wall-clock time since launch (preprocessing included), and the validation curve."""
     return time_to_accuracy("fast")
 
 

@@ -38,3 +38,15 @@ def set_ddp_rank_observer(observer: Callable) -> None:
 def ddp_rank_processes(trainer) -> list:
     """The processes of ranks > 0 this process started for the trainer's `ddp` launcher (none elsewhere)."""
     return list(getattr(trainer.strategy.launcher, "procs", None) or [])
+
+
+def weight_average(callback):
+    """The AveragedModel inside Lightning's WeightAveraging callback (None before fitting starts); its `.module` is
+    the averaged copy of the LightningModule, `.n_averaged` the number of updates (see callbacks/ema.py)."""
+    return callback._average_model
+
+
+def swap_weight_average(callback, pl_module) -> None:
+    """Exchange the LightningModule's weights and buffers with the average, as WeightAveraging does around
+    validation (callbacks/ema.py moves the swap back to a later hook)."""
+    callback._swap_models(pl_module)

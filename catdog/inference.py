@@ -22,6 +22,7 @@ import catdog
 from catdog.data.decode import BadImage, decode_image
 from catdog.errors import CatdogError
 from catdog.models.classifier import ImageClassifier, flip_tta_probabilities
+from catdog.preprocessing import describe
 
 log = logging.getLogger(__name__)
 
@@ -140,22 +141,25 @@ class Probabilities(nn.Module):
 
 
 def preprocessing(model: ImageClassifier) -> dict:
-    """How to turn a photo into the network's input, as stored in the checkpoint (written beside exports)."""
+    """How to turn a photo into the network's input, as stored in the checkpoint (written beside exports).
+
+    `preprocess` is the whole rule catdog trains, evaluates and predicts with (catdog.preprocessing): a client
+    that follows its words or its Python lines feeds the network the very pixels catdog does.
+    """
     h = model.hparams
     return {
         "resolution": h.resolution,
         "channels": h.in_channels,
         "color": "RGB" if h.in_channels == 3 else "grayscale",
         "classes": list(h.classes),
-        "resize": "OpenCV cv2.resize to resolution x resolution (aspect ratio not kept): "
-        "INTER_AREA when both sides shrink, else INTER_LINEAR",
+        "preprocess": describe(h.resolution, h.in_channels, bool(h.fast_decode)),
         "input": {
             "dtype": "uint8",
             "layout": "NCHW",
             "shape": ["batch", h.in_channels, h.resolution, h.resolution],
             "range": "0-255",
         },  # fmt: skip
-        "normalisation": {
+        "normalize": {
             "inside_model": True,
             "formula": "(x / 255 - mean) / std",
             "mean": list(h.mean) if h.mean else None,
@@ -200,6 +204,8 @@ class Predictor:
         self.classes: list[str] = list(model.hparams.classes)
         self.resolution: int = model.hparams.resolution
         self.channels: int = model.hparams.in_channels
+        # ImageClassifier defaults it to false: checkpoints from before data.fast_decode get the full-size decode
+        self.fast_decode: bool = bool(model.hparams.fast_decode)
 
     @classmethod
     def from_checkpoint(cls, ckpt_path: str | os.PathLike) -> Predictor:
@@ -207,7 +213,7 @@ class Predictor:
 
     def decode(self, data: bytes) -> np.ndarray:
         """(resolution, resolution, channels) uint8, as the training images were made; BadImage if not."""
-        return decode_image(data, self.resolution, self.channels)
+        return decode_image(data, self.resolution, self.channels, fast_decode=self.fast_decode)
 
     def image(self, item: str | os.PathLike | np.ndarray) -> np.ndarray:
         """The network input for a file path or an array; a CatdogError naming the file if it is unusable."""

@@ -26,6 +26,18 @@ def make_image(label: int, seed: int, size=(40, 32)) -> np.ndarray:
     return np.dstack([img, np.roll(img, 1, 0), img])
 
 
+def photo_like(width: int, height: int, seed: int = 0) -> np.ndarray:
+    """BGR: smooth gradients, a few shapes and sensor noise, so JPEG coding and downscaling behave as on photos."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width] / max(width, height)
+    img = np.dstack([120 + 100 * np.sin(3 * x + c + 4 * y * rng.random()) for c in range(3)])
+    for _ in range(6):
+        centre = (int(rng.integers(0, width)), int(rng.integers(0, height)))
+        colour = tuple(int(c) for c in rng.integers(0, 255, 3))
+        cv2.circle(img, centre, int(rng.integers(width // 20, width // 4)), colour, -1)
+    return np.clip(img + rng.normal(0, 6, img.shape), 0, 255).astype(np.uint8)
+
+
 def write_class_folders(root: Path, per_class: int = 20, classes=("Cat", "Dog"), ext=".jpg") -> Path:
     for label, name in enumerate(classes):
         d = root / name

@@ -56,7 +56,7 @@ def test_time_to_accuracy_reads_the_curve_of_a_real_run(image_folder, tmp_path, 
     assert [epoch for epoch, _, _ in curve] == [1, 2]
     assert 0 < curve[0][1] < curve[1][1]  # seconds since launch, increasing
     assert curve[-1][2] == pytest.approx(training.read_metrics(run_dir)["val/acc"])
-    accuracy.plot_curves({"fast": curve}, tmp_path / "curve.png")
+    accuracy.plot_curves({"fast": curve}, tmp_path / "curve.png", goal=0.9)
     assert (tmp_path / "curve.png").stat().st_size > 1000
 
 
@@ -121,3 +121,12 @@ def test_the_precision_benchmark_settings_compose(name):
     assert (cfg.trainer.precision == "auto") == ("precision=auto" in name)
     assert cfg.model.channels_last == ("channels_last" in name)
     assert cfg.model.compile == ("compile" in name)
+
+
+def test_seed_summary_gives_mean_std_and_the_verdict():
+    runs = [{"seed": s, "test": t, "val": 0.95, "minutes": m} for s, t, m in ((0, 0.94, 3.5), (1, 0.95, 3.9))]
+    lines = accuracy.seed_summary(runs, goal=0.945, within=4 * 60)
+    assert "| 1 | 0.9500 | 0.9500 | 3.9 |" in lines
+    assert "Test accuracy 0.9450 +- 0.0071 (mean +- std over 2 seed(s)), 3.7 +- 0.3 min" in lines[-1]
+    assert lines[-1].endswith("met.")
+    assert accuracy.seed_summary(runs, goal=0.945, within=3.8 * 60)[-1].endswith("MISSED.")

@@ -66,3 +66,22 @@ def test_the_ddp_rank_processes_of_a_trainer_are_its_launchers_procs():
     trainer.strategy.launcher.procs.append("rank 1")
     assert compat.ddp_rank_processes(trainer) == ["rank 1"]
     assert compat.ddp_rank_processes(pl.Trainer(accelerator="cpu", devices=1, logger=False)) == []
+
+
+def test_weight_averaging_keeps_its_average_and_swaps_it_in():
+    import torch
+    from pytorch_lightning.callbacks import WeightAveraging
+
+    from catdog.models.classifier import ImageClassifier
+
+    model = ImageClassifier(1, 8, net={"channels": [2], "kernel": 3, "hidden": [4]})
+    callback = WeightAveraging()
+    assert compat.weight_average(callback) is None
+    callback.setup(None, model, "fit")
+    average = compat.weight_average(callback)
+    assert int(average.n_averaged) == 0
+    old = model.net[1].weight.detach().clone()
+    with torch.no_grad():
+        average.module.net[1].weight.fill_(7.0)
+    compat.swap_weight_average(callback, model)
+    assert torch.all(model.net[1].weight == 7.0) and torch.equal(average.module.net[1].weight, old)

@@ -82,6 +82,11 @@ class TensorBatches(ResumableBatches):
     def __len__(self) -> int:
         return -(-len(self.labels) // self.batch_size)
 
+    @property
+    def dataset(self) -> torch.Tensor:
+        """What Lightning sizes the split by, as a DataLoader's dataset (the batch-size finder stops at it)."""
+        return self.labels
+
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         return self._resumed(self._batches())
 

@@ -32,6 +32,7 @@ class DataSpec:
     batch_size: int = 100
     loader: str = "dataloader"
     seed: int = 0
+    fast_decode: bool = False
 
     def __post_init__(self) -> None:
         if self.source is None or str(self.source).strip() == "":
@@ -46,6 +47,8 @@ class DataSpec:
             raise invalid("data.batch_size", self.batch_size, "a positive integer")
         if not (is_int(self.seed)):
             raise invalid("seed", self.seed, "an integer (the split and the batch order follow it)")
+        if not isinstance(self.fast_decode, bool):
+            raise invalid("data.fast_decode", self.fast_decode, "true or false")
         check_choice("data.layout", self.layout, LAYOUTS)
         check_choice("data.balance", self.balance, BALANCE_MODES)
         check_choice("data.loader", self.loader, LOADERS)
