@@ -44,6 +44,10 @@ class ResumableBatches:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self._resume = state
 
+    def take_back(self, batches: int) -> None:
+        """Count the last `batches` handed out as not trained on (a step cut short)."""
+        self._done -= batches
+
     def _resumed(self, batches: Iterable) -> Iterator:
         # read at the first batch: Lightning sets the sampler's epoch after creating the iterator; a checkpoint
         # from the end of an epoch resumes at the next epoch and leaves nothing out
