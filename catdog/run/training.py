@@ -49,12 +49,12 @@ def final_metrics(trainer: pl.Trainer) -> dict[str, float]:
 
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fit (and optionally test) the configured model; returns the final metrics, also written to metrics.json."""
+    share_cores()
     validate(cfg)
     check_accelerator(cfg.trainer)
     resolve_precision(cfg.trainer)
     print_config_tree(cfg)
     ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), cfg.paths.output_dir)
-    share_cores()
     install_ddp_launch_fix()
     if cfg.get("seed") is not None:
         pl.seed_everything(cfg.seed, workers=True)
