@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import logging
 import os
+import sys
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,7 +28,7 @@ from catdog.explain.gradcam import display_image, explanation_path, overlay_png,
 from catdog.inference import Predictor
 from catdog.io import replace_atomic
 from catdog.run.checks import validate
-from catdog.run.cli import guarded
+from catdog.run.cli import guarded, read_overrides
 
 log = logging.getLogger(__name__)
 
@@ -169,4 +170,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    sys.argv[1:] = guarded(read_overrides, sys.argv[1:])
     main()

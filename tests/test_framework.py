@@ -329,8 +329,11 @@ def test_resume_continues_epochs_and_tensorboard_curves(image_folder, tmp_path):
 @pytest.mark.slow
 def test_parallel_sweep_survives_a_failing_job_and_summarises(image_folder, tmp_path):
     parallel = ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]
-    proc = run_train("-m", *sweep_overrides(image_folder, tmp_path), *parallel, "data.resolution=16,4")
+    proc = run_train(
+        "-m", *sweep_overrides(image_folder, tmp_path), *parallel, "data.resolution=16,4", check=False
+    )
     sweep = tmp_path / "sweep"
+    assert proc.returncode == 1 and "error: 1 of 2 sweep jobs failed (job 1)" in proc.stderr
     rows = read_csv(sweep / "summary.csv")
     assert [(r["data.resolution"], r["status"]) for r in rows] == [("16", "ok"), ("4", "failed")]
     assert float(rows[0]["val/acc"]) >= 0 and rows[0]["error"] == ""
@@ -359,14 +362,19 @@ def test_optuna_sweep_two_trials(image_folder, tmp_path):
 
 
 @pytest.mark.slow
-def test_ddp_on_two_cpu_processes_inside_a_sweep(image_folder, tmp_path):
-    run_train("-m", *sweep_overrides(image_folder, tmp_path), "trainer=ddp_cpu", "trainer.devices=2",
-              "model.net.kernel=3")  # fmt: skip
+@pytest.mark.parametrize(
+    "launcher", [[], ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]], ids=["basic", "joblib"]
+)
+def test_every_job_of_a_ddp_sweep_runs_on_all_its_ranks(image_folder, tmp_path, launcher):
+    run_train("-m", *sweep_overrides(image_folder, tmp_path), *launcher, "trainer=ddp_cpu", "trainer.devices=2",
+              "model.net.kernel=1,3,5")  # fmt: skip
     sweep = tmp_path / "sweep"
-    (row,) = read_csv(sweep / "summary.csv")
-    assert row["status"] == "ok" and float(row["val/acc"]) >= 0
-    (job,) = [p.parent for p in sweep.rglob("metrics.json")]
-    assert (job / "train_ddp_rank1.log").exists()  # rank 1 ran this job, in this job's dir
-    assert len(list(job.rglob("events.out.tfevents.*"))) == 1  # only rank zero writes
-    ckpt = torch.load(job / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
-    assert ckpt["global_step"] == 2  # 30 training images / 2 processes / batch 8: 2 steps each
+    rows = read_csv(sweep / "summary.csv")
+    assert [(r["model.net.kernel"], r["status"]) for r in rows] == [("1", "ok"), ("3", "ok"), ("5", "ok")]
+    for job, kernel in zip(sorted(p for p in sweep.iterdir() if p.is_dir()), (1, 3, 5), strict=True):
+        assert (job / "train_ddp_rank1.log").exists()  # rank 1 ran this job, in this job's dir
+        assert OmegaConf.load(job / ".hydra" / "config.yaml").model.net.kernel == kernel
+        assert len(list(job.rglob("events.out.tfevents.*"))) == 1  # only rank zero writes
+        ckpt = torch.load(job / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+        assert ckpt["global_step"] == 2  # 30 training images / 2 processes / batch 8: 2 steps each
+        assert ckpt["hyper_parameters"]["net"]["kernel"] == kernel

@@ -198,6 +198,12 @@ class ImageClassifier(pl.LightningModule):
             factory, "keywords", {}
         ):
             extra["total_steps"] = int(self.trainer.estimated_stepping_batches)
-        scheduler = factory(optimizer, **extra)
+        try:
+            scheduler = factory(optimizer, **extra)
+        except ZeroDivisionError:
+            # OneCycleLR divides by pct_start * total_steps - 1 (zero for 4 steps at pct_start 0.25): one step
+            # more keeps the shape, and its last, lowest learning rate is never reached
+            extra["total_steps"] += 1
+            scheduler = factory(optimizer, **extra)
         interval = "step" if extra else "epoch"
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": interval}}
