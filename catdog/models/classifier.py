@@ -129,7 +129,7 @@ class ImageClassifier(pl.LightningModule):
         return logits
 
     def validation_step(self, batch, batch_idx):
-        self._evaluate(batch, "val")
+        return self._evaluate(batch, "val")
 
     def on_validation_epoch_end(self) -> None:
         if self.trainer.sanity_checking:
@@ -147,7 +147,7 @@ class ImageClassifier(pl.LightningModule):
             set_rng_states(checkpoint[RNG_KEY])
 
     def test_step(self, batch, batch_idx):
-        self._evaluate(batch, "test")
+        return self._evaluate(batch, "test")
 
     def configure_optimizers(self):
         if self.optimizer_factory is None:

@@ -18,6 +18,7 @@ from catdog.run.config_tree import print_config_tree
 from catdog.run.hardware import check_accelerator, resolve_precision
 from catdog.run.hparams import log_hparams
 from catdog.run.launch import install_ddp_launch_fix, share_cores
+from catdog.run.provenance import RecordProvenance, collect
 from catdog.run.resume import check_resume, resolve_ckpt_path
 
 log = logging.getLogger(__name__)
@@ -73,11 +74,15 @@ def train(cfg: DictConfig) -> dict[str, float]:
         step = check_resume(ckpt_path, datamodule.classes, cfg.data.source)
         resumed["TensorBoardLogger"] = {"purge_step": step}
     loggers = instantiate_group(cfg.get("logger"), **resumed)
-    callbacks = instantiate_group(cfg.get("callbacks"))
+    provenance = collect(datamodule.arrays.directory.name)
+    callbacks = [*instantiate_group(cfg.get("callbacks")), RecordProvenance(provenance)]
     if not cfg.trainer.get("enable_progress_bar", True):  # the switch also turns off a configured bar
         callbacks = [c for c in callbacks if not isinstance(c, pl.callbacks.ProgressBar)]
     trainer: pl.Trainer = hydra.utils.instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
     log_hparams(loggers, cfg)
+    if trainer.is_global_zero:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(output_dir / "provenance.json", provenance)
 
     trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
     metrics = final_metrics(trainer)
