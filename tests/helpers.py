@@ -107,3 +107,19 @@ def train_checkpoint(source: Path, out: Path, channels: int = 3, **model_kwargs)
     path = out / "tiny.ckpt"
     trainer.save_checkpoint(path)
     return path
+
+
+def git(repo: Path, *args: str) -> str:
+    """Run git in `repo` (with an identity, for commits) and return its output."""
+    cmd = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@example.com", *args]
+    return subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+
+
+def git_repo(folder: Path) -> Path:
+    """A real git checkout with one committed file, `a.py`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    git(folder, "init", "-q")
+    (folder / "a.py").write_text("x = 1\n")
+    git(folder, "add", "a.py")
+    git(folder, "commit", "-q", "-m", "first")
+    return folder

@@ -5,9 +5,17 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import pytest
-from helpers import write_class_folders, write_kaggle, zip_tree
+from helpers import git, git_repo, write_class_folders, write_kaggle, zip_tree
 
 from benchmarks import suite as bench
+
+
+@pytest.fixture(autouse=True)
+def code_checkout(tmp_path, monkeypatch):
+    """Sections record the commit of a real, clean checkout (this one may hold uncommitted work)."""
+    repo = git_repo(tmp_path / "code")
+    monkeypatch.setattr(bench, "CODE_ROOT", repo)
+    return repo
 
 
 def test_kaggle_and_folder_archives_are_arranged_for_the_baseline(tmp_path):
@@ -34,6 +42,35 @@ def test_named_benchmarks_run_and_are_recorded(tmp_path, monkeypatch, capsys):
     with pytest.raises(SystemExit):
         bench.main(["nonesuch"])
     assert "unknown benchmark nonesuch" in capsys.readouterr().err
+
+
+def test_sections_record_the_commit_and_a_dirty_tree_is_refused(tmp_path, monkeypatch, capsys, code_checkout):
+    record = tmp_path / "BENCHMARKS.md"
+    monkeypatch.setattr(bench, "RECORD", record)
+    monkeypatch.setitem(bench.BENCHMARKS, "toy", lambda: ["| a | 1 |"])
+    commit = git(code_checkout, "rev-parse", "HEAD").strip()
+    bench.main(["toy"])
+    assert f"\nCommit: {commit}\n" in record.read_text() and "DIRTY" not in record.read_text()
+
+    (code_checkout / "BENCHMARKS.md").write_text("# a record is not code\n")
+    bench.main(["toy"])
+    assert record.read_text().count(f"Commit: {commit}\n") == 2
+
+    (code_checkout / "a.py").write_text("x = 2\n")
+    with pytest.raises(SystemExit):
+        bench.main(["toy"])
+    assert "uncommitted changes" in capsys.readouterr().err and record.read_text().count(": toy") == 2
+    bench.main(["toy", "--allow-dirty"])
+    last = record.read_text().split("\n## ")[-1]
+    assert last.splitlines()[0].endswith(": toy (DIRTY)") and f"Commit: {commit} DIRTY" in last
+
+
+def test_outside_a_checkout_the_commit_is_unknown(tmp_path, monkeypatch):
+    monkeypatch.setattr(bench, "CODE_ROOT", tmp_path / "not-a-checkout")
+    monkeypatch.setattr(bench, "RECORD", tmp_path / "BENCHMARKS.md")
+    monkeypatch.setitem(bench.BENCHMARKS, "toy", lambda: [])
+    bench.main(["toy"])
+    assert "Commit: unknown (not a git checkout)" in (tmp_path / "BENCHMARKS.md").read_text()
 
 
 def test_preprocessing_comparison_on_the_same_images(tmp_path):
@@ -85,9 +122,12 @@ def test_benchmarks_on_request_run_only_when_named(tmp_path, monkeypatch):
 def test_train_overrides_reach_every_training_run(tmp_path, monkeypatch):
     calls = []
     monkeypatch.setattr(bench, "RECORD", tmp_path / "BENCHMARKS.md")
-    monkeypatch.setattr(
-        bench.subprocess, "run", lambda cmd, **kw: calls.append(cmd) or SimpleNamespace(returncode=0)
-    )
+    run = bench.subprocess.run
+
+    def fake_train(cmd, **kw):  # git (the commit of the record) runs for real
+        return run(cmd, **kw) if cmd[0] == "git" else calls.append(cmd) or SimpleNamespace(returncode=0)
+
+    monkeypatch.setattr(bench.subprocess, "run", fake_train)
     monkeypatch.setattr(
         bench, "BENCHMARKS", {"trains": lambda: [str(bench.run_training(tmp_path, "r", "a=1")[0])]}
     )

@@ -4,27 +4,18 @@ from __future__ import annotations
 
 import hashlib
 import shutil
-import subprocess
 
 import pytest
+from helpers import git, git_repo
 
 from catdog.run.provenance import collect, git_state
 
 pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
 
 
-def git(repo, *args: str) -> str:
-    cmd = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@example.com", *args]
-    return subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-
-
 @pytest.fixture
 def repo(tmp_path):
-    git(tmp_path, "init", "-q")
-    (tmp_path / "a.py").write_text("x = 1\n")
-    git(tmp_path, "add", "a.py")
-    git(tmp_path, "commit", "-q", "-m", "first")
-    return tmp_path
+    return git_repo(tmp_path / "repo")
 
 
 def test_a_clean_checkout_records_its_commit(repo):

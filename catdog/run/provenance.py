@@ -28,14 +28,15 @@ def _git(root: Path, *args: str) -> str | None:
     return proc.stdout.decode("utf-8", "surrogateescape") if proc.returncode == 0 else None
 
 
-def git_state(root: Path = PROJECT_ROOT) -> dict:
-    """`git_commit`, `git_dirty` (tracked changes or untracked files that are not ignored) and `git_diff_sha256`
-    (of `git diff HEAD`, when dirty); all None outside a git checkout."""
+def git_state(root: Path = PROJECT_ROOT, exclude: tuple[str, ...] = ()) -> dict:
+    """`git_commit`, `git_dirty` (tracked changes or untracked files that are not ignored, outside the `exclude`d
+    paths) and `git_diff_sha256` (of `git diff HEAD`, when dirty); all None outside a git checkout."""
     commit = _git(root, "rev-parse", "HEAD")
     if commit is None:
         return {"git_commit": None, "git_dirty": None, "git_diff_sha256": None}
-    dirty = bool((_git(root, "status", "--porcelain") or "").strip())
-    diff = _git(root, "diff", "HEAD", "--binary") if dirty else None
+    paths = ["--", ".", *(f":(exclude){p}" for p in exclude)]
+    dirty = bool((_git(root, "status", "--porcelain", *paths) or "").strip())
+    diff = _git(root, "diff", "HEAD", "--binary", *paths) if dirty else None
     return {
         "git_commit": commit.strip(),
         "git_dirty": dirty,
