@@ -13,7 +13,9 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import get_class
 from omegaconf import OmegaConf
 
+from catdog.data import ImageDataModule
 from catdog.errors import CatdogError
+from catdog.models import ImageClassifier
 from catdog.run.checks import CHECKS, validate
 from catdog.run.cli import user_error
 from catdog.run.hparams import flat_hparams
@@ -302,7 +304,10 @@ def test_parallel_sweep_survives_a_failing_job_and_summarises(image_folder, tmp_
     sweep = tmp_path / "sweep"
     rows = read_csv(sweep / "summary.csv")
     assert [(r["data.resolution"], r["status"]) for r in rows] == [("16", "ok"), ("4", "failed")]
-    assert float(rows[0]["val/acc"]) >= 0 and rows[0]["error"] == ""
+    assert rows[0]["error"] == "" and rows[0]["n_seeds"] == "1"
+    (ok_dir,) = [p.parent for p in sweep.rglob("metrics.json")]
+    correct = [r["correct"] for r in read_csv(ok_dir / "predictions_val.csv")]
+    assert float(rows[0]["val/acc"]) == pytest.approx(correct.count("1") / len(correct))
     assert "data.resolution=4 is too small" in rows[1]["error"]
     assert "| failed |" in (sweep / "summary.md").read_text() and "Best val/acc" in proc.stdout
     (failed_dir,) = [p.parent for p in sweep.rglob(FAILURE_FILE)]
@@ -333,8 +338,17 @@ def test_ddp_on_two_cpu_processes_inside_a_sweep(image_folder, tmp_path):
               "model.kernel=3")  # fmt: skip
     sweep = tmp_path / "sweep"
     (row,) = read_csv(sweep / "summary.csv")
-    assert row["status"] == "ok" and float(row["val/acc"]) >= 0
     (job,) = [p.parent for p in sweep.rglob("metrics.json")]
+    # the accuracy of all 10 validation photos (each process scored 5), as the saved model gets it
+    dm = ImageDataModule(
+        str(image_folder), resolution=16, cache_dir=str(tmp_path / "cache"), val_fraction=0.25
+    )
+    dm.setup()
+    x, y = dm.dataset("val").__getitems__(list(range(len(dm.splits["val"]))))
+    model = ImageClassifier.load_from_checkpoint(job / "checkpoints" / "last.ckpt", map_location="cpu").eval()
+    with torch.no_grad():
+        accuracy = (model.predict_logits(x).argmax(1) == y).float().mean().item()
+    assert row["status"] == "ok" and len(y) == 10 and float(row["val/acc"]) == pytest.approx(accuracy)
     assert (job / "train_ddp_rank1.log").exists()  # rank 1 ran this job, in this job's dir
     assert len(list(job.rglob("events.out.tfevents.*"))) == 1  # only rank zero writes
     ckpt = torch.load(job / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
