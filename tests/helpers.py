@@ -99,8 +99,10 @@ def train_checkpoint(source: Path, out: Path, channels: int = 3, **model_kwargs)
     dm = ImageDataModule(str(source), resolution=16, channels=channels, cache_dir=str(out / "cache"),
                          val_fraction=0.25, batch_size=8, num_workers=1, progress=False)  # fmt: skip
     dm.setup("fit")
-    model = ImageClassifier(channels, 16, classes=dm.classes, channels=[4, 8], kernel=3, hidden=[16],
-                            optimizer=partial(torch.optim.Adam, lr=0.01), **model_kwargs)  # fmt: skip
+    net = {"channels": [4, 8], "kernel": 3, "hidden": [16], **model_kwargs}
+    model = ImageClassifier(
+        channels, 16, classes=dm.classes, optimizer=partial(torch.optim.Adam, lr=0.01), **net
+    )
     trainer = pl.Trainer(max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False,
                          enable_progress_bar=False, enable_model_summary=False, default_root_dir=out)  # fmt: skip
     trainer.fit(model, datamodule=dm)
