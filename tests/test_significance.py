@@ -28,16 +28,19 @@ def test_mcnemar_is_the_exact_binomial_test_of_the_discordant_photos():
     assert mcnemar(6, 6) == 1.0 and mcnemar(0, 0) == 1.0
 
 
-def fake_job(sweep, num: int, overrides: dict, seed: int, acc: float, wrong: set[int], n: int = 100):
+def fake_job(
+    sweep, num: int, overrides: dict, seed: int, acc: float, wrong: set[int], n: int = 100, fold=None
+):
     """A finished job: its overrides, seed, metrics and per-photo val predictions (photos `wrong` misclassified),
     rows in an order that depends on the job, so only matching by path pairs them."""
     job = sweep / str(num)
     (job / ".hydra").mkdir(parents=True)
     OmegaConf.save({"hydra": {"job": {"num": num}}}, job / ".hydra" / "hydra.yaml")
-    OmegaConf.save({"seed": seed}, job / ".hydra" / "config.yaml")
+    OmegaConf.save({"seed": seed, "data": {"fold": fold}}, job / ".hydra" / "config.yaml")
     OmegaConf.save([f"{k}={v}" for k, v in overrides.items()], job / ".hydra" / "overrides.yaml")
     (job / "metrics.json").write_text(json.dumps({"val/acc": acc}))
-    order = sorted(range(n), key=lambda i: (i * (num + 7)) % n)
+    first = 0 if fold is None else fold * n  # each fold validates on other photos
+    order = [first + i for i in sorted(range(n), key=lambda i: (i * (num + 7)) % n)]
     with open(job / "predictions_val.csv", "w", newline="") as f:
         rows = [
             (f"Cat/{i}.jpg", "Cat", "Dog" if i in wrong else "Cat", int(i not in wrong), 0.9) for i in order
@@ -106,3 +109,25 @@ def test_a_run_saves_its_predictions_and_provenance(image_folder, tmp_path):
     assert provenance["data_fingerprint"] == next((tmp_path / "cache").glob("PetImages-16px-1ch-*")).name
     ckpt = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     assert ckpt["catdog_provenance"] == provenance
+
+
+def test_folds_of_a_setting_form_one_group_paired_fold_by_fold(tmp_path):
+    for num, (kernel, fold) in enumerate([(5, 0), (5, 1), (3, 0), (3, 1)]):
+        wrong = set() if kernel == 5 else {fold * 50, fold * 50 + 1}
+        fake_job(
+            tmp_path,
+            num,
+            {"model.kernel": kernel, "data.fold": fold},
+            0,
+            1 - len(wrong) / 50,
+            wrong,
+            50,
+            fold,
+        )
+    markdown = write_summary(tmp_path, "val/acc", maximize=True)
+    assert {r["n_seeds"] for r in read_rows(tmp_path / "summary.csv")} == {"2"}
+    p = binomtest(0, 4, 0.5).pvalue
+    assert (
+        f"`model.kernel=5` vs `model.kernel=3`: +4.0 pp, p={p:.2g} (not significant; 100 paired val photos"
+        in markdown
+    )

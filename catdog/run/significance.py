@@ -1,10 +1,11 @@
-"""Seeds and significance in a sweep: jobs that differ only in `seed` form a group (mean and std of each metric),
-and every group is compared with the best one by McNemar's exact test on the same held-out photos.
+"""Seeds and significance in a sweep: jobs that differ only in `seed` (or in `data.fold`, for k-fold runs) form a
+group (mean and std of each metric), and every group is compared with the best one by McNemar's exact test on the
+same held-out photos.
 
 McNemar's test looks only at the photos the two models disagree on (one right, the other wrong): if the models
 were equally good, each of those would go either way with probability 1/2, so the two-sided binomial test of the
-split gives the p-value. Runs are paired by seed (seed s of one group with seed s of the other) and their photos
-by path; the discordant photos of all pairs are pooled.
+split gives the p-value. Runs are paired by seed and fold (seed s of one group with seed s of the other) and their
+photos by path; the discordant photos of all pairs are pooled.
 """
 
 from __future__ import annotations
@@ -15,24 +16,28 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+from omegaconf import OmegaConf
 from scipy.stats import binomtest
 
 from catdog.callbacks.predictions import predictions_file
 
 ALPHA = 0.05
+# the overrides that repeat a setting rather than change it
+REPLICATE_KEYS = ("seed", "data.fold")
 
 
 def group_jobs(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Groups of jobs whose overrides are equal but for `seed`, in the order of their first job."""
+    """Groups of jobs whose overrides are equal but for seed and fold, in the order of their first job."""
     groups: dict[tuple, dict[str, Any]] = {}
     for r in rows:
-        key = tuple(sorted((k, v) for k, v in r["overrides"].items() if k != "seed"))
+        key = tuple(sorted((k, v) for k, v in r["overrides"].items() if k not in REPLICATE_KEYS))
         groups.setdefault(key, {"overrides": dict(key), "jobs": []})["jobs"].append(r)
     return list(groups.values())
 
 
 def seed_stats(group: dict[str, Any], metrics: list[str]) -> dict[str, Any]:
-    """`n_seeds` (jobs with a result) and `<metric>_mean`, `<metric>_std` (sample std; None for one seed)."""
+    """`n_seeds` (jobs with a result: seeds x folds) and `<metric>_mean`, `<metric>_std` (sample std; None for
+    one job)."""
     ok = [r for r in group["jobs"] if r["status"] == "ok"]
     stats: dict[str, Any] = {"n_seeds": len(ok)}
     for m in metrics:
@@ -41,6 +46,12 @@ def seed_stats(group: dict[str, Any], metrics: list[str]) -> dict[str, Any]:
         stats[f"{m}_mean"] = statistics.fmean(values) if values else None
         stats[f"{m}_std"] = statistics.stdev(values) if len(values) > 1 else None
     return stats
+
+
+def replicate(config: Any, overrides: dict[str, str]) -> tuple[str, ...]:
+    """A job's seed and fold, from its saved config (else its overrides), as strings."""
+    values = [OmegaConf.select(config, k) if config is not None else overrides.get(k) for k in REPLICATE_KEYS]
+    return tuple(str(v) for v in values)
 
 
 def read_correct(run_dir: Path, split: str) -> dict[str, bool] | None:
@@ -61,9 +72,9 @@ def scored_split(metric: str | None, groups: list[dict[str, Any]]) -> str:
 
 
 def seed_pairs(a: dict[str, Any], b: dict[str, Any]) -> list[tuple[dict, dict]]:
-    """(run of a, run of b) with the same seed; without a common seed, the runs in seed order."""
-    ok_a = {r.get("seed"): r for r in a["jobs"] if r["status"] == "ok"}
-    ok_b = {r.get("seed"): r for r in b["jobs"] if r["status"] == "ok"}
+    """(run of a, run of b) with the same seed and fold; without a common one, the runs in seed order."""
+    ok_a = {r["replicate"]: r for r in a["jobs"] if r["status"] == "ok"}
+    ok_b = {r["replicate"]: r for r in b["jobs"] if r["status"] == "ok"}
     common = sorted(set(ok_a) & set(ok_b), key=str)
     if common:
         return [(ok_a[s], ok_b[s]) for s in common]
@@ -118,7 +129,7 @@ def comparison_lines(
         verdict = "significant" if result["p"] < ALPHA else "not significant"
         lines.append(
             head + f"{result['diff_pp']:+.1f} pp, p={result['p']:.2g} ({verdict}; "
-            f"{result['photos']:,} paired {split} photos over {result['pairs']} seed(s))"
+            f"{result['photos']:,} paired {split} photos over {result['pairs']} pair(s) of runs)"
         )
     return lines
 

@@ -19,7 +19,16 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from catdog.io import replace_atomic, write_json_atomic
-from catdog.run.significance import best_group, comparison_lines, group_jobs, label, scored_split, seed_stats
+from catdog.run.significance import (
+    REPLICATE_KEYS,
+    best_group,
+    comparison_lines,
+    group_jobs,
+    label,
+    replicate,
+    scored_split,
+    seed_stats,
+)
 
 log = logging.getLogger(__name__)
 FAILURE_FILE = "failed.json"
@@ -49,12 +58,11 @@ def read_job(job_dir: Path) -> dict[str, Any]:
         for o in OmegaConf.load(job_dir / ".hydra" / "overrides.yaml")
     )
     config = job_dir / ".hydra" / "config.yaml"
-    seed = OmegaConf.load(config).get("seed") if config.exists() else overrides.get("seed")
     row: dict[str, Any] = {
         "job": int(hydra_cfg.job.num),
         "dir": job_dir,
         "overrides": overrides,
-        "seed": None if seed is None else str(seed),
+        "replicate": replicate(OmegaConf.load(config) if config.exists() else None, overrides),
         "metrics": {},
     }
     if (job_dir / METRICS_FILE).exists():
@@ -124,13 +132,13 @@ def seeds_section(
     maximize: bool,
     varied: list[str],
 ) -> list[str]:
-    """Markdown: each group's mean +- std over its seeds, and the best group against each other one."""
+    """Markdown: each group's mean +- std over its seeds (and folds), and the best group against each other one."""
     names = metric_names(rows, metric)
     table = [
         [label(g, varied), g["stats"]["n_seeds"], *(mean_std(g["stats"], m) for m in names)] for g in groups
     ]
     parts = [
-        "## Seed groups (jobs that differ only in seed): mean +- std",
+        "## Seed groups (jobs that differ only in seed or data.fold): mean +- std",
         to_markdown(["group", "n_seeds", *names], table),
     ]
     best = best_group(groups, metric, maximize)
@@ -186,7 +194,7 @@ def write_summary(sweep_dir: Path, metric: str | None, maximize: bool = True) ->
         varied = [
             k
             for k in dict.fromkeys(k for r in rows for k in r["overrides"])
-            if k not in common and k != "seed"
+            if k not in common and k not in REPLICATE_KEYS
         ]
         parts += seeds_section(groups, rows, metric, maximize, varied)
     markdown = "\n\n".join(parts) + "\n"
