@@ -15,6 +15,7 @@ import pytorch_lightning as pl
 import torch
 
 from catdog.data.paths import image_paths
+from catdog.errors import CatdogError
 from catdog.io import replace_atomic
 
 log = logging.getLogger(__name__)
@@ -69,7 +70,11 @@ class SavePredictions(pl.Callback):
         datamodule = trainer.datamodule
         # the loaders go through each held-out split in its order; limit_*_batches scores a prefix of it
         index = datamodule.splits[split][: len(labels)]
-        paths = image_paths(datamodule.arrays)
+        try:
+            paths = image_paths(datamodule.arrays)
+        except (CatdogError, OSError) as e:  # the run's results matter more than this record of them
+            log.warning("Per-image %s predictions not saved: %s", split, e)
+            return
         classes = datamodule.classes
         confidence, predicted = probs.max(1)
         rows = [
