@@ -13,6 +13,7 @@ from helpers import ROOT, run_train, tiny_overrides
 from omegaconf import OmegaConf
 from scipy.stats import binomtest
 
+from catdog.inference import Predictor
 from catdog.run.significance import mcnemar
 from catdog.run.sweep import write_summary
 
@@ -98,8 +99,15 @@ def test_a_run_saves_its_predictions_and_provenance(image_folder, tmp_path):
             r["path"].split("/")[0] == r["label"] and (image_folder / r["path"]).is_file() for r in rows
         )
         assert all(r["correct"] == str(int(r["label"] == r["predicted"])) for r in rows)
-        assert all(0.5 <= float(r["probability"]) <= 1 for r in rows)  # the larger of two probabilities
         assert sum(r["correct"] == "1" for r in rows) / len(rows) == pytest.approx(metrics[f"{split}/acc"])
+
+    # one epoch: the last and the best checkpoint are the weights that scored both splits
+    predicted = Predictor.from_checkpoint(run / "checkpoints" / "last.ckpt").predict(
+        [image_folder / r["path"] for r in val + test]
+    )
+    for row, p in zip(val + test, predicted, strict=True):
+        assert row["predicted"] == p["label"]
+        assert float(row["probability"]) == pytest.approx(p["probabilities"][p["label"]], abs=1e-4)
 
     provenance = json.loads((run / "provenance.json").read_text())
     head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True)
