@@ -42,6 +42,12 @@ def test_an_untracked_file_makes_it_dirty(repo):
     assert git_state(repo)["git_dirty"] is True
 
 
+def test_a_folder_inside_another_checkout_is_not_a_checkout(repo):
+    # e.g. an installed copy in a virtualenv that sits in the user's own project
+    (repo / "site-packages").mkdir()
+    assert git_state(repo / "site-packages")["git_commit"] is None
+
+
 def test_outside_a_checkout_the_fields_are_null(tmp_path):
     provenance = collect("PetImages-64px-3ch-0123", root=tmp_path)
     assert (provenance["git_commit"], provenance["git_dirty"], provenance["git_diff_sha256"]) == (

@@ -30,9 +30,11 @@ def _git(root: Path, *args: str) -> str | None:
 
 def git_state(root: Path = PROJECT_ROOT, exclude: tuple[str, ...] = ()) -> dict:
     """`git_commit`, `git_dirty` (tracked changes or untracked files that are not ignored, outside the `exclude`d
-    paths) and `git_diff_sha256` (of `git diff HEAD`, when dirty); all None outside a git checkout."""
+    paths) and `git_diff_sha256` (of `git diff HEAD`, when dirty); all None unless `root` is a checkout's top."""
+    top = _git(root, "rev-parse", "--show-toplevel")
     commit = _git(root, "rev-parse", "HEAD")
-    if commit is None:
+    # an installed copy (site-packages) inside some other checkout is not that checkout's code
+    if commit is None or top is None or Path(top.strip()).resolve() != Path(root).resolve():
         return {"git_commit": None, "git_dirty": None, "git_diff_sha256": None}
     paths = ["--", ".", *(f":(exclude){p}" for p in exclude)]
     dirty = bool((_git(root, "status", "--porcelain", *paths) or "").strip())
