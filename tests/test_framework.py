@@ -344,7 +344,7 @@ def test_ddp_on_two_cpu_processes_inside_a_sweep(image_folder, tmp_path):
     sweep = tmp_path / "sweep"
     (row,) = read_csv(sweep / "summary.csv")
     (job,) = [p.parent for p in sweep.rglob("metrics.json")]
-    # the accuracy of all 10 validation photos (each process scored 5), as the saved model gets it
+    # the accuracy of all validation photos (each process scored half), as the saved model gets it
     dm = ImageDataModule(
         str(image_folder), resolution=16, cache_dir=str(tmp_path / "cache"), val_fraction=0.25
     )
@@ -353,7 +353,7 @@ def test_ddp_on_two_cpu_processes_inside_a_sweep(image_folder, tmp_path):
     model = ImageClassifier.load_from_checkpoint(job / "checkpoints" / "last.ckpt", map_location="cpu").eval()
     with torch.no_grad():
         accuracy = (model.predict_logits(x).argmax(1) == y).float().mean().item()
-    assert row["status"] == "ok" and len(y) == 10 and float(row["val/acc"]) == pytest.approx(accuracy)
+    assert row["status"] == "ok" and float(row["val/acc"]) == pytest.approx(accuracy)
     assert (job / "train_ddp_rank1.log").exists()  # rank 1 ran this job, in this job's dir
     assert len(list(job.rglob("events.out.tfevents.*"))) == 1  # only rank zero writes
     ckpt = torch.load(job / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)

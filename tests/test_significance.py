@@ -13,6 +13,8 @@ from helpers import ROOT, run_train, tiny_overrides
 from omegaconf import OmegaConf
 from scipy.stats import binomtest
 
+from catdog.data import ImageDataModule
+from catdog.data.paths import image_paths
 from catdog.inference import Predictor
 from catdog.run.significance import mcnemar
 from catdog.run.sweep import write_summary
@@ -93,7 +95,18 @@ def test_a_run_saves_its_predictions_and_provenance(image_folder, tmp_path):
     run = tmp_path / "run"
     metrics = json.loads((run / "metrics.json").read_text())
     val, test = read_rows(run / "predictions_val.csv"), read_rows(run / "predictions_test.csv")
-    assert len(val) == len(test) == 10 and not {r["path"] for r in val} & {r["path"] for r in test}
+    # every photo of each held-out split, as the data module of the same settings assigns them
+    dm = ImageDataModule(
+        str(image_folder),
+        resolution=16,
+        cache_dir=str(tmp_path / "cache"),
+        val_fraction=0.25,
+        test_fraction=0.25,
+        progress=False,
+    )
+    dm.setup()
+    for rows, split in ((val, "val"), (test, "test")):
+        assert [r["path"] for r in rows] == [image_paths(dm.arrays)[i] for i in dm.splits[split]] and rows
     for rows, split in ((val, "val"), (test, "test")):
         assert all(
             r["path"].split("/")[0] == r["label"] and (image_folder / r["path"]).is_file() for r in rows
