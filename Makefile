@@ -26,10 +26,10 @@ train: $(STAMP)
 	$(BIN)/python train.py $(DATA_ARG) $(ARGS)
 
 sweep: $(STAMP)
-	$(BIN)/python train.py -m $(DATA_ARG) experiment=tutorial trainer.max_epochs=1 model.kernel=3,5
+	$(BIN)/python train.py -m $(DATA_ARG) experiment=tutorial trainer.max_epochs=1 model.net.kernel=3,5
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -n auto --dist loadfile $(PYTEST_ARGS)
 
 tensorboard: $(STAMP)
 	$(BIN)/tensorboard --logdir outputs

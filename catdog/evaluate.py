@@ -1,7 +1,8 @@
 """Evaluate a checkpoint on labelled images: `python -m catdog.evaluate ckpt_path=FILE data.source=PATH`.
 
-The images are decoded at the checkpoint's resolution and channels (whatever data.* says), every image of the
-source is used, and the run dir gets metrics.json, confusion_matrix.png and TensorBoard events.
+The images are decoded as the checkpoint was trained (its resolution, channels and fast_decode, whatever data.*
+says), every image of the source is used, and the run dir gets metrics.json, confusion_matrix.png and
+TensorBoard events.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from torchmetrics.functional.classification import (
     multiclass_recall,
 )
 
+from catdog.data.cache import CachedArrays
 from catdog.data.preprocess import prepare_from_config
 from catdog.inference import Predictor, check_classes
 from catdog.io import write_json_atomic
@@ -54,16 +56,23 @@ def classification_metrics(probs: torch.Tensor, labels: torch.Tensor, classes: l
     }
 
 
-def evaluate(cfg: DictConfig) -> dict:
-    """Metrics of the checkpoint on every image of data.source; written to the run dir and TensorBoard."""
-    validate(cfg)
+def score(cfg: DictConfig) -> tuple[Predictor, CachedArrays, np.ndarray]:
+    """The checkpoint, the images of data.source decoded as it was trained, and its probabilities for each."""
     predictor = Predictor.from_checkpoint(cfg.ckpt_path)
-    arrays = prepare_from_config(cfg.data, resolution=predictor.resolution, channels=predictor.channels)
+    shape = {"resolution": predictor.resolution, "channels": predictor.channels}
+    arrays = prepare_from_config(cfg.data, **shape, fast_decode=predictor.fast_decode)
     check_classes(arrays.classes, predictor.classes, cfg.data.source, cfg.ckpt_path)
     batch = cfg.data.batch_size
     probs = np.concatenate(
         [predictor.probabilities(arrays.images[i : i + batch]) for i in range(0, len(arrays.labels), batch)]
     )
+    return predictor, arrays, probs
+
+
+def evaluate(cfg: DictConfig) -> dict:
+    """Metrics of the checkpoint on every image of data.source; written to the run dir and TensorBoard."""
+    validate(cfg)
+    predictor, arrays, probs = score(cfg)
     results = classification_metrics(
         torch.from_numpy(probs), torch.from_numpy(arrays.labels), predictor.classes
     )

@@ -21,8 +21,8 @@ from torch import nn
 import catdog
 from catdog.data.decode import BadImage, decode_image
 from catdog.errors import CatdogError
-from catdog.models import ImageClassifier
-from catdog.models.classifier import flip_tta_probabilities
+from catdog.models.classifier import ImageClassifier, flip_tta_probabilities
+from catdog.preprocessing import describe
 
 log = logging.getLogger(__name__)
 
@@ -47,16 +47,47 @@ def _unreadable(path: Path, e: Exception) -> CatdogError:
     )
 
 
-UNREADABLE = (OSError, RuntimeError, EOFError, KeyError, TypeError, ValueError, pickle.UnpicklingError,
-              zipfile.BadZipFile)  # fmt: skip
+UNREADABLE = (
+    OSError,
+    RuntimeError,
+    EOFError,
+    KeyError,
+    TypeError,
+    ValueError,
+    pickle.UnpicklingError,
+    zipfile.BadZipFile,
+)
+# catdog 0.1 kept the network's keys at the top of the hyperparameters; they are `net` now (model.net.*)
+FLAT_NET_KEYS = (
+    "channels",
+    "kernel",
+    "pool",
+    "pool_type",
+    "padding",
+    "convs_per_stage",
+    "hidden",
+    "batchnorm",
+    "dropout",
+    "activation",
+    "head",
+)
+
+
+def model_arguments(hparams: dict) -> dict:
+    """A checkpoint's hyperparameters as ImageClassifier's arguments, for checkpoints of every catdog version."""
+    args = dict(hparams)
+    if "net" not in args:
+        args["net"] = {k: args.pop(k) for k in FLAT_NET_KEYS if k in args}
+    return args
 
 
 def load_classifier(path: str | Path | None) -> ImageClassifier:
     """The classifier of a checkpoint, on the CPU in eval mode; one clear message if the file is unusable."""
     path = _existing(path)
-    read_checkpoint(path)  # checked first (memory-mapped, cheap): one message for any file that is not ours
+    checkpoint = read_checkpoint(path)
     try:
-        model = ImageClassifier.load_from_checkpoint(path, map_location="cpu", compile=False)
+        model = ImageClassifier(**{**model_arguments(checkpoint["hyper_parameters"]), "compile": False})
+        model.load_state_dict(checkpoint["state_dict"])
     except UNREADABLE as e:
         raise _unreadable(path, e) from e
     return model.eval()
@@ -110,22 +141,25 @@ class Probabilities(nn.Module):
 
 
 def preprocessing(model: ImageClassifier) -> dict:
-    """How to turn a photo into the network's input, as stored in the checkpoint (written beside exports)."""
+    """How to turn a photo into the network's input, as stored in the checkpoint (written beside exports).
+
+    `preprocess` is the whole rule catdog trains, evaluates and predicts with (catdog.preprocessing): a client
+    that follows its words or its Python lines feeds the network the very pixels catdog does.
+    """
     h = model.hparams
     return {
         "resolution": h.resolution,
         "channels": h.in_channels,
         "color": "RGB" if h.in_channels == 3 else "grayscale",
         "classes": list(h.classes),
-        "resize": "OpenCV cv2.resize to resolution x resolution (aspect ratio not kept): "
-        "INTER_AREA when both sides shrink, else INTER_LINEAR",
+        "preprocess": describe(h.resolution, h.in_channels, bool(h.fast_decode)),
         "input": {
             "dtype": "uint8",
             "layout": "NCHW",
             "shape": ["batch", h.in_channels, h.resolution, h.resolution],
             "range": "0-255",
         },  # fmt: skip
-        "normalisation": {
+        "normalize": {
             "inside_model": True,
             "formula": "(x / 255 - mean) / std",
             "mean": list(h.mean) if h.mean else None,
@@ -170,6 +204,8 @@ class Predictor:
         self.classes: list[str] = list(model.hparams.classes)
         self.resolution: int = model.hparams.resolution
         self.channels: int = model.hparams.in_channels
+        # ImageClassifier defaults it to false: checkpoints from before data.fast_decode get the full-size decode
+        self.fast_decode: bool = bool(model.hparams.fast_decode)
 
     @classmethod
     def from_checkpoint(cls, ckpt_path: str | os.PathLike) -> Predictor:
@@ -177,7 +213,7 @@ class Predictor:
 
     def decode(self, data: bytes) -> np.ndarray:
         """(resolution, resolution, channels) uint8, as the training images were made; BadImage if not."""
-        return decode_image(data, self.resolution, self.channels)
+        return decode_image(data, self.resolution, self.channels, fast_decode=self.fast_decode)
 
     def image(self, item: str | os.PathLike | np.ndarray) -> np.ndarray:
         """The network input for a file path or an array; a CatdogError naming the file if it is unusable."""

@@ -25,7 +25,7 @@ def tensorboard_writer(trainer: pl.Trainer):
     return None
 
 
-def normalise(x: torch.Tensor) -> torch.Tensor:
+def normalize_each(x: torch.Tensor) -> torch.Tensor:
     """Each image of (N, C, H, W) stretched to [0, 1] on its own, so faint ones are visible too."""
     x = x.detach().float().cpu()
     lo = x.amin(dim=(1, 2, 3), keepdim=True)
@@ -53,12 +53,12 @@ def tile(images: torch.Tensor, min_side: int = 48, pad: int = 1) -> torch.Tensor
 def kernel_grid(weight: torch.Tensor) -> torch.Tensor:
     """A conv layer's kernels (out, in, k, k) as a grid: RGB tiles for 3 input channels, else their mean."""
     kernels = weight if weight.shape[1] == 3 else weight.mean(1, keepdim=True)
-    return tile(normalise(kernels))
+    return tile(normalize_each(kernels))
 
 
 def feature_grid(features: torch.Tensor) -> torch.Tensor:
     """One image's feature maps (C, h, w) as a grid of C grey tiles."""
-    return tile(normalise(features.unsqueeze(1)))
+    return tile(normalize_each(features.unsqueeze(1)))
 
 
 def _show(ax, image: np.ndarray) -> None:

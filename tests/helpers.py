@@ -26,6 +26,18 @@ def make_image(label: int, seed: int, size=(40, 32)) -> np.ndarray:
     return np.dstack([img, np.roll(img, 1, 0), img])
 
 
+def photo_like(width: int, height: int, seed: int = 0) -> np.ndarray:
+    """BGR: smooth gradients, a few shapes and sensor noise, so JPEG coding and downscaling behave as on photos."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width] / max(width, height)
+    img = np.dstack([120 + 100 * np.sin(3 * x + c + 4 * y * rng.random()) for c in range(3)])
+    for _ in range(6):
+        centre = (int(rng.integers(0, width)), int(rng.integers(0, height)))
+        colour = tuple(int(c) for c in rng.integers(0, 255, 3))
+        cv2.circle(img, centre, int(rng.integers(width // 20, width // 4)), colour, -1)
+    return np.clip(img + rng.normal(0, 6, img.shape), 0, 255).astype(np.uint8)
+
+
 def write_class_folders(root: Path, per_class: int = 20, classes=("Cat", "Dog"), ext=".jpg") -> Path:
     for label, name in enumerate(classes):
         d = root / name
@@ -77,31 +89,39 @@ def tiny_overrides(source: Path, out: Path) -> list[str]:
         "data.batch_size=8",
         "data.val_fraction=0.25",
         "data.progress=false",
-        "model.channels=[4,8]",
-        "model.kernel=3",
-        "model.hidden=[16]",
+        "model.net.channels=[4,8]",
+        "model.net.kernel=3",
+        "model.net.hidden=[16]",
         "trainer.max_epochs=1",
         "trainer.accelerator=cpu",
         "trainer.enable_progress_bar=false",
     ]
 
 
-def train_checkpoint(source: Path, out: Path, channels: int = 3, **model_kwargs) -> Path:
-    """A real checkpoint in a second or two: a tiny net fitted in-process for one epoch on `source`."""
+def train_checkpoint(
+    source: Path, out: Path, channels: int = 3, net: dict | None = None, **model_kwargs
+) -> Path:
+    """A real checkpoint in a second or two: a tiny net (`net` overrides its keys) fitted in-process for one epoch
+    on `source`."""
     from functools import partial
 
     import pytorch_lightning as pl
     import torch
 
     from catdog.data import ImageDataModule
-    from catdog.models import ImageClassifier
+    from catdog.models.classifier import ImageClassifier
 
     dm = ImageDataModule(str(source), resolution=16, channels=channels, cache_dir=str(out / "cache"),
                          val_fraction=0.25, batch_size=8, num_workers=1, progress=False)  # fmt: skip
     dm.setup("fit")
-    net = {"channels": [4, 8], "kernel": 3, "hidden": [16], **model_kwargs}
+    net = {"channels": [4, 8], "kernel": 3, "hidden": [16], **(net or {})}
     model = ImageClassifier(
-        channels, 16, classes=dm.classes, optimizer=partial(torch.optim.Adam, lr=0.01), **net
+        channels,
+        16,
+        classes=dm.classes,
+        net=net,
+        optimizer=partial(torch.optim.Adam, lr=0.01),
+        **model_kwargs,
     )
     trainer = pl.Trainer(max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False,
                          enable_progress_bar=False, enable_model_summary=False, default_root_dir=out)  # fmt: skip
@@ -109,6 +129,28 @@ def train_checkpoint(source: Path, out: Path, channels: int = 3, **model_kwargs)
     path = out / "tiny.ckpt"
     trainer.save_checkpoint(path)
     return path
+
+
+def train_in_process(*overrides: str) -> dict:
+    """`train(compose(...))` in this process, as train.py would run it (give hydra.run.dir), without the seconds a
+    new Python process spends importing torch and Lightning; for tests of what a run does, not of the CLI."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import open_dict
+
+    from catdog.run.training import train
+
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+        cfg = compose("train", overrides=list(overrides), return_hydra_config=True)
+        HydraConfig.instance().set_config(cfg)
+        with open_dict(cfg):
+            # what a real run's ${hydra:runtime.output_dir} would be; the hydra node itself is Hydra's, not ours
+            cfg.paths.output_dir = cfg.hydra.run.dir
+            del cfg["hydra"]
+        try:
+            return train(cfg)
+        finally:
+            HydraConfig.instance().cfg = None
 
 
 def git(repo: Path, *args: str) -> str:

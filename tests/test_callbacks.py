@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-from helpers import run_train, tiny_overrides, write_class_folders
+from helpers import tiny_overrides, train_in_process, write_class_folders
 from tensorboard.backend.event_processing.event_accumulator import IMAGES, EventAccumulator
 
 from catdog.callbacks.features import stage_outputs
-from catdog.models.convnet import build_convnet, stage_sizes
+from catdog.models.convnet import build_convnet
+from catdog.models.spec import ConvNetSpec
 from catdog.visualize import kernel_grid, tile
 
 IMAGE_TAGS = {
@@ -25,7 +26,9 @@ IMAGE_TAGS = {
 def events(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("callbacks")
     source = write_class_folders(tmp / "PetImages", per_class=12)
-    run_train(*tiny_overrides(source, tmp), "trainer.max_epochs=2", "callbacks.feature_maps.every_n_epochs=1")
+    train_in_process(
+        *tiny_overrides(source, tmp), "trainer.max_epochs=2", "callbacks.feature_maps.every_n_epochs=1"
+    )
     accumulator = EventAccumulator(str(tmp / "run" / "tensorboard"), size_guidance={IMAGES: 0})
     accumulator.Reload()
     return accumulator
@@ -43,10 +46,10 @@ def test_training_logs_every_picture(events):
 
 
 def test_stage_outputs_follow_the_conv_stack():
-    net = build_convnet(3, 24, 2, channels=[4, 8, 16], kernel=3, hidden=[8])
-    outputs = stage_outputs(net, torch.zeros(1, 3, 24, 24, dtype=torch.uint8))
+    spec = ConvNetSpec(3, 24, channels=[4, 8, 16], kernel=3, hidden=[8])
+    outputs = stage_outputs(build_convnet(spec, 2), torch.zeros(1, 3, 24, 24, dtype=torch.uint8))
     assert [o.shape[1] for o in outputs] == [4, 8, 16]
-    assert [o.shape[-1] for o in outputs] == stage_sizes(24, [3, 3, 3], 2, "valid", 1)
+    assert [o.shape[-1] for o in outputs] == spec.stage_sizes() == [11, 4, 1]
 
 
 def test_grids():

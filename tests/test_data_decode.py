@@ -9,11 +9,12 @@ import zlib
 import cv2
 import numpy as np
 import pytest
-from helpers import make_image, write_class_folders
+from helpers import make_image, photo_like, write_class_folders
 from PIL import Image
 
 from catdog.data import prepare_dataset
-from catdog.data.decode import BadImage, _reduced_flag, decode_image, header_size
+from catdog.data.decode import BadImage, decode_image, header_size
+from catdog.preprocessing import describe, load_image, read_flag
 
 PHOTO = make_image(0, seed=3, size=(40, 32))  # BGR, 32 rows x 40 columns
 
@@ -110,16 +111,78 @@ def test_max_pixels_is_configurable_and_truncated_jpegs_can_be_kept():
     "size", [(500, 375), (375, 500), (180, 180), (100, 99), (64, 64), (17, 400), (2000, 51)]
 )
 @pytest.mark.parametrize("resolution", [16, 32, 50, 64])
-def test_reduced_jpeg_decode_never_goes_below_the_target(size, resolution):
+def test_fast_decode_never_goes_below_the_target(size, resolution):
     rng = np.random.default_rng(0)
     data = encode(rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8), ".jpg")
     assert header_size(data) == size
     for channels in (1, 3):
-        flag = _reduced_flag(size, resolution, channels)
+        flag = read_flag(size, resolution, channels, fast_decode=True)
         reduced = cv2.imdecode(np.frombuffer(data, np.uint8), flag)
         fits = min(size) >= resolution
         assert min(reduced.shape[:2]) >= resolution if fits else reduced.shape[:2] == (size[1], size[0])
-        assert decode_image(data, resolution, channels).shape == (resolution, resolution, channels)
+        assert decode_image(data, resolution, channels, fast_decode=True).shape == (
+            resolution,
+            resolution,
+            channels,
+        )
+
+
+@pytest.mark.parametrize("size", [(400, 300), (900, 700), (1600, 1200)])
+@pytest.mark.parametrize("channels", [1, 3])
+def test_default_decode_is_what_a_plain_opencv_client_computes(tmp_path, size, channels):
+    """imread at full size, resize with INTER_AREA, RGB: a deployer's obvious pipeline gets catdog's very pixels."""
+    path = tmp_path / "photo.jpg"
+    cv2.imwrite(str(path), photo_like(*size), [cv2.IMWRITE_JPEG_QUALITY, 85])
+    plain = cv2.imread(str(path), cv2.IMREAD_COLOR if channels == 3 else cv2.IMREAD_GRAYSCALE)
+    plain = cv2.resize(plain, (32, 32), interpolation=cv2.INTER_AREA)
+    plain = cv2.cvtColor(plain, cv2.COLOR_BGR2RGB) if channels == 3 else plain[:, :, None]
+    catdog_input = decode_image(path.read_bytes(), 32, channels)
+    np.testing.assert_array_equal(catdog_input, plain)
+    np.testing.assert_array_equal(load_image(path, 32, channels), plain)
+    # the opt-in reduced decode is another picture: the reason it must be recorded and stated in exports
+    fast = decode_image(path.read_bytes(), 32, channels, fast_decode=True)
+    assert np.abs(fast.astype(int) - plain).max() > 0
+
+
+@pytest.fixture(scope="module")
+def photo_files(tmp_path_factory) -> list:
+    """JPEGs larger than the target (where fast_decode reduces), a PNG, and one smaller than the target."""
+    folder = tmp_path_factory.mktemp("photos")
+    files = []
+    for size, ext in [((400, 300), ".jpg"), ((900, 700), ".jpg"), ((900, 700), ".png"), ((30, 20), ".jpg")]:
+        files.append(folder / f"{size[0]}x{size[1]}{ext}")
+        cv2.imwrite(str(files[-1]), photo_like(*size))
+    return files
+
+
+@pytest.mark.parametrize("fast_decode", [False, True])
+@pytest.mark.parametrize("channels", [1, 3])
+def test_the_rule_as_written_for_clients_is_the_rule_catdog_follows(photo_files, channels, fast_decode):
+    """describe's Python lines (what export JSONs carry), run with cv2 and numpy alone, give load_image's pixels."""
+    rule = describe(24, channels, fast_decode)
+    assert rule["arguments"] == {"resolution": 24, "channels": channels, "fast_decode": fast_decode}
+    for path in photo_files:
+        scope = {"cv2": cv2, "np": np, "path": str(path)}
+        exec("\n".join(rule["python"]), scope)
+        expected = load_image(path, 24, channels, fast_decode).transpose(2, 0, 1)[None]
+        np.testing.assert_array_equal(scope["x"], expected)
+
+
+def test_exif_orientation_is_applied_as_cv2_imread_does(tmp_path):
+    """A phone photo stored sideways with an EXIF rotation: decoded upright, in both decode modes."""
+    wide = photo_like(120, 60)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    path = tmp_path / "phone.jpg"
+    path.write_bytes(pillow(Image.fromarray(wide[:, :, ::-1]), "JPEG", exif=exif.tobytes()))
+    upright = cv2.imread(str(path))
+    assert upright.shape[:2] == (120, 60)
+    for fast_decode in (False, True):
+        got = decode_image(path.read_bytes(), 24, 3, fast_decode=fast_decode)
+        expected = cv2.cvtColor(
+            cv2.resize(upright, (24, 24), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB
+        )
+        assert np.abs(got.astype(int) - expected).mean() < 3
 
 
 def test_report_lists_every_skipped_file_with_its_reason(tmp_path):

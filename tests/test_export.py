@@ -6,28 +6,24 @@ import json
 import subprocess
 import sys
 
+import cv2
 import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
-from helpers import ROOT, make_image, train_checkpoint, write_class_folders
+from helpers import ROOT, make_image, photo_like, train_checkpoint, write_class_folders
+from hydra import compose, initialize_config_dir
 
+from catdog.data.sources import find_images
 from catdog.errors import CatdogError
+from catdog.evaluate import evaluate, score
 from catdog.export import export, metadata_path
 from catdog.inference import Predictor
 
-PRESET_NET = {
-    "padding": "same",
-    "convs_per_stage": 2,
-    "batchnorm": True,
-    "head": "gap",
-    "hidden": [],
-    "normalize": True,
-    "mean": [0.45],
-    "std": [0.25],
-    "tta": True,
-    "channels_last": True,
-}
+PHOTO_SIZES = [(400, 300), (900, 700), (1600, 1200)]
+# the fast/best presets' network and what they train with
+PRESET_NET = {"padding": "same", "convs_per_stage": 2, "batchnorm": True, "head": "gap", "hidden": []}
+PRESET_MODEL = {"normalize": True, "mean": [0.45], "std": [0.25], "tta": True, "channels_last": True}
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +32,7 @@ def ckpt(tmp_path_factory):
     # the fast/best presets' architecture: double 'same' convs with batch norm, a global-average-pooling head,
     # inputs normalized inside the net, channels_last weights and flip TTA
     return train_checkpoint(
-        write_class_folders(tmp / "PetImages", per_class=12), tmp, channels=1, **PRESET_NET
+        write_class_folders(tmp / "PetImages", per_class=12), tmp, channels=1, net=PRESET_NET, **PRESET_MODEL
     )
 
 
@@ -66,6 +62,9 @@ def test_export_matches_the_checkpoint(ckpt, tmp_path, fmt):
     assert (meta["resolution"], meta["channels"], meta["classes"]) == (16, 1, ["Cat", "Dog"])
     assert meta["input"]["dtype"] == "uint8" and meta["input"]["layout"] == "NCHW"
     assert meta["format"] == fmt and meta["tta"] is True and "probabilities" in meta["output"]["meaning"]
+    assert meta["normalize"]["inside_model"] is True and "normalisation" not in meta
+    assert meta["preprocess"]["function"] == "catdog.preprocessing.load_image"
+    assert meta["preprocess"]["arguments"] == {"resolution": 16, "channels": 1, "fast_decode": False}
 
 
 def test_export_cli_writes_beside_the_checkpoint(ckpt, tmp_path):
@@ -96,3 +95,84 @@ def test_output_naming_a_folder_writes_inside_it(ckpt, tmp_path):
     path = export(str(ckpt), "onnx", str(tmp_path))
     assert path == tmp_path / ckpt.with_suffix(".onnx").name and path.is_file()
     assert metadata_path(path).is_file()
+
+
+@pytest.fixture(scope="module", params=[False, True], ids=["full-decode", "fast-decode"])
+def photo_run(request, tmp_path_factory):
+    """A colour checkpoint (trained with or without data.fast_decode), its two exports, and labelled photos
+    larger than its input, of three sizes, so that the reduced JPEG decode would apply to every one."""
+    tmp = tmp_path_factory.mktemp("parity")
+    train = write_class_folders(tmp / "train", per_class=12)
+    ckpt = train_checkpoint(train, tmp, channels=3, tta=True, fast_decode=request.param)
+    photos = tmp / "photos"
+    for label, name in enumerate(("Cat", "Dog")):
+        (photos / name).mkdir(parents=True)
+        for i, size in enumerate(PHOTO_SIZES * 2):
+            image = photo_like(*size, seed=10 * label + i)
+            cv2.imwrite(str(photos / name / f"{i}.jpg"), image, [cv2.IMWRITE_JPEG_QUALITY, 90])
+    onnx, script = (export(str(ckpt), fmt, str(tmp / f"model.{fmt}")) for fmt in ("onnx", "torchscript"))
+    return ckpt, onnx, script, photos, request.param
+
+
+def client_input(meta: dict, path) -> np.ndarray:
+    """A deployer's preprocessing written from the export JSON alone: its Python lines, with cv2 and numpy."""
+    scope = {"cv2": cv2, "np": np, "path": str(path)}
+    exec("\n".join(meta["preprocess"]["python"]), scope)
+    return scope["x"]
+
+
+def test_checkpoint_onnx_client_and_torchscript_agree_on_photos_of_every_size(photo_run, tmp_path):
+    """evaluate, an onnxruntime client that knows only the JSON, and TorchScript: same labels, same probabilities."""
+    ckpt, onnx, script, photos, fast_decode = photo_run
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+        # data.fast_decode says the opposite of the checkpoint: the checkpoint's rule must win
+        overrides = [
+            f"data.fast_decode={not fast_decode}",
+            "data.progress=false",
+            f"paths.output_dir={tmp_path}",
+        ]
+        given = [f"ckpt_path={ckpt}", f"data.source={photos}", f"data.cache_dir={tmp_path}/cache"]
+        cfg = compose("evaluate", [*given, *overrides])
+    _, arrays, expected = score(cfg)
+    metrics = evaluate(cfg)
+    paths = find_images(photos, "dir", "auto").paths
+    assert len(paths) == len(expected) == 12 and metrics["n_images"] == 12
+
+    meta = json.loads(metadata_path(onnx).read_text())
+    assert meta["preprocess"]["arguments"]["fast_decode"] is fast_decode
+    session = ort.InferenceSession(str(onnx), providers=["CPUExecutionProvider"])
+    inputs = np.concatenate([client_input(meta, photos / p) for p in paths])
+    np.testing.assert_array_equal(inputs, arrays.images.transpose(0, 3, 1, 2))
+    client = session.run([meta["output"]["name"]], {meta["input"]["name"]: inputs})[0]
+    traced = torch.jit.load(str(script))(torch.from_numpy(inputs)).numpy()
+    for got in (client, traced):
+        np.testing.assert_allclose(got, expected, atol=1e-4)
+        np.testing.assert_array_equal(got.argmax(1), expected.argmax(1))
+    labels = np.array([meta["classes"].index(p.split("/")[0]) for p in paths])
+    matrix = np.zeros((2, 2), int)
+    np.add.at(matrix, (labels, client.argmax(1)), 1)
+    assert metrics["confusion_matrix"] == matrix.tolist()
+
+
+def test_a_plain_opencv_client_gets_catdogs_pixels_unless_fast_decode_was_chosen(photo_run):
+    """cv2.imread + cv2.resize(INTER_AREA), the issue's deployer, matches the default decode bit for bit."""
+    ckpt, _, _, photos, fast_decode = photo_run
+    predictor = Predictor.from_checkpoint(ckpt)
+    differ = []
+    for path in sorted(photos.rglob("*.jpg")):
+        image = cv2.resize(cv2.imread(str(path)), (16, 16), interpolation=cv2.INTER_AREA)
+        differ.append(not np.array_equal(predictor.image(path), cv2.cvtColor(image, cv2.COLOR_BGR2RGB)))
+    assert any(differ) if fast_decode else not any(differ)
+
+
+def test_preprocessing_imports_without_torch_or_lightning():
+    """A serving process can use catdog.preprocessing.load_image with OpenCV and numpy installed, nothing more."""
+    code = (
+        "import sys, catdog.preprocessing; "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'pytorch_lightning', 'lightning', "
+        "'hydra', 'omegaconf', 'torchmetrics'}))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert proc.stdout.strip() == "[]"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from dataclasses import fields
 from importlib.util import find_spec
 from pathlib import Path
 
@@ -17,7 +18,8 @@ from omegaconf import OmegaConf
 from catdog.data import ImageDataModule
 from catdog.errors import CatdogError
 from catdog.models import ImageClassifier
-from catdog.run.checks import CHECKS, validate
+from catdog.models.spec import ConvNetSpec
+from catdog.run.checks import CHECKS, DATA_KEYS, validate
 from catdog.run.cli import user_error
 from catdog.run.hparams import flat_hparams
 from catdog.run.launch import threads_per_job
@@ -108,9 +110,9 @@ def test_optuna_and_cluster_launchers_compose():
     assert cfg.hydra.sweeper.direction == "maximize" and cfg.optimized_metric == "val/acc"
     assert {
         "model.optimizer.lr",
-        "model.channels",
-        "model.kernel",
-        "model.dropout",
+        "model.net.channels",
+        "model.net.kernel",
+        "model.net.dropout",
         "data.batch_size",
     } <= set(cfg.hydra.sweeper.params)
     slurm = ["hydra/launcher=slurm", "hydra.launcher.partition=gpu", "trainer=ddp", "trainer.devices=4"]
@@ -124,7 +126,14 @@ def test_optuna_and_cluster_launchers_compose():
     assert any(c._target_ == "catdog.run.sweep.SweepSummary" for c in cfg.hydra.callbacks.values())
 
 
-@pytest.mark.parametrize("key", sorted(CHECKS))
+SPEC_KEYS = [f"data.{k}" for k in DATA_KEYS if k != "seed"] + [
+    f"model.net.{f.name}"
+    for f in fields(ConvNetSpec)
+    if f.init and f.name not in ("in_channels", "resolution")
+]
+
+
+@pytest.mark.parametrize("key", sorted(CHECKS) + SPEC_KEYS)
 def test_every_check_rejects_a_wrong_type(key):
     cfg = compose_train()
     validate(cfg)  # the defaults pass
@@ -137,7 +146,7 @@ def test_every_check_rejects_a_wrong_type(key):
 @pytest.mark.parametrize(
     "key, value",
     [
-        ("model.kernel", []),
+        ("model.net.kernel", []),
         ("trainer.devices", 0),
         ("seed", None),
         ("data.layout", "flat"),
@@ -163,7 +172,7 @@ def test_test_true_needs_a_test_split():
 @pytest.mark.parametrize(
     "override, message",
     [
-        ("model.kernel=abc", "model.kernel='abc' is invalid: expected a positive integer"),
+        ("model.net.kernel=abc", "model.net.kernel='abc' is invalid: expected a positive integer"),
         ("data.resolution=-3", "data.resolution=-3 is invalid: expected a positive integer"),
     ],
 )
@@ -220,9 +229,9 @@ def test_a_wrong_target_or_argument_in_a_config_is_a_user_error(override, messag
 
 
 def test_flat_hparams_are_scalars():
-    params = flat_hparams(compose_train("model.kernel=3", "tags=[a,b]"))
-    assert params["model.kernel"] == 3 and params["model.optimizer.lr"] == 0.001
-    assert params["model.channels"] == "[32, 64, 128]" and params["tags"] == "a,b" and params["seed"] == 0
+    params = flat_hparams(compose_train("model.net.kernel=3", "tags=[a,b]"))
+    assert params["model.net.kernel"] == 3 and params["model.optimizer.lr"] == 0.001
+    assert params["model.net.channels"] == "[32, 64, 128]" and params["tags"] == "a,b" and params["seed"] == 0
     assert {"data.resolution", "data.channels", "data.batch_size"} <= set(params)
     assert not any(k.split(".")[-1].startswith("_") for k in params)
 
@@ -243,17 +252,18 @@ def test_summary_marks_a_job_without_result(tmp_path):
         (job / ".hydra").mkdir(parents=True)
         OmegaConf.save({"hydra": {"job": {"num": num}}}, job / ".hydra" / "hydra.yaml")
         OmegaConf.save(
-            [f"model.kernel={kernel}", "seed=1", "~callbacks.sample_grid"], job / ".hydra" / "overrides.yaml"
+            [f"model.net.kernel={kernel}", "seed=1", "~callbacks.sample_grid"],
+            job / ".hydra" / "overrides.yaml",
         )
         for name, content in files.items():
             (job / name).write_text(json.dumps(content))
     markdown = write_summary(tmp_path, "val/acc", maximize=True)
     rows = read_csv(tmp_path / "summary.csv")
-    assert [(r["job"], r["model.kernel"], r["status"]) for r in rows] == [
+    assert [(r["job"], r["model.net.kernel"], r["status"]) for r in rows] == [
         ("0", "3", "ok"), ("1", "5", "no result"), ("2", "7", "ok")
     ]  # fmt: skip
     assert "seed" not in rows[0]  # the same in every job: listed once above the table
-    assert "Best val/acc: 0.7500, job 0 (model.kernel=3)" in markdown
+    assert "Best val/acc: 0.7500, job 0 (model.net.kernel=3)" in markdown
     assert "Best val/acc: 0.5000" in write_summary(tmp_path, "val/acc", maximize=False)
 
 
@@ -297,7 +307,7 @@ def test_resume_continues_epochs_and_tensorboard_curves(image_folder, tmp_path):
     session = plugin_data_pb2.HParamsPluginData.FromString(
         hparams["_hparams_/session_start_info"]
     ).session_start_info
-    assert session.hparams["model.kernel"].number_value == 3
+    assert session.hparams["model.net.kernel"].number_value == 3
     assert session.hparams["data.resolution"].number_value == 16
     assert session.hparams["model.optimizer.lr"].number_value == pytest.approx(0.001)
 
@@ -340,7 +350,7 @@ def test_optuna_sweep_two_trials(image_folder, tmp_path):
 @pytest.mark.slow
 def test_ddp_on_two_cpu_processes_inside_a_sweep(image_folder, tmp_path):
     run_train("-m", *sweep_overrides(image_folder, tmp_path), "trainer=ddp_cpu", "trainer.devices=2",
-              "model.kernel=3")  # fmt: skip
+              "model.net.kernel=3")  # fmt: skip
     sweep = tmp_path / "sweep"
     (row,) = read_csv(sweep / "summary.csv")
     (job,) = [p.parent for p in sweep.rglob("metrics.json")]

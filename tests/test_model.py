@@ -4,7 +4,12 @@ import torch
 from catdog.errors import CatdogError
 from catdog.models.augment import augment_batch
 from catdog.models.classifier import ImageClassifier
-from catdog.models.convnet import ACTIVATIONS, build_convnet, min_resolution
+from catdog.models.convnet import ACTIVATION_LAYERS, build_convnet
+from catdog.models.spec import ConvNetSpec, convnet_spec
+
+
+def convnet(in_channels: int, resolution: int, **net) -> torch.nn.Sequential:
+    return build_convnet(ConvNetSpec(in_channels, resolution, **net), num_classes=2)
 
 
 @pytest.mark.parametrize(
@@ -17,13 +22,15 @@ from catdog.models.convnet import ACTIVATIONS, build_convnet, min_resolution
     ],
 )
 def test_convnet_infers_flattened_size(in_channels, resolution, channels, kernel, padding, head):
-    net = build_convnet(in_channels, resolution, 2, channels, kernel, padding=padding, head=head, hidden=[12])
+    net = convnet(
+        in_channels, resolution, channels=channels, kernel=kernel, padding=padding, head=head, hidden=[12]
+    )
     x = torch.randint(0, 256, (3, in_channels, resolution, resolution), dtype=torch.uint8)
     assert net(x).shape == (3, 2)
 
 
 def test_tutorial_net_matches_tutorial_shapes():
-    net = build_convnet(1, 50, 2)
+    net = convnet(1, 50)
     linears = [m for m in net if isinstance(m, torch.nn.Linear)]
     assert linears[0].in_features == 512  # 128 channels x 2 x 2, what the tutorial computes with a dummy pass
     assert [m.out_features for m in linears] == [512, 2]
@@ -31,23 +38,40 @@ def test_tutorial_net_matches_tutorial_shapes():
 
 def test_too_small_resolution_names_the_keys_and_the_minimum():
     with pytest.raises(CatdogError) as err:
-        build_convnet(1, 20, 2, [32, 64, 128], 5)
+        ConvNetSpec(1, 20, channels=[32, 64, 128], kernel=5)
     message = str(err.value)
-    assert "data.resolution=20" in message and "model.kernel" in message
-    need = min_resolution([5, 5, 5], 2, "valid", 1)
-    assert f"data.resolution>={need}" in message
-    build_convnet(1, need, 2, [32, 64, 128], 5)  # the suggested minimum works
+    assert "data.resolution=20" in message and "model.net.kernel" in message
+    need = int(message.split("data.resolution>=")[1].split(",")[0])
+    assert need == 36  # 36 -> 32 -> 16 -> 12 -> 6 -> 2 -> 1
+    ConvNetSpec(1, need, channels=[32, 64, 128], kernel=5)  # the suggested minimum works
     with pytest.raises(CatdogError):
-        build_convnet(1, need - 1, 2, [32, 64, 128], 5)
+        ConvNetSpec(1, need - 1, channels=[32, 64, 128], kernel=5)
 
 
-def test_kernel_list_must_match_stages():
-    with pytest.raises(CatdogError, match="model.kernel"):
-        build_convnet(1, 50, 2, [8, 16], [3, 3, 3])
+@pytest.mark.parametrize(
+    "net, message",
+    [
+        (
+            {"kernel": [3, 3, 3], "channels": [8, 16]},
+            r"model.net.kernel=\[3, 3, 3\]: give one value, or one per",
+        ),
+        ({"channels": []}, r"model.net.channels=\[\] is invalid: expected a list of positive integers"),
+        ({"pool_type": "min"}, r"model.net.pool_type='min' is invalid: expected max or avg"),
+        ({"dropout": 1.0}, r"model.net.dropout=1.0 is invalid: expected a probability in \[0, 1\)"),
+        ({"batchnorm": "yes"}, r"model.net.batchnorm='yes' is invalid: expected true or false"),
+        (
+            {"kernels": 3},
+            r"model.net.kernels is not a network setting; model.net takes activation, batchnorm",
+        ),
+    ],
+)
+def test_each_network_rule_names_its_key(net, message):
+    with pytest.raises(CatdogError, match=message):
+        convnet_spec(net, in_channels=3, resolution=64)
 
 
 def test_batchnorm_and_dropout_layers_present():
-    net = build_convnet(3, 32, 2, [8, 16], 3, batchnorm=True, dropout=0.3)
+    net = convnet(3, 32, channels=[8, 16], kernel=3, batchnorm=True, dropout=0.3)
     kinds = {type(m).__name__ for m in net}
     assert {"BatchNorm2d", "Dropout"} <= kinds
 
@@ -66,11 +90,11 @@ def test_augment_keeps_shape_dtype_and_content_range():
 
 @pytest.mark.parametrize("pool_type,activation", [("avg", "gelu"), ("max", "silu"), ("avg", "leaky_relu")])
 def test_pooling_and_activation_choices(pool_type, activation):
-    net = build_convnet(3, 24, 2, [4, 8], 3, pool_type=pool_type, activation=activation, hidden=[8])
+    net = convnet(3, 24, channels=[4, 8], kernel=3, pool_type=pool_type, activation=activation, hidden=[8])
     kinds = {type(m).__name__ for m in net}
     assert {
         "AvgPool2d" if pool_type == "avg" else "MaxPool2d",
-        type(ACTIVATIONS[activation]()).__name__,
+        type(ACTIVATION_LAYERS[activation]()).__name__,
     } <= kinds
     assert net(torch.zeros(2, 3, 24, 24, dtype=torch.uint8)).shape == (2, 2)
 
@@ -79,23 +103,23 @@ def test_channels_last_gives_the_same_logits_and_compile_wraps_the_net():
     from catdog.models.classifier import ImageClassifier
 
     torch.manual_seed(0)
-    plain = ImageClassifier(3, 16, ["a", "b"], channels=[4, 8], kernel=3, hidden=[8]).eval()
+    plain = ImageClassifier(3, 16, ["a", "b"], net=dict(channels=[4, 8], kernel=3, hidden=[8])).eval()
     fast = ImageClassifier(
-        3, 16, ["a", "b"], channels=[4, 8], kernel=3, hidden=[8], channels_last=True
+        3, 16, ["a", "b"], net=dict(channels=[4, 8], kernel=3, hidden=[8]), channels_last=True
     ).eval()
     fast.load_state_dict(plain.state_dict())
     x = torch.randint(0, 256, (4, 3, 16, 16), dtype=torch.uint8)
     with torch.no_grad():
         assert torch.allclose(plain(x), fast(x), atol=1e-5)
     assert fast.net[1].weight.is_contiguous(memory_format=torch.channels_last)
-    compiled = ImageClassifier(3, 16, ["a", "b"], channels=[4], kernel=3, hidden=[], compile=True)
+    compiled = ImageClassifier(3, 16, ["a", "b"], net=dict(channels=[4], kernel=3, hidden=[]), compile=True)
     assert isinstance(compiled.forward_net, torch._dynamo.eval_frame.OptimizedModule)
     assert compiled.forward_net._orig_mod is compiled.net
     for model in (plain, compiled):  # the weights are stored once, under net., compiled or not
         assert not any(k.startswith("forward_net") for k in model.state_dict())
     assert (
         plain.state_dict().keys()
-        == ImageClassifier(3, 16, ["a", "b"], channels=[4, 8], kernel=3, hidden=[8], compile=True)
+        == ImageClassifier(3, 16, ["a", "b"], net=dict(channels=[4, 8], kernel=3, hidden=[8]), compile=True)
         .state_dict()
         .keys()
     )
@@ -117,4 +141,4 @@ def test_channels_last_gives_the_same_logits_and_compile_wraps_the_net():
 )
 def test_wrong_augment_values_are_named_when_the_model_is_built(augment, message):
     with pytest.raises(CatdogError, match=message):
-        ImageClassifier(3, 16, ["Cat", "Dog"], channels=[4], kernel=3, hidden=[], augment=augment)
+        ImageClassifier(3, 16, ["Cat", "Dog"], net=dict(channels=[4], kernel=3, hidden=[]), augment=augment)

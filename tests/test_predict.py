@@ -147,3 +147,16 @@ def test_a_batch_size_below_one_is_named(ckpt, photos, tmp_path):
     with pytest.raises(CatdogError, match="batch_size=0 is invalid"):
         run(cfg)
     assert not (tmp_path / "p.csv").exists()
+
+
+def test_a_checkpoint_of_catdog_0_1_with_flat_network_keys_still_loads(ckpt, tmp_path):
+    checkpoint = torch.load(ckpt, weights_only=True)
+    hparams = checkpoint["hyper_parameters"]
+    hparams.update(hparams.pop("net"))  # catdog 0.1 stored model.channels, model.kernel, ... at the top
+    old = tmp_path / "old.ckpt"
+    torch.save(checkpoint, old)
+    x = np.stack([make_image(label, seed=7)[:16, :16] for label in (0, 1)])
+    assert "net" not in torch.load(old, weights_only=True)["hyper_parameters"]
+    np.testing.assert_allclose(
+        Predictor.from_checkpoint(old).probabilities(x), Predictor.from_checkpoint(ckpt).probabilities(x)
+    )

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import ROOT, run_train, tiny_overrides, write_class_folders
+from helpers import ROOT, run_train, tiny_overrides, train_in_process, write_class_folders
 from test_framework import epochs_done
 
 from catdog.data import cache as cache_module
@@ -25,7 +25,11 @@ from catdog.run.cli import user_error
 from catdog.run.resume import AtomicCheckpointIO, SaveOnInterrupt
 
 # augmentation and dropout draw from the global RNG: an exact resume must restore it
-RANDOM_MODEL = ["model.dropout=0.3", "model.augment={hflip:true,translate:2}", "trainer.deterministic=true"]
+RANDOM_MODEL = [
+    "model.net.dropout=0.3",
+    "model.augment={hflip:true,translate:2}",
+    "trainer.deterministic=true",
+]
 
 
 def train_process(*overrides: str) -> subprocess.Popen:
@@ -211,9 +215,9 @@ def test_a_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(image_folde
     def overrides(out: Path, *extra: str) -> list[str]:
         return [*tiny_overrides(image_folder, out), f"data.cache_dir={tmp_path}/cache", *RANDOM_MODEL, *extra]
 
-    run_train(*overrides(tmp_path / "a", "trainer.max_epochs=2"))
-    run_train(*overrides(tmp_path / "b", "trainer.max_epochs=1"))
-    run_train(*overrides(tmp_path / "b", "trainer.max_epochs=2", "ckpt_path=last"))
+    train_in_process(*overrides(tmp_path / "a", "trainer.max_epochs=2"))
+    train_in_process(*overrides(tmp_path / "b", "trainer.max_epochs=1"))
+    train_in_process(*overrides(tmp_path / "b", "trainer.max_epochs=2", "ckpt_path=last"))
     a, b = (load(tmp_path / x / "run" / "checkpoints" / "last.ckpt") for x in ("a", "b"))
     assert (epochs_done(a), a["global_step"]) == (epochs_done(b), b["global_step"]) == (2, 8)
     assert a["state_dict"].keys() == b["state_dict"].keys()
@@ -223,7 +227,9 @@ def test_a_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(image_folde
 
 def preset_overrides(source: Path, out: Path, *extra: str) -> list[str]:
     """experiment=fast on tiny data: batch norm, gap head, the tensor loader, channels_last, bf16, one-cycle."""
-    tiny = [o for o in tiny_overrides(source, out) if not o.startswith(("model.hidden", "model.kernel"))]
+    tiny = [
+        o for o in tiny_overrides(source, out) if not o.startswith(("model.net.hidden", "model.net.kernel"))
+    ]
     return ["experiment=fast", *tiny, "trainer.precision=bf16-mixed", "trainer.deterministic=true", *extra]
 
 
@@ -242,7 +248,7 @@ def test_an_end_of_epoch_resume_on_the_presets_path_equals_an_uninterrupted_run(
     )
     a, b = load(checkpoints / "last.ckpt"), load(tmp_path / "b" / "run" / "checkpoints" / "last.ckpt")
     assert (epochs_done(a), a["global_step"]) == (epochs_done(b), b["global_step"]) == (2, 8)
-    assert a["hyper_parameters"]["channels_last"] and a["hyper_parameters"]["batchnorm"]
+    assert a["hyper_parameters"]["channels_last"] and a["hyper_parameters"]["net"]["batchnorm"]
     assert any(k.endswith("running_mean") for k in a["state_dict"])  # batch norm statistics resume too
     for name, weights in a["state_dict"].items():
         torch.testing.assert_close(b["state_dict"][name], weights, rtol=0, atol=0, msg=name)

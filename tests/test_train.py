@@ -5,7 +5,7 @@ import json
 
 import pytest
 import torch
-from helpers import ROOT, run_train, tiny_overrides
+from helpers import ROOT, run_train, tiny_overrides, train_in_process
 from hydra import compose, initialize_config_dir
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -35,8 +35,9 @@ def test_tiny_run_writes_metrics_tensorboard_checkpoints_and_config(image_folder
 
 @pytest.mark.slow
 def test_network_learns_the_generated_classes(image_folder, tmp_path):
-    run_train(*tiny_overrides(image_folder, tmp_path), "trainer.max_epochs=6", "model.optimizer.lr=0.01")
-    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    metrics = train_in_process(
+        *tiny_overrides(image_folder, tmp_path), "trainer.max_epochs=6", "model.optimizer.lr=0.01"
+    )
     assert metrics["val/acc_best"] >= 0.9
 
 
@@ -51,10 +52,10 @@ def test_second_run_loads_the_cache_instead_of_decoding(image_folder, tmp_path):
 
 def test_multirun_runs_each_kernel_in_its_own_dir_with_its_own_tensorboard(image_folder, tmp_path):
     overrides = [o for o in tiny_overrides(image_folder, tmp_path) if not o.startswith("hydra.run.dir")]
-    run_train("-m", *overrides, f"hydra.sweep.dir={tmp_path}/sweep", "model.kernel=3,5")
+    run_train("-m", *overrides, f"hydra.sweep.dir={tmp_path}/sweep", "model.net.kernel=3,5")
     jobs = sorted(p for p in (tmp_path / "sweep").iterdir() if (p / "metrics.json").exists())
     assert len(jobs) == 2
-    kernels = {(job / ".hydra" / "overrides.yaml").read_text().count("model.kernel=3") for job in jobs}
+    kernels = {(job / ".hydra" / "overrides.yaml").read_text().count("model.net.kernel=3") for job in jobs}
     assert kernels == {0, 1}
     for job in jobs:
         assert "val/acc" in scalar_tags(job).Tags()["scalars"]
@@ -92,9 +93,16 @@ def test_tutorial_experiment_is_the_tutorial():
         0.1,
     )
     m = cfg.model
-    assert (list(m.channels), m.kernel, m.pool, list(m.hidden), m.loss) == ([32, 64, 128], 5, 2, [512], "mse")
+    net = m.net
+    assert (list(net.channels), net.kernel, net.pool, list(net.hidden), m.loss) == (
+        [32, 64, 128],
+        5,
+        2,
+        [512],
+        "mse",
+    )
     assert m.optimizer._target_ == "torch.optim.Adam" and m.optimizer.lr == 0.001
-    assert not m.batchnorm and m.dropout == 0
+    assert not net.batchnorm and net.dropout == 0
 
 
 @pytest.mark.slow

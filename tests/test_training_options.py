@@ -1,4 +1,4 @@
-"""Training options of the accuracy presets: fast data path, normalisation, TTA, schedules."""
+"""Training options of the accuracy presets: fast data path, normalization, TTA, schedules."""
 
 import pytest
 import torch
@@ -41,10 +41,12 @@ def test_tensor_path_gives_the_same_batches_as_the_dataloader_path(image_folder,
         assert torch.equal(xa, xb) and torch.equal(ya, yb)
 
 
-def test_channel_stats_normalise_the_input_inside_the_model(image_folder, tmp_path):
+def test_channel_stats_normalize_the_input_inside_the_model(image_folder, tmp_path):
     dm = make_datamodule(image_folder, tmp_path)
     stats = dm.channel_stats()
-    model = ImageClassifier(3, 16, ["Cat", "Dog"], channels=[4], kernel=3, hidden=[], normalize=True, **stats)
+    model = ImageClassifier(
+        3, 16, ["Cat", "Dog"], net=dict(channels=[4], kernel=3, hidden=[]), normalize=True, **stats
+    )
     x, _ = next(iter(dm.train_dataloader()))
     scaled = model.net[0](x)
     assert scaled.dtype == torch.float32
@@ -70,7 +72,7 @@ def test_channel_stats_sample_every_class(image_folder, tmp_path):
 
 def test_tta_averages_the_probabilities_of_image_and_mirror():
     torch.manual_seed(0)
-    model = ImageClassifier(1, 16, ["a", "b"], channels=[4], kernel=3, hidden=[8], tta=True).eval()
+    model = ImageClassifier(1, 16, ["a", "b"], net=dict(channels=[4], kernel=3, hidden=[8]), tta=True).eval()
     x = torch.randint(0, 256, (5, 1, 16, 16), dtype=torch.uint8)
     with torch.no_grad():
         expected = (model(x).softmax(1) + model(x.flip(3)).softmax(1)) / 2
@@ -102,7 +104,7 @@ def test_onecycle_schedule_gets_its_total_steps_from_the_trainer(image_folder, t
     import hydra
 
     dm = make_datamodule(image_folder, tmp_path)
-    model = ImageClassifier(3, 16, dm.classes, channels=[4], kernel=3, hidden=[8],
+    model = ImageClassifier(3, 16, dm.classes, net=dict(channels=[4], kernel=3, hidden=[8]),
                             optimizer=hydra.utils.instantiate(cfg.model.optimizer),
                             scheduler=hydra.utils.instantiate(cfg.model.scheduler))  # fmt: skip
     trainer = pl.Trainer(max_epochs=2, logger=False, enable_checkpointing=False, enable_progress_bar=False,
@@ -117,7 +119,7 @@ def test_training_runs_on_the_tensor_path(image_folder, tmp_path):
     import pytorch_lightning as pl
 
     dm = make_datamodule(image_folder, tmp_path, loader="tensor")
-    model = ImageClassifier(3, 16, dm.classes, channels=[4], kernel=3, hidden=[8],
+    model = ImageClassifier(3, 16, dm.classes, net=dict(channels=[4], kernel=3, hidden=[8]),
                             optimizer=torch.optim.Adam, augment={"hflip": True, "translate": 2}, tta=True)  # fmt: skip
     trainer = pl.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                          enable_model_summary=False, accelerator="cpu")  # fmt: skip
@@ -188,8 +190,8 @@ def test_bf16_channels_last_training_step_runs_on_cpu(image_folder, tmp_path):
     import pytorch_lightning as pl
 
     dm = make_datamodule(image_folder, tmp_path, loader="tensor")
-    model = ImageClassifier(3, 16, dm.classes, channels=[4, 8], kernel=3, padding="same", hidden=[],
-                            batchnorm=True, head="gap", channels_last=True, optimizer=torch.optim.AdamW)  # fmt: skip
+    model = ImageClassifier(3, 16, dm.classes, net=dict(channels=[4, 8], kernel=3, padding="same", hidden=[],
+                            batchnorm=True, head="gap"), channels_last=True, optimizer=torch.optim.AdamW)  # fmt: skip
     trainer = pl.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                          enable_model_summary=False, accelerator="cpu", precision="bf16-mixed")  # fmt: skip
     trainer.fit(model, dm)

@@ -13,8 +13,8 @@ from catdog.data.cache import CachedArrays
 from catdog.data.decode import DEFAULT_MAX_PIXELS
 from catdog.data.loaders import SeededShuffle, TensorBatches
 from catdog.data.preprocess import prepare_from_config, summarize
-from catdog.data.spec import LOADERS
-from catdog.data.split import BALANCE_MODES, balance, class_weights, stratified_split
+from catdog.data.spec import DataSpec
+from catdog.data.split import balance, class_weights, stratified_split
 from catdog.errors import CatdogError
 from catdog.io import save_npy_atomic
 
@@ -60,6 +60,7 @@ class ImageDataModule(pl.LightningDataModule):
         seed: int = 0,
         skip_truncated: bool = True,
         max_pixels: int = DEFAULT_MAX_PIXELS,
+        fast_decode: bool = False,
         num_workers: int | None = None,
         loader: str = "dataloader",
         loader_workers: int = 0,
@@ -68,15 +69,19 @@ class ImageDataModule(pl.LightningDataModule):
         progress: bool = True,
     ):
         super().__init__()
-        if loader not in LOADERS:
-            raise CatdogError(f"data.loader={loader}: must be one of {', '.join(LOADERS)}.")
-        if balance not in BALANCE_MODES:
-            raise CatdogError(f"data.balance={balance}: must be one of {', '.join(BALANCE_MODES)}.")
-        if not (0 < val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
-            raise CatdogError(
-                f"data.val_fraction={val_fraction}, data.test_fraction={test_fraction}: need 0 < val_fraction, "
-                "0 <= test_fraction and val_fraction + test_fraction < 1."
-            )
+        DataSpec(
+            source,
+            resolution,
+            channels,
+            layout,
+            val_fraction,
+            test_fraction,
+            balance,
+            batch_size,
+            loader,
+            seed,
+            fast_decode,
+        )
         self.save_hyperparameters(logger=False)
         self.arrays: CachedArrays | None = None
         self.splits: dict[str, np.ndarray] = {}
@@ -151,7 +156,7 @@ class ImageDataModule(pl.LightningDataModule):
         return class_weights(self.arrays.labels[self.splits["train"]], self.num_classes).tolist()
 
     def channel_stats(self, max_images: int = 5000) -> dict[str, list[float]]:
-        """Per-channel mean and std of the training split's pixels (0-1 scale), for input normalisation, from a
+        """Per-channel mean and std of the training split's pixels (0-1 scale), for input normalization, from a
         seeded sample of it (its indices are grouped by class: a prefix would hold one class)."""
         train = self.splits["train"]
         rng = np.random.default_rng(self.hparams.seed)

@@ -1,5 +1,8 @@
 """Decoding one image file to a fixed-size uint8 array, or saying precisely why it cannot be used.
 
+The pixels follow catdog.preprocessing (the rule exports state); this module adds the guards a photo dump needs:
+empty, truncated, undecodable and oversized files become a BadImage with the reason.
+
 Pure functions on bytes, so they are easy to test on fabricated files and cheap to run in worker processes.
 """
 
@@ -10,42 +13,13 @@ import struct
 import cv2
 import numpy as np
 
+from catdog.preprocessing import fit, is_jpeg, jpeg_size, read_flag
+
 DEFAULT_MAX_PIXELS = 100_000_000  # refuse decompression bombs before OpenCV allocates them
-_REDUCTIONS = (
-    (8, cv2.IMREAD_REDUCED_GRAYSCALE_8, cv2.IMREAD_REDUCED_COLOR_8),
-    (4, cv2.IMREAD_REDUCED_GRAYSCALE_4, cv2.IMREAD_REDUCED_COLOR_4),
-    (2, cv2.IMREAD_REDUCED_GRAYSCALE_2, cv2.IMREAD_REDUCED_COLOR_2),
-)
-_SOF_MARKERS = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
 
 
 class BadImage(Exception):
     """A file that cannot be used as a training image; the message is the reason shown in the report."""
-
-
-def is_jpeg(data: bytes) -> bool:
-    return data[:3] == b"\xff\xd8\xff"
-
-
-def jpeg_size(data: bytes) -> tuple[int, int] | None:
-    """(width, height) from a JPEG's frame header, without decoding; None if no frame header is found."""
-    i, n = 2, len(data)
-    while i + 9 < n:
-        if data[i] != 0xFF:
-            return None
-        marker = data[i + 1]
-        if marker == 0xFF:  # fill byte
-            i += 1
-            continue
-        if marker in (0x01, *range(0xD0, 0xD8)):
-            i += 2
-            continue
-        (length,) = struct.unpack(">H", data[i + 2 : i + 4])
-        if marker in _SOF_MARKERS:
-            height, width = struct.unpack(">HH", data[i + 5 : i + 9])
-            return width, height
-        i += 2 + length
-    return None
 
 
 def header_size(data: bytes) -> tuple[int, int] | None:
@@ -67,27 +41,16 @@ def is_truncated_jpeg(data: bytes) -> bool:
     return is_jpeg(data) and b"\xff\xd9" not in data[-4096:].rstrip(b"\x00\r\n ")[-2048:]
 
 
-def _reduced_flag(size: tuple[int, int] | None, resolution: int, channels: int) -> int:
-    """The largest JPEG DCT-domain reduction that keeps both sides >= the target (never upscale afterwards)."""
-    plain = cv2.IMREAD_GRAYSCALE if channels == 1 else cv2.IMREAD_COLOR
-    if size is None:
-        return plain
-    width, height = size
-    for factor, gray, color in _REDUCTIONS:
-        if -(-width // factor) >= resolution and -(-height // factor) >= resolution:
-            return gray if channels == 1 else color
-    return plain
-
-
 def decode_image(
     data: bytes,
     resolution: int,
     channels: int = 1,
     skip_truncated: bool = True,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    fast_decode: bool = False,
 ) -> np.ndarray:
-    """Decode and resize to (resolution, resolution, channels) uint8, RGB order; raise BadImage with the reason."""
-    return decode_with_size(data, resolution, channels, skip_truncated, max_pixels)[0]
+    """catdog.preprocessing's (resolution, resolution, channels) uint8 RGB input; BadImage with the reason."""
+    return decode_with_size(data, resolution, channels, skip_truncated, max_pixels, fast_decode)[0]
 
 
 def decode_with_size(
@@ -96,6 +59,7 @@ def decode_with_size(
     channels: int = 1,
     skip_truncated: bool = True,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    fast_decode: bool = False,
 ) -> tuple[np.ndarray, tuple[int, int]]:
     """decode_image, plus the original (width, height) for the report's size statistics (header parsed once)."""
     if not data:
@@ -106,13 +70,9 @@ def decode_with_size(
     if is_truncated_jpeg(data):
         if skip_truncated:
             raise BadImage("truncated JPEG (no end-of-image marker)")
-        data += (
-            b"\xff\xd9"  # OpenCV rejects a JPEG without its end marker; with one, the missing part is grey
-        )
-    if is_jpeg(data):
-        flag = _reduced_flag(size, resolution, channels)
-    else:
-        flag = cv2.IMREAD_GRAYSCALE if channels == 1 else cv2.IMREAD_COLOR
+        # OpenCV rejects a JPEG without its end marker; with one, the missing part is grey
+        data += b"\xff\xd9"
+    flag = read_flag(size if is_jpeg(data) else None, resolution, channels, fast_decode)
     try:
         img = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), flag)
     except cv2.error as e:
@@ -123,11 +83,4 @@ def decode_with_size(
         raise BadImage(f"too large ({img.shape[1]}x{img.shape[0]} pixels > data.max_pixels={max_pixels})")
     if size is None:
         size = (img.shape[1], img.shape[0])
-    # INTER_AREA averages away aliasing when shrinking by 2x or more; below that bilinear is as good and 4x faster
-    shrink = max(img.shape[0], img.shape[1]) / resolution
-    img = cv2.resize(
-        img, (resolution, resolution), interpolation=cv2.INTER_AREA if shrink >= 2 else cv2.INTER_LINEAR
-    )
-    if channels == 1:
-        return img[:, :, None], size
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB), size
+    return fit(img, resolution, channels), size

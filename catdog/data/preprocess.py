@@ -171,6 +171,7 @@ def prepare_dataset(
     layout: str = "auto",
     skip_truncated: bool = True,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    fast_decode: bool = False,
     num_workers: int | None = None,
     download_dir: str | None = None,
     download_url: str | None = None,
@@ -185,6 +186,7 @@ def prepare_dataset(
         "channels": channels,
         "skip_truncated": skip_truncated,
         "max_pixels": max_pixels,
+        "fast_decode": fast_decode,
     }
     key = cache_key(
         {"root": str(root.resolve()), "layout": found.layout, "files": found.fingerprint, **params}

@@ -15,11 +15,11 @@ import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from catdog.data.spec import LAYOUTS, check_choice
 from catdog.errors import CatdogError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz")
-LAYOUTS = ("auto", "folders", "kaggle")
 _KAGGLE_NAME = re.compile(r"^([A-Za-z][A-Za-z0-9_-]*)\.[^/]+\.[A-Za-z]+$")
 
 
@@ -181,8 +181,7 @@ def list_files(root: Path, kind: str, exclude: Path | None = None) -> list[tuple
 
 def find_images(root: Path, kind: str, layout: str = "auto", exclude: Path | None = None) -> ImageSource:
     """List the labelled images below `root`; classes are numbered in sorted name order (cat=0, dog=1)."""
-    if layout not in LAYOUTS:
-        raise CatdogError(f"data.layout={layout}: must be one of {', '.join(LAYOUTS)}.")
+    check_choice("data.layout", layout, LAYOUTS)
     images, ignored = _split_images(list_files(root, kind, exclude))
     if not images:
         raise CatdogError(f"data.source={root}: no image files ({', '.join(IMAGE_EXTENSIONS)}) found.")

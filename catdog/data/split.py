@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 
-BALANCE_MODES = ("none", "undersample", "oversample", "class_weight")
-
 
 def stratified_split(labels: np.ndarray, val_fraction: float, test_fraction: float = 0.0, seed: int = 0):
     """Indices for train/val/test, each class split in the same proportions; shuffled, reproducible from seed."""

@@ -1,6 +1,3 @@
-"""The network builder and the LightningModule."""
-
-from catdog.models.classifier import ImageClassifier
-from catdog.models.convnet import build_convnet
-
-__all__ = ["ImageClassifier", "build_convnet"]
+"""The network: spec.py (its shape, checked; no torch), convnet.py (its layers), classifier.py (the
+LightningModule: loss, metrics, optimizer), augment.py (batch augmentation), rng_state.py (random state in
+checkpoints). Import the modules themselves: this package imports nothing, so checking a config stays light."""

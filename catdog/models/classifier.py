@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import pytorch_lightning as pl
 import torch
@@ -15,6 +15,7 @@ from catdog.errors import CatdogError
 from catdog.models.augment import augment_batch, check_augment
 from catdog.models.convnet import build_convnet
 from catdog.models.rng_state import RNG_KEY, rng_states, set_rng_states
+from catdog.models.spec import convnet_spec
 
 LOSSES = ("cross_entropy", "mse")
 
@@ -25,27 +26,19 @@ def flip_tta_probabilities(net: Callable[[torch.Tensor], torch.Tensor], x: torch
 
 
 class ImageClassifier(pl.LightningModule):
-    """Everything needed to rebuild the network and its preprocessing is a hyperparameter, stored in checkpoints."""
+    """Everything needed to rebuild the network and its preprocessing is a hyperparameter, stored in checkpoints:
+    `net` is the mapping of `model.net` (see models/spec.py), the input's channels and resolution come from `data`."""
 
     def __init__(
         self,
         in_channels: int,
         resolution: int,
         classes: Sequence[str] = ("cat", "dog"),
-        channels: Sequence[int] = (32, 64, 128),
-        kernel: int | Sequence[int] = 5,
-        pool: int = 2,
-        pool_type: str = "max",
-        padding: str = "valid",
-        convs_per_stage: int = 1,
-        hidden: Sequence[int] = (512,),
-        batchnorm: bool = False,
-        dropout: float = 0.0,
-        activation: str = "relu",
-        head: str = "flatten",
+        net: Mapping | None = None,
         normalize: bool = False,
         mean: Sequence[float] | None = None,
         std: Sequence[float] | None = None,
+        fast_decode: bool = False,
         loss: str = "cross_entropy",
         label_smoothing: float = 0.0,
         class_weights: Sequence[float] | None = None,
@@ -67,10 +60,7 @@ class ImageClassifier(pl.LightningModule):
         # logged by catdog.run.hparams as the flat config keys; here only stored in checkpoints
         self.save_hyperparameters(ignore=["optimizer", "scheduler"], logger=False)
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
-        self.net = build_convnet(
-            in_channels, resolution, len(classes), channels, kernel, pool, pool_type, padding, convs_per_stage,
-            hidden, batchnorm, dropout, activation, head, mean, std,
-        )  # fmt: skip
+        self.net = build_convnet(convnet_spec(net, in_channels, resolution), len(classes), mean, std)
         if channels_last:
             self.net = self.net.to(memory_format=torch.channels_last)
         # kept out of the module tree, so state_dict and checkpoints hold the weights once, compiled or not

@@ -1,4 +1,4 @@
-"""Building the conv/pool stack and dense head from config values, with sizes computed rather than typed."""
+"""The conv/pool stack and dense head, built from a ConvNetSpec, with sizes computed rather than typed."""
 
 from __future__ import annotations
 
@@ -7,15 +7,14 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from catdog.errors import CatdogError
+from catdog.models.spec import ACTIVATIONS, POOL_TYPES, ConvNetSpec
 
-ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU, "leaky_relu": nn.LeakyReLU}
-POOLS = {"max": nn.MaxPool2d, "avg": nn.AvgPool2d}
-HEADS = ("flatten", "gap")
+ACTIVATION_LAYERS = dict(zip(ACTIVATIONS, (nn.ReLU, nn.GELU, nn.SiLU, nn.LeakyReLU), strict=True))
+POOL_LAYERS = dict(zip(POOL_TYPES, (nn.MaxPool2d, nn.AvgPool2d), strict=True))
 
 
 class ScaleInput(nn.Module):
-    """uint8 images in, normalised floats out, so checkpoints and exports take raw pixels."""
+    """uint8 images in, normalized floats out, so checkpoints and exports take raw pixels."""
 
     def __init__(
         self, channels: int, mean: Sequence[float] | None = None, std: Sequence[float] | None = None
@@ -28,104 +27,37 @@ class ScaleInput(nn.Module):
         return (x.float() / 255.0 - self.mean) / self.std
 
 
-def per_stage(value, n: int, key: str) -> list[int]:
-    """An int for every stage, or one value per stage."""
-    values = [value] * n if isinstance(value, int) else list(value)
-    if len(values) != n:
-        raise CatdogError(
-            f"{key}={values}: give one value, or one per conv stage ({n}, the length of model.channels)."
-        )
-    return values
-
-
-def stage_sizes(
-    resolution: int, kernels: list[int], pool: int, padding: str, convs_per_stage: int
-) -> list[int]:
-    """Feature-map side after each stage (conv(s) then pooling)."""
-    sizes, size = [], resolution
-    for k in kernels:
-        for _ in range(convs_per_stage):
-            size = size if padding == "same" else size - k + 1
-        size = size // pool if size > 0 else size
-        sizes.append(size)
-    return sizes
-
-
-def min_resolution(kernels: list[int], pool: int, padding: str, convs_per_stage: int) -> int:
-    return next(
-        r for r in range(1, 4097) if min(stage_sizes(r, kernels, pool, padding, convs_per_stage)) >= 1
-    )
-
-
 def build_convnet(
-    in_channels: int,
-    resolution: int,
+    spec: ConvNetSpec,
     num_classes: int,
-    channels: Sequence[int] = (32, 64, 128),
-    kernel: int | Sequence[int] = 5,
-    pool: int = 2,
-    pool_type: str = "max",
-    padding: str = "valid",
-    convs_per_stage: int = 1,
-    hidden: Sequence[int] = (512,),
-    batchnorm: bool = False,
-    dropout: float = 0.0,
-    activation: str = "relu",
-    head: str = "flatten",
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
 ) -> nn.Sequential:
-    """conv stages -> (flatten | global average pool) -> dense layers -> logits."""
-    if not channels or any(c < 1 for c in channels):
-        raise CatdogError(
-            f"model.channels={list(channels)}: need at least one conv stage, each with >= 1 channel."
-        )
-    kernels = per_stage(kernel, len(channels), "model.kernel")
-    if any(k < 1 for k in kernels) or pool < 1 or convs_per_stage < 1:
-        raise CatdogError(
-            f"model.kernel={kernels}, model.pool={pool}, model.convs_per_stage: all must be >= 1."
-        )
-    for key, value, choices in (
-        ("model.padding", padding, ("valid", "same")),
-        ("model.pool_type", pool_type, tuple(POOLS)),
-        ("model.activation", activation, tuple(ACTIVATIONS)),
-        ("model.head", head, HEADS),
-    ):
-        if value not in choices:
-            raise CatdogError(f"{key}={value}: must be one of {', '.join(choices)}.")
-    if not 0 <= dropout < 1:
-        raise CatdogError(f"model.dropout={dropout}: must be in [0, 1).")
-    sizes = stage_sizes(resolution, kernels, pool, padding, convs_per_stage)
-    if min(sizes) < 1:
-        need = min_resolution(kernels, pool, padding, convs_per_stage)
-        raise CatdogError(
-            f"data.resolution={resolution} is too small for this conv stack (model.channels={list(channels)}, "
-            f"model.kernel={kernels}, model.pool={pool}, model.padding={padding}): the feature map shrinks to "
-            f"{max(min(sizes), 0)}x{max(min(sizes), 0)}. Use data.resolution>={need}, or fewer/smaller stages."
-        )
-    layers: list[nn.Module] = [ScaleInput(in_channels, mean, std)]
-    prev = in_channels
-    for out, k in zip(channels, kernels):
-        for _ in range(convs_per_stage):
-            layers.append(
-                nn.Conv2d(prev, out, k, padding="same" if padding == "same" else 0, bias=not batchnorm)
-            )
-            if batchnorm:
+    """conv stages -> (flatten | global average pool) -> dense layers -> logits; uint8 images in."""
+    activation = ACTIVATION_LAYERS[spec.activation]
+    layers: list[nn.Module] = [ScaleInput(spec.in_channels, mean, std)]
+    prev = spec.in_channels
+    for out, k in zip(spec.channels, spec.kernels):
+        for _ in range(spec.convs_per_stage):
+            padding = "same" if spec.padding == "same" else 0
+            layers.append(nn.Conv2d(prev, out, k, padding=padding, bias=not spec.batchnorm))
+            if spec.batchnorm:
                 layers.append(nn.BatchNorm2d(out))
-            layers.append(ACTIVATIONS[activation]())
+            layers.append(activation())
             prev = out
-        if pool > 1:
-            layers.append(POOLS[pool_type](pool))
-    if head == "gap":
+        if spec.pool > 1:
+            layers.append(POOL_LAYERS[spec.pool_type](spec.pool))
+    if spec.head == "gap":
         layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
         width = prev
     else:
+        side = spec.stage_sizes()[-1]
         layers.append(nn.Flatten())
-        width = prev * sizes[-1] * sizes[-1]
-    for h in hidden:
-        layers += [nn.Dropout(dropout)] if dropout else []
-        layers += [nn.Linear(width, h), ACTIVATIONS[activation]()]
+        width = prev * side * side
+    for h in spec.hidden:
+        layers += [nn.Dropout(spec.dropout)] if spec.dropout else []
+        layers += [nn.Linear(width, h), activation()]
         width = h
-    layers += [nn.Dropout(dropout)] if dropout else []
+    layers += [nn.Dropout(spec.dropout)] if spec.dropout else []
     layers.append(nn.Linear(width, num_classes))
     return nn.Sequential(*layers)

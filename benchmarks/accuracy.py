@@ -1,0 +1,115 @@
+"""Time to accuracy of the presets: test accuracy per seed and wall-clock time since launch, with the validation
+curve of each run."""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+
+from benchmarks.record import ROOT, SHARED, benchmark
+from benchmarks.training import read_metrics, run_training
+
+# (test accuracy, within seconds of launch): issue 14's goals on this 2-core CPU
+TIME_TO_ACCURACY_GOALS = {"fast": (0.945, 4 * 60), "best": (0.975, 60 * 60)}
+SEEDS = {"fast": [0, 1, 2], "best": [0]}
+
+
+def accuracy_curve(run_dir: Path, launched: float) -> list[tuple[int, float, float]]:
+    """(epoch, seconds since launch, val/acc) from the run's TensorBoard events: preprocessing included."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run_dir / "tensorboard"))
+    events.Reload()
+    return [(i + 1, e.wall_time - launched, e.value) for i, e in enumerate(events.Scalars("val/acc"))]
+
+
+def plot_curves(curves: dict[str, list[tuple[int, float, float]]], path: Path, goal: float) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for name, points in curves.items():
+        ax.plot([p[1] / 60 for p in points], [p[2] for p in points], marker="o", label=name)
+    ax.axhline(goal, linestyle=":", color="grey", label=f"goal (test accuracy) {goal}")
+    ax.set(xlabel="wall-clock minutes since launch (preprocessing included)", ylabel="validation accuracy",
+           title="catdog: time to accuracy on PetImages-180")  # fmt: skip
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def seed_summary(runs: list[dict], goal: float, within: float) -> list[str]:
+    """A row per seed and the mean +- std: the goal is met when the mean test accuracy reaches it and every run
+    finished within the time."""
+    import numpy as np
+
+    lines = ["| seed | test acc | best val acc | minutes, launch to test result |", "|---|---|---|---|"]
+    lines += [f"| {r['seed']} | {r['test']:.4f} | {r['val']:.4f} | {r['minutes']:.1f} |" for r in runs]
+    test, minutes = np.array([r["test"] for r in runs]), np.array([r["minutes"] for r in runs])
+
+    def std(a: np.ndarray) -> float:
+        return float(a.std(ddof=1)) if len(a) > 1 else 0.0
+
+    met = test.mean() >= goal and minutes.max() <= within / 60
+    lines += [
+        "",
+        f"Test accuracy {test.mean():.4f} +- {std(test):.4f} (mean +- std over {len(runs)} seed(s)), "
+        f"{minutes.mean():.1f} +- {std(minutes):.1f} min. Goal: test acc >= {goal} within {within / 60:.0f} min "
+        f"each: {'met' if met else 'MISSED'}.",
+    ]
+    return lines
+
+
+def time_to_accuracy(experiment: str) -> list[str]:
+    """Each seed from a cold cache (preprocessing included), select on val and report test (the presets hold out
+    data.test_fraction and run test=true on the best checkpoint)."""
+    archive = SHARED / "data" / "PetImages-180.zip"
+    if not archive.exists():
+        return [f"skipped: {archive} is missing"]
+    goal, within = TIME_TO_ACCURACY_GOALS[experiment]
+    runs, curves = [], {}
+    for seed in SEEDS[experiment]:
+        with tempfile.TemporaryDirectory(prefix="catdog-bench-") as tmp:
+            work = Path(tmp)
+            run_dir, launched = run_training(
+                work,
+                f"{experiment}-{seed}",
+                f"experiment={experiment}",
+                f"seed={seed}",
+                f"data.source={archive}",
+                f"data.cache_dir={work / 'cache'}",
+            )
+            minutes = (time.time() - launched) / 60
+            curve = accuracy_curve(run_dir, launched)
+            metrics = read_metrics(run_dir)
+        curves[f"{experiment} seed {seed}"] = curve
+        runs.append(
+            {"seed": seed, "test": metrics["test/acc"], "val": metrics["val/acc_best"], "minutes": minutes}
+        )
+        print(
+            f"experiment={experiment} seed={seed}: test acc {metrics['test/acc']:.4f}, {minutes:.1f} min",
+            flush=True,
+        )
+    plot = ROOT / "docs" / f"time_to_accuracy_{experiment}.png"
+    plot_curves(curves, plot, goal)
+    return [*seed_summary(runs, goal, within), "", f"![time to accuracy](docs/{plot.name})"]
+
+
+@benchmark
+def time_to_accuracy_fast() -> list[str]:
+    """`python train.py experiment=fast` on PetImages-180.zip, 3 seeds, each from a cold cache: test accuracy and
+    wall-clock time since launch (preprocessing included), and the validation curve."""
+    return time_to_accuracy("fast")
+
+
+@benchmark(by_default=False)
+def time_to_accuracy_best() -> list[str]:
+    """`python train.py experiment=best` on PetImages-180.zip from a cold cache (an hour on a 2-core CPU, so it runs
+    only when named: `python -m benchmarks time_to_accuracy_best`)."""
+    return time_to_accuracy("best")

@@ -1,0 +1,134 @@
+"""The network's shape as one value that checks itself: every key of `model.net` plus the input it gets.
+
+No torch here: the config check builds this spec before any data is prepared (and `catdog.prepare`, which imports
+it, starts without torch), and `build_convnet` builds the layers from the same spec, so each rule exists once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields
+
+from catdog.errors import CatdogError
+
+ACTIVATIONS = ("relu", "gelu", "silu", "leaky_relu")
+POOL_TYPES = ("max", "avg")
+PADDINGS = ("valid", "same")
+HEADS = ("flatten", "gap")
+
+
+def is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def is_number(v) -> bool:
+    return isinstance(v, float | int) and not isinstance(v, bool)
+
+
+def is_int_list(v) -> bool:
+    return isinstance(v, list | tuple) and all(is_int(i) for i in v)
+
+
+def invalid(key: str, value, expected: str) -> CatdogError:
+    """The one-line message for a config value that cannot work."""
+    return CatdogError(
+        f"{key}={value!r} is invalid: expected {expected}. Fix it on the command line or in configs/."
+    )
+
+
+@dataclass(frozen=True)
+class ConvNetSpec:
+    """Conv stages (conv(s) -> batch norm -> activation, then pooling) -> flatten or global average pooling ->
+    dense layers -> logits. `in_channels` and `resolution` come from `data.*`, the rest from `model.net.*`."""
+
+    in_channels: int
+    resolution: int
+    channels: Sequence[int] = (32, 64, 128)
+    kernel: int | Sequence[int] = 5
+    pool: int = 2
+    pool_type: str = "max"
+    padding: str = "valid"
+    convs_per_stage: int = 1
+    hidden: Sequence[int] = (512,)
+    batchnorm: bool = False
+    dropout: float = 0.0
+    activation: str = "relu"
+    head: str = "flatten"
+    kernels: list[int] = field(init=False)
+
+    def __post_init__(self) -> None:
+        rules = (
+            (
+                "channels",
+                is_int_list(self.channels) and len(self.channels) > 0 and min(self.channels) >= 1,
+                "a list of positive integers, one conv stage each, e.g. [32,64,128]",
+            ),
+            (
+                "kernel",
+                (is_int(self.kernel) and self.kernel >= 1)
+                or (is_int_list(self.kernel) and len(self.kernel) > 0 and min(self.kernel) >= 1),
+                "a positive integer or one per conv stage, e.g. 5 or [5,3,3]",
+            ),
+            ("pool", is_int(self.pool) and self.pool >= 1, "a positive integer (1 = no pooling)"),
+            ("pool_type", self.pool_type in POOL_TYPES, " or ".join(POOL_TYPES)),
+            ("padding", self.padding in PADDINGS, " or ".join(PADDINGS)),
+            (
+                "convs_per_stage",
+                is_int(self.convs_per_stage) and self.convs_per_stage >= 1,
+                "a positive integer",
+            ),
+            (
+                "hidden",
+                is_int_list(self.hidden) and all(i >= 1 for i in self.hidden),
+                "a list of dense-layer widths, e.g. [512] or []",
+            ),
+            ("batchnorm", isinstance(self.batchnorm, bool), "true or false"),
+            ("dropout", is_number(self.dropout) and 0 <= self.dropout < 1, "a probability in [0, 1)"),
+            ("activation", self.activation in ACTIVATIONS, " or ".join(ACTIVATIONS)),
+            ("head", self.head in HEADS, "flatten or gap (global average pooling)"),
+        )
+        for key, ok, expected in rules:
+            if not ok:
+                raise invalid(f"model.net.{key}", getattr(self, key), expected)
+        if not (is_int(self.resolution) and self.resolution >= 1):
+            raise invalid("data.resolution", self.resolution, "a positive integer (pixels), e.g. 50")
+        if not (is_int(self.in_channels) and self.in_channels >= 1):
+            raise invalid("data.channels", self.in_channels, "1 (grayscale) or 3 (colour)")
+        kernels = [self.kernel] * len(self.channels) if is_int(self.kernel) else list(self.kernel)
+        if len(kernels) != len(self.channels):
+            raise CatdogError(
+                f"model.net.kernel={kernels}: give one value, or one per conv stage "
+                f"({len(self.channels)}, the length of model.net.channels)."
+            )
+        object.__setattr__(self, "kernels", kernels)
+        sizes = self.stage_sizes()
+        if min(sizes) < 1:
+            need = next(r for r in range(1, 4097) if min(self.stage_sizes(r)) >= 1)
+            raise CatdogError(
+                f"data.resolution={self.resolution} is too small for this conv stack (model.net.channels="
+                f"{list(self.channels)}, model.net.kernel={kernels}, model.net.pool={self.pool}, "
+                f"model.net.padding={self.padding}): the feature map shrinks to {max(min(sizes), 0)}x"
+                f"{max(min(sizes), 0)}. Use data.resolution>={need}, or fewer/smaller stages."
+            )
+
+    def stage_sizes(self, resolution: int | None = None) -> list[int]:
+        """Feature-map side after each stage (conv(s) then pooling), for `resolution` or the spec's own."""
+        sizes, size = [], resolution or self.resolution
+        for k in self.kernels:
+            for _ in range(self.convs_per_stage):
+                size = size if self.padding == "same" else size - k + 1
+            size = size // self.pool if size > 0 else size
+            sizes.append(size)
+        return sizes
+
+
+def convnet_spec(net: Mapping | None, in_channels: int, resolution: int) -> ConvNetSpec:
+    """The spec of `model.net` (a plain mapping, as stored in checkpoints); one message for an unknown key."""
+    net = dict(net or {})
+    known = {f.name for f in fields(ConvNetSpec) if f.init} - {"in_channels", "resolution"}
+    unknown = sorted(set(net) - known)
+    if unknown:
+        raise CatdogError(
+            f"model.net.{unknown[0]} is not a network setting; model.net takes {', '.join(sorted(known))}."
+        )
+    return ConvNetSpec(in_channels=in_channels, resolution=resolution, **net)
