@@ -17,7 +17,7 @@ from omegaconf import OmegaConf
 
 from catdog.data import ImageDataModule
 from catdog.errors import CatdogError
-from catdog.models import ImageClassifier
+from catdog.models.classifier import ImageClassifier
 from catdog.models.spec import ConvNetSpec
 from catdog.run.checks import CHECKS, DATA_KEYS, validate
 from catdog.run.cli import user_error
