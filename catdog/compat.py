@@ -25,3 +25,15 @@ def set_ddp_subprocess_command(command: Callable) -> None:
     from pytorch_lightning.strategies.launchers import subprocess_script
 
     subprocess_script._hydra_subprocess_cmd = command
+
+
+def weight_average(callback):
+    """The AveragedModel inside Lightning's WeightAveraging callback (None before fitting starts); its `.module` is
+    the averaged copy of the LightningModule, `.n_averaged` the number of updates (see callbacks/ema.py)."""
+    return callback._average_model
+
+
+def swap_weight_average(callback, pl_module) -> None:
+    """Exchange the LightningModule's weights and buffers with the average, as WeightAveraging does around
+    validation (callbacks/ema.py moves the swap back to a later hook)."""
+    callback._swap_models(pl_module)

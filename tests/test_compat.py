@@ -39,3 +39,22 @@ def test_lightning_starts_ddp_ranks_through_the_replaceable_command(monkeypatch)
 
     compat.set_ddp_subprocess_command(command)
     assert subprocess_script._hydra_subprocess_cmd is command
+
+
+def test_weight_averaging_keeps_its_average_and_swaps_it_in():
+    import torch
+    from pytorch_lightning.callbacks import WeightAveraging
+
+    from catdog.models.classifier import ImageClassifier
+
+    model = ImageClassifier(1, 8, net={"channels": [2], "kernel": 3, "hidden": [4]})
+    callback = WeightAveraging()
+    assert compat.weight_average(callback) is None
+    callback.setup(None, model, "fit")
+    average = compat.weight_average(callback)
+    assert int(average.n_averaged) == 0
+    old = model.net[1].weight.detach().clone()
+    with torch.no_grad():
+        average.module.net[1].weight.fill_(7.0)
+    compat.swap_weight_average(callback, model)
+    assert torch.all(model.net[1].weight == 7.0) and torch.equal(average.module.net[1].weight, old)

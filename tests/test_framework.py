@@ -95,8 +95,10 @@ def test_config_groups_compose(overrides, expected):
 
 def test_default_callbacks_are_composed_from_files():
     cfg = compose_train()
-    files = {p.stem for p in (ROOT / "configs/callbacks").glob("*.yaml")} - {"default", "none"}
-    assert set(cfg.callbacks) == files  # one file per callback, all of them on by default
+    opt_in = {"ema", "lookahead"}  # weight averaging: callbacks=[default,ema]
+    files = {p.stem for p in (ROOT / "configs/callbacks").glob("*.yaml")} - {"default", "none"} - opt_in
+    assert set(cfg.callbacks) == files  # one file per callback, all the others on by default
+    assert set(compose_train("callbacks=[default,ema,lookahead]").callbacks) == files | opt_in
     assert {"model_checkpoint", "early_stopping", "learning_rate_monitor", "progress_bar"} <= files
     assert (
         cfg.callbacks.last_checkpoint.filename == "last"

@@ -155,13 +155,16 @@ class ImageDataModule(pl.LightningDataModule):
             return None
         return class_weights(self.arrays.labels[self.splits["train"]], self.num_classes).tolist()
 
-    def channel_stats(self, max_images: int = 5000) -> dict[str, list[float]]:
-        """Per-channel mean and std of the training split's pixels (0-1 scale), for input normalization, from a
-        seeded sample of it (its indices are grouped by class: a prefix would hold one class)."""
+    def train_sample(self, max_images: int = 5000) -> np.ndarray:
+        """A seeded sample of the training split's images, N,H,W,C uint8 (its indices are grouped by class: a
+        prefix would hold one class)."""
         train = self.splits["train"]
         rng = np.random.default_rng(self.hparams.seed)
-        idx = np.sort(rng.choice(train, size=min(max_images, len(train)), replace=False))
-        x = self.arrays.images[idx].astype(np.float32) / 255.0
+        return self.arrays.images[np.sort(rng.choice(train, size=min(max_images, len(train)), replace=False))]
+
+    def channel_stats(self, max_images: int = 5000) -> dict[str, list[float]]:
+        """Per-channel mean and std of the training split's pixels (0-1 scale), for input normalization."""
+        x = self.train_sample(max_images).astype(np.float32) / 255.0
         return {"mean": x.mean(axis=(0, 1, 2)).tolist(), "std": (x.std(axis=(0, 1, 2)) + 1e-6).tolist()}
 
     def dataset(self, split: str) -> ArrayDataset:

@@ -46,6 +46,11 @@ class TensorBatches:
     def __len__(self) -> int:
         return -(-len(self.labels) // self.batch_size)
 
+    @property
+    def dataset(self) -> torch.Tensor:
+        """What Lightning sizes the split by, as a DataLoader's dataset (the batch-size finder stops at it)."""
+        return self.labels
+
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         n = len(self.labels)
         order = self.sampler.permutation() if self.sampler is not None else torch.arange(n)

@@ -14,8 +14,11 @@ from torchmetrics.classification import MulticlassAccuracy
 from catdog.errors import CatdogError
 from catdog.models.augment import augment_batch, check_augment
 from catdog.models.convnet import build_convnet
+from catdog.models.options import check_progressive_resize, check_whiten
+from catdog.models.resize import resize_batch, resolution_at
 from catdog.models.rng_state import RNG_KEY, rng_states, set_rng_states
 from catdog.models.spec import convnet_spec
+from catdog.models.whiten import freeze_first_conv
 
 LOSSES = ("cross_entropy", "mse")
 
@@ -43,6 +46,8 @@ class ImageClassifier(pl.LightningModule):
         label_smoothing: float = 0.0,
         class_weights: Sequence[float] | None = None,
         augment: dict | None = None,
+        progressive_resize: dict | None = None,
+        whiten: bool = False,
         tta: bool = False,
         channels_last: bool = False,
         compile: bool = False,
@@ -60,7 +65,12 @@ class ImageClassifier(pl.LightningModule):
         # logged by catdog.run.hparams as the flat config keys; here only stored in checkpoints
         self.save_hyperparameters(ignore=["optimizer", "scheduler"], logger=False)
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
-        self.net = build_convnet(convnet_spec(net, in_channels, resolution), len(classes), mean, std)
+        spec = convnet_spec(net, in_channels, resolution)
+        check_progressive_resize(progressive_resize, spec)
+        check_whiten(whiten, spec)
+        self.net = build_convnet(spec, len(classes), mean, std)
+        if whiten:
+            freeze_first_conv(self.net)
         if channels_last:
             self.net = self.net.to(memory_format=torch.channels_last)
         # kept out of the module tree, so state_dict and checkpoints hold the weights once, compiled or not
@@ -81,6 +91,13 @@ class ImageClassifier(pl.LightningModule):
             x = x.contiguous(memory_format=torch.channels_last)
         return self.forward_net(x)
 
+    def train_resolution(self, epoch: int) -> int:
+        """The side of the training images in `epoch`: data.resolution, or less early on with progressive_resize."""
+        schedule = self.hparams.progressive_resize
+        return (
+            resolution_at(epoch, self.hparams.resolution, **schedule) if schedule else self.hparams.resolution
+        )
+
     def predict_logits(self, x: torch.Tensor) -> torch.Tensor:
         """Logits for evaluation: with tta, the mean of the image's and its mirror's probabilities, as log-probs."""
         if not self.hparams.tta:
@@ -99,6 +116,9 @@ class ImageClassifier(pl.LightningModule):
         x, y = batch
         if self.hparams.augment:
             x = augment_batch(x, **self.hparams.augment)
+        if self.hparams.progressive_resize:
+            x = resize_batch(x, self.train_resolution(self.current_epoch))
+            self.log("train/resolution", float(x.shape[-1]), on_step=False, on_epoch=True)
         logits = self(x)
         loss = self.loss_fn(logits, y)
         self.train_loss(loss)

@@ -103,13 +103,17 @@ class ConvNetSpec:
         object.__setattr__(self, "kernels", kernels)
         sizes = self.stage_sizes()
         if min(sizes) < 1:
-            need = next(r for r in range(1, 4097) if min(self.stage_sizes(r)) >= 1)
+            need = self.min_resolution()
             raise CatdogError(
                 f"data.resolution={self.resolution} is too small for this conv stack (model.net.channels="
                 f"{list(self.channels)}, model.net.kernel={kernels}, model.net.pool={self.pool}, "
                 f"model.net.padding={self.padding}): the feature map shrinks to {max(min(sizes), 0)}x"
                 f"{max(min(sizes), 0)}. Use data.resolution>={need}, or fewer/smaller stages."
             )
+
+    def min_resolution(self) -> int:
+        """The smallest input side this conv stack maps to a feature map of at least 1x1."""
+        return next(r for r in range(1, 4097) if min(self.stage_sizes(r)) >= 1)
 
     def stage_sizes(self, resolution: int | None = None) -> list[int]:
         """Feature-map side after each stage (conv(s) then pooling), for `resolution` or the spec's own."""

@@ -13,6 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from catdog.data.spec import DataSpec
 from catdog.errors import CatdogError
+from catdog.models.options import check_progressive_resize, check_whiten
 from catdog.models.spec import convnet_spec, invalid, is_int, is_int_list, is_number
 
 CHECKS = {
@@ -50,7 +51,9 @@ def validate(cfg: DictConfig) -> None:
         DataSpec(**{k: _plain(data[k]) for k in DATA_KEYS if k in data})
     net = OmegaConf.select(cfg, "model.net", default=None)
     if net is not None:
-        convnet_spec(_plain(net), _plain(cfg.model.in_channels), _plain(cfg.model.resolution))
+        spec = convnet_spec(_plain(net), _plain(cfg.model.in_channels), _plain(cfg.model.resolution))
+        check_progressive_resize(_plain(cfg.model.get("progressive_resize")), spec)
+        check_whiten(_plain(cfg.model.get("whiten")), spec)
     if cfg.get("test") and not OmegaConf.select(cfg, "data.test_fraction", default=0):
         raise CatdogError(
             "test=true needs a test split: set data.test_fraction, e.g. data.test_fraction=0.1."

@@ -12,7 +12,9 @@ import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig
 
+from catdog.callbacks.ema import averaging_first
 from catdog.io import write_json_atomic
+from catdog.models.whiten import init_whitening
 from catdog.run.checks import validate
 from catdog.run.config_tree import print_config_tree
 from catdog.run.hardware import check_accelerator, resolve_precision
@@ -20,6 +22,7 @@ from catdog.run.hparams import log_hparams
 from catdog.run.launch import install_ddp_launch_fix, share_cores
 from catdog.run.provenance import RecordProvenance, collect
 from catdog.run.resume import check_resume, resolve_ckpt_path
+from catdog.run.tune import run_tune
 
 log = logging.getLogger(__name__)
 
@@ -47,12 +50,12 @@ def final_metrics(trainer: pl.Trainer) -> dict[str, float]:
 
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fit (and optionally test) the configured model; returns the final metrics, also written to metrics.json."""
+    share_cores()
     validate(cfg)
     check_accelerator(cfg.trainer)
     resolve_precision(cfg.trainer)
     print_config_tree(cfg)
     ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), cfg.paths.output_dir)
-    share_cores()
     install_ddp_launch_fix()
     if cfg.get("seed") is not None:
         pl.seed_everything(cfg.seed, workers=True)
@@ -69,13 +72,17 @@ def train(cfg: DictConfig) -> dict[str, float]:
         _convert_="all",
         **stats,
     )
+    if cfg.model.get("whiten"):  # a resumed run then loads the same filters from its checkpoint
+        init_whitening(model.net, datamodule.train_sample())
     resumed = {}
     if ckpt_path is not None:  # TensorBoard hides what the interrupted run logged after its checkpoint
         step = check_resume(ckpt_path, datamodule.classes, cfg.data.source)
         resumed["TensorBoardLogger"] = {"purge_step": step}
     loggers = instantiate_group(cfg.get("logger"), **resumed)
+    if cfg.get("tune"):
+        return run_tune(cfg, model, datamodule, loggers)
     provenance = collect(datamodule.arrays.directory.name)
-    callbacks = [*instantiate_group(cfg.get("callbacks")), RecordProvenance(provenance)]
+    callbacks = [*averaging_first(instantiate_group(cfg.get("callbacks"))), RecordProvenance(provenance)]
     if not cfg.trainer.get("enable_progress_bar", True):  # the switch also turns off a configured bar
         callbacks = [c for c in callbacks if not isinstance(c, pl.callbacks.ProgressBar)]
     trainer: pl.Trainer = hydra.utils.instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)

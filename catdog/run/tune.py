@@ -1,0 +1,143 @@
+"""`python train.py tune=lr_find` / `tune=batch_size`: Lightning's tuners on the configured run.
+
+The result goes to the run dir (`lr_find.json` + `lr_find.png`, or `batch_size.json`) and TensorBoard, and the
+override to train with is printed; nothing is trained afterwards (the tuners restore the initial weights).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import hydra
+import pytorch_lightning as pl
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from omegaconf import DictConfig
+from pytorch_lightning.tuner import Tuner
+
+from catdog.errors import CatdogError
+from catdog.io import replace_atomic, write_json_atomic
+from catdog.visualize import tensorboard_writer
+
+log = logging.getLogger(__name__)
+
+
+def run_tune(
+    cfg: DictConfig, model: pl.LightningModule, datamodule: pl.LightningDataModule, loggers: list
+) -> dict:
+    """Run the tuner `cfg.tune` names on a trainer without callbacks or checkpoints; its result as metrics."""
+    tuner = hydra.utils.instantiate(cfg.tune)
+    # every epoch has at least one batch: as many epochs as search steps, so trainer.max_epochs cannot cut it short
+    steps = cfg.tune.get("num_training") or cfg.tune.get("steps_per_trial") or 1
+    trainer = hydra.utils.instantiate(
+        cfg.trainer,
+        logger=loggers or False,
+        callbacks=[],
+        enable_checkpointing=False,
+        max_epochs=max(cfg.trainer.get("max_epochs") or 1, steps),
+    )
+    return tuner(trainer, model, datamodule, Path(cfg.paths.output_dir))
+
+
+def _no_fast_dev_run(trainer: pl.Trainer, name: str) -> None:
+    if trainer.fast_dev_run:
+        raise CatdogError(f"tune={name} runs no search with trainer.fast_dev_run=true: drop that override.")
+
+
+def lr_find(
+    trainer: pl.Trainer,
+    model: pl.LightningModule,
+    datamodule: pl.LightningDataModule,
+    output_dir: Path,
+    min_lr: float = 1e-6,
+    max_lr: float = 1.0,
+    num_training: int = 100,
+    mode: str = "exponential",
+    early_stop_threshold: float | None = 4.0,
+) -> dict[str, float | None]:
+    """Lightning's learning-rate range test: the loss over `num_training` steps of growing learning rate, and the
+    rate where it falls fastest (Lightning's suggestion)."""
+    _no_fast_dev_run(trainer, "lr_find")
+    if not 0 < min_lr < max_lr:
+        raise CatdogError(f"tune.min_lr={min_lr}, tune.max_lr={max_lr}: need 0 < min_lr < max_lr.")
+    finder = Tuner(trainer).lr_find(
+        model,
+        datamodule=datamodule,
+        min_lr=min_lr,
+        max_lr=max_lr,
+        num_training=num_training,
+        mode=mode,
+        early_stop_threshold=early_stop_threshold,
+        update_attr=False,
+    )
+    suggestion = finder.suggestion()
+    result = {"suggestion": suggestion, "lrs": finder.results["lr"], "losses": finder.results["loss"]}
+    if not trainer.is_global_zero:
+        return {"tune/lr_suggestion": suggestion}
+    output_dir.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(output_dir / "lr_find.json", result)
+    figure = Figure(figsize=(6, 4))
+    FigureCanvasAgg(figure)
+    ax = figure.add_subplot()
+    finder.plot(suggest=True, ax=ax)
+    ax.set_title(f"lr_find: suggestion {suggestion:.3g}" if suggestion else "lr_find: no suggestion")
+    figure.tight_layout()
+    replace_atomic(
+        output_dir / "lr_find.png", lambda f: figure.savefig(f, format="png", dpi=100), binary=True
+    )
+    writer = tensorboard_writer(trainer)
+    if writer is not None:
+        writer.add_figure("tune/lr_find", figure)
+    if suggestion is None:
+        log.warning(
+            "lr_find: too few steps for a suggestion (%d losses); see %s. Raise tune.num_training, use more data "
+            "or a smaller data.batch_size.",
+            len(result["losses"]),
+            output_dir / "lr_find.png",
+        )
+    else:
+        log.info(
+            "lr_find: suggested learning rate %.3g (curve in %s). Train with: model.optimizer.lr=%.2g",
+            suggestion,
+            output_dir / "lr_find.png",
+            suggestion,
+        )
+    return {"tune/lr_suggestion": suggestion}
+
+
+def batch_size(
+    trainer: pl.Trainer,
+    model: pl.LightningModule,
+    datamodule: pl.LightningDataModule,
+    output_dir: Path,
+    mode: str = "power",
+    steps_per_trial: int = 3,
+    init_val: int = 2,
+    max_trials: int = 25,
+    max_val: int = 8192,
+) -> dict[str, int | None]:
+    """Lightning's batch-size finder: the largest data.batch_size whose training steps fit the accelerator's
+    memory (doubling until out of memory; on a CPU that is rarely reached, so `max_val` caps the search)."""
+    _no_fast_dev_run(trainer, "batch_size")
+    # the trials measure memory, not learning; their steps add up, and would overrun a one-cycle schedule's total
+    model.scheduler_factory = None
+    found = Tuner(trainer).scale_batch_size(
+        model,
+        datamodule=datamodule,
+        mode=mode,
+        steps_per_trial=steps_per_trial,
+        init_val=init_val,
+        max_trials=max_trials,
+        max_val=max_val,
+    )
+    if trainer.is_global_zero:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(output_dir / "batch_size.json", {"batch_size": found})
+        writer = tensorboard_writer(trainer)
+        if writer is not None and found is not None:
+            writer.add_scalar("tune/batch_size", found)
+        log.info(
+            "batch_size: the largest batch that fits is %s. Train with: data.batch_size=%s", found, found
+        )
+    return {"tune/batch_size": found}
