@@ -12,7 +12,7 @@ HAS_LOCAL_DATA := $(shell find data -path data/cache -prune -o -type f \( -iname
 DATA_ARG := $(if $(DATA),data.source=$(DATA),$(if $(CATDOG_DATA)$(HAS_LOCAL_DATA),,$(if $(wildcard $(SHARED_ZIP)),data.source=$(SHARED_ZIP))))
 ARGS ?= experiment=tutorial trainer.max_epochs=1
 
-.PHONY: install train sweep test tensorboard lint bench clean
+.PHONY: install train sweep test test-cluster tensorboard lint bench clean
 
 install: $(STAMP)
 
@@ -30,6 +30,14 @@ sweep: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -n auto --dist loadfile $(PYTEST_ARGS)
+
+# A real single-node SLURM (Debian's slurm-wlm and munge, installed as root when missing): a sweep through
+# hydra/launcher=slurm with one job pre-empted by `scontrol requeue`; the test starts and stops the daemons.
+test-cluster: $(STAMP)
+	command -v slurmctld >/dev/null && command -v munged >/dev/null || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slurm-wlm munge; } || \
+		echo "could not install slurm-wlm and munge (apt-get as root): the cluster test skips"
+	$(BIN)/python -m pytest -q -rP -m cluster tests/cluster
 
 tensorboard: $(STAMP)
 	$(BIN)/tensorboard --logdir outputs

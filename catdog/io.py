@@ -41,11 +41,30 @@ def write_synced(path: Path, write: Callable[[IO], None], binary: bool = True) -
         os.fsync(f.fileno())
 
 
-def is_disk_full(exc: BaseException) -> bool:
-    """ENOSPC or EDQUOT, or numpy's short write ("N requested and M written"), which is a full disk too."""
-    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        return True
-    return isinstance(exc, OSError) and "requested and" in str(exc) and "written" in str(exc)
+def is_disk_full(exc: BaseException | None) -> bool:
+    """ENOSPC or EDQUOT, or numpy's short write ("N requested and M written"), anywhere in the exception's chain
+    (torch.save reports a full disk as a RuntimeError raised while handling the OSError)."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and (
+            exc.errno in (errno.ENOSPC, errno.EDQUOT)
+            or ("requested and" in str(exc) and "written" in str(exc))
+        ):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def written_file(exc: BaseException | None) -> str | None:
+    """The file a failed write was writing, where the OSError in the chain names it."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.filename:
+            return str(exc.filename)
+        exc = exc.__cause__ or exc.__context__
+    return None
 
 
 def disk_full_error(path: str | Path, fix: str) -> CatdogError:
@@ -60,6 +79,10 @@ def replace_atomic(path: Path, write: Callable[[IO], None], binary: bool) -> Non
     try:
         write_synced(tmp, write, binary)
         os.replace(tmp, path)
+    except OSError as e:
+        # a failed write() names no file: name the one being replaced
+        e.filename = e.filename or str(path)
+        raise
     finally:
         tmp.unlink(missing_ok=True)
 

@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 import pytorch_lightning as pl
 
+from catdog.io import replace_atomic
 from catdog.visualize import tensorboard_writer
 
 log = logging.getLogger(__name__)
@@ -54,7 +55,9 @@ class SampleGrid(pl.Callback):
         grid = make_grid(datamodule.arrays.images[picked], labels[picked], datamodule.classes, self.tile)
         path = Path(self.output_dir or trainer.default_root_dir) / "samples.png"
         path.parent.mkdir(parents=True, exist_ok=True)
-        cv2.imwrite(str(path), cv2.cvtColor(grid, cv2.COLOR_RGB2BGR))
+        _, png = cv2.imencode(".png", cv2.cvtColor(grid, cv2.COLOR_RGB2BGR))
+        # atomic: cv2.imwrite on a full disk leaves half a file and returns False
+        replace_atomic(path, lambda f: f.write(png.tobytes()), binary=True)
         log.info("Sample images with their labels: %s", path)
         writer = tensorboard_writer(trainer)
         if writer is not None:

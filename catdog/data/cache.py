@@ -107,7 +107,7 @@ def write_cache(directory: Path, images: np.ndarray, labels: np.ndarray, report:
     except OSError as e:
         if is_disk_full(e):
             raise disk_full_error(
-                f"the cache in {directory.parent} (data.cache_dir)",
+                f"the cache {directory} (data.cache_dir)",
                 "Free some space or point data.cache_dir at a larger disk; nothing was changed.",
             ) from e
         raise CatdogError(

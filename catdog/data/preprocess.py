@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import logging
 import mmap
+import signal
 from collections import Counter
 from collections.abc import Mapping
 from multiprocessing import get_context
@@ -31,6 +32,9 @@ _worker: dict = {}
 def _init_worker() -> None:
     import cv2
 
+    # pool.terminate() stops workers with SIGTERM: a handler inherited from the parent (submitit's on SLURM
+    # ignores SIGTERM) would make the parent wait forever
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     cv2.setNumThreads(1)  # one process per core already; OpenCV's own threads would oversubscribe
 
 

@@ -3,15 +3,21 @@ inside a Hydra multirun, a failing job is recorded and the sweep goes on."""
 
 from __future__ import annotations
 
-import errno
 import os
 import re
 import signal
 import sys
+import threading
 from collections.abc import Callable
 from importlib.util import find_spec
 
 from catdog.errors import CatdogError
+from catdog.io import disk_full_error, is_disk_full, written_file
+
+DISK_FULL_FIX = (
+    "Free some space, or put the runs (paths.log_dir) and the cache (data.cache_dir) on a larger disk; then resume "
+    "with hydra.run.dir=<run dir> ckpt_path=last."
+)
 
 # Lightning's optional loggers raise ModuleNotFoundError without `name`: "Requirement 'wandb>=0.12.10' not met."
 _REQUIREMENT = re.compile(r"Requirement '([A-Za-z0-9_.-]+)")
@@ -25,6 +31,15 @@ def missing_package(exc: BaseException) -> str | None:
     requirement = _REQUIREMENT.match(str(exc))
     package = (exc.name or (requirement.group(1) if requirement else "")).partition(".")[0]
     return package if package not in ("", "catdog") and find_spec(package) is None else None
+
+
+def run_dir() -> str:
+    """Where this run writes (for a full disk whose error names no file, e.g. in TensorBoard's writer thread)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return "a file"
+    return f"the run's files in {HydraConfig.get().runtime.output_dir}"
 
 
 def user_error(exc: BaseException) -> str | None:
@@ -48,12 +63,8 @@ def user_error(exc: BaseException) -> str | None:
         if isinstance(exc, InstantiationException) and isinstance(cause, TypeError | ImportError):
             if not missing_package(cause):  # Hydra's message names the target and the config key
                 return f"{exc}\n(HYDRA_FULL_ERROR=1 shows the traceback)"
-        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
-            where = f" while writing {exc.filename}" if exc.filename else ""
-            return (
-                f"No space left on the device{where}. Free some space, or put the runs (paths.log_dir) and the "
-                "cache (data.cache_dir) on a larger disk; then resume with hydra.run.dir=<run dir> ckpt_path=last."
-            )
+        if is_disk_full(exc):
+            return str(disk_full_error(written_file(exc) or run_dir(), DISK_FULL_FIX))
         exc = exc.__cause__ or exc.__context__
     return None
 
@@ -89,8 +100,21 @@ def exit_on_sigterm(exc: SystemExit) -> None:
     sys.exit(128 + signal.SIGTERM)
 
 
+def quiet_disk_full_in_threads() -> None:
+    """TensorBoard's writer thread prints its own traceback when the disk is full; the main thread then meets the
+    same error and reports it in one line, so the thread's copy is left out."""
+    default = threading.excepthook
+
+    def hook(args) -> None:
+        if not is_disk_full(args.exc_value):
+            default(args)
+
+    threading.excepthook = hook
+
+
 def guarded(fn: Callable, *args, **kwargs):
     """Call fn; on failure exit with one line, or in a multirun job record the failure and return None."""
+    quiet_disk_full_in_threads()
     try:
         return fn(*args, **kwargs)
     except SystemExit as e:

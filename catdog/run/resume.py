@@ -34,7 +34,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             replace_atomic(path, lambda f: torch.save(checkpoint, f), binary=True)
-        except OSError as e:
+        except (OSError, RuntimeError) as e:
             if is_disk_full(e):
                 raise disk_full_error(
                     f"the checkpoint {path}",
@@ -86,9 +86,11 @@ def check_resume(ckpt_path: str, classes: list[str], source: str) -> int:
     check_classes(classes, checkpoint["hyper_parameters"]["classes"], source, ckpt_path,
                   fix="Resume on the data it was trained on, or start a new run without ckpt_path.")  # fmt: skip
     try:
-        return checkpoint["loops"]["fit_loop"]["epoch_loop.state_dict"]["_batches_that_stepped"]
+        step = checkpoint["loops"]["fit_loop"]["epoch_loop.state_dict"]["_batches_that_stepped"]
     except KeyError as e:
         raise CatdogError(
             f"ckpt_path={ckpt_path}: holds weights but no training state, so it cannot be resumed. "
             "Start a new run without ckpt_path (or use it with evaluate/predict/export)."
         ) from e
+    log.info("Resuming from %s (saved in epoch %d, step %d)", ckpt_path, checkpoint["epoch"], step)
+    return step

@@ -11,6 +11,8 @@ import csv
 import json
 import logging
 import math
+import random
+import time
 import traceback
 from pathlib import Path
 from typing import Any
@@ -221,3 +223,30 @@ class SweepSummary(Callback):
         markdown = write_summary(sweep_dir, config.get("optimized_metric"), maximizes(config))
         print(markdown, flush=True)
         log.info("Sweep summary written to %s and %s", sweep_dir / "summary.md", sweep_dir / "summary.csv")
+
+
+def create_study_storage(url: str, attempts: int = 10) -> None:
+    """Create the tables of an Optuna database before the sweeper opens it. Workers started at the same moment
+    all try to create them and optuna 2.10 lets the losers fail (a unique-constraint error on the schema
+    version): retry after a random pause, by when the first worker has created them."""
+    from optuna.storages import RDBStorage
+    from sqlalchemy.exc import SQLAlchemyError
+
+    for attempt in range(attempts):
+        try:
+            RDBStorage(url)
+            return
+        except SQLAlchemyError:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(random.uniform(0.1, 1.0))
+
+
+class StudyStorage(Callback):
+    """Hydra callback of hparams_search=optuna: with hydra.sweeper.storage set, create the study's database
+    first (see create_study_storage), so several sweeps can start together on one study."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        url = OmegaConf.select(config, "hydra.sweeper.storage")
+        if url:
+            create_study_storage(str(url))
