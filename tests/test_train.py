@@ -101,6 +101,15 @@ def test_an_override_hydra_cannot_parse_is_one_line_with_the_quoting_fix(tmp_pat
     assert "\"data.source='...'\"" in line
 
 
+def test_a_network_key_of_catdog_0_1_names_its_new_place(tmp_path):
+    proc = run_train("model.kernel=3,5", "-m", f"hydra.sweep.dir={tmp_path}", check=False)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        "error: model.kernel is now model.net.kernel (the network's keys live under model.net since catdog 0.2): "
+        "write model.net.kernel=... instead."
+    ]
+
+
 def test_make_train_prints_the_command_that_trains_on_the_same_photos(image_folder, tmp_path):
     overrides = [o for o in tiny_overrides(image_folder, tmp_path) if not o.startswith("data.source=")]
     # the test's interpreter, and no reinstall (-o: the install stamp counts as up to date)

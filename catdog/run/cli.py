@@ -99,8 +99,21 @@ def read_overrides(argv: list[str]) -> list[str]:
                     f"' \" needs quotes that reach Hydra, inside the shell's: \"{key}='...'\" (see "
                     "https://hydra.cc/docs/advanced/override_grammar/basic/)."
                 ) from e
+        check_moved_key(key.lstrip("+~"))
         out.append(arg)
     return out
+
+
+def check_moved_key(key: str) -> None:
+    """catdog 0.2 nests the network's keys under model.net: an override of the old key gets the new one."""
+    from catdog.models.spec import NET_KEYS
+
+    parts = key.split(".")
+    if len(parts) == 2 and parts[0] == "model" and parts[1] in NET_KEYS:
+        raise CatdogError(
+            f"{key} is now model.net.{parts[1]} (the network's keys live under model.net since catdog "
+            f"0.2): write model.net.{parts[1]}=... instead."
+        )
 
 
 def exit_interrupted(exc: BaseException) -> None:
