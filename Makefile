@@ -19,11 +19,14 @@ install: $(STAMP)
 $(STAMP): pyproject.toml requirements/constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -c requirements/constraints.txt -e ".[dev,sweeps,export]"
+	$(BIN)/pip install -q -c requirements/constraints.txt -e ".[dev,sweeps,export,serve]"
 	touch $@
 
+# after training, the command line that trains on the same photos again (README: What next)
 train: $(STAMP)
 	$(BIN)/python train.py $(DATA_ARG) $(ARGS)
+	@echo "Trained with: $(BIN)/python train.py $(DATA_ARG) $(ARGS)"
+	@echo "Next, on the same photos: $(BIN)/python train.py $(DATA_ARG) [overrides]"
 
 sweep: $(STAMP)
 	$(BIN)/python train.py -m $(DATA_ARG) experiment=tutorial trainer.max_epochs=1 model.net.kernel=3,5

@@ -1,9 +1,12 @@
 """Train a ConvNet: `python train.py [overrides]`, `python train.py -m model.net.kernel=3,5` for a sweep."""
 
+import sys
+
 import hydra
 from omegaconf import DictConfig
 
-from catdog.run.cli import guarded
+from catdog.run.cli import guarded, read_overrides
+from catdog.run.launch import remember_entry_command
 
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="train")
@@ -17,4 +20,6 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
+    sys.argv[1:] = guarded(read_overrides, sys.argv[1:])
+    remember_entry_command()
     main()

@@ -27,6 +27,19 @@ def set_ddp_subprocess_command(command: Callable) -> None:
     subprocess_script._hydra_subprocess_cmd = command
 
 
+def set_ddp_rank_observer(observer: Callable) -> None:
+    """Make Lightning's `ddp` launcher call `observer(child_processes)` after starting ranks > 0, instead of its own
+    watcher, which SIGKILLs the launching process (a whole sweep) when one rank fails (see run/launch.py)."""
+    from pytorch_lightning.strategies.launchers import subprocess_script
+
+    subprocess_script._launch_process_observer = observer
+
+
+def ddp_rank_processes(trainer) -> list:
+    """The processes of ranks > 0 this process started for the trainer's `ddp` launcher (none elsewhere)."""
+    return list(getattr(trainer.strategy.launcher, "procs", None) or [])
+
+
 def weight_average(callback):
     """The AveragedModel inside Lightning's WeightAveraging callback (None before fitting starts); its `.module` is
     the averaged copy of the LightningModule, `.n_averaged` the number of updates (see callbacks/ema.py)."""

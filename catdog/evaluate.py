@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from pathlib import Path
 
 import hydra
@@ -26,10 +27,12 @@ from torchmetrics.functional.classification import (
 
 from catdog.data.cache import CachedArrays
 from catdog.data.preprocess import prepare_from_config
+from catdog.explain.calibration import calibration_report
+from catdog.explain.robustness import robustness_accuracy, robustness_figure, robustness_table
 from catdog.inference import Predictor, check_classes
 from catdog.io import write_json_atomic
 from catdog.run.checks import validate
-from catdog.run.cli import guarded
+from catdog.run.cli import guarded, read_overrides
 from catdog.run.training import instantiate_group
 from catdog.visualize import confusion_figure
 
@@ -57,27 +60,41 @@ def classification_metrics(probs: torch.Tensor, labels: torch.Tensor, classes: l
 
 
 def score(cfg: DictConfig) -> tuple[Predictor, CachedArrays, np.ndarray]:
-    """The checkpoint, the images of data.source decoded as it was trained, and its probabilities for each."""
+    """The checkpoint, the images of data.source decoded as it was trained, and its (uncalibrated) logits for
+    each: `predictor.calibrated(logits)` are its probabilities."""
     predictor = Predictor.from_checkpoint(cfg.ckpt_path)
     shape = {"resolution": predictor.resolution, "channels": predictor.channels}
     arrays = prepare_from_config(cfg.data, **shape, fast_decode=predictor.fast_decode)
     check_classes(arrays.classes, predictor.classes, cfg.data.source, cfg.ckpt_path)
     batch = cfg.data.batch_size
-    probs = np.concatenate(
-        [predictor.probabilities(arrays.images[i : i + batch]) for i in range(0, len(arrays.labels), batch)]
+    logits = np.concatenate(
+        [predictor.logits(arrays.images[i : i + batch]) for i in range(0, len(arrays.labels), batch)]
     )
-    return predictor, arrays, probs
+    return predictor, arrays, logits
 
 
 def evaluate(cfg: DictConfig) -> dict:
     """Metrics of the checkpoint on every image of data.source; written to the run dir and TensorBoard."""
     validate(cfg)
-    predictor, arrays, probs = score(cfg)
+    predictor, arrays, logits = score(cfg)
+    probs = predictor.calibrated(logits)
     results = classification_metrics(
         torch.from_numpy(probs), torch.from_numpy(arrays.labels), predictor.classes
     )
+    calibration, reliability = calibration_report(
+        logits, arrays.labels, predictor.temperature, Path(cfg.ckpt_path).name
+    )
+    figures, robustness = {"reliability_diagram": reliability}, {}
+    if cfg.get("robustness"):
+        robustness = robustness_accuracy(
+            predictor.probabilities, arrays.images, arrays.labels, cfg.data.batch_size
+        )
+        log.info("Accuracy under corruptions (severity 0 = clean):\n%s", robustness_table(robustness))
+        figures["robustness"] = robustness_figure(robustness, Path(cfg.ckpt_path).name)
     metrics = {
         **{k: v for k, v in results.items() if k.startswith("test/")},
+        **calibration,
+        "temperature": predictor.temperature,
         "n_images": int(arrays.report["n_images"]),
         "n_skipped": int(arrays.report["n_skipped"]),
         "classes": predictor.classes,
@@ -86,6 +103,7 @@ def evaluate(cfg: DictConfig) -> dict:
         "source": str(arrays.report["source"]),
         "resolution": predictor.resolution,
         "channels": predictor.channels,
+        **robustness,
     }
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -93,7 +111,9 @@ def evaluate(cfg: DictConfig) -> dict:
     title = f"{Path(cfg.ckpt_path).name}: accuracy {metrics['test/acc']:.3f}"
     figure = confusion_figure(np.array(results["confusion_matrix"]), predictor.classes, title)
     figure.savefig(output_dir / "confusion_matrix.png")
-    scalars = {k: v for k, v in metrics.items() if k.startswith("test/")}
+    for name, fig in figures.items():
+        fig.savefig(output_dir / f"{name}.png")
+    scalars = {k: v for k, v in metrics.items() if k.startswith(("test/", "robustness/"))}
     for c in predictor.classes:
         scalars.update(
             {f"test/{name}_{c}": v for name, v in results["per_class"][c].items() if name != "support"}
@@ -102,6 +122,8 @@ def evaluate(cfg: DictConfig) -> dict:
         lg.log_metrics(scalars, step=0)
         if hasattr(lg.experiment, "add_figure"):
             lg.experiment.add_figure("test/confusion_matrix", figure, 0)
+            for name, fig in figures.items():
+                lg.experiment.add_figure(f"test/{name}", fig, 0)
         lg.finalize("success")
     log.info("Evaluated %s on %d images (%d skipped): %s; written to %s", cfg.ckpt_path, metrics["n_images"],
              metrics["n_skipped"], json.dumps(scalars), output_dir)  # fmt: skip
@@ -114,4 +136,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    sys.argv[1:] = guarded(read_overrides, sys.argv[1:])
     main()

@@ -21,7 +21,9 @@ from torch import nn
 import catdog
 from catdog.data.decode import BadImage, decode_image
 from catdog.errors import CatdogError
-from catdog.models.classifier import ImageClassifier, flip_tta_probabilities
+from catdog.explain.gradcam import gradcam
+from catdog.models.classifier import ImageClassifier, flip_tta_probabilities, with_temperature
+from catdog.models.spec import NET_KEYS
 from catdog.preprocessing import describe
 
 log = logging.getLogger(__name__)
@@ -57,27 +59,14 @@ UNREADABLE = (
     pickle.UnpicklingError,
     zipfile.BadZipFile,
 )
-# catdog 0.1 kept the network's keys at the top of the hyperparameters; they are `net` now (model.net.*)
-FLAT_NET_KEYS = (
-    "channels",
-    "kernel",
-    "pool",
-    "pool_type",
-    "padding",
-    "convs_per_stage",
-    "hidden",
-    "batchnorm",
-    "dropout",
-    "activation",
-    "head",
-)
 
 
 def model_arguments(hparams: dict) -> dict:
     """A checkpoint's hyperparameters as ImageClassifier's arguments, for checkpoints of every catdog version."""
     args = dict(hparams)
     if "net" not in args:
-        args["net"] = {k: args.pop(k) for k in FLAT_NET_KEYS if k in args}
+        # catdog 0.1 kept the network's keys at the top of the hyperparameters; they are `net` now (model.net.*)
+        args["net"] = {k: args.pop(k) for k in NET_KEYS if k in args}
     return args
 
 
@@ -87,7 +76,7 @@ def load_classifier(path: str | Path | None) -> ImageClassifier:
     checkpoint = read_checkpoint(path)
     try:
         model = ImageClassifier(**{**model_arguments(checkpoint["hyper_parameters"]), "compile": False})
-        model.load_state_dict(checkpoint["state_dict"])
+        model.load_state_dict(with_temperature(checkpoint["state_dict"]))
     except UNREADABLE as e:
         raise _unreadable(path, e) from e
     return model.eval()
@@ -128,16 +117,22 @@ class Probabilities(nn.Module):
     """uint8 images (N, C, H, W) in, class probabilities out: what predict returns and what export writes.
 
     Holds the bare network (a LightningModule cannot be traced outside a Trainer) and computes what the
-    classifier's `predict_logits` does: with tta, the mean of the image's and its mirror's probabilities.
+    classifier's `predict_logits` does (with tta, the mean of the image's and its mirror's probabilities),
+    divided by the checkpoint's temperature: calibrated probabilities.
     """
 
     def __init__(self, model: ImageClassifier):
         super().__init__()
         self.net = model.net
         self.tta = bool(model.hparams.tta)
+        self.register_buffer("temperature", model.temperature.detach().clone().float())
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Uncalibrated logits (with tta, log-probabilities, which softmax maps back to the same probabilities)."""
+        return flip_tta_probabilities(self.net, x).clamp_min(1e-12).log() if self.tta else self.net(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return flip_tta_probabilities(self.net, x) if self.tta else self.net(x).softmax(1)
+        return (self.logits(x) / self.temperature).softmax(1)
 
 
 def preprocessing(model: ImageClassifier) -> dict:
@@ -166,9 +161,10 @@ def preprocessing(model: ImageClassifier) -> dict:
             "std": list(h.std) if h.std else None,
         },
         "output": {
-            "meaning": "probabilities (softmax), one per class in `classes` order",
+            "meaning": "calibrated probabilities, softmax(logits / temperature), one per class in `classes` order",
             "dtype": "float32",
         },
+        "temperature": float(model.temperature),
         "tta": bool(h.tta),
         "catdog_version": catdog.__version__,
     }
@@ -195,10 +191,23 @@ def array_bytes(image: np.ndarray) -> bytes:
     return encoded.tobytes()
 
 
-class Predictor:
-    """A trained classifier with the preprocessing from its checkpoint: files or arrays in, labels out."""
+UNSURE = "unsure"
 
-    def __init__(self, model: ImageClassifier):
+
+def check_min_confidence(value: float) -> float:
+    if not 0 <= float(value) <= 1:
+        raise CatdogError(f"min_confidence={value}: must be a probability in [0, 1] (0 never abstains).")
+    return float(value)
+
+
+class Predictor:
+    """A trained classifier with the preprocessing from its checkpoint: files or arrays in, labels out.
+
+    Probabilities are calibrated (the checkpoint's temperature); a top probability below `min_confidence`
+    makes the label "unsure".
+    """
+
+    def __init__(self, model: ImageClassifier, min_confidence: float = 0.0):
         self.model = model.eval().cpu()
         self.net = Probabilities(self.model)
         self.classes: list[str] = list(model.hparams.classes)
@@ -206,10 +215,15 @@ class Predictor:
         self.channels: int = model.hparams.in_channels
         # ImageClassifier defaults it to false: checkpoints from before data.fast_decode get the full-size decode
         self.fast_decode: bool = bool(model.hparams.fast_decode)
+        self.min_confidence = check_min_confidence(min_confidence)
 
     @classmethod
-    def from_checkpoint(cls, ckpt_path: str | os.PathLike) -> Predictor:
-        return cls(load_classifier(ckpt_path))
+    def from_checkpoint(cls, ckpt_path: str | os.PathLike, min_confidence: float = 0.0) -> Predictor:
+        return cls(load_classifier(ckpt_path), min_confidence)
+
+    @property
+    def temperature(self) -> float:
+        return float(self.net.temperature)
 
     def decode(self, data: bytes) -> np.ndarray:
         """(resolution, resolution, channels) uint8, as the training images were made; BadImage if not."""
@@ -224,12 +238,39 @@ class Predictor:
         except (OSError, BadImage) as e:
             raise CatdogError(f"{item}: cannot be used as an image ({e}).") from e
 
+    @staticmethod
+    def tensor(images: np.ndarray) -> torch.Tensor:
+        """Preprocessed images (N, H, W, C) uint8 as the network's input (N, C, H, W)."""
+        copy = np.array(images, dtype=np.uint8)  # cached arrays are read-only memory maps
+        return torch.from_numpy(copy).permute(0, 3, 1, 2)
+
     @torch.inference_mode()
     def probabilities(self, images: np.ndarray) -> np.ndarray:
-        """Class probabilities (N, classes) for preprocessed images (N, H, W, C) uint8."""
-        copy = np.array(images, dtype=np.uint8)  # cached arrays are read-only memory maps
-        x = torch.from_numpy(copy).permute(0, 3, 1, 2)
-        return self.net(x).numpy()
+        """Calibrated class probabilities (N, classes) for preprocessed images (N, H, W, C) uint8."""
+        return self.net(self.tensor(images)).numpy()
+
+    @torch.inference_mode()
+    def logits(self, images: np.ndarray) -> np.ndarray:
+        """Uncalibrated logits (N, classes): `calibrated(logits)` are the probabilities."""
+        return self.net.logits(self.tensor(images)).numpy()
+
+    def calibrated(self, logits: np.ndarray) -> np.ndarray:
+        """softmax(logits / temperature): what `probabilities` returns, from logits already computed."""
+        return torch.from_numpy(logits / self.temperature).softmax(1).numpy()
+
+    def heatmaps(self, images: np.ndarray, layer: int | str | None = None) -> np.ndarray:
+        """Grad-CAM heatmaps (N, H, W) in [0, 1] of the predicted class, for preprocessed images (N, H, W, C)."""
+        return gradcam(self.net.net, self.tensor(images), layer).numpy()
+
+    def explain(
+        self, items: Sequence[str | os.PathLike | np.ndarray], layer: int | str | None = None
+    ) -> list[np.ndarray]:
+        """For each path or array: where the evidence for its predicted class lies, a (resolution, resolution)
+        float32 heatmap in [0, 1] (Grad-CAM at `layer`, by default the last conv stage)."""
+        items = list(items)
+        if not items:
+            return []
+        return list(self.heatmaps(np.stack([self.image(item) for item in items]), layer))
 
     def predict(self, items: Sequence[str | os.PathLike | np.ndarray], batch_size: int = 256) -> list[dict]:
         """For each path or array: {"label", "probability", "probabilities": {class: p}}."""
@@ -243,7 +284,7 @@ class Predictor:
     def describe(self, probs: np.ndarray) -> dict:
         best = int(probs.argmax())
         return {
-            "label": self.classes[best],
+            "label": self.classes[best] if probs[best] >= self.min_confidence else UNSURE,
             "probability": float(probs[best]),
             "probabilities": dict(zip(self.classes, map(float, probs), strict=True)),
         }

@@ -1,7 +1,9 @@
 """Predict with a trained checkpoint: `python -m catdog.predict ckpt_path=FILE inputs=PATH [output=FILE.csv]`.
 
 PATH is one image, a folder (every file below it) or a zip/tar archive; no labels are needed. The CSV has one
-row per file, `path,label,probability`, or `path,skipped,<reason>` for a file that is not a usable image.
+row per file, `path,label,probability`, or `path,skipped,<reason>` for a file that is not a usable image; the
+label is `unsure` when the (calibrated) probability is below `min_confidence=`. `explain=true` also writes a
+Grad-CAM overlay per image into `explanations/` beside the CSV.
 From Python: `catdog.load("last.ckpt").predict(["a.jpg", array])`.
 """
 
@@ -10,6 +12,7 @@ from __future__ import annotations
 import csv
 import logging
 import os
+import sys
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,10 +24,11 @@ from omegaconf import DictConfig
 from catdog.data.decode import BadImage
 from catdog.data.sources import SourceReader, archive_kind, list_files, printable
 from catdog.errors import CatdogError
+from catdog.explain.gradcam import display_image, explanation_path, overlay_png, resolve_layer
 from catdog.inference import Predictor
 from catdog.io import replace_atomic
 from catdog.run.checks import validate
-from catdog.run.cli import guarded
+from catdog.run.cli import guarded, read_overrides
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +58,31 @@ def list_inputs(inputs: str | os.PathLike) -> tuple[SourceReader, list[str], str
     return reader, paths, prefix
 
 
-def prediction_rows(predictor: Predictor, inputs: str, batch_size: int) -> Iterator[tuple[str, str, str]]:
-    """(path, label, probability) for every input file, or (path, "skipped", reason), a batch at a time."""
+def write_explanations(
+    predictor: Predictor,
+    folder: Path,
+    names: list[str],
+    datas: list[bytes],
+    images: list[np.ndarray],
+    layer: int | str | None,
+) -> None:
+    """One Grad-CAM overlay PNG per decoded input, at `folder/<its relative path>.png`."""
+    for name, data, image, heat in zip(names, datas, images, predictor.heatmaps(np.stack(images), layer)):
+        path = explanation_path(folder, name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        png = overlay_png(display_image(data, image), heat)
+        replace_atomic(path, lambda f, png=png: f.write(png), binary=True)
+
+
+def prediction_rows(
+    predictor: Predictor,
+    inputs: str,
+    batch_size: int,
+    explain_dir: Path | None = None,
+    explain_layer: int | str | None = None,
+) -> Iterator[tuple[str, str, str]]:
+    """(path, label, probability) for every input file, or (path, "skipped", reason), a batch at a time;
+    with `explain_dir`, a Grad-CAM overlay PNG of every decoded file there."""
     reader, paths, prefix = list_inputs(inputs)
     try:
         for start in range(0, len(paths), batch_size):
@@ -63,11 +90,13 @@ def prediction_rows(predictor: Predictor, inputs: str, batch_size: int) -> Itera
                 printable(os.path.join(prefix, rel) if prefix else rel)
                 for rel in paths[start : start + batch_size]
             ]
-            rows, images, decoded = [], [], []
+            rows, images, decoded, datas = [], [], [], []
             for i, name in enumerate(shown):
                 try:
-                    images.append(predictor.decode(reader.read(paths[start + i])))
+                    data = reader.read(paths[start + i])
+                    images.append(predictor.decode(data))
                     decoded.append(i)
+                    datas.append(data)
                     rows.append(None)
                 except (OSError, KeyError, BadImage) as e:
                     rows.append((name, "skipped", str(e) or e.__class__.__name__))
@@ -75,22 +104,37 @@ def prediction_rows(predictor: Predictor, inputs: str, batch_size: int) -> Itera
                 for i, probs in zip(decoded, predictor.probabilities(np.stack(images)), strict=True):
                     d = predictor.describe(probs)
                     rows[i] = (shown[i], d["label"], f"{d['probability']:.6f}")
+                if explain_dir is not None:
+                    names = [paths[start + i] for i in decoded]
+                    write_explanations(predictor, explain_dir, names, datas, images, explain_layer)
             yield from rows
     finally:
         reader.close()
 
 
-def predict_to_csv(ckpt_path: str, inputs: str, output: str, batch_size: int = 256) -> Counter:
-    """Write the predictions CSV (whole, or not at all); returns the count of each label and of "skipped"."""
-    predictor = Predictor.from_checkpoint(ckpt_path)
+def predict_to_csv(
+    ckpt_path: str,
+    inputs: str,
+    output: str,
+    batch_size: int = 256,
+    min_confidence: float = 0.0,
+    explain: bool = False,
+    explain_layer: int | str | None = None,
+) -> Counter:
+    """Write the predictions CSV (whole, or not at all); returns the count of each label and of "skipped".
+    With `explain`, Grad-CAM overlays go to `explanations/` beside the CSV."""
+    predictor = Predictor.from_checkpoint(ckpt_path, min_confidence)
     out = Path(output)
     out.parent.mkdir(parents=True, exist_ok=True)
+    explain_dir = out.parent / "explanations" if explain else None
+    if explain:
+        resolve_layer(predictor.net.net, explain_layer)
     counts: Counter = Counter()
 
     def write(f) -> None:
         writer = csv.writer(f)
         writer.writerow(["path", "label", "probability"])
-        for row in prediction_rows(predictor, inputs, batch_size):
+        for row in prediction_rows(predictor, inputs, batch_size, explain_dir, explain_layer):
             writer.writerow(row)
             counts[row[1]] += 1
 
@@ -102,10 +146,21 @@ def run(cfg: DictConfig) -> Counter:
     validate(cfg)
     if cfg.get("inputs") is None:
         raise CatdogError("inputs is not set: give inputs=PATH (an image, a folder or a .zip of images).")
-    counts = predict_to_csv(cfg.ckpt_path, str(cfg.inputs), str(cfg.output), cfg.batch_size)
+    explain = bool(cfg.get("explain", False))
+    counts = predict_to_csv(
+        cfg.ckpt_path,
+        str(cfg.inputs),
+        str(cfg.output),
+        cfg.batch_size,
+        min_confidence=cfg.get("min_confidence", 0.0),
+        explain=explain,
+        explain_layer=cfg.get("explain_layer"),
+    )
     predicted = ", ".join(f"{k}: {v:,}" for k, v in sorted(counts.items()) if k != "skipped") or "none"
     print(f"Predicted {sum(counts.values()) - counts['skipped']:,} files ({predicted}); "
           f"skipped {counts['skipped']:,}. Written to {cfg.output}")  # fmt: skip
+    if explain:
+        print(f"Grad-CAM overlays in {Path(cfg.output).parent / 'explanations'}")
     return counts
 
 
@@ -115,4 +170,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    sys.argv[1:] = guarded(read_overrides, sys.argv[1:])
     main()

@@ -98,18 +98,32 @@ def confusion_figure(matrix: np.ndarray, classes: Sequence[str], title: str = "C
     return fig
 
 
-def mistakes_figure(images: np.ndarray, true: Sequence[int], pred: Sequence[int], prob: Sequence[float],
-                    classes: Sequence[str]) -> Figure:  # fmt: skip
-    """Misclassified (H, W, C) uint8 images, titled with the true class and the wrong guess's probability."""
+def mistakes_figure(
+    images: np.ndarray,
+    true: Sequence[int],
+    pred: Sequence[int],
+    prob: Sequence[float],
+    classes: Sequence[str],
+    heatmaps: np.ndarray | None = None,
+) -> Figure:
+    """Misclassified (H, W, C) uint8 images, titled with the true class and the wrong guess's probability; with
+    `heatmaps` (N, H, W), each beside the Grad-CAM overlay of the wrong guess."""
+    from catdog.explain.gradcam import overlay
+
     n = max(len(images), 1)
-    cols = min(n, 4)
+    per = 1 if heatmaps is None else 2
+    cols = min(n, 4 if per == 1 else 3)
     rows = math.ceil(n / cols)
-    fig = Figure(figsize=(2.2 * cols, 2.4 * rows), dpi=100)
+    fig = Figure(figsize=(2.2 * cols * per, 2.6 * rows), dpi=100)
     FigureCanvasAgg(fig)
     for i, image in enumerate(images):
-        ax = fig.add_subplot(rows, cols, i + 1)
+        ax = fig.add_subplot(rows, cols * per, i * per + 1)
         _show(ax, image)
         ax.set_title(f"true {classes[true[i]]}\npred {classes[pred[i]]} {prob[i]:.2f}", fontsize=9)
+        if heatmaps is not None:
+            ax = fig.add_subplot(rows, cols * per, i * per + 2)
+            _show(ax, overlay(image, heatmaps[i]))
+            ax.set_title(f"where it saw\n{classes[pred[i]]}", fontsize=9)
     if not len(images):
         fig.text(0.5, 0.5, "no misclassified images", ha="center", va="center")
     fig.tight_layout()

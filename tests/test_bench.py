@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from types import SimpleNamespace
 
 import pytest
@@ -174,3 +175,11 @@ def test_seed_summary_gives_mean_std_and_the_verdict():
     assert "Test accuracy 0.9450 +- 0.0071 (mean +- std over 2 seed(s)), 3.7 +- 0.3 min" in lines[-1]
     assert lines[-1].endswith("met.")
     assert accuracy.seed_summary(runs, goal=0.945, within=3.8 * 60)[-1].endswith("MISSED.")
+
+
+def test_startup_rows_say_whether_each_goal_is_met():
+    from benchmarks import startup
+
+    assert startup.row("help", 1.2, 1.5) == "| help | 1.20 | <= 1.5 s | met |"
+    assert startup.row("help", 1.7, 1.5) == "| help | 1.70 | <= 1.5 s | MISSED |"
+    assert startup.best_wall_time([sys.executable, "-c", "pass"], runs=2) > 0

@@ -41,6 +41,33 @@ def test_lightning_starts_ddp_ranks_through_the_replaceable_command(monkeypatch)
     assert subprocess_script._hydra_subprocess_cmd is command
 
 
+def test_lightning_watches_ddp_ranks_through_the_replaceable_observer(monkeypatch):
+    from pytorch_lightning.strategies.launchers import subprocess_script
+
+    # Lightning calls the observer by this module-level name right after starting ranks > 0, keeping them in .procs
+    source = inspect.getsource(subprocess_script._SubprocessScriptLauncher)
+    assert "_launch_process_observer(self.procs)" in source and "self.procs.append(" in source
+    monkeypatch.setattr(
+        subprocess_script, "_launch_process_observer", subprocess_script._launch_process_observer
+    )
+
+    def observer(children):
+        pass
+
+    compat.set_ddp_rank_observer(observer)
+    assert subprocess_script._launch_process_observer is observer
+
+
+def test_the_ddp_rank_processes_of_a_trainer_are_its_launchers_procs():
+    import pytorch_lightning as pl
+
+    trainer = pl.Trainer(accelerator="cpu", devices=2, strategy="ddp", logger=False)
+    assert compat.ddp_rank_processes(trainer) == [] and trainer.strategy.launcher.procs == []
+    trainer.strategy.launcher.procs.append("rank 1")
+    assert compat.ddp_rank_processes(trainer) == ["rank 1"]
+    assert compat.ddp_rank_processes(pl.Trainer(accelerator="cpu", devices=1, logger=False)) == []
+
+
 def test_weight_averaging_keeps_its_average_and_swaps_it_in():
     import torch
     from pytorch_lightning.callbacks import WeightAveraging

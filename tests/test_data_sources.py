@@ -40,7 +40,7 @@ def test_kaggle_flat_layout_is_detected_and_labels_come_from_names(tmp_path):
     assert all(p.startswith(found.classes[y]) for p, y in zip(found.paths, found.labels, strict=True))
     with pytest.raises(CatdogError, match="data.layout=kaggle"):
         find_images(folder, "dir", layout="folders")
-    with pytest.raises(CatdogError, match="data.layout=sideways"):
+    with pytest.raises(CatdogError, match="data.layout='sideways' is invalid"):
         find_images(folder, "dir", layout="sideways")
 
 

@@ -79,7 +79,7 @@ def test_datamodule_split_is_stored_identical_disjoint_and_stratified(tmp_path):
 
 
 def test_bad_split_settings_name_the_key(image_folder, tmp_path):
-    with pytest.raises(CatdogError, match="data.balance=sometimes"):
+    with pytest.raises(CatdogError, match="data.balance='sometimes' is invalid"):
         ImageDataModule(str(image_folder), balance="sometimes")
     with pytest.raises(CatdogError, match="data.val_fraction"):
         ImageDataModule(str(image_folder), val_fraction=0.6, test_fraction=0.5)

@@ -133,7 +133,8 @@ def test_checkpoint_onnx_client_and_torchscript_agree_on_photos_of_every_size(ph
         ]
         given = [f"ckpt_path={ckpt}", f"data.source={photos}", f"data.cache_dir={tmp_path}/cache"]
         cfg = compose("evaluate", [*given, *overrides])
-    _, arrays, expected = score(cfg)
+    predictor, arrays, logits = score(cfg)
+    expected = predictor.calibrated(logits)
     metrics = evaluate(cfg)
     paths = find_images(photos, "dir", "auto").paths
     assert len(paths) == len(expected) == 12 and metrics["n_images"] == 12

@@ -317,8 +317,11 @@ def test_resume_continues_epochs_and_tensorboard_curves(image_folder, tmp_path):
 @pytest.mark.slow
 def test_parallel_sweep_survives_a_failing_job_and_summarises(image_folder, tmp_path):
     parallel = ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]
-    proc = run_train("-m", *sweep_overrides(image_folder, tmp_path), *parallel, "data.resolution=16,4")
+    proc = run_train(
+        "-m", *sweep_overrides(image_folder, tmp_path), *parallel, "data.resolution=16,4", check=False
+    )
     sweep = tmp_path / "sweep"
+    assert proc.returncode == 1 and "error: 1 of 2 sweep jobs failed (job 1)" in proc.stderr
     rows = read_csv(sweep / "summary.csv")
     assert [(r["data.resolution"], r["status"]) for r in rows] == [("16", "ok"), ("4", "failed")]
     assert rows[0]["error"] == "" and rows[0]["n_seeds"] == "1"
@@ -350,23 +353,32 @@ def test_optuna_sweep_two_trials(image_folder, tmp_path):
 
 
 @pytest.mark.slow
-def test_ddp_on_two_cpu_processes_inside_a_sweep(image_folder, tmp_path):
-    run_train("-m", *sweep_overrides(image_folder, tmp_path), "trainer=ddp_cpu", "trainer.devices=2",
-              "model.net.kernel=3")  # fmt: skip
+@pytest.mark.parametrize(
+    "launcher", [[], ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]], ids=["basic", "joblib"]
+)
+def test_every_job_of_a_ddp_sweep_runs_on_all_its_ranks(image_folder, tmp_path, launcher):
+    run_train("-m", *sweep_overrides(image_folder, tmp_path), *launcher, "trainer=ddp_cpu", "trainer.devices=2",
+              "model.net.kernel=1,3,5")  # fmt: skip
     sweep = tmp_path / "sweep"
-    (row,) = read_csv(sweep / "summary.csv")
-    (job,) = [p.parent for p in sweep.rglob("metrics.json")]
-    # the accuracy of all validation photos (each process scored half), as the saved model gets it
+    rows = read_csv(sweep / "summary.csv")
+    assert [(r["model.net.kernel"], r["status"]) for r in rows] == [("1", "ok"), ("3", "ok"), ("5", "ok")]
+    # each job's val/acc is the accuracy of all validation photos (each process scored half), as its model gets it
     dm = ImageDataModule(
         str(image_folder), resolution=16, cache_dir=str(tmp_path / "cache"), val_fraction=0.25
     )
     dm.setup()
     x, y = dm.dataset("val").__getitems__(list(range(len(dm.splits["val"]))))
-    model = ImageClassifier.load_from_checkpoint(job / "checkpoints" / "last.ckpt", map_location="cpu").eval()
-    with torch.no_grad():
-        accuracy = (model.predict_logits(x).argmax(1) == y).float().mean().item()
-    assert row["status"] == "ok" and float(row["val/acc"]) == pytest.approx(accuracy)
-    assert (job / "train_ddp_rank1.log").exists()  # rank 1 ran this job, in this job's dir
-    assert len(list(job.rglob("events.out.tfevents.*"))) == 1  # only rank zero writes
-    ckpt = torch.load(job / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
-    assert ckpt["global_step"] == 2  # 30 training images / 2 processes / batch 8: 2 steps each
+    jobs = sorted(p for p in sweep.iterdir() if p.is_dir())
+    for job, kernel, row in zip(jobs, (1, 3, 5), rows, strict=True):
+        assert (job / "train_ddp_rank1.log").exists()  # rank 1 ran this job, in this job's dir
+        assert OmegaConf.load(job / ".hydra" / "config.yaml").model.net.kernel == kernel
+        assert len(list(job.rglob("events.out.tfevents.*"))) == 1  # only rank zero writes
+        ckpt = torch.load(job / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+        assert ckpt["global_step"] == 2  # 30 training images / 2 processes / batch 8: 2 steps each
+        assert ckpt["hyper_parameters"]["net"]["kernel"] == kernel
+        model = ImageClassifier.load_from_checkpoint(
+            job / "checkpoints" / "last.ckpt", map_location="cpu"
+        ).eval()
+        with torch.no_grad():
+            accuracy = (model.predict_logits(x).argmax(1) == y).float().mean().item()
+        assert float(row["val/acc"]) == pytest.approx(accuracy)

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 from helpers import ROOT, run_train, tiny_overrides, train_in_process, write_class_folders
-from test_framework import epochs_done
+from test_framework import epochs_done, read_csv, sweep_overrides
 
 from catdog.data.loaders import SeededShuffle
 from catdog.data.preprocess import prepare_dataset
@@ -33,8 +33,10 @@ RANDOM_MODEL = [
 def train_process(*overrides: str) -> subprocess.Popen:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     env.pop("HYDRA_FULL_ERROR", None)
+    # Ctrl-C works as in a terminal even where this test runs with SIGINT ignored (a background job)
     return subprocess.Popen([sys.executable, str(ROOT / "train.py"), *overrides], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
 
 
 def wait_for(predicate, proc: subprocess.Popen, timeout: float = 120) -> None:
@@ -96,6 +98,37 @@ def test_lightning_sets_the_epoch_of_the_tensor_path_sampler(tmp_path):
     assert batches.sampler.epoch == 5
 
 
+@pytest.mark.parametrize("path", ["dataloader", "tensor"])
+def test_a_training_loader_resumes_mid_epoch_where_it_stopped(path):
+    from pytorch_lightning.utilities.combined_loader import CombinedLoader
+
+    from catdog.data.loaders import ResumableDataLoader, TensorBatches
+
+    def loader():
+        if path == "tensor":
+            return TensorBatches(torch.zeros(10, 1, 1, 1), torch.arange(10), 3, SeededShuffle(10))
+        return ResumableDataLoader(torch.arange(10), batch_size=3, sampler=SeededShuffle(10))
+
+    def labels(batches) -> list[list[int]]:
+        return [(b[1] if path == "tensor" else b).tolist() for b in batches]
+
+    first = loader()
+    first.sampler.set_epoch(4)
+    batches = iter(first)
+    done = [next(batches), next(batches)]  # stopped after two batches of epoch 4
+    state = CombinedLoader(first)._state_dicts()  # what Lightning writes into the checkpoint
+    resumed = loader()
+    CombinedLoader(resumed)._load_state_dicts(state)
+    resumed.sampler.set_epoch(4)
+    whole = loader()
+    whole.sampler.set_epoch(4)
+    assert labels(done) + labels(resumed) == labels(whole)  # the rest of epoch 4, once
+    ended = loader()
+    ended.load_state_dict({"epoch": 4, "batches_done": 4})  # saved at the end of epoch 4
+    ended.sampler.set_epoch(5)
+    assert len(labels(ended)) == 4  # epoch 5 is whole
+
+
 def test_a_build_killed_while_writing_leaves_no_cache_and_the_next_build_finishes(image_folder, tmp_path):
     cache = tmp_path / "cache"
     code = (
@@ -137,12 +170,12 @@ def socket_host() -> str:
 
 
 def test_an_interrupt_saves_last_ckpt_an_error_does_not(tmp_path):
-    from types import SimpleNamespace
-
+    import pytorch_lightning as pl
     from pytorch_lightning.utilities.exceptions import SIGTERMException
 
     saved = []
-    callback, trainer = SaveOnInterrupt(str(tmp_path)), SimpleNamespace(save_checkpoint=saved.append)
+    callback, trainer = SaveOnInterrupt(str(tmp_path)), pl.Trainer(logger=False, enable_checkpointing=False)
+    trainer.save_checkpoint = saved.append
     # SIGTERM, submitit's requeue on SIGUSR2 (sys.exit), Ctrl-C; then a bug, whose state may be broken
     for exception in (SIGTERMException(), SystemExit(-1), KeyboardInterrupt(), ValueError("a bug")):
         callback.on_exception(trainer, None, exception)
@@ -244,7 +277,10 @@ def load_or_none(path: Path):
 
 
 @pytest.mark.slow
-def test_sigterm_saves_a_checkpoint_mid_epoch_and_the_run_resumes(tmp_path):
+@pytest.mark.parametrize(
+    ("signum", "code", "how"), [(signal.SIGTERM, 143, "SIGTERM"), (signal.SIGINT, 130, "Ctrl-C")]
+)
+def test_sigterm_or_ctrl_c_saves_a_checkpoint_mid_epoch_and_the_run_resumes(tmp_path, signum, code, how):
     source = write_class_folders(tmp_path / "PetImages", per_class=60)
     run = tmp_path / "run"
     last = run / "checkpoints" / "last.ckpt"
@@ -252,10 +288,17 @@ def test_sigterm_saves_a_checkpoint_mid_epoch_and_the_run_resumes(tmp_path):
     proc = train_process(*overrides, "trainer.max_epochs=1000")
     events = run / "tensorboard"
     wait_for(lambda: any(events.glob("events.out.tfevents.*")) and last.exists(), proc)  # training under way
-    proc.send_signal(signal.SIGTERM)
+    time.sleep(
+        0.3
+    )  # into the next epoch: a Ctrl-C in the hooks that end an epoch is not what this test is about
+    proc.send_signal(signum)
     out, _ = proc.communicate(timeout=60)
-    assert proc.returncode != 0
-    assert f"saved {last}" in out and "ckpt_path=last" in out and "Traceback" not in out
+    assert proc.returncode == code and "Traceback" not in out
+    status = f"error: stopped by {how}"
+    assert (
+        f"{status}" in out
+        and f"{last} is saved; resume with `python train.py hydra.run.dir={run} ckpt_path=last`" in out
+    )
     saved = load(last)
     epochs, step = epochs_done(saved), saved["global_step"]
     assert step > 0
@@ -264,6 +307,64 @@ def test_sigterm_saves_a_checkpoint_mid_epoch_and_the_run_resumes(tmp_path):
     assert "Restored all states" in resumed.stdout + resumed.stderr
     final = load(last)
     assert (epochs_done(final), final["global_step"]) == (epochs + 1, 90 * (epochs + 1))
+
+
+def pids_with(*words: str) -> list[int]:
+    """The processes whose command line holds every one of `words`."""
+    pids = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            args = cmdline.read_bytes().decode(errors="replace")
+        except OSError:  # ended meanwhile
+            continue
+        if all(w in args for w in words):
+            pids.append(int(cmdline.parent.name))
+    return pids
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="finds the rank-1 process through /proc")
+def test_a_rank_killed_during_training_fails_its_job_and_the_sweep_goes_on(image_folder, tmp_path):
+    sweep = tmp_path / "sweep"
+    proc = train_process("-m", *sweep_overrides(image_folder, tmp_path), "trainer=ddp_cpu", "trainer.devices=2",
+                         "trainer.max_epochs=1000,1")  # fmt: skip
+    wait_for(lambda: (sweep / "0" / "checkpoints" / "last.ckpt").exists(), proc)  # job 0 is training
+    (rank1,) = pids_with("hydra.job.name=train_ddp_rank1", str(sweep / "0"))
+    os.kill(rank1, signal.SIGKILL)
+    out, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 1 and "error: 1 of 2 sweep jobs failed (job 0)" in out
+    rows = read_csv(sweep / "summary.csv")
+    assert [(r["trainer.max_epochs"], r["status"]) for r in rows] == [("1000", "failed"), ("1", "ok")]
+    assert (sweep / "0" / "failed.json").exists() and (sweep / "1" / "train_ddp_rank1.log").exists()
+    assert not pids_with(str(sweep))  # no rank left behind
+
+
+@pytest.mark.slow
+def test_a_run_stopped_mid_epoch_by_sigterm_resumes_exactly(tmp_path):
+    source = write_class_folders(
+        tmp_path / "PetImages", per_class=60
+    )  # 90 training images: 90 steps an epoch
+
+    def overrides(out: Path, *extra: str) -> list[str]:
+        return [*tiny_overrides(source, out), f"data.cache_dir={tmp_path}/cache", "data.batch_size=1",
+                "trainer.limit_val_batches=2", "trainer.max_epochs=3", *RANDOM_MODEL, *extra]  # fmt: skip
+
+    last = tmp_path / "b" / "run" / "checkpoints" / "last.ckpt"
+    proc = train_process(*overrides(tmp_path / "b"))
+    wait_for(last.exists, proc)  # epoch 0 is done
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=120)
+    assert proc.returncode == 143
+    step = load(last)["global_step"]
+    assert 90 < step < 270 and step % 90, step  # stopped mid-epoch
+    resumed = run_train(*overrides(tmp_path / "b"), "ckpt_path=last")
+    assert "not resumable" not in resumed.stdout + resumed.stderr
+    run_train(*overrides(tmp_path / "a"))
+    a, b = (load(tmp_path / x / "run" / "checkpoints" / "last.ckpt") for x in ("a", "b"))
+    assert a["global_step"] == b["global_step"] == 270
+    for name, weights in a["state_dict"].items():
+        torch.testing.assert_close(b["state_dict"][name], weights, rtol=0, atol=1e-6, msg=name)
 
 
 # --- user errors ---

@@ -2,10 +2,13 @@
 
 import csv
 import json
+import re
+import subprocess
+import sys
 
 import pytest
 import torch
-from helpers import ROOT, run_train, tiny_overrides, train_in_process
+from helpers import ROOT, run_train, tiny_overrides, train_in_process, zip_tree
 from hydra import compose, initialize_config_dir
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -81,6 +84,49 @@ def test_missing_source_is_one_clear_message(tmp_path):
     assert proc.returncode == 1
     assert f"data.source={tmp_path / 'nowhere'}" in proc.stderr
     assert not (tmp_path / "cache").exists()
+
+
+def test_home_in_data_source_and_ckpt_path_as_the_readme_writes_them(image_folder, tmp_path):
+    zip_tree(image_folder, tmp_path / "my_photos.zip")
+    home = {"HOME": str(tmp_path)}
+    overrides = [o for o in tiny_overrides(image_folder, tmp_path) if not o.startswith("data.source=")]
+    run_train("data.source=~/my_photos.zip", *overrides, env_extra=home)
+    resumed = run_train("data.source='~/my_photos.zip'", *overrides, "ckpt_path=~/run/checkpoints/last.ckpt",
+                        "trainer.max_epochs=2", env_extra=home)  # fmt: skip
+    assert "Restored all states" in resumed.stdout + resumed.stderr
+
+
+def test_an_override_hydra_cannot_parse_is_one_line_with_the_quoting_fix(tmp_path):
+    proc = run_train("data.source=/my photos (2024).zip", f"hydra.run.dir={tmp_path}", check=False)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr and "Exception" not in proc.stderr
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith("error: cannot read the override 'data.source=/my photos (2024).zip'")
+    assert "\"data.source='...'\"" in line
+
+
+def test_a_network_key_of_catdog_0_1_names_its_new_place(tmp_path):
+    proc = run_train("model.kernel=3,5", "-m", f"hydra.sweep.dir={tmp_path}", check=False)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        "error: model.kernel is now model.net.kernel (the network's keys live under model.net since catdog 0.2): "
+        "write model.net.kernel=... instead."
+    ]
+
+
+def test_make_train_prints_the_command_that_trains_on_the_same_photos(image_folder, tmp_path):
+    overrides = [o for o in tiny_overrides(image_folder, tmp_path) if not o.startswith("data.source=")]
+    # the test's interpreter, and no reinstall (-o: the install stamp counts as up to date)
+    make = ["make", "-s", "-o", ".venv/.installed", f"BIN={sys.executable.rsplit('/', 1)[0]}", "train"]
+    proc = subprocess.run([*make, f"DATA={image_folder}", f"ARGS={' '.join(overrides)}"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ran = re.search(r"^Trained with: (.*)$", proc.stdout, re.M).group(1).split()
+    assert ran[1:] == ["train.py", f"data.source={image_folder}", *overrides]
+    following = (
+        re.search(r"^Next, on the same photos: (.*) \[overrides\]$", proc.stdout, re.M).group(1).split()
+    )
+    again = run_train(*following[2:], *overrides, "trainer.fast_dev_run=true")
+    assert "Loaded cached arrays" in again.stdout + again.stderr  # the same photos: the same cache
 
 
 def test_tutorial_experiment_is_the_tutorial():

@@ -96,7 +96,8 @@ def test_presets_compose_and_build(preset):
     assert cfg.data.resolution <= 96
 
 
-def test_onecycle_schedule_gets_its_total_steps_from_the_trainer(image_folder, tmp_path):
+@pytest.mark.parametrize("limit", [None, 4, 1])  # 4 steps at pct_start 0.25: torch's OneCycleLR divides by 0
+def test_onecycle_schedule_gets_its_total_steps_from_the_trainer(image_folder, tmp_path, limit):
     import pytorch_lightning as pl
 
     with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
@@ -107,12 +108,15 @@ def test_onecycle_schedule_gets_its_total_steps_from_the_trainer(image_folder, t
     model = ImageClassifier(3, 16, dm.classes, net=dict(channels=[4], kernel=3, hidden=[8]),
                             optimizer=hydra.utils.instantiate(cfg.model.optimizer),
                             scheduler=hydra.utils.instantiate(cfg.model.scheduler))  # fmt: skip
-    trainer = pl.Trainer(max_epochs=2, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                         enable_model_summary=False, accelerator="cpu")  # fmt: skip
+    epochs = 1 if limit else 2
+    trainer = pl.Trainer(max_epochs=epochs, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, accelerator="cpu", limit_train_batches=limit)  # fmt: skip
     trainer.fit(model, dm)
     scheduler = trainer.lr_scheduler_configs[0]
     assert scheduler.interval == "step"
-    assert scheduler.scheduler.total_steps == 2 * len(dm.train_dataloader())
+    steps = epochs * (limit or len(dm.train_dataloader()))
+    assert trainer.global_step == steps
+    assert scheduler.scheduler.total_steps in (steps, steps + 1)
 
 
 def test_training_runs_on_the_tensor_path(image_folder, tmp_path):

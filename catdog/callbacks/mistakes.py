@@ -1,4 +1,5 @@
-"""At the end of training: the validation confusion matrix and the most confidently misclassified images."""
+"""At the end of training: the validation confusion matrix and the most confidently misclassified images, each
+beside its Grad-CAM heatmap (where the net saw the class it wrongly chose)."""
 
 from __future__ import annotations
 
@@ -6,15 +7,24 @@ import torch
 from torchmetrics.functional.classification import multiclass_confusion_matrix
 
 from catdog.callbacks.periodic import PeriodicImages, first_val_loader
+from catdog.explain.gradcam import gradcam
 from catdog.visualize import confusion_figure, mistakes_figure
 
 
 class ValidationMistakes(PeriodicImages):
-    """Logs `val/confusion_matrix` and `val/misclassified` (the `top_k` most confident wrong guesses)."""
+    """Logs `val/confusion_matrix` and `val/misclassified` (the `top_k` most confident wrong guesses, with
+    Grad-CAM at layer `explain_layer` of the net unless `explain` is false)."""
 
-    def __init__(self, top_k: int = 16, every_n_epochs: int = 0):
+    def __init__(
+        self,
+        top_k: int = 16,
+        every_n_epochs: int = 0,
+        explain: bool = True,
+        explain_layer: int | str | None = None,
+    ):
         super().__init__(every_n_epochs)
         self.top_k = top_k
+        self.explain, self.explain_layer = explain, explain_layer
 
     def draw(self, writer, trainer, pl_module, step: int) -> None:
         loader = first_val_loader(trainer)
@@ -36,6 +46,16 @@ class ValidationMistakes(PeriodicImages):
         confidence, pred = probs.max(1)
         wrong = torch.nonzero(pred != labels).flatten()
         worst = wrong[confidence[wrong].argsort(descending=True)[: self.top_k]]
-        figure = mistakes_figure(images[worst].permute(0, 2, 3, 1).numpy(), labels[worst].tolist(),
-                                 pred[worst].tolist(), confidence[worst].tolist(), classes)  # fmt: skip
+        heatmaps = None
+        if self.explain and len(worst):
+            x = images[worst].to(pl_module.device)
+            heatmaps = gradcam(pl_module.net, x, self.explain_layer, pred[worst]).cpu().numpy()
+        figure = mistakes_figure(
+            images[worst].permute(0, 2, 3, 1).numpy(),
+            labels[worst].tolist(),
+            pred[worst].tolist(),
+            confidence[worst].tolist(),
+            classes,
+            heatmaps,
+        )
         writer.add_figure("val/misclassified", figure, step)

@@ -11,7 +11,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from catdog.data.cache import CachedArrays
 from catdog.data.decode import DEFAULT_MAX_PIXELS
-from catdog.data.loaders import SeededShuffle, TensorBatches
+from catdog.data.loaders import ResumableDataLoader, SeededShuffle, TensorBatches
 from catdog.data.preprocess import prepare_from_config, summarize
 from catdog.data.spec import DataSpec
 from catdog.data.split import balance, class_weights, stratified_split
@@ -183,13 +183,16 @@ class ImageDataModule(pl.LightningDataModule):
         if self.hparams.loader == "tensor" and not distributed:
             return self._tensor_loader(split, shuffle)
         dataset = self.dataset(split)
-        return DataLoader(
+        return ResumableDataLoader(
             dataset,
             batch_size=self.hparams.batch_size,
             sampler=SeededShuffle(len(dataset), self.hparams.seed) if shuffle else None,
             collate_fn=keep_batch,
             num_workers=self.hparams.loader_workers,
             persistent_workers=self.hparams.loader_workers > 0,
+            # its own seeds for the workers: drawing them from the global generator, which a checkpoint restores,
+            # would shift dropout and augmentation after a mid-epoch resume
+            generator=torch.Generator().manual_seed(self.hparams.seed),
         )
 
     def train_dataloader(self) -> DataLoader | TensorBatches:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from typing import Any
 
 import torch
-from torch.utils.data import Sampler
+from torch.utils.data import DataLoader, Sampler
 
 
 class SeededShuffle(Sampler[int]):
@@ -29,7 +30,46 @@ class SeededShuffle(Sampler[int]):
         return iter(self.permutation().tolist())
 
 
-class TensorBatches:
+class ResumableBatches:
+    """Mid-epoch resume for a training loader: Lightning saves `state_dict()` in each checkpoint and, resuming, calls
+    `load_state_dict` before the resumed epoch's first batch; that epoch then leaves out the batches the interrupted
+    run trained on (the same order: SeededShuffle, or DDP's DistributedSampler, is a function of seed and epoch).
+    Lightning does not prefetch from a loader with a length, so a batch handed out is a batch trained on."""
+
+    _done, _resume = 0, None
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"epoch": getattr(self.sampler, "epoch", 0), "batches_done": self._done}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._resume = state
+
+    def take_back(self, batches: int) -> None:
+        """Count the last `batches` handed out as not trained on (a step cut short)."""
+        self._done -= batches
+
+    def _resumed(self, batches: Iterable) -> Iterator:
+        # read at the first batch: Lightning sets the sampler's epoch after creating the iterator; a checkpoint
+        # from the end of an epoch resumes at the next epoch and leaves nothing out
+        resume, self._resume = self._resume, None
+        skip = (
+            resume["batches_done"] if resume and resume["epoch"] == getattr(self.sampler, "epoch", 0) else 0
+        )
+        self._done = 0
+        for batch in batches:
+            self._done += 1
+            if self._done > skip:
+                yield batch
+
+
+class ResumableDataLoader(ResumableBatches, DataLoader):
+    """A DataLoader whose training epoch resumes mid-way (batches left out are read, not trained on)."""
+
+    def __iter__(self) -> Iterator:
+        return self._resumed(super().__iter__())
+
+
+class TensorBatches(ResumableBatches):
     """Yields (images, labels) batches of N,H,W,C `images` in the same order as a DataLoader with the same sampler.
 
     No worker processes, no per-sample fetching or collation: one index_select per batch, on the GPU when the
@@ -52,6 +92,9 @@ class TensorBatches:
         return self.labels
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        return self._resumed(self._batches())
+
+    def _batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         n = len(self.labels)
         order = self.sampler.permutation() if self.sampler is not None else torch.arange(n)
         order = order.to(self.images.device)

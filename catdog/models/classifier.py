@@ -12,6 +12,7 @@ from torchmetrics import MaxMetric, MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from catdog.errors import CatdogError
+from catdog.explain.calibration import fit_temperature
 from catdog.models.augment import augment_batch, check_augment
 from catdog.models.convnet import build_convnet
 from catdog.models.options import check_progressive_resize, check_whiten
@@ -26,6 +27,11 @@ LOSSES = ("cross_entropy", "mse")
 def flip_tta_probabilities(net: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
     """Flip test-time augmentation: the mean of the class probabilities of the images and of their mirrors."""
     return (net(x).softmax(1) + net(x.flip(3)).softmax(1)) / 2
+
+
+def with_temperature(state_dict: dict) -> dict:
+    """A checkpoint's weights; those written before calibration existed get T = 1 (uncalibrated)."""
+    return {"temperature": torch.ones(()), **state_dict}
 
 
 class ImageClassifier(pl.LightningModule):
@@ -84,6 +90,10 @@ class ImageClassifier(pl.LightningModule):
         self.train_loss, self.val_loss, self.test_loss = MeanMetric(), MeanMetric(), MeanMetric()
         self.val_acc_best = MaxMetric()
         self.val_acc_best.persistent(True)  # saved in checkpoints: the best stays the best across a resume
+        # softmax(logits / temperature) are the calibrated probabilities; refitted on each validation epoch, so
+        # every checkpoint holds the temperature of its own weights
+        self.register_buffer("temperature", torch.ones(()))
+        self._val_outputs: list[tuple[torch.Tensor, torch.Tensor]] = []
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits for uint8 images (N, C, H, W)."""
@@ -139,18 +149,29 @@ class ImageClassifier(pl.LightningModule):
         return logits
 
     def validation_step(self, batch, batch_idx):
-        return self._evaluate(batch, "val")
+        logits = self._evaluate(batch, "val")
+        self._val_outputs.append((logits.detach(), batch[1]))
+        return logits
 
     def on_validation_epoch_end(self) -> None:
+        outputs, self._val_outputs = self._val_outputs, []
         if self.trainer.sanity_checking:
             return
         self.val_acc_best(self.val_acc.compute())
         self.log("val/acc_best", self.val_acc_best.compute(), prog_bar=True)
+        if outputs:
+            logits, labels = (torch.cat(t) for t in zip(*outputs))
+            if self.trainer.world_size > 1:
+                logits, labels = (self.all_gather(t).flatten(0, 1) for t in (logits, labels))
+            self.temperature.fill_(fit_temperature(logits, labels))
+            self.log("val/temperature", self.temperature)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint[RNG_KEY] = rng_states()
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
+        if "state_dict" in checkpoint:
+            checkpoint["state_dict"] = with_temperature(checkpoint["state_dict"])
         if (
             RNG_KEY in checkpoint and self._trainer is not None
         ):  # resuming a fit, not loading for evaluate/predict
@@ -173,6 +194,12 @@ class ImageClassifier(pl.LightningModule):
             factory, "keywords", {}
         ):
             extra["total_steps"] = int(self.trainer.estimated_stepping_batches)
-        scheduler = factory(optimizer, **extra)
+        try:
+            scheduler = factory(optimizer, **extra)
+        except ZeroDivisionError:
+            # OneCycleLR divides by pct_start * total_steps - 1 (zero for 4 steps at pct_start 0.25): one step
+            # more keeps the shape, and its last, lowest learning rate is never reached
+            extra["total_steps"] += 1
+            scheduler = factory(optimizer, **extra)
         interval = "step" if extra else "epoch"
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": interval}}

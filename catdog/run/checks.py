@@ -40,8 +40,9 @@ def _plain(value):
     return OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
 
 
-def validate(cfg: DictConfig) -> None:
-    """Raise CatdogError for the first config value that cannot work."""
+def validate(cfg: DictConfig, model: bool = True) -> None:
+    """Raise CatdogError for the first config value that cannot work (model=False: leave the model out, for
+    commands that only prepare data)."""
     for key, (ok, expected) in CHECKS.items():
         value = _plain(OmegaConf.select(cfg, key, default=KeyError))
         if value is not KeyError and not ok(value):
@@ -50,7 +51,7 @@ def validate(cfg: DictConfig) -> None:
     if data is not None and "_target_" in data:
         DataSpec(**{k: _plain(data[k]) for k in DATA_KEYS if k in data})
     net = OmegaConf.select(cfg, "model.net", default=None)
-    if net is not None:
+    if model and net is not None:
         spec = convnet_spec(_plain(net), _plain(cfg.model.in_channels), _plain(cfg.model.resolution))
         check_progressive_resize(_plain(cfg.model.get("progressive_resize")), spec)
         check_whiten(_plain(cfg.model.get("whiten")), spec)

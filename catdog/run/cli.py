@@ -86,18 +86,68 @@ def in_multirun() -> bool:
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
-def exit_on_sigterm(exc: SystemExit) -> None:
-    """Lightning turns SIGTERM into a SystemExit after SaveOnInterrupt saved the run: exit 143 with a resume hint."""
+def read_overrides(argv: list[str]) -> list[str]:
+    """The command line with `~` expanded at the start of a value (`data.source=~/photos.zip`: the shell leaves it,
+    and Hydra's grammar refuses it), each override checked by Hydra's own parser, so a syntax error is one
+    CatdogError that names the override and shows the quoting that fixes it."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import OverrideParseException
+
+    parser = OverridesParser.create()
+    out = []
+    for arg in argv:
+        key, eq, value = arg.partition("=")
+        if eq and value.startswith("~") and not arg.startswith("-"):
+            arg = f"{key}={os.path.expanduser(value)}"
+        if not arg.startswith("-") and (eq or arg.startswith("~")):
+            try:
+                parser.parse_overrides([arg])
+            except OverrideParseException as e:
+                reason = str(e.message).splitlines()[0]
+                raise CatdogError(
+                    f"cannot read the override {arg!r} ({reason}). A value with spaces or any of = , [ ] {{ }} ( ) "
+                    f"' \" needs quotes that reach Hydra, inside the shell's: \"{key}='...'\" (see "
+                    "https://hydra.cc/docs/advanced/override_grammar/basic/)."
+                ) from e
+        check_moved_key(key.lstrip("+~"))
+        out.append(arg)
+    return out
+
+
+def check_moved_key(key: str) -> None:
+    """catdog 0.2 nests the network's keys under model.net: an override of the old key gets the new one."""
+    from catdog.models.spec import NET_KEYS
+
+    parts = key.split(".")
+    if len(parts) == 2 and parts[0] == "model" and parts[1] in NET_KEYS:
+        raise CatdogError(
+            f"{key} is now model.net.{parts[1]} (the network's keys live under model.net since catdog "
+            f"0.2): write model.net.{parts[1]}=... instead."
+        )
+
+
+def exit_interrupted(exc: BaseException) -> None:
+    """SIGTERM (Lightning raises SIGTERMException, a SystemExit) or Ctrl-C (a KeyboardInterrupt, which Lightning
+    turns into sys.exit(1)): one status line and exit 128 + the signal (143, 130), as a shell reports a kill."""
+    from hydra.core.hydra_config import HydraConfig
     from pytorch_lightning.utilities.exceptions import SIGTERMException
 
-    if not isinstance(exc, SIGTERMException):
+    if isinstance(exc, SIGTERMException):
+        signum, how = signal.SIGTERM, "SIGTERM (pre-emption, scancel or kill)"
+    elif isinstance(exc, KeyboardInterrupt) or isinstance(exc.__context__, KeyboardInterrupt):
+        signum, how = signal.SIGINT, "Ctrl-C"
+    else:
         raise exc
-    print(
-        "error: stopped by SIGTERM (pre-emption, scancel or kill) after saving checkpoints/last.ckpt; resume with "
-        "`python train.py hydra.run.dir=<this run dir> ckpt_path=last` and the same overrides.",
-        file=sys.stderr,
+    run_dir = HydraConfig.get().runtime.output_dir if HydraConfig.initialized() else "<this run dir>"
+    last = os.path.join(run_dir, "checkpoints", "last.ckpt")
+    status = (
+        f"{last} is saved; resume with `python train.py hydra.run.dir={run_dir} ckpt_path=last` and the same "
+        "overrides."
+        if os.path.isfile(last)
+        else "no checkpoint was saved yet."
     )
-    sys.exit(128 + signal.SIGTERM)
+    print(f"error: stopped by {how}; {status}", file=sys.stderr)
+    sys.exit(128 + signum)
 
 
 def quiet_disk_full_in_threads() -> None:
@@ -117,8 +167,8 @@ def guarded(fn: Callable, *args, **kwargs):
     quiet_disk_full_in_threads()
     try:
         return fn(*args, **kwargs)
-    except SystemExit as e:
-        exit_on_sigterm(e)
+    except (SystemExit, KeyboardInterrupt) as e:
+        exit_interrupted(e)
     except Exception as e:  # noqa: BLE001 - sorted into user errors and bugs below
         if in_multirun():
             from catdog.run.sweep import record_failure

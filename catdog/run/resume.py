@@ -17,6 +17,7 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.plugins import TorchCheckpointIO
 
+from catdog.data.loaders import ResumableBatches
 from catdog.errors import CatdogError
 from catdog.inference import check_classes, read_checkpoint
 from catdog.io import disk_full_error, is_disk_full, replace_atomic
@@ -56,6 +57,12 @@ class SaveOnInterrupt(pl.Callback):
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException
     ) -> None:
         if isinstance(exception, SystemExit | KeyboardInterrupt):  # SIGTERMException is a SystemExit
+            # Ctrl-C can cut a training step short: Lightning resumes at the last processed batch, so the loader's
+            # position must not count the cut one (SIGTERM stops between batches: nothing to take back)
+            progress = trainer.fit_loop.epoch_loop.batch_progress.current
+            loader = trainer.train_dataloader
+            if isinstance(loader, ResumableBatches) and progress.ready > progress.processed:
+                loader.take_back(progress.ready - progress.processed)
             trainer.save_checkpoint(self.path)
             log.warning("Interrupted: saved %s. Resume with ckpt_path=last (same hydra.run.dir).", self.path)
 
@@ -68,7 +75,7 @@ def resolve_ckpt_path(ckpt_path: str | None, output_dir: str | Path) -> str | No
     last = Path(output_dir) / "checkpoints" / "last.ckpt"
     if str(ckpt_path) == "auto":
         return str(last) if last.is_file() else None
-    path = last if str(ckpt_path) == "last" else Path(str(ckpt_path))
+    path = last if str(ckpt_path) == "last" else Path(str(ckpt_path)).expanduser()
     if not path.is_file():
         hint = (
             "ckpt_path=last resumes the run in the dir given by hydra.run.dir: "

@@ -12,6 +12,7 @@ import json
 import logging
 import math
 import random
+import sys
 import time
 import traceback
 from pathlib import Path
@@ -223,6 +224,15 @@ class SweepSummary(Callback):
         markdown = write_summary(sweep_dir, config.get("optimized_metric"), maximizes(config))
         print(markdown, flush=True)
         log.info("Sweep summary written to %s and %s", sweep_dir / "summary.md", sweep_dir / "summary.csv")
+        rows = read_sweep(sweep_dir)
+        failed = [str(r["job"]) for r in rows if r["status"] != "ok"]
+        if failed:  # after every job and the summary: scripts and CI see that the sweep did not fully succeed
+            print(
+                f"error: {len(failed)} of {len(rows)} sweep jobs failed (job {', '.join(failed)}); "
+                f"their errors are in {sweep_dir / 'summary.md'}",
+                file=sys.stderr,
+            )
+            sys.exit(1)
 
 
 def create_study_storage(url: str, attempts: int = 10) -> None:

@@ -19,7 +19,7 @@ from catdog.run.checks import validate
 from catdog.run.config_tree import print_config_tree
 from catdog.run.hardware import check_accelerator, resolve_precision
 from catdog.run.hparams import log_hparams
-from catdog.run.launch import install_ddp_launch_fix, share_cores
+from catdog.run.launch import ddp_env, end_ddp_job, install_ddp_launch_fix, share_cores
 from catdog.run.provenance import RecordProvenance, collect
 from catdog.run.resume import check_resume, resolve_ckpt_path
 from catdog.run.tune import run_tune
@@ -91,12 +91,17 @@ def train(cfg: DictConfig) -> dict[str, float]:
         output_dir.mkdir(parents=True, exist_ok=True)
         write_json_atomic(output_dir / "provenance.json", provenance)
 
-    trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
-    metrics = final_metrics(trainer)
-    if cfg.get("test"):  # validate() made sure there is a test split
-        best = trainer.checkpoint_callback is not None and trainer.checkpoint_callback.best_model_path
-        trainer.test(model, datamodule=datamodule, ckpt_path="best" if best else None)
-        metrics.update(final_metrics(trainer))
+    env, failed = ddp_env(), True
+    try:
+        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+        metrics = final_metrics(trainer)
+        if cfg.get("test"):  # validate() made sure there is a test split
+            best = trainer.checkpoint_callback is not None and trainer.checkpoint_callback.best_model_path
+            trainer.test(model, datamodule=datamodule, ckpt_path="best" if best else None)
+            metrics.update(final_metrics(trainer))
+        failed = False
+    finally:
+        end_ddp_job(trainer, env, failed)
     if trainer.is_global_zero:
         output_dir.mkdir(parents=True, exist_ok=True)
         write_json_atomic(output_dir / "metrics.json", metrics)

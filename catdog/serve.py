@@ -1,0 +1,187 @@
+"""A local demo page: `python -m catdog.serve ckpt_path=FILE [port=8000] [host=127.0.0.1]`.
+
+Drop or pick photos in the browser to see the label (or "unsure" below min_confidence), the calibrated
+probabilities and the Grad-CAM heatmap. The page's JSON endpoint is usable on its own:
+`curl -F file=@photo.jpg http://127.0.0.1:8000/api/predict` ->
+`{"label": "Dog", "probability": 0.93, "probabilities": {"Cat": 0.07, "Dog": 0.93}}`.
+
+A small ASGI app (Starlette on uvicorn): one static page and two JSON routes need no framework beyond routing,
+multipart parsing and a server that stops cleanly on SIGTERM, and these three packages (plus python-multipart)
+are a few hundred kB with no compiled parts.
+"""
+
+from __future__ import annotations
+
+import base64
+import signal
+import socket
+from importlib.resources import files
+
+import hydra
+from omegaconf import DictConfig
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import HTMLResponse, JSONResponse
+from starlette.routing import Route
+
+from catdog.data.decode import BadImage
+from catdog.errors import CatdogError
+from catdog.explain.gradcam import display_image, overlay_png, resolve_layer
+from catdog.inference import Predictor
+from catdog.run.cli import guarded
+
+
+def error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+async def read_limited(request: Request, limit: int) -> bytes | None:
+    """The request body, or None as soon as it is longer than `limit` bytes (no more is read)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        return None
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            return None
+    return bytes(body)
+
+
+def replayed(request: Request, body: bytes) -> Request:
+    """A request whose body is `body`, for Starlette's multipart parser after the size check read it."""
+
+    async def receive() -> dict:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return Request(request.scope, receive)
+
+
+def predict_one(predictor: Predictor, data: bytes, layer: int | str | None, explain: bool) -> dict:
+    """The page's answer for one uploaded file: label, probabilities and, if asked, the heatmap as a PNG data URL."""
+    image = predictor.decode(data)
+    result = predictor.describe(predictor.probabilities(image[None])[0])
+    if explain:
+        heat = predictor.heatmaps(image[None], layer)[0]
+        png = overlay_png(display_image(data, image), heat)
+        result["heatmap"] = "data:image/png;base64," + base64.b64encode(png).decode()
+    return result
+
+
+def create_app(
+    predictor: Predictor, max_upload_bytes: int = 10_000_000, layer: int | str | None = None
+) -> Starlette:
+    """The demo page at `/`, the model's classes at `/api/info`, predictions at `POST /api/predict`."""
+    resolve_layer(predictor.net.net, layer)
+    page = (files("catdog") / "serve_static" / "index.html").read_text(encoding="utf-8")
+
+    async def index(request: Request) -> HTMLResponse:
+        return HTMLResponse(page)
+
+    async def info(request: Request) -> JSONResponse:
+        return JSONResponse(
+            {
+                "classes": predictor.classes,
+                "min_confidence": predictor.min_confidence,
+                "temperature": predictor.temperature,
+                "max_upload_bytes": max_upload_bytes,
+            }
+        )
+
+    async def predict(request: Request) -> JSONResponse:
+        try:
+            body = await read_limited(request, max_upload_bytes)
+        except ClientDisconnect:
+            return error(400, "the upload was interrupted")
+        if body is None:
+            return error(
+                413, f"the upload is larger than the limit of {max_upload_bytes:,} bytes (max_upload_mb)"
+            )
+        try:
+            form = await replayed(request, body).form(max_files=1, max_fields=10)
+        except HTTPException as e:
+            # Starlette's answer to a malformed form: a plain-text 400, made JSON here like every other error
+            return error(400, f"not a multipart form upload ({e.detail}); send the photo as the field 'file'")
+        upload = form.get("file")
+        if not isinstance(upload, UploadFile):
+            return error(400, "no file: send the photo as the multipart form field 'file'")
+        data = await upload.read()
+        explain = request.query_params.get("explain", "").lower() in ("1", "true", "yes")
+        try:
+            result = await run_in_threadpool(predict_one, predictor, data, layer, explain)
+        except BadImage as e:
+            return error(415, f"{upload.filename or 'the upload'}: not a usable image ({e})")
+        return JSONResponse(result)
+
+    return Starlette(
+        routes=[
+            Route("/", index),
+            Route("/api/info", info),
+            Route("/api/predict", predict, methods=["POST"]),
+        ]
+    )
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """The listening socket, made before the server starts: a taken port is one clear message, and connections
+    wait in its backlog from the moment the address is printed."""
+    try:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(128)
+    except (OSError, OverflowError) as e:
+        raise CatdogError(
+            f"host={host} port={port}: cannot listen there ({e}). Give another port=, e.g. port=8001."
+        ) from e
+    return sock
+
+
+def serve(cfg: DictConfig) -> None:
+    """Load the checkpoint, then serve until SIGINT/SIGTERM (uvicorn finishes open requests, then returns)."""
+    import uvicorn
+
+    if not cfg.max_upload_mb or float(cfg.max_upload_mb) <= 0:
+        raise CatdogError(f"max_upload_mb={cfg.max_upload_mb}: must be a positive size in megabytes.")
+    predictor = Predictor.from_checkpoint(cfg.ckpt_path, cfg.get("min_confidence", 0.0))
+    app = create_app(predictor, int(float(cfg.max_upload_mb) * 1_000_000), cfg.get("explain_layer"))
+    sock = bind(str(cfg.host), int(cfg.port))
+    host, port = sock.getsockname()[:2]
+    url = f"http://{'[' + host + ']' if ':' in host else host}:{port}/"
+    # flushed at once: a script (or test) waiting for the server reads the address from this line
+    print(f"Serving {cfg.ckpt_path} on {url} (Ctrl+C or SIGTERM stops it)", flush=True)
+    server = uvicorn.Server(
+        uvicorn.Config(app, log_config=None, access_log=False, timeout_graceful_shutdown=5)
+    )
+    # uvicorn shuts down gracefully on SIGINT/SIGTERM, then raises the signal again for the handler that was there
+    # before it: this one ends the run quietly (exit 0) rather than the default one (killed, or a traceback)
+    previous = {s: signal.signal(s, _stopped) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        server.run(sockets=[sock])
+    except _Stopped:
+        pass
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    print("Stopped.", flush=True)
+
+
+class _Stopped(Exception):
+    """SIGINT or SIGTERM arrived."""
+
+
+def _stopped(signum: int, frame) -> None:
+    raise _Stopped
+
+
+@hydra.main(version_base="1.3", config_path="../configs", config_name="serve")
+def main(cfg: DictConfig) -> None:
+    guarded(serve, cfg)
+
+
+if __name__ == "__main__":
+    main()
