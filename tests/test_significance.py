@@ -117,12 +117,15 @@ def test_a_run_saves_its_predictions_and_provenance(image_folder, tmp_path):
         assert sum(r["correct"] == "1" for r in rows) / len(rows) == pytest.approx(metrics[f"{split}/acc"])
 
     # one epoch: the last and the best checkpoint are the weights that scored both splits
-    predicted = Predictor.from_checkpoint(run / "checkpoints" / "last.ckpt").predict(
-        [image_folder / r["path"] for r in val + test]
-    )
+    predictor = Predictor.from_checkpoint(run / "checkpoints" / "last.ckpt")
+    predicted = predictor.predict([image_folder / r["path"] for r in val + test])
     for row, p in zip(val + test, predicted, strict=True):
         assert row["predicted"] == p["label"]
-        assert float(row["probability"]) == pytest.approx(p["probabilities"][p["label"]], abs=1e-4)
+        # the CSV holds the net's own probability (what val/acc counts), the Predictor's is calibrated:
+        # softmax(temperature * log(calibrated)) undoes softmax(logits / temperature)
+        calibrated = torch.tensor(list(p["probabilities"].values()))
+        raw = (calibrated.log() * predictor.temperature).softmax(0)
+        assert float(row["probability"]) == pytest.approx(float(raw.max()), abs=1e-4)
 
     provenance = json.loads((run / "provenance.json").read_text())
     head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True)
