@@ -50,7 +50,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check catdog tests benchmarks train.py
 
 bench: $(STAMP)
-	$(BIN)/python -m benchmarks
+	$(BIN)/python -m benchmarks $(ARGS)
 
 clean:
 	rm -rf outputs .pytest_cache

@@ -13,10 +13,13 @@ from collections.abc import Callable
 from importlib.metadata import version
 from pathlib import Path
 
+from catdog.run.provenance import git_state
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 BASELINE = SHARED / "bench" / "tutorial_baseline.py"
 RECORD = ROOT / "BENCHMARKS.md"
+CODE_ROOT = ROOT  # the checkout whose commit each section records
 BENCHMARKS: dict[str, Callable[[], list[str]]] = {}
 ON_REQUEST: set[str] = set()  # benchmarks that run only when named (hours on a CPU)
 TRAIN_OVERRIDES: list[str] = []  # --train: added to every train.py run of the benchmarks (e.g. trainer=gpu)
@@ -63,6 +66,15 @@ def machine() -> str:
     )
 
 
+def code_line(state: dict) -> str:
+    """The commit a section measured, marked DIRTY (with the hash of `git diff HEAD`) for uncommitted changes."""
+    if state["git_commit"] is None:
+        return "Commit: unknown (not a git checkout)"
+    if state["git_dirty"]:
+        return f"Commit: {state['git_commit']} DIRTY (uncommitted changes, diff sha256 {state['git_diff_sha256']})"
+    return f"Commit: {state['git_commit']}"
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -75,15 +87,29 @@ def main(argv: list[str] | None = None) -> None:
         "--train", action="append", default=[], metavar="OVERRIDE",
         help="a train.py override for the benchmarks that train, e.g. --train trainer=gpu (repeatable)",
     )  # fmt: skip
+    parser.add_argument(
+        "--allow-dirty",
+        action="store_true",
+        help="record even with uncommitted changes (each section is then marked DIRTY)",
+    )
     args = parser.parse_args(argv)
     TRAIN_OVERRIDES[:] = args.train
+    # the record itself is no code: its own new sections do not make the tree dirty
+    state = git_state(CODE_ROOT, exclude=(RECORD.name,))
+    if state["git_dirty"] and not args.no_record and not args.allow_dirty:
+        parser.error(
+            f"{CODE_ROOT} has uncommitted changes, so a recorded result would name no commit that reproduces "
+            "it: commit them, or pass --allow-dirty (sections marked DIRTY) or --no-record."
+        )
     unknown = sorted(set(args.names) - set(BENCHMARKS))
     if unknown:
         parser.error(f"unknown benchmark {', '.join(unknown)}; choose from {', '.join(BENCHMARKS)}")
     for name in args.names or [n for n in BENCHMARKS if n not in ON_REQUEST]:
         stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
         print(f"running benchmark {name!r} ...", flush=True)
-        section = [f"## {stamp}: {name}", "", BENCHMARKS[name].__doc__ or "", "", f"Machine: {machine()}", "",
+        dirty = " (DIRTY)" if state["git_dirty"] else ""
+        section = [f"## {stamp}: {name}{dirty}", "", BENCHMARKS[name].__doc__ or "", "", code_line(state), "",
+                   f"Machine: {machine()}", "",
                    *([f"train.py overrides added: `{' '.join(args.train)}`", ""] if args.train else []),
                    *BENCHMARKS[name](), "", f"After the run: {load_average()}", ""]  # fmt: skip
         print("\n".join(section))

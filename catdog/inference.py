@@ -23,6 +23,7 @@ from catdog.data.decode import BadImage, decode_image
 from catdog.errors import CatdogError
 from catdog.explain.gradcam import gradcam
 from catdog.models.classifier import ImageClassifier, flip_tta_probabilities, with_temperature
+from catdog.models.spec import NET_KEYS
 from catdog.preprocessing import describe
 
 log = logging.getLogger(__name__)
@@ -58,27 +59,14 @@ UNREADABLE = (
     pickle.UnpicklingError,
     zipfile.BadZipFile,
 )
-# catdog 0.1 kept the network's keys at the top of the hyperparameters; they are `net` now (model.net.*)
-FLAT_NET_KEYS = (
-    "channels",
-    "kernel",
-    "pool",
-    "pool_type",
-    "padding",
-    "convs_per_stage",
-    "hidden",
-    "batchnorm",
-    "dropout",
-    "activation",
-    "head",
-)
 
 
 def model_arguments(hparams: dict) -> dict:
     """A checkpoint's hyperparameters as ImageClassifier's arguments, for checkpoints of every catdog version."""
     args = dict(hparams)
     if "net" not in args:
-        args["net"] = {k: args.pop(k) for k in FLAT_NET_KEYS if k in args}
+        # catdog 0.1 kept the network's keys at the top of the hyperparameters; they are `net` now (model.net.*)
+        args["net"] = {k: args.pop(k) for k in NET_KEYS if k in args}
     return args
 
 

@@ -101,9 +101,15 @@ def tiny_overrides(source: Path, out: Path) -> list[str]:
 
 
 def train_checkpoint(
-    source: Path, out: Path, channels: int = 3, data: dict | None = None, **model_kwargs
+    source: Path,
+    out: Path,
+    channels: int = 3,
+    net: dict | None = None,
+    data: dict | None = None,
+    **model_kwargs,
 ) -> Path:
-    """A real checkpoint in a second or two: a tiny net fitted in-process for one epoch on `source`."""
+    """A real checkpoint in a second or two: a tiny net (`net` overrides its keys, `data` the DataModule's) fitted
+    in-process for one epoch on `source`."""
     from functools import partial
 
     import pytorch_lightning as pl
@@ -122,8 +128,15 @@ def train_checkpoint(
         **settings,
     )
     dm.setup("fit")
-    model = ImageClassifier(channels, 16, classes=dm.classes, net=dict(channels=[4, 8], kernel=3, hidden=[16]),
-                            optimizer=partial(torch.optim.Adam, lr=0.01), **model_kwargs)  # fmt: skip
+    net = {"channels": [4, 8], "kernel": 3, "hidden": [16], **(net or {})}
+    model = ImageClassifier(
+        channels,
+        16,
+        classes=dm.classes,
+        net=net,
+        optimizer=partial(torch.optim.Adam, lr=0.01),
+        **model_kwargs,
+    )
     trainer = pl.Trainer(max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False,
                          enable_progress_bar=False, enable_model_summary=False, default_root_dir=out)  # fmt: skip
     trainer.fit(model, datamodule=dm)
@@ -152,3 +165,19 @@ def train_in_process(*overrides: str) -> dict:
             return train(cfg)
         finally:
             HydraConfig.instance().cfg = None
+
+
+def git(repo: Path, *args: str) -> str:
+    """Run git in `repo` (with an identity, for commits) and return its output."""
+    cmd = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@example.com", *args]
+    return subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+
+
+def git_repo(folder: Path) -> Path:
+    """A real git checkout with one committed file, `a.py`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    git(folder, "init", "-q")
+    (folder / "a.py").write_text("x = 1\n")
+    git(folder, "add", "a.py")
+    git(folder, "commit", "-q", "-m", "first")
+    return folder

@@ -6,9 +6,17 @@ import sys
 from types import SimpleNamespace
 
 import pytest
-from helpers import write_class_folders, write_kaggle, zip_tree
+from helpers import git, git_repo, write_class_folders, write_kaggle, zip_tree
 
 from benchmarks import accuracy, preprocessing, record, training
+
+
+@pytest.fixture(autouse=True)
+def code_checkout(tmp_path, monkeypatch):
+    """Sections record the commit of a real, clean checkout (this one may hold uncommitted work)."""
+    repo = git_repo(tmp_path / "code")
+    monkeypatch.setattr(record, "CODE_ROOT", repo)
+    return repo
 
 
 def test_kaggle_and_folder_archives_are_arranged_for_the_baseline(tmp_path):
@@ -37,15 +45,48 @@ def test_named_benchmarks_run_and_are_recorded(tmp_path, monkeypatch, capsys):
     assert "unknown benchmark nonesuch" in capsys.readouterr().err
 
 
+def test_sections_record_the_commit_and_a_dirty_tree_is_refused(tmp_path, monkeypatch, capsys, code_checkout):
+    path = tmp_path / "BENCHMARKS.md"
+    monkeypatch.setattr(record, "RECORD", path)
+    monkeypatch.setitem(record.BENCHMARKS, "toy", lambda: ["| a | 1 |"])
+    commit = git(code_checkout, "rev-parse", "HEAD").strip()
+    record.main(["toy"])
+    assert f"\nCommit: {commit}\n" in path.read_text() and "DIRTY" not in path.read_text()
+
+    (code_checkout / "BENCHMARKS.md").write_text("# a record is not code\n")
+    record.main(["toy"])
+    assert path.read_text().count(f"Commit: {commit}\n") == 2
+
+    (code_checkout / "a.py").write_text("x = 2\n")
+    with pytest.raises(SystemExit):
+        record.main(["toy"])
+    assert "uncommitted changes" in capsys.readouterr().err and path.read_text().count(": toy") == 2
+    record.main(["toy", "--allow-dirty"])
+    last = path.read_text().split("\n## ")[-1]
+    assert last.splitlines()[0].endswith(": toy (DIRTY)") and f"Commit: {commit} DIRTY" in last
+
+
+def test_outside_a_checkout_the_commit_is_unknown(tmp_path, monkeypatch):
+    monkeypatch.setattr(record, "CODE_ROOT", tmp_path / "not-a-checkout")
+    monkeypatch.setattr(record, "RECORD", tmp_path / "BENCHMARKS.md")
+    monkeypatch.setitem(record.BENCHMARKS, "toy", lambda: [])
+    record.main(["toy"])
+    assert "Commit: unknown (not a git checkout)" in (tmp_path / "BENCHMARKS.md").read_text()
+
+
 def test_preprocessing_comparison_on_the_same_images(tmp_path):
     if not record.BASELINE.exists():
         pytest.skip("../shared/bench is not present (only on the project's own machines)")
     archive = zip_tree(write_kaggle(tmp_path / "k" / "train", per_class=20), tmp_path / "k.zip")
     result = preprocessing.compare_preprocessing(archive, tmp_path, resolution=16, repeats=1)
     assert result["baseline"]["images"] == result["catdog"]["images"] == 40
-    assert result["ratio"] == pytest.approx(
-        result["catdog"]["images_per_s"] / result["baseline"]["images_per_s"]
+    # what catdog's timing built is a whole cache of those photos (loaded back, not decoded again)
+    folder, cache = tmp_path / "images", tmp_path / "cache"
+    (built,) = cache.iterdir()
+    arrays = preprocessing.prepare_dataset(
+        str(folder), resolution=16, channels=1, cache_dir=str(cache), progress=False
     )
+    assert arrays.directory == built and arrays.images.shape == (40, 16, 16, 1)
 
 
 def test_time_to_accuracy_reads_the_curve_of_a_real_run(image_folder, tmp_path, monkeypatch):
@@ -86,9 +127,12 @@ def test_benchmarks_on_request_run_only_when_named(tmp_path, monkeypatch):
 def test_train_overrides_reach_every_training_run(tmp_path, monkeypatch):
     calls = []
     monkeypatch.setattr(record, "RECORD", tmp_path / "BENCHMARKS.md")
-    monkeypatch.setattr(
-        training.subprocess, "run", lambda cmd, **kw: calls.append(cmd) or SimpleNamespace(returncode=0)
-    )
+    run = training.subprocess.run
+
+    def fake_train(cmd, **kw):  # git (the commit of the record) runs for real
+        return run(cmd, **kw) if cmd[0] == "git" else calls.append(cmd) or SimpleNamespace(returncode=0)
+
+    monkeypatch.setattr(training.subprocess, "run", fake_train)
     monkeypatch.setattr(
         record, "BENCHMARKS", {"trains": lambda: [str(training.run_training(tmp_path, "r", "a=1")[0])]}
     )

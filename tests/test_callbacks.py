@@ -56,5 +56,11 @@ def test_grids():
     grid = tile(torch.rand(5, 1, 6, 6), min_side=12, pad=1)
     assert grid.shape == (1, 2 * 13 + 1, 3 * 13 + 1)  # 3 columns, 2 rows, tiles enlarged 2x
     rgb = kernel_grid(torch.randn(4, 3, 5, 5))
-    assert rgb.shape[0] == 3 and 0 <= rgb.min() and rgb.max() <= 1
+    # each kernel stretched to [0, 1] on its own: every tile reaches both ends
+    # (5x5 kernels are enlarged 10x to 50x50 tiles, 1 pixel apart)
+    tiles = rgb[:, 1:, 1:].unfold(1, 50, 51).unfold(2, 50, 51)
+    assert rgb.shape[0] == 3 and tiles.shape[1:3] == (2, 2)
+    assert [(float(t.min()), float(t.max())) for t in tiles.permute(1, 2, 0, 3, 4).flatten(0, 1)] == [
+        (0, 1)
+    ] * 4
     assert kernel_grid(torch.randn(4, 2, 5, 5)).shape[0] == 1

@@ -95,25 +95,54 @@ def test_worker_plan_uses_processes_only_when_worth_it():
     assert workers == 2 and chunk == preprocess.CHUNK
 
 
+# each builder waits, with its complete cache in its temporary folder, until the other one is there too: both
+# have decoded everything before either publishes, so they overlap whatever the scheduling
+RACING_BUILDER = """
+import logging, os, sys, time
+from pathlib import Path
+from catdog.data.preprocess import prepare_dataset
+
+logging.basicConfig(level=logging.INFO)
+barrier, real_rename = Path(sys.argv[3]), os.rename
+
+def rename_when_both_built(src, dst):
+    if Path(src).name.endswith(".tmp"):
+        (barrier / str(os.getpid())).touch()
+        deadline = time.monotonic() + 60
+        while len(list(barrier.iterdir())) < 2:
+            if time.monotonic() > deadline:
+                sys.exit("the other builder never got to publishing")
+            time.sleep(0.01)
+    real_rename(src, dst)
+
+os.rename = rename_when_both_built
+a = prepare_dataset(sys.argv[1], resolution=16, cache_dir=sys.argv[2], progress=False, num_workers=2)
+print(a.directory, int(a.images.sum()))
+"""
+
+
 def test_two_processes_preparing_the_same_cache_both_succeed(image_folder, tmp_path):
-    cache = tmp_path / "cache"
-    code = (
-        "import sys; from catdog.data.preprocess import prepare_dataset; "
-        "a = prepare_dataset(sys.argv[1], resolution=16, cache_dir=sys.argv[2], progress=False, num_workers=2); "
-        "print(a.directory, int(a.images.sum()))"
-    )
+    cache, barrier = tmp_path / "cache", tmp_path / "barrier"
+    barrier.mkdir()
     procs = [
-        subprocess.Popen([sys.executable, "-c", code, str(image_folder), str(cache)], cwd=ROOT, stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [sys.executable, "-c", RACING_BUILDER, str(image_folder), str(cache), str(barrier)],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for _ in range(2)
-    ]  # fmt: skip
+    ]
     outputs = [p.communicate(timeout=120) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outputs
+    assert len(list(barrier.iterdir())) == 2  # both built a whole cache before either published
+    # one published, the other found it there and kept it
+    assert sum("Another process finished the same cache first" in err for _, err in outputs) == 1, outputs
     lines = {out.strip() for out, _ in outputs}
     assert len(lines) == 1
-    assert [p.name for p in cache.iterdir()] == [
-        os.path.basename(lines.pop().split()[0])
-    ]  # no temporary left
+    # no temporary left
+    assert [p.name for p in cache.iterdir()] == [os.path.basename(lines.pop().split()[0])]
     assert prepare(image_folder, cache).images.shape == (40, 16, 16, 1)
 
 

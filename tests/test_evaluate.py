@@ -12,6 +12,7 @@ import pytest
 import torch
 from helpers import ROOT, train_checkpoint, write_class_folders, zip_tree
 from hydra import compose, initialize_config_dir
+from scipy.stats import mannwhitneyu
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import catdog
@@ -75,8 +76,21 @@ def test_evaluate_cli_on_a_kaggle_zip(ckpt, tmp_path):
         sum(p["label"] == t for p, t in zip(preds, truth, strict=True)) / 20
     )
     assert metrics["test/acc"] == pytest.approx((matrix[0][0] + matrix[1][1]) / 20)
-    for key in ("test/f1", "test/auroc", "test/precision", "test/recall"):
-        assert 0 <= metrics[key] <= 1
+    # macro precision/recall/F1 from the confusion matrix (rows: truth), ROC AUC as Mann-Whitney U / (n0 n1)
+    hits = [matrix[i][i] for i in range(2)]
+    precision = [h / max(sum(r[i] for r in matrix), 1) for i, h in enumerate(hits)]
+    recall = [h / 10 for h in hits]
+    f1 = [2 * p * r / (p + r) if p + r else 0.0 for p, r in zip(precision, recall)]
+    dog = [p["probabilities"]["Dog"] for p in preds]
+    auroc = mannwhitneyu(dog[10:], dog[:10]).statistic / 100
+    expected = {
+        "test/precision": precision,
+        "test/recall": recall,
+        "test/f1": f1,
+        "test/auroc": [auroc, auroc],
+    }
+    for key, values in expected.items():
+        assert metrics[key] == pytest.approx(sum(values) / 2, abs=1e-4), key
     assert set(metrics["per_class"]) == {"Cat", "Dog"} and metrics["per_class"]["Cat"]["support"] == 10
     assert (run / "confusion_matrix.png").stat().st_size > 1000
     events = EventAccumulator(str(run / "tensorboard"))

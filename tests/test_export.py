@@ -21,14 +21,18 @@ from catdog.export import export, metadata_path
 from catdog.inference import Predictor
 
 PHOTO_SIZES = [(400, 300), (900, 700), (1600, 1200)]
+# the fast/best presets' network and what they train with
+PRESET_NET = {"padding": "same", "convs_per_stage": 2, "batchnorm": True, "head": "gap", "hidden": []}
+PRESET_MODEL = {"normalize": True, "mean": [0.45], "std": [0.25], "tta": True, "channels_last": True}
 
 
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("export")
-    # flip TTA and channels_last weights, as the fast/best presets train them
+    # the fast/best presets' architecture: double 'same' convs with batch norm, a global-average-pooling head,
+    # inputs normalized inside the net, channels_last weights and flip TTA
     return train_checkpoint(
-        write_class_folders(tmp / "PetImages", per_class=12), tmp, channels=1, tta=True, channels_last=True
+        write_class_folders(tmp / "PetImages", per_class=12), tmp, channels=1, net=PRESET_NET, **PRESET_MODEL
     )
 
 
@@ -50,6 +54,10 @@ def test_export_matches_the_checkpoint(ckpt, tmp_path, fmt):
     got = run_exported(path, fmt, np.ascontiguousarray(images.transpose(0, 3, 1, 2)))
     assert got.shape == (5, 2)
     np.testing.assert_allclose(got, expected, atol=1e-4)
+    # the exported net is the preset's: trained batch-norm statistics, no dense layer after the pooling
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
+    assert any(k.endswith("running_mean") and v.abs().sum() > 0 for k, v in state.items())
+    assert [tuple(v.shape) for k, v in state.items() if v.ndim == 2] == [(2, 8)]
     meta = json.loads(metadata_path(path).read_text())
     assert (meta["resolution"], meta["channels"], meta["classes"]) == (16, 1, ["Cat", "Dog"])
     assert meta["input"]["dtype"] == "uint8" and meta["input"]["layout"] == "NCHW"

@@ -6,6 +6,7 @@ import json
 import re
 from collections import defaultdict
 from dataclasses import fields
+from importlib.util import find_spec
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,9 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import get_class
 from omegaconf import OmegaConf
 
+from catdog.data import ImageDataModule
 from catdog.errors import CatdogError
+from catdog.models.classifier import ImageClassifier
 from catdog.models.spec import ConvNetSpec
 from catdog.run.checks import CHECKS, DATA_KEYS, validate
 from catdog.run.cli import user_error
@@ -212,14 +215,18 @@ def test_ckpt_path_last_needs_the_old_run_dir(tmp_path):
     )  # a requeued one resumes
 
 
-def test_missing_optional_package_is_a_user_error():
-    try:
-        try:
-            import no_such_logger_package  # noqa: F401
-        except ModuleNotFoundError as e:
-            raise RuntimeError("while instantiating logger.wandb") from e
-    except RuntimeError as e:
-        assert "pip" in user_error(e)
+@pytest.mark.parametrize("logger", ["wandb", "mlflow"])
+def test_a_logger_whose_package_is_missing_is_one_line(image_folder, tmp_path, logger):
+    if find_spec(logger) is not None:
+        pytest.skip(f"{logger} is installed here")
+    proc = run_train(*tiny_overrides(image_folder, tmp_path), f"logger={logger}", check=False)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr + proc.stdout
+    assert proc.stderr.splitlines()[-1] == (
+        f"error: logger.{logger} needs the optional package {logger}, which is not installed: pip install {logger}"
+    )
+
+
+def test_a_bug_is_no_user_error():
     assert user_error(ValueError("a bug")) is None
 
 
@@ -336,7 +343,10 @@ def test_parallel_sweep_survives_a_failing_job_and_summarises(image_folder, tmp_
     assert proc.returncode == 1 and "error: 1 of 2 sweep jobs failed (job 1)" in proc.stderr
     rows = read_csv(sweep / "summary.csv")
     assert [(r["data.resolution"], r["status"]) for r in rows] == [("16", "ok"), ("4", "failed")]
-    assert float(rows[0]["val/acc"]) >= 0 and rows[0]["error"] == ""
+    assert rows[0]["error"] == "" and rows[0]["n_seeds"] == "1"
+    (ok_dir,) = [p.parent for p in sweep.rglob("metrics.json")]
+    correct = [r["correct"] for r in read_csv(ok_dir / "predictions_val.csv")]
+    assert float(rows[0]["val/acc"]) == pytest.approx(correct.count("1") / len(correct))
     assert "data.resolution=4 is too small" in rows[1]["error"]
     assert "| failed |" in (sweep / "summary.md").read_text() and "Best val/acc" in proc.stdout
     (failed_dir,) = [p.parent for p in sweep.rglob(FAILURE_FILE)]
@@ -371,10 +381,23 @@ def test_every_job_of_a_ddp_sweep_runs_on_all_its_ranks(image_folder, tmp_path, 
     sweep = tmp_path / "sweep"
     rows = read_csv(sweep / "summary.csv")
     assert [(r["model.net.kernel"], r["status"]) for r in rows] == [("1", "ok"), ("3", "ok"), ("5", "ok")]
-    for job, kernel in zip(sorted(p for p in sweep.iterdir() if p.is_dir()), (1, 3, 5), strict=True):
+    # each job's val/acc is the accuracy of all validation photos (each process scored half), as its model gets it
+    dm = ImageDataModule(
+        str(image_folder), resolution=16, cache_dir=str(tmp_path / "cache"), val_fraction=0.25
+    )
+    dm.setup()
+    x, y = dm.dataset("val").__getitems__(list(range(len(dm.splits["val"]))))
+    jobs = sorted(p for p in sweep.iterdir() if p.is_dir())
+    for job, kernel, row in zip(jobs, (1, 3, 5), rows, strict=True):
         assert (job / "train_ddp_rank1.log").exists()  # rank 1 ran this job, in this job's dir
         assert OmegaConf.load(job / ".hydra" / "config.yaml").model.net.kernel == kernel
         assert len(list(job.rglob("events.out.tfevents.*"))) == 1  # only rank zero writes
         ckpt = torch.load(job / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
         assert ckpt["global_step"] == 2  # 30 training images / 2 processes / batch 8: 2 steps each
         assert ckpt["hyper_parameters"]["net"]["kernel"] == kernel
+        model = ImageClassifier.load_from_checkpoint(
+            job / "checkpoints" / "last.ckpt", map_location="cpu"
+        ).eval()
+        with torch.no_grad():
+            accuracy = (model.predict_logits(x).argmax(1) == y).float().mean().item()
+        assert float(row["val/acc"]) == pytest.approx(accuracy)

@@ -142,3 +142,11 @@ def test_channels_last_gives_the_same_logits_and_compile_wraps_the_net():
 def test_wrong_augment_values_are_named_when_the_model_is_built(augment, message):
     with pytest.raises(CatdogError, match=message):
         ImageClassifier(3, 16, ["Cat", "Dog"], net=dict(channels=[4], kernel=3, hidden=[]), augment=augment)
+
+
+def test_net_keys_are_the_specs_fields():
+    from dataclasses import fields
+
+    from catdog.models.spec import NET_KEYS
+
+    assert set(NET_KEYS) == {f.name for f in fields(ConvNetSpec) if f.init} - {"in_channels", "resolution"}

@@ -213,6 +213,36 @@ def test_a_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(image_folde
         torch.testing.assert_close(b["state_dict"][name], weights, rtol=0, atol=1e-6, msg=name)
 
 
+def preset_overrides(source: Path, out: Path, *extra: str) -> list[str]:
+    """experiment=fast on tiny data: batch norm, gap head, the tensor loader, channels_last, bf16, one-cycle."""
+    tiny = [
+        o for o in tiny_overrides(source, out) if not o.startswith(("model.net.hidden", "model.net.kernel"))
+    ]
+    return ["experiment=fast", *tiny, "trainer.precision=bf16-mixed", "trainer.deterministic=true", *extra]
+
+
+@pytest.mark.slow
+def test_an_end_of_epoch_resume_on_the_presets_path_equals_an_uninterrupted_run(image_folder, tmp_path):
+    # every epoch's checkpoint is kept; a new run resumes from the first one and trains the second epoch again
+    run_train(
+        *preset_overrides(
+            image_folder, tmp_path / "a", "trainer.max_epochs=2", "callbacks.model_checkpoint.save_top_k=-1"
+        )
+    )
+    checkpoints = tmp_path / "a" / "run" / "checkpoints"
+    (first_epoch,) = checkpoints.glob("epoch000-*.ckpt")
+    run_train(
+        *preset_overrides(image_folder, tmp_path / "b", "trainer.max_epochs=2", f"ckpt_path={first_epoch}")
+    )
+    a, b = load(checkpoints / "last.ckpt"), load(tmp_path / "b" / "run" / "checkpoints" / "last.ckpt")
+    assert (epochs_done(a), a["global_step"]) == (epochs_done(b), b["global_step"]) == (2, 8)
+    assert a["hyper_parameters"]["channels_last"] and a["hyper_parameters"]["net"]["batchnorm"]
+    assert any(k.endswith("running_mean") for k in a["state_dict"])  # batch norm statistics resume too
+    for name, weights in a["state_dict"].items():
+        torch.testing.assert_close(b["state_dict"][name], weights, rtol=0, atol=0, msg=name)
+    torch.testing.assert_close(b["optimizer_states"], a["optimizer_states"], rtol=0, atol=0)
+
+
 @pytest.mark.slow
 def test_sigkill_mid_training_resumes_from_the_last_checkpoint(tmp_path):
     source = write_class_folders(tmp_path / "PetImages", per_class=60)

@@ -1,5 +1,6 @@
 """End to end: `python train.py` as a user runs it, on tiny generated data."""
 
+import csv
 import json
 import re
 import subprocess
@@ -25,7 +26,9 @@ def test_tiny_run_writes_metrics_tensorboard_checkpoints_and_config(image_folder
     run = tmp_path / "run"
     metrics = json.loads((run / "metrics.json").read_text())
     assert {"val/acc", "val/acc_best", "val/loss", "train/loss", "train/acc"} <= set(metrics)
-    assert 0.0 <= metrics["val/acc"] <= metrics["val/acc_best"] <= 1.0
+    # one epoch: its accuracy is the best, and the share of the validation photos it got right
+    correct = [r["correct"] for r in csv.DictReader((run / "predictions_val.csv").read_text().splitlines())]
+    assert metrics["val/acc_best"] == metrics["val/acc"] == pytest.approx(correct.count("1") / len(correct))
     tags = scalar_tags(run).Tags()["scalars"]
     assert {"train/loss", "train/acc", "val/loss", "val/acc"} <= set(tags)
     assert (run / "checkpoints" / "last.ckpt").exists()
@@ -99,6 +102,15 @@ def test_an_override_hydra_cannot_parse_is_one_line_with_the_quoting_fix(tmp_pat
     (line,) = proc.stderr.strip().splitlines()
     assert line.startswith("error: cannot read the override 'data.source=/my photos (2024).zip'")
     assert "\"data.source='...'\"" in line
+
+
+def test_a_network_key_of_catdog_0_1_names_its_new_place(tmp_path):
+    proc = run_train("model.kernel=3,5", "-m", f"hydra.sweep.dir={tmp_path}", check=False)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        "error: model.kernel is now model.net.kernel (the network's keys live under model.net since catdog 0.2): "
+        "write model.net.kernel=... instead."
+    ]
 
 
 def test_make_train_prints_the_command_that_trains_on_the_same_photos(image_folder, tmp_path):

@@ -156,6 +156,7 @@ class ImageClassifier(pl.LightningModule):
     def validation_step(self, batch, batch_idx):
         logits = self._evaluate(batch, "val")
         self._val_outputs.append((logits.detach(), batch[1]))
+        return logits
 
     def on_validation_epoch_end(self) -> None:
         outputs, self._val_outputs = self._val_outputs, []
@@ -182,7 +183,7 @@ class ImageClassifier(pl.LightningModule):
             set_rng_states(checkpoint[RNG_KEY])
 
     def test_step(self, batch, batch_idx):
-        self._evaluate(batch, "test")
+        return self._evaluate(batch, "test")
 
     def configure_optimizers(self):
         if self.optimizer_factory is None:

@@ -7,7 +7,7 @@ it, starts without torch), and `build_convnet` builds the layers from the same s
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 
 from catdog.errors import CatdogError
 
@@ -15,6 +15,20 @@ ACTIVATIONS = ("relu", "gelu", "silu", "leaky_relu")
 POOL_TYPES = ("max", "avg")
 PADDINGS = ("valid", "same")
 HEADS = ("flatten", "gap")
+# the keys of model.net (ConvNetSpec's fields less the input's channels and resolution)
+NET_KEYS = (
+    "channels",
+    "kernel",
+    "pool",
+    "pool_type",
+    "padding",
+    "convs_per_stage",
+    "hidden",
+    "batchnorm",
+    "dropout",
+    "activation",
+    "head",
+)
 
 
 def is_int(v) -> bool:
@@ -129,10 +143,9 @@ class ConvNetSpec:
 def convnet_spec(net: Mapping | None, in_channels: int, resolution: int) -> ConvNetSpec:
     """The spec of `model.net` (a plain mapping, as stored in checkpoints); one message for an unknown key."""
     net = dict(net or {})
-    known = {f.name for f in fields(ConvNetSpec) if f.init} - {"in_channels", "resolution"}
-    unknown = sorted(set(net) - known)
+    unknown = sorted(set(net) - set(NET_KEYS))
     if unknown:
         raise CatdogError(
-            f"model.net.{unknown[0]} is not a network setting; model.net takes {', '.join(sorted(known))}."
+            f"model.net.{unknown[0]} is not a network setting; model.net takes {', '.join(sorted(NET_KEYS))}."
         )
     return ConvNetSpec(in_channels=in_channels, resolution=resolution, **net)

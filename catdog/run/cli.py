@@ -4,6 +4,7 @@ inside a Hydra multirun, a failing job is recorded and the sweep goes on."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import sys
 import threading
@@ -18,13 +19,18 @@ DISK_FULL_FIX = (
     "with hydra.run.dir=<run dir> ckpt_path=last."
 )
 
+# Lightning's optional loggers raise ModuleNotFoundError without `name`: "Requirement 'wandb>=0.12.10' not met."
+_REQUIREMENT = re.compile(r"Requirement '([A-Za-z0-9_.-]+)")
+_CONFIG_KEY = re.compile(r"full_key: (\S+)")
 
-def missing_package(exc: BaseException) -> bool:
-    """An import failed because a package is not installed (not because a `_target_` has a typo)."""
-    package = (getattr(exc, "name", None) or "").partition(".")[0]
-    return (
-        isinstance(exc, ModuleNotFoundError) and package not in ("", "catdog") and find_spec(package) is None
-    )
+
+def missing_package(exc: BaseException) -> str | None:
+    """The package an import failed for because it is not installed (None for a `_target_` typo or no import)."""
+    if not isinstance(exc, ModuleNotFoundError):
+        return None
+    requirement = _REQUIREMENT.match(str(exc))
+    package = (exc.name or (requirement.group(1) if requirement else "")).partition(".")[0]
+    return package if package not in ("", "catdog") and find_spec(package) is None else None
 
 
 def run_dir() -> str:
@@ -43,12 +49,16 @@ def user_error(exc: BaseException) -> str | None:
     from lightning_fabric.utilities.exceptions import MisconfigurationException
 
     seen = set()
+    key = None
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
         if isinstance(exc, CatdogError | MisconfigurationException):
             return str(exc)
-        if missing_package(exc):
-            return f"{exc} (an optional package the config asks for: install it with pip)"
+        if package := missing_package(exc):
+            needs = f"{key} needs" if key else "this config needs"
+            return f"{needs} the optional package {package}, which is not installed: pip install {package}"
+        if isinstance(exc, InstantiationException) and (found := _CONFIG_KEY.search(str(exc))):
+            key = found.group(1)
         cause = exc.__cause__
         if isinstance(exc, InstantiationException) and isinstance(cause, TypeError | ImportError):
             if not missing_package(cause):  # Hydra's message names the target and the config key
@@ -99,8 +109,21 @@ def read_overrides(argv: list[str]) -> list[str]:
                     f"' \" needs quotes that reach Hydra, inside the shell's: \"{key}='...'\" (see "
                     "https://hydra.cc/docs/advanced/override_grammar/basic/)."
                 ) from e
+        check_moved_key(key.lstrip("+~"))
         out.append(arg)
     return out
+
+
+def check_moved_key(key: str) -> None:
+    """catdog 0.2 nests the network's keys under model.net: an override of the old key gets the new one."""
+    from catdog.models.spec import NET_KEYS
+
+    parts = key.split(".")
+    if len(parts) == 2 and parts[0] == "model" and parts[1] in NET_KEYS:
+        raise CatdogError(
+            f"{key} is now model.net.{parts[1]} (the network's keys live under model.net since catdog "
+            f"0.2): write model.net.{parts[1]}=... instead."
+        )
 
 
 def exit_interrupted(exc: BaseException) -> None:

@@ -21,7 +21,17 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from catdog.io import write_json_atomic
+from catdog.io import replace_atomic, write_json_atomic
+from catdog.run.significance import (
+    REPLICATE_KEYS,
+    best_group,
+    comparison_lines,
+    group_jobs,
+    label,
+    replicate,
+    scored_split,
+    seed_stats,
+)
 
 log = logging.getLogger(__name__)
 FAILURE_FILE = "failed.json"
@@ -50,10 +60,12 @@ def read_job(job_dir: Path) -> dict[str, Any]:
         o.split("=", 1) if "=" in o else (o, "")
         for o in OmegaConf.load(job_dir / ".hydra" / "overrides.yaml")
     )
+    config = job_dir / ".hydra" / "config.yaml"
     row: dict[str, Any] = {
         "job": int(hydra_cfg.job.num),
         "dir": job_dir,
         "overrides": overrides,
+        "replicate": replicate(OmegaConf.load(config) if config.exists() else None, overrides),
         "metrics": {},
     }
     if (job_dir / METRICS_FILE).exists():
@@ -85,21 +97,69 @@ def _fmt(value: Any) -> str:
     return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
+def metric_names(rows: list[dict[str, Any]], metric: str | None) -> list[str]:
+    """Every metric of any job, the optimised one first."""
+    return sorted({k for r in rows for k in r["metrics"]}, key=lambda k: (k != metric, k))
+
+
 def summary_table(
-    rows: list[dict[str, Any]], metric: str | None
+    rows: list[dict[str, Any]], metric: str | None, groups: list[dict[str, Any]]
 ) -> tuple[list[str], list[list], dict[str, str]]:
-    """Columns (job, varied overrides, status, metrics, error), rows, and the overrides shared by all jobs."""
+    """Columns (job, varied overrides, status, metrics, error, then its seed group's n_seeds and each metric's
+    mean and std), rows, and the overrides shared by all jobs."""
     keys = list(dict.fromkeys(k for r in rows for k in r["overrides"]))
     common = {k: rows[0]["overrides"][k] for k in keys if len({r["overrides"].get(k) for r in rows}) == 1}
     varied = [k for k in keys if k not in common] if len(rows) > 1 else keys
-    metric_names = sorted({k for r in rows for k in r["metrics"]}, key=lambda k: (k != metric, k))
-    header = ["job", *varied, "status", *metric_names, "error"]
+    names = metric_names(rows, metric)
+    stat_names = ["n_seeds", *(f"{m}_{s}" for m in names for s in ("mean", "std"))]
+    group_of = {r["job"]: g for g in groups for r in g["jobs"]}
+    header = ["job", *varied, "status", *names, "error", *stat_names]
     table = [
-        [str(r["job"]), *(r["overrides"].get(k, "") for k in varied), r["status"],
-         *(r["metrics"].get(m, "") for m in metric_names), (r["error"].splitlines() or [""])[0][:300]]
+        [
+            str(r["job"]),
+            *(r["overrides"].get(k, "") for k in varied),
+            r["status"],
+            *(r["metrics"].get(m, "") for m in names),
+            (r["error"].splitlines() or [""])[0][:300],
+            *("" if (v := group_of[r["job"]]["stats"][k]) is None else v for k in stat_names),
+        ]
         for r in rows
-    ]  # fmt: skip
+    ]
     return header, table, ({} if len(rows) == 1 else common)
+
+
+def seeds_section(
+    groups: list[dict[str, Any]],
+    rows: list[dict[str, Any]],
+    metric: str | None,
+    maximize: bool,
+    varied: list[str],
+) -> list[str]:
+    """Markdown: each group's mean +- std over its seeds (and folds), and the best group against each other one."""
+    names = metric_names(rows, metric)
+    table = [
+        [label(g, varied), g["stats"]["n_seeds"], *(mean_std(g["stats"], m) for m in names)] for g in groups
+    ]
+    parts = [
+        "## Seed groups (jobs that differ only in seed or data.fold): mean +- std",
+        to_markdown(["group", "n_seeds", *names], table),
+    ]
+    best = best_group(groups, metric, maximize)
+    if best is not None and len(groups) > 1:
+        split = scored_split(metric, groups)
+        parts.append(
+            f"Best group by mean {metric} against every other group, paired on the same {split} photos "
+            f"(McNemar's exact test; p < 0.05 is significant):\n"
+            + "\n".join(comparison_lines(groups, best, varied, split))
+        )
+    return parts
+
+
+def mean_std(stats: dict[str, Any], m: str) -> str:
+    mean, std = stats[f"{m}_mean"], stats[f"{m}_std"]
+    if mean is None:
+        return ""
+    return f"{mean:.4f}" if std is None else f"{mean:.4f} +- {std:.4f}"
 
 
 def to_markdown(header: list[str], table: list[list]) -> str:
@@ -112,9 +172,13 @@ def to_markdown(header: list[str], table: list[list]) -> str:
 def write_summary(sweep_dir: Path, metric: str | None, maximize: bool = True) -> str:
     """Write summary.csv and summary.md in the sweep dir; returns the Markdown."""
     rows = read_sweep(sweep_dir)
-    header, table, common = summary_table(rows, metric)
-    with open(sweep_dir / "summary.csv", "w", newline="") as f:
-        csv.writer(f).writerows([header, *table])
+    groups = group_jobs(rows)
+    for g in groups:
+        g["stats"] = seed_stats(g, metric_names(rows, metric))
+    header, table, common = summary_table(rows, metric, groups)
+    replace_atomic(
+        sweep_dir / "summary.csv", lambda f: csv.writer(f).writerows([header, *table]), binary=False
+    )
     failed = sum(r["status"] != "ok" for r in rows)
     parts = [
         f"# Sweep {sweep_dir}",
@@ -129,8 +193,15 @@ def write_summary(sweep_dir: Path, metric: str | None, maximize: bool = True) ->
         parts.append(
             f"Best {metric}: {_fmt(best['metrics'][metric])}, job {best['job']} ({shown}), {best['dir']}"
         )
+    if len(rows) > 1:
+        varied = [
+            k
+            for k in dict.fromkeys(k for r in rows for k in r["overrides"])
+            if k not in common and k not in REPLICATE_KEYS
+        ]
+        parts += seeds_section(groups, rows, metric, maximize, varied)
     markdown = "\n\n".join(parts) + "\n"
-    (sweep_dir / "summary.md").write_text(markdown)
+    replace_atomic(sweep_dir / "summary.md", lambda f: f.write(markdown), binary=False)
     return markdown
 
 

@@ -20,6 +20,7 @@ from catdog.run.config_tree import print_config_tree
 from catdog.run.hardware import check_accelerator, resolve_precision
 from catdog.run.hparams import log_hparams
 from catdog.run.launch import ddp_env, end_ddp_job, install_ddp_launch_fix, share_cores
+from catdog.run.provenance import RecordProvenance, collect
 from catdog.run.resume import check_resume, resolve_ckpt_path
 from catdog.run.tune import run_tune
 
@@ -80,11 +81,15 @@ def train(cfg: DictConfig) -> dict[str, float]:
     loggers = instantiate_group(cfg.get("logger"), **resumed)
     if cfg.get("tune"):
         return run_tune(cfg, model, datamodule, loggers)
-    callbacks = averaging_first(instantiate_group(cfg.get("callbacks")))
+    provenance = collect(datamodule.arrays.directory.name)
+    callbacks = [*averaging_first(instantiate_group(cfg.get("callbacks"))), RecordProvenance(provenance)]
     if not cfg.trainer.get("enable_progress_bar", True):  # the switch also turns off a configured bar
         callbacks = [c for c in callbacks if not isinstance(c, pl.callbacks.ProgressBar)]
     trainer: pl.Trainer = hydra.utils.instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
     log_hparams(loggers, cfg)
+    if trainer.is_global_zero:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(output_dir / "provenance.json", provenance)
 
     env, failed = ddp_env(), True
     try:

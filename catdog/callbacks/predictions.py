@@ -1,0 +1,87 @@
+"""Per-image predictions of the held-out splits, for paired comparisons of runs (catdog.run.significance).
+
+`predictions_val.csv` holds the last validation epoch (the `val/acc` of metrics.json), `predictions_test.csv` the
+test run (the best checkpoint with `test=true`): one row per photo, `path,label,predicted,correct,probability`,
+`path` relative to `data.source` and `probability` the model's probability of its predicted class.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+
+from catdog.data.paths import image_paths
+from catdog.errors import CatdogError
+from catdog.io import replace_atomic
+
+log = logging.getLogger(__name__)
+COLUMNS = ("path", "label", "predicted", "correct", "probability")
+
+
+def predictions_file(run_dir: Path, split: str) -> Path:
+    return Path(run_dir) / f"predictions_{split}.csv"
+
+
+class SavePredictions(pl.Callback):
+    """Collects the logits that validation_step/test_step return and writes them once per split, at the end."""
+
+    def __init__(self, dirpath: str):
+        self.dirpath = Path(dirpath)
+        self._batches: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self._last_val: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def _collect(self, outputs, batch) -> None:
+        self._batches.append((outputs.detach().float().softmax(1).cpu(), batch[1].cpu()))
+
+    def on_validation_epoch_start(self, trainer, pl_module) -> None:
+        self._batches = []
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
+        self._collect(outputs, batch)
+
+    def on_validation_epoch_end(self, trainer, pl_module) -> None:
+        if not trainer.sanity_checking:
+            self._last_val = self._batches
+
+    def on_fit_end(self, trainer, pl_module) -> None:
+        self._write(trainer, "val", self._last_val)
+
+    def on_test_epoch_start(self, trainer, pl_module) -> None:
+        self._batches = []
+
+    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
+        self._collect(outputs, batch)
+
+    def on_test_epoch_end(self, trainer, pl_module) -> None:
+        self._write(trainer, "test", self._batches)
+
+    def _write(self, trainer: pl.Trainer, split: str, batches: list) -> None:
+        if not batches or not trainer.is_global_zero:
+            return
+        if trainer.world_size > 1:
+            # each process scores its own shard (padded by the DistributedSampler): no per-photo order to write
+            log.info("Per-image %s predictions are not saved with %d processes.", split, trainer.world_size)
+            return
+        probs, labels = torch.cat([p for p, _ in batches]), torch.cat([y for _, y in batches])
+        datamodule = trainer.datamodule
+        # the loaders go through each held-out split in its order; limit_*_batches scores a prefix of it
+        index = datamodule.splits[split][: len(labels)]
+        try:
+            paths = image_paths(datamodule.arrays)
+        except (CatdogError, OSError) as e:  # the run's results matter more than this record of them
+            log.warning("Per-image %s predictions not saved: %s", split, e)
+            return
+        classes = datamodule.classes
+        confidence, predicted = probs.max(1)
+        rows = [
+            (paths[i], classes[y], classes[p], int(y == p), f"{c:.6f}")
+            for i, y, p, c in zip(index.tolist(), labels.tolist(), predicted.tolist(), confidence.tolist())
+        ]
+        path = predictions_file(self.dirpath, split)
+        self.dirpath.mkdir(parents=True, exist_ok=True)
+        replace_atomic(path, lambda f: csv.writer(f).writerows([COLUMNS, *rows]), binary=False)
+        log.info("Per-image %s predictions written to %s", split, path)

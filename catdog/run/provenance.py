@@ -1,0 +1,98 @@
+"""What produced a run: the code (git commit, and a hash of uncommitted changes), the command, the library versions,
+the hardware and the data, written to `provenance.json` in the run dir and into every checkpoint it saves."""
+
+from __future__ import annotations
+
+import hashlib
+import platform
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+
+CHECKPOINT_KEY = "catdog_provenance"
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+# distribution names as pip knows them
+PACKAGES = ("torch", "pytorch-lightning", "hydra-core", "opencv-python-headless", "numpy")
+
+
+def _git(root: Path, *args: str) -> str | None:
+    """stdout of a git command in `root`; None outside a checkout or without git."""
+    try:
+        proc = subprocess.run(["git", "-C", str(root), *args], capture_output=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return proc.stdout.decode("utf-8", "surrogateescape") if proc.returncode == 0 else None
+
+
+def git_state(root: Path = PROJECT_ROOT, exclude: tuple[str, ...] = ()) -> dict:
+    """`git_commit`, `git_dirty` (tracked changes or untracked files that are not ignored, outside the `exclude`d
+    paths) and `git_diff_sha256` (of `git diff HEAD`, when dirty); all None unless `root` is a checkout's top."""
+    top = _git(root, "rev-parse", "--show-toplevel")
+    commit = _git(root, "rev-parse", "HEAD")
+    # an installed copy (site-packages) inside some other checkout is not that checkout's code
+    if commit is None or top is None or Path(top.strip()).resolve() != Path(root).resolve():
+        return {"git_commit": None, "git_dirty": None, "git_diff_sha256": None}
+    paths = ["--", ".", *(f":(exclude){p}" for p in exclude)]
+    dirty = bool((_git(root, "status", "--porcelain", *paths) or "").strip())
+    diff = _git(root, "diff", "HEAD", "--binary", *paths) if dirty else None
+    return {
+        "git_commit": commit.strip(),
+        "git_dirty": dirty,
+        "git_diff_sha256": hashlib.sha256(diff.encode("utf-8", "surrogateescape")).hexdigest()
+        if diff
+        else None,
+    }
+
+
+def _version(name: str) -> str | None:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def cpu_model() -> str | None:
+    """The CPU's marketing name (/proc/cpuinfo on Linux), else what the platform reports."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or None
+
+
+def hydra_overrides() -> list[str] | None:
+    """The overrides of the current Hydra job (None outside one)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return None
+    return list(HydraConfig.get().overrides.task)
+
+
+def collect(data_fingerprint: str | None = None, root: Path = PROJECT_ROOT) -> dict:
+    """The provenance of a run started now from this process; `data_fingerprint` names the data cache."""
+    return {
+        **git_state(root),
+        "command": [sys.executable, *sys.argv],
+        "overrides": hydra_overrides(),
+        "versions": {"python": platform.python_version(), **{p: _version(p) for p in PACKAGES}},
+        "cpu": cpu_model(),
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "data_fingerprint": data_fingerprint,
+    }
+
+
+class RecordProvenance(pl.Callback):
+    """Puts the run's provenance into every checkpoint, under `catdog_provenance`."""
+
+    def __init__(self, provenance: dict):
+        self.provenance = provenance
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
+        checkpoint[CHECKPOINT_KEY] = self.provenance
