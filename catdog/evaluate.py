@@ -1,7 +1,10 @@
-"""Evaluate a checkpoint on labelled images: `python -m catdog.evaluate ckpt_path=FILE data.source=PATH`.
+"""Evaluate a checkpoint on labelled images: `python -m catdog.evaluate ckpt_path=FILE [data.source=PATH]`.
 
 The images are decoded as the checkpoint was trained (its resolution, channels and fast_decode, whatever data.*
-says), every image of the source is used, and the run dir gets metrics.json, confusion_matrix.png and
+says). Without data.source, the held-out split (test, else val) of the data the checkpoint was trained on is
+scored, rebuilt from what the checkpoint records; with one, every image of it is scored, and photos that were in
+the checkpoint's training split (same content) are counted as n_seen_in_training. The run dir gets metrics.json,
+confusion_matrix.png and
 TensorBoard events.
 """
 
@@ -26,10 +29,13 @@ from torchmetrics.functional.classification import (
 )
 
 from catdog.data.cache import CachedArrays
+from catdog.data.duplicates import photo_ids
 from catdog.data.preprocess import prepare_from_config
+from catdog.data.split import SPLITS, split_codes
+from catdog.errors import CatdogError
 from catdog.explain.calibration import calibration_report
 from catdog.explain.robustness import robustness_accuracy, robustness_figure, robustness_table
-from catdog.inference import Predictor, check_classes
+from catdog.inference import Predictor, check_classes, read_checkpoint
 from catdog.io import write_json_atomic
 from catdog.run.checks import validate
 from catdog.run.cli import guarded, read_overrides
@@ -37,6 +43,8 @@ from catdog.run.training import instantiate_group
 from catdog.visualize import confusion_figure
 
 log = logging.getLogger(__name__)
+# where a checkpoint records its training data: Lightning stores a DataModule's state_dict under its class name
+TRAINING_DATA = "ImageDataModule"
 
 
 def classification_metrics(probs: torch.Tensor, labels: torch.Tensor, classes: list[str]) -> dict:
@@ -59,35 +67,110 @@ def classification_metrics(probs: torch.Tensor, labels: torch.Tensor, classes: l
     }
 
 
+def training_data(cfg: DictConfig) -> dict | None:
+    """What the checkpoint records of its training data; fills in data.source with it when none is given."""
+    trained_on = read_checkpoint(cfg.ckpt_path).get(TRAINING_DATA)
+    if cfg.data.get("source") is not None:
+        return trained_on
+    if not trained_on:
+        raise CatdogError(
+            f"ckpt_path={cfg.ckpt_path} records no training data (it predates that record): "
+            "give data.source=PATH, the photos to score."
+        )
+    if not Path(trained_on["source"]).exists():
+        raise CatdogError(
+            f"ckpt_path={cfg.ckpt_path} was trained on {trained_on['source']}, which is not there any more: "
+            "give data.source=PATH, the photos to score."
+        )
+    cfg.data.source = trained_on["source"]
+    return trained_on
+
+
+def scored_photos(arrays: CachedArrays, trained_on: dict | None, held_out: bool) -> tuple[np.ndarray, str]:
+    """The photos to score: the held-out split (test, else val) of the training data, or all of them."""
+    if not held_out:
+        return np.arange(len(arrays.labels)), "all"
+    codes = split_codes(arrays.photos["group"], arrays.labels, trained_on)
+    split = "test" if (codes == SPLITS.index("test")).any() else "val"
+    indices = np.flatnonzero(codes == SPLITS.index(split))
+    if not len(indices):
+        raise CatdogError(
+            f"data.source={trained_on['source']}: no photo of it is held out from training any more (files "
+            "removed?). Give data.source=PATH, the photos to score."
+        )
+    return indices, split
+
+
+def seen_in_training(arrays: CachedArrays, indices: np.ndarray, trained_on: dict | None) -> int | None:
+    """How many of the scored photos were in the checkpoint's training split (same content hash)."""
+    if not trained_on:
+        return None
+    ids = photo_ids([arrays.photos["sha256"][i] for i in indices])
+    return int(np.isin(ids, trained_on["train_ids"].numpy()).sum())
+
+
+def decoded_as_trained(cfg: DictConfig, predictor: Predictor, **recorded) -> CachedArrays:
+    """The images of data.source decoded as the checkpoint was trained (whatever data.* says), classes checked."""
+    shape = {"resolution": predictor.resolution, "channels": predictor.channels}
+    arrays = prepare_from_config(cfg.data, **shape, fast_decode=predictor.fast_decode, **recorded)
+    check_classes(arrays.classes, predictor.classes, cfg.data.source, cfg.ckpt_path)
+    return arrays
+
+
+def logits_of(predictor: Predictor, arrays: CachedArrays, indices: np.ndarray, batch: int) -> np.ndarray:
+    """The checkpoint's (uncalibrated) logits for the images at `indices`, `batch` at a time."""
+    chunks = [indices[i : i + batch] for i in range(0, len(indices), batch)]
+    return np.concatenate([predictor.logits(arrays.images[c]) for c in chunks])
+
+
 def score(cfg: DictConfig) -> tuple[Predictor, CachedArrays, np.ndarray]:
     """The checkpoint, the images of data.source decoded as it was trained, and its (uncalibrated) logits for
     each: `predictor.calibrated(logits)` are its probabilities."""
     predictor = Predictor.from_checkpoint(cfg.ckpt_path)
-    shape = {"resolution": predictor.resolution, "channels": predictor.channels}
-    arrays = prepare_from_config(cfg.data, **shape, fast_decode=predictor.fast_decode)
-    check_classes(arrays.classes, predictor.classes, cfg.data.source, cfg.ckpt_path)
-    batch = cfg.data.batch_size
-    logits = np.concatenate(
-        [predictor.logits(arrays.images[i : i + batch]) for i in range(0, len(arrays.labels), batch)]
-    )
-    return predictor, arrays, logits
+    arrays = decoded_as_trained(cfg, predictor)
+    everything = np.arange(len(arrays.labels))
+    return predictor, arrays, logits_of(predictor, arrays, everything, cfg.data.batch_size)
 
 
 def evaluate(cfg: DictConfig) -> dict:
-    """Metrics of the checkpoint on every image of data.source; written to the run dir and TensorBoard."""
+    """Metrics of the checkpoint on data.source (or its held-out split); written to the run dir and TensorBoard."""
+    held_out = cfg.data.get("source") is None
+    trained_on = training_data(cfg)
     validate(cfg)
-    predictor, arrays, logits = score(cfg)
+    predictor = Predictor.from_checkpoint(cfg.ckpt_path)
+    recorded = {k: trained_on[k] for k in ("layout", "skip_truncated", "max_pixels")} if held_out else {}
+    arrays = decoded_as_trained(cfg, predictor, **recorded)
+    indices, split = scored_photos(arrays, trained_on, held_out)
+    if held_out:
+        log.info(
+            "No data.source given: scoring the held-out %s split (%d photos) of %s, the data %s was trained on",
+            split,
+            len(indices),
+            cfg.data.source,
+            cfg.ckpt_path,
+        )
+    seen = seen_in_training(arrays, indices, trained_on)
+    if seen:
+        log.warning(
+            "%d of the %d photos scored were in the checkpoint's training split (same content): "
+            "the metrics overstate how well it does on new photos.",
+            seen,
+            len(indices),
+        )
+    logits = logits_of(predictor, arrays, indices, cfg.data.batch_size)
+    labels = arrays.labels[indices]
     probs = predictor.calibrated(logits)
-    results = classification_metrics(
-        torch.from_numpy(probs), torch.from_numpy(arrays.labels), predictor.classes
-    )
+    results = classification_metrics(torch.from_numpy(probs), torch.from_numpy(labels), predictor.classes)
     calibration, reliability = calibration_report(
-        logits, arrays.labels, predictor.temperature, Path(cfg.ckpt_path).name
+        logits, labels, predictor.temperature, Path(cfg.ckpt_path).name
     )
     figures, robustness = {"reliability_diagram": reliability}, {}
     if cfg.get("robustness"):
         robustness = robustness_accuracy(
-            predictor.probabilities, arrays.images, arrays.labels, cfg.data.batch_size
+            predictor.probabilities,
+            arrays.images[np.sort(indices)],
+            arrays.labels[np.sort(indices)],
+            cfg.data.batch_size,
         )
         log.info("Accuracy under corruptions (severity 0 = clean):\n%s", robustness_table(robustness))
         figures["robustness"] = robustness_figure(robustness, Path(cfg.ckpt_path).name)
@@ -95,7 +178,9 @@ def evaluate(cfg: DictConfig) -> dict:
         **{k: v for k, v in results.items() if k.startswith("test/")},
         **calibration,
         "temperature": predictor.temperature,
-        "n_images": int(arrays.report["n_images"]),
+        "split": split,
+        "n_images": len(indices),
+        "n_seen_in_training": seen,
         "n_skipped": int(arrays.report["n_skipped"]),
         "classes": predictor.classes,
         **{k: v for k, v in results.items() if not k.startswith("test/")},

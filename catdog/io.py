@@ -7,6 +7,7 @@ old file or the whole new one and never a half-written one.
 
 from __future__ import annotations
 
+import csv
 import errno
 import json
 import os
@@ -34,8 +35,8 @@ def fsync_dir(path: Path) -> None:
 
 def write_synced(path: Path, write: Callable[[IO], None], binary: bool = True) -> None:
     """Write a file and flush it to the disk (the rename that publishes it must not outrun its data)."""
-    # text mode with newline="": csv writes its own \r\n
-    with open(path, "wb") if binary else open(path, "w", newline="") as f:
+    # text mode with newline="": csv writes its own \r\n; UTF-8 whatever the locale (photo paths)
+    with open(path, "wb") if binary else open(path, "w", newline="", encoding="utf-8") as f:
         write(f)
         f.flush()
         os.fsync(f.fileno())
@@ -85,6 +86,13 @@ def replace_atomic(path: Path, write: Callable[[IO], None], binary: bool) -> Non
         raise
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def write_csv(f: IO, header, rows) -> None:
+    """A header row, then the rows, to an open text file."""
+    writer = csv.writer(f)
+    writer.writerow(header)
+    writer.writerows(rows)
 
 
 def write_json_atomic(path: Path, obj) -> None:

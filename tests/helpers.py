@@ -56,11 +56,13 @@ def write_kaggle(folder: Path, per_class: int = 6) -> Path:
     return folder
 
 
-def zip_tree(folder: Path, archive: Path) -> Path:
+def zip_tree(folder: Path, archive: Path, seed: int = 0) -> Path:
+    """A zip of `folder` (members named from its own name down), members in a shuffled order as real archives
+    can be: nothing may depend on the listing order."""
+    files = [p for p in sorted(folder.rglob("*")) if p.is_file()]
     with zipfile.ZipFile(archive, "w") as zf:
-        for p in sorted(folder.rglob("*")):
-            if p.is_file():
-                zf.write(p, p.relative_to(folder.parent).as_posix())
+        for i in np.random.default_rng(seed).permutation(len(files)):
+            zf.write(files[i], files[i].relative_to(folder.parent).as_posix())
     return archive
 
 
@@ -99,10 +101,15 @@ def tiny_overrides(source: Path, out: Path) -> list[str]:
 
 
 def train_checkpoint(
-    source: Path, out: Path, channels: int = 3, net: dict | None = None, **model_kwargs
+    source: Path,
+    out: Path,
+    channels: int = 3,
+    net: dict | None = None,
+    data: dict | None = None,
+    **model_kwargs,
 ) -> Path:
-    """A real checkpoint in a second or two: a tiny net (`net` overrides its keys) fitted in-process for one epoch
-    on `source`."""
+    """A real checkpoint in a second or two: a tiny net (`net` overrides its keys, `data` the DataModule's) fitted
+    in-process for one epoch on `source`."""
     from functools import partial
 
     import pytorch_lightning as pl
@@ -111,8 +118,15 @@ def train_checkpoint(
     from catdog.data import ImageDataModule
     from catdog.models.classifier import ImageClassifier
 
-    dm = ImageDataModule(str(source), resolution=16, channels=channels, cache_dir=str(out / "cache"),
-                         val_fraction=0.25, batch_size=8, num_workers=1, progress=False)  # fmt: skip
+    settings = {"val_fraction": 0.25, "batch_size": 8, "num_workers": 1, **(data or {})}
+    dm = ImageDataModule(
+        str(source),
+        resolution=16,
+        channels=channels,
+        cache_dir=str(out / "cache"),
+        progress=False,
+        **settings,
+    )
     dm.setup("fit")
     net = {"channels": [4, 8], "kernel": 3, "hidden": [16], **(net or {})}
     model = ImageClassifier(

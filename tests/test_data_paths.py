@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from helpers import write_class_folders, zip_tree
 
-from catdog.data.decode import decode_with_size
+from catdog.data.decode import decode_for_cache
 from catdog.data.paths import image_paths
 from catdog.data.preprocess import prepare_dataset
 from catdog.errors import CatdogError
@@ -30,7 +30,7 @@ def test_every_cached_image_is_the_photo_at_its_path(tmp_path, kind):
         else:
             with zipfile.ZipFile(source) as zf:
                 data = zf.read(path)
-        np.testing.assert_array_equal(decode_with_size(data, 16, 1)[0], image)
+        np.testing.assert_array_equal(decode_for_cache(data, 16, 1)[0], image)
         assert arrays.classes[label] == path.split("/")[-2]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import subprocess
 import sys
@@ -15,6 +16,7 @@ from scipy.stats import mannwhitneyu
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import catdog
+from catdog.data import ImageDataModule
 from catdog.errors import CatdogError
 from catdog.evaluate import evaluate
 from catdog.export import export
@@ -29,7 +31,9 @@ def ckpt(tmp_path_factory):
 
 def evaluate_in_process(ckpt, source, out, *overrides):
     with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
-        given = [f"ckpt_path={ckpt}", f"data.source={source}", f"data.cache_dir={out}/cache"]
+        given = [f"ckpt_path={ckpt}", f"data.cache_dir={out}/cache"] + (
+            [f"data.source={source}"] if source else []
+        )
         cfg = compose("evaluate", [*given, f"paths.output_dir={out}", "data.progress=false", *overrides])
     return evaluate(cfg)
 
@@ -146,3 +150,44 @@ def test_cli_prints_the_message_without_a_traceback(tmp_path):
     assert proc.returncode == 1
     assert f"error: ckpt_path={missing}: no such file" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("test_fraction", [0.25, 0.0])
+def test_without_a_source_the_held_out_split_of_the_training_data_is_scored(tmp_path, caplog, test_fraction):
+    source = write_class_folders(tmp_path / "PetImages", per_class=16)
+    ckpt = train_checkpoint(source, tmp_path, data={"test_fraction": test_fraction, "seed": 3})
+    caplog.set_level(logging.INFO)
+    metrics = evaluate_in_process(ckpt, None, tmp_path / "eval")
+    split = "test" if test_fraction else "val"
+    settings = {"val_fraction": 0.25, "test_fraction": test_fraction, "seed": 3}
+    dm = ImageDataModule(
+        str(source), resolution=16, channels=3, cache_dir=str(tmp_path / "cache"), **settings
+    )
+    dm.setup()
+    assert metrics["split"] == split and metrics["n_images"] == len(dm.splits[split]) > 0
+    assert metrics["n_seen_in_training"] == 0 and metrics["source"] == str(source)
+    assert sum(map(sum, metrics["confusion_matrix"])) == len(dm.splits[split])
+    assert f"scoring the held-out {split} split ({len(dm.splits[split])} photos) of {source}" in caplog.text
+
+    caplog.clear()
+    everything = evaluate_in_process(ckpt, source, tmp_path / "eval2")
+    n_train = len(set(dm.splits["train"].tolist()))
+    assert (everything["split"], everything["n_images"], everything["n_seen_in_training"]) == (
+        "all",
+        32,
+        n_train,
+    )
+    assert f"{n_train} of the 32 photos scored were in the checkpoint's training split" in caplog.text
+
+
+def test_without_a_source_a_checkpoint_must_record_existing_training_data(tmp_path):
+    source = write_class_folders(tmp_path / "PetImages", per_class=4)
+    ckpt = train_checkpoint(source, tmp_path)
+    checkpoint = torch.load(ckpt, weights_only=True)
+    del checkpoint["ImageDataModule"]
+    torch.save(checkpoint, tmp_path / "old.ckpt")
+    with pytest.raises(CatdogError, match=r"old\.ckpt records no training data .*give data.source=PATH"):
+        evaluate_in_process(tmp_path / "old.ckpt", None, tmp_path / "out")
+    shutil.rmtree(source)
+    with pytest.raises(CatdogError, match=rf"was trained on {source}, which is not there any more"):
+        evaluate_in_process(ckpt, None, tmp_path / "out")

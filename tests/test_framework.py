@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections import defaultdict
 from dataclasses import fields
 from importlib.util import find_spec
@@ -75,12 +76,15 @@ def epochs_done(ckpt: dict) -> int:
         (["trainer=ddp_cpu", "trainer.devices=2"], {"trainer.strategy": "ddp", "trainer.accelerator": "cpu"}),
         (["debug=fast_dev_run"], {"trainer.fast_dev_run": True, "task_name": "debug", "callbacks": None}),
         (["debug=overfit"], {"trainer.overfit_batches": 3}),
-        (["debug=limit"], {"trainer.limit_train_batches": 0.05}),
+        (["debug=limit"], {"trainer.limit_train_batches": 10, "trainer.limit_val_batches": 4}),
         (["debug=profiler"], {"trainer.profiler._target_": "pytorch_lightning.profilers.SimpleProfiler"}),
         (["logger=many"], {"logger.tensorboard.name": "tensorboard", "logger.csv.name": "csv"}),
         (["logger=wandb"], {"logger.wandb.project": "catdog"}),
         (["logger=mlflow"], {"logger.mlflow.experiment_name": "train"}),
         (["experiment=tutorial"], {"model.loss": "mse"}),
+        (["experiment=fast"], {"data.test_fraction": 0.1, "test": True, "optimized_metric": "val/acc"}),
+        (["experiment=best"], {"data.test_fraction": 0.1, "test": True}),
+        (["data.folds=5", "data.fold=2"], {"data.folds": 5, "data.fold": 2, "data.label_conflicts": "drop"}),
     ],
 )
 def test_config_groups_compose(overrides, expected):
@@ -172,6 +176,19 @@ def test_test_true_needs_a_test_split():
 
 
 @pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["data.folds=5", "data.fold=5"], "data.fold=5 is invalid: expected one of 0..4 (data.folds=5)"),
+        (["data.folds=1"], "data.folds=1 is invalid: expected the number of folds (>= 2)"),
+        (["data.label_conflicts=ignore"], "data.label_conflicts='ignore' is invalid: expected drop or keep"),
+    ],
+)
+def test_fold_and_label_conflict_settings_are_checked(overrides, message):
+    with pytest.raises(CatdogError, match=re.escape(message)):
+        validate(compose_train(*overrides))
+
+
+@pytest.mark.parametrize(
     "override, message",
     [
         ("model.net.kernel=abc", "model.net.kernel='abc' is invalid: expected a positive integer"),
@@ -246,9 +263,9 @@ def test_threads_per_job_splits_the_cores():
 
 def test_summary_marks_a_job_without_result(tmp_path):
     for num, kernel, files in (
-        (0, 3, {"metrics.json": {"val/acc": 0.75}}),
+        (0, 3, {"metrics.json": {"val/acc": 0.75, "val/n_images": 16}}),
         (1, 5, {}),
-        (2, 7, {"metrics.json": {"val/acc": 0.5}}),
+        (2, 7, {"metrics.json": {"val/acc": 0.5, "val/n_images": 2500}}),
     ):
         job = tmp_path / str(num)
         (job / ".hydra").mkdir(parents=True)
@@ -265,6 +282,8 @@ def test_summary_marks_a_job_without_result(tmp_path):
         ("0", "3", "ok"), ("1", "5", "no result"), ("2", "7", "ok")
     ]  # fmt: skip
     assert "seed" not in rows[0]  # the same in every job: listed once above the table
+    # how many images each accuracy rests on (a limit_val_batches job's is a handful)
+    assert [r["val/n_images"] for r in rows] == ["16", "", "2500"] and "| 16 |" in markdown
     assert "Best val/acc: 0.7500, job 0 (model.net.kernel=3)" in markdown
     assert "Best val/acc: 0.5000" in write_summary(tmp_path, "val/acc", maximize=False)
 

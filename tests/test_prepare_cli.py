@@ -24,6 +24,7 @@ def run_prepare(*args: str, cwd=ROOT):
 
 def test_prepare_builds_the_cache_and_prints_the_report(image_folder, tmp_path):
     (image_folder / "Cat" / "666.jpg").write_bytes(b"")
+    (image_folder / "Dog" / "cat_copy.jpg").write_bytes((image_folder / "Cat" / "3.jpg").read_bytes())
     cache = tmp_path / "cache"
     args = [
         f"data.source={image_folder}",
@@ -35,9 +36,11 @@ def test_prepare_builds_the_cache_and_prints_the_report(image_folder, tmp_path):
     assert proc.returncode == 0, proc.stderr
     (directory,) = cache.iterdir()
     report = json.loads((directory / "report.json").read_text())
-    assert report["per_class"] == {"Cat": 20, "Dog": 20} and report["resolution"] == 16
+    assert report["per_class"] == {"Cat": 20, "Dog": 21} and report["resolution"] == 16
     out = proc.stdout
-    assert "40 images (Cat: 20, Dog: 20) at 16x16x1; skipped 1" in out
+    assert "41 images (Cat: 20, Dog: 21) at 16x16x1; skipped 1" in out
+    assert "duplicates: 1 groups of identical files (2 photos)" in out
+    assert "label conflicts: 1 groups (2 photos; excluded unless data.label_conflicts=keep)" in out
     assert "skipped 1: empty file" in out and "Cat/666.jpg" in out
     assert "original width: min 40, mean 40.0, max 40 pixels" in out
     assert f"cache: {directory}" in out

@@ -245,9 +245,7 @@ def test_an_end_of_epoch_resume_on_the_presets_path_equals_an_uninterrupted_run(
 
 @pytest.mark.slow
 def test_sigkill_mid_training_resumes_from_the_last_checkpoint(tmp_path):
-    source = write_class_folders(
-        tmp_path / "PetImages", per_class=60
-    )  # 90 training images: 12 steps an epoch
+    source = write_class_folders(tmp_path / "PetImages", per_class=60)
     run = tmp_path / "run"
     last = run / "checkpoints" / "last.ckpt"
     overrides = [*tiny_overrides(source, tmp_path), "trainer.log_every_n_steps=1"]
@@ -257,15 +255,17 @@ def test_sigkill_mid_training_resumes_from_the_last_checkpoint(tmp_path):
     proc.wait()
     saved = load(last)  # written atomically: complete, whatever the moment of the kill
     epochs, step = epochs_done(saved), saved["global_step"]
-    assert step == 12 * epochs
+    (listing,) = (tmp_path / "cache").glob("*/splits-seed0-val0.25-test0.0.csv")
+    per_epoch = -(-listing.read_text().count(",train\n") // 8)  # batches of 8 (about 90 training photos)
+    assert step == per_epoch * epochs
 
     resumed = run_train(*overrides, "ckpt_path=last", f"trainer.max_epochs={epochs + 1}")
     assert "Restored all states" in resumed.stdout + resumed.stderr
     final = load(last)
-    assert (epochs_done(final), final["global_step"]) == (epochs + 1, step + 12)  # that epoch, once
+    assert (epochs_done(final), final["global_step"]) == (epochs + 1, step + per_epoch)  # that epoch, once
 
     steps = scalar_steps(run / "tensorboard")
-    assert steps["train/batch_loss"] == list(range(12 * (epochs + 1)))  # no gap, no repeat
+    assert steps["train/batch_loss"] == list(range(per_epoch * (epochs + 1)))  # no gap, no repeat
     assert len(steps["val/acc"]) == epochs + 1
 
 
@@ -306,7 +306,9 @@ def test_sigterm_or_ctrl_c_saves_a_checkpoint_mid_epoch_and_the_run_resumes(tmp_
     resumed = run_train(*overrides, "ckpt_path=last", f"trainer.max_epochs={epochs + 1}")
     assert "Restored all states" in resumed.stdout + resumed.stderr
     final = load(last)
-    assert (epochs_done(final), final["global_step"]) == (epochs + 1, 90 * (epochs + 1))
+    (listing,) = (tmp_path / "cache").glob("*/splits-seed0-val0.25-test0.0.csv")
+    steps_per_epoch = listing.read_text().count(",train\n")  # batch_size=1: one step per training photo
+    assert (epochs_done(final), final["global_step"]) == (epochs + 1, steps_per_epoch * (epochs + 1))
 
 
 def pids_with(*words: str) -> list[int]:
@@ -341,9 +343,7 @@ def test_a_rank_killed_during_training_fails_its_job_and_the_sweep_goes_on(image
 
 @pytest.mark.slow
 def test_a_run_stopped_mid_epoch_by_sigterm_resumes_exactly(tmp_path):
-    source = write_class_folders(
-        tmp_path / "PetImages", per_class=60
-    )  # 90 training images: 90 steps an epoch
+    source = write_class_folders(tmp_path / "PetImages", per_class=60)  # about 90 training images
 
     def overrides(out: Path, *extra: str) -> list[str]:
         return [*tiny_overrides(source, out), f"data.cache_dir={tmp_path}/cache", "data.batch_size=1",
@@ -357,12 +357,14 @@ def test_a_run_stopped_mid_epoch_by_sigterm_resumes_exactly(tmp_path):
     proc.communicate(timeout=120)
     assert proc.returncode == 143
     step = load(last)["global_step"]
-    assert 90 < step < 270 and step % 90, step  # stopped mid-epoch
+    (listing,) = (tmp_path / "cache").glob("*/splits-seed0-val0.25-test0.0.csv")
+    n = listing.read_text().count(",train\n")  # batch_size=1: one step per training photo
+    assert n < step < 3 * n and step % n, step  # stopped mid-epoch
     resumed = run_train(*overrides(tmp_path / "b"), "ckpt_path=last")
     assert "not resumable" not in resumed.stdout + resumed.stderr
     run_train(*overrides(tmp_path / "a"))
     a, b = (load(tmp_path / x / "run" / "checkpoints" / "last.ckpt") for x in ("a", "b"))
-    assert a["global_step"] == b["global_step"] == 270
+    assert a["global_step"] == b["global_step"] == 3 * n
     for name, weights in a["state_dict"].items():
         torch.testing.assert_close(b["state_dict"][name], weights, rtol=0, atol=1e-6, msg=name)
 

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 import torch
-from helpers import ROOT, run_train, tiny_overrides, train_in_process, zip_tree
+from helpers import ROOT, run_train, tiny_overrides, train_in_process, write_class_folders, zip_tree
 from hydra import compose, initialize_config_dir
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -162,3 +162,44 @@ def test_tutorial_on_real_photos_learns(shared_zip, tmp_path):
     assert metrics["val/acc"] >= 0.58
     report = json.loads(next((tmp_path / "cache").glob("*/report.json")).read_text())
     assert report["n_images"] == 24998 and report["per_class"] == {"Cat": 12499, "Dog": 12499}
+
+
+def test_debug_limit_runs_on_small_data_and_says_what_the_numbers_rest_on(tmp_path):
+    """40 photos, 8 per batch: 10% of the val batches would be less than one; `debug=limit` counts batches."""
+    source = write_class_folders(tmp_path / "pets", per_class=20)
+    proc = run_train(
+        *tiny_overrides(source, tmp_path),
+        "debug=limit",
+        "trainer.limit_val_batches=1",
+        "test=true",
+        "data.test_fraction=0.25",
+    )
+    (listing,) = (tmp_path / "cache").glob("*/splits-seed0-val0.25-test0.25.csv")
+    n = {s: listing.read_text().count(f",{s}\n") for s in ("val", "test")}
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert n["val"] > 8 and metrics["val/n_images"] == 8 and metrics["test/n_images"] == n["test"] <= 32
+    log = (tmp_path / "run" / "train.log").read_text() + proc.stderr
+    assert f"val/acc rests on 8 of the {n['val']} val images" in log
+    assert "test/acc rests on" not in log
+
+
+def test_a_k_fold_sweep_validates_on_each_fold_once(tmp_path):
+    source = write_class_folders(tmp_path / "pets", per_class=15)
+    overrides = [o for o in tiny_overrides(source, tmp_path) if not o.startswith("hydra.run.dir")]
+    run_train(
+        "-m",
+        *overrides,
+        f"hydra.sweep.dir={tmp_path}/sweep",
+        "data.folds=3",
+        "data.fold=0,1,2",
+        "data.test_fraction=0.2",
+    )
+    listings = sorted((tmp_path / "cache").glob("*/splits-seed0-test0.2-fold*of3.csv"))
+    assert [p.name[-12:] for p in listings] == ["fold0of3.csv", "fold1of3.csv", "fold2of3.csv"]
+    splits = [dict(r.split(",")[::2] for r in p.read_text().splitlines()[1:]) for p in listings]
+    assert splits[0].keys() == splits[1].keys() == splits[2].keys() and len(splits[0]) == 30
+    test = {p for p, s in splits[0].items() if s == "test"}
+    assert all({p for p, s in split.items() if s == "test"} == test for split in splits) and test
+    vals = [{p for p, s in split.items() if s == "val"} for split in splits]
+    assert sorted(p for v in vals for p in v) == sorted(set(splits[0]) - test)  # each photo validates once
+    assert all((tmp_path / "sweep" / str(job) / "metrics.json").exists() for job in range(3))

@@ -1,12 +1,15 @@
 """The preprocessed-array cache: keyed by the source's files and every preprocessing parameter, written atomically.
 
 A cache is a directory `<cache_dir>/<name>-<key>/` holding `images.npy` (uint8, N x H x W x C), `labels.npy`
-(int64) and `report.json`. It is built in a temporary sibling and renamed into place, so a kill at any moment
-leaves either no cache or a complete one, and two processes building the same cache both end with a valid one.
+(int64), `report.json` and `photos.csv` (per image: its path in the source, label, content hash, perceptual hash
+and duplicate group), plus the `splits-*.csv` of the runs that used it. It is built in a temporary sibling and
+renamed into place, so a kill at any moment leaves either no cache or a complete one, and two processes building
+the same cache both end with a valid one.
 """
 
 from __future__ import annotations
 
+import csv
 import errno
 import hashlib
 import json
@@ -23,10 +26,11 @@ from pathlib import Path
 import numpy as np
 
 from catdog.errors import CatdogError
-from catdog.io import disk_full_error, fsync_dir, is_disk_full, write_synced
+from catdog.io import disk_full_error, fsync_dir, is_disk_full, write_csv, write_synced
 
 log = logging.getLogger(__name__)
-CACHE_FORMAT_VERSION = 1
+CACHE_FORMAT_VERSION = 2
+PHOTO_COLUMNS = ("path", "label", "sha256", "phash", "group")
 
 
 @dataclass
@@ -35,6 +39,7 @@ class CachedArrays:
     labels: np.ndarray  # int64 (N,)
     report: dict
     directory: Path
+    photos: dict[str, list[str]]  # PHOTO_COLUMNS, one entry per image
 
     @property
     def classes(self) -> list[str]:
@@ -83,7 +88,9 @@ def remove_stale_temps(cache_root: Path, max_age_s: float = 24 * 3600) -> None:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def write_cache(directory: Path, images: np.ndarray, labels: np.ndarray, report: dict) -> None:
+def write_cache(
+    directory: Path, images: np.ndarray, labels: np.ndarray, report: dict, photos: dict[str, list]
+) -> None:
     """Publish a complete cache directory in one rename; a concurrent identical build that wins is kept."""
     tmp = _temp_name(directory)
     try:
@@ -96,6 +103,8 @@ def write_cache(directory: Path, images: np.ndarray, labels: np.ndarray, report:
         write_synced(tmp / "images.npy", lambda f: np.save(f, images))
         write_synced(tmp / "labels.npy", lambda f: np.save(f, labels))
         write_synced(tmp / "report.json", lambda f: json.dump(report, f, indent=2), binary=False)
+        rows = zip(*(photos[c] for c in PHOTO_COLUMNS))
+        write_synced(tmp / "photos.csv", lambda f: write_csv(f, PHOTO_COLUMNS, rows), binary=False)
         fsync_dir(tmp)
         try:
             os.rename(tmp, directory)
@@ -129,13 +138,25 @@ def load_cache(directory: Path) -> CachedArrays | None:
         n = report["n_images"]
         if images.dtype != np.uint8 or images.ndim != 4 or len(images) != n or labels.shape != (n,):
             raise ValueError(f"arrays of shape {images.shape}/{labels.shape} do not match n_images={n}")
-    except (OSError, ValueError, KeyError, json.JSONDecodeError) as e:
+        photos = read_photos(directory / "photos.csv", n)
+    except (OSError, ValueError, KeyError, csv.Error, json.JSONDecodeError) as e:
         log.warning("Cache %s is damaged (%s); rebuilding it.", directory, e)
         shutil.rmtree(directory, ignore_errors=True)
         return None
     return CachedArrays(
         images=images,
+        # labels are small: a writable copy
         labels=np.array(labels, dtype=np.int64),
         report=report,
-        directory=directory,  # labels are small: a writable copy
+        directory=directory,
+        photos=photos,
     )
+
+
+def read_photos(path: Path, n: int) -> dict[str, list[str]]:
+    """photos.csv as columns; ValueError when it does not describe the n images."""
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.reader(f))
+    if not rows or tuple(rows[0]) != PHOTO_COLUMNS or len(rows) != n + 1:
+        raise ValueError(f"photos.csv does not list the {n} images")
+    return {c: [r[j] for r in rows[1:]] for j, c in enumerate(PHOTO_COLUMNS)}

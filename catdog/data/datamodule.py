@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import numpy as np
 import pytorch_lightning as pl
@@ -11,14 +12,36 @@ from torch.utils.data import DataLoader, Dataset
 
 from catdog.data.cache import CachedArrays
 from catdog.data.decode import DEFAULT_MAX_PIXELS
+from catdog.data.duplicates import photo_ids
 from catdog.data.loaders import ResumableDataLoader, SeededShuffle, TensorBatches
 from catdog.data.preprocess import prepare_from_config, summarize
 from catdog.data.spec import DataSpec
-from catdog.data.split import balance, class_weights, stratified_split
+from catdog.data.split import (
+    SPLITS,
+    balance,
+    class_weights,
+    split_codes,
+    split_file_name,
+    split_order,
+    split_rows,
+)
 from catdog.errors import CatdogError
-from catdog.io import save_npy_atomic
+from catdog.io import replace_atomic, write_csv
 
 log = logging.getLogger(__name__)
+# the data settings a checkpoint records (under the DataModule's class name), beside its source, to rebuild its
+# split (catdog.evaluate)
+TRAINING_DATA_KEYS = (
+    "layout",
+    "skip_truncated",
+    "max_pixels",
+    "seed",
+    "val_fraction",
+    "test_fraction",
+    "folds",
+    "fold",
+    "label_conflicts",
+)
 
 
 class ArrayDataset(Dataset):
@@ -55,6 +78,9 @@ class ImageDataModule(pl.LightningDataModule):
         layout: str = "auto",
         val_fraction: float = 0.1,
         test_fraction: float = 0.0,
+        folds: int | None = None,
+        fold: int = 0,
+        label_conflicts: str = "drop",
         balance: str = "none",
         batch_size: int = 100,
         seed: int = 0,
@@ -81,6 +107,9 @@ class ImageDataModule(pl.LightningDataModule):
             loader,
             seed,
             fast_decode,
+            folds,
+            fold,
+            label_conflicts,
         )
         self.save_hyperparameters(logger=False)
         self.arrays: CachedArrays | None = None
@@ -101,45 +130,83 @@ class ImageDataModule(pl.LightningDataModule):
         h = self.hparams
         self.arrays = self._prepare()
         log.info("Data: %s", summarize(self.arrays.report))
-        labels = self.arrays.labels
-        self.splits = self._load_or_make_split(labels)
+        labels, photos = self.arrays.labels, self.arrays.photos
+        codes = split_codes(photos["group"], labels, h)
+        self.splits = {
+            name: split_order(np.flatnonzero(codes == i), labels, photos["sha256"], h.seed)
+            for i, name in enumerate(SPLITS)
+        }
+        self.split_file = self._write_split_file(codes)
         before = np.bincount(labels[self.splits["train"]], minlength=self.num_classes)
         self.splits["train"] = balance(self.splits["train"], labels, h.balance, h.seed)
         after = np.bincount(labels[self.splits["train"]], minlength=self.num_classes)
         log.info(
-            "Split (seed %d): %s; train per class %s -> %s after balance=%s",
+            "Split (seed %d%s): %s (listed in %s); train per class %s -> %s after balance=%s",
             h.seed,
+            f", fold {h.fold} of {h.folds}" if h.folds else "",
             ", ".join(f"{k} {len(v):,}" for k, v in self.splits.items()),
+            self.split_file,
             dict(zip(self.classes, before.tolist())),
             dict(zip(self.classes, after.tolist())),
             h.balance,
         )
 
-    def _load_or_make_split(self, labels: np.ndarray) -> dict[str, np.ndarray]:
-        """The split is stored beside the cache, so every run with these settings validates on the same images.
-
-        Each split lists its indices in ascending order, whether computed now or loaded, so batch order depends only
-        on the sampler's seed.
-        """
+    def _write_split_file(self, codes: np.ndarray) -> Path:
+        """`splits-<settings>.csv` in the cache (path,label,split per photo), so a user can see and diff it."""
         h = self.hparams
-        path = self.arrays.directory / f"split-seed{h.seed}-val{h.val_fraction}-test{h.test_fraction}.npy"
-        assign = None
-        if path.exists():
+        path = self.arrays.directory / split_file_name(
+            h.seed, h.val_fraction, h.test_fraction, h.folds, h.fold, h.label_conflicts
+        )
+        if not path.exists():
+            rows = split_rows(self.arrays.photos["path"], self.arrays.photos["label"], codes)
             try:
-                assign = np.load(path)
-            except (OSError, ValueError):
-                assign = None
-        if assign is None or assign.shape != labels.shape:
-            splits = stratified_split(labels, h.val_fraction, h.test_fraction, h.seed)
-            assign = np.zeros(len(labels), dtype=np.int8)
-            assign[splits["val"]], assign[splits["test"]] = 1, 2
-            try:
-                save_npy_atomic(path, assign)
+                replace_atomic(path, lambda f: write_csv(f, ("path", "label", "split"), rows), binary=False)
             except OSError as e:
-                log.warning(
-                    "Could not store the split beside the cache (%s); it is recomputed from the seed.", e
+                log.warning("Could not write %s (%s); the split is recomputed from the seed.", path, e)
+        return path
+
+    def state_dict(self) -> dict:
+        """Stored in checkpoints: the training data (source and split settings) and the compact content hashes
+        of its training split, so evaluate can score the held-out photos and count photos seen in training."""
+        if self.arrays is None:
+            return {}
+        h = self.hparams
+        train = np.unique(self.splits["train"])
+        return {
+            "source": str(Path(str(h.source)).expanduser().resolve()),
+            **{k: h[k] for k in TRAINING_DATA_KEYS},
+            "train_ids": torch.from_numpy(
+                np.unique(photo_ids([self.arrays.photos["sha256"][i] for i in train]))
+            ),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        """On resume: warn when photos the checkpoint trained on now sit in val or test (another seed, fraction,
+        fold or source), since its val/test numbers would then be inflated."""
+        if "train_ids" not in state or self.arrays is None:
+            return
+        held_out = np.concatenate([self.splits["val"], self.splits["test"]])
+        ids = photo_ids([self.arrays.photos["sha256"][i] for i in held_out])
+        leaked = int(np.isin(ids, state["train_ids"].cpu().numpy()).sum())
+        if leaked:
+            log.warning(
+                "%d val/test photos were in the training split of the checkpoint being resumed (its data "
+                "settings: %s): their metrics are inflated. Resume with the checkpoint's data settings.",
+                leaked,
+                {k: state.get(k) for k in ("source", *TRAINING_DATA_KEYS)},
+            )
+
+    def partial_evaluation(self, metrics: dict[str, float]) -> list[str]:
+        """A warning for each split a run evaluated only in part (limit_*_batches, fast_dev_run, overfit)."""
+        notes = []
+        for split in ("val", "test"):
+            seen, total = metrics.get(f"{split}/n_images"), len(self.splits.get(split, ()))
+            if seen is not None and seen < total:
+                notes.append(
+                    f"{split}/acc rests on {int(seen):,} of the {total:,} {split} images "
+                    f"(trainer.limit_{split}_batches, fast_dev_run or overfit_batches): not a result."
                 )
-        return {name: np.flatnonzero(assign == i) for i, name in enumerate(("train", "val", "test"))}
+        return notes
 
     @property
     def classes(self) -> list[str]:
@@ -196,7 +263,9 @@ class ImageDataModule(pl.LightningDataModule):
         )
 
     def train_dataloader(self) -> DataLoader | TensorBatches:
-        return self._loader("train", shuffle=True)
+        # overfit_batches repeats the first batches of the split's class-interleaved order: every class is in them
+        overfit = self.trainer is not None and self.trainer.overfit_batches > 0
+        return self._loader("train", shuffle=not overfit)
 
     def val_dataloader(self) -> DataLoader | TensorBatches:
         return self._loader("val", shuffle=False)

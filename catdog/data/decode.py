@@ -13,6 +13,7 @@ import struct
 import cv2
 import numpy as np
 
+from catdog.data.duplicates import perceptual_hash
 from catdog.preprocessing import fit, is_jpeg, jpeg_size, read_flag
 
 DEFAULT_MAX_PIXELS = 100_000_000  # refuse decompression bombs before OpenCV allocates them
@@ -50,18 +51,19 @@ def decode_image(
     fast_decode: bool = False,
 ) -> np.ndarray:
     """catdog.preprocessing's (resolution, resolution, channels) uint8 RGB input; BadImage with the reason."""
-    return decode_with_size(data, resolution, channels, skip_truncated, max_pixels, fast_decode)[0]
+    return decode_for_cache(data, resolution, channels, skip_truncated, max_pixels, fast_decode)[0]
 
 
-def decode_with_size(
+def decode_for_cache(
     data: bytes,
     resolution: int,
     channels: int = 1,
     skip_truncated: bool = True,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     fast_decode: bool = False,
-) -> tuple[np.ndarray, tuple[int, int]]:
-    """decode_image, plus the original (width, height) for the report's size statistics (header parsed once)."""
+) -> tuple[np.ndarray, tuple[int, int], int]:
+    """decode_image, plus the original (width, height) for the report's size statistics (header parsed once) and
+    the perceptual hash that finds near duplicates (of the decoded image before its resize)."""
     if not data:
         raise BadImage("empty file")
     size = header_size(data)
@@ -83,4 +85,4 @@ def decode_with_size(
         raise BadImage(f"too large ({img.shape[1]}x{img.shape[0]} pixels > data.max_pixels={max_pixels})")
     if size is None:
         size = (img.shape[1], img.shape[0])
-    return fit(img, resolution, channels), size
+    return fit(img, resolution, channels), size, perceptual_hash(img)

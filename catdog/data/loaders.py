@@ -6,7 +6,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import DataLoader, Sampler, SequentialSampler
 
 
 class SeededShuffle(Sampler[int]):
@@ -81,7 +81,10 @@ class TensorBatches(ResumableBatches):
     def __init__(
         self, images: torch.Tensor, labels: torch.Tensor, batch_size: int, sampler: SeededShuffle | None
     ):
-        self.images, self.labels, self.batch_size, self.sampler = images, labels, batch_size, sampler
+        self.images, self.labels, self.batch_size = images, labels, batch_size
+        # unshuffled: a SequentialSampler, as on a DataLoader, so Lightning's overfit_batches keeps this loader
+        # (it rebuilds any loader with a `dataset` whose sampler is not sequential, and cannot rebuild this one)
+        self.sampler = sampler if sampler is not None else SequentialSampler(range(len(labels)))
 
     def __len__(self) -> int:
         return -(-len(self.labels) // self.batch_size)
@@ -96,7 +99,7 @@ class TensorBatches(ResumableBatches):
 
     def _batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         n = len(self.labels)
-        order = self.sampler.permutation() if self.sampler is not None else torch.arange(n)
+        order = self.sampler.permutation() if isinstance(self.sampler, SeededShuffle) else torch.arange(n)
         order = order.to(self.images.device)
         for start in range(0, n, self.batch_size):
             idx = order[start : start + self.batch_size]

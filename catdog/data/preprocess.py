@@ -15,8 +15,15 @@ import numpy as np
 from tqdm import tqdm
 
 from catdog.data.cache import CachedArrays, cache_key, load_cache, write_cache
-from catdog.data.decode import DEFAULT_MAX_PIXELS, BadImage, decode_with_size
+from catdog.data.decode import DEFAULT_MAX_PIXELS, BadImage, decode_for_cache
 from catdog.data.download import download_archive
+from catdog.data.duplicates import (
+    NEAR_DISTANCE,
+    content_hash,
+    describe_groups,
+    duplicate_groups,
+    summarize_duplicates,
+)
 from catdog.data.sources import ImageSource, SourceReader, archive_kind, find_images, printable, resolve_root
 from catdog.errors import CatdogError
 from catdog.io import usable_cpus
@@ -39,11 +46,12 @@ def _init_worker() -> None:
 
 
 def _decode_chunk(chunk: tuple[int, list[str]]):
-    """Decode a run of files straight into the shared output array; returns (start, ok flags, failures, sizes)."""
+    """Decode a run of files straight into the shared output array; returns (start, ok flags, failures, sizes,
+    {index: (sha256, perceptual hash)})."""
     start, paths = chunk
     reader, params, out = _worker["reader"], _worker["params"], _worker["out"]
     ok = np.zeros(len(paths), dtype=bool)
-    failures, sizes = [], []
+    failures, sizes, hashes = [], [], {}
     for i, path in enumerate(paths):
         try:
             data = reader.read(path)
@@ -51,13 +59,15 @@ def _decode_chunk(chunk: tuple[int, list[str]]):
             failures.append((start + i, f"unreadable ({e.__class__.__name__}: {e})"))
             continue
         try:
-            out[start + i], size = decode_with_size(data, **params)
+            out[start + i], size, phash = decode_for_cache(data, **params)
         except BadImage as e:
             failures.append((start + i, str(e)))
             continue
         ok[i] = True
         sizes.append(size)
-    return start, ok, failures, sizes
+        # hashing the bytes costs a few percent of decoding them
+        hashes[start + i] = (content_hash(data), phash)
+    return start, ok, failures, sizes, hashes
 
 
 def _shared_array(shape: tuple[int, ...]) -> np.ndarray:
@@ -78,19 +88,20 @@ def _decode_all(source: ImageSource, params: dict, num_workers: int, progress: b
     workers, chunk = plan_workers(n, num_workers)
     out = _shared_array((n, res, res, ch)) if workers > 1 else np.empty((n, res, res, ch), dtype=np.uint8)
     ok = np.zeros(n, dtype=bool)
-    failures, sizes = [], []
+    failures, sizes, hashes = [], [], {}
     chunks = [(s, source.paths[s : s + chunk]) for s in range(0, n, chunk)]
     reader = SourceReader(source.root, source.kind)
     _worker.update(reader=reader, params=params, out=out)  # inherited by the forked workers
     bar = tqdm(total=n, desc="Decoding images", unit="img", disable=not progress, leave=False)
     pool = get_context("fork").Pool(workers, initializer=_init_worker) if workers > 1 else None
     try:
-        for start, chunk_ok, fails, chunk_sizes in (
+        for start, chunk_ok, fails, chunk_sizes, chunk_hashes in (
             pool.imap_unordered(_decode_chunk, chunks) if pool else map(_decode_chunk, chunks)
         ):
             ok[start : start + len(chunk_ok)] = chunk_ok
             failures += fails
             sizes += chunk_sizes
+            hashes.update(chunk_hashes)
             bar.update(len(chunk_ok))
     finally:
         bar.close()
@@ -98,7 +109,22 @@ def _decode_all(source: ImageSource, params: dict, num_workers: int, progress: b
             pool.terminate()
         reader.close()
         _worker.clear()
-    return out, ok, failures, sizes
+    return out, ok, failures, sizes, [hashes[i] for i in np.flatnonzero(ok)]
+
+
+def _photo_table(found: ImageSource, ok: np.ndarray, labels: np.ndarray, hashes: list) -> dict[str, list]:
+    """photos.csv's columns for the decoded images, plus `members`: the duplicate groups as index lists."""
+    sha256 = [h for h, _ in hashes]
+    phash = np.array([p for _, p in hashes], dtype=np.uint64)
+    groups, members = duplicate_groups(sha256, phash, NEAR_DISTANCE)
+    return {
+        "path": [printable(found.paths[i]) for i in np.flatnonzero(ok)],
+        "label": [found.classes[c] for c in labels],
+        "sha256": sha256,
+        "phash": [f"{p:016x}" for p in phash.tolist()],
+        "group": groups,
+        "members": members,
+    }
 
 
 def _size_stats(sizes) -> dict:
@@ -134,7 +160,7 @@ def summarize(report: dict, first: int = 5) -> str:
         lines.append(
             f"    ... all {report['n_skipped']:,} listed in {report.get('cache_dir', 'report.json')}/report.json"
         )
-    return "\n".join(lines)
+    return "\n".join([*lines, summarize_duplicates(report)])
 
 
 def locate_source(
@@ -192,16 +218,16 @@ def prepare_dataset(
         "max_pixels": max_pixels,
         "fast_decode": fast_decode,
     }
-    key = cache_key(
-        {"root": str(root.resolve()), "layout": found.layout, "files": found.fingerprint, **params}
-    )
+    files = {"root": str(root.resolve()), "layout": found.layout, "files": found.fingerprint}
+    # the duplicate threshold decides the groups the cache holds
+    key = cache_key({**files, **params, "near_duplicate_distance": NEAR_DISTANCE})
     directory = cache_root / f"{root.name.split('.')[0]}-{resolution}px-{channels}ch-{key}"
     cached = load_cache(directory)
     if cached is not None:
         log.info("Loaded cached arrays from %s (%d images)", directory, len(cached.labels))
         return cached
     workers = num_workers if num_workers and num_workers > 0 else usable_cpus()
-    images, ok, failures, sizes = _decode_all(found, params, workers, progress)
+    images, ok, failures, sizes, hashes = _decode_all(found, params, workers, progress)
     labels = np.asarray(found.labels, dtype=np.int64)[ok]
     if not ok.any():
         reasons = ", ".join(f"{n} {r}" for r, n in Counter(r for _, r in failures).most_common(3))
@@ -210,6 +236,10 @@ def prepare_dataset(
         )
     skipped = found.ignored + [{"path": printable(found.paths[i]), "reason": r} for i, r in sorted(failures)]
     counts = np.bincount(labels, minlength=len(found.classes))
+    photos = _photo_table(found, ok, labels, hashes)
+    duplicates, conflicts = describe_groups(
+        photos.pop("members"), photos["path"], labels, photos["sha256"], found.classes
+    )
     report = {
         "source": str(root),
         "layout": found.layout,
@@ -222,7 +252,10 @@ def prepare_dataset(
         "channels": channels,
         "image_size": _size_stats(sizes),
         "cache_dir": str(directory),
+        "near_duplicate_distance": NEAR_DISTANCE,
+        "duplicates": duplicates,
+        "label_conflicts": conflicts,
     }
-    write_cache(directory, images if ok.all() else images[ok], labels, report)
+    write_cache(directory, images if ok.all() else images[ok], labels, report, photos)
     log.info("Prepared %s\n%s", directory, summarize(report))
     return load_cache(directory)

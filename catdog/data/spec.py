@@ -11,6 +11,7 @@ from catdog.models.spec import invalid, is_int, is_number
 LAYOUTS = ("auto", "folders", "kaggle")
 BALANCE_MODES = ("none", "undersample", "oversample", "class_weight")
 LOADERS = ("dataloader", "tensor")
+LABEL_CONFLICTS = ("drop", "keep")
 
 
 def check_choice(key: str, value, choices: tuple[str, ...]) -> None:
@@ -33,6 +34,9 @@ class DataSpec:
     loader: str = "dataloader"
     seed: int = 0
     fast_decode: bool = False
+    folds: int | None = None
+    fold: int = 0
+    label_conflicts: str = "drop"
 
     def __post_init__(self) -> None:
         if self.source is None or str(self.source).strip() == "":
@@ -52,9 +56,22 @@ class DataSpec:
         check_choice("data.layout", self.layout, LAYOUTS)
         check_choice("data.balance", self.balance, BALANCE_MODES)
         check_choice("data.loader", self.loader, LOADERS)
+        check_choice("data.label_conflicts", self.label_conflicts, LABEL_CONFLICTS)
+        self._check_folds()
         val, test = self.val_fraction, self.test_fraction
         if not (is_number(val) and is_number(test) and 0 < val < 1 and 0 <= test < 1 and val + test < 1):
             raise CatdogError(
                 f"data.val_fraction={val}, data.test_fraction={test}: need 0 < val_fraction, "
                 "0 <= test_fraction and val_fraction + test_fraction < 1."
             )
+
+    def _check_folds(self) -> None:
+        """data.folds is null (one val split) or K >= 2, and data.fold one of 0..K-1."""
+        if not is_int(self.fold):
+            raise invalid("data.fold", self.fold, "the index of the val fold, 0..data.folds-1")
+        if self.folds is None:
+            return
+        if not (is_int(self.folds) and self.folds >= 2):
+            raise invalid("data.folds", self.folds, "the number of folds (>= 2), or null for one val split")
+        if not (is_int(self.fold) and 0 <= self.fold < self.folds):
+            raise invalid("data.fold", self.fold, f"one of 0..{self.folds - 1} (data.folds={self.folds})")

@@ -1,22 +1,110 @@
-"""Seeded, stratified splitting and class balancing on label arrays: pure functions of (labels, seed)."""
+"""Which photos train, validate and test: a seeded function of each photo's identity, not of its position.
+
+A photo's split follows from a number u in [0, 1) hashed from the seed and its duplicate group's key (the smallest
+content hash in the group): test when u < test_fraction, val when the next val_fraction (or, with k folds, when
+the rest falls in fold i), else train. So the same photos land in the same split from a folder, a zip or a tar
+in any member order, adding or removing a photo moves no other (unless it is a duplicate of it), and copies of
+a photo share its split. Every class gets its share of u in expectation; a class that would get no val (or test)
+photo at all gets its train photo with the smallest u, so tiny data still validates every class.
+"""
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Mapping, Sequence
+
 import numpy as np
 
+SPLITS = ("train", "val", "test", "excluded")
+TRAIN, VAL, TEST, EXCLUDED = range(4)
 
-def stratified_split(labels: np.ndarray, val_fraction: float, test_fraction: float = 0.0, seed: int = 0):
-    """Indices for train/val/test, each class split in the same proportions; shuffled, reproducible from seed."""
-    rng = np.random.default_rng(seed)
-    parts = {"train": [], "val": [], "test": []}
+
+def seeded_uniform(keys: Sequence[str], seed: int, purpose: str) -> np.ndarray:
+    """A number in [0, 1) per key, a function of (purpose, seed, key) alone."""
+    digests = (hashlib.blake2b(f"{purpose}:{seed}:{k}".encode(), digest_size=8).digest() for k in keys)
+    return np.array([int.from_bytes(d, "big") for d in digests], dtype=np.float64) / 2.0**64
+
+
+def _ensure_each_class(code, u, group_classes, num_classes: int, target: int) -> None:
+    """Give a class with no photo in `target` its train group with the smallest u, if it keeps another one."""
+    for c in range(num_classes):
+        mine = group_classes[c]
+        if (code[mine] == target).any():
+            continue
+        train = mine[code[mine] == TRAIN]
+        if len(train) >= 2:
+            code[train[np.argmin(u[train])]] = target
+
+
+def assign_splits(
+    groups: Sequence[str],
+    labels: np.ndarray,
+    val_fraction: float,
+    test_fraction: float = 0.0,
+    seed: int = 0,
+    folds: int | None = None,
+    fold: int = 0,
+    label_conflicts: str = "drop",
+) -> np.ndarray:
+    """The split of each photo, as an index into SPLITS; `groups` are the photos' duplicate-group keys.
+
+    With `folds`=K the non-test photos fall into K equal folds by u and fold `fold` is val (val_fraction unused);
+    the test split is the same for every fold. Groups whose photos carry different labels are `excluded` when
+    label_conflicts=drop.
+    """
+    keys, inverse = np.unique(np.asarray(groups), return_inverse=True)
+    num_classes = int(labels.max()) + 1 if len(labels) else 0
+    u = seeded_uniform(keys.tolist(), seed, "split")
+    code = np.full(len(keys), TRAIN, dtype=np.int8)
+    code[u < test_fraction] = TEST
+    group_classes = [np.unique(inverse[labels == c]) for c in range(num_classes)]
+    if label_conflicts == "drop":
+        n_labels = np.zeros(len(keys), dtype=np.int64)
+        for members in group_classes:
+            n_labels[members] += 1
+        code[n_labels > 1] = EXCLUDED
+    if test_fraction > 0:
+        # before val is drawn: the test split must not depend on the fold
+        _ensure_each_class(code, u, group_classes, num_classes, TEST)
+    if folds:
+        position = (u - test_fraction) / (1 - test_fraction) * folds
+        code[(code == TRAIN) & (np.minimum(np.floor(position), folds - 1) == fold)] = VAL
+    else:
+        code[(code == TRAIN) & (u < test_fraction + val_fraction)] = VAL
+        _ensure_each_class(code, u, group_classes, num_classes, VAL)
+    return code[inverse]
+
+
+def split_codes(groups: Sequence[str], labels: np.ndarray, settings: Mapping) -> np.ndarray:
+    """assign_splits with the split settings of a data config, or of a checkpoint's record of its training data."""
+    return assign_splits(
+        groups,
+        labels,
+        settings["val_fraction"],
+        settings.get("test_fraction", 0.0),
+        settings["seed"],
+        settings.get("folds"),
+        settings.get("fold", 0),
+        settings.get("label_conflicts", "drop"),
+    )
+
+
+def interleave(labels: np.ndarray) -> np.ndarray:
+    """The permutation that spreads the classes evenly while keeping each class's own order: every prefix of
+    the result holds each class in proportion to its count (to within one photo)."""
+    position = np.zeros(len(labels), dtype=np.float64)
     for c in np.unique(labels):
-        idx = rng.permutation(np.flatnonzero(labels == c))
-        n_val = int(round(len(idx) * val_fraction))
-        n_test = int(round(len(idx) * test_fraction))
-        parts["val"].append(idx[:n_val])
-        parts["test"].append(idx[n_val : n_val + n_test])
-        parts["train"].append(idx[n_val + n_test :])
-    return {k: rng.permutation(np.concatenate(v)).astype(np.int64) for k, v in parts.items()}
+        members = np.flatnonzero(labels == c)
+        position[members] = (np.arange(len(members)) + 0.5) / len(members)
+    return np.lexsort((labels, position))
+
+
+def split_order(indices: np.ndarray, labels: np.ndarray, sha256: Sequence[str], seed: int) -> np.ndarray:
+    """A split's photos in their fixed order: seeded by content within each class, the classes interleaved, so
+    any number of first batches is a fair sample and the order does not depend on the listing."""
+    key = seeded_uniform([sha256[i] for i in indices], seed, "order")
+    ordered = indices[np.lexsort((indices, key))]
+    return ordered[interleave(labels[ordered])].astype(np.int64)
 
 
 def balance(indices: np.ndarray, labels: np.ndarray, mode: str, seed: int = 0) -> np.ndarray:
@@ -32,10 +120,26 @@ def balance(indices: np.ndarray, labels: np.ndarray, mode: str, seed: int = 0) -
         else np.concatenate([g, rng.choice(g, target - len(g))])
         for g in groups
     ]
-    return rng.permutation(np.concatenate(picked)).astype(np.int64)
+    resampled = rng.permutation(np.concatenate(picked)).astype(np.int64)
+    return resampled[interleave(labels[resampled])]
 
 
 def class_weights(labels: np.ndarray, num_classes: int) -> np.ndarray:
     """Loss weights inversely proportional to class frequency (mean weight 1 over samples)."""
     counts = np.bincount(labels, minlength=num_classes).astype(np.float64)
     return (len(labels) / (num_classes * np.maximum(counts, 1))).astype(np.float32)
+
+
+def split_file_name(
+    seed: int, val_fraction: float, test_fraction: float, folds: int | None, fold: int, label_conflicts: str
+) -> str:
+    """`splits-seed0-val0.1-test0.0.csv`, plus `-fold1of5` and `-conflicts-keep` where they apply."""
+    name = f"splits-seed{seed}-val{val_fraction}-test{test_fraction}"
+    if folds:
+        name = f"splits-seed{seed}-test{test_fraction}-fold{fold}of{folds}"
+    return name + ("-conflicts-keep" if label_conflicts == "keep" else "") + ".csv"
+
+
+def split_rows(paths: Sequence[str], labels: Sequence[str], codes: np.ndarray) -> list[tuple[str, str, str]]:
+    """splits.csv's rows (path, label, split), sorted by path so two sources' files can be diffed."""
+    return sorted(zip(paths, labels, (SPLITS[c] for c in codes.tolist())))

@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping, Sequence
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
-from torchmetrics import MaxMetric, MeanMetric
+from torchmetrics import MaxMetric, MeanMetric, SumMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from catdog.errors import CatdogError
@@ -88,6 +88,8 @@ class ImageClassifier(pl.LightningModule):
             MulticlassAccuracy(n, average="micro") for _ in range(3)
         )
         self.train_loss, self.val_loss, self.test_loss = MeanMetric(), MeanMetric(), MeanMetric()
+        # how many images val/acc and test/acc rest on: fewer than the split under limit_*_batches
+        self.val_n_images, self.test_n_images = SumMetric(), SumMetric()
         self.val_acc_best = MaxMetric()
         self.val_acc_best.persistent(True)  # saved in checkpoints: the best stays the best across a resume
         # softmax(logits / temperature) are the calibrated probabilities; refitted on each validation epoch, so
@@ -146,6 +148,9 @@ class ImageClassifier(pl.LightningModule):
         getattr(self, f"{stage}_acc")(logits, y)
         self.log(f"{stage}/loss", getattr(self, f"{stage}_loss"), on_epoch=True, prog_bar=True)
         self.log(f"{stage}/acc", getattr(self, f"{stage}_acc"), on_epoch=True, prog_bar=True)
+        counter = getattr(self, f"{stage}_n_images")
+        counter(torch.tensor(float(len(y)), device=y.device))
+        self.log(f"{stage}/n_images", counter, on_step=False, on_epoch=True)
         return logits
 
     def validation_step(self, batch, batch_idx):

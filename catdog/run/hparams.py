@@ -9,7 +9,7 @@ from pytorch_lightning.utilities import rank_zero_only
 
 from catdog.compat import tensorboard_file_writer
 
-DATA_KEYS = ("resolution", "channels", "batch_size", "balance", "val_fraction")
+DATA_KEYS = ("resolution", "channels", "batch_size", "balance", "val_fraction", "test_fraction", "fold")
 HPARAM_METRICS = ("val/acc", "val/loss")
 
 

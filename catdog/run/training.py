@@ -40,9 +40,9 @@ def instantiate_group(group: DictConfig | None, **extra_by_class: dict) -> list:
 
 
 def final_metrics(trainer: pl.Trainer) -> dict[str, float]:
-    """Epoch-level metrics (Lightning also keeps per-step copies, suffixed _step/_epoch)."""
+    """Epoch-level metrics (Lightning also keeps per-step copies, suffixed _step/_epoch); image counts as integers."""
     return {
-        k: float(v)
+        k: int(v) if k.endswith("/n_images") else float(v)
         for k, v in trainer.callback_metrics.items()
         if k.startswith(("val/", "test/", "train/", "perf/")) and not k.endswith(("_step", "_epoch"))
     }
@@ -102,6 +102,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
         failed = False
     finally:
         end_ddp_job(trainer, env, failed)
+    for note in datamodule.partial_evaluation(metrics):
+        log.warning(note)
     if trainer.is_global_zero:
         output_dir.mkdir(parents=True, exist_ok=True)
         write_json_atomic(output_dir / "metrics.json", metrics)
