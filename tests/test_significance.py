@@ -14,7 +14,6 @@ from omegaconf import OmegaConf
 from scipy.stats import binomtest
 
 from catdog.data import ImageDataModule
-from catdog.data.paths import image_paths
 from catdog.inference import Predictor
 from catdog.run.significance import mcnemar
 from catdog.run.sweep import write_summary
@@ -108,7 +107,7 @@ def test_a_run_saves_its_predictions_and_provenance(image_folder, tmp_path):
     )
     dm.setup()
     for rows, split in ((val, "val"), (test, "test")):
-        assert [r["path"] for r in rows] == [image_paths(dm.arrays)[i] for i in dm.splits[split]] and rows
+        assert [r["path"] for r in rows] == [dm.arrays.photos["path"][i] for i in dm.splits[split]] and rows
     for rows, split in ((val, "val"), (test, "test")):
         assert all(
             r["path"].split("/")[0] == r["label"] and (image_folder / r["path"]).is_file() for r in rows

@@ -14,7 +14,6 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch
 
-from catdog.data.paths import image_paths
 from catdog.errors import CatdogError
 from catdog.io import replace_atomic
 
@@ -71,7 +70,7 @@ class SavePredictions(pl.Callback):
         # the loaders go through each held-out split in its order; limit_*_batches scores a prefix of it
         index = datamodule.splits[split][: len(labels)]
         try:
-            paths = image_paths(datamodule.arrays)
+            paths = datamodule.arrays.photos["path"]
         except (CatdogError, OSError) as e:  # the run's results matter more than this record of them
             log.warning("Per-image %s predictions not saved: %s", split, e)
             return
