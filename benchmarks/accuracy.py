@@ -34,8 +34,11 @@ def plot_curves(curves: dict[str, list[tuple[int, float, float]]], path: Path, g
     for name, points in curves.items():
         ax.plot([p[1] / 60 for p in points], [p[2] for p in points], marker="o", label=name)
     ax.axhline(goal, linestyle=":", color="grey", label=f"goal (test accuracy) {goal}")
-    ax.set(xlabel="wall-clock minutes since launch (preprocessing included)", ylabel="validation accuracy",
-           title="catdog: time to accuracy on PetImages-180")  # fmt: skip
+    ax.set(
+        xlabel="wall-clock minutes since launch (preprocessing included)",
+        ylabel="validation accuracy",
+        title="catdog: time to accuracy on PetImages-180",
+    )
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()

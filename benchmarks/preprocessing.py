@@ -47,9 +47,20 @@ def read_all(folder: Path) -> None:
 def time_baseline(folder: Path, resolution: int, out: Path) -> tuple[float, int]:
     """(seconds, images) as printed by the baseline's own preprocessing timer."""
     proc = subprocess.run(
-        [sys.executable, str(BASELINE), str(folder), "--skip-train", "--size", str(resolution), "--out", str(out)],
-        capture_output=True, text=True, check=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            str(BASELINE),
+            str(folder),
+            "--skip-train",
+            "--size",
+            str(resolution),
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     found = re.search(r"preprocess_s=([\d.]+) n_images=(\d+)", proc.stdout)
     if found is None:
         raise SystemExit(f"unexpected baseline output: {proc.stdout}{proc.stderr}")

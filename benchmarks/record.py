@@ -84,9 +84,12 @@ def main(argv: list[str] | None = None) -> None:
         "--no-record", action="store_true", help=f"print only; do not append to {RECORD.name}"
     )
     parser.add_argument(
-        "--train", action="append", default=[], metavar="OVERRIDE",
+        "--train",
+        action="append",
+        default=[],
+        metavar="OVERRIDE",
         help="a train.py override for the benchmarks that train, e.g. --train trainer=gpu (repeatable)",
-    )  # fmt: skip
+    )
     parser.add_argument(
         "--allow-dirty",
         action="store_true",
@@ -108,10 +111,21 @@ def main(argv: list[str] | None = None) -> None:
         stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
         print(f"running benchmark {name!r} ...", flush=True)
         dirty = " (DIRTY)" if state["git_dirty"] else ""
-        section = [f"## {stamp}: {name}{dirty}", "", BENCHMARKS[name].__doc__ or "", "", code_line(state), "",
-                   f"Machine: {machine()}", "",
-                   *([f"train.py overrides added: `{' '.join(args.train)}`", ""] if args.train else []),
-                   *BENCHMARKS[name](), "", f"After the run: {load_average()}", ""]  # fmt: skip
+        section = [
+            f"## {stamp}: {name}{dirty}",
+            "",
+            BENCHMARKS[name].__doc__ or "",
+            "",
+            code_line(state),
+            "",
+            f"Machine: {machine()}",
+            "",
+            *([f"train.py overrides added: `{' '.join(args.train)}`", ""] if args.train else []),
+            *BENCHMARKS[name](),
+            "",
+            f"After the run: {load_average()}",
+            "",
+        ]
         print("\n".join(section))
         if not args.no_record:
             header = (

@@ -24,10 +24,18 @@ def run_training(workdir: Path, name: str, *overrides: str) -> tuple[Path, float
     run_dir = workdir / name
     launched = time.time()
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "train.py"), f"hydra.run.dir={run_dir}", "trainer.enable_progress_bar=false",
-         *overrides, *TRAIN_OVERRIDES],
-        capture_output=True, text=True, cwd=ROOT,
-    )  # fmt: skip
+        [
+            sys.executable,
+            str(ROOT / "train.py"),
+            f"hydra.run.dir={run_dir}",
+            "trainer.enable_progress_bar=false",
+            *overrides,
+            *TRAIN_OVERRIDES,
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     if proc.returncode != 0:
         raise SystemExit(f"train.py {' '.join(overrides)} failed:\n{proc.stderr[-3000:]}")
     return run_dir, launched
@@ -41,8 +49,10 @@ def baseline_training(folder: Path, out: Path) -> dict:
     """samples/s and val_acc of one epoch of the tutorial's own loop, as it prints them."""
     proc = subprocess.run(
         [sys.executable, str(BASELINE), str(folder), "--epochs", "1", "--out", str(out)],
-        capture_output=True, text=True, check=True,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     found = re.search(r"samples_per_s=(\d+) val_acc=([\d.]+)", proc.stdout)
     if found is None:
         raise SystemExit(f"unexpected baseline output: {proc.stdout}{proc.stderr}")
@@ -68,8 +78,12 @@ def training_overhead() -> list[str]:
     with tempfile.TemporaryDirectory(prefix="catdog-bench-") as tmp:
         work = Path(tmp)
         folder = extract_cat_dog(archive, work / "images")
-        common = ["experiment=tutorial", f"data.source={folder}", f"data.cache_dir={work / 'cache'}",
-                  "trainer.max_epochs=1"]  # fmt: skip
+        common = [
+            "experiment=tutorial",
+            f"data.source={folder}",
+            f"data.cache_dir={work / 'cache'}",
+            "trainer.max_epochs=1",
+        ]
         prepare_dataset(str(folder), resolution=50, channels=1, cache_dir=str(work / "cache"), progress=False)
         for repeat in range(2):
             for i, (name, extra) in enumerate(contenders.items()):
@@ -84,8 +98,10 @@ def training_overhead() -> list[str]:
     reference = best["tutorial loop"]["samples_per_s"]
     lines = ["| contender | samples/s | vs tutorial loop | val acc after 1 epoch |", "|---|---|---|---|"]
     for name, r in best.items():
-        lines.append(f"| {name} | {r['samples_per_s']:,.0f} | **{r['samples_per_s'] / reference:.2f}x** "
-                     f"| {r['val_acc']:.3f} |")  # fmt: skip
+        lines.append(
+            f"| {name} | {r['samples_per_s']:,.0f} | **{r['samples_per_s'] / reference:.2f}x** "
+            f"| {r['val_acc']:.3f} |"
+        )
     ratio = best["catdog (default)"]["samples_per_s"] / reference
     fast = best["catdog fast path (+ channels_last, precision=auto)"]["samples_per_s"] / reference
     lines += [
@@ -117,14 +133,23 @@ def precision() -> list[str]:
     rates = {}
     with tempfile.TemporaryDirectory(prefix="catdog-bench-") as tmp:
         work = Path(tmp)
-        common = ["experiment=fast", f"data.source={archive}", f"data.cache_dir={work / 'cache'}",
-                  "trainer.max_epochs=2", "trainer.limit_train_batches=60", "trainer.limit_val_batches=2"]  # fmt: skip
+        common = [
+            "experiment=fast",
+            f"data.source={archive}",
+            f"data.cache_dir={work / 'cache'}",
+            "trainer.max_epochs=2",
+            "trainer.limit_train_batches=60",
+            "trainer.limit_val_batches=2",
+        ]
         for i, (name, extra) in enumerate(PRECISION_CONTENDERS.items()):
             run_dir, _ = run_training(work, f"run-{i}", *common, *extra)
             rates[name] = read_metrics(run_dir)["perf/train_samples_per_s"]
     reference = rates["float32"]
     lines = ["| settings | samples/s | vs float32 |", "|---|---|---|"]
     lines += [f"| {name} | {rate:,.0f} | **{rate / reference:.2f}x** |" for name, rate in rates.items()]
-    print(f"precision: the preset's settings {rates['precision=auto + channels_last (the preset)'] / reference:.2f}x "
-          "float32", flush=True)  # fmt: skip
+    print(
+        f"precision: the preset's settings {rates['precision=auto + channels_last (the preset)'] / reference:.2f}x "
+        "float32",
+        flush=True,
+    )
     return lines

@@ -51,10 +51,14 @@ def classification_metrics(probs: torch.Tensor, labels: torch.Tensor, classes: l
     """Accuracy, macro precision/recall/F1 and ROC AUC, the same per class, and the confusion matrix."""
     n = len(classes)
     per_class = {
-        name: fn(probs, labels, n, average="none") for name, fn in
-        (("precision", multiclass_precision), ("recall", multiclass_recall), ("f1", multiclass_f1_score),
-         ("auroc", multiclass_auroc))
-    }  # fmt: skip
+        name: fn(probs, labels, n, average="none")
+        for name, fn in (
+            ("precision", multiclass_precision),
+            ("recall", multiclass_recall),
+            ("f1", multiclass_f1_score),
+            ("auroc", multiclass_auroc),
+        )
+    }
     matrix = multiclass_confusion_matrix(probs, labels, n)
     return {
         "test/acc": float(multiclass_accuracy(probs, labels, n, average="micro")),
@@ -210,8 +214,14 @@ def evaluate(cfg: DictConfig) -> dict:
             for name, fig in figures.items():
                 lg.experiment.add_figure(f"test/{name}", fig, 0)
         lg.finalize("success")
-    log.info("Evaluated %s on %d images (%d skipped): %s; written to %s", cfg.ckpt_path, metrics["n_images"],
-             metrics["n_skipped"], json.dumps(scalars), output_dir)  # fmt: skip
+    log.info(
+        "Evaluated %s on %d images (%d skipped): %s; written to %s",
+        cfg.ckpt_path,
+        metrics["n_images"],
+        metrics["n_skipped"],
+        json.dumps(scalars),
+        output_dir,
+    )
     return metrics
 
 

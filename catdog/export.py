@@ -27,9 +27,15 @@ FORMATS = {"onnx": ".onnx", "torchscript": ".pt"}
 def export_onnx(net: torch.nn.Module, example: torch.Tensor, path: Path) -> None:
     """ONNX with a dynamic batch size; the TorchScript-based exporter (the dynamo one needs onnxscript)."""
     torch.onnx.export(
-        net, (example,), str(path), input_names=["images"], output_names=["probabilities"],
-        dynamic_axes={"images": {0: "batch"}, "probabilities": {0: "batch"}}, opset_version=17, dynamo=False,
-    )  # fmt: skip
+        net,
+        (example,),
+        str(path),
+        input_names=["images"],
+        output_names=["probabilities"],
+        dynamic_axes={"images": {0: "batch"}, "probabilities": {0: "batch"}},
+        opset_version=17,
+        dynamo=False,
+    )
 
 
 def export_torchscript(net: torch.nn.Module, example: torch.Tensor, path: Path) -> None:

@@ -109,8 +109,11 @@ def check_classes(
             f"{fix}"
         )
     if [c.lower() for c in data_classes] != [c.lower() for c in model_classes]:
-        log.warning("Class names differ: data %s, checkpoint %s; comparing them in sorted order.",
-                    data_classes, model_classes)  # fmt: skip
+        log.warning(
+            "Class names differ: data %s, checkpoint %s; comparing them in sorted order.",
+            data_classes,
+            model_classes,
+        )
 
 
 class Probabilities(nn.Module):
@@ -153,7 +156,7 @@ def preprocessing(model: ImageClassifier) -> dict:
             "layout": "NCHW",
             "shape": ["batch", h.in_channels, h.resolution, h.resolution],
             "range": "0-255",
-        },  # fmt: skip
+        },
         "normalize": {
             "inside_model": True,
             "formula": "(x / 255 - mean) / std",

@@ -157,8 +157,10 @@ def run(cfg: DictConfig) -> Counter:
         explain_layer=cfg.get("explain_layer"),
     )
     predicted = ", ".join(f"{k}: {v:,}" for k, v in sorted(counts.items()) if k != "skipped") or "none"
-    print(f"Predicted {sum(counts.values()) - counts['skipped']:,} files ({predicted}); "
-          f"skipped {counts['skipped']:,}. Written to {cfg.output}")  # fmt: skip
+    print(
+        f"Predicted {sum(counts.values()) - counts['skipped']:,} files ({predicted}); "
+        f"skipped {counts['skipped']:,}. Written to {cfg.output}"
+    )
     if explain:
         print(f"Grad-CAM overlays in {Path(cfg.output).parent / 'explanations'}")
     return counts

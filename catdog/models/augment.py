@@ -11,8 +11,9 @@ import torch.nn.functional as F
 from catdog.errors import CatdogError
 
 
-def augment_batch(x: torch.Tensor, hflip: bool = True, translate: int = 0, brightness: float = 0.0,
-                  contrast: float = 0.0) -> torch.Tensor:  # fmt: skip
+def augment_batch(
+    x: torch.Tensor, hflip: bool = True, translate: int = 0, brightness: float = 0.0, contrast: float = 0.0
+) -> torch.Tensor:
     """Random horizontal flips, reflect-padded random crops (shifts up to `translate` px), brightness/contrast."""
     n = x.shape[0]
     if hflip:

@@ -90,8 +90,13 @@ def resolve_ckpt_path(ckpt_path: str | None, output_dir: str | Path) -> str | No
 def check_resume(ckpt_path: str, classes: list[str], source: str) -> int:
     """One clear message if the checkpoint to resume does not fit the data; else the step its logging stopped at."""
     checkpoint = read_checkpoint(ckpt_path)
-    check_classes(classes, checkpoint["hyper_parameters"]["classes"], source, ckpt_path,
-                  fix="Resume on the data it was trained on, or start a new run without ckpt_path.")  # fmt: skip
+    check_classes(
+        classes,
+        checkpoint["hyper_parameters"]["classes"],
+        source,
+        ckpt_path,
+        fix="Resume on the data it was trained on, or start a new run without ckpt_path.",
+    )
     try:
         step = checkpoint["loops"]["fit_loop"]["epoch_loop.state_dict"]["_batches_that_stepped"]
     except KeyError as e:
