@@ -100,6 +100,18 @@ def tiny_overrides(source: Path, out: Path) -> list[str]:
     ]
 
 
+def tiny_datamodule(source: Path, cache_dir: Path, channels: int = 3, **data):
+    """The DataModule of a tiny test run, set up: 16 px images, batches of 8, a quarter for val (`data` overrides)."""
+    from catdog.data import ImageDataModule
+
+    settings = {"val_fraction": 0.25, "batch_size": 8, "num_workers": 1, **data}
+    dm = ImageDataModule(
+        str(source), resolution=16, channels=channels, cache_dir=str(cache_dir), progress=False, **settings
+    )
+    dm.setup("fit")
+    return dm
+
+
 def train_checkpoint(
     source: Path,
     out: Path,
@@ -115,19 +127,9 @@ def train_checkpoint(
     import pytorch_lightning as pl
     import torch
 
-    from catdog.data import ImageDataModule
     from catdog.models.classifier import ImageClassifier
 
-    settings = {"val_fraction": 0.25, "batch_size": 8, "num_workers": 1, **(data or {})}
-    dm = ImageDataModule(
-        str(source),
-        resolution=16,
-        channels=channels,
-        cache_dir=str(out / "cache"),
-        progress=False,
-        **settings,
-    )
-    dm.setup("fit")
+    dm = tiny_datamodule(source, out / "cache", channels, **(data or {}))
     net = {"channels": [4, 8], "kernel": 3, "hidden": [16], **(net or {})}
     model = ImageClassifier(
         channels,

@@ -5,12 +5,11 @@ from functools import partial
 import pytest
 import pytorch_lightning as pl
 import torch
-from helpers import ROOT
+from helpers import ROOT, tiny_datamodule
 from hydra import compose, initialize_config_dir
 
 from catdog.callbacks.ema import EMA, averaging_first, decay_at
 from catdog.compat import weight_average
-from catdog.data import ImageDataModule
 from catdog.errors import CatdogError
 from catdog.models.classifier import ImageClassifier
 
@@ -41,17 +40,7 @@ def first_conv(module: torch.nn.Module) -> torch.Tensor:
 
 def fit(folder, tmp_path, epochs: int, callbacks: list, ckpt_path=None) -> ImageClassifier:
     pl.seed_everything(0)
-    dm = ImageDataModule(
-        str(folder),
-        resolution=16,
-        channels=3,
-        cache_dir=str(tmp_path / "cache"),
-        batch_size=8,
-        val_fraction=0.25,
-        progress=False,
-        num_workers=1,
-    )
-    dm.setup("fit")
+    dm = tiny_datamodule(folder, tmp_path / "cache")
     model = ImageClassifier(
         3,
         16,

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import ROOT, make_image, train_checkpoint, write_class_folders
+from helpers import ROOT, make_image, tiny_datamodule, train_checkpoint, write_class_folders
 
 import catdog
 from catdog.errors import CatdogError
@@ -184,20 +184,9 @@ def test_misclassified_images_in_tensorboard_sit_beside_their_heatmaps(explain, 
     from tensorboard.backend.event_processing.event_accumulator import IMAGES, EventAccumulator
 
     from catdog.callbacks.mistakes import ValidationMistakes
-    from catdog.data import ImageDataModule
 
     source = write_class_folders(tmp_path / "PetImages", per_class=8)
-    dm = ImageDataModule(
-        str(source),
-        resolution=16,
-        channels=3,
-        cache_dir=str(tmp_path / "cache"),
-        val_fraction=0.5,
-        batch_size=8,
-        num_workers=1,
-        progress=False,
-    )
-    dm.setup("fit")
+    dm = tiny_datamodule(source, tmp_path / "cache", val_fraction=0.5)
     # a learning rate of 0: the untrained net gets about half of the validation images wrong (seeded: an unseeded
     # initialisation can happen to get them all right)
     torch.manual_seed(0)

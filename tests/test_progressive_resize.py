@@ -6,8 +6,8 @@ from functools import partial
 import pytest
 import pytorch_lightning as pl
 import torch
+from helpers import tiny_datamodule
 
-from catdog.data import ImageDataModule
 from catdog.errors import CatdogError
 from catdog.models.classifier import ImageClassifier
 from catdog.models.resize import resize_batch, resolution_at
@@ -22,18 +22,7 @@ def test_schedule_grows_in_steps_and_ends_at_the_target():
 
 
 def test_training_batches_follow_the_schedule_and_validation_keeps_the_target(image_folder, tmp_path):
-    dm = ImageDataModule(
-        str(image_folder),
-        resolution=16,
-        channels=3,
-        cache_dir=str(tmp_path / "cache"),
-        batch_size=8,
-        val_fraction=0.25,
-        progress=False,
-        num_workers=1,
-        loader="tensor",
-    )
-    dm.setup("fit")
+    dm = tiny_datamodule(image_folder, tmp_path / "cache", loader="tensor")
     model = ImageClassifier(
         3,
         16,
