@@ -16,7 +16,6 @@ from tqdm import tqdm
 
 from catdog.data.cache import CachedArrays, cache_key, load_cache, write_cache
 from catdog.data.decode import DEFAULT_MAX_PIXELS, BadImage, decode_for_cache
-from catdog.data.download import download_archive
 from catdog.data.duplicates import (
     NEAR_DISTANCE,
     content_hash,
@@ -176,6 +175,9 @@ def locate_source(
         return found
     is_download_dir = download_dir is not None and Path(source).resolve() == Path(download_dir).resolve()
     if is_download_dir and download_url:
+        # http.client and friends: ~10 ms that a local source does not need
+        from catdog.data.download import download_archive
+
         archive = download_archive(download_url, Path(download_dir), progress=progress)
         return archive, archive_kind(archive)
     if not Path(source).exists():
