@@ -11,6 +11,7 @@ A later `python train.py` with the same data settings loads that cache instead o
 
 from __future__ import annotations
 
+import gc
 import logging
 import sys
 from pathlib import Path
@@ -90,4 +91,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
+    # the imported modules live until exit: frozen, no garbage collection walks their objects again (in this
+    # process, in the forked decoding workers, at exit)
+    gc.freeze()
     main()
