@@ -109,3 +109,16 @@ def test_other_overrides_compose_the_whole_tree_and_errors_read_as_hydra_s():
     with pytest.raises(CatdogError) as ours:
         prepare.compose(["data.resolutoin=32"])
     assert str(ours.value) == f"{hydra_error.value} (see `python -m catdog.prepare --help`)"
+
+
+def test_preparing_imports_neither_torch_nor_lightning(image_folder, tmp_path):
+    code = (
+        "import sys\n"
+        "from catdog.prepare import main\n"
+        f"main(['data.source={image_folder}', 'data.cache_dir={tmp_path / 'cache'}', 'data.progress=false'])\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'lightning', 'pytorch_lightning', "
+        "'torchmetrics'}))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == "[]" and "cache: " in proc.stdout
