@@ -169,9 +169,15 @@ def test_the_precision_benchmark_settings_compose(name):
 
 
 def test_seed_summary_gives_mean_std_and_the_verdict():
-    runs = [{"seed": s, "test": t, "val": 0.95, "minutes": m} for s, t, m in ((0, 0.94, 3.5), (1, 0.95, 3.9))]
+    # (epoch, seconds since launch, val acc): 20 s of start-up, then 30 s an epoch; 0.97 first at 110 s
+    curve = [(1, 50.0, 0.90), (2, 80.0, 0.96), (3, 110.0, 0.971), (4, 140.0, 0.975)]
+    runs = [
+        {"seed": s, "test": t, "val": 0.95, "minutes": m, "curve": c}
+        for s, t, m, c in ((0, 0.94, 3.5, curve), (1, 0.95, 3.9, curve[:2]))
+    ]
     lines = accuracy.seed_summary(runs, goal=0.945, within=4 * 60)
-    assert "| 1 | 0.9500 | 0.9500 | 3.9 |" in lines
+    assert "| 0 | 0.9400 | 0.9500 | 3.5 | 30.0 | 1.8 |" in lines
+    assert "| 1 | 0.9500 | 0.9500 | 3.9 | 30.0 | not reached |" in lines
     assert "Test accuracy 0.9450 +- 0.0071 (mean +- std over 2 seed(s)), 3.7 +- 0.3 min" in lines[-1]
     assert lines[-1].endswith("met.")
     assert accuracy.seed_summary(runs, goal=0.945, within=3.8 * 60)[-1].endswith("MISSED.")

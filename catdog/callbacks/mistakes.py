@@ -31,10 +31,11 @@ class ValidationMistakes(PeriodicImages):
         if loader is None:
             return
         images, labels, probs = [], [], []
+        # the tensor loader's batches already live on the training device (a GPU): collect them on the CPU
         for x, y in loader:
             probs.append(pl_module.predict_logits(x.to(pl_module.device)).softmax(1).cpu())
-            images.append(x)
-            labels.append(y)
+            images.append(x.cpu())
+            labels.append(y.cpu())
         if not labels:
             return
         images, labels, probs = torch.cat(images), torch.cat(labels), torch.cat(probs)
