@@ -13,7 +13,7 @@ import struct
 import cv2
 import numpy as np
 
-from catdog.data.duplicates import PHASH_SIZE, perceptual_hash
+from catdog.data.duplicates import photo_hash
 from catdog.preprocessing import fit, is_jpeg, jpeg_size, read_flag
 
 DEFAULT_MAX_PIXELS = 100_000_000  # refuse decompression bombs before OpenCV allocates them
@@ -63,7 +63,7 @@ def decode_for_cache(
     fast_decode: bool = False,
 ) -> tuple[np.ndarray, tuple[int, int], int]:
     """decode_image, plus the original (width, height) for the report's size statistics (header parsed once) and
-    the perceptual hash that finds near duplicates (see catdog.data.duplicates for the image it hashes)."""
+    the perceptual hash that finds near duplicates (see catdog.data.duplicates.photo_hash)."""
     if not data:
         raise BadImage("empty file")
     size = header_size(data)
@@ -86,6 +86,4 @@ def decode_for_cache(
     if size is None:
         size = (img.shape[1], img.shape[0])
     fitted = fit(img, resolution, channels)
-    if resolution >= PHASH_SIZE:
-        return fitted, size, perceptual_hash(fitted, rgb=True)
-    return fitted, size, perceptual_hash(img)
+    return fitted, size, photo_hash(img, fitted)

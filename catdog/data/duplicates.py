@@ -15,10 +15,6 @@ import numpy as np
 
 # pHash: the 8x8 lowest frequencies of the DCT of a 32x32 grayscale resize, each bit = coefficient > median.
 PHASH_SIZE, PHASH_LOW = 32, 8
-# The image hashed is the network input when it is at least 32x32 (itself an INTER_AREA resize of the photo), else
-# the decoded photo: a second resize of a full-size 500x375 photo costs ~25% of its decode. At 50x50 grayscale, on
-# PetImages both find the same 39 pairs within 4 bits and the same 40 within 6; a photo's two hashes differ by 0.3
-# bits on average.
 # Each hash has 32 bits set (median threshold), so distances are even. On PetImages (25k photos) every pair within
 # 4 bits is the same photo (re-saved, or the same placeholder image), while the closest unrelated pairs are 6-8 bits
 # apart; JPEG re-encodes (quality 95 -> 50) and 0.5x-2x resizes of one photo stay within 0-4 bits.
@@ -49,6 +45,17 @@ def perceptual_hash(img: np.ndarray, rgb: bool = False) -> int:
     middle = np.partition(low, (31, 32))[31:33]
     bits = low > (middle[0] + middle[1]) / np.float32(2)
     return int(np.packbits(bits).view(">u8")[0])
+
+
+def photo_hash(photo: np.ndarray, network_input: np.ndarray) -> int:
+    """The pHash of a decoded photo (BGR or gray), taken from its network input (RGB or gray, an INTER_AREA resize
+    of the photo) when that is at least 32x32, else from the photo."""
+    # a second resize of a full-size 500x375 photo would cost ~25% of its decode. At 50x50 grayscale, on PetImages
+    # both choices find the same 39 pairs within 4 bits and the same 40 within 6; one photo's two hashes differ by
+    # 0.3 bits on average
+    if min(network_input.shape[:2]) >= PHASH_SIZE:
+        return perceptual_hash(network_input, rgb=True)
+    return perceptual_hash(photo)
 
 
 def near_pairs(hashes: np.ndarray, max_distance: int = NEAR_DISTANCE) -> np.ndarray:
