@@ -3,6 +3,8 @@ curve of each run."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -90,6 +92,50 @@ def seed_summary(runs: list[dict], goal: float, within: float) -> list[str]:
     return lines
 
 
+def robustness(run_dir: Path) -> dict[str, float]:
+    """`python -m catdog.evaluate robustness=true` on the run's best checkpoint: its held-out test split under
+    7 corruptions x 3 severities (after the clock stopped: not part of the time to accuracy)."""
+    (best,) = [p for p in (run_dir / "checkpoints").glob("*.ckpt") if p.name != "last.ckpt"]
+    out = run_dir / "robustness"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "catdog.evaluate",
+            f"ckpt_path={best}",
+            "robustness=true",
+            f"hydra.run.dir={out}",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    if proc.returncode != 0:
+        raise SystemExit(f"evaluate robustness=true on {best} failed:\n{proc.stderr[-3000:]}")
+    return read_metrics(out)
+
+
+def robustness_lines(runs: list[dict]) -> list[str]:
+    """Per seed: clean test accuracy, the mean over every corrupted copy, and the corruption that hurts most."""
+    lines = [
+        "Robustness of each best checkpoint on its test split (`python -m catdog.evaluate robustness=true`: blur, "
+        "JPEG, brightness, contrast, rotation, zoom, grayscale, 3 severities each):",
+        "",
+        "| seed | clean | mean of 21 corrupted copies | worst (corruption, severity) |",
+        "|---|---|---|---|",
+    ]
+    for r in runs:
+        corrupted = {
+            k: v for k, v in r["robustness"].items() if k.startswith("robustness/") and "clean" not in k
+        }
+        worst = min(corrupted, key=corrupted.get)
+        lines.append(
+            f"| {r['seed']} | {r['robustness']['robustness/clean']:.4f} | "
+            f"{sum(corrupted.values()) / len(corrupted):.4f} | {corrupted[worst]:.4f} ({worst.split('/')[1]}) |"
+        )
+    return lines
+
+
 def time_to_accuracy(experiment: str) -> list[str]:
     """Each seed from a cold cache (preprocessing included), select on val and report test (the presets hold out
     data.test_fraction and run test=true on the best checkpoint)."""
@@ -112,6 +158,7 @@ def time_to_accuracy(experiment: str) -> list[str]:
             minutes = (time.time() - launched) / 60
             curve = accuracy_curve(run_dir, launched)
             metrics = read_metrics(run_dir)
+            corrupted = robustness(run_dir)
         curves[f"{experiment} seed {seed}"] = curve
         runs.append(
             {
@@ -120,6 +167,7 @@ def time_to_accuracy(experiment: str) -> list[str]:
                 "val": metrics["val/acc_best"],
                 "minutes": minutes,
                 "curve": curve,
+                "robustness": corrupted,
             }
         )
         print(
@@ -129,7 +177,8 @@ def time_to_accuracy(experiment: str) -> list[str]:
     # a GPU run keeps its own plot: the CPU one stays what the CPU rows describe
     plot = ROOT / "docs" / f"time_to_accuracy_{experiment}{'_gpu' if 'GPU:' in accelerator() else ''}.png"
     plot_curves(curves, plot, goal)
-    return [*seed_summary(runs, goal, within), "", f"![time to accuracy](docs/{plot.name})"]
+    summary = [*seed_summary(runs, goal, within), "", *robustness_lines(runs)]
+    return [*summary, "", f"![time to accuracy](docs/{plot.name})"]
 
 
 @benchmark

@@ -100,6 +100,19 @@ def test_time_to_accuracy_reads_the_curve_of_a_real_run(image_folder, tmp_path, 
     assert curve[-1][2] == pytest.approx(training.read_metrics(run_dir)["val/acc"])
     accuracy.plot_curves({"fast": curve}, tmp_path / "curve.png", goal=0.9)
     assert (tmp_path / "curve.png").stat().st_size > 1000
+    corrupted = accuracy.robustness(run_dir)
+    assert (
+        corrupted["split"] == "val"
+        and len([k for k in corrupted if k.startswith("robustness/")]) == 1 + 7 * 3
+    )
+    assert corrupted["robustness/clean"] == pytest.approx(corrupted["test/acc"])
+
+
+def test_robustness_lines_give_the_mean_and_the_worst_corruption():
+    scores = {f"robustness/{k}_{s}": 0.9 for k in ("blur", "jpeg", "zoom") for s in (1, 2, 3)}
+    scores |= {"robustness/clean": 0.95, "robustness/zoom_3": 0.6, "test/acc": 0.95}
+    (row,) = accuracy.robustness_lines([{"seed": 2, "robustness": scores}])[4:]
+    assert row == "| 2 | 0.9500 | 0.8667 | 0.6000 (zoom_3) |"
 
 
 def test_benchmarks_on_request_run_only_when_named(tmp_path, monkeypatch):

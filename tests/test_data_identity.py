@@ -95,7 +95,7 @@ def test_copies_are_one_group_in_one_split_and_conflicts_are_excluded(with_copie
     assert "label conflicts: 1 groups (2 photos; excluded" in text
 
     kept = module(with_copies, tmp_path / "cache", label_conflicts="keep")
-    assert kept.split_file.name.endswith("-conflicts-keep.csv")
+    assert kept.split_file.parent.name.endswith("-conflicts-keep")
     kept_split = split_of(kept)
     assert kept_split["PetImages/c0/5.jpg"] == kept_split["PetImages/c1/cat_as_dog.jpg"] != "excluded"
 

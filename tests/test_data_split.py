@@ -128,7 +128,9 @@ def datamodule(source, cache, **kw):
 def test_datamodule_split_is_stored_disjoint_and_listed(tmp_path):
     source = write_class_folders(tmp_path / "pets", per_class=16)
     a = datamodule(source, tmp_path / "cache", test_fraction=0.25)
-    assert a.split_file.name == "splits-seed0-val0.25-test0.25.csv"
+    assert (
+        a.split_file.relative_to(a.arrays.directory).as_posix() == "splits/seed0-val0.25-test0.25/splits.csv"
+    )
     rows = a.split_file.read_text().splitlines()
     assert (
         rows[0] == "path,label,split"

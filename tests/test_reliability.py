@@ -255,7 +255,7 @@ def test_sigkill_mid_training_resumes_from_the_last_checkpoint(tmp_path):
     proc.wait()
     saved = load(last)  # written atomically: complete, whatever the moment of the kill
     epochs, step = epochs_done(saved), saved["global_step"]
-    (listing,) = (tmp_path / "cache").glob("*/splits-seed0-val0.25-test0.0.csv")
+    (listing,) = (tmp_path / "cache").glob("*/splits/seed0-val0.25-test0.0/splits.csv")
     per_epoch = -(-listing.read_text().count(",train\n") // 8)  # batches of 8 (about 90 training photos)
     assert step == per_epoch * epochs
 
@@ -306,7 +306,7 @@ def test_sigterm_or_ctrl_c_saves_a_checkpoint_mid_epoch_and_the_run_resumes(tmp_
     resumed = run_train(*overrides, "ckpt_path=last", f"trainer.max_epochs={epochs + 1}")
     assert "Restored all states" in resumed.stdout + resumed.stderr
     final = load(last)
-    (listing,) = (tmp_path / "cache").glob("*/splits-seed0-val0.25-test0.0.csv")
+    (listing,) = (tmp_path / "cache").glob("*/splits/seed0-val0.25-test0.0/splits.csv")
     steps_per_epoch = listing.read_text().count(",train\n")  # batch_size=1: one step per training photo
     assert (epochs_done(final), final["global_step"]) == (epochs + 1, steps_per_epoch * (epochs + 1))
 
@@ -357,7 +357,7 @@ def test_a_run_stopped_mid_epoch_by_sigterm_resumes_exactly(tmp_path):
     proc.communicate(timeout=120)
     assert proc.returncode == 143
     step = load(last)["global_step"]
-    (listing,) = (tmp_path / "cache").glob("*/splits-seed0-val0.25-test0.0.csv")
+    (listing,) = (tmp_path / "cache").glob("*/splits/seed0-val0.25-test0.0/splits.csv")
     n = listing.read_text().count(",train\n")  # batch_size=1: one step per training photo
     assert n < step < 3 * n and step % n, step  # stopped mid-epoch
     resumed = run_train(*overrides(tmp_path / "b"), "ckpt_path=last")

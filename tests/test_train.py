@@ -174,8 +174,9 @@ def test_debug_limit_runs_on_small_data_and_says_what_the_numbers_rest_on(tmp_pa
         "test=true",
         "data.test_fraction=0.25",
     )
-    (listing,) = (tmp_path / "cache").glob("*/splits-seed0-val0.25-test0.25.csv")
+    (listing,) = (tmp_path / "cache").glob("*/splits/seed0-val0.25-test0.25/splits.csv")
     n = {s: listing.read_text().count(f",{s}\n") for s in ("val", "test")}
+    assert (tmp_path / "run" / "splits.csv").read_text() == listing.read_text()
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert n["val"] > 8 and metrics["val/n_images"] == 8 and metrics["test/n_images"] == n["test"] <= 32
     log = (tmp_path / "run" / "train.log").read_text() + proc.stderr
@@ -194,8 +195,12 @@ def test_a_k_fold_sweep_validates_on_each_fold_once(tmp_path):
         "data.fold=0,1,2",
         "data.test_fraction=0.2",
     )
-    listings = sorted((tmp_path / "cache").glob("*/splits-seed0-test0.2-fold*of3.csv"))
-    assert [p.name[-12:] for p in listings] == ["fold0of3.csv", "fold1of3.csv", "fold2of3.csv"]
+    listings = sorted((tmp_path / "cache").glob("*/splits/seed0-test0.2-fold*of3/splits.csv"))
+    assert [p.parent.name[-8:] for p in listings] == ["fold0of3", "fold1of3", "fold2of3"]
+    # each job's run dir lists the split it trained on
+    assert [(tmp_path / "sweep" / str(j) / "splits.csv").read_text() for j in range(3)] == [
+        p.read_text() for p in listings
+    ]
     splits = [dict(r.split(",")[::2] for r in p.read_text().splitlines()[1:]) for p in listings]
     assert splits[0].keys() == splits[1].keys() == splits[2].keys() and len(splits[0]) == 30
     test = {p for p, s in splits[0].items() if s == "test"}

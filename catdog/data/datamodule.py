@@ -21,9 +21,9 @@ from catdog.data.split import (
     balance,
     class_weights,
     split_codes,
-    split_file_name,
     split_order,
     split_rows,
+    split_setting,
 )
 from catdog.errors import CatdogError
 from catdog.io import replace_atomic, write_csv
@@ -136,7 +136,8 @@ class ImageDataModule(pl.LightningDataModule):
             name: split_order(np.flatnonzero(codes == i), labels, photos["sha256"], h.seed)
             for i, name in enumerate(SPLITS)
         }
-        self.split_file = self._write_split_file(codes)
+        self.split_rows = split_rows(self.arrays.photos["path"], self.arrays.photos["label"], codes)
+        self.split_file = self._write_split_file()
         before = np.bincount(labels[self.splits["train"]], minlength=self.num_classes)
         self.splits["train"] = balance(self.splits["train"], labels, h.balance, h.seed)
         after = np.bincount(labels[self.splits["train"]], minlength=self.num_classes)
@@ -151,19 +152,23 @@ class ImageDataModule(pl.LightningDataModule):
             h.balance,
         )
 
-    def _write_split_file(self, codes: np.ndarray) -> Path:
-        """`splits-<settings>.csv` in the cache (path,label,split per photo), so a user can see and diff it."""
+    def _write_split_file(self) -> Path:
+        """The cache's `splits/<setting>/splits.csv` (path,label,split per photo), so a user can see and diff it."""
         h = self.hparams
-        path = self.arrays.directory / split_file_name(
-            h.seed, h.val_fraction, h.test_fraction, h.folds, h.fold, h.label_conflicts
-        )
+        setting = split_setting(h.seed, h.val_fraction, h.test_fraction, h.folds, h.fold, h.label_conflicts)
+        path = self.arrays.directory / "splits" / setting / "splits.csv"
         if not path.exists():
-            rows = split_rows(self.arrays.photos["path"], self.arrays.photos["label"], codes)
             try:
-                replace_atomic(path, lambda f: write_csv(f, ("path", "label", "split"), rows), binary=False)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                self.write_splits(path)
             except OSError as e:
                 log.warning("Could not write %s (%s); the split is recomputed from the seed.", path, e)
         return path
+
+    def write_splits(self, path: Path) -> None:
+        """This split as `path,label,split` rows (a run dir's splits.csv; the cache holds the same file)."""
+        rows = self.split_rows
+        replace_atomic(path, lambda f: write_csv(f, ("path", "label", "split"), rows), binary=False)
 
     def state_dict(self) -> dict:
         """Stored in checkpoints: the training data (source and split settings) and the compact content hashes

@@ -130,14 +130,15 @@ def class_weights(labels: np.ndarray, num_classes: int) -> np.ndarray:
     return (len(labels) / (num_classes * np.maximum(counts, 1))).astype(np.float32)
 
 
-def split_file_name(
+def split_setting(
     seed: int, val_fraction: float, test_fraction: float, folds: int | None, fold: int, label_conflicts: str
 ) -> str:
-    """`splits-seed0-val0.1-test0.0.csv`, plus `-fold1of5` and `-conflicts-keep` where they apply."""
-    name = f"splits-seed{seed}-val{val_fraction}-test{test_fraction}"
+    """`seed0-val0.1-test0.0`, or `seed0-test0.1-fold1of5`, plus `-conflicts-keep` where it applies: the folder
+    of a cache's `splits/<setting>/splits.csv` (sweep jobs with other seeds or folds share one cache)."""
+    name = f"seed{seed}-val{val_fraction}-test{test_fraction}"
     if folds:
-        name = f"splits-seed{seed}-test{test_fraction}-fold{fold}of{folds}"
-    return name + ("-conflicts-keep" if label_conflicts == "keep" else "") + ".csv"
+        name = f"seed{seed}-test{test_fraction}-fold{fold}of{folds}"
+    return name + ("-conflicts-keep" if label_conflicts == "keep" else "")
 
 
 def split_rows(paths: Sequence[str], labels: Sequence[str], codes: np.ndarray) -> list[tuple[str, str, str]]:

@@ -90,6 +90,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if trainer.is_global_zero:
         output_dir.mkdir(parents=True, exist_ok=True)
         write_json_atomic(output_dir / "provenance.json", provenance)
+        datamodule.write_splits(output_dir / "splits.csv")
 
     env, failed = ddp_env(), True
     try:
