@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -89,11 +90,20 @@ def test_preprocessing_comparison_on_the_same_images(tmp_path):
     assert arrays.directory == built and arrays.images.shape == (40, 16, 16, 1)
 
 
-def test_time_to_accuracy_reads_the_curve_of_a_real_run(image_folder, tmp_path, monkeypatch):
+@pytest.fixture(scope="module")
+def fast_path_run(tmp_path_factory) -> tuple[Path, float]:
+    """One real two-epoch run on the overhead benchmark's fast path, launched as the benchmarks launch train.py
+    (shared: each test reads another of its outputs)."""
     from helpers import tiny_overrides
 
-    overrides = [o for o in tiny_overrides(image_folder, tmp_path) if not o.startswith("hydra.run.dir")]
-    run_dir, launched = training.run_training(tmp_path, "run", *overrides, "trainer.max_epochs=2")
+    tmp = tmp_path_factory.mktemp("bench")
+    source = write_class_folders(tmp / "PetImages")
+    overrides = [o for o in tiny_overrides(source, tmp) if not o.startswith("hydra.run.dir")]
+    return training.run_training(tmp, "fast-path", *overrides, *training.FAST_PATH, "trainer.max_epochs=2")
+
+
+def test_time_to_accuracy_reads_the_curve_of_a_real_run(fast_path_run, tmp_path):
+    run_dir, launched = fast_path_run
     curve = accuracy.accuracy_curve(run_dir, launched)
     assert [epoch for epoch, _, _ in curve] == [1, 2]
     assert 0 < curve[0][1] < curve[1][1]  # seconds since launch, increasing
@@ -157,11 +167,8 @@ def test_train_overrides_reach_every_training_run(tmp_path, monkeypatch):
     )
 
 
-def test_the_fast_path_overrides_of_the_overhead_benchmark_train(image_folder, tmp_path):
-    from helpers import tiny_overrides
-
-    overrides = [o for o in tiny_overrides(image_folder, tmp_path) if not o.startswith("hydra.run.dir")]
-    run_dir, _ = training.run_training(tmp_path, "fast-path", *overrides, *training.FAST_PATH)
+def test_the_fast_path_overrides_of_the_overhead_benchmark_train(fast_path_run):
+    run_dir, _ = fast_path_run
     assert training.read_metrics(run_dir)["perf/train_samples_per_s"] > 0
     assert "trainer.precision=auto: " in (run_dir / "train.log").read_text()
 

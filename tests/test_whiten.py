@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import make_image, run_train, tiny_overrides
+from helpers import make_image, tiny_overrides, train_in_process
 
 from catdog.errors import CatdogError
 from catdog.models.classifier import ImageClassifier
@@ -52,7 +52,7 @@ def test_channels_that_cannot_hold_whole_components_are_one_message(channels):
 
 @pytest.mark.slow
 def test_a_run_trains_with_the_whitened_filters(image_folder, tmp_path):
-    run_train(
+    train_in_process(
         *tiny_overrides(image_folder, tmp_path),
         "data.channels=3",
         "model.whiten=true",
