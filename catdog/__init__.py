@@ -1,11 +1,17 @@
 """catdog: image classification experiments with PyTorch Lightning and Hydra."""
 
-from importlib.metadata import version
-
 from catdog.errors import CatdogError
 
 __all__ = ["CatdogError", "load"]
-__version__ = version("catdog")
+
+
+def __getattr__(name: str):
+    """`catdog.__version__`, read on first use: importlib.metadata costs ~25 ms at every command's start."""
+    if name == "__version__":
+        from importlib.metadata import version
+
+        return version("catdog")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def load(ckpt_path, min_confidence: float = 0.0):

@@ -1,5 +1,5 @@
-"""The private Lightning APIs catdog relies on, in one place: each is one small function with its own test
-(tests/test_compat.py), so a Lightning upgrade that moves one fails there first, with a name to look for."""
+"""The private Lightning and Hydra APIs catdog relies on, in one place: each is one small function with its own test
+(tests/test_compat.py), so an upgrade that moves one fails there first, with a name to look for."""
 
 from __future__ import annotations
 
@@ -12,6 +12,14 @@ def check_precision_name(precision) -> None:
     from lightning_fabric.connector import _convert_precision_to_unified_args
 
     _convert_precision_to_unified_args(precision)
+
+
+def apply_overrides(overrides: list, cfg) -> None:
+    """Apply parsed command-line overrides to a config in struct mode as hydra.compose does, with its messages
+    ("Could not override 'data.x'. To append to your config use +data.x=..."), see catdog/prepare.py."""
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl
+
+    ConfigLoaderImpl._apply_overrides_to_config(overrides, cfg)
 
 
 def tensorboard_file_writer(writer):

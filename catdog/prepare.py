@@ -11,15 +11,19 @@ A later `python train.py` with the same data settings loads that cache instead o
 
 from __future__ import annotations
 
+import gc
 import logging
 import sys
 from pathlib import Path
 
 import hydra
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import Override, OverrideType
 from hydra.errors import HydraException
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from catdog.compat import apply_overrides
 from catdog.data.cache import CachedArrays
 from catdog.data.preprocess import prepare_from_config, summarize
 from catdog.errors import CatdogError
@@ -27,15 +31,50 @@ from catdog.run.checks import validate
 from catdog.run.cli import guarded
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+# the groups a data-only config is made of, besides the entry config's own keys: data and what it interpolates
+DATA_GROUPS = ("data", "paths")
+
+
+def sets_data_keys_only(overrides: list[Override]) -> bool:
+    """Whether every override sets one existing `data.` key to one value: nothing that picks or adds a group."""
+    return all(
+        o.type == OverrideType.CHANGE
+        and o.package is None
+        and not o.is_sweep_override()
+        and o.key_or_group.startswith("data.")
+        for o in overrides
+    )
+
+
+def compose_data_only(overrides: list[Override]) -> DictConfig:
+    """The entry config with only its data and paths groups, overridden as hydra.compose does (struct mode, same
+    messages): what hydra.compose gives of these keys when `sets_data_keys_only`, ~90 ms sooner (no other group,
+    no Hydra node)."""
+    entry = OmegaConf.load(CONFIG_DIR / "train.yaml")
+    choices = {k: v for d in entry.pop("defaults") if isinstance(d, DictConfig) for k, v in d.items()}
+    cfg = OmegaConf.merge(
+        entry, {g: OmegaConf.load(CONFIG_DIR / g / f"{choices[g]}.yaml") for g in DATA_GROUPS}
+    )
+    OmegaConf.set_struct(cfg, True)
+    apply_overrides(overrides, cfg)
+    return cfg
+
+
+def compose(overrides: list[str]) -> DictConfig:
+    """train.py's config with `overrides`, as far as preparing reads it (the entry keys and the data group)."""
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+        if sets_data_keys_only(parsed):
+            return compose_data_only(parsed)
+        with hydra.initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+            return hydra.compose("train", overrides=overrides)
+    except (HydraException, OmegaConfBaseException) as e:
+        raise CatdogError(f"{e} (see `python -m catdog.prepare --help`)") from e
 
 
 def prepare(overrides: list[str]) -> CachedArrays:
     """Compose the training config with `overrides` and build (or load) the cache of its data group."""
-    try:
-        with hydra.initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-            cfg = hydra.compose("train", overrides=overrides)
-    except (HydraException, OmegaConfBaseException) as e:
-        raise CatdogError(f"{e} (see `python -m catdog.prepare --help`)") from e
+    cfg = compose(overrides)
     validate(cfg, model=False)  # preparing 16 px images is fine even if the default net needs more
     return prepare_from_config(OmegaConf.to_container(cfg.data, resolve=True))
 
@@ -52,4 +91,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
+    # the imported modules live until exit: frozen, no garbage collection walks their objects again (in this
+    # process, in the forked decoding workers, at exit)
+    gc.freeze()
     main()

@@ -1,4 +1,4 @@
-"""Each private Lightning API that catdog.compat wraps still exists and behaves as catdog relies on."""
+"""Each private Lightning or Hydra API that catdog.compat wraps still exists and behaves as catdog relies on."""
 
 from __future__ import annotations
 
@@ -14,6 +14,20 @@ def test_lightning_parses_precision_names():
     compat.check_precision_name("32-true")
     with pytest.raises(ValueError):
         compat.check_precision_name("bf17-mixed")
+
+
+def test_hydra_applies_parsed_overrides_to_a_struct_config():
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import ConfigCompositionException
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.create({"data": {"resolution": 50, "source": "x"}})
+    OmegaConf.set_struct(cfg, True)
+    parse = OverridesParser.create().parse_overrides
+    compat.apply_overrides(parse(["data.resolution=64", "data.source='a b'"]), cfg)
+    assert cfg.data == {"resolution": 64, "source": "a b"}
+    with pytest.raises(ConfigCompositionException, match=r"Could not override 'data.resolutoin'"):
+        compat.apply_overrides(parse(["data.resolutoin=32"]), cfg)
 
 
 def test_the_tensorboard_file_writer_takes_raw_summaries(tmp_path):

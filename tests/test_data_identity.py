@@ -16,6 +16,7 @@ import torch
 from helpers import make_image, photo_like, write_class_folders, zip_tree
 
 from catdog.data import ImageDataModule, preprocess
+from catdog.data.duplicates import perceptual_hash
 from catdog.data.preprocess import prepare_dataset, summarize
 from catdog.models.classifier import ImageClassifier
 
@@ -205,6 +206,37 @@ def test_checkpoint_records_the_training_data_and_its_photos(with_copies, tmp_pa
     ids = state["train_ids"]
     assert ids.dtype == torch.int64 and len(ids) == len(shas) and json.dumps(state["seed"]) == "0"
     assert set(ids.tolist()) == {int(np.uint64(int(s[:16], 16)).astype(np.int64)) for s in shas}
+
+
+@pytest.mark.parametrize("resolution,channels", [(16, 3), (32, 1), (64, 3)])
+def test_copies_are_found_whichever_image_is_hashed(with_copies, tmp_path, resolution, channels):
+    """Below 32 px the decoded photo is hashed, from 32 px on the network input: both find the same copies."""
+    arrays = prepare_dataset(
+        str(with_copies),
+        resolution=resolution,
+        channels=channels,
+        cache_dir=str(tmp_path / "cache"),
+        progress=False,
+    )
+    groups = {tuple(g["paths"]): g["kind"] for g in arrays.report["duplicates"]}
+    assert groups == {
+        (
+            "PetImages/c0/0.jpg",
+            "PetImages/c0/byte_copy.jpg",
+            "PetImages/c0/half_size.jpg",
+            "PetImages/c0/quality50.jpg",
+        ): "near",
+        ("PetImages/c0/5.jpg", "PetImages/c1/cat_as_dog.jpg"): "exact",
+    }
+
+
+def test_the_perceptual_hash_thresholds_at_the_median():
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        img = rng.integers(0, 256, (40, 48), dtype=np.uint8)
+        low = cv2.dct(cv2.resize(img, (32, 32), interpolation=cv2.INTER_AREA).astype(np.float32))[:8, :8]
+        expected = int(np.packbits((low > np.median(low)).ravel()).view(">u8")[0])
+        assert perceptual_hash(img) == expected == perceptual_hash(cv2.cvtColor(img, cv2.COLOR_GRAY2BGR))
 
 
 def test_the_near_duplicate_threshold_is_part_of_the_cache(with_copies, tmp_path, monkeypatch):

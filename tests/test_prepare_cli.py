@@ -7,7 +7,16 @@ import os
 import subprocess
 import sys
 
+import pytest
 from helpers import ROOT
+from hydra import compose, initialize_config_dir
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import HydraException
+from omegaconf import OmegaConf
+
+from catdog import prepare
+from catdog.errors import CatdogError
+from catdog.prepare import CONFIG_DIR
 
 
 def run_prepare(*args: str, cwd=ROOT):
@@ -58,3 +67,58 @@ def test_prepare_help_and_errors(tmp_path):
     assert "Traceback" not in missing.stderr and not (tmp_path / "cache").exists()
     typo = run_prepare("data.resolutoin=32")
     assert typo.returncode == 1 and "data.resolutoin" in typo.stderr and "Traceback" not in typo.stderr
+
+
+def hydra_compose(overrides: list[str]):
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        return compose("train", overrides=overrides)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        [],
+        ["data.resolution=64", "data.channels=3"],
+        ["data.source='/a b'", "data.cache_dir=${paths.root_dir}/c", "data.num_workers=null"],
+    ],
+)
+def test_data_only_overrides_give_what_hydra_composes(overrides):
+    parsed = OverridesParser.create().parse_overrides(overrides)
+    assert prepare.sets_data_keys_only(parsed)
+    fast, full = prepare.compose_data_only(parsed), hydra_compose(overrides)
+    assert set(fast) < set(full) and {"data", "paths", "seed"} <= set(fast)
+    assert OmegaConf.to_container(fast) == {
+        k: v for k, v in OmegaConf.to_container(full).items() if k in fast
+    }
+    assert OmegaConf.to_container(fast.data, resolve=True) == OmegaConf.to_container(full.data, resolve=True)
+
+
+def test_other_overrides_compose_the_whole_tree_and_errors_read_as_hydra_s():
+    other = [
+        "experiment=fast",
+        "+data.extra=1",
+        "data.resolution=32,64",
+        "trainer.max_epochs=2",
+        "data=catdog",
+    ]
+    for override in other:
+        assert not prepare.sets_data_keys_only(OverridesParser.create().parse_overrides([override]))
+    assert prepare.compose(["experiment=fast"]).data.resolution == 64
+    with pytest.raises(HydraException) as hydra_error:
+        hydra_compose(["data.resolutoin=32"])
+    with pytest.raises(CatdogError) as ours:
+        prepare.compose(["data.resolutoin=32"])
+    assert str(ours.value) == f"{hydra_error.value} (see `python -m catdog.prepare --help`)"
+
+
+def test_preparing_imports_neither_torch_nor_lightning(image_folder, tmp_path):
+    code = (
+        "import sys\n"
+        "from catdog.prepare import main\n"
+        f"main(['data.source={image_folder}', 'data.cache_dir={tmp_path / 'cache'}', 'data.progress=false'])\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'lightning', 'pytorch_lightning', "
+        "'torchmetrics'}))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == "[]" and "cache: " in proc.stdout

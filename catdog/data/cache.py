@@ -29,7 +29,9 @@ from catdog.errors import CatdogError
 from catdog.io import disk_full_error, fsync_dir, is_disk_full, write_csv, write_synced
 
 log = logging.getLogger(__name__)
-CACHE_FORMAT_VERSION = 2
+# 3: the perceptual hash (and so the near-duplicate groups that splits keep together) is taken from the
+# network-size image from 32 px on: older caches are rebuilt rather than mixed with the new rule
+CACHE_FORMAT_VERSION = 3
 PHOTO_COLUMNS = ("path", "label", "sha256", "phash", "group")
 
 

@@ -13,7 +13,7 @@ import struct
 import cv2
 import numpy as np
 
-from catdog.data.duplicates import perceptual_hash
+from catdog.data.duplicates import photo_hash
 from catdog.preprocessing import fit, is_jpeg, jpeg_size, read_flag
 
 DEFAULT_MAX_PIXELS = 100_000_000  # refuse decompression bombs before OpenCV allocates them
@@ -63,7 +63,7 @@ def decode_for_cache(
     fast_decode: bool = False,
 ) -> tuple[np.ndarray, tuple[int, int], int]:
     """decode_image, plus the original (width, height) for the report's size statistics (header parsed once) and
-    the perceptual hash that finds near duplicates (of the decoded image before its resize)."""
+    the perceptual hash that finds near duplicates (see catdog.data.duplicates.photo_hash)."""
     if not data:
         raise BadImage("empty file")
     size = header_size(data)
@@ -85,4 +85,5 @@ def decode_for_cache(
         raise BadImage(f"too large ({img.shape[1]}x{img.shape[0]} pixels > data.max_pixels={max_pixels})")
     if size is None:
         size = (img.shape[1], img.shape[0])
-    return fit(img, resolution, channels), size, perceptual_hash(img)
+    fitted = fit(img, resolution, channels)
+    return fitted, size, photo_hash(img, fitted)

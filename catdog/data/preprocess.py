@@ -12,11 +12,9 @@ from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from catdog.data.cache import CachedArrays, cache_key, load_cache, write_cache
 from catdog.data.decode import DEFAULT_MAX_PIXELS, BadImage, decode_for_cache
-from catdog.data.download import download_archive
 from catdog.data.duplicates import (
     NEAR_DISTANCE,
     content_hash,
@@ -29,9 +27,8 @@ from catdog.errors import CatdogError
 from catdog.io import usable_cpus
 
 log = logging.getLogger(__name__)
-CHUNK = (
-    128  # most files one task decodes: small enough for a smooth progress bar, large enough to amortise IPC
-)
+# most files one task decodes: small enough for a smooth progress bar, large enough to amortise IPC
+CHUNK = 128
 MIN_PER_WORKER = 32  # below this many files per process, forking costs more than it saves
 _worker: dict = {}
 
@@ -92,19 +89,20 @@ def _decode_all(source: ImageSource, params: dict, num_workers: int, progress: b
     chunks = [(s, source.paths[s : s + chunk]) for s in range(0, n, chunk)]
     reader = SourceReader(source.root, source.kind)
     _worker.update(reader=reader, params=params, out=out)  # inherited by the forked workers
-    bar = tqdm(total=n, desc="Decoding images", unit="img", disable=not progress, leave=False)
     pool = get_context("fork").Pool(workers, initializer=_init_worker) if workers > 1 else None
     try:
-        for start, chunk_ok, fails, chunk_sizes, chunk_hashes in (
-            pool.imap_unordered(_decode_chunk, chunks) if pool else map(_decode_chunk, chunks)
-        ):
-            ok[start : start + len(chunk_ok)] = chunk_ok
-            failures += fails
-            sizes += chunk_sizes
-            hashes.update(chunk_hashes)
-            bar.update(len(chunk_ok))
+        # the pool takes the tasks now; tqdm's import (~12 ms, most of it its version lookup) runs while it decodes
+        results = pool.imap_unordered(_decode_chunk, chunks) if pool else map(_decode_chunk, chunks)
+        from tqdm import tqdm
+
+        with tqdm(total=n, desc="Decoding images", unit="img", disable=not progress, leave=False) as bar:
+            for start, chunk_ok, fails, chunk_sizes, chunk_hashes in results:
+                ok[start : start + len(chunk_ok)] = chunk_ok
+                failures += fails
+                sizes += chunk_sizes
+                hashes.update(chunk_hashes)
+                bar.update(len(chunk_ok))
     finally:
-        bar.close()
         if pool is not None:
             pool.terminate()
         reader.close()
@@ -176,6 +174,9 @@ def locate_source(
         return found
     is_download_dir = download_dir is not None and Path(source).resolve() == Path(download_dir).resolve()
     if is_download_dir and download_url:
+        # http.client and friends: ~10 ms that a local source does not need
+        from catdog.data.download import download_archive
+
         archive = download_archive(download_url, Path(download_dir), progress=progress)
         return archive, archive_kind(archive)
     if not Path(source).exists():
