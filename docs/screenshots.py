@@ -1,0 +1,93 @@
+"""Retake the README's TensorBoard screenshots from one finished training run.
+
+    python docs/screenshots.py <run dir> [--out docs]
+
+Starts TensorBoard on the run's `tensorboard/` events (a free local port), opens it in headless Chromium
+through Playwright (the `dev` extra; Chromium from `--chromium` or `chromium` on PATH) at 1400x1000 and writes
+tensorboard-scalars.png (train and val curves), tensorboard-images.png (feature maps) and
+tensorboard-mistakes.png (conv1 kernels, confusion matrix, the mistakes with their Grad-CAM heatmaps).
+Look at every picture before committing it.
+"""
+
+import argparse
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from playwright.sync_api import Page, sync_playwright
+
+VIEWPORT = {"width": 1400, "height": 1000}
+# charts and images load after the page; 4 s covers a loaded laptop
+SETTLE_S = 4.0
+
+
+def free_port() -> int:
+    """A port nothing listens on now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until_up(url: str, timeout_s: float = 60.0) -> None:
+    """Poll TensorBoard until it answers."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            urllib.request.urlopen(url, timeout=2).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
+def shoot(page: Page, url: str, out: Path, scroll_to: str | None = None) -> None:
+    """Open one dashboard view, optionally scroll a card into view, and save the viewport."""
+    page.goto(url)
+    time.sleep(SETTLE_S)
+    if scroll_to:
+        page.get_by_text(scroll_to, exact=True).first.evaluate("e => e.scrollIntoView({block: 'start'})")
+        time.sleep(1.0)
+    page.screenshot(path=str(out))
+    print(f"wrote {out}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run_dir", type=Path)
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent)
+    parser.add_argument("--chromium", default=shutil.which("chromium") or shutil.which("chromium-browser"))
+    args = parser.parse_args()
+    port = free_port()
+    base = f"http://127.0.0.1:{port}/"
+    tensorboard = Path(sys.executable).with_name("tensorboard")
+    server = subprocess.Popen(
+        [str(tensorboard), "--logdir", str(args.run_dir), "--port", str(port), "--host", "127.0.0.1"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_until_up(base)
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=args.chromium, headless=True)
+            page = browser.new_page(viewport=VIEWPORT)
+            shoot(page, base + "#scalars&tagFilter=val%7Ctrain%2F", args.out / "tensorboard-scalars.png")
+            shoot(page, base + "#images&tagFilter=features%2F", args.out / "tensorboard-images.png")
+            shoot(
+                page,
+                base + "#images&tagFilter=conv1%7Cval%2F",
+                args.out / "tensorboard-mistakes.png",
+                scroll_to="model/conv1_kernels",
+            )
+            browser.close()
+    finally:
+        server.terminate()
+        server.wait()
+
+
+if __name__ == "__main__":
+    main()
