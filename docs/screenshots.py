@@ -45,10 +45,13 @@ def wait_until_up(url: str, timeout_s: float = 60.0) -> None:
             time.sleep(0.5)
 
 
-def shoot(page: Page, url: str, out: Path, scroll_to: str | None = None) -> None:
-    """Open one dashboard view, optionally scroll a card into view, and save the viewport."""
+def shoot(page: Page, url: str, out: Path, scroll_to: str | None = None, untick: str | None = None) -> None:
+    """Open one dashboard view, optionally untick a setting and scroll a card into view, and save the viewport."""
     page.goto(url)
     time.sleep(SETTLE_S)
+    if untick:
+        page.get_by_text(untick, exact=True).click()
+        time.sleep(1.0)
     if scroll_to:
         page.get_by_text(scroll_to, exact=True).first.evaluate("e => e.scrollIntoView({block: 'start'})")
         time.sleep(1.0)
@@ -75,7 +78,13 @@ def main() -> None:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=args.chromium, headless=True)
             page = browser.new_page(viewport=VIEWPORT)
-            shoot(page, base + "#scalars&tagFilter=val%7Ctrain%2F", args.out / "tensorboard-scalars.png")
+            # TensorBoard's default smoothing and outlier-ignoring scale cut a few epochs' curves off: raw, whole curves
+            shoot(
+                page,
+                base + "#scalars&_smoothingWeight=0&tagFilter=val%7Ctrain%2F",
+                args.out / "tensorboard-scalars.png",
+                untick="Ignore outliers in chart scaling",
+            )
             shoot(page, base + "#images&tagFilter=features%2F", args.out / "tensorboard-images.png")
             shoot(
                 page,
