@@ -71,9 +71,13 @@ def run_train(*overrides: str, cwd: Path = ROOT, env_extra: dict | None = None, 
     env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env_extra or {})}
     env.pop("HYDRA_FULL_ERROR", None)
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "train.py"), *overrides], cwd=cwd, env=env, capture_output=True, text=True,
+        [sys.executable, str(ROOT / "train.py"), *overrides],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
         timeout=600,
-    )  # fmt: skip
+    )
     if check and proc.returncode != 0:
         raise AssertionError(
             f"train.py failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
@@ -139,8 +143,15 @@ def train_checkpoint(
         optimizer=partial(torch.optim.Adam, lr=0.01),
         **model_kwargs,
     )
-    trainer = pl.Trainer(max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False, default_root_dir=out)  # fmt: skip
+    trainer = pl.Trainer(
+        max_epochs=1,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=out,
+    )
     trainer.fit(model, datamodule=dm)
     path = out / "tiny.ckpt"
     trainer.save_checkpoint(path)

@@ -60,8 +60,14 @@ def temp_files(folder: Path) -> list[Path]:
 
 def prepare(*overrides: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
-    return subprocess.run([sys.executable, "-m", "catdog.prepare", *overrides], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "catdog.prepare", *overrides],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_full_disk_while_preparing_keeps_the_old_cache(small_disk, image_folder):

@@ -62,9 +62,13 @@ def server(tmp_path_factory):
 def test_download_publishes_the_archive_and_prepare_uses_it(server, tmp_path):
     data_dir = tmp_path / "data"
     arrays = prepare_dataset(
-        str(data_dir), resolution=16, cache_dir=str(data_dir / "cache"), download_dir=str(data_dir),
-        download_url=server.url, progress=False,
-    )  # fmt: skip
+        str(data_dir),
+        resolution=16,
+        cache_dir=str(data_dir / "cache"),
+        download_dir=str(data_dir),
+        download_url=server.url,
+        progress=False,
+    )
     assert (data_dir / "pets.zip").read_bytes() == server.payload
     assert not (data_dir / "pets.zip.part").exists()
     assert arrays.report["per_class"] == {"Cat": 4, "Dog": 4}
@@ -113,8 +117,11 @@ def test_offline_says_how_to_point_data_source_at_local_images(tmp_path):
     data_dir = tmp_path / "data"
     with pytest.raises(CatdogError, match=r"Could not download .*data.source=") as info:
         prepare_dataset(
-            str(data_dir), cache_dir=str(data_dir / "cache"), download_dir=str(data_dir),
-            download_url=f"http://127.0.0.1:{port}/kagglecatsanddogs_5340.zip", progress=False,
-        )  # fmt: skip
+            str(data_dir),
+            cache_dir=str(data_dir / "cache"),
+            download_dir=str(data_dir),
+            download_url=f"http://127.0.0.1:{port}/kagglecatsanddogs_5340.zip",
+            progress=False,
+        )
     assert "CATDOG_DATA" in str(info.value)
     assert list(data_dir.iterdir()) == []  # no archive, no cache

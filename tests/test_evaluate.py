@@ -53,11 +53,23 @@ def test_evaluate_cli_on_a_kaggle_zip(ckpt, tmp_path):
     """The data config says 50px grayscale; the checkpoint's 16px colour must win."""
     run = tmp_path / "run"
     proc = subprocess.run(
-        [sys.executable, "-m", "catdog.evaluate", f"ckpt_path={ckpt}", f"data.source={kaggle_zip(tmp_path)}",
-         f"data.cache_dir={tmp_path}/cache", f"hydra.run.dir={run}", "data.resolution=50", "data.channels=1",
-         "data.progress=false"],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "catdog.evaluate",
+            f"ckpt_path={ckpt}",
+            f"data.source={kaggle_zip(tmp_path)}",
+            f"data.cache_dir={tmp_path}/cache",
+            f"hydra.run.dir={run}",
+            "data.resolution=50",
+            "data.channels=1",
+            "data.progress=false",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     metrics = json.loads((run / "metrics.json").read_text())
     assert (metrics["n_images"], metrics["n_skipped"], metrics["resolution"], metrics["channels"]) == (

@@ -283,8 +283,10 @@ def test_summary_marks_a_job_without_result(tmp_path):
     markdown = write_summary(tmp_path, "val/acc", maximize=True)
     rows = read_csv(tmp_path / "summary.csv")
     assert [(r["job"], r["model.net.kernel"], r["status"]) for r in rows] == [
-        ("0", "3", "ok"), ("1", "5", "no result"), ("2", "7", "ok")
-    ]  # fmt: skip
+        ("0", "3", "ok"),
+        ("1", "5", "no result"),
+        ("2", "7", "ok"),
+    ]
     assert "seed" not in rows[0]  # the same in every job: listed once above the table
     # how many images each accuracy rests on (a limit_val_batches job's is a handful)
     assert [r["val/n_images"] for r in rows] == ["16", "", "2500"] and "| 16 |" in markdown

@@ -19,10 +19,20 @@ def optuna_sweep(source: Path, out: Path, storage: str, n_trials: int, seed: int
     overrides = [
         o for o in tiny_overrides(source, out) if not o.startswith(("hydra.run.dir", "data.cache_dir"))
     ]
-    return [sys.executable, str(ROOT / "train.py"), "-m", "hparams_search=optuna", *overrides,
-            f"data.cache_dir={out.parent}/cache", f"hydra.sweep.dir={out}/sweep", f"hydra.sweeper.storage={storage}",
-            "hydra.sweeper.study_name=shared", f"hydra.sweeper.n_trials={n_trials}",
-            f"hydra.sweeper.sampler.seed={seed}", "hydra.sweeper.sampler.n_startup_trials=2"]  # fmt: skip
+    return [
+        sys.executable,
+        str(ROOT / "train.py"),
+        "-m",
+        "hparams_search=optuna",
+        *overrides,
+        f"data.cache_dir={out.parent}/cache",
+        f"hydra.sweep.dir={out}/sweep",
+        f"hydra.sweeper.storage={storage}",
+        "hydra.sweeper.study_name=shared",
+        f"hydra.sweeper.n_trials={n_trials}",
+        f"hydra.sweeper.sampler.seed={seed}",
+        "hydra.sweeper.sampler.n_startup_trials=2",
+    ]
 
 
 def learning_rates(sweep: Path) -> set[float]:
@@ -49,7 +59,7 @@ def test_two_workers_share_one_study_and_a_later_sweep_continues_it(image_folder
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
-        )  # fmt: skip
+        )
         for seed, name in enumerate(("a", "b"))
     ]
     for worker in workers:
@@ -63,8 +73,14 @@ def test_two_workers_share_one_study_and_a_later_sweep_continues_it(image_folder
     ran = learning_rates(tmp_path / "a" / "sweep") | learning_rates(tmp_path / "b" / "sweep")
     assert len(ran) == 4 and {t.params["model.optimizer.lr"] for t in trials} == ran
 
-    later = subprocess.run(optuna_sweep(image_folder, tmp_path / "c", storage, 1, 2), env=env, cwd=tmp_path,
-                           capture_output=True, text=True, timeout=600)  # fmt: skip
+    later = subprocess.run(
+        optuna_sweep(image_folder, tmp_path / "c", storage, 1, 2),
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert later.returncode == 0, later.stderr[-3000:]
     study = optuna.load_study(study_name="shared", storage=storage)
     assert [t.number for t in study.trials] == [0, 1, 2, 3, 4]

@@ -96,10 +96,21 @@ def test_probabilities_follow_the_classifiers_tta(ckpt):
 def test_predict_cli_writes_a_row_per_file_and_skips_bad_ones(ckpt, photos, tmp_path):
     out = tmp_path / "pred.csv"
     proc = subprocess.run(
-        [sys.executable, "-m", "catdog.predict", f"ckpt_path={ckpt}", f"inputs={photos}", f"output={out}",
-         "batch_size=4", f"hydra.run.dir={tmp_path / 'run'}"],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "catdog.predict",
+            f"ckpt_path={ckpt}",
+            f"inputs={photos}",
+            f"output={out}",
+            "batch_size=4",
+            f"hydra.run.dir={tmp_path / 'run'}",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "skipped 3" in proc.stdout
     with open(out) as f:

@@ -36,9 +36,15 @@ def train_process(*overrides: str) -> subprocess.Popen:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     env.pop("HYDRA_FULL_ERROR", None)
     # Ctrl-C works as in a terminal even where this test runs with SIGINT ignored (a background job)
-    return subprocess.Popen([sys.executable, str(ROOT / "train.py"), *overrides], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
+    return subprocess.Popen(
+        [sys.executable, str(ROOT / "train.py"), *overrides],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
 
 
 def wait_for(predicate, proc: subprocess.Popen, timeout: float = 120) -> None:
@@ -145,8 +151,12 @@ def test_a_build_killed_while_writing_leaves_no_cache_and_the_next_build_finishe
         "from catdog.data.preprocess import prepare_dataset\n"
         "prepare_dataset(sys.argv[1], resolution=16, cache_dir=sys.argv[2], progress=False, num_workers=1)\n"
     )
-    proc = subprocess.Popen([sys.executable, "-c", code, str(image_folder), str(cache)], cwd=ROOT,
-                            stdout=subprocess.PIPE, text=True)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, str(image_folder), str(cache)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert proc.stdout.readline().strip() == "writing"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
@@ -335,8 +345,13 @@ def pids_with(*words: str) -> list[int]:
 @pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="finds the rank-1 process through /proc")
 def test_a_rank_killed_during_training_fails_its_job_and_the_sweep_goes_on(image_folder, tmp_path):
     sweep = tmp_path / "sweep"
-    proc = train_process("-m", *sweep_overrides(image_folder, tmp_path), "trainer=ddp_cpu", "trainer.devices=2",
-                         "trainer.max_epochs=1000,1")  # fmt: skip
+    proc = train_process(
+        "-m",
+        *sweep_overrides(image_folder, tmp_path),
+        "trainer=ddp_cpu",
+        "trainer.devices=2",
+        "trainer.max_epochs=1000,1",
+    )
     wait_for(lambda: (sweep / "0" / "checkpoints" / "last.ckpt").exists(), proc)  # job 0 is training
     (rank1,) = pids_with("hydra.job.name=train_ddp_rank1", str(sweep / "0"))
     os.kill(rank1, signal.SIGKILL)
@@ -353,8 +368,15 @@ def test_a_run_stopped_mid_epoch_by_sigterm_resumes_exactly(tmp_path, caplog):
     source = write_class_folders(tmp_path / "PetImages", per_class=60)  # about 90 training images
 
     def overrides(out: Path, *extra: str) -> list[str]:
-        return [*tiny_overrides(source, out), f"data.cache_dir={tmp_path}/cache", "data.batch_size=1",
-                "trainer.limit_val_batches=2", "trainer.max_epochs=3", *RANDOM_MODEL, *extra]  # fmt: skip
+        return [
+            *tiny_overrides(source, out),
+            f"data.cache_dir={tmp_path}/cache",
+            "data.batch_size=1",
+            "trainer.limit_val_batches=2",
+            "trainer.max_epochs=3",
+            *RANDOM_MODEL,
+            *extra,
+        ]
 
     last = tmp_path / "b" / "run" / "checkpoints" / "last.ckpt"
     proc = train_process(*overrides(tmp_path / "b"))

@@ -126,8 +126,13 @@ def test_make_train_prints_the_command_that_trains_on_the_same_photos(image_fold
     overrides = [o for o in tiny_overrides(image_folder, tmp_path) if not o.startswith("data.source=")]
     # the test's interpreter, and no reinstall (-o: the install stamp counts as up to date)
     make = ["make", "-s", "-o", ".venv/.installed", f"BIN={sys.executable.rsplit('/', 1)[0]}", "train"]
-    proc = subprocess.run([*make, f"DATA={image_folder}", f"ARGS={' '.join(overrides)}"], cwd=ROOT,
-                          capture_output=True, text=True, timeout=600)  # fmt: skip
+    proc = subprocess.run(
+        [*make, f"DATA={image_folder}", f"ARGS={' '.join(overrides)}"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     ran = re.search(r"^Trained with: (.*)$", proc.stdout, re.M).group(1).split()
     assert ran[1:] == ["train.py", f"data.source={image_folder}", *overrides]
@@ -165,9 +170,13 @@ def test_tutorial_experiment_is_the_tutorial():
 def test_tutorial_on_real_photos_learns(shared_zip, tmp_path):
     """One epoch of the tutorial on the 24,998 real photos: the tutorial itself gets ~60-70%."""
     run_train(
-        "experiment=tutorial", f"data.source={shared_zip}", f"data.cache_dir={tmp_path}/cache",
-        f"hydra.run.dir={tmp_path}/run", "trainer.max_epochs=1", "trainer.enable_progress_bar=false",
-    )  # fmt: skip
+        "experiment=tutorial",
+        f"data.source={shared_zip}",
+        f"data.cache_dir={tmp_path}/cache",
+        f"hydra.run.dir={tmp_path}/run",
+        "trainer.max_epochs=1",
+        "trainer.enable_progress_bar=false",
+    )
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["val/acc"] >= 0.58
     report = json.loads(next((tmp_path / "cache").glob("*/report.json")).read_text())

@@ -11,9 +11,16 @@ from catdog.models.classifier import ImageClassifier
 
 def make_datamodule(folder, tmp_path, **kwargs) -> ImageDataModule:
     dm = ImageDataModule(
-        str(folder), resolution=16, channels=3, cache_dir=str(tmp_path / "cache"), batch_size=7,
-        val_fraction=0.25, progress=False, num_workers=1, **kwargs,
-    )  # fmt: skip
+        str(folder),
+        resolution=16,
+        channels=3,
+        cache_dir=str(tmp_path / "cache"),
+        batch_size=7,
+        val_fraction=0.25,
+        progress=False,
+        num_workers=1,
+        **kwargs,
+    )
     dm.setup("fit")
     return dm
 
@@ -88,9 +95,16 @@ def test_presets_compose_and_build(preset):
     cfg.paths.output_dir = "unused"
     import hydra
 
-    model = hydra.utils.instantiate(cfg.model, classes=["Cat", "Dog"], _convert_="all",
-                                    **({"mean": [0.5] * cfg.data.channels, "std": [0.25] * cfg.data.channels}
-                                       if cfg.model.normalize else {}))  # fmt: skip
+    model = hydra.utils.instantiate(
+        cfg.model,
+        classes=["Cat", "Dog"],
+        _convert_="all",
+        **(
+            {"mean": [0.5] * cfg.data.channels, "std": [0.25] * cfg.data.channels}
+            if cfg.model.normalize
+            else {}
+        ),
+    )
     x = torch.zeros(2, cfg.data.channels, cfg.data.resolution, cfg.data.resolution, dtype=torch.uint8)
     assert model(x).shape == (2, 2)
     assert cfg.data.resolution <= 96
@@ -105,12 +119,24 @@ def test_onecycle_schedule_gets_its_total_steps_from_the_trainer(image_folder, t
     import hydra
 
     dm = make_datamodule(image_folder, tmp_path)
-    model = ImageClassifier(3, 16, dm.classes, net=dict(channels=[4], kernel=3, hidden=[8]),
-                            optimizer=hydra.utils.instantiate(cfg.model.optimizer),
-                            scheduler=hydra.utils.instantiate(cfg.model.scheduler))  # fmt: skip
+    model = ImageClassifier(
+        3,
+        16,
+        dm.classes,
+        net=dict(channels=[4], kernel=3, hidden=[8]),
+        optimizer=hydra.utils.instantiate(cfg.model.optimizer),
+        scheduler=hydra.utils.instantiate(cfg.model.scheduler),
+    )
     epochs = 1 if limit else 2
-    trainer = pl.Trainer(max_epochs=epochs, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                         enable_model_summary=False, accelerator="cpu", limit_train_batches=limit)  # fmt: skip
+    trainer = pl.Trainer(
+        max_epochs=epochs,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+        limit_train_batches=limit,
+    )
     trainer.fit(model, dm)
     scheduler = trainer.lr_scheduler_configs[0]
     assert scheduler.interval == "step"
@@ -123,10 +149,23 @@ def test_training_runs_on_the_tensor_path(image_folder, tmp_path):
     import pytorch_lightning as pl
 
     dm = make_datamodule(image_folder, tmp_path, loader="tensor")
-    model = ImageClassifier(3, 16, dm.classes, net=dict(channels=[4], kernel=3, hidden=[8]),
-                            optimizer=torch.optim.Adam, augment={"hflip": True, "translate": 2}, tta=True)  # fmt: skip
-    trainer = pl.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                         enable_model_summary=False, accelerator="cpu")  # fmt: skip
+    model = ImageClassifier(
+        3,
+        16,
+        dm.classes,
+        net=dict(channels=[4], kernel=3, hidden=[8]),
+        optimizer=torch.optim.Adam,
+        augment={"hflip": True, "translate": 2},
+        tta=True,
+    )
+    trainer = pl.Trainer(
+        max_epochs=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+    )
     trainer.fit(model, dm)
     assert trainer.global_step == len(dm.train_dataloader())
     assert {"val/acc", "train/loss"} <= set(trainer.callback_metrics)
@@ -194,10 +233,23 @@ def test_bf16_channels_last_training_step_runs_on_cpu(image_folder, tmp_path):
     import pytorch_lightning as pl
 
     dm = make_datamodule(image_folder, tmp_path, loader="tensor")
-    model = ImageClassifier(3, 16, dm.classes, net=dict(channels=[4, 8], kernel=3, padding="same", hidden=[],
-                            batchnorm=True, head="gap"), channels_last=True, optimizer=torch.optim.AdamW)  # fmt: skip
-    trainer = pl.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                         enable_model_summary=False, accelerator="cpu", precision="bf16-mixed")  # fmt: skip
+    model = ImageClassifier(
+        3,
+        16,
+        dm.classes,
+        net=dict(channels=[4, 8], kernel=3, padding="same", hidden=[], batchnorm=True, head="gap"),
+        channels_last=True,
+        optimizer=torch.optim.AdamW,
+    )
+    trainer = pl.Trainer(
+        max_epochs=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+        precision="bf16-mixed",
+    )
     trainer.fit(model, dm)
     assert trainer.global_step == len(dm.train_dataloader())
     assert torch.isfinite(trainer.callback_metrics["train/loss"])

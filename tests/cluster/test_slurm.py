@@ -124,9 +124,18 @@ def slurm(tmp_path_factory):
     env = {**os.environ, "SLURM_CONF": str(d / "slurm.conf")}
     subprocess.run(["mungekey", "--create", f"--keyfile={d}/munge.key"], check=True)
     try:
-        subprocess.run(["munged", "--force", f"--socket={d}/munge.socket", f"--key-file={d}/munge.key",
-                        f"--pid-file={d}/munged.pid", f"--log-file={d}/munged.log", f"--seed-file={d}/munged.seed"],
-                       check=True)  # fmt: skip
+        subprocess.run(
+            [
+                "munged",
+                "--force",
+                f"--socket={d}/munge.socket",
+                f"--key-file={d}/munge.key",
+                f"--pid-file={d}/munged.pid",
+                f"--log-file={d}/munged.log",
+                f"--seed-file={d}/munged.seed",
+            ],
+            check=True,
+        )
         subprocess.run(["slurmctld", "-f", d / "slurm.conf"], env=env, check=True)
         subprocess.run(["slurmd", "-f", d / "slurm.conf", "-N", host], env=env, check=True)
         wait_for(
