@@ -7,7 +7,7 @@ import os
 # One OpenMP thread per torch process, set before torch (or numpy) is imported here and inherited by every train.py,
 # DDP rank and server the tests start: the suite runs one worker per core (pytest -n auto) beside those processes,
 # and torch's default of a thread per core makes its threads spin-wait for each other (the tiny runs of
-# test_tune, test_whiten and the resumes of test_reliability: 62 s of CPU time with the default, 16 s with one).
+# test_tune, test_whiten and the resumes of test_resume: 62 s of CPU time with the default, 16 s with one).
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 from pathlib import Path  # noqa: E402 - after the thread count

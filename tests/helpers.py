@@ -194,3 +194,21 @@ def git_repo(folder: Path) -> Path:
     git(folder, "add", "a.py")
     git(folder, "commit", "-q", "-m", "first")
     return folder
+
+
+def sweep_overrides(source: Path, out: Path) -> list[str]:
+    """tiny_overrides for `-m`: every job under out/sweep/<job>."""
+    return [o for o in tiny_overrides(source, out) if not o.startswith("hydra.run.dir")] + [
+        f"hydra.sweep.dir={out}/sweep"
+    ]
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    import csv
+
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def epochs_done(ckpt: dict) -> int:
+    return ckpt["loops"]["fit_loop"]["epoch_progress"]["total"]["processed"]
