@@ -38,9 +38,9 @@ def first_conv(module: torch.nn.Module) -> torch.Tensor:
     return next(m for m in module.modules() if isinstance(m, torch.nn.Conv2d)).weight.detach()
 
 
-def fit(folder, tmp_path, epochs: int, callbacks: list, ckpt_path=None) -> ImageClassifier:
+def fit(folder, tmp_path, epochs: int, callbacks: list, ckpt_path=None, **data) -> ImageClassifier:
     pl.seed_everything(0)
-    dm = tiny_datamodule(folder, tmp_path / "cache")
+    dm = tiny_datamodule(folder, tmp_path / "cache", **data)
     model = ImageClassifier(
         3,
         16,
@@ -153,3 +153,21 @@ def test_an_interrupt_during_validation_saves_the_raw_weights_as_the_raw_weights
     assert torch.allclose(checkpoint["current_model_state"]["net.1.weight"], recorder.raw[-1])
     assert torch.allclose(checkpoint["state_dict"]["net.1.weight"], first_conv(ema.average_model))
     assert not torch.allclose(recorder.raw[-1], first_conv(ema.average_model), atol=1e-4)
+
+
+class TestedWeights(pl.Callback):
+    """The first conv's weight while testing."""
+
+    def on_test_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0):
+        self.tested = first_conv(pl_module).clone()
+
+
+def test_testing_a_checkpoint_after_fitting_scores_its_average_not_its_raw_weights(image_folder, tmp_path):
+    # what test=true does: trainer.test(ckpt_path=best) in the process that fitted, the average still built
+    tested = TestedWeights()
+    model = fit(image_folder, tmp_path, epochs=2, callbacks=[EMA(decay=0.9), tested], test_fraction=0.25)
+    path = tmp_path / "ckpt" / "last.ckpt"
+    model.trainer.test(model, datamodule=model.trainer.datamodule, ckpt_path=str(path), verbose=False)
+    checkpoint = torch.load(path, weights_only=False)
+    assert torch.allclose(tested.tested, checkpoint["state_dict"]["net.1.weight"])
+    assert not torch.allclose(tested.tested, checkpoint["current_model_state"]["net.1.weight"], atol=1e-4)
