@@ -104,6 +104,14 @@ def tiny_overrides(source: Path, out: Path) -> list[str]:
     ]
 
 
+def quiet_trainer(**settings):
+    """A Trainer for tests: one CPU epoch with no logger, checkpoints, progress bar or summary (`settings` override)."""
+    import pytorch_lightning as pl
+
+    quiet = dict(enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+    return pl.Trainer(**{"max_epochs": 1, "accelerator": "cpu", "logger": False, **quiet, **settings})
+
+
 def tiny_datamodule(source: Path, cache_dir: Path, channels: int = 3, **data):
     """The DataModule of a tiny test run, set up: 16 px images, batches of 8, a quarter for val (`data` overrides)."""
     from catdog.data import ImageDataModule
@@ -128,7 +136,6 @@ def train_checkpoint(
     in-process for one epoch on `source`."""
     from functools import partial
 
-    import pytorch_lightning as pl
     import torch
 
     from catdog.models.classifier import ImageClassifier
@@ -143,15 +150,7 @@ def train_checkpoint(
         optimizer=partial(torch.optim.Adam, lr=0.01),
         **model_kwargs,
     )
-    trainer = pl.Trainer(
-        max_epochs=1,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=out,
-    )
+    trainer = quiet_trainer(default_root_dir=out)
     trainer.fit(model, datamodule=dm)
     path = out / "tiny.ckpt"
     trainer.save_checkpoint(path)

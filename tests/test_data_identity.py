@@ -11,9 +11,8 @@ from functools import partial
 import cv2
 import numpy as np
 import pytest
-import pytorch_lightning as pl
 import torch
-from helpers import make_image, photo_like, write_class_folders, zip_tree
+from helpers import make_image, photo_like, quiet_trainer, write_class_folders, zip_tree
 
 from catdog.data import ImageDataModule, preprocess
 from catdog.data.duplicates import perceptual_hash
@@ -151,9 +150,7 @@ def test_a_constant_predictors_two_batch_val_accuracy_is_near_the_class_share(tm
     source = imbalanced(tmp_path / "pets", (60, 100))
     dm = module(source, tmp_path / "cache", val_fraction=0.4)
     model = Constant(3, 16, classes=dm.classes, net=dict(channels=[4], kernel=3, hidden=[]))
-    trainer = pl.Trainer(
-        limit_val_batches=2, logger=False, enable_progress_bar=False, enable_model_summary=False
-    )
+    trainer = quiet_trainer(limit_val_batches=2)
     metrics = trainer.validate(model, datamodule=dm, verbose=False)[0]
     val_labels = dm.arrays.labels[dm.splits["val"]]
     cat_share = float(np.mean(val_labels == 0))
@@ -185,14 +182,7 @@ def test_overfit_batches_hold_every_class_and_repeat(tmp_path, loader):
         optimizer=partial(torch.optim.Adam, lr=0.01),
     )
     model.seen = []
-    trainer = pl.Trainer(
-        overfit_batches=2,
-        max_epochs=2,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    )
+    trainer = quiet_trainer(overfit_batches=2, max_epochs=2)
     trainer.fit(model, datamodule=dm)
     assert len(model.seen) == 4 and model.seen[:2] == model.seen[2:]
     assert all(set(batch) == {0, 1} for batch in model.seen)

@@ -5,7 +5,7 @@ from functools import partial
 import pytest
 import pytorch_lightning as pl
 import torch
-from helpers import ROOT, tiny_datamodule
+from helpers import ROOT, quiet_trainer, tiny_datamodule
 from hydra import compose, initialize_config_dir
 
 from catdog.callbacks.ema import EMA, averaging_first, decay_at
@@ -49,13 +49,10 @@ def fit(folder, tmp_path, epochs: int, callbacks: list, ckpt_path=None, **data) 
         optimizer=partial(torch.optim.Adam, lr=0.01),
     )
     checkpoint = pl.callbacks.ModelCheckpoint(dirpath=tmp_path / "ckpt", filename="last")
-    trainer = pl.Trainer(
+    trainer = quiet_trainer(
         max_epochs=epochs,
-        accelerator="cpu",
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
         callbacks=averaging_first([*callbacks, checkpoint]),
+        enable_checkpointing=True,
         default_root_dir=tmp_path,
         deterministic=True,
     )

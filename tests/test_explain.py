@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import ROOT, make_image, tiny_datamodule, train_checkpoint, write_class_folders
+from helpers import ROOT, make_image, quiet_trainer, tiny_datamodule, train_checkpoint, write_class_folders
 
 import catdog
 from catdog.errors import CatdogError
@@ -179,7 +179,6 @@ def test_explain_returns_heatmaps_and_predict_writes_overlays(ckpt, tmp_path):
 def test_misclassified_images_in_tensorboard_sit_beside_their_heatmaps(explain, tmp_path):
     from functools import partial
 
-    import pytorch_lightning as pl
     from pytorch_lightning.loggers import TensorBoardLogger
     from tensorboard.backend.event_processing.event_accumulator import IMAGES, EventAccumulator
 
@@ -197,12 +196,7 @@ def test_misclassified_images_in_tensorboard_sit_beside_their_heatmaps(explain, 
         net=dict(channels=[4, 8], kernel=3, hidden=[8]),
         optimizer=partial(torch.optim.SGD, lr=0.0),
     )
-    trainer = pl.Trainer(
-        max_epochs=1,
-        accelerator="cpu",
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
+    trainer = quiet_trainer(
         logger=TensorBoardLogger(tmp_path, name="tb"),
         callbacks=[ValidationMistakes(top_k=3, explain=explain)],
     )

@@ -4,9 +4,8 @@ from collections import defaultdict
 from functools import partial
 
 import pytest
-import pytorch_lightning as pl
 import torch
-from helpers import tiny_datamodule
+from helpers import quiet_trainer, tiny_datamodule
 
 from catdog.errors import CatdogError
 from catdog.models.classifier import ImageClassifier
@@ -39,15 +38,7 @@ def test_training_batches_follow_the_schedule_and_validation_keeps_the_target(im
         sizes[(stage, model.current_epoch)].add(tuple(args[0].shape[-2:]))
 
     model.net.register_forward_pre_hook(record)
-    trainer = pl.Trainer(
-        max_epochs=4,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-    )
+    trainer = quiet_trainer(max_epochs=4, num_sanity_val_steps=0)
     trainer.fit(model, datamodule=dm)
     assert [sizes[("train", e)] for e in range(4)] == [{(8, 8)}, {(12, 12)}, {(16, 16)}, {(16, 16)}]
     assert all(sizes[("val", e)] == {(16, 16)} for e in range(4))

@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from helpers import ROOT
+from helpers import ROOT, quiet_trainer
 from hydra import compose, initialize_config_dir
 
 from catdog.data.datamodule import ImageDataModule
@@ -112,7 +112,6 @@ def test_presets_compose_and_build(preset):
 
 @pytest.mark.parametrize("limit", [None, 4, 1])  # 4 steps at pct_start 0.25: torch's OneCycleLR divides by 0
 def test_onecycle_schedule_gets_its_total_steps_from_the_trainer(image_folder, tmp_path, limit):
-    import pytorch_lightning as pl
 
     with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
         cfg = compose("train", overrides=["model/optimizer=adamw", "model/scheduler=onecycle"])
@@ -128,15 +127,7 @@ def test_onecycle_schedule_gets_its_total_steps_from_the_trainer(image_folder, t
         scheduler=hydra.utils.instantiate(cfg.model.scheduler),
     )
     epochs = 1 if limit else 2
-    trainer = pl.Trainer(
-        max_epochs=epochs,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        accelerator="cpu",
-        limit_train_batches=limit,
-    )
+    trainer = quiet_trainer(max_epochs=epochs, limit_train_batches=limit)
     trainer.fit(model, dm)
     scheduler = trainer.lr_scheduler_configs[0]
     assert scheduler.interval == "step"
@@ -146,7 +137,6 @@ def test_onecycle_schedule_gets_its_total_steps_from_the_trainer(image_folder, t
 
 
 def test_training_runs_on_the_tensor_path(image_folder, tmp_path):
-    import pytorch_lightning as pl
 
     dm = make_datamodule(image_folder, tmp_path, loader="tensor")
     model = ImageClassifier(
@@ -158,14 +148,7 @@ def test_training_runs_on_the_tensor_path(image_folder, tmp_path):
         augment={"hflip": True, "translate": 2},
         tta=True,
     )
-    trainer = pl.Trainer(
-        max_epochs=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        accelerator="cpu",
-    )
+    trainer = quiet_trainer()
     trainer.fit(model, dm)
     assert trainer.global_step == len(dm.train_dataloader())
     assert {"val/acc", "train/loss"} <= set(trainer.callback_metrics)
@@ -230,7 +213,6 @@ def test_an_unknown_precision_is_one_message_naming_the_key():
 
 def test_bf16_channels_last_training_step_runs_on_cpu(image_folder, tmp_path):
     """The fast/best presets' CPU path: bf16 autocast with channels_last weights and inputs."""
-    import pytorch_lightning as pl
 
     dm = make_datamodule(image_folder, tmp_path, loader="tensor")
     model = ImageClassifier(
@@ -241,15 +223,7 @@ def test_bf16_channels_last_training_step_runs_on_cpu(image_folder, tmp_path):
         channels_last=True,
         optimizer=torch.optim.AdamW,
     )
-    trainer = pl.Trainer(
-        max_epochs=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        accelerator="cpu",
-        precision="bf16-mixed",
-    )
+    trainer = quiet_trainer(precision="bf16-mixed")
     trainer.fit(model, dm)
     assert trainer.global_step == len(dm.train_dataloader())
     assert torch.isfinite(trainer.callback_metrics["train/loss"])
