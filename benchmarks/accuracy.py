@@ -3,13 +3,14 @@ curve of each run."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.record import ROOT, SHARED, accelerator, benchmark
+from benchmarks.record import ROOT, SHARED, TRAIN_OVERRIDES, accelerator, benchmark
 from benchmarks.training import read_metrics, run_training
 
 # (test accuracy, within seconds of launch): issue 14's goals on this 2-core CPU
@@ -136,6 +137,15 @@ def robustness_lines(runs: list[dict]) -> list[str]:
     return lines
 
 
+def plot_path(experiment: str) -> Path:
+    """The preset's plot on the CPU; a GPU run and a variant (--train overrides) each get their own file, so the
+    preset's plot stays what its CPU rows describe."""
+    added = " ".join(o for o in TRAIN_OVERRIDES if o != "trainer=gpu")
+    variant = re.sub(r"[^A-Za-z0-9.]+", "-", added).strip("-")
+    gpu = "_gpu" if "GPU:" in accelerator() else ""
+    return ROOT / "docs" / f"time_to_accuracy_{experiment}{gpu}{'_' + variant if variant else ''}.png"
+
+
 def time_to_accuracy(experiment: str) -> list[str]:
     """Each seed from a cold cache (preprocessing included), select on val and report test (the presets hold out
     data.test_fraction and run test=true on the best checkpoint)."""
@@ -174,8 +184,7 @@ def time_to_accuracy(experiment: str) -> list[str]:
             f"experiment={experiment} seed={seed}: test acc {metrics['test/acc']:.4f}, {minutes:.1f} min",
             flush=True,
         )
-    # a GPU run keeps its own plot: the CPU one stays what the CPU rows describe
-    plot = ROOT / "docs" / f"time_to_accuracy_{experiment}{'_gpu' if 'GPU:' in accelerator() else ''}.png"
+    plot = plot_path(experiment)
     plot_curves(curves, plot, goal)
     summary = [*seed_summary(runs, goal, within), "", *robustness_lines(runs)]
     return [*summary, "", f"![time to accuracy](docs/{plot.name})"]

@@ -203,6 +203,20 @@ def test_seed_summary_gives_mean_std_and_the_verdict():
     assert accuracy.seed_summary(runs, goal=0.945, within=3.8 * 60)[-1].endswith("MISSED.")
 
 
+def test_variants_and_gpu_runs_keep_their_own_plot(monkeypatch):
+    """The preset's plot is what its CPU rows describe: `--train` variants and GPU runs do not overwrite it."""
+    monkeypatch.setattr(accuracy, "accelerator", lambda: "no GPU")
+    assert accuracy.plot_path("fast").name == "time_to_accuracy_fast.png"
+    monkeypatch.setattr(accuracy, "TRAIN_OVERRIDES", ["callbacks=[default,lookahead]", "model.whiten=true"])
+    assert (
+        accuracy.plot_path("fast").name
+        == "time_to_accuracy_fast_callbacks-default-lookahead-model.whiten-true.png"
+    )
+    monkeypatch.setattr(accuracy, "TRAIN_OVERRIDES", ["trainer=gpu"])
+    monkeypatch.setattr(accuracy, "accelerator", lambda: "GPU: NVIDIA H200")
+    assert accuracy.plot_path("best").name == "time_to_accuracy_best_gpu.png"
+
+
 def test_startup_rows_say_whether_each_goal_is_met():
     from benchmarks import startup
 
