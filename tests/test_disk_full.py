@@ -136,3 +136,20 @@ def test_full_disk_while_logging_names_the_file(small_disk, image_folder, tmp_pa
     filler.unlink()
     train_in_process(*overrides)
     assert (small_disk / "run" / "metrics.json").is_file()
+
+
+@pytest.mark.parametrize("multirun", [False, True], ids=["run", "sweep"])
+def test_full_disk_before_the_run_starts(small_disk, image_folder, tmp_path, multirun):
+    """Hydra writes its .hydra/ files (and a sweep's multirun.yaml) before catdog's code runs: a disk already full
+    stops there too with the one line, and leaves no run dir behind."""
+    out = small_disk / "runs"
+    where = ["-m", f"hydra.sweep.dir={out}"] if multirun else [f"hydra.run.dir={out}"]
+    overrides = [*tiny_overrides(image_folder, tmp_path), *where]
+    filler = fill(small_disk, leave=0)
+    line = error_line(run_train(*overrides, check=False))
+    assert "No space left on the device" in line and str(out) in line and "paths.log_dir" in line, line
+    assert not out.exists()
+
+    filler.unlink()
+    run_train(*overrides)
+    assert list(out.rglob("metrics.json"))

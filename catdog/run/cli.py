@@ -5,11 +5,17 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import sys
 import threading
 from collections.abc import Callable
 from importlib.util import find_spec
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
 
 from catdog.errors import CatdogError
 from catdog.io import disk_full_error, is_disk_full, written_file
@@ -18,6 +24,9 @@ DISK_FULL_FIX = (
     "Free some space, or put the runs (paths.log_dir) and the cache (data.cache_dir) on a larger disk; then resume "
     "with hydra.run.dir=<run dir> ckpt_path=last."
 )
+
+# Hydra's own files of a run (.hydra/config.yaml, hydra.yaml, overrides.yaml) take ~8 KB
+HYDRA_FILES_BYTES = 16 * 1024
 
 # Lightning's optional loggers raise ModuleNotFoundError without `name`: "Requirement 'wandb>=0.12.10' not met."
 _REQUIREMENT = re.compile(r"Requirement '([A-Za-z0-9_.-]+)")
@@ -76,6 +85,25 @@ def report_and_exit(exc: BaseException) -> None:
         raise exc
     print(f"error: {message}", file=sys.stderr)
     sys.exit(1)
+
+
+def check_free_space(output_dir: str) -> None:
+    """Stop with the full-disk message when the disk that will hold `output_dir` has no room for Hydra's files."""
+    path = Path(output_dir).absolute()
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    if shutil.disk_usage(existing).free < HYDRA_FILES_BYTES:
+        report_and_exit(disk_full_error(path, DISK_FULL_FIX))
+
+
+class RunDirSpace(Callback):
+    """Hydra callback: Hydra writes its .hydra/ files into the run (or sweep) dir before catdog's code runs, so a
+    disk that is already full would fail there with Hydra's traceback; this checks first and says it in one line."""
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        check_free_space(config.hydra.run.dir)
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        check_free_space(config.hydra.sweep.dir)
 
 
 def in_multirun() -> bool:
