@@ -147,7 +147,8 @@ def test_benchmarks_on_request_run_only_when_named(tmp_path, monkeypatch):
     assert ran == ["quick", "slow"]
 
 
-def test_train_overrides_reach_every_training_run(tmp_path, monkeypatch):
+def test_train_overrides_reach_every_training_run(tmp_path, monkeypatch, request):
+    request.addfinalizer(record.TRAIN_OVERRIDES.clear)  # main() fills the list the benchmark modules share
     calls = []
     monkeypatch.setattr(record, "RECORD", tmp_path / "BENCHMARKS.md")
     run = training.subprocess.run
@@ -206,6 +207,7 @@ def test_seed_summary_gives_mean_std_and_the_verdict():
 def test_variants_and_gpu_runs_keep_their_own_plot(monkeypatch):
     """The preset's plot is what its CPU rows describe: `--train` variants and GPU runs do not overwrite it."""
     monkeypatch.setattr(accuracy, "accelerator", lambda: "no GPU")
+    monkeypatch.setattr(accuracy, "TRAIN_OVERRIDES", [])
     assert accuracy.plot_path("fast").name == "time_to_accuracy_fast.png"
     monkeypatch.setattr(accuracy, "TRAIN_OVERRIDES", ["callbacks=[default,lookahead]", "model.whiten=true"])
     assert (

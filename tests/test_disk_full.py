@@ -143,8 +143,8 @@ def test_full_disk_before_the_run_starts(small_disk, image_folder, tmp_path, mul
     """Hydra writes its .hydra/ files (and a sweep's multirun.yaml) before catdog's code runs: a disk already full
     stops there too with the one line, and leaves no run dir behind."""
     out = small_disk / "runs"
-    where = ["-m", f"hydra.sweep.dir={out}"] if multirun else [f"hydra.run.dir={out}"]
-    overrides = [*tiny_overrides(image_folder, tmp_path), *where]
+    mode, dir_key = (["-m"], "hydra.sweep.dir") if multirun else ([], "hydra.run.dir")
+    overrides = [*mode, *tiny_overrides(image_folder, tmp_path), f"{dir_key}={out}"]
     filler = fill(small_disk, leave=0)
     line = error_line(run_train(*overrides, check=False))
     assert "No space left on the device" in line and str(out) in line and "paths.log_dir" in line, line
