@@ -37,7 +37,12 @@ def run_tune(
         enable_checkpointing=False,
         max_epochs=max(cfg.trainer.get("max_epochs") or 1, steps),
     )
-    return tuner(trainer, model, datamodule, Path(cfg.paths.output_dir))
+    result = tuner(trainer, model, datamodule, Path(cfg.paths.output_dir))
+    # no fit ends this trainer, so nothing else closes its loggers: unflushed, the TensorBoard figure reached the
+    # event file only when the writer was garbage-collected (a test reading it at once saw no image, 1 run in ~50)
+    for logger in trainer.loggers:
+        logger.finalize("success")
+    return result
 
 
 def _no_fast_dev_run(trainer: pl.Trainer, name: str) -> None:
