@@ -6,10 +6,12 @@ STAMP := $(VENV)/.installed
 SHARED_ZIP := ../shared/data/PetImages-180.zip
 
 # Data for `make train`: DATA=..., else $$CATDOG_DATA, else data/ when it holds photos or archives, else the shared
-# zip on these machines; with none of them the config's default applies (data/, filled by the official download).
-HAS_LOCAL_DATA := $(shell find data -path data/cache -prune -o -type f \( -iname '*.jp*g' -o -iname '*.png' \
+# zip on these machines, linked into data/ so that a plain `python train.py` afterwards trains on it too; with none
+# of them the config's default applies (data/, filled by the official download).
+HAS_LOCAL_DATA := $(shell find -L data -path data/cache -prune -o -type f \( -iname '*.jp*g' -o -iname '*.png' \
 	-o -iname '*.bmp' -o -iname '*.webp' -o -iname '*.zip' -o -iname '*.tar*' \) -print -quit 2>/dev/null)
-DATA_ARG := $(if $(DATA),data.source=$(DATA),$(if $(CATDOG_DATA)$(HAS_LOCAL_DATA),,$(if $(wildcard $(SHARED_ZIP)),data.source=$(SHARED_ZIP))))
+LINK_SHARED := $(if $(DATA)$(CATDOG_DATA)$(HAS_LOCAL_DATA),,$(wildcard $(SHARED_ZIP)))
+DATA_ARG := $(if $(DATA),data.source=$(DATA))
 ARGS ?= experiment=tutorial trainer.max_epochs=1
 
 .PHONY: install train sweep test test-cluster tensorboard lint bench clean
@@ -24,12 +26,13 @@ $(STAMP): pyproject.toml requirements/constraints.txt
 
 # after training, the command line that trains on the same photos again (README: What next)
 train: $(STAMP)
+	$(if $(LINK_SHARED),mkdir -p data && ln -sfn $(abspath $(LINK_SHARED)) data/ && echo "Linked $(LINK_SHARED) into data/")
 	$(BIN)/python train.py $(DATA_ARG) $(ARGS)
 	@echo "Trained with: $(BIN)/python train.py $(DATA_ARG) $(ARGS)"
 	@echo "Next, on the same photos: $(BIN)/python train.py $(DATA_ARG) [overrides]"
 
 sweep: $(STAMP)
-	$(BIN)/python train.py -m $(DATA_ARG) experiment=tutorial trainer.max_epochs=1 model.net.kernel=3,5
+	$(BIN)/python train.py -m $(DATA_ARG) experiment=tutorial trainer.max_epochs=1 model.kernel=3,5
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -n auto --dist loadfile $(PYTEST_ARGS)

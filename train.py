@@ -1,12 +1,32 @@
-"""Train a ConvNet: `python train.py [overrides]`, `python train.py -m model.net.kernel=3,5` for a sweep."""
+"""Train a ConvNet: `python train.py [overrides]`, `python train.py -m model.kernel=3,5` for a sweep."""
 
+import os
 import sys
+from importlib.util import find_spec
+from pathlib import Path
 
-import hydra
-from omegaconf import DictConfig
+VENV_PYTHON = Path(__file__).resolve().parent / ".venv" / "bin" / "python"
 
-from catdog.run.cli import guarded, read_overrides
-from catdog.run.launch import remember_entry_command
+
+def use_project_venv() -> None:
+    """`python train.py ...` pasted straight after `make train`: the shell's python lacks the packages `make` put
+    into .venv, so the same command line runs on .venv's python (no activation needed); with no .venv, one line."""
+    if find_spec("hydra") is not None:
+        return
+    if VENV_PYTHON.exists() and Path(sys.prefix).resolve() != VENV_PYTHON.parent.parent.resolve():
+        os.execv(VENV_PYTHON, [str(VENV_PYTHON), *sys.argv])
+    sys.exit(
+        f"error: {sys.executable} has no catdog packages: run `make install` (creates .venv) or pip install -e ."
+    )
+
+
+use_project_venv()
+
+import hydra  # noqa: E402 - after the interpreter check
+from omegaconf import DictConfig  # noqa: E402
+
+from catdog.run.cli import guarded, run_entry  # noqa: E402
+from catdog.run.launch import remember_entry_command  # noqa: E402
 
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="train")
@@ -20,6 +40,4 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
-    sys.argv[1:] = guarded(read_overrides, sys.argv[1:])
-    remember_entry_command()
-    main()
+    run_entry(main, "train", remember_entry_command)

@@ -58,3 +58,23 @@ def swap_weight_average(callback, pl_module) -> None:
     """Exchange the LightningModule's weights and buffers with the average, as WeightAveraging does around
     validation (callbacks/ema.py moves the swap back to a later hook)."""
     callback._swap_models(pl_module)
+
+
+def on_hydra_error(handler: Callable[[Exception], None]) -> None:
+    """Give `handler` each exception of a Hydra app's run (config composition included) before Hydra prints it in
+    its own multi-line way: the handler exits with one line or re-raises for Hydra's message (run/config_errors.py)."""
+    from hydra._internal import utils
+
+    original = utils.run_and_report
+
+    def run_and_report(func: Callable):
+        def run():
+            try:
+                return func()
+            except Exception as e:
+                handler(e)
+                raise
+
+        return original(run)
+
+    utils.run_and_report = run_and_report

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 from pathlib import Path
 
 import hydra
@@ -38,7 +37,7 @@ from catdog.explain.robustness import robustness_accuracy, robustness_figure, ro
 from catdog.inference import Predictor, check_classes, read_checkpoint
 from catdog.io import write_json_atomic
 from catdog.run.checks import validate
-from catdog.run.cli import guarded, read_overrides
+from catdog.run.cli import guarded, run_entry
 from catdog.run.training import instantiate_group
 from catdog.visualize import confusion_figure
 
@@ -231,5 +230,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    sys.argv[1:] = guarded(read_overrides, sys.argv[1:])
-    main()
+    run_entry(main, "evaluate")

@@ -7,7 +7,6 @@ preprocessing it needs (resolution, channels, classes, resize) is written beside
 from __future__ import annotations
 
 import logging
-import sys
 import warnings
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from omegaconf import DictConfig
 from catdog.errors import CatdogError
 from catdog.inference import Probabilities, load_classifier, preprocessing
 from catdog.io import write_json_atomic
-from catdog.run.cli import guarded, read_overrides
+from catdog.run.cli import guarded, run_entry
 
 log = logging.getLogger(__name__)
 FORMATS = {"onnx": ".onnx", "torchscript": ".pt"}
@@ -83,5 +82,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    sys.argv[1:] = guarded(read_overrides, sys.argv[1:])
-    main()
+    run_entry(main, "export")

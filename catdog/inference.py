@@ -23,7 +23,6 @@ from catdog.data.decode import BadImage, decode_image
 from catdog.errors import CatdogError
 from catdog.explain.gradcam import gradcam
 from catdog.models.classifier import ImageClassifier, flip_tta_probabilities, with_temperature
-from catdog.models.spec import NET_KEYS
 from catdog.preprocessing import describe
 
 log = logging.getLogger(__name__)
@@ -64,9 +63,8 @@ UNREADABLE = (
 def model_arguments(hparams: dict) -> dict:
     """A checkpoint's hyperparameters as ImageClassifier's arguments, for checkpoints of every catdog version."""
     args = dict(hparams)
-    if "net" not in args:
-        # catdog 0.1 kept the network's keys at the top of the hyperparameters; they are `net` now (model.net.*)
-        args["net"] = {k: args.pop(k) for k in NET_KEYS if k in args}
+    # catdog 0.2 nested the network's keys under `net` (model.net.*); 0.1 and 0.3 keep them at the top (model.*)
+    args.update(args.pop("net", None) or {})
     return args
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import csv
 import logging
 import os
-import sys
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,7 +27,7 @@ from catdog.explain.gradcam import display_image, explanation_path, overlay_png,
 from catdog.inference import Predictor
 from catdog.io import replace_atomic
 from catdog.run.checks import validate
-from catdog.run.cli import guarded, read_overrides
+from catdog.run.cli import guarded, run_entry
 
 log = logging.getLogger(__name__)
 
@@ -172,5 +171,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    sys.argv[1:] = guarded(read_overrides, sys.argv[1:])
-    main()
+    run_entry(main, "predict")

@@ -88,7 +88,7 @@ def test_weight_averaging_keeps_its_average_and_swaps_it_in():
 
     from catdog.models.classifier import ImageClassifier
 
-    model = ImageClassifier(1, 8, net={"channels": [2], "kernel": 3, "hidden": [4]})
+    model = ImageClassifier(1, 8, **{"channels": [2], "kernel": 3, "hidden": [4]})
     callback = WeightAveraging()
     assert compat.weight_average(callback) is None
     callback.setup(None, model, "fit")
@@ -99,3 +99,20 @@ def test_weight_averaging_keeps_its_average_and_swaps_it_in():
         average.module.net[1].weight.fill_(7.0)
     compat.swap_weight_average(callback, model)
     assert torch.all(model.net[1].weight == 7.0) and torch.equal(average.module.net[1].weight, old)
+
+
+def test_on_hydra_error_sees_the_exception_before_hydra_reports_it(monkeypatch):
+    from hydra._internal import utils
+
+    from catdog.compat import on_hydra_error
+
+    monkeypatch.setattr(utils, "run_and_report", utils.run_and_report)  # restored after the test
+    seen = []
+    on_hydra_error(lambda e: seen.append(e))
+
+    def fail():
+        raise KeyError("composition")
+
+    with pytest.raises(SystemExit):  # the handler re-raised: Hydra printed its own message and exited 1
+        utils.run_and_report(fail)
+    assert [type(e) for e in seen] == [KeyError]

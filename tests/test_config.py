@@ -79,9 +79,9 @@ def test_optuna_and_cluster_launchers_compose():
     assert cfg.hydra.sweeper.direction == "maximize" and cfg.optimized_metric == "val/acc"
     assert {
         "model.optimizer.lr",
-        "model.net.channels",
-        "model.net.kernel",
-        "model.net.dropout",
+        "model.channels",
+        "model.kernel",
+        "model.dropout",
         "data.batch_size",
     } <= set(cfg.hydra.sweeper.params)
     slurm = ["hydra/launcher=slurm", "hydra.launcher.partition=gpu", "trainer=ddp", "trainer.devices=4"]
@@ -96,9 +96,7 @@ def test_optuna_and_cluster_launchers_compose():
 
 
 SPEC_KEYS = [f"data.{k}" for k in DATA_KEYS if k != "seed"] + [
-    f"model.net.{f.name}"
-    for f in fields(ConvNetSpec)
-    if f.init and f.name not in ("in_channels", "resolution")
+    f"model.{f.name}" for f in fields(ConvNetSpec) if f.init and f.name not in ("in_channels", "resolution")
 ]
 
 
@@ -115,7 +113,7 @@ def test_every_check_rejects_a_wrong_type(key):
 @pytest.mark.parametrize(
     "key, value",
     [
-        ("model.net.kernel", []),
+        ("model.kernel", []),
         ("trainer.devices", 0),
         ("seed", None),
         ("data.layout", "flat"),
@@ -154,7 +152,7 @@ def test_fold_and_label_conflict_settings_are_checked(overrides, message):
 @pytest.mark.parametrize(
     "override, message",
     [
-        ("model.net.kernel=abc", "model.net.kernel='abc' is invalid: expected a positive integer"),
+        ("model.kernel=abc", "model.kernel='abc' is invalid: expected a positive integer"),
         ("data.resolution=-3", "data.resolution=-3 is invalid: expected a positive integer"),
     ],
 )
@@ -200,7 +198,7 @@ def test_a_bug_is_no_user_error():
     "override, message",
     [
         ("model.optimizer._target_=torch.optim.Adamm", "Error locating target 'torch.optim.Adamm'"),
-        ("+model.kernal=3", "unexpected keyword argument 'kernal'"),
+        ("+model.kernal=3", "model.kernal is not a network setting (did you mean model.kernel?)"),
     ],
 )
 def test_a_wrong_target_or_argument_in_a_config_is_a_user_error(override, message):
@@ -214,9 +212,9 @@ def test_a_wrong_target_or_argument_in_a_config_is_a_user_error(override, messag
 
 
 def test_flat_hparams_are_scalars():
-    params = flat_hparams(compose_train("model.net.kernel=3", "tags=[a,b]"))
-    assert params["model.net.kernel"] == 3 and params["model.optimizer.lr"] == 0.001
-    assert params["model.net.channels"] == "[32, 64, 128]" and params["tags"] == "a,b" and params["seed"] == 0
+    params = flat_hparams(compose_train("model.kernel=3", "tags=[a,b]"))
+    assert params["model.kernel"] == 3 and params["model.optimizer.lr"] == 0.001
+    assert params["model.channels"] == "[32, 64, 128]" and params["tags"] == "a,b" and params["seed"] == 0
     assert {"data.resolution", "data.channels", "data.batch_size"} <= set(params)
     assert not any(k.split(".")[-1].startswith("_") for k in params)
 
@@ -237,14 +235,14 @@ def test_summary_marks_a_job_without_result(tmp_path):
         (job / ".hydra").mkdir(parents=True)
         OmegaConf.save({"hydra": {"job": {"num": num}}}, job / ".hydra" / "hydra.yaml")
         OmegaConf.save(
-            [f"model.net.kernel={kernel}", "seed=1", "~callbacks.sample_grid"],
+            [f"model.kernel={kernel}", "seed=1", "~callbacks.sample_grid"],
             job / ".hydra" / "overrides.yaml",
         )
         for name, content in files.items():
             (job / name).write_text(json.dumps(content))
     markdown = write_summary(tmp_path, "val/acc", maximize=True)
     rows = read_csv(tmp_path / "summary.csv")
-    assert [(r["job"], r["model.net.kernel"], r["status"]) for r in rows] == [
+    assert [(r["job"], r["model.kernel"], r["status"]) for r in rows] == [
         ("0", "3", "ok"),
         ("1", "5", "no result"),
         ("2", "7", "ok"),
@@ -252,5 +250,5 @@ def test_summary_marks_a_job_without_result(tmp_path):
     assert "seed" not in rows[0]  # the same in every job: listed once above the table
     # how many images each accuracy rests on (a limit_val_batches job's is a handful)
     assert [r["val/n_images"] for r in rows] == ["16", "", "2500"] and "| 16 |" in markdown
-    assert "Best val/acc: 0.7500, job 0 (model.net.kernel=3)" in markdown
+    assert "Best val/acc: 0.7500, job 0 (model.kernel=3)" in markdown
     assert "Best val/acc: 0.5000" in write_summary(tmp_path, "val/acc", maximize=False)

@@ -149,7 +149,7 @@ class Constant(ImageClassifier):
 def test_a_constant_predictors_two_batch_val_accuracy_is_near_the_class_share(tmp_path):
     source = imbalanced(tmp_path / "pets", (60, 100))
     dm = module(source, tmp_path / "cache", val_fraction=0.4)
-    model = Constant(3, 16, classes=dm.classes, net=dict(channels=[4], kernel=3, hidden=[]))
+    model = Constant(3, 16, classes=dm.classes, **dict(channels=[4], kernel=3, hidden=[]))
     trainer = quiet_trainer(limit_val_batches=2)
     metrics = trainer.validate(model, datamodule=dm, verbose=False)[0]
     val_labels = dm.arrays.labels[dm.splits["val"]]
@@ -178,7 +178,7 @@ def test_overfit_batches_hold_every_class_and_repeat(tmp_path, loader):
         3,
         16,
         classes=dm.classes,
-        net=dict(channels=[4], kernel=3, hidden=[]),
+        **dict(channels=[4], kernel=3, hidden=[]),
         optimizer=partial(torch.optim.Adam, lr=0.01),
     )
     model.seen = []

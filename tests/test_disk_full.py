@@ -92,7 +92,7 @@ def test_full_disk_while_preparing_keeps_the_old_cache(small_disk, image_folder)
 def checkpoint_run(source: Path, tmp_path: Path, disk: Path, *extra: str) -> list[str]:
     """A run with its run dir on the small disk and the cache elsewhere; the wide head makes checkpoints of
     ~0.8 MB (weights and Adam's two moments)."""
-    return [*tiny_overrides(source, tmp_path), f"hydra.run.dir={disk}/run", "model.net.hidden=[2048]", *extra]
+    return [*tiny_overrides(source, tmp_path), f"hydra.run.dir={disk}/run", "model.hidden=[2048]", *extra]
 
 
 def test_full_disk_while_checkpointing_keeps_the_last_checkpoint(small_disk, image_folder, tmp_path):

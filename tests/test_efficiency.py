@@ -19,7 +19,7 @@ def test_training_flops_count_the_forward_and_the_backward_pass():
     conv, linear = 2 * 9 * 1 * 2 * 64, 2 * 2 * 2
     expected = (conv + linear) + (conv + 2 * linear)
     for channels_last in (False, True):
-        model = ImageClassifier(1, 8, net=net, channels_last=channels_last)
+        model = ImageClassifier(1, 8, **net, channels_last=channels_last)
         assert efficiency.training_flops_per_sample(model, 8, batch_size=4) == expected
         assert all(p.grad is None for p in model.parameters())  # the counting step leaves no gradients behind
 
@@ -44,9 +44,7 @@ def test_the_fast_net_is_rebuilt_from_a_run_config(tmp_path):
     (tmp_path / ".hydra").mkdir()
     OmegaConf.save(cfg, tmp_path / ".hydra" / "config.yaml")
     model, run_cfg = efficiency.fast_model(tmp_path)
-    assert (
-        list(model.hparams.net["channels"]) == list(cfg.model.net.channels) and run_cfg.data.batch_size == 64
-    )
+    assert list(model.hparams.channels) == list(cfg.model.channels) and run_cfg.data.batch_size == 64
     flops = efficiency.training_flops_per_sample(model, model.train_resolution(1), batch_size=2)
     # forward: the 8 convolutions at 64, 32, 16 and 8 px (106.7 MFLOP) and the linear layer; backward twice that,
     # less the first convolution's input gradient (its uint8 input needs none); batch norm is not counted
@@ -62,7 +60,7 @@ def test_efficiency_runs_with_the_default_benchmarks():
 
 def test_step_time_is_shared_out_by_kind_of_work():
     net = {"channels": [4, 8], "kernel": 3, "padding": "same", "head": "gap", "hidden": [], "batchnorm": True}
-    model = ImageClassifier(3, 16, net=net)
+    model = ImageClassifier(3, 16, **net)
     shares = efficiency.step_time_by_kind(model, 16, batch_size=8, steps=2)
     assert sum(shares.values()) == pytest.approx(1.0)
     assert shares["convolution"] > 0 and shares["batch norm"] > 0 and shares["optimizer"] > 0

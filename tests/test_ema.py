@@ -45,7 +45,7 @@ def fit(folder, tmp_path, epochs: int, callbacks: list, ckpt_path=None, **data) 
         3,
         16,
         dm.classes,
-        net={"channels": [4, 8], "kernel": 3, "hidden": [8], "batchnorm": True},
+        **{"channels": [4, 8], "kernel": 3, "hidden": [8], "batchnorm": True},
         optimizer=partial(torch.optim.Adam, lr=0.01),
     )
     checkpoint = pl.callbacks.ModelCheckpoint(dirpath=tmp_path / "ckpt", filename="last")

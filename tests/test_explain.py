@@ -193,7 +193,7 @@ def test_misclassified_images_in_tensorboard_sit_beside_their_heatmaps(explain, 
         3,
         16,
         classes=dm.classes,
-        net=dict(channels=[4, 8], kernel=3, hidden=[8]),
+        **dict(channels=[4, 8], kernel=3, hidden=[8]),
         optimizer=partial(torch.optim.SGD, lr=0.0),
     )
     trainer = quiet_trainer(

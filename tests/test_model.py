@@ -40,7 +40,7 @@ def test_too_small_resolution_names_the_keys_and_the_minimum():
     with pytest.raises(CatdogError) as err:
         ConvNetSpec(1, 20, channels=[32, 64, 128], kernel=5)
     message = str(err.value)
-    assert "data.resolution=20" in message and "model.net.kernel" in message
+    assert "data.resolution=20" in message and "model.kernel" in message
     need = int(message.split("data.resolution>=")[1].split(",")[0])
     assert need == 36  # 36 -> 32 -> 16 -> 12 -> 6 -> 2 -> 1
     ConvNetSpec(1, need, channels=[32, 64, 128], kernel=5)  # the suggested minimum works
@@ -53,15 +53,15 @@ def test_too_small_resolution_names_the_keys_and_the_minimum():
     [
         (
             {"kernel": [3, 3, 3], "channels": [8, 16]},
-            r"model.net.kernel=\[3, 3, 3\]: give one value, or one per",
+            r"model.kernel=\[3, 3, 3\]: give one value, or one per",
         ),
-        ({"channels": []}, r"model.net.channels=\[\] is invalid: expected a list of positive integers"),
-        ({"pool_type": "min"}, r"model.net.pool_type='min' is invalid: expected max or avg"),
-        ({"dropout": 1.0}, r"model.net.dropout=1.0 is invalid: expected a probability in \[0, 1\)"),
-        ({"batchnorm": "yes"}, r"model.net.batchnorm='yes' is invalid: expected true or false"),
+        ({"channels": []}, r"model.channels=\[\] is invalid: expected a list of positive integers"),
+        ({"pool_type": "min"}, r"model.pool_type='min' is invalid: expected max or avg"),
+        ({"dropout": 1.0}, r"model.dropout=1.0 is invalid: expected a probability in \[0, 1\)"),
+        ({"batchnorm": "yes"}, r"model.batchnorm='yes' is invalid: expected true or false"),
         (
             {"kernels": 3},
-            r"model.net.kernels is not a network setting; model.net takes activation, batchnorm",
+            r"model.kernels is not a network setting \(did you mean model.kernel\?\). Options: model.activation, ",
         ),
     ],
 )
@@ -103,23 +103,23 @@ def test_channels_last_gives_the_same_logits_and_compile_wraps_the_net():
     from catdog.models.classifier import ImageClassifier
 
     torch.manual_seed(0)
-    plain = ImageClassifier(3, 16, ["a", "b"], net=dict(channels=[4, 8], kernel=3, hidden=[8])).eval()
+    plain = ImageClassifier(3, 16, ["a", "b"], **dict(channels=[4, 8], kernel=3, hidden=[8])).eval()
     fast = ImageClassifier(
-        3, 16, ["a", "b"], net=dict(channels=[4, 8], kernel=3, hidden=[8]), channels_last=True
+        3, 16, ["a", "b"], **dict(channels=[4, 8], kernel=3, hidden=[8]), channels_last=True
     ).eval()
     fast.load_state_dict(plain.state_dict())
     x = torch.randint(0, 256, (4, 3, 16, 16), dtype=torch.uint8)
     with torch.no_grad():
         assert torch.allclose(plain(x), fast(x), atol=1e-5)
     assert fast.net[1].weight.is_contiguous(memory_format=torch.channels_last)
-    compiled = ImageClassifier(3, 16, ["a", "b"], net=dict(channels=[4], kernel=3, hidden=[]), compile=True)
+    compiled = ImageClassifier(3, 16, ["a", "b"], **dict(channels=[4], kernel=3, hidden=[]), compile=True)
     assert isinstance(compiled.forward_net, torch._dynamo.eval_frame.OptimizedModule)
     assert compiled.forward_net._orig_mod is compiled.net
     for model in (plain, compiled):  # the weights are stored once, under net., compiled or not
         assert not any(k.startswith("forward_net") for k in model.state_dict())
     assert (
         plain.state_dict().keys()
-        == ImageClassifier(3, 16, ["a", "b"], net=dict(channels=[4, 8], kernel=3, hidden=[8]), compile=True)
+        == ImageClassifier(3, 16, ["a", "b"], **dict(channels=[4, 8], kernel=3, hidden=[8]), compile=True)
         .state_dict()
         .keys()
     )
@@ -141,7 +141,7 @@ def test_channels_last_gives_the_same_logits_and_compile_wraps_the_net():
 )
 def test_wrong_augment_values_are_named_when_the_model_is_built(augment, message):
     with pytest.raises(CatdogError, match=message):
-        ImageClassifier(3, 16, ["Cat", "Dog"], net=dict(channels=[4], kernel=3, hidden=[]), augment=augment)
+        ImageClassifier(3, 16, ["Cat", "Dog"], **dict(channels=[4], kernel=3, hidden=[]), augment=augment)
 
 
 def test_net_keys_are_the_specs_fields():

@@ -16,6 +16,7 @@ from hydra import compose, initialize_config_dir
 import catdog
 from catdog.errors import CatdogError
 from catdog.inference import Predictor, Probabilities, load_classifier
+from catdog.models.spec import NET_KEYS
 from catdog.predict import predict_to_csv, prediction_rows
 
 
@@ -167,14 +168,15 @@ def test_a_batch_size_below_one_is_named(ckpt, photos, tmp_path):
     assert not (tmp_path / "p.csv").exists()
 
 
-def test_a_checkpoint_of_catdog_0_1_with_flat_network_keys_still_loads(ckpt, tmp_path):
+def test_a_checkpoint_of_catdog_0_2_with_network_keys_under_net_still_loads(ckpt, tmp_path):
     checkpoint = torch.load(ckpt, weights_only=True)
     hparams = checkpoint["hyper_parameters"]
-    hparams.update(hparams.pop("net"))  # catdog 0.1 stored model.channels, model.kernel, ... at the top
+    assert hparams["kernel"] == 3  # 0.1 and 0.3 store model.channels, model.kernel, ... at the top
+    hparams["net"] = {k: hparams.pop(k) for k in NET_KEYS if k in hparams}  # 0.2 nested them (model.net.*)
     old = tmp_path / "old.ckpt"
     torch.save(checkpoint, old)
     x = np.stack([make_image(label, seed=7)[:16, :16] for label in (0, 1)])
-    assert "net" not in torch.load(old, weights_only=True)["hyper_parameters"]
+    assert torch.load(old, weights_only=True)["hyper_parameters"]["net"]["kernel"] == 3
     np.testing.assert_allclose(
         Predictor.from_checkpoint(old).probabilities(x), Predictor.from_checkpoint(ckpt).probabilities(x)
     )

@@ -26,7 +26,7 @@ def test_training_batches_follow_the_schedule_and_validation_keeps_the_target(im
         3,
         16,
         dm.classes,
-        net=GAP_NET,
+        **GAP_NET,
         optimizer=partial(torch.optim.Adam, lr=0.01),
         augment={"hflip": True, "translate": 2},
         progressive_resize={"start": 8, "until_epoch": 2, "multiple": 4},
@@ -37,7 +37,7 @@ def test_training_batches_follow_the_schedule_and_validation_keeps_the_target(im
         stage = "train" if module.training else "val"
         sizes[(stage, model.current_epoch)].add(tuple(args[0].shape[-2:]))
 
-    model.net.register_forward_pre_hook(record)
+    model.register_forward_pre_hook(record)
     trainer = quiet_trainer(max_epochs=4, num_sanity_val_steps=0)
     trainer.fit(model, datamodule=dm)
     assert [sizes[("train", e)] for e in range(4)] == [{(8, 8)}, {(12, 12)}, {(16, 16)}, {(16, 16)}]
@@ -56,14 +56,14 @@ def test_resizing_is_antialiased():
 
 def test_a_flatten_head_or_a_bad_schedule_is_one_message():
     net = {**GAP_NET, "head": "flatten", "hidden": [8]}
-    with pytest.raises(CatdogError, match="model.progressive_resize needs model.net.head=gap"):
-        ImageClassifier(3, 16, net=net, progressive_resize={"start": 8, "until_epoch": 2})
+    with pytest.raises(CatdogError, match="model.progressive_resize needs model.head=gap"):
+        ImageClassifier(3, 16, **net, progressive_resize={"start": 8, "until_epoch": 2})
     with pytest.raises(CatdogError, match="model.progressive_resize.start=20"):
-        ImageClassifier(3, 16, net=GAP_NET, progressive_resize={"start": 20, "until_epoch": 2})
+        ImageClassifier(3, 16, **GAP_NET, progressive_resize={"start": 20, "until_epoch": 2})
     with pytest.raises(CatdogError, match="model.progressive_resize.start=2: .* from 4"):
-        ImageClassifier(3, 16, net=GAP_NET, progressive_resize={"start": 2, "until_epoch": 2})
+        ImageClassifier(3, 16, **GAP_NET, progressive_resize={"start": 2, "until_epoch": 2})
     with pytest.raises(CatdogError, match="give start and until_epoch"):
-        ImageClassifier(3, 16, net=GAP_NET, progressive_resize={"start": 8})
+        ImageClassifier(3, 16, **GAP_NET, progressive_resize={"start": 8})
 
 
 def test_the_config_check_stops_a_flatten_head_before_any_data_is_prepared():
@@ -77,7 +77,7 @@ def test_the_config_check_stops_a_flatten_head_before_any_data_is_prepared():
             "train",
             overrides=["data.source=/nonexistent", "model.progressive_resize={start:32,until_epoch:2}"],
         )
-    with pytest.raises(CatdogError, match="model.progressive_resize needs model.net.head=gap"):
+    with pytest.raises(CatdogError, match="model.progressive_resize needs model.head=gap"):
         validate(cfg)
     with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
         cfg = compose(

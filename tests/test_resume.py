@@ -29,7 +29,7 @@ from catdog.errors import CatdogError
 
 # augmentation and dropout draw from the global RNG: an exact resume must restore it
 RANDOM_MODEL = [
-    "model.net.dropout=0.3",
+    "model.dropout=0.3",
     "model.augment={hflip:true,translate:2}",
     "trainer.deterministic=true",
 ]
@@ -106,9 +106,7 @@ def test_a_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(image_folde
 
 def preset_overrides(source: Path, out: Path, *extra: str) -> list[str]:
     """experiment=fast on tiny data: batch norm, gap head, the tensor loader, channels_last, bf16, one-cycle."""
-    tiny = [
-        o for o in tiny_overrides(source, out) if not o.startswith(("model.net.hidden", "model.net.kernel"))
-    ]
+    tiny = [o for o in tiny_overrides(source, out) if not o.startswith(("model.hidden", "model.kernel"))]
     return ["experiment=fast", *tiny, "trainer.precision=bf16-mixed", "trainer.deterministic=true", *extra]
 
 
@@ -127,7 +125,7 @@ def test_an_end_of_epoch_resume_on_the_presets_path_equals_an_uninterrupted_run(
     )
     a, b = load(checkpoints / "last.ckpt"), load(tmp_path / "b" / "run" / "checkpoints" / "last.ckpt")
     assert (epochs_done(a), a["global_step"]) == (epochs_done(b), b["global_step"]) == (2, 8)
-    assert a["hyper_parameters"]["channels_last"] and a["hyper_parameters"]["net"]["batchnorm"]
+    assert a["hyper_parameters"]["channels_last"] and a["hyper_parameters"]["batchnorm"]
     assert any(k.endswith("running_mean") for k in a["state_dict"])  # batch norm statistics resume too
     for name, weights in a["state_dict"].items():
         torch.testing.assert_close(b["state_dict"][name], weights, rtol=0, atol=0, msg=name)

@@ -53,9 +53,9 @@ def fake_job(
 def test_seed_groups_and_paired_tests(tmp_path):
     # kernel=5 misses photos 0-1, kernel=3 misses 0-11, kernel=7 misses 0-2: per seed 10 and 1 discordant photos
     jobs = [
-        ({"model.net.kernel": 5}, 0.98, set(range(2))),
-        ({"model.net.kernel": 3}, 0.88, set(range(12))),
-        ({"model.net.kernel": 7}, 0.97, set(range(3))),
+        ({"model.kernel": 5}, 0.98, set(range(2))),
+        ({"model.kernel": 3}, 0.88, set(range(12))),
+        ({"model.kernel": 7}, 0.97, set(range(3))),
     ]
     num = 0
     for overrides, acc, wrong in jobs:
@@ -64,30 +64,28 @@ def test_seed_groups_and_paired_tests(tmp_path):
             num += 1
     markdown = write_summary(tmp_path, "val/acc", maximize=True)
     rows = read_rows(tmp_path / "summary.csv")
-    by_kernel = {r["model.net.kernel"]: r for r in rows}
+    by_kernel = {r["model.kernel"]: r for r in rows}
     assert {r["n_seeds"] for r in rows} == {"2"}
     assert float(by_kernel["3"]["val/acc_mean"]) == pytest.approx(0.87)
     assert float(by_kernel["3"]["val/acc_std"]) == pytest.approx(0.02 / 2**0.5)
-    assert "| model.net.kernel=5 | 2 | 0.9700 +- 0.0141 |" in markdown
+    assert "| model.kernel=5 | 2 | 0.9700 +- 0.0141 |" in markdown
     p3, p7 = binomtest(0, 20, 0.5).pvalue, binomtest(0, 2, 0.5).pvalue
     assert (
-        f"`model.net.kernel=5` vs `model.net.kernel=3`: +10.0 pp, p={p3:.2g} (significant; 200 paired val"
-        in markdown
+        f"`model.kernel=5` vs `model.kernel=3`: +10.0 pp, p={p3:.2g} (significant; 200 paired val" in markdown
     )
     assert (
-        f"`model.net.kernel=5` vs `model.net.kernel=7`: +1.0 pp, p={p7:.2g} (not significant; 200 paired"
-        in markdown
+        f"`model.kernel=5` vs `model.kernel=7`: +1.0 pp, p={p7:.2g} (not significant; 200 paired" in markdown
     )
 
 
 def test_a_group_without_predictions_is_named_and_one_seed_has_no_std(tmp_path):
-    fake_job(tmp_path, 0, {"model.net.kernel": 5}, 0, 0.9, set())
-    fake_job(tmp_path, 1, {"model.net.kernel": 3}, 0, 0.8, set(range(10)))
+    fake_job(tmp_path, 0, {"model.kernel": 5}, 0, 0.9, set())
+    fake_job(tmp_path, 1, {"model.kernel": 3}, 0, 0.8, set(range(10)))
     (tmp_path / "1" / "predictions_val.csv").unlink()
     markdown = write_summary(tmp_path, "val/acc", maximize=True)
     rows = read_rows(tmp_path / "summary.csv")
     assert [(r["n_seeds"], r["val/acc_std"]) for r in rows] == [("1", ""), ("1", "")]
-    assert "`model.net.kernel=5` vs `model.net.kernel=3`: no paired val predictions" in markdown
+    assert "`model.kernel=5` vs `model.kernel=3`: no paired val predictions" in markdown
 
 
 @pytest.mark.slow
@@ -142,7 +140,7 @@ def test_folds_of_a_setting_form_one_group_paired_fold_by_fold(tmp_path):
         fake_job(
             tmp_path,
             num,
-            {"model.net.kernel": kernel, "data.fold": fold},
+            {"model.kernel": kernel, "data.fold": fold},
             0,
             1 - len(wrong) / 50,
             wrong,
@@ -153,6 +151,6 @@ def test_folds_of_a_setting_form_one_group_paired_fold_by_fold(tmp_path):
     assert {r["n_seeds"] for r in read_rows(tmp_path / "summary.csv")} == {"2"}
     p = binomtest(0, 4, 0.5).pvalue
     assert (
-        f"`model.net.kernel=5` vs `model.net.kernel=3`: +4.0 pp, p={p:.2g} (not significant; 100 paired val photos"
+        f"`model.kernel=5` vs `model.kernel=3`: +4.0 pp, p={p:.2g} (not significant; 100 paired val photos"
         in markdown
     )

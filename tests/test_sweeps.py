@@ -76,7 +76,7 @@ def test_resume_continues_epochs_and_tensorboard_curves(image_folder, tmp_path, 
     session = plugin_data_pb2.HParamsPluginData.FromString(
         hparams["_hparams_/session_start_info"]
     ).session_start_info
-    assert session.hparams["model.net.kernel"].number_value == 3
+    assert session.hparams["model.kernel"].number_value == 3
     assert session.hparams["data.resolution"].number_value == 16
     assert session.hparams["model.optimizer.lr"].number_value == pytest.approx(0.001)
 
@@ -130,12 +130,10 @@ def test_optuna_sweep_two_trials(image_folder, tmp_path):
 def test_every_job_of_a_ddp_sweep_runs_on_all_its_ranks(image_folder, tmp_path, launcher, kernels):
     sweep_values = ",".join(map(str, kernels))
     ddp = ["trainer=ddp_cpu", "trainer.devices=2"]
-    run_train(
-        "-m", *sweep_overrides(image_folder, tmp_path), *launcher, *ddp, f"model.net.kernel={sweep_values}"
-    )
+    run_train("-m", *sweep_overrides(image_folder, tmp_path), *launcher, *ddp, f"model.kernel={sweep_values}")
     sweep = tmp_path / "sweep"
     rows = read_csv(sweep / "summary.csv")
-    assert [(r["model.net.kernel"], r["status"]) for r in rows] == [(str(k), "ok") for k in kernels]
+    assert [(r["model.kernel"], r["status"]) for r in rows] == [(str(k), "ok") for k in kernels]
     # each job's val/acc is the accuracy of all validation photos (each process scored half), as its model gets it
     dm = ImageDataModule(
         str(image_folder), resolution=16, cache_dir=str(tmp_path / "cache"), val_fraction=0.25
@@ -145,11 +143,11 @@ def test_every_job_of_a_ddp_sweep_runs_on_all_its_ranks(image_folder, tmp_path, 
     jobs = sorted(p for p in sweep.iterdir() if p.is_dir())
     for job, kernel, row in zip(jobs, kernels, rows, strict=True):
         assert (job / "train_ddp_rank1.log").exists()  # rank 1 ran this job, in this job's dir
-        assert OmegaConf.load(job / ".hydra" / "config.yaml").model.net.kernel == kernel
+        assert OmegaConf.load(job / ".hydra" / "config.yaml").model.kernel == kernel
         assert len(list(job.rglob("events.out.tfevents.*"))) == 1  # only rank zero writes
         ckpt = torch.load(job / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
         assert ckpt["global_step"] == 2  # 30 training images / 2 processes / batch 8: 2 steps each
-        assert ckpt["hyper_parameters"]["net"]["kernel"] == kernel
+        assert ckpt["hyper_parameters"]["kernel"] == kernel
         model = ImageClassifier.load_from_checkpoint(
             job / "checkpoints" / "last.ckpt", map_location="cpu"
         ).eval()

@@ -59,17 +59,6 @@ def test_second_run_loads_the_cache_instead_of_decoding(image_folder, tmp_path, 
     assert len(list((tmp_path / "cache").iterdir())) == 1
 
 
-def test_multirun_runs_each_kernel_in_its_own_dir_with_its_own_tensorboard(image_folder, tmp_path):
-    overrides = [o for o in tiny_overrides(image_folder, tmp_path) if not o.startswith("hydra.run.dir")]
-    run_train("-m", *overrides, f"hydra.sweep.dir={tmp_path}/sweep", "model.net.kernel=3,5")
-    jobs = sorted(p for p in (tmp_path / "sweep").iterdir() if (p / "metrics.json").exists())
-    assert len(jobs) == 2
-    kernels = {(job / ".hydra" / "overrides.yaml").read_text().count("model.net.kernel=3") for job in jobs}
-    assert kernels == {0, 1}
-    for job in jobs:
-        assert "val/acc" in scalar_tags(job).Tags()["scalars"]
-
-
 # A CatdogError is what every entry point prints as one `error:` line; the test after this one shows that once, as a
 # user sees it, and the other messages are checked in this process (a new one spends seconds importing torch).
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is present")
@@ -113,12 +102,12 @@ def test_an_override_hydra_cannot_parse_is_one_line_with_the_quoting_fix(tmp_pat
     assert "\"data.source='...'\"" in line
 
 
-def test_a_network_key_of_catdog_0_1_names_its_new_place(tmp_path):
-    proc = run_train("model.kernel=3,5", "-m", f"hydra.sweep.dir={tmp_path}", check=False)
+def test_a_network_key_of_catdog_0_2_names_its_new_place(tmp_path):
+    proc = run_train("model.net.kernel=3,5", "-m", f"hydra.sweep.dir={tmp_path}", check=False)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines() == [
-        "error: model.kernel is now model.net.kernel (the network's keys live under model.net since catdog 0.2): "
-        "write model.net.kernel=... instead."
+        "error: model.net.kernel is now model.kernel (the network's keys are back at model.* since catdog 0.3): "
+        "write model.kernel=... instead."
     ]
 
 
@@ -154,8 +143,7 @@ def test_tutorial_experiment_is_the_tutorial():
         0.1,
     )
     m = cfg.model
-    net = m.net
-    assert (list(net.channels), net.kernel, net.pool, list(net.hidden), m.loss) == (
+    assert (list(m.channels), m.kernel, m.pool, list(m.hidden), m.loss) == (
         [32, 64, 128],
         5,
         2,
@@ -163,7 +151,7 @@ def test_tutorial_experiment_is_the_tutorial():
         "mse",
     )
     assert m.optimizer._target_ == "torch.optim.Adam" and m.optimizer.lr == 0.001
-    assert not net.batchnorm and net.dropout == 0
+    assert not m.batchnorm and m.dropout == 0
 
 
 @pytest.mark.slow

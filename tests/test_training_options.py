@@ -52,7 +52,7 @@ def test_channel_stats_normalize_the_input_inside_the_model(image_folder, tmp_pa
     dm = make_datamodule(image_folder, tmp_path)
     stats = dm.channel_stats()
     model = ImageClassifier(
-        3, 16, ["Cat", "Dog"], net=dict(channels=[4], kernel=3, hidden=[]), normalize=True, **stats
+        3, 16, ["Cat", "Dog"], **dict(channels=[4], kernel=3, hidden=[]), normalize=True, **stats
     )
     x, _ = next(iter(dm.train_dataloader()))
     scaled = model.net[0](x)
@@ -79,7 +79,7 @@ def test_channel_stats_sample_every_class(image_folder, tmp_path):
 
 def test_tta_averages_the_probabilities_of_image_and_mirror():
     torch.manual_seed(0)
-    model = ImageClassifier(1, 16, ["a", "b"], net=dict(channels=[4], kernel=3, hidden=[8]), tta=True).eval()
+    model = ImageClassifier(1, 16, ["a", "b"], **dict(channels=[4], kernel=3, hidden=[8]), tta=True).eval()
     x = torch.randint(0, 256, (5, 1, 16, 16), dtype=torch.uint8)
     with torch.no_grad():
         expected = (model(x).softmax(1) + model(x.flip(3)).softmax(1)) / 2
@@ -122,7 +122,7 @@ def test_onecycle_schedule_gets_its_total_steps_from_the_trainer(image_folder, t
         3,
         16,
         dm.classes,
-        net=dict(channels=[4], kernel=3, hidden=[8]),
+        **dict(channels=[4], kernel=3, hidden=[8]),
         optimizer=hydra.utils.instantiate(cfg.model.optimizer),
         scheduler=hydra.utils.instantiate(cfg.model.scheduler),
     )
@@ -143,7 +143,7 @@ def test_training_runs_on_the_tensor_path(image_folder, tmp_path):
         3,
         16,
         dm.classes,
-        net=dict(channels=[4], kernel=3, hidden=[8]),
+        **dict(channels=[4], kernel=3, hidden=[8]),
         optimizer=torch.optim.Adam,
         augment={"hflip": True, "translate": 2},
         tta=True,
@@ -219,7 +219,7 @@ def test_bf16_channels_last_training_step_runs_on_cpu(image_folder, tmp_path):
         3,
         16,
         dm.classes,
-        net=dict(channels=[4, 8], kernel=3, padding="same", hidden=[], batchnorm=True, head="gap"),
+        **dict(channels=[4, 8], kernel=3, padding="same", hidden=[], batchnorm=True, head="gap"),
         channels_last=True,
         optimizer=torch.optim.AdamW,
     )

@@ -18,7 +18,7 @@ def sample_images(n: int = 24) -> np.ndarray:
 
 
 def test_filters_decorrelate_the_training_patches():
-    model = ImageClassifier(3, 16, net=NET, whiten=True, normalize=True, mean=[0.5] * 3, std=[0.25] * 3)
+    model = ImageClassifier(3, 16, **NET, whiten=True, normalize=True, mean=[0.5] * 3, std=[0.25] * 3)
     images = sample_images()
     init_whitening(model.net, images)
     conv = first_conv(model.net)
@@ -32,7 +32,7 @@ def test_filters_decorrelate_the_training_patches():
 
 
 def test_the_first_conv_stays_fixed_while_the_rest_trains():
-    model = ImageClassifier(3, 16, net=NET, whiten=True)
+    model = ImageClassifier(3, 16, **NET, whiten=True)
     init_whitening(model.net, sample_images())
     before = [p.detach().clone() for p in model.parameters()]
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
@@ -46,8 +46,8 @@ def test_the_first_conv_stays_fixed_while_the_rest_trains():
 
 @pytest.mark.parametrize("channels", [[7, 8], [64, 8]])
 def test_channels_that_cannot_hold_whole_components_are_one_message(channels):
-    with pytest.raises(CatdogError, match=r"model.whiten=true: model.net.channels\[0\]=\d+ must be even"):
-        ImageClassifier(3, 16, net={**NET, "channels": channels}, whiten=True)
+    with pytest.raises(CatdogError, match=r"model.whiten=true: model.channels\[0\]=\d+ must be even"):
+        ImageClassifier(3, 16, **{**NET, "channels": channels}, whiten=True)
 
 
 @pytest.mark.slow
@@ -56,8 +56,8 @@ def test_a_run_trains_with_the_whitened_filters(image_folder, tmp_path):
         *tiny_overrides(image_folder, tmp_path),
         "data.channels=3",
         "model.whiten=true",
-        "model.net.channels=[8,8]",
-        "model.net.padding=same",
+        "model.channels=[8,8]",
+        "model.padding=same",
         "trainer.max_epochs=2",
     )
     checkpoint = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=False)
@@ -73,7 +73,7 @@ def test_the_config_check_names_impossible_channels_before_any_data_is_prepared(
 
     with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
         cfg = compose(
-            "train", overrides=["data.source=/nonexistent", "model.whiten=true", "model.net.channels=[7,8]"]
+            "train", overrides=["data.source=/nonexistent", "model.whiten=true", "model.channels=[7,8]"]
         )
-    with pytest.raises(CatdogError, match=r"model.net.channels\[0\]=7"):
+    with pytest.raises(CatdogError, match=r"model.channels\[0\]=7"):
         validate(cfg)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import pytorch_lightning as pl
 import torch
@@ -36,14 +37,14 @@ def with_temperature(state_dict: dict) -> dict:
 
 class ImageClassifier(pl.LightningModule):
     """Everything needed to rebuild the network and its preprocessing is a hyperparameter, stored in checkpoints:
-    `net` is the mapping of `model.net` (see models/spec.py), the input's channels and resolution come from `data`."""
+    `**net` are the network's keys of `model` (channels, kernel, pool, ...: NET_KEYS in models/spec.py, which checks
+    them), the input's channels and resolution come from `data`."""
 
     def __init__(
         self,
         in_channels: int,
         resolution: int,
         classes: Sequence[str] = ("cat", "dog"),
-        net: Mapping | None = None,
         normalize: bool = False,
         mean: Sequence[float] | None = None,
         std: Sequence[float] | None = None,
@@ -59,6 +60,7 @@ class ImageClassifier(pl.LightningModule):
         compile: bool = False,
         optimizer: Callable | None = None,
         scheduler: Callable | None = None,
+        **net: Any,
     ):
         super().__init__()
         if normalize and mean is None:

@@ -29,8 +29,8 @@ def check_progressive_resize(schedule: Mapping | None, spec: ConvNetSpec) -> Non
         )
     if spec.head != "gap":
         raise CatdogError(
-            f"model.progressive_resize needs model.net.head=gap: a {spec.head} head fixes the input size to "
-            f"data.resolution={spec.resolution}. Set model.net.head=gap, or drop model.progressive_resize."
+            f"model.progressive_resize needs model.head=gap: a {spec.head} head fixes the input size to "
+            f"data.resolution={spec.resolution}. Set model.head=gap, or drop model.progressive_resize."
         )
     start, until, multiple = schedule["start"], schedule["until_epoch"], schedule.get("multiple", 8)
     smallest = spec.min_resolution()
@@ -54,7 +54,7 @@ def check_whiten(whiten: bool, spec: ConvNetSpec) -> None:
     dims = spec.in_channels * k * k
     if out % 2 or out > 2 * dims:
         raise CatdogError(
-            f"model.whiten=true: model.net.channels[0]={out} must be even and at most {2 * dims} (both signs of the "
-            f"{dims} components of the {k}x{k}x{spec.in_channels} input patches). Change model.net.channels[0] "
+            f"model.whiten=true: model.channels[0]={out} must be even and at most {2 * dims} (both signs of the "
+            f"{dims} components of the {k}x{k}x{spec.in_channels} input patches). Change model.channels[0] "
             "or drop model.whiten."
         )

@@ -1,4 +1,4 @@
-"""The network's shape as one value that checks itself: every key of `model.net` plus the input it gets.
+"""The network's shape as one value that checks itself: the network keys of `model` (NET_KEYS) plus its input.
 
 No torch here: the config check builds this spec before any data is prepared (and `catdog.prepare`, which imports
 it, starts without torch), and `build_convnet` builds the layers from the same spec, so each rule exists once.
@@ -9,13 +9,14 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from catdog.errors import CatdogError
+from catdog.errors import CatdogError, did_you_mean
 
 ACTIVATIONS = ("relu", "gelu", "silu", "leaky_relu")
 POOL_TYPES = ("max", "avg")
 PADDINGS = ("valid", "same")
 HEADS = ("flatten", "gap")
-# the keys of model.net (ConvNetSpec's fields less the input's channels and resolution)
+# the network's keys: model.channels, model.kernel, ... (ConvNetSpec's fields less the input's channels and
+# resolution, which come from data.*); catdog 0.2 nested them under model.net, 0.1 and 0.3 keep them at model.*
 NET_KEYS = (
     "channels",
     "kernel",
@@ -53,7 +54,7 @@ def invalid(key: str, value, expected: str) -> CatdogError:
 @dataclass(frozen=True)
 class ConvNetSpec:
     """Conv stages (conv(s) -> batch norm -> activation, then pooling) -> flatten or global average pooling ->
-    dense layers -> logits. `in_channels` and `resolution` come from `data.*`, the rest from `model.net.*`."""
+    dense layers -> logits. `in_channels` and `resolution` come from `data.*`, the rest from `model.*`."""
 
     in_channels: int
     resolution: int
@@ -103,7 +104,7 @@ class ConvNetSpec:
         )
         for key, ok, expected in rules:
             if not ok:
-                raise invalid(f"model.net.{key}", getattr(self, key), expected)
+                raise invalid(f"model.{key}", getattr(self, key), expected)
         if not (is_int(self.resolution) and self.resolution >= 1):
             raise invalid("data.resolution", self.resolution, "a positive integer (pixels), e.g. 50")
         if not (is_int(self.in_channels) and self.in_channels >= 1):
@@ -111,17 +112,17 @@ class ConvNetSpec:
         kernels = [self.kernel] * len(self.channels) if is_int(self.kernel) else list(self.kernel)
         if len(kernels) != len(self.channels):
             raise CatdogError(
-                f"model.net.kernel={kernels}: give one value, or one per conv stage "
-                f"({len(self.channels)}, the length of model.net.channels)."
+                f"model.kernel={kernels}: give one value, or one per conv stage "
+                f"({len(self.channels)}, the length of model.channels)."
             )
         object.__setattr__(self, "kernels", kernels)
         sizes = self.stage_sizes()
         if min(sizes) < 1:
             need = self.min_resolution()
             raise CatdogError(
-                f"data.resolution={self.resolution} is too small for this conv stack (model.net.channels="
-                f"{list(self.channels)}, model.net.kernel={kernels}, model.net.pool={self.pool}, "
-                f"model.net.padding={self.padding}): the feature map shrinks to {max(min(sizes), 0)}x"
+                f"data.resolution={self.resolution} is too small for this conv stack (model.channels="
+                f"{list(self.channels)}, model.kernel={kernels}, model.pool={self.pool}, "
+                f"model.padding={self.padding}): the feature map shrinks to {max(min(sizes), 0)}x"
                 f"{max(min(sizes), 0)}. Use data.resolution>={need}, or fewer/smaller stages."
             )
 
@@ -141,11 +142,11 @@ class ConvNetSpec:
 
 
 def convnet_spec(net: Mapping | None, in_channels: int, resolution: int) -> ConvNetSpec:
-    """The spec of `model.net` (a plain mapping, as stored in checkpoints); one message for an unknown key."""
+    """The spec of the network keys in `net`; one message for a key that is not one of them."""
     net = dict(net or {})
     unknown = sorted(set(net) - set(NET_KEYS))
     if unknown:
         raise CatdogError(
-            f"model.net.{unknown[0]} is not a network setting; model.net takes {', '.join(sorted(NET_KEYS))}."
+            f"model.{unknown[0]} is not a network setting{did_you_mean(unknown[0], NET_KEYS, 'model.')}"
         )
     return ConvNetSpec(in_channels=in_channels, resolution=resolution, **net)

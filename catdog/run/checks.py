@@ -14,7 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 from catdog.data.spec import DataSpec
 from catdog.errors import CatdogError
 from catdog.models.options import check_progressive_resize, check_whiten
-from catdog.models.spec import convnet_spec, invalid, is_int, is_int_list, is_number
+from catdog.models.spec import NET_KEYS, convnet_spec, invalid, is_int, is_int_list, is_number
 
 CHECKS = {
     "batch_size": (lambda v: is_int(v) and v >= 1, "a positive integer"),
@@ -50,9 +50,9 @@ def validate(cfg: DictConfig, model: bool = True) -> None:
     data = cfg.get("data")
     if data is not None and "_target_" in data:
         DataSpec(**{k: _plain(data[k]) for k in DATA_KEYS if k in data})
-    net = OmegaConf.select(cfg, "model.net", default=None)
-    if model and net is not None:
-        spec = convnet_spec(_plain(net), _plain(cfg.model.in_channels), _plain(cfg.model.resolution))
+    if model and "in_channels" in cfg.get("model", {}):
+        net = {k: _plain(cfg.model[k]) for k in NET_KEYS if k in cfg.model}
+        spec = convnet_spec(net, _plain(cfg.model.in_channels), _plain(cfg.model.resolution))
         check_progressive_resize(_plain(cfg.model.get("progressive_resize")), spec)
         check_whiten(_plain(cfg.model.get("whiten")), spec)
     if cfg.get("test") and not OmegaConf.select(cfg, "data.test_fraction", default=0):

@@ -17,8 +17,10 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from catdog.compat import on_hydra_error
 from catdog.errors import CatdogError
 from catdog.io import disk_full_error, is_disk_full, written_file
+from catdog.run.config_errors import one_line_config_errors, unexpected_argument
 
 DISK_FULL_FIX = (
     "Free some space, or put the runs (paths.log_dir) and the cache (data.cache_dir) on a larger disk; then resume "
@@ -70,6 +72,8 @@ def user_error(exc: BaseException) -> str | None:
             key = found.group(1)
         cause = exc.__cause__
         if isinstance(exc, InstantiationException) and isinstance(cause, TypeError | ImportError):
+            if message := unexpected_argument(str(exc)):  # `+data.resolutoin=64`
+                return message
             if not missing_package(cause):  # Hydra's message names the target and the config key
                 return f"{exc}\n(HYDRA_FULL_ERROR=1 shows the traceback)"
         if is_disk_full(exc):
@@ -143,14 +147,14 @@ def read_overrides(argv: list[str]) -> list[str]:
 
 
 def check_moved_key(key: str) -> None:
-    """catdog 0.2 nests the network's keys under model.net: an override of the old key gets the new one."""
-    from catdog.models.spec import NET_KEYS
-
+    """catdog 0.2 nested the network's keys under model.net; 0.3 has them back at model.* (the design's
+    `model.kernel=3,5`): an override of the 0.2 key gets the one to use."""
     parts = key.split(".")
-    if len(parts) == 2 and parts[0] == "model" and parts[1] in NET_KEYS:
+    if parts[:2] == ["model", "net"]:
+        new = ".".join(["model", *parts[2:]]) if len(parts) > 2 else "model.channels, model.kernel, ..."
         raise CatdogError(
-            f"{key} is now model.net.{parts[1]} (the network's keys live under model.net since catdog "
-            f"0.2): write model.net.{parts[1]}=... instead."
+            f"{key} is now {new} (the network's keys are back at model.* since catdog 0.3): write "
+            f"{new if len(parts) > 2 else 'each key'}=... instead."
         )
 
 
@@ -204,3 +208,13 @@ def guarded(fn: Callable, *args, **kwargs):
             record_failure(e, user_error(e))
             return None
         report_and_exit(e)
+
+
+def run_entry(main: Callable, config_name: str, *before: Callable[[], None]) -> None:
+    """The tail of every Hydra command: check the overrides, make a mistyped key or option one line, run `before`
+    (e.g. train.py remembers its command line), then the Hydra app."""
+    sys.argv[1:] = guarded(read_overrides, sys.argv[1:])
+    on_hydra_error(one_line_config_errors(config_name, sys.argv[1:]))
+    for step in before:
+        step()
+    main()

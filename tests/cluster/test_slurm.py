@@ -184,8 +184,8 @@ def test_sweep_survives_requeue(slurm, tmp_path):
         "data.batch_size=8",
         "data.val_fraction=0.25",
         "data.progress=false",
-        "model.net.channels=[4,8]",
-        "model.net.hidden=[16]",
+        "model.channels=[4,8]",
+        "model.hidden=[16]",
         f"trainer.max_epochs={EPOCHS}",
         "trainer.accelerator=cpu",
         "trainer.enable_progress_bar=false",
@@ -193,7 +193,7 @@ def test_sweep_survives_requeue(slurm, tmp_path):
         # 2 s after each epoch: the pre-emption below lands mid-run however fast this machine trains
         "+callbacks.pause._target_=pause.PauseEachEpoch",
         "+callbacks.pause.seconds=2",
-        "model.net.kernel=3,5",
+        "model.kernel=3,5",
     ]
     with open(tmp_path / "sweep.log", "w") as out:
         command = [sys.executable, str(ROOT / "train.py"), "-m", *overrides]

@@ -1,0 +1,58 @@
+"""A mistyped key, group option or `+key=` gets one `error:` line with the closest real name and the options."""
+
+from __future__ import annotations
+
+import hydra
+import pytest
+from helpers import ROOT, run_train
+from hydra import compose, initialize_config_dir
+
+from catdog.run.cli import user_error
+from catdog.run.config_errors import composition_error
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        (
+            "data.resolutoin=64",
+            "data.resolutoin is not a config key (did you mean data.resolution?). Options: ",
+        ),
+        ("trainer.max_epoch=3", "trainer.max_epoch is not a config key (did you mean trainer.max_epochs?)"),
+        ("model.kernl=3", "model.kernl is not a config key (did you mean model.kernel?)"),
+        (
+            "model/optimizer=adamm",
+            "model/optimizer=adamm is not an option of model/optimizer (did you mean adam?). Options: adam, adamw, sgd",
+        ),
+        ("experiment=fastt", "experiment=fastt is not an option of experiment (did you mean fast?)"),
+        (
+            "modle/optimizer=adam",
+            "modle/optimizer is not a config group or key (did you mean model/optimizer?)",
+        ),
+        ("seeed=3", "seeed is not a config group or key (did you mean seed?)"),
+    ],
+)
+def test_a_mistyped_key_or_option_names_the_closest_real_one(override, message):
+    overrides = ["data.batch_size=8", override]
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+        with pytest.raises(Exception) as caught:
+            compose("train", overrides=overrides)
+        text = composition_error(caught.value, "train", overrides)
+    assert text is not None and text.startswith(message) and "\n" not in text
+
+
+def test_following_hydras_plus_advice_gets_the_same_hint_not_a_type_error():
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+        cfg = compose("train", overrides=["+data.resolutoin=64", "data.source=/nowhere"])
+    with pytest.raises(Exception) as caught:
+        hydra.utils.instantiate(cfg.data)
+    assert user_error(caught.value).startswith(
+        "data.resolutoin is not a setting of data (did you mean data.resolution?). Options: data.balance,"
+    )
+
+
+def test_the_user_sees_one_line(tmp_path):
+    proc = run_train("data.resolutoin=64", f"hydra.run.dir={tmp_path}", check=False)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith("error: data.resolutoin is not a config key (did you mean data.resolution?)")
