@@ -18,7 +18,9 @@ _UNEXPECTED = re.compile(
 def config_groups(loader, parent: str = "") -> list[str]:
     """Every config group under `parent` (model, model/optimizer, ...), from Hydra's config loader."""
     groups = []
-    for name in sorted(set(loader.list_groups(parent)) - {"hydra"}):  # hydra/*: Hydra's own, rarely a typo's aim
+    for name in sorted(
+        set(loader.list_groups(parent)) - {"hydra"}
+    ):  # hydra/*: Hydra's own, rarely a typo's aim
         path = f"{parent}/{name}" if parent else name
         groups += [path, *config_groups(loader, path)]
     return groups
