@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import os
+import shutil
+import subprocess
 import tarfile
 import zipfile
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -12,7 +16,7 @@ import pytest
 from helpers import make_image, write_class_folders, write_kaggle, zip_tree
 
 from catdog.data import prepare_dataset
-from catdog.data.sources import find_images, resolve_root
+from catdog.data.sources import SourceReader, find_images, resolve_root
 from catdog.errors import CatdogError
 
 
@@ -65,6 +69,46 @@ def test_folder_zip_and_tar_give_the_same_arrays(tmp_path):
         assert arrays.classes == reference.classes
         for got, expected in zip(by_photo(arrays), by_photo(reference), strict=True):
             np.testing.assert_array_equal(got, expected)
+
+
+def test_archives_made_from_inside_the_folder_read_like_the_folder(tmp_path):
+    """`tar cf x.tar -C photos .` and shutil.make_archive(root_dir=...) name every member `./Cat/...`."""
+    folder = write_class_folders(tmp_path / "photos", per_class=4)
+    subprocess.run(["tar", "cf", str(tmp_path / "dot.tar"), "-C", str(folder), "."], check=True)
+    gztar = shutil.make_archive(str(tmp_path / "made"), "gztar", root_dir=folder)
+    with zipfile.ZipFile(tmp_path / "dot.zip", "w") as zf:
+        for p in sorted(folder.rglob("*.jpg")):
+            zf.write(p, "./" + p.relative_to(folder).as_posix())
+    with tarfile.open(tmp_path / "dot.tar") as tf:
+        assert all(m.name.startswith("./") or m.name == "." for m in tf.getmembers())  # what users' tars hold
+    reference = prepare(folder, tmp_path / "cache")
+    for archive in (tmp_path / "dot.tar", gztar, tmp_path / "dot.zip"):
+        found = find_images(Path(archive), "tar" if "tar" in str(archive) else "zip")
+        assert found.classes == ["Cat", "Dog"]
+        assert sorted(found.paths) == sorted(reference.photos["path"])
+        arrays = prepare(archive, tmp_path / "cache")
+        assert arrays.report["per_class"] == {"Cat": 4, "Dog": 4} and arrays.report["skipped"] == []
+
+
+def test_archive_members_outside_the_archive_are_never_read_nor_classes(tmp_path):
+    folder = write_class_folders(tmp_path / "photos", per_class=3)
+    archive = tmp_path / "evil.tar"
+    with tarfile.open(archive, "w") as tf:
+        tf.add(folder, arcname="photos")
+        data = (folder / "Cat" / "0.jpg").read_bytes()
+        for name in ("../Bird/1.jpg", "/abs/Fish/1.jpg", "photos/../../Cow/1.jpg"):
+            member = tarfile.TarInfo(name)  # addfile keeps the name as given (add strips a leading /)
+            member.size = len(data)
+            tf.addfile(member, io.BytesIO(data))
+    found = find_images(archive, "tar")
+    assert found.classes == ["Cat", "Dog"] and len(found.paths) == 6
+    outside = sorted(i["path"] for i in found.ignored if i["reason"].startswith("outside the archive"))
+    assert outside == ["../Bird/1.jpg", "../Cow/1.jpg", "/abs/Fish/1.jpg"]
+    reader = SourceReader(archive, "tar")
+    with pytest.raises(OSError, match="not a regular file inside the archive"):
+        reader.read("../Bird/1.jpg")
+    assert reader.read("photos/Cat/0.jpg") == (folder / "Cat" / "0.jpg").read_bytes()
+    reader.close()
 
 
 def test_a_folder_holding_one_archive_uses_it(tmp_path):
