@@ -4,6 +4,7 @@ import csv
 import json
 import logging
 import re
+import shlex
 import subprocess
 import sys
 
@@ -123,21 +124,26 @@ def test_a_network_key_of_catdog_0_1_names_its_new_place(tmp_path):
 
 
 def test_make_train_prints_the_command_that_trains_on_the_same_photos(image_folder, tmp_path, caplog):
+    # a path that both the shell and Hydra would split or refuse unquoted: spaces, ( ) , and a quote
+    folder = tmp_path / "Bob's photos"
+    folder.mkdir()
+    archive = zip_tree(image_folder, folder / "pets (2024), v2.zip")
     overrides = [o for o in tiny_overrides(image_folder, tmp_path) if not o.startswith("data.source=")]
     # the test's interpreter, and no reinstall (-o: the install stamp counts as up to date)
     make = ["make", "-s", "-o", ".venv/.installed", f"BIN={sys.executable.rsplit('/', 1)[0]}", "train"]
     proc = subprocess.run(
-        [*make, f"DATA={image_folder}", f"ARGS={' '.join(overrides)}"],
+        [*make, f"DATA={archive}", f"ARGS={' '.join(overrides)}"],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    ran = re.search(r"^Trained with: (.*)$", proc.stdout, re.M).group(1).split()
-    assert ran[1:] == ["train.py", f"data.source={image_folder}", *overrides]
-    following = (
-        re.search(r"^Next, on the same photos: (.*) \[overrides\]$", proc.stdout, re.M).group(1).split()
+    quoted = "data.source='" + str(archive).replace("'", "\\'") + "'"  # Hydra's quotes, a ' in them as \'
+    ran = shlex.split(re.search(r"^Trained with: (.*)$", proc.stdout, re.M).group(1))
+    assert ran[1:] == ["train.py", quoted, *overrides]
+    following = shlex.split(
+        re.search(r"^Next, on the same photos: (.*) \[overrides\]$", proc.stdout, re.M).group(1)
     )
     caplog.set_level(logging.INFO)
     train_in_process(*read_overrides([*following[2:], *overrides, "trainer.fast_dev_run=true"]))
