@@ -52,8 +52,8 @@ tensorboard: $(STAMP)
 	$(BIN)/tensorboard --logdir outputs
 
 lint: $(STAMP)
-	$(BIN)/ruff check catdog tests benchmarks train.py
-	$(BIN)/ruff format --check catdog tests benchmarks train.py
+	$(BIN)/ruff check catdog tests benchmarks train.py __init__.py
+	$(BIN)/ruff format --check catdog tests benchmarks train.py __init__.py
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks $(ARGS)
