@@ -16,6 +16,7 @@ import pytest
 from helpers import make_image, write_class_folders, write_kaggle, zip_tree
 
 from catdog.data import prepare_dataset
+from catdog.data.preprocess import summarize
 from catdog.data.sources import SourceReader, find_images, resolve_root
 from catdog.errors import CatdogError
 
@@ -186,6 +187,24 @@ def test_files_without_read_permission_are_skipped(tmp_path):
         locked.chmod(0o644)
     assert arrays.report["skipped"][0]["path"] == "Dog/0.jpg"
     assert arrays.report["skipped"][0]["reason"].startswith("unreadable (PermissionError")
+
+
+def test_the_summary_has_one_line_per_kind_of_reason_with_its_count(tmp_path):
+    """Each too large photo and each unreadable file has its own reason text (size, file name): one line each."""
+    root = write_class_folders(tmp_path / "pets", per_class=3)
+    for i, size in enumerate(((50, 40), (60, 50), (70, 60), (80, 70))):  # 40x32 photos pass max_pixels=1500
+        cv2.imwrite(str(root / "Dog" / f"big{i}.jpg"), make_image(1, seed=i, size=size))
+    for name in ("gone1.jpg", "gone2.jpg"):
+        (root / "Cat" / name).symlink_to(tmp_path / name)
+    arrays = prepare(root, tmp_path / "cache", max_pixels=1500)
+    assert arrays.report["n_skipped"] == 6 and len({s["reason"] for s in arrays.report["skipped"]}) == 6
+    lines = summarize(arrays.report).splitlines()
+    counts = [line.strip() for line in lines if line.startswith("  skipped ")]
+    assert counts == [
+        "skipped 4: too large (e.g. 50x40 pixels > data.max_pixels=1500)",
+        f"skipped 2: unreadable (e.g. FileNotFoundError: [Errno 2] No such file or directory: "
+        f"'{root / 'Cat' / 'gone1.jpg'}')",
+    ]
 
 
 def test_a_source_where_nothing_decodes_writes_nothing(tmp_path):

@@ -54,9 +54,11 @@ def test_second_run_loads_the_cache_instead_of_decoding(image_folder, tmp_path, 
     overrides = tiny_overrides(image_folder, tmp_path)
     train_in_process(*overrides, "trainer.fast_dev_run=true")
     assert "Prepared" in caplog.text
+    assert caplog.text.count("images (Cat: ") == 1  # the data block once, decoded or loaded
     caplog.clear()
     train_in_process(*overrides, "trainer.fast_dev_run=true")
     assert "Loaded cached arrays" in caplog.text and "Prepared" not in caplog.text
+    assert caplog.text.count("images (Cat: ") == 1
     assert len(list((tmp_path / "cache").iterdir())) == 1
 
 
