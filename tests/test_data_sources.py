@@ -166,6 +166,17 @@ def test_non_utf8_file_names_are_read_and_reported_printably(tmp_path):
     assert arrays.report["skipped"] == [{"path": "Dog/bad\ufffd.jpg", "reason": "empty file"}]
 
 
+def test_a_file_name_with_a_carriage_return_survives_the_cache(tmp_path):
+    """photos.csv ends its lines in \n alone: a \r in a name (macOS's `Icon\r`) must not split its row."""
+    root = write_class_folders(tmp_path / "pets", per_class=3)
+    ok, jpg = cv2.imencode(".jpg", make_image(0, seed=7))
+    (root / "Cat" / "odd\rname.jpg").write_bytes(jpg.tobytes())
+    arrays = prepare(root, tmp_path / "cache")
+    assert "Cat/odd\rname.jpg" in arrays.photos["path"] and len(arrays.photos["path"]) == 7
+    text = (arrays.directory / "photos.csv").read_bytes()
+    assert b"\r\n" not in text and text.count(b"\n") == 8
+
+
 def test_unreadable_files_are_skipped_with_the_reason(tmp_path):
     root = write_class_folders(tmp_path / "pets", per_class=3)
     (root / "Cat" / "gone.jpg").symlink_to(tmp_path / "deleted.jpg")  # unreadable even for root

@@ -138,6 +138,7 @@ def test_predict_cli_writes_a_row_per_file_and_skips_bad_ones(ckpt, photos, tmp_
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "skipped 3" in proc.stdout
+    assert b"\r" not in out.read_bytes()  # plain \n line ends
     with open(out) as f:
         rows = list(csv.reader(f))
     assert rows[0] == ["path", "label", "probability"]

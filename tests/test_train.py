@@ -34,6 +34,11 @@ def test_tiny_run_writes_metrics_tensorboard_checkpoints_and_config(image_folder
     # one epoch: its accuracy is the best, and the share of the validation photos it got right
     correct = [r["correct"] for r in csv.DictReader((run / "predictions_val.csv").read_text().splitlines())]
     assert metrics["val/acc_best"] == metrics["val/acc"] == pytest.approx(correct.count("1") / len(correct))
+    # plain \n line ends, so `grep ',val$' splits.csv` finds the validation photos
+    (cache,) = (tmp_path / "cache").iterdir()
+    for table in (run / "splits.csv", run / "predictions_val.csv", cache / "photos.csv"):
+        assert b"\r" not in table.read_bytes(), table
+    assert len(re.findall(r",val$", (run / "splits.csv").read_text(), re.M)) == len(correct)
     tags = scalar_tags(run).Tags()["scalars"]
     assert {"train/loss", "train/acc", "val/loss", "val/acc"} <= set(tags)
     assert (run / "checkpoints" / "last.ckpt").exists()

@@ -7,7 +7,6 @@ test run (the best checkpoint with `test=true`): one row per photo, `path,label,
 
 from __future__ import annotations
 
-import csv
 import logging
 from pathlib import Path
 
@@ -16,7 +15,7 @@ import pytorch_lightning as pl
 import torch
 
 from catdog.errors import CatdogError
-from catdog.io import replace_atomic
+from catdog.io import replace_atomic, write_csv
 
 log = logging.getLogger(__name__)
 COLUMNS = ("path", "label", "predicted", "correct", "probability")
@@ -109,5 +108,5 @@ class SavePredictions(pl.Callback):
         ]
         path = predictions_file(self.dirpath, split)
         self.dirpath.mkdir(parents=True, exist_ok=True)
-        replace_atomic(path, lambda f: csv.writer(f).writerows([COLUMNS, *rows]), binary=False)
+        replace_atomic(path, lambda f: write_csv(f, COLUMNS, rows), binary=False)
         log.info("Per-image %s predictions written to %s", split, path)
