@@ -10,8 +10,14 @@ SHARED_ZIP := ../shared/data/PetImages-180.zip
 # of them the config's default applies (data/, filled by the official download).
 HAS_LOCAL_DATA := $(shell find -L data -path data/cache -prune -o -type f \( -iname '*.jp*g' -o -iname '*.png' \
 	-o -iname '*.bmp' -o -iname '*.webp' -o -iname '*.zip' -o -iname '*.tar*' \) -print -quit 2>/dev/null)
+# DATA="/path/my photos (2024).zip" is quoted twice: for Hydra ('...', a ' in it as \') inside the shell's "..."
+# (\ " ` in it escaped), so spaces, parentheses, commas and quotes in a path reach data.source as they are.
+hydra_quoted = '$(subst ',\',$(1))'
+shell_quoted = "$(subst `,\`,$(subst ",\",$(subst \,\\,$(1))))"
+# $(call shell_word,TEXT): TEXT as one shell word for printf, whatever quotes it holds
+shell_word = '$(subst ','\'',$(1))'
 LINK_SHARED := $(if $(DATA)$(CATDOG_DATA)$(HAS_LOCAL_DATA),,$(wildcard $(SHARED_ZIP)))
-DATA_ARG := $(if $(DATA),data.source=$(DATA))
+DATA_ARG := $(if $(DATA),$(call shell_quoted,data.source=$(call hydra_quoted,$(DATA))))
 ARGS ?= experiment=tutorial trainer.max_epochs=1
 
 .PHONY: install train sweep test test-cluster tensorboard lint bench clean
@@ -28,8 +34,8 @@ $(STAMP): pyproject.toml requirements/constraints.txt
 train: $(STAMP)
 	$(if $(LINK_SHARED),mkdir -p data && ln -sfn $(abspath $(LINK_SHARED)) data/ && echo "Linked $(LINK_SHARED) into data/")
 	$(BIN)/python train.py $(DATA_ARG) $(ARGS)
-	@echo "Trained with: $(BIN)/python train.py $(DATA_ARG) $(ARGS)"
-	@echo "Next, on the same photos: $(BIN)/python train.py $(DATA_ARG) [overrides]"
+	@printf 'Trained with: %s\n' $(call shell_word,$(BIN)/python train.py $(DATA_ARG) $(ARGS))
+	@printf 'Next, on the same photos: %s [overrides]\n' $(call shell_word,$(BIN)/python train.py $(DATA_ARG))
 
 sweep: $(STAMP)
 	$(BIN)/python train.py -m $(DATA_ARG) experiment=tutorial trainer.max_epochs=1 model.kernel=3,5
@@ -49,8 +55,8 @@ tensorboard: $(STAMP)
 	$(BIN)/tensorboard --logdir outputs
 
 lint: $(STAMP)
-	$(BIN)/ruff check catdog tests benchmarks train.py
-	$(BIN)/ruff format --check catdog tests benchmarks train.py
+	$(BIN)/ruff check catdog tests benchmarks train.py __init__.py
+	$(BIN)/ruff format --check catdog tests benchmarks train.py __init__.py
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks $(ARGS)

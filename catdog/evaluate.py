@@ -29,7 +29,7 @@ from torchmetrics.functional.classification import (
 
 from catdog.data.cache import CachedArrays
 from catdog.data.duplicates import photo_ids
-from catdog.data.preprocess import prepare_from_config
+from catdog.data.preprocess import prepare_from_config, summarize
 from catdog.data.split import SPLITS, split_codes
 from catdog.errors import CatdogError
 from catdog.explain.calibration import calibration_report
@@ -116,6 +116,7 @@ def decoded_as_trained(cfg: DictConfig, predictor: Predictor, **recorded) -> Cac
     """The images of data.source decoded as the checkpoint was trained (whatever data.* says), classes checked."""
     shape = {"resolution": predictor.resolution, "channels": predictor.channels}
     arrays = prepare_from_config(cfg.data, **shape, fast_decode=predictor.fast_decode, **recorded)
+    log.info("Data: %s", summarize(arrays.report))
     check_classes(arrays.classes, predictor.classes, cfg.data.source, cfg.ckpt_path)
     return arrays
 

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import csv
 import errno
+import itertools
 import json
 import os
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import IO
 
@@ -35,7 +36,7 @@ def fsync_dir(path: Path) -> None:
 
 def write_synced(path: Path, write: Callable[[IO], None], binary: bool = True) -> None:
     """Write a file and flush it to the disk (the rename that publishes it must not outrun its data)."""
-    # text mode with newline="": csv writes its own \r\n; UTF-8 whatever the locale (photo paths)
+    # text mode with newline="": no translation of the line ends write_csv writes; UTF-8 whatever the locale
     with open(path, "wb") if binary else open(path, "w", newline="", encoding="utf-8") as f:
         write(f)
         f.flush()
@@ -88,11 +89,17 @@ def replace_atomic(path: Path, write: Callable[[IO], None], binary: bool) -> Non
         tmp.unlink(missing_ok=True)
 
 
-def write_csv(f: IO, header, rows) -> None:
-    """A header row, then the rows, to an open text file."""
-    writer = csv.writer(f)
-    writer.writerow(header)
-    writer.writerows(rows)
+def write_csv(f: IO, header, rows: Iterable) -> None:
+    """A header row, then the rows, to an open text file: every CSV catdog writes goes through here.
+
+    Lines end in a plain `\n` (csv's default `\r\n` leaves a `\r` on each line: `grep ',val$' splits.csv` finds
+    nothing); csv then quotes a field only for `\n`, so a row with a `\r` in a field (a file name can hold one) has
+    every field quoted, which reads back the same.
+    """
+    plain = csv.writer(f, lineterminator="\n")
+    quoted = csv.writer(f, lineterminator="\n", quoting=csv.QUOTE_ALL)
+    for row in itertools.chain([header], rows):
+        (quoted if any("\r" in str(v) for v in row) else plain).writerow(row)
 
 
 def write_json_atomic(path: Path, obj) -> None:

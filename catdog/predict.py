@@ -9,7 +9,6 @@ From Python: `catdog.load("last.ckpt").predict(["a.jpg", array])`.
 
 from __future__ import annotations
 
-import csv
 import logging
 import os
 from collections import Counter
@@ -25,7 +24,7 @@ from catdog.data.sources import SourceReader, archive_kind, list_files, printabl
 from catdog.errors import CatdogError
 from catdog.explain.gradcam import display_image, explanation_path, overlay_png, resolve_layer
 from catdog.inference import Predictor
-from catdog.io import replace_atomic
+from catdog.io import replace_atomic, write_csv
 from catdog.run.checks import validate
 from catdog.run.cli import guarded, run_entry
 
@@ -130,14 +129,13 @@ def predict_to_csv(
         resolve_layer(predictor.net.net, explain_layer)
     counts: Counter = Counter()
 
-    def write(f) -> None:
-        writer = csv.writer(f)
-        writer.writerow(["path", "label", "probability"])
-        for row in prediction_rows(predictor, inputs, batch_size, explain_dir, explain_layer):
-            writer.writerow(row)
+    def counted(rows):
+        for row in rows:
             counts[row[1]] += 1
+            yield row
 
-    replace_atomic(out, write, binary=False)
+    rows = prediction_rows(predictor, inputs, batch_size, explain_dir, explain_layer)
+    replace_atomic(out, lambda f: write_csv(f, ["path", "label", "probability"], counted(rows)), binary=False)
     return counts
 
 

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import os
+import shutil
+import subprocess
 import tarfile
 import zipfile
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -12,7 +16,8 @@ import pytest
 from helpers import make_image, write_class_folders, write_kaggle, zip_tree
 
 from catdog.data import prepare_dataset
-from catdog.data.sources import find_images, resolve_root
+from catdog.data.preprocess import summarize
+from catdog.data.sources import SourceReader, find_images, resolve_root
 from catdog.errors import CatdogError
 
 
@@ -65,6 +70,46 @@ def test_folder_zip_and_tar_give_the_same_arrays(tmp_path):
         assert arrays.classes == reference.classes
         for got, expected in zip(by_photo(arrays), by_photo(reference), strict=True):
             np.testing.assert_array_equal(got, expected)
+
+
+def test_archives_made_from_inside_the_folder_read_like_the_folder(tmp_path):
+    """`tar cf x.tar -C photos .` and shutil.make_archive(root_dir=...) name every member `./Cat/...`."""
+    folder = write_class_folders(tmp_path / "photos", per_class=4)
+    subprocess.run(["tar", "cf", str(tmp_path / "dot.tar"), "-C", str(folder), "."], check=True)
+    gztar = shutil.make_archive(str(tmp_path / "made"), "gztar", root_dir=folder)
+    with zipfile.ZipFile(tmp_path / "dot.zip", "w") as zf:
+        for p in sorted(folder.rglob("*.jpg")):
+            zf.write(p, "./" + p.relative_to(folder).as_posix())
+    with tarfile.open(tmp_path / "dot.tar") as tf:
+        assert all(m.name.startswith("./") or m.name == "." for m in tf.getmembers())  # what users' tars hold
+    reference = prepare(folder, tmp_path / "cache")
+    for archive in (tmp_path / "dot.tar", gztar, tmp_path / "dot.zip"):
+        found = find_images(Path(archive), "tar" if "tar" in str(archive) else "zip")
+        assert found.classes == ["Cat", "Dog"]
+        assert sorted(found.paths) == sorted(reference.photos["path"])
+        arrays = prepare(archive, tmp_path / "cache")
+        assert arrays.report["per_class"] == {"Cat": 4, "Dog": 4} and arrays.report["skipped"] == []
+
+
+def test_archive_members_outside_the_archive_are_never_read_nor_classes(tmp_path):
+    folder = write_class_folders(tmp_path / "photos", per_class=3)
+    archive = tmp_path / "evil.tar"
+    with tarfile.open(archive, "w") as tf:
+        tf.add(folder, arcname="photos")
+        data = (folder / "Cat" / "0.jpg").read_bytes()
+        for name in ("../Bird/1.jpg", "/abs/Fish/1.jpg", "photos/../../Cow/1.jpg"):
+            member = tarfile.TarInfo(name)  # addfile keeps the name as given (add strips a leading /)
+            member.size = len(data)
+            tf.addfile(member, io.BytesIO(data))
+    found = find_images(archive, "tar")
+    assert found.classes == ["Cat", "Dog"] and len(found.paths) == 6
+    outside = sorted(i["path"] for i in found.ignored if i["reason"].startswith("outside the archive"))
+    assert outside == ["../Bird/1.jpg", "../Cow/1.jpg", "/abs/Fish/1.jpg"]
+    reader = SourceReader(archive, "tar")
+    with pytest.raises(OSError, match="not a regular file inside the archive"):
+        reader.read("../Bird/1.jpg")
+    assert reader.read("photos/Cat/0.jpg") == (folder / "Cat" / "0.jpg").read_bytes()
+    reader.close()
 
 
 def test_a_folder_holding_one_archive_uses_it(tmp_path):
@@ -121,6 +166,17 @@ def test_non_utf8_file_names_are_read_and_reported_printably(tmp_path):
     assert arrays.report["skipped"] == [{"path": "Dog/bad\ufffd.jpg", "reason": "empty file"}]
 
 
+def test_a_file_name_with_a_carriage_return_survives_the_cache(tmp_path):
+    """photos.csv ends its lines in \n alone: a \r in a name (macOS's `Icon\r`) must not split its row."""
+    root = write_class_folders(tmp_path / "pets", per_class=3)
+    ok, jpg = cv2.imencode(".jpg", make_image(0, seed=7))
+    (root / "Cat" / "odd\rname.jpg").write_bytes(jpg.tobytes())
+    arrays = prepare(root, tmp_path / "cache")
+    assert "Cat/odd\rname.jpg" in arrays.photos["path"] and len(arrays.photos["path"]) == 7
+    text = (arrays.directory / "photos.csv").read_bytes()
+    assert b"\r\n" not in text and text.count(b"\n") == 8
+
+
 def test_unreadable_files_are_skipped_with_the_reason(tmp_path):
     root = write_class_folders(tmp_path / "pets", per_class=3)
     (root / "Cat" / "gone.jpg").symlink_to(tmp_path / "deleted.jpg")  # unreadable even for root
@@ -142,6 +198,24 @@ def test_files_without_read_permission_are_skipped(tmp_path):
         locked.chmod(0o644)
     assert arrays.report["skipped"][0]["path"] == "Dog/0.jpg"
     assert arrays.report["skipped"][0]["reason"].startswith("unreadable (PermissionError")
+
+
+def test_the_summary_has_one_line_per_kind_of_reason_with_its_count(tmp_path):
+    """Each too large photo and each unreadable file has its own reason text (size, file name): one line each."""
+    root = write_class_folders(tmp_path / "pets", per_class=3)
+    for i, size in enumerate(((50, 40), (60, 50), (70, 60), (80, 70))):  # 40x32 photos pass max_pixels=1500
+        cv2.imwrite(str(root / "Dog" / f"big{i}.jpg"), make_image(1, seed=i, size=size))
+    for name in ("gone1.jpg", "gone2.jpg"):
+        (root / "Cat" / name).symlink_to(tmp_path / name)
+    arrays = prepare(root, tmp_path / "cache", max_pixels=1500)
+    assert arrays.report["n_skipped"] == 6 and len({s["reason"] for s in arrays.report["skipped"]}) == 6
+    lines = summarize(arrays.report).splitlines()
+    counts = [line.strip() for line in lines if line.startswith("  skipped ")]
+    assert counts == [
+        "skipped 4: too large (e.g. 50x40 pixels > data.max_pixels=1500)",
+        f"skipped 2: unreadable (e.g. FileNotFoundError: [Errno 2] No such file or directory: "
+        f"'{root / 'Cat' / 'gone1.jpg'}')",
+    ]
 
 
 def test_a_source_where_nothing_decodes_writes_nothing(tmp_path):

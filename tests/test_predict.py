@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import os
 import subprocess
 import sys
 
@@ -54,6 +55,30 @@ def test_load_predicts_paths_and_arrays_alike(ckpt, photos):
     assert by_path["label"] == max(by_path["probabilities"], key=by_path["probabilities"].get)
     assert sum(by_path["probabilities"].values()) == pytest.approx(1, abs=1e-5)
     assert by_path["probability"] == max(by_path["probabilities"].values())
+
+
+def test_load_works_from_the_folder_above_a_clone_named_catdog(ckpt, photos, tmp_path):
+    """There `import catdog` finds the clone before the installed package; it must still be the package."""
+    (tmp_path / "work").mkdir()  # holding a clone named catdog, as `git clone .../catdog` makes
+    (tmp_path / "work" / "catdog").symlink_to(ROOT, target_is_directory=True)
+    script = (
+        "import sys, catdog; from catdog.predict import list_inputs; print(catdog.__file__); "
+        "print(catdog.load(sys.argv[1]).predict([sys.argv[2]])[0]['label'])"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # as a user's shell has it
+    path = photos / "dogs" / "deeper" / "0.png"
+    proc = subprocess.run(
+        [sys.executable, "-c", script, str(ckpt), str(path)],
+        cwd=tmp_path / "work",
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    where, label = proc.stdout.split()
+    assert where == str(ROOT / "catdog" / "__init__.py")  # the clone's own package
+    assert label == catdog.load(ckpt).predict([path])[0]["label"]
 
 
 def test_arrays_of_any_shape_and_size(ckpt):
@@ -114,6 +139,7 @@ def test_predict_cli_writes_a_row_per_file_and_skips_bad_ones(ckpt, photos, tmp_
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "skipped 3" in proc.stdout
+    assert b"\r" not in out.read_bytes()  # plain \n line ends
     with open(out) as f:
         rows = list(csv.reader(f))
     assert rows[0] == ["path", "label", "probability"]

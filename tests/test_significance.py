@@ -63,6 +63,7 @@ def test_seed_groups_and_paired_tests(tmp_path):
             fake_job(tmp_path, num, {**overrides, "seed": seed}, seed, acc - shift, wrong)
             num += 1
     markdown = write_summary(tmp_path, "val/acc", maximize=True)
+    assert b"\r" not in (tmp_path / "summary.csv").read_bytes()  # plain \n line ends
     rows = read_rows(tmp_path / "summary.csv")
     by_kernel = {r["model.kernel"]: r for r in rows}
     assert {r["n_seeds"] for r in rows} == {"2"}

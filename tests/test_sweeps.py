@@ -154,3 +154,38 @@ def test_every_job_of_a_ddp_sweep_runs_on_all_its_ranks(image_folder, tmp_path, 
         with torch.no_grad():
             accuracy = (model.predict_logits(x).argmax(1) == y).float().mean().item()
         assert float(row["val/acc"]) == pytest.approx(accuracy)
+        assert_predictions(job / "predictions_val.csv", dm, "val", model)  # rank 0 wrote both ranks' photos
+    assert "paired val photos over 1 pair(s) of runs" in (sweep / "summary.md").read_text()
+
+
+def assert_predictions(path: Path, dm: ImageDataModule, split: str, model: ImageClassifier) -> None:
+    """`path` holds every photo of the split once, in split order, with the model's own prediction of it."""
+    index = dm.splits[split]
+    x, _ = dm.dataset(split).__getitems__(list(range(len(index))))
+    with torch.no_grad():
+        confidence, predicted = model.predict_logits(x).float().softmax(1).max(1)
+    rows = read_csv(path)
+    assert [r["path"] for r in rows] == [dm.arrays.photos["path"][i] for i in index]
+    assert [r["label"] for r in rows] == [dm.classes[dm.arrays.labels[i]] for i in index]
+    assert [r["predicted"] for r in rows] == [dm.classes[p] for p in predicted.tolist()]
+    assert [float(r["probability"]) for r in rows] == pytest.approx(confidence.tolist(), abs=1e-5)
+
+
+@pytest.mark.slow
+def test_ddp_run_writes_every_held_out_photo_once(image_folder, tmp_path):
+    """7 test photos on 2 processes: the DistributedSampler scores one of them twice (its padding)."""
+    data = ["data.val_fraction=0.25", "data.test_fraction=0.175", "test=true"]
+    run_train(*tiny_overrides(image_folder, tmp_path), *data, "trainer=ddp_cpu", "trainer.devices=2")
+    run = tmp_path / "run"
+    dm = ImageDataModule(
+        str(image_folder),
+        resolution=16,
+        cache_dir=str(tmp_path / "cache"),
+        val_fraction=0.25,
+        test_fraction=0.175,
+    )
+    dm.setup()
+    assert (len(dm.splits["val"]), len(dm.splits["test"])) == (10, 7)
+    model = ImageClassifier.load_from_checkpoint(run / "checkpoints" / "last.ckpt", map_location="cpu").eval()
+    for split in ("val", "test"):  # one epoch: the best checkpoint, which test scores, is the last
+        assert_predictions(run / f"predictions_{split}.csv", dm, split, model)

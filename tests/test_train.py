@@ -4,6 +4,7 @@ import csv
 import json
 import logging
 import re
+import shlex
 import subprocess
 import sys
 
@@ -33,6 +34,11 @@ def test_tiny_run_writes_metrics_tensorboard_checkpoints_and_config(image_folder
     # one epoch: its accuracy is the best, and the share of the validation photos it got right
     correct = [r["correct"] for r in csv.DictReader((run / "predictions_val.csv").read_text().splitlines())]
     assert metrics["val/acc_best"] == metrics["val/acc"] == pytest.approx(correct.count("1") / len(correct))
+    # plain \n line ends, so `grep ',val$' splits.csv` finds the validation photos
+    (cache,) = (tmp_path / "cache").iterdir()
+    for table in (run / "splits.csv", run / "predictions_val.csv", cache / "photos.csv"):
+        assert b"\r" not in table.read_bytes(), table
+    assert len(re.findall(r",val$", (run / "splits.csv").read_text(), re.M)) == len(correct)
     tags = scalar_tags(run).Tags()["scalars"]
     assert {"train/loss", "train/acc", "val/loss", "val/acc"} <= set(tags)
     assert (run / "checkpoints" / "last.ckpt").exists()
@@ -53,9 +59,11 @@ def test_second_run_loads_the_cache_instead_of_decoding(image_folder, tmp_path, 
     overrides = tiny_overrides(image_folder, tmp_path)
     train_in_process(*overrides, "trainer.fast_dev_run=true")
     assert "Prepared" in caplog.text
+    assert caplog.text.count("images (Cat: ") == 1  # the data block once, decoded or loaded
     caplog.clear()
     train_in_process(*overrides, "trainer.fast_dev_run=true")
     assert "Loaded cached arrays" in caplog.text and "Prepared" not in caplog.text
+    assert caplog.text.count("images (Cat: ") == 1
     assert len(list((tmp_path / "cache").iterdir())) == 1
 
 
@@ -112,21 +120,26 @@ def test_a_network_key_of_catdog_0_2_names_its_new_place(tmp_path):
 
 
 def test_make_train_prints_the_command_that_trains_on_the_same_photos(image_folder, tmp_path, caplog):
+    # a path that both the shell and Hydra would split or refuse unquoted: spaces, ( ) , and a quote
+    folder = tmp_path / "Bob's photos"
+    folder.mkdir()
+    archive = zip_tree(image_folder, folder / "pets (2024), v2.zip")
     overrides = [o for o in tiny_overrides(image_folder, tmp_path) if not o.startswith("data.source=")]
     # the test's interpreter, and no reinstall (-o: the install stamp counts as up to date)
     make = ["make", "-s", "-o", ".venv/.installed", f"BIN={sys.executable.rsplit('/', 1)[0]}", "train"]
     proc = subprocess.run(
-        [*make, f"DATA={image_folder}", f"ARGS={' '.join(overrides)}"],
+        [*make, f"DATA={archive}", f"ARGS={' '.join(overrides)}"],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    ran = re.search(r"^Trained with: (.*)$", proc.stdout, re.M).group(1).split()
-    assert ran[1:] == ["train.py", f"data.source={image_folder}", *overrides]
-    following = (
-        re.search(r"^Next, on the same photos: (.*) \[overrides\]$", proc.stdout, re.M).group(1).split()
+    quoted = "data.source='" + str(archive).replace("'", "\\'") + "'"  # Hydra's quotes, a ' in them as \'
+    ran = shlex.split(re.search(r"^Trained with: (.*)$", proc.stdout, re.M).group(1))
+    assert ran[1:] == ["train.py", quoted, *overrides]
+    following = shlex.split(
+        re.search(r"^Next, on the same photos: (.*) \[overrides\]$", proc.stdout, re.M).group(1)
     )
     caplog.set_level(logging.INFO)
     train_in_process(*read_overrides([*following[2:], *overrides, "trainer.fast_dev_run=true"]))

@@ -7,15 +7,15 @@ test run (the best checkpoint with `test=true`): one row per photo, `path,label,
 
 from __future__ import annotations
 
-import csv
 import logging
 from pathlib import Path
 
+import numpy as np
 import pytorch_lightning as pl
 import torch
 
 from catdog.errors import CatdogError
-from catdog.io import replace_atomic
+from catdog.io import replace_atomic, write_csv
 
 log = logging.getLogger(__name__)
 COLUMNS = ("path", "label", "predicted", "correct", "probability")
@@ -25,16 +25,44 @@ def predictions_file(run_dir: Path, split: str) -> Path:
     return Path(run_dir) / f"predictions_{split}.csv"
 
 
+def shard_order(loader, n: int) -> torch.Tensor:
+    """Positions in the split of the first `n` photos this process scored: its sampler's order (with DDP, Lightning's
+    DistributedSampler: every world_size-th photo, padded by repeating the first ones so each process has as many)."""
+    sampler = getattr(loader, "sampler", None)
+    order = list(sampler) if sampler is not None else range(n)
+    return torch.as_tensor(order[:n], dtype=torch.long)
+
+
+def gather(positions: torch.Tensor, probs: torch.Tensor, labels: torch.Tensor):
+    """Every process's (positions, probabilities, labels), each photo once, in split order (DDP scores some photos
+    twice, its padding); one process: as they are. Every process must call it: it is a collective."""
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return positions, probs, labels
+    shards = [None] * torch.distributed.get_world_size()
+    torch.distributed.all_gather_object(shards, (positions, probs, labels))
+    positions, probs, labels = (torch.cat(parts) for parts in zip(*shards))
+    unique, first = np.unique(positions.numpy(), return_index=True)
+    return torch.from_numpy(unique), probs[first], labels[first]
+
+
 class SavePredictions(pl.Callback):
-    """Collects the logits that validation_step/test_step return and writes them once per split, at the end."""
+    """Collects the logits that validation_step/test_step return and writes them once per split, at the end; with
+    DDP, rank zero writes every process's share."""
 
     def __init__(self, dirpath: str):
         self.dirpath = Path(dirpath)
         self._batches: list[tuple[torch.Tensor, torch.Tensor]] = []
-        self._last_val: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self._last_val: tuple | None = None
 
     def _collect(self, outputs, batch) -> None:
         self._batches.append((outputs.detach().float().softmax(1).cpu(), batch[1].cpu()))
+
+    def _scored(self, loader) -> tuple | None:
+        """(positions in the split, probabilities, labels) of what this process scored this epoch."""
+        if not self._batches:
+            return None
+        probs, labels = torch.cat([p for p, _ in self._batches]), torch.cat([y for _, y in self._batches])
+        return shard_order(loader, len(labels)), probs, labels
 
     def on_validation_epoch_start(self, trainer, pl_module) -> None:
         self._batches = []
@@ -44,7 +72,7 @@ class SavePredictions(pl.Callback):
 
     def on_validation_epoch_end(self, trainer, pl_module) -> None:
         if not trainer.sanity_checking:
-            self._last_val = self._batches
+            self._last_val = self._scored(trainer.val_dataloaders)
 
     def on_fit_end(self, trainer, pl_module) -> None:
         self._write(trainer, "val", self._last_val)
@@ -56,19 +84,17 @@ class SavePredictions(pl.Callback):
         self._collect(outputs, batch)
 
     def on_test_epoch_end(self, trainer, pl_module) -> None:
-        self._write(trainer, "test", self._batches)
+        self._write(trainer, "test", self._scored(trainer.test_dataloaders))
 
-    def _write(self, trainer: pl.Trainer, split: str, batches: list) -> None:
-        if not batches or not trainer.is_global_zero:
+    def _write(self, trainer: pl.Trainer, split: str, scored: tuple | None) -> None:
+        if scored is None:  # nothing scored (no validation ran): the same on every process
             return
-        if trainer.world_size > 1:
-            # each process scores its own shard (padded by the DistributedSampler): no per-photo order to write
-            log.info("Per-image %s predictions are not saved with %d processes.", split, trainer.world_size)
+        positions, probs, labels = gather(*scored)
+        if not trainer.is_global_zero:
             return
-        probs, labels = torch.cat([p for p, _ in batches]), torch.cat([y for _, y in batches])
         datamodule = trainer.datamodule
         # the loaders go through each held-out split in its order; limit_*_batches scores a prefix of it
-        index = datamodule.splits[split][: len(labels)]
+        index = datamodule.splits[split][positions.numpy()]
         try:
             paths = datamodule.arrays.photos["path"]
         except (CatdogError, OSError) as e:  # the run's results matter more than this record of them
@@ -82,5 +108,5 @@ class SavePredictions(pl.Callback):
         ]
         path = predictions_file(self.dirpath, split)
         self.dirpath.mkdir(parents=True, exist_ok=True)
-        replace_atomic(path, lambda f: csv.writer(f).writerows([COLUMNS, *rows]), binary=False)
+        replace_atomic(path, lambda f: write_csv(f, COLUMNS, rows), binary=False)
         log.info("Per-image %s predictions written to %s", split, path)

@@ -6,8 +6,7 @@ import inspect
 import logging
 import mmap
 import signal
-from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -139,6 +138,19 @@ def _size_stats(sizes) -> dict:
     }
 
 
+def reason_counts(reasons: Iterable[str]) -> list[tuple[str, int]]:
+    """(reason, files), most files first, one per kind of reason: the text before its ` (` detail. Where the
+    details differ (each size of a too large image, each file's read error), the first is shown as an example."""
+    kinds: dict[str, list[str]] = {}
+    for reason in reasons:
+        kinds.setdefault(reason.split(" (", 1)[0], []).append(reason)
+    counts = [
+        (same[0] if len(set(same)) == 1 else f"{kind} (e.g. {same[0][len(kind) + 2 :]}", len(same))
+        for kind, same in kinds.items()
+    ]
+    return sorted(counts, key=lambda c: -c[1])
+
+
 def summarize(report: dict, first: int = 5) -> str:
     """A short human summary of a preprocessing report: counts per class and per skip reason."""
     per_class = ", ".join(f"{k}: {v:,}" for k, v in report["per_class"].items())
@@ -150,7 +162,7 @@ def summarize(report: dict, first: int = 5) -> str:
         lines.append(
             f"  original {axis}: min {stats['min']:,}, mean {stats['mean']:,}, max {stats['max']:,} pixels"
         )
-    for reason, count in Counter(s["reason"] for s in report["skipped"]).most_common():
+    for reason, count in reason_counts(s["reason"] for s in report["skipped"]):
         lines.append(f"  skipped {count:,}: {reason}")
     for s in report["skipped"][:first]:
         lines.append(f"    {s['path']}: {s['reason']}")
@@ -231,7 +243,7 @@ def prepare_dataset(
     images, ok, failures, sizes, hashes = _decode_all(found, params, workers, progress)
     labels = np.asarray(found.labels, dtype=np.int64)[ok]
     if not ok.any():
-        reasons = ", ".join(f"{n} {r}" for r, n in Counter(r for _, r in failures).most_common(3))
+        reasons = ", ".join(f"{n} {r}" for r, n in reason_counts(r for _, r in failures)[:3])
         raise CatdogError(
             f"data.source={source}: none of the {len(found.paths)} image files could be decoded ({reasons})."
         )
@@ -258,5 +270,5 @@ def prepare_dataset(
         "label_conflicts": conflicts,
     }
     write_cache(directory, images if ok.all() else images[ok], labels, report, photos)
-    log.info("Prepared %s\n%s", directory, summarize(report))
+    log.info("Prepared %s (%d images)", directory, report["n_images"])  # its summary: the caller's to show
     return load_cache(directory)

@@ -81,10 +81,39 @@ def _list_dir(root: Path, exclude: Path | None) -> list[tuple[str, int, float]]:
     return entries
 
 
+def member_path(name: str) -> str:
+    """An archive member's name as a path relative to the archive: `./Cat/1.jpg` -> `Cat/1.jpg`.
+
+    `tar -C photos .` and shutil.make_archive store every member below `./`. A name that is absolute or climbs out
+    with `..` stays so (`/etc/x.jpg`, `../x.jpg`); `outside` tells it apart, so it is never read nor taken for a class.
+    """
+    return posixpath.normpath(name)
+
+
+def outside(path: str) -> bool:
+    """Whether an archive member's path is absolute or leaves the archive's folder through `..`."""
+    return path.startswith("/") or path == ".." or path.startswith("../")
+
+
+def _unique(entries) -> list[tuple[str, int, float]]:
+    """The entries by normalized name; of two members that name the same file, the later one (as tar reads it)."""
+    kept: dict[str, tuple[int, float]] = {}
+    for name, size, stamp in entries:
+        kept[member_path(name)] = (size, stamp)
+    return [(path, size, stamp) for path, (size, stamp) in kept.items()]
+
+
+def _members(handle) -> dict:
+    """Normalized name -> ZipInfo or TarInfo of every file in an open archive (the later of two same names)."""
+    if isinstance(handle, zipfile.ZipFile):
+        return {member_path(i.filename): i for i in handle.infolist() if not i.is_dir()}
+    return {member_path(m.name): m for m in handle.getmembers() if m.isfile()}
+
+
 def _list_zip(root: Path) -> list[tuple[str, int, float]]:
     try:
         with zipfile.ZipFile(root) as zf:
-            return [(i.filename, i.file_size, float(i.CRC)) for i in zf.infolist() if not i.is_dir()]
+            return _unique((i.filename, i.file_size, float(i.CRC)) for i in zf.infolist() if not i.is_dir())
     except (zipfile.BadZipFile, OSError) as e:
         raise CatdogError(
             f"data.source={root}: not a readable zip archive ({e}). Re-download or re-create it."
@@ -94,7 +123,7 @@ def _list_zip(root: Path) -> list[tuple[str, int, float]]:
 def _list_tar(root: Path) -> list[tuple[str, int, float]]:
     try:
         with tarfile.open(root) as tf:
-            return [(m.name, m.size, float(m.mtime)) for m in tf.getmembers() if m.isfile()]
+            return _unique((m.name, m.size, float(m.mtime)) for m in tf.getmembers() if m.isfile())
     except (tarfile.TarError, OSError) as e:
         raise CatdogError(f"data.source={root}: not a readable tar archive ({e}).") from e
 
@@ -107,7 +136,9 @@ def _split_images(entries):
     images, ignored = [], []
     for path, size, mtime in entries:
         name = posixpath.basename(path)
-        if path.startswith("__MACOSX/") or name.startswith("._"):
+        if outside(path):
+            ignored.append({"path": printable(path), "reason": "outside the archive (absolute or '..' path)"})
+        elif path.startswith("__MACOSX/") or name.startswith("._"):
             ignored.append({"path": printable(path), "reason": "macOS metadata file"})
         elif _is_image_name(path):
             images.append((path, size, mtime))
@@ -225,6 +256,7 @@ class SourceReader:
     def __init__(self, root: Path, kind: str):
         self.root, self.kind = Path(root), kind
         self._handle = None
+        self._members: dict = {}
 
     def read(self, path: str) -> bytes:
         if self.kind == "dir":  # plain strings and an unbuffered read: this runs once per image
@@ -238,12 +270,13 @@ class SourceReader:
     def _read_archived(self, path: str) -> bytes:
         if self._handle is None:
             self._handle = zipfile.ZipFile(self.root) if self.kind == "zip" else tarfile.open(self.root)
-        if self.kind == "zip":
-            return self._handle.read(path)
-        member = self._handle.extractfile(path)
+            self._members = _members(self._handle)
+        member = None if outside(path) else self._members.get(path)
         if member is None:
-            raise OSError(f"{path} is not a regular file in the archive")
-        return member.read()
+            raise OSError(f"{path} is not a regular file inside the archive")
+        if self.kind == "zip":
+            return self._handle.read(member)
+        return self._handle.extractfile(member).read()
 
     def close(self) -> None:
         if self._handle is not None:

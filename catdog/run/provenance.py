@@ -15,6 +15,8 @@ import torch
 
 CHECKPOINT_KEY = "catdog_provenance"
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
+# what a run executes, relative to the checkout: an untracked file here can change a run, one elsewhere cannot
+CODE = ("catdog", "configs", "train.py")
 # distribution names as pip knows them
 PACKAGES = ("torch", "pytorch-lightning", "hydra-core", "opencv-python-headless", "numpy")
 
@@ -28,24 +30,41 @@ def _git(root: Path, *args: str) -> str | None:
     return proc.stdout.decode("utf-8", "surrogateescape") if proc.returncode == 0 else None
 
 
-def git_state(root: Path = PROJECT_ROOT, exclude: tuple[str, ...] = ()) -> dict:
-    """`git_commit`, `git_dirty` (tracked changes or untracked files that are not ignored, outside the `exclude`d
-    paths) and `git_diff_sha256` (of `git diff HEAD`, when dirty); all None unless `root` is a checkout's top."""
+def git_state(root: Path = PROJECT_ROOT, exclude: tuple[str, ...] = (), code: tuple[str, ...] = CODE) -> dict:
+    """The checkout's state, all None unless `root` is a checkout's top (paths in `exclude` left out):
+
+    `git_commit`; `git_untracked`, {path: sha256} of the untracked files (not ignored) among the `code` paths, what
+    a run executes (untracked files elsewhere, a folder of photos or notes, change no run and are left out);
+    `git_dirty`, whether there are tracked changes or such files; `git_diff_sha256`, when dirty, the sha256 of
+    `git diff HEAD` followed by a `untracked <path> <sha256>` line per untracked file.
+    """
     top = _git(root, "rev-parse", "--show-toplevel")
     commit = _git(root, "rev-parse", "HEAD")
     # an installed copy (site-packages) inside some other checkout is not that checkout's code
     if commit is None or top is None or Path(top.strip()).resolve() != Path(root).resolve():
-        return {"git_commit": None, "git_dirty": None, "git_diff_sha256": None}
-    paths = ["--", ".", *(f":(exclude){p}" for p in exclude)]
-    dirty = bool((_git(root, "status", "--porcelain", *paths) or "").strip())
-    diff = _git(root, "diff", "HEAD", "--binary", *paths) if dirty else None
+        return {"git_commit": None, "git_dirty": None, "git_diff_sha256": None, "git_untracked": None}
+    excluded = [f":(exclude){p}" for p in exclude]
+    diff = _git(root, "diff", "HEAD", "--binary", "--", ".", *excluded) or ""
+    listed = _git(root, "ls-files", "-z", "--others", "--exclude-standard", "--", *code, *excluded) or ""
+    untracked = {path: _file_sha256(Path(root) / path) for path in sorted(filter(None, listed.split("\0")))}
+    dirty = bool(diff or untracked)
+    record = diff + "".join(f"untracked {path} {digest}\n" for path, digest in untracked.items())
     return {
         "git_commit": commit.strip(),
         "git_dirty": dirty,
-        "git_diff_sha256": hashlib.sha256(diff.encode("utf-8", "surrogateescape")).hexdigest()
-        if diff
+        "git_diff_sha256": hashlib.sha256(record.encode("utf-8", "surrogateescape")).hexdigest()
+        if dirty
         else None,
+        "git_untracked": untracked,
     }
+
+
+def _file_sha256(path: Path) -> str | None:
+    """sha256 of a file's bytes; None where it cannot be read (gone since git listed it, no permission)."""
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return None
 
 
 def _version(name: str) -> str | None:

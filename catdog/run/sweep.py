@@ -7,7 +7,6 @@ them after the last job, so it works with every launcher (basic, joblib, submiti
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 import math
@@ -21,7 +20,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from catdog.io import replace_atomic, write_json_atomic
+from catdog.io import replace_atomic, write_csv, write_json_atomic
 from catdog.run.significance import (
     REPLICATE_KEYS,
     best_group,
@@ -176,9 +175,7 @@ def write_summary(sweep_dir: Path, metric: str | None, maximize: bool = True) ->
     for g in groups:
         g["stats"] = seed_stats(g, metric_names(rows, metric))
     header, table, common = summary_table(rows, metric, groups)
-    replace_atomic(
-        sweep_dir / "summary.csv", lambda f: csv.writer(f).writerows([header, *table]), binary=False
-    )
+    replace_atomic(sweep_dir / "summary.csv", lambda f: write_csv(f, header, table), binary=False)
     failed = sum(r["status"] != "ok" for r in rows)
     parts = [
         f"# Sweep {sweep_dir}",
