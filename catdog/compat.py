@@ -58,3 +58,11 @@ def swap_weight_average(callback, pl_module) -> None:
     """Exchange the LightningModule's weights and buffers with the average, as WeightAveraging does around
     validation (callbacks/ema.py moves the swap back to a later hook)."""
     callback._swap_models(pl_module)
+
+
+def cleanlab_outlier_iqr_scale() -> float:
+    """cleanlab Datalab's rule for feature outliers: an average kNN distance above Q3 + scale * IQR, with scale =
+    1 / threshold - 1 for its default threshold (0.37037: scale 1.7); see catdog/audit/folds.py."""
+    from cleanlab.datalab.internal.issue_manager.outlier import OutlierIssueManager
+
+    return 1 / OutlierIssueManager.DEFAULT_THRESHOLDS["features"] - 1
