@@ -99,3 +99,7 @@ def test_weight_averaging_keeps_its_average_and_swaps_it_in():
         average.module.net[1].weight.fill_(7.0)
     compat.swap_weight_average(callback, model)
     assert torch.all(model.net[1].weight == 7.0) and torch.equal(average.module.net[1].weight, old)
+
+
+def test_cleanlabs_feature_outlier_rule_is_q3_plus_1_7_iqr():
+    assert compat.cleanlab_outlier_iqr_scale() == pytest.approx(1.7, abs=1e-4)
