@@ -27,7 +27,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml requirements/constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -c requirements/constraints.txt -e ".[dev,sweeps,export,serve]"
+	$(BIN)/pip install -q -c requirements/constraints.txt -e ".[dev,sweeps,export,serve,audit]"
 	touch $@
 
 # after training, the command line that trains on the same photos again (README: What next)

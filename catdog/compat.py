@@ -78,3 +78,11 @@ def on_hydra_error(handler: Callable[[Exception], None]) -> None:
         return original(run)
 
     utils.run_and_report = run_and_report
+
+
+def cleanlab_outlier_iqr_scale() -> float:
+    """cleanlab Datalab's rule for feature outliers: an average kNN distance above Q3 + scale * IQR, with scale =
+    1 / threshold - 1 for its default threshold (0.37037: scale 1.7); see catdog/audit/folds.py."""
+    from cleanlab.datalab.internal.issue_manager.outlier import OutlierIssueManager
+
+    return 1 / OutlierIssueManager.DEFAULT_THRESHOLDS["features"] - 1

@@ -3,9 +3,9 @@
 The images are decoded as the checkpoint was trained (its resolution, channels and fast_decode, whatever data.*
 says). Without data.source, the held-out split (test, else val) of the data the checkpoint was trained on is
 scored, rebuilt from what the checkpoint records; with one, every image of it is scored, and photos that were in
-the checkpoint's training split (same content) are counted as n_seen_in_training. The run dir gets metrics.json,
-confusion_matrix.png and
-TensorBoard events.
+the checkpoint's training split (same content) are counted as n_seen_in_training. Photos the checkpoint's training
+left out (its data.exclude) and those data.exclude names here are left out of the metrics; test/acc_all then
+scores them too. The run dir gets metrics.json, confusion_matrix.png and TensorBoard events.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from torchmetrics.functional.classification import (
 
 from catdog.data.cache import CachedArrays
 from catdog.data.duplicates import photo_ids
+from catdog.data.exclude import exclusion_mask
 from catdog.data.preprocess import prepare_from_config, summarize
 from catdog.data.split import SPLITS, split_codes
 from catdog.errors import CatdogError
@@ -112,6 +113,18 @@ def seen_in_training(arrays: CachedArrays, indices: np.ndarray, trained_on: dict
     return int(np.isin(ids, trained_on["train_ids"].numpy()).sum())
 
 
+def excluded_photos(cfg: DictConfig, arrays: CachedArrays, trained_on: dict | None) -> np.ndarray:
+    """The photos to leave out of the metrics: those the checkpoint's training left out (its data.exclude, by
+    content) and those data.exclude names now."""
+    excluded = exclusion_mask(cfg.data.get("exclude"), arrays.photos)
+    if excluded is None:
+        excluded = np.zeros(len(arrays.labels), dtype=bool)
+    recorded = (trained_on or {}).get("excluded_ids")
+    if recorded is not None and len(recorded):
+        excluded |= np.isin(photo_ids(arrays.photos["sha256"]), recorded.numpy())
+    return excluded
+
+
 def decoded_as_trained(cfg: DictConfig, predictor: Predictor, **recorded) -> CachedArrays:
     """The images of data.source decoded as the checkpoint was trained (whatever data.* says), classes checked."""
     shape = {"resolution": predictor.resolution, "channels": predictor.channels}
@@ -145,6 +158,13 @@ def evaluate(cfg: DictConfig) -> dict:
     recorded = {k: trained_on[k] for k in ("layout", "skip_truncated", "max_pixels")} if held_out else {}
     arrays = decoded_as_trained(cfg, predictor, **recorded)
     indices, split = scored_photos(arrays, trained_on, held_out)
+    excluded = excluded_photos(cfg, arrays, trained_on)[indices]
+    if excluded.any():
+        log.info(
+            "%d of the %d photos are excluded (data.exclude): left out of the metrics but test/acc_all",
+            excluded.sum(),
+            len(indices),
+        )
     if held_out:
         log.info(
             "No data.source given: scoring the held-out %s split (%d photos) of %s, the data %s was trained on",
@@ -161,8 +181,19 @@ def evaluate(cfg: DictConfig) -> dict:
             seen,
             len(indices),
         )
-    logits = logits_of(predictor, arrays, indices, cfg.data.batch_size)
-    labels = arrays.labels[indices]
+    all_logits = logits_of(predictor, arrays, indices, cfg.data.batch_size)
+    all_labels = arrays.labels[indices]
+    everything = {}
+    if excluded.any():
+        everything = {
+            "test/acc_all": float((all_logits.argmax(1) == all_labels).mean()),
+            "n_excluded": int(excluded.sum()),
+        }
+    logits, labels, indices = all_logits[~excluded], all_labels[~excluded], indices[~excluded]
+    if not len(indices):
+        raise CatdogError(
+            f"data.exclude={cfg.data.get('exclude')}: every photo scored is excluded; nothing is left to score."
+        )
     probs = predictor.calibrated(logits)
     results = classification_metrics(torch.from_numpy(probs), torch.from_numpy(labels), predictor.classes)
     calibration, reliability = calibration_report(
@@ -180,6 +211,7 @@ def evaluate(cfg: DictConfig) -> dict:
         figures["robustness"] = robustness_figure(robustness, Path(cfg.ckpt_path).name)
     metrics = {
         **{k: v for k, v in results.items() if k.startswith("test/")},
+        **everything,
         **calibration,
         "temperature": predictor.temperature,
         "split": split,

@@ -160,21 +160,27 @@ def train_checkpoint(
 def train_in_process(*overrides: str) -> dict:
     """`train(compose(...))` in this process, as train.py would run it (give hydra.run.dir), without the seconds a
     new Python process spends importing torch and Lightning; for tests of what a run does, not of the CLI."""
+    from catdog.run.training import train
+
+    return run_in_process(train, "train", *overrides)
+
+
+def run_in_process(fn, config_name: str, *overrides: str):
+    """`fn(compose(config_name, ...))` in this process with Hydra's config set, as an entry point's main would run
+    it (give hydra.run.dir)."""
     from hydra import compose, initialize_config_dir
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import open_dict
 
-    from catdog.run.training import train
-
     with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
-        cfg = compose("train", overrides=list(overrides), return_hydra_config=True)
+        cfg = compose(config_name, overrides=list(overrides), return_hydra_config=True)
         HydraConfig.instance().set_config(cfg)
         with open_dict(cfg):
             # what a real run's ${hydra:runtime.output_dir} would be; the hydra node itself is Hydra's, not ours
             cfg.paths.output_dir = cfg.hydra.run.dir
             del cfg["hydra"]
         try:
-            return train(cfg)
+            return fn(cfg)
         finally:
             HydraConfig.instance().cfg = None
 

@@ -225,3 +225,24 @@ def test_startup_rows_say_whether_each_goal_is_met():
     assert startup.row("help", 1.2, 1.5) == "| help | 1.20 | <= 1.5 s | met |"
     assert startup.row("help", 1.7, 1.5) == "| help | 1.70 | <= 1.5 s | MISSED |"
     assert startup.best_wall_time([sys.executable, "-c", "pass"], runs=2) > 0
+
+
+@pytest.mark.slow
+def test_the_audit_benchmark_times_an_audit_against_a_fast_run(tmp_path):
+    from benchmarks import audit
+
+    archive = zip_tree(write_class_folders(tmp_path / "src" / "PetImages", per_class=8), tmp_path / "p.zip")
+    tiny = [
+        "data.resolution=16",
+        "data.folds=2",
+        "model.channels=[4,8]",
+        "model.augment.translate=2",
+        "trainer.max_epochs=1",
+        "trainer.accelerator=cpu",
+        "data.progress=false",
+    ]
+    lines = audit.audit_cost(archive, tmp_path / "work", tmp_path / "kept", tiny)
+    text = "\n".join(lines)
+    assert "| python -m catdog.audit" in text and "Goal: the audit within 6x one fast run: **" in text
+    assert "of 16 photos" in text
+    assert sorted(p.name for p in (tmp_path / "kept").iterdir()) == ["audit.csv", "audit.html", "audit.png"]

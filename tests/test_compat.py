@@ -116,3 +116,7 @@ def test_on_hydra_error_sees_the_exception_before_hydra_reports_it(monkeypatch):
     with pytest.raises(SystemExit):  # the handler re-raised: Hydra printed its own message and exited 1
         utils.run_and_report(fail)
     assert [type(e) for e in seen] == [KeyError]
+
+
+def test_cleanlabs_feature_outlier_rule_is_q3_plus_1_7_iqr():
+    assert compat.cleanlab_outlier_iqr_scale() == pytest.approx(1.7, abs=1e-4)

@@ -63,7 +63,8 @@ def test_config_groups_compose(overrides, expected):
 def test_default_callbacks_are_composed_from_files():
     cfg = compose_train()
     opt_in = {"ema", "lookahead"}  # weight averaging: callbacks=[default,ema]
-    files = {p.stem for p in (ROOT / "configs/callbacks").glob("*.yaml")} - {"default", "none"} - opt_in
+    sets = {"default", "none", "audit"}  # lists of the files (audit: each fold model of catdog.audit)
+    files = {p.stem for p in (ROOT / "configs/callbacks").glob("*.yaml")} - sets - opt_in
     assert set(cfg.callbacks) == files  # one file per callback, all the others on by default
     assert set(compose_train("callbacks=[default,ema,lookahead]").callbacks) == files | opt_in
     assert {"model_checkpoint", "early_stopping", "learning_rate_monitor", "progress_bar"} <= files
@@ -71,6 +72,15 @@ def test_default_callbacks_are_composed_from_files():
         cfg.callbacks.last_checkpoint.filename == "last"
     )  # written every epoch, what ckpt_path=last resumes
     assert (ROOT / "configs/callbacks/default.yaml").read_text().count("- ") >= 4  # a defaults list of files
+
+
+def test_the_audit_composes_the_fast_net_at_48_px_in_5_folds_over_every_photo():
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+        cfg = compose("audit", overrides=["data.source=x"])
+    assert cfg.data.folds == 5 and cfg.data.resolution == 48 and cfg.data.test_fraction == 0 and not cfg.test
+    assert cfg.model.channels == [16, 32, 64, 128] and cfg.model.tta and cfg.model.label_smoothing == 0
+    assert set(cfg.callbacks) == {"last_checkpoint", "progress_bar", "epoch_timer"} and cfg.audit.top == 48
+    assert cfg.data.exclude is None and cfg.task_name == "audit"
 
 
 def test_optuna_and_cluster_launchers_compose():

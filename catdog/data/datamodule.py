@@ -13,6 +13,7 @@ from torch.utils.data import DataLoader, Dataset
 from catdog.data.cache import CachedArrays
 from catdog.data.decode import DEFAULT_MAX_PIXELS
 from catdog.data.duplicates import photo_ids
+from catdog.data.exclude import exclusion_mask, exclusion_tag
 from catdog.data.loaders import ResumableDataLoader, SeededShuffle, TensorBatches
 from catdog.data.preprocess import prepare_from_config, summarize
 from catdog.data.spec import DataSpec
@@ -41,6 +42,7 @@ TRAINING_DATA_KEYS = (
     "folds",
     "fold",
     "label_conflicts",
+    "exclude",
 )
 
 
@@ -81,6 +83,7 @@ class ImageDataModule(pl.LightningDataModule):
         folds: int | None = None,
         fold: int = 0,
         label_conflicts: str = "drop",
+        exclude: str | None = None,
         balance: str = "none",
         batch_size: int = 100,
         seed: int = 0,
@@ -110,10 +113,12 @@ class ImageDataModule(pl.LightningDataModule):
             folds,
             fold,
             label_conflicts,
+            exclude,
         )
         self.save_hyperparameters(logger=False)
         self.arrays: CachedArrays | None = None
         self.splits: dict[str, np.ndarray] = {}
+        self.excluded: np.ndarray | None = None  # the photos data.exclude leaves out
 
     def _prepare(self) -> CachedArrays:
         return prepare_from_config(self.hparams, source=str(self.hparams.source))
@@ -131,7 +136,10 @@ class ImageDataModule(pl.LightningDataModule):
         self.arrays = self._prepare()
         log.info("Data: %s", summarize(self.arrays.report))
         labels, photos = self.arrays.labels, self.arrays.photos
-        codes = split_codes(photos["group"], labels, h)
+        self.excluded = exclusion_mask(h.exclude, photos)
+        if self.excluded is not None:
+            log.info("data.exclude=%s: %d photos left out of every split", h.exclude, self.excluded.sum())
+        codes = split_codes(photos["group"], labels, h, self.excluded)
         self.splits = {
             name: split_order(np.flatnonzero(codes == i), labels, photos["sha256"], h.seed)
             for i, name in enumerate(SPLITS)
@@ -155,7 +163,10 @@ class ImageDataModule(pl.LightningDataModule):
     def _write_split_file(self) -> Path:
         """The cache's `splits/<setting>/splits.csv` (path,label,split per photo), so a user can see and diff it."""
         h = self.hparams
-        setting = split_setting(h.seed, h.val_fraction, h.test_fraction, h.folds, h.fold, h.label_conflicts)
+        tag = exclusion_tag(self.excluded, self.arrays.photos["sha256"])
+        setting = split_setting(
+            h.seed, h.val_fraction, h.test_fraction, h.folds, h.fold, h.label_conflicts, tag
+        )
         path = self.arrays.directory / "splits" / setting / "splits.csv"
         if not path.exists():
             try:
@@ -172,17 +183,19 @@ class ImageDataModule(pl.LightningDataModule):
 
     def state_dict(self) -> dict:
         """Stored in checkpoints: the training data (source and split settings) and the compact content hashes
-        of its training split, so evaluate can score the held-out photos and count photos seen in training."""
+        of its training split and of the photos data.exclude left out, so evaluate can score the held-out photos
+        and count photos seen in training."""
         if self.arrays is None:
             return {}
         h = self.hparams
+        sha256 = self.arrays.photos["sha256"]
         train = np.unique(self.splits["train"])
+        excluded = np.flatnonzero(self.excluded) if self.excluded is not None else []
         return {
             "source": str(Path(str(h.source)).expanduser().resolve()),
-            **{k: h[k] for k in TRAINING_DATA_KEYS},
-            "train_ids": torch.from_numpy(
-                np.unique(photo_ids([self.arrays.photos["sha256"][i] for i in train]))
-            ),
+            **{k: h.get(k) for k in TRAINING_DATA_KEYS},
+            "train_ids": torch.from_numpy(np.unique(photo_ids([sha256[i] for i in train]))),
+            "excluded_ids": torch.from_numpy(np.unique(photo_ids([sha256[i] for i in excluded]))),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -200,6 +213,10 @@ class ImageDataModule(pl.LightningDataModule):
                 leaked,
                 {k: state.get(k) for k in ("source", *TRAINING_DATA_KEYS)},
             )
+
+    def exclusion_metrics(self) -> dict[str, int]:
+        """`data/n_excluded` for metrics.json: how many photos data.exclude left out (none without it)."""
+        return {} if self.excluded is None else {"data/n_excluded": int(self.excluded.sum())}
 
     def partial_evaluation(self, metrics: dict[str, float]) -> list[str]:
         """A warning for each split a run evaluated only in part (limit_*_batches, fast_dev_run, overfit)."""

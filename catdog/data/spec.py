@@ -4,6 +4,7 @@ is prepared, and ImageDataModule builds the same spec from its arguments, so eac
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from catdog.errors import CatdogError
 from catdog.models.spec import invalid, is_int, is_number
@@ -17,6 +18,13 @@ LABEL_CONFLICTS = ("drop", "keep")
 def check_choice(key: str, value, choices: tuple[str, ...]) -> None:
     if value not in choices:
         raise invalid(key, value, " or ".join(choices))
+
+
+def missing_exclude_file(path) -> CatdogError:
+    return CatdogError(
+        f"data.exclude={path}: no such file. Give an audit.csv of `python -m catdog.audit` or a text file of "
+        "photo paths, or data.exclude=null."
+    )
 
 
 @dataclass(frozen=True)
@@ -37,6 +45,7 @@ class DataSpec:
     folds: int | None = None
     fold: int = 0
     label_conflicts: str = "drop"
+    exclude: str | None = None
 
     def __post_init__(self) -> None:
         if self.source is None or str(self.source).strip() == "":
@@ -58,12 +67,20 @@ class DataSpec:
         check_choice("data.loader", self.loader, LOADERS)
         check_choice("data.label_conflicts", self.label_conflicts, LABEL_CONFLICTS)
         self._check_folds()
+        self._check_exclude()
         val, test = self.val_fraction, self.test_fraction
         if not (is_number(val) and is_number(test) and 0 < val < 1 and 0 <= test < 1 and val + test < 1):
             raise CatdogError(
                 f"data.val_fraction={val}, data.test_fraction={test}: need 0 < val_fraction, "
                 "0 <= test_fraction and val_fraction + test_fraction < 1."
             )
+
+    def _check_exclude(self) -> None:
+        """data.exclude is null or a file (its contents are read with the data: catdog.data.exclude)."""
+        if self.exclude is None:
+            return
+        if not isinstance(self.exclude, str) or not Path(self.exclude).expanduser().is_file():
+            raise missing_exclude_file(self.exclude)
 
     def _check_folds(self) -> None:
         """data.folds is null (one val split) or K >= 2, and data.fold one of 0..K-1."""

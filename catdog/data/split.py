@@ -45,13 +45,29 @@ def assign_splits(
     folds: int | None = None,
     fold: int = 0,
     label_conflicts: str = "drop",
+    exclude: np.ndarray | None = None,
 ) -> np.ndarray:
     """The split of each photo, as an index into SPLITS; `groups` are the photos' duplicate-group keys.
 
     With `folds`=K the non-test photos fall into K equal folds by u and fold `fold` is val (val_fraction unused);
     the test split is the same for every fold. Groups whose photos carry different labels are `excluded` when
-    label_conflicts=drop.
+    label_conflicts=drop; so are the photos `exclude` marks (data.exclude), which moves no other photo: the rest
+    are split as if those were not there.
     """
+    if exclude is not None and exclude.any():
+        code = np.full(len(groups), EXCLUDED, dtype=np.int8)
+        keep = np.flatnonzero(~exclude)
+        code[keep] = assign_splits(
+            [groups[i] for i in keep],
+            labels[keep],
+            val_fraction,
+            test_fraction,
+            seed,
+            folds,
+            fold,
+            label_conflicts,
+        )
+        return code
     keys, inverse = np.unique(np.asarray(groups), return_inverse=True)
     num_classes = int(labels.max()) + 1 if len(labels) else 0
     u = seeded_uniform(keys.tolist(), seed, "split")
@@ -75,8 +91,11 @@ def assign_splits(
     return code[inverse]
 
 
-def split_codes(groups: Sequence[str], labels: np.ndarray, settings: Mapping) -> np.ndarray:
-    """assign_splits with the split settings of a data config, or of a checkpoint's record of its training data."""
+def split_codes(
+    groups: Sequence[str], labels: np.ndarray, settings: Mapping, exclude: np.ndarray | None = None
+) -> np.ndarray:
+    """assign_splits with the split settings of a data config, or of a checkpoint's record of its training data,
+    and the photos data.exclude leaves out."""
     return assign_splits(
         groups,
         labels,
@@ -86,6 +105,7 @@ def split_codes(groups: Sequence[str], labels: np.ndarray, settings: Mapping) ->
         settings.get("folds"),
         settings.get("fold", 0),
         settings.get("label_conflicts", "drop"),
+        exclude,
     )
 
 
@@ -131,14 +151,21 @@ def class_weights(labels: np.ndarray, num_classes: int) -> np.ndarray:
 
 
 def split_setting(
-    seed: int, val_fraction: float, test_fraction: float, folds: int | None, fold: int, label_conflicts: str
+    seed: int,
+    val_fraction: float,
+    test_fraction: float,
+    folds: int | None,
+    fold: int,
+    label_conflicts: str,
+    exclude_tag: str = "",
 ) -> str:
-    """`seed0-val0.1-test0.0`, or `seed0-test0.1-fold1of5`, plus `-conflicts-keep` where it applies: the folder
-    of a cache's `splits/<setting>/splits.csv` (sweep jobs with other seeds or folds share one cache)."""
+    """`seed0-val0.1-test0.0`, or `seed0-test0.1-fold1of5`, plus `-conflicts-keep` and data.exclude's
+    `-exclude<hash>` where they apply: the folder of a cache's `splits/<setting>/splits.csv` (sweep jobs with other
+    seeds or folds share one cache)."""
     name = f"seed{seed}-val{val_fraction}-test{test_fraction}"
     if folds:
         name = f"seed{seed}-test{test_fraction}-fold{fold}of{folds}"
-    return name + ("-conflicts-keep" if label_conflicts == "keep" else "")
+    return name + ("-conflicts-keep" if label_conflicts == "keep" else "") + exclude_tag
 
 
 def split_rows(paths: Sequence[str], labels: Sequence[str], codes: np.ndarray) -> list[tuple[str, str, str]]:

@@ -103,6 +103,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         failed = False
     finally:
         end_ddp_job(trainer, env, failed)
+    metrics.update(datamodule.exclusion_metrics())
     for note in datamodule.partial_evaluation(metrics):
         log.warning(note)
     if trainer.is_global_zero:

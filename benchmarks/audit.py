@@ -1,0 +1,98 @@
+"""The cost of `python -m catdog.audit` on PetImages-180 against one `experiment=fast` run, side by side, and what
+it flags (the top 100 are then judged by eye: README, "Audit your photos first")."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+from benchmarks.record import ROOT, SHARED, TRAIN_OVERRIDES, benchmark
+from benchmarks.training import run_training
+
+AUDIT_COST_GOAL = 6.0  # issue 29: the audit in at most 6x the wall time of one experiment=fast run
+KEPT = (
+    ROOT / "outputs" / "bench-audit"
+)  # audit.csv, audit.html and audit.png of the last run, to judge by eye
+
+
+def run_audit(run_dir: Path, *overrides: str) -> float:
+    """`python -m catdog.audit` as a user would run it; its wall time in seconds."""
+    started = time.time()
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "catdog.audit",
+            f"hydra.run.dir={run_dir}",
+            "trainer.enable_progress_bar=false",
+            *overrides,
+            *TRAIN_OVERRIDES,
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    if proc.returncode != 0:
+        raise SystemExit(f"catdog.audit {' '.join(overrides)} failed:\n{proc.stderr[-3000:]}")
+    return time.time() - started
+
+
+def audit_cost(archive: Path, work: Path, kept: Path, extra: list[str] | None = None) -> list[str]:
+    """Audit `archive` and train experiment=fast on it, each from a cold cache (preprocessing included); the
+    Markdown rows, and the audit's files copied to `kept`. `extra`: overrides for both (tiny ones in tests)."""
+    extra = extra or []
+    audit_s = run_audit(
+        work / "audit", f"data.source={archive}", f"data.cache_dir={work / 'cache-audit'}", *extra
+    )
+    started = time.time()
+    run_training(
+        work,
+        "fast",
+        "experiment=fast",
+        f"data.source={archive}",
+        f"data.cache_dir={work / 'cache-fast'}",
+        *extra,
+    )
+    fast_s = time.time() - started
+    kept.mkdir(parents=True, exist_ok=True)
+    for name in ("audit.csv", "audit.html", "audit.png"):
+        shutil.copy(work / "audit" / name, kept / name)
+    with open(kept / "audit.csv", newline="", encoding="utf-8") as f:
+        issues = Counter(row["issue"] for row in csv.DictReader(f))
+    ratio = audit_s / fast_s
+    flagged = sum(n for kind, n in issues.items() if kind)
+    print(
+        f"audit: {audit_s / 60:.1f} min, {ratio:.2f}x one experiment=fast run; {flagged} flagged", flush=True
+    )
+    return [
+        "| run | minutes (launch to exit, preprocessing included) |",
+        "|---|---|",
+        f"| python -m catdog.audit (defaults: configs/audit.yaml) | {audit_s / 60:.1f} |",
+        f"| python train.py experiment=fast | {fast_s / 60:.1f} |",
+        "",
+        f"Goal: the audit within {AUDIT_COST_GOAL:g}x one fast run: **{ratio:.2f}x**, "
+        f"{'met' if ratio <= AUDIT_COST_GOAL else 'MISSED'}.",
+        "",
+        "Flagged: "
+        + ", ".join(f"{issues[k]:,} {k}" for k in ("label", "outlier", "duplicate", "conflict"))
+        + f" of {sum(issues.values()):,} photos. The top 100 rows of {kept / 'audit.csv'} are to be judged by eye "
+        "(really mislabeled, neither a cat nor a dog, or both; goal: at least 60).",
+    ]
+
+
+@benchmark(by_default=False)
+def audit() -> list[str]:
+    """`python -m catdog.audit` on PetImages-180.zip (5 folds of the fast net at 48 px) and one
+    `python train.py experiment=fast`, one after the other, each from a cold cache; the audit's files are kept in
+    outputs/bench-audit/ (run only when named: `make bench ARGS=audit`)."""
+    archive = SHARED / "data" / "PetImages-180.zip"
+    if not archive.exists():
+        return [f"skipped: {archive} is missing"]
+    with tempfile.TemporaryDirectory(prefix="catdog-bench-") as tmp:
+        return audit_cost(archive, Path(tmp), KEPT)
