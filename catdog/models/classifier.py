@@ -70,6 +70,10 @@ class ImageClassifier(pl.LightningModule):
         if loss not in LOSSES:
             raise CatdogError(f"model.loss={loss}: must be one of {', '.join(LOSSES)}.")
         check_augment(augment, resolution)
+        if "auto" in (channels_last, compile):  # catdog.run.calibrate settles it first in train.py
+            raise CatdogError(
+                "model.channels_last and model.compile=auto are measured by train.py; give true or false."
+            )
         # logged by catdog.run.hparams as the flat config keys; here only stored in checkpoints
         self.save_hyperparameters(ignore=["optimizer", "scheduler"], logger=False)
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler

@@ -15,6 +15,7 @@ from catdog.data.spec import DataSpec
 from catdog.errors import CatdogError
 from catdog.models.options import check_progressive_resize, check_whiten
 from catdog.models.spec import NET_KEYS, convnet_spec, invalid, is_int, is_int_list, is_number
+from catdog.run.calibrate import check_settings
 
 CHECKS = {
     "batch_size": (lambda v: is_int(v) and v >= 1, "a positive integer"),
@@ -55,6 +56,7 @@ def validate(cfg: DictConfig, model: bool = True) -> None:
         spec = convnet_spec(net, _plain(cfg.model.in_channels), _plain(cfg.model.resolution))
         check_progressive_resize(_plain(cfg.model.get("progressive_resize")), spec)
         check_whiten(_plain(cfg.model.get("whiten")), spec)
+    check_settings(cfg)
     if cfg.get("test") and not OmegaConf.select(cfg, "data.test_fraction", default=0):
         raise CatdogError(
             "test=true needs a test split: set data.test_fraction, e.g. data.test_fraction=0.1."

@@ -15,6 +15,7 @@ from omegaconf import DictConfig
 from catdog.callbacks.ema import averaging_first
 from catdog.io import write_json_atomic
 from catdog.models.whiten import init_whitening
+from catdog.run.calibrate import calibrate
 from catdog.run.checks import validate
 from catdog.run.config_tree import print_config_tree
 from catdog.run.hardware import check_accelerator, resolve_precision
@@ -54,6 +55,11 @@ def train(cfg: DictConfig) -> dict[str, float]:
     validate(cfg)
     check_accelerator(cfg.trainer)
     resolve_precision(cfg.trainer)
+    calibration = calibrate(
+        cfg, Path(cfg.paths.calibration)
+    )  # settles model.channels_last, compile, threads=auto
+    if cfg.get("threads"):
+        torch.set_num_threads(cfg.threads)
     print_config_tree(cfg)
     ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), cfg.paths.output_dir)
     install_ddp_launch_fix()
@@ -81,7 +87,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     loggers = instantiate_group(cfg.get("logger"), **resumed)
     if cfg.get("tune"):
         return run_tune(cfg, model, datamodule, loggers)
-    provenance = collect(datamodule.arrays.directory.name)
+    provenance = {**collect(datamodule.arrays.directory.name), "calibration": calibration}
     callbacks = [*averaging_first(instantiate_group(cfg.get("callbacks"))), RecordProvenance(provenance)]
     if not cfg.trainer.get("enable_progress_bar", True):  # the switch also turns off a configured bar
         callbacks = [c for c in callbacks if not isinstance(c, pl.callbacks.ProgressBar)]

@@ -1,0 +1,187 @@
+"""Settings that change how fast a step runs, not what is learned, chosen by measuring on the machine at hand.
+
+`model.channels_last`, `model.compile` and `threads` take `auto`: before training, each combination of the
+`auto` ones runs a few training steps of the configured net (its resolution, batch size and precision, random
+photos) and the fastest wins. A table of CPU names could not do this: at 0d79d81 the same code ran 1,220 images/s
+on a 2-core AMD EPYC and 334-438 on a 2-core Xeon with AMX (issue 26). The result is cached per machine fingerprint
+(CPU model, cores, torch version) and net, so it costs its seconds once, and it is recorded in provenance.json.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import logging
+import os
+import time
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from catdog.errors import CatdogError
+from catdog.io import write_json_atomic
+
+log = logging.getLogger(__name__)
+
+AUTO = "auto"
+# the settings calibrated, their config keys and candidates; the first candidate is the plain one a tie goes to
+CANDIDATES: dict[str, tuple] = {
+    "model.channels_last": (False, True),
+    "model.compile": (False, True),
+    "threads": (),  # torch's threads, filled per machine: every core it may use, and one fewer
+}
+# a candidate must beat the plain setting by this much: timings of a few dozen steps vary by ~2-3% between runs
+MARGIN = 0.05
+WARMUP_STEPS, TIMED_STEPS = 3, 12
+
+
+def fingerprint() -> dict[str, Any]:
+    """What makes timings of one machine valid on another: the CPU (or GPU), its cores, the torch build."""
+    import torch
+
+    from catdog.run.provenance import cpu_model
+
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    return {"cpu": cpu_model(), "cores": os.cpu_count(), "gpu": gpu, "torch": torch.__version__}
+
+
+def thread_candidates(cores: int) -> tuple[int, ...]:
+    """Every core this run may use first (a parallel sweep's share); one fewer leaves a core to Python's own work."""
+    return (cores, cores - 1) if cores > 1 else (1,)
+
+
+def auto_keys(cfg: DictConfig) -> list[str]:
+    """The calibrated settings this config leaves to `auto`."""
+    return [key for key in CANDIDATES if OmegaConf.select(cfg, key, default=None) == AUTO]
+
+
+def check_settings(cfg: DictConfig) -> None:
+    """Each calibrated setting is `auto` or one of its values (threads: a positive integer or null)."""
+    for key, choices in CANDIDATES.items():
+        value = OmegaConf.select(cfg, key, default=None)
+        if key == "threads":
+            ok = value in (None, AUTO) or (
+                isinstance(value, int) and not isinstance(value, bool) and value >= 1
+            )
+        else:
+            ok = value == AUTO or value in choices and isinstance(value, bool)
+        if not ok:
+            expected = "auto, null or a number of threads" if key == "threads" else "auto, true or false"
+            raise CatdogError(f"{key}={value!r} is invalid: expected {expected}. Fix it on the command line.")
+
+
+def choose(timings: Mapping[tuple, float], margin: float = MARGIN) -> tuple:
+    """The fastest candidate (seconds a step), unless it beats the first (plain) one by less than `margin`."""
+    plain = next(iter(timings))
+    best = min(timings, key=timings.get)
+    return best if timings[best] < timings[plain] * (1 - margin) else plain
+
+
+def cache_key(cfg: DictConfig, keys: Iterable[str], machine: Mapping[str, Any]) -> str:
+    """One entry per machine, net, input, batch, precision and set of calibrated keys."""
+    model = OmegaConf.to_container(cfg.model, resolve=True)
+    net = {k: v for k, v in model.items() if k not in ("optimizer", "scheduler", "channels_last", "compile")}
+    what = {
+        "machine": dict(machine),
+        "net": net,
+        "batch_size": cfg.data.batch_size,
+        "precision": str(cfg.trainer.get("precision")),
+        "keys": sorted(keys),
+    }
+    return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def read_cache(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def step_timer(cfg: DictConfig) -> Callable[[dict[str, Any]], float]:
+    """Seconds a training step takes with some calibrated settings: the configured net on random photos."""
+    import hydra
+    import torch
+
+    channels, res, batch = cfg.data.channels, cfg.data.resolution, cfg.data.batch_size
+    device = "cuda" if str(cfg.trainer.get("accelerator")) in ("gpu", "cuda") else "cpu"
+    x = torch.randint(0, 256, (batch, channels, res, res), dtype=torch.uint8, device=device)
+    y = torch.arange(batch, device=device) % 2
+    precision = str(cfg.trainer.get("precision"))
+    dtype = torch.bfloat16 if precision.startswith("bf16") else torch.float16
+    mixed = precision.endswith("-mixed")
+    threads = torch.get_num_threads()
+
+    def timed(setting: dict[str, Any]) -> float:
+        torch.set_num_threads(setting.get("threads") or threads)
+        net = {k.split(".", 1)[1]: v for k, v in setting.items() if k.startswith("model.")}
+        stats = {"mean": [0.5] * channels, "std": [0.25] * channels} if cfg.model.get("normalize") else {}
+        model = hydra.utils.instantiate(
+            OmegaConf.merge(cfg.model, net), classes=["a", "b"], _convert_="all", **stats
+        ).to(device)
+        model.train()
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+
+        def step() -> None:
+            with torch.autocast(device, dtype=dtype, enabled=mixed):
+                loss = torch.nn.functional.cross_entropy(model(x).float(), y)
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            if device == "cuda":
+                torch.cuda.synchronize()
+
+        for _ in range(WARMUP_STEPS):  # compilation, oneDNN's kernel choice and allocations happen here
+            step()
+        start = time.perf_counter()
+        for _ in range(TIMED_STEPS):
+            step()
+        seconds = (time.perf_counter() - start) / TIMED_STEPS
+        torch.set_num_threads(threads)
+        return seconds
+
+    return timed
+
+
+def calibrate(
+    cfg: DictConfig, cache_path: Path, timer: Callable[[dict[str, Any]], float] | None = None
+) -> dict[str, Any] | None:
+    """Replace each `auto` setting of cfg with the fastest measured value; returns what was chosen and how (None
+    when nothing is `auto`), also what provenance.json records. `timer` measures one setting (tests pass fakes)."""
+    keys = auto_keys(cfg)
+    if not keys:
+        return None
+    machine = fingerprint()
+    key = cache_key(cfg, keys, machine)
+    cache = read_cache(cache_path)
+    entry = cache.get(key)
+    if entry is None:
+        import torch
+
+        cores = torch.get_num_threads()
+        choices = {k: thread_candidates(cores) if k == "threads" else CANDIDATES[k] for k in keys}
+        settings = [dict(zip(keys, values)) for values in itertools.product(*choices.values())]
+        measure = timer or step_timer(cfg)
+        timings = {tuple(s.values()): measure(s) for s in settings}
+        best = dict(zip(keys, choose(timings)))
+        entry = {
+            "chosen": best,
+            "seconds_per_step": {json.dumps(dict(zip(keys, t))): round(v, 5) for t, v in timings.items()},
+            "machine": machine,
+        }
+        write_json_atomic(cache_path, {**cache, key: entry})
+        cached = False
+    else:
+        cached = True
+    for k, v in entry["chosen"].items():
+        OmegaConf.update(cfg, k, v)
+    log.info(
+        "Calibrated on this machine (%s%s): %s",
+        machine["cpu"],
+        ", cached" if cached else "",
+        ", ".join(f"{k}={v}" for k, v in entry["chosen"].items()),
+    )
+    return {**entry, "cached": cached, "cache": str(cache_path), "key": key}

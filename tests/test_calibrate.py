@@ -1,0 +1,91 @@
+"""Speed settings chosen by measuring: the choice logic on fake timings, the cache, and a real calibration."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from helpers import ROOT, tiny_overrides, train_in_process
+from hydra import compose, initialize_config_dir
+
+from catdog.errors import CatdogError
+from catdog.models.classifier import ImageClassifier
+from catdog.run.calibrate import calibrate, choose, fingerprint, thread_candidates
+from catdog.run.checks import validate
+
+
+def compose_train(*overrides: str):
+    with initialize_config_dir(str(ROOT / "configs"), version_base="1.3"):
+        return compose("train", overrides=list(overrides))
+
+
+def test_the_fastest_wins_only_by_more_than_the_noise():
+    assert choose({(False,): 1.0, (True,): 0.5}) == (True,)
+    assert choose({(False,): 1.0, (True,): 0.97}) == (
+        False,
+    )  # 3% is within the run-to-run spread: plain stays
+    assert choose({(False, 2): 1.0, (True, 2): 0.9, (True, 1): 0.6, (False, 1): 1.2}) == (True, 1)
+
+
+def test_auto_settings_are_measured_once_per_machine_and_net_then_read_from_the_cache(tmp_path):
+    cache = tmp_path / "calibration.json"
+    timings = {(False, False): 0.30, (True, False): 0.10, (False, True): 0.20, (True, True): 0.12}
+    measured = []
+
+    def fake(setting):
+        measured.append(setting)
+        return timings[(setting["model.channels_last"], setting["model.compile"])]
+
+    cfg = compose_train("model.channels_last=auto", "model.compile=auto")
+    record = calibrate(cfg, cache, timer=fake)
+    assert (cfg.model.channels_last, cfg.model.compile) == (True, False) and len(measured) == 4
+    assert record["cached"] is False and record["machine"] == fingerprint()
+    assert json.loads(cache.read_text())[record["key"]]["chosen"] == {
+        "model.channels_last": True,
+        "model.compile": False,
+    }
+    again = compose_train("model.channels_last=auto", "model.compile=auto")
+    assert calibrate(again, cache, timer=fake)["cached"] and len(measured) == 4  # no new measurement
+    assert again.model.channels_last is True
+    other_net = compose_train("model.channels_last=auto", "model.compile=auto", "model.kernel=3")
+    calibrate(other_net, cache, timer=fake)
+    assert len(measured) == 8 and len(json.loads(cache.read_text())) == 2
+    assert calibrate(compose_train(), cache, timer=fake) is None  # nothing auto: nothing measured
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("model.compile=fast", "model.compile='fast' is invalid: expected auto, true or false"),
+        ("threads=0", "threads=0 is invalid: expected auto, null or a number of threads"),
+    ],
+)
+def test_a_bad_speed_setting_is_one_line(override, message):
+    with pytest.raises(CatdogError, match=message):
+        validate(compose_train(override))
+
+
+def test_the_model_never_sees_auto():
+    with pytest.raises(
+        CatdogError, match="model.channels_last and model.compile=auto are measured by train.py"
+    ):
+        ImageClassifier(3, 16, channels=[4], kernel=3, hidden=[], channels_last="auto")
+
+
+def test_a_real_run_calibrates_records_it_and_reuses_it(image_folder, tmp_path):
+    cache = tmp_path / "calibration.json"
+    auto = [
+        "model.channels_last=auto",
+        "threads=auto",
+        f"paths.calibration={cache}",
+        "trainer.fast_dev_run=true",
+    ]
+    train_in_process(*tiny_overrides(image_folder, tmp_path), *auto)
+    first = json.loads((tmp_path / "run" / "provenance.json").read_text())["calibration"]
+    layouts_x_threads = 2 * len(thread_candidates(torch.get_num_threads()))  # tests run one thread (conftest)
+    assert first["cached"] is False and len(first["seconds_per_step"]) == layouts_x_threads
+    assert all(seconds > 0 for seconds in first["seconds_per_step"].values())
+    train_in_process(*tiny_overrides(image_folder, tmp_path / "again"), *auto)
+    second = json.loads((tmp_path / "again" / "run" / "provenance.json").read_text())["calibration"]
+    assert second["cached"] is True and second["chosen"] == first["chosen"]
