@@ -371,3 +371,27 @@ def test_keep_alive_answers_do_not_wait_for_a_delayed_ack(server):
         times.append(time.perf_counter() - start)
     connection.close()
     assert sorted(times)[3] < 0.025, times  # median: ~1 ms, and 40+ ms with Nagle on
+
+
+def test_batching_settings_out_of_range_are_one_line(ckpt, tmp_path):
+    from catdog.batching import check_batching
+    from catdog.errors import CatdogError
+
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "catdog.serve",
+            f"ckpt_path={ckpt}",
+            "batch_max=0",
+            f"hydra.run.dir={tmp_path}",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert "batch_max=0: must be a positive number of photos" in proc.stderr
+    with pytest.raises(CatdogError, match="batch_wait_ms=5000: must be between 0 and 1000"):
+        check_batching(8, 5000)
