@@ -10,7 +10,6 @@ their precision and only the features carry int8 rounding.
 
 from __future__ import annotations
 
-import logging
 import tempfile
 from pathlib import Path
 
@@ -28,7 +27,6 @@ from onnxruntime.quantization.shape_inference import quant_pre_process
 from catdog.errors import CatdogError
 from catdog.io import replace_atomic
 
-log = logging.getLogger(__name__)
 QUANTIZED_OPS = ["Conv", "Gemm", "MatMul"]
 CALIBRATION_BATCH = 32  # images per calibration step: the MinMax ranges do not depend on it, memory does
 
@@ -39,11 +37,9 @@ def calibration_photos(cfg: DictConfig, predictor) -> tuple[np.ndarray, str]:
     from catdog.data.split import SPLITS, split_codes
     from catdog.evaluate import decoded_as_trained, training_data
 
-    n = int(cfg.calibration_photos)
-    if n < 1:
-        raise CatdogError(
-            f"calibration_photos={cfg.calibration_photos}: must be a positive number of photos."
-        )
+    n = cfg.calibration_photos
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+        raise CatdogError(f"calibration_photos={n}: must be a positive number of photos, e.g. 512.")
     held_out = cfg.data.get("source") is None
     trained_on = training_data(cfg)
     recorded = {k: trained_on[k] for k in ("layout", "skip_truncated", "max_pixels")} if held_out else {}
