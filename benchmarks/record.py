@@ -23,6 +23,7 @@ CODE_ROOT = ROOT  # the checkout whose commit each section records
 BENCHMARKS: dict[str, Callable[[], list[str]]] = {}
 ON_REQUEST: set[str] = set()  # benchmarks that run only when named (hours on a CPU)
 TRAIN_OVERRIDES: list[str] = []  # --train: added to every train.py run of the benchmarks (e.g. trainer=gpu)
+CHECKPOINTS: list[str] = []  # --ckpt: the trained models the deploy benchmarks measure (else they train one)
 
 
 def benchmark(fn: Callable[[], list[str]] | None = None, *, by_default: bool = True):
@@ -91,12 +92,20 @@ def main(argv: list[str] | None = None) -> None:
         help="a train.py override for the benchmarks that train, e.g. --train trainer=gpu (repeatable)",
     )
     parser.add_argument(
+        "--ckpt",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="a checkpoint for the deploy and serve benchmarks (repeatable; default: train experiment=fast)",
+    )
+    parser.add_argument(
         "--allow-dirty",
         action="store_true",
         help="record even with uncommitted changes (each section is then marked DIRTY)",
     )
     args = parser.parse_args(argv)
     TRAIN_OVERRIDES[:] = args.train
+    CHECKPOINTS[:] = args.ckpt
     # the record itself is no code: its own new sections do not make the tree dirty
     state = git_state(CODE_ROOT, exclude=(RECORD.name,))
     if state["git_dirty"] and not args.no_record and not args.allow_dirty:

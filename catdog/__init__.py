@@ -15,8 +15,13 @@ def __getattr__(name: str):
 
 
 def load(ckpt_path, min_confidence: float = 0.0):
-    """Load a trained checkpoint as a predictor with its own preprocessing and calibration (see
-    `catdog.inference`); a top probability below `min_confidence` is labelled "unsure"."""
+    """Load a trained checkpoint, or an `.onnx` written by `catdog.export` (run by `catdog.runtime`, without torch),
+    as a predictor with its own preprocessing and calibration; a top probability below `min_confidence` is
+    labelled "unsure"."""
+    if str(ckpt_path).lower().endswith(".onnx"):
+        from catdog.runtime import load as load_onnx
+
+        return load_onnx(ckpt_path, min_confidence)
     from catdog.inference import Predictor
 
     return Predictor.from_checkpoint(ckpt_path, min_confidence)

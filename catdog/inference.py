@@ -13,17 +13,16 @@ import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 from torch import nn
 
 import catdog
-from catdog.data.decode import BadImage, decode_image
 from catdog.errors import CatdogError
 from catdog.explain.gradcam import gradcam
 from catdog.models.classifier import ImageClassifier, flip_tta_probabilities, with_temperature
 from catdog.preprocessing import describe
+from catdog.runtime import BasePredictor, Item, check_min_confidence
 
 log = logging.getLogger(__name__)
 
@@ -171,38 +170,9 @@ def preprocessing(model: ImageClassifier) -> dict:
     }
 
 
-def array_bytes(image: np.ndarray) -> bytes:
-    """An HxW or HxWxC uint8 RGB(A) array as an uncompressed BMP, for the very decoder files go through."""
-    if not isinstance(image, np.ndarray) or image.dtype != np.uint8:
-        got = f"{type(image).__name__} {getattr(image, 'dtype', '')}"
-        raise CatdogError(f"predict: arrays must be uint8 numpy arrays (HxW or HxWxC RGB), got {got}.")
-    if image.ndim == 3 and image.shape[2] == 1:
-        image = image[:, :, 0]
-    if image.ndim == 3 and image.shape[2] in (3, 4):
-        image = cv2.cvtColor(image, cv2.COLOR_RGBA2BGR if image.shape[2] == 4 else cv2.COLOR_RGB2BGR)
-    elif image.ndim != 2:
-        raise CatdogError(
-            f"predict: an array of shape {image.shape} is not an image (HxW, or HxWxC with C in 1, 3, 4)."
-        )
-    if min(image.shape[:2]) < 1:
-        raise CatdogError(f"predict: an array of shape {image.shape} has no pixels.")
-    ok, encoded = cv2.imencode(".bmp", image)
-    if not ok:
-        raise CatdogError(f"predict: OpenCV could not take an array of shape {image.shape}.")
-    return encoded.tobytes()
-
-
-UNSURE = "unsure"
-
-
-def check_min_confidence(value: float) -> float:
-    if not 0 <= float(value) <= 1:
-        raise CatdogError(f"min_confidence={value}: must be a probability in [0, 1] (0 never abstains).")
-    return float(value)
-
-
-class Predictor:
-    """A trained classifier with the preprocessing from its checkpoint: files or arrays in, labels out.
+class Predictor(BasePredictor):
+    """A trained classifier with the preprocessing from its checkpoint: files, bytes or arrays in, labels out
+    (decoding and labels are catdog.runtime's BasePredictor, which the ONNX runtime shares).
 
     Probabilities are calibrated (the checkpoint's temperature); a top probability below `min_confidence`
     makes the label "unsure".
@@ -218,6 +188,8 @@ class Predictor:
         self.fast_decode: bool = bool(model.hparams.fast_decode)
         self.min_confidence = check_min_confidence(min_confidence)
 
+    explains = True
+
     @classmethod
     def from_checkpoint(cls, ckpt_path: str | os.PathLike, min_confidence: float = 0.0) -> Predictor:
         return cls(load_classifier(ckpt_path), min_confidence)
@@ -225,19 +197,6 @@ class Predictor:
     @property
     def temperature(self) -> float:
         return float(self.net.temperature)
-
-    def decode(self, data: bytes) -> np.ndarray:
-        """(resolution, resolution, channels) uint8, as the training images were made; BadImage if not."""
-        return decode_image(data, self.resolution, self.channels, fast_decode=self.fast_decode)
-
-    def image(self, item: str | os.PathLike | np.ndarray) -> np.ndarray:
-        """The network input for a file path or an array; a CatdogError naming the file if it is unusable."""
-        if isinstance(item, np.ndarray):
-            return self.decode(array_bytes(item))
-        try:
-            return self.decode(Path(item).read_bytes())
-        except (OSError, BadImage) as e:
-            raise CatdogError(f"{item}: cannot be used as an image ({e}).") from e
 
     @staticmethod
     def tensor(images: np.ndarray) -> torch.Tensor:
@@ -263,29 +222,10 @@ class Predictor:
         """Grad-CAM heatmaps (N, H, W) in [0, 1] of the predicted class, for preprocessed images (N, H, W, C)."""
         return gradcam(self.net.net, self.tensor(images), layer).numpy()
 
-    def explain(
-        self, items: Sequence[str | os.PathLike | np.ndarray], layer: int | str | None = None
-    ) -> list[np.ndarray]:
-        """For each path or array: where the evidence for its predicted class lies, a (resolution, resolution)
+    def explain(self, items: Sequence[Item], layer: int | str | None = None) -> list[np.ndarray]:
+        """For each path, bytes or array: where the evidence for its predicted class lies, a (resolution, resolution)
         float32 heatmap in [0, 1] (Grad-CAM at `layer`, by default the last conv stage)."""
         items = list(items)
         if not items:
             return []
         return list(self.heatmaps(np.stack([self.image(item) for item in items]), layer))
-
-    def predict(self, items: Sequence[str | os.PathLike | np.ndarray], batch_size: int = 256) -> list[dict]:
-        """For each path or array: {"label", "probability", "probabilities": {class: p}}."""
-        items, results = list(items), []
-        for start in range(0, len(items), batch_size):
-            images = np.stack([self.image(item) for item in items[start : start + batch_size]])
-            for p in self.probabilities(images):
-                results.append(self.describe(p))
-        return results
-
-    def describe(self, probs: np.ndarray) -> dict:
-        best = int(probs.argmax())
-        return {
-            "label": self.classes[best] if probs[best] >= self.min_confidence else UNSURE,
-            "probability": float(probs[best]),
-            "probabilities": dict(zip(self.classes, map(float, probs), strict=True)),
-        }

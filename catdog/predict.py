@@ -3,8 +3,9 @@
 PATH is one image, a folder (every file below it) or a zip/tar archive; no labels are needed. The CSV has one
 row per file, `path,label,probability`, or `path,skipped,<reason>` for a file that is not a usable image; the
 label is `unsure` when the (calibrated) probability is below `min_confidence=`. `explain=true` also writes a
-Grad-CAM overlay per image into `explanations/` beside the CSV.
-From Python: `catdog.load("last.ckpt").predict(["a.jpg", array])`.
+Grad-CAM overlay per image into `explanations/` beside the CSV (checkpoints only). ckpt_path may also be an `.onnx`
+written by `catdog.export` (float or int8), run by onnxruntime with the same decoding.
+From Python: `catdog.load("last.ckpt").predict(["a.jpg", array])` (or `catdog.load("last.onnx")`).
 """
 
 from __future__ import annotations
@@ -19,14 +20,15 @@ import hydra
 import numpy as np
 from omegaconf import DictConfig
 
+import catdog
 from catdog.data.decode import BadImage
 from catdog.data.sources import SourceReader, archive_kind, list_files, printable
 from catdog.errors import CatdogError
 from catdog.explain.gradcam import display_image, explanation_path, overlay_png, resolve_layer
-from catdog.inference import Predictor
 from catdog.io import replace_atomic, write_csv
 from catdog.run.checks import validate
 from catdog.run.cli import guarded, run_entry
+from catdog.runtime import BasePredictor
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +59,7 @@ def list_inputs(inputs: str | os.PathLike) -> tuple[SourceReader, list[str], str
 
 
 def write_explanations(
-    predictor: Predictor,
+    predictor: BasePredictor,
     folder: Path,
     names: list[str],
     datas: list[bytes],
@@ -73,7 +75,7 @@ def write_explanations(
 
 
 def prediction_rows(
-    predictor: Predictor,
+    predictor: BasePredictor,
     inputs: str,
     batch_size: int,
     explain_dir: Path | None = None,
@@ -121,7 +123,12 @@ def predict_to_csv(
 ) -> Counter:
     """Write the predictions CSV (whole, or not at all); returns the count of each label and of "skipped".
     With `explain`, Grad-CAM overlays go to `explanations/` beside the CSV."""
-    predictor = Predictor.from_checkpoint(ckpt_path, min_confidence)
+    predictor = catdog.load(ckpt_path, min_confidence)
+    if explain and not predictor.explains:
+        raise CatdogError(
+            f"explain=true: Grad-CAM needs the network's gradients, which ckpt_path={ckpt_path} (an export) does "
+            "not have. Give the checkpoint (.ckpt) it was exported from, or explain=false."
+        )
     out = Path(output)
     out.parent.mkdir(parents=True, exist_ok=True)
     explain_dir = out.parent / "explanations" if explain else None

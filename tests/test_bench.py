@@ -246,3 +246,47 @@ def test_the_audit_benchmark_times_an_audit_against_a_fast_run(tmp_path):
     assert "| python -m catdog.audit" in text and "Goal: the audit within 6x one fast run: **" in text
     assert "of 16 photos" in text
     assert sorted(p.name for p in (tmp_path / "kept").iterdir()) == ["audit.csv", "audit.html", "audit.png"]
+
+
+@pytest.fixture
+def tiny_deploy(tmp_path, monkeypatch):
+    """A tiny checkpoint as --ckpt, and budgets small enough for a test (the real ones take minutes)."""
+    from helpers import train_checkpoint
+
+    from benchmarks import deploy, serving
+
+    ckpt = train_checkpoint(write_class_folders(tmp_path / "PetImages", per_class=12), tmp_path, channels=3)
+    monkeypatch.setattr(record, "CHECKPOINTS", [str(ckpt)])
+    monkeypatch.setattr(deploy, "CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(deploy, "SPEED_SECONDS", 0.05)
+    monkeypatch.setattr(serving, "WARMUP", 4)
+    monkeypatch.setattr(serving, "REQUESTS", 40)
+    monkeypatch.setattr(serving, "LEVEL_SECONDS", 30.0)
+    return ckpt
+
+
+def test_deploy_benchmark_measures_the_three_ways_on_a_tiny_checkpoint(tiny_deploy):
+    from benchmarks import deploy
+
+    lines = deploy.deploy()
+    rows = [line for line in lines if line.startswith(f"| {tiny_deploy.name} |")]
+    assert [row.split(" | ")[1] for row in rows] == ["checkpoint (torch)", "ONNX float", "ONNX int8"]
+    assert rows[1].split(" | ")[4] == "1.0000"  # the float export labels every test photo as the checkpoint
+    assert any(line.startswith(f"- {tiny_deploy.name} (") and "int8 speed-up" in line for line in lines)
+
+
+def test_serve_benchmark_drives_both_servers_on_loopback(tiny_deploy, tmp_path):
+    import cv2
+    from helpers import make_image
+
+    from benchmarks import deploy, serving
+
+    _, int8 = deploy.export_int8(tiny_deploy, tmp_path / "export")
+    photos = [cv2.imencode(".jpg", make_image(i % 2, seed=i, size=(120, 90)))[1].tobytes() for i in range(6)]
+    lines = serving.serve_lines({"ckpt": tiny_deploy, "int8": int8}, photos, tmp_path)
+    rows = [line.split(" | ") for line in lines if line.startswith(("| ckpt |", "| int8 |"))]
+    assert [(r[0], r[1]) for r in rows] == [
+        (f"| {m}", str(c)) for m in ("ckpt", "int8") for c in serving.LEVELS
+    ]
+    assert all(r[2] == "40" and r[3] == "0" and float(r[4].replace(",", "")) > 0 for r in rows)
+    assert sum("server memory" in line and "MB after" in line for line in lines) == 2

@@ -40,10 +40,10 @@ def run_exported(path, fmt: str, x: np.ndarray) -> np.ndarray:
     if fmt == "onnx":
         session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         return session.run(["probabilities"], {"images": x})[0]
-    return torch.jit.load(str(path))(torch.from_numpy(x)).numpy()
+    return torch.export.load(str(path)).module()(torch.from_numpy(x)).numpy()
 
 
-@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
+@pytest.mark.parametrize("fmt", ["onnx", "pt2"])
 def test_export_matches_the_checkpoint(ckpt, tmp_path, fmt):
     path = export(str(ckpt), fmt, str(tmp_path / f"model.{fmt}"))
     predictor = Predictor.from_checkpoint(ckpt)
@@ -54,6 +54,11 @@ def test_export_matches_the_checkpoint(ckpt, tmp_path, fmt):
     got = run_exported(path, fmt, np.ascontiguousarray(images.transpose(0, 3, 1, 2)))
     assert got.shape == (5, 2)
     np.testing.assert_allclose(got, expected, atol=1e-4)
+    np.testing.assert_allclose(
+        run_exported(path, fmt, np.ascontiguousarray(images[:1].transpose(0, 3, 1, 2))),
+        expected[:1],
+        atol=1e-4,
+    )
     # the exported net is the preset's: trained batch-norm statistics, no dense layer after the pooling
     state = torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
     assert any(k.endswith("running_mean") and v.abs().sum() > 0 for k, v in state.items())
@@ -62,6 +67,7 @@ def test_export_matches_the_checkpoint(ckpt, tmp_path, fmt):
     assert (meta["resolution"], meta["channels"], meta["classes"]) == (16, 1, ["Cat", "Dog"])
     assert meta["input"]["dtype"] == "uint8" and meta["input"]["layout"] == "NCHW"
     assert meta["format"] == fmt and meta["tta"] is True and "probabilities" in meta["output"]["meaning"]
+    assert "torch.export" in meta["exporter"] and path.suffix == {"onnx": ".onnx", "pt2": ".pt2"}[fmt]
     assert meta["normalize"]["inside_model"] is True and "normalisation" not in meta
     assert meta["preprocess"]["function"] == "catdog.preprocessing.load_image"
     assert meta["preprocess"]["arguments"] == {"resolution": 16, "channels": 1, "fast_decode": False}
@@ -86,9 +92,30 @@ def test_export_cli_writes_beside_the_checkpoint(ckpt, tmp_path):
     assert ckpt.with_suffix(".onnx").is_file() and ckpt.with_name(ckpt.stem + ".onnx.json").is_file()
 
 
-def test_unknown_format_is_one_clear_error(ckpt):
-    with pytest.raises(CatdogError, match="format=tflite: must be one of onnx, torchscript"):
-        export(str(ckpt), "tflite")
+def test_onnx_goes_through_the_dynamo_exporter_in_one_file(ckpt, tmp_path):
+    """torch.export's graph (the dynamo exporter): onnxscript's opset, a symbolic batch, no external weight file."""
+    import onnx
+
+    path = export(str(ckpt), "onnx", str(tmp_path / "model.onnx"))
+    model = onnx.load(str(path))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx", "model.onnx.json"]
+    assert model.producer_name == "pytorch" and {o.domain: o.version for o in model.opset_import}[""] >= 18
+    batch = model.graph.input[0].type.tensor_type.shape.dim[0]
+    assert batch.dim_param and not batch.dim_value
+
+
+@pytest.mark.parametrize(
+    ("fmt", "quantize", "message"),
+    [
+        ("tflite", None, "format=tflite: must be one of onnx, pt2"),
+        ("torchscript", None, "format=torchscript: TorchScript is deprecated in PyTorch; give format=pt2"),
+        ("pt2", "int8", "quantize=int8 needs format=onnx"),
+        ("onnx", "int4", "quantize=int4: must be null or int8"),
+    ],
+)
+def test_unknown_requests_are_one_clear_error(ckpt, fmt, quantize, message):
+    with pytest.raises(CatdogError, match=message):
+        export(str(ckpt), fmt, quantize=quantize)
 
 
 def test_output_naming_a_folder_writes_inside_it(ckpt, tmp_path):
@@ -110,8 +137,8 @@ def photo_run(request, tmp_path_factory):
         for i, size in enumerate(PHOTO_SIZES * 2):
             image = photo_like(*size, seed=10 * label + i)
             cv2.imwrite(str(photos / name / f"{i}.jpg"), image, [cv2.IMWRITE_JPEG_QUALITY, 90])
-    onnx, script = (export(str(ckpt), fmt, str(tmp / f"model.{fmt}")) for fmt in ("onnx", "torchscript"))
-    return ckpt, onnx, script, photos, request.param
+    onnx, program = (export(str(ckpt), fmt, str(tmp / f"model.{fmt}")) for fmt in ("onnx", "pt2"))
+    return ckpt, onnx, program, photos, request.param
 
 
 def client_input(meta: dict, path) -> np.ndarray:
@@ -121,9 +148,10 @@ def client_input(meta: dict, path) -> np.ndarray:
     return scope["x"]
 
 
-def test_checkpoint_onnx_client_and_torchscript_agree_on_photos_of_every_size(photo_run, tmp_path):
-    """evaluate, an onnxruntime client that knows only the JSON, and TorchScript: same labels, same probabilities."""
-    ckpt, onnx, script, photos, fast_decode = photo_run
+def test_checkpoint_onnx_client_and_exported_program_agree_on_photos_of_every_size(photo_run, tmp_path):
+    """evaluate, an onnxruntime client that knows only the JSON, and the .pt2 ExportedProgram: same labels, same
+    probabilities."""
+    ckpt, onnx, program, photos, fast_decode = photo_run
     with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
         # data.fast_decode says the opposite of the checkpoint: the checkpoint's rule must win
         overrides = [
@@ -145,8 +173,8 @@ def test_checkpoint_onnx_client_and_torchscript_agree_on_photos_of_every_size(ph
     inputs = np.concatenate([client_input(meta, photos / p) for p in paths])
     np.testing.assert_array_equal(inputs, arrays.images.transpose(0, 3, 1, 2))
     client = session.run([meta["output"]["name"]], {meta["input"]["name"]: inputs})[0]
-    traced = torch.jit.load(str(script))(torch.from_numpy(inputs)).numpy()
-    for got in (client, traced):
+    exported = torch.export.load(str(program)).module()(torch.from_numpy(inputs)).numpy()
+    for got in (client, exported):
         np.testing.assert_allclose(got, expected, atol=1e-4)
         np.testing.assert_array_equal(got.argmax(1), expected.argmax(1))
     labels = np.array([meta["classes"].index(p.split("/")[0]) for p in paths])
@@ -177,3 +205,79 @@ def test_preprocessing_imports_without_torch_or_lightning():
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
     )
     assert proc.stdout.strip() == "[]"
+
+
+def test_int8_export_is_calibrated_on_the_val_split_and_written_beside_the_float_model(ckpt, tmp_path):
+    """`quantize=int8` from the command line: ONNX Runtime's static quantization, its own JSON, the checkpoint's
+    answers within int8 rounding."""
+    out = tmp_path / "model.onnx"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "catdog.export",
+            f"ckpt_path={ckpt}",
+            "format=onnx",
+            "quantize=int8",
+            f"output={out}",
+            f"data.cache_dir={tmp_path}/cache",
+            f"hydra.run.dir={tmp_path}/run",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    int8 = tmp_path / "model.int8.onnx"
+    assert f"to {int8}" in proc.stdout and "Created a copy" not in proc.stdout + proc.stderr
+    float_meta = json.loads(metadata_path(out).read_text())
+    meta = json.loads(metadata_path(int8).read_text())
+    assert meta["model"] == int8.name and meta["float_model"] == out.name and "quantization" not in float_meta
+    quantization = meta.pop("quantization")
+    assert quantization["tool"] == "onnxruntime.quantization.quantize_static"
+    # 24 photos, a quarter held out for val: what the checkpoint never trained on
+    assert quantization["calibration"] == f"6 photos from the val split of {ckpt.parent / 'PetImages'}"
+    assert {k: v for k, v in meta.items() if k not in ("model", "float_model")} == {
+        k: v for k, v in float_meta.items() if k != "model"
+    }
+    import onnx
+
+    graph = onnx.load(str(int8)).graph
+    int8_weights = [t for t in graph.initializer if t.data_type == onnx.TensorProto.INT8 and len(t.dims) == 4]
+    assert len(int8_weights) == sum(node.op_type == "Conv" for node in graph.node) > 0
+    predictor = Predictor.from_checkpoint(ckpt)
+    images = np.stack([predictor.image(make_image(i % 2, seed=100 + i, size=(50, 40))) for i in range(16)])
+    x = np.ascontiguousarray(images.transpose(0, 3, 1, 2))
+    expected, got = predictor.probabilities(images), run_exported(int8, "onnx", x)
+    assert 0 < np.abs(got - expected).max() < 0.1  # int8 rounding: close, not equal
+    assert (got.argmax(1) == expected.argmax(1)).mean() >= 0.9
+
+
+def test_int8_calibrates_on_data_source_when_given(ckpt, tmp_path):
+    from catdog.export import run
+
+    photos = write_class_folders(tmp_path / "other", per_class=5)
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+        cfg = compose(
+            "export",
+            [
+                f"ckpt_path={ckpt}",
+                "quantize=int8",
+                "calibration_photos=4",
+                f"output={tmp_path / 'm.onnx'}",
+                f"data.source={photos}",
+                f"data.cache_dir={tmp_path}/cache",
+                "data.progress=false",
+                f"paths.output_dir={tmp_path}",
+            ],
+        )
+    path = run(cfg)
+    meta = json.loads(metadata_path(path).read_text())
+    assert (
+        path.name == "m.int8.onnx"
+        and meta["quantization"]["calibration"] == f"4 photos from all photos of {photos}"
+    )
+    cfg.calibration_photos = 0
+    with pytest.raises(CatdogError, match="calibration_photos=0: must be a positive number"):
+        run(cfg)

@@ -207,3 +207,191 @@ def test_the_page_in_a_real_browser(which, request, ckpt, tmp_path):
         finally:
             browser.close()
     assert cv2.imread(str(tmp_path / "page.png")).shape[1] == 900
+
+
+def test_requests_that_arrive_together_share_a_forward_pass():
+    """The batcher with a real forward (a numpy function): concurrent photos go through in batches of at most
+    max_batch, each request gets its own row back, and a lone request is not held back."""
+    import asyncio
+    import time
+
+    from catdog.batching import Batcher
+
+    sizes = []
+
+    def forward(images: np.ndarray) -> np.ndarray:
+        sizes.append(len(images))
+        time.sleep(0.01)  # a forward pass takes time: requests pile up meanwhile
+        return images.reshape(len(images), -1)[:, :2].astype(np.float32)
+
+    async def main() -> tuple[list[np.ndarray], float]:
+        batcher = Batcher(forward, max_batch=8, max_wait_ms=50)
+        batcher.start()
+
+        async def one(i: int) -> np.ndarray:
+            async with batcher.decoding():
+                await asyncio.sleep(0.001 * (i % 3))  # decoding, in a worker thread in the server
+            return await batcher.submit(np.full((4, 4, 1), i, np.uint8))
+
+        rows = await asyncio.gather(*(one(i) for i in range(40)))
+        start = time.perf_counter()
+        await one(7)  # nothing else decoding: no waiting for company
+        alone = time.perf_counter() - start
+        await batcher.stop()
+        return rows, alone
+
+    rows, alone = asyncio.run(main())
+    assert [int(r[0]) for r in rows] == list(range(40))
+    assert sum(sizes[:-1]) == 40 and max(sizes) == 8 and len(sizes) <= 40 // 8 + 3 and sizes[-1] == 1
+    assert alone < 0.04  # the 10 ms forward, not the 50 ms wait
+
+
+@pytest.fixture(scope="module")
+def onnx_model(ckpt, tmp_path_factory) -> Path:
+    from catdog.export import export
+
+    return export(str(ckpt), "onnx", str(tmp_path_factory.mktemp("onnx") / "model.onnx"))
+
+
+def test_an_onnx_export_serves_the_checkpoints_answers_without_a_heatmap(ckpt, onnx_model, tmp_path):
+    proc, url = start_server(onnx_model, tmp_path / "run")
+    try:
+        with urllib.request.urlopen(f"{url}api/info", timeout=30) as response:
+            info = json.loads(response.read())
+        assert info["classes"] == ["Cat", "Dog"] and info["explain"] is False
+        photo = jpeg(1, seed=21)
+        status, answer = post(url, {"file": ("dog.jpg", photo)}, query="?explain=true")
+        expected = catdog.load(ckpt).predict([photo])[0]
+        assert status == 200 and set(answer) == {"label", "probability", "probabilities"}
+        assert answer["label"] == expected["label"]
+        assert answer["probabilities"] == pytest.approx(expected["probabilities"], abs=1e-4)
+    finally:
+        code, out = stop(proc)
+    assert code == 0 and "Traceback" not in out
+
+
+def png_bomb(width: int = 30_000, height: int = 30_000) -> bytes:
+    """A small PNG whose header declares 900 megapixels: decoding it would take gigabytes."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(bytes(4096)))
+
+
+def test_bad_uploads_get_their_4xx_under_load(server):
+    """8 clients post good photos while the bad uploads arrive: every good one is answered 200, every bad one
+    gets its own 4xx JSON error (bounded: 8 x 20 good requests, each bad kind 3 times)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    whole = jpeg(0, seed=30)
+    bad = [
+        ({"file": ("empty.jpg", b"")}, None, 415),
+        ({"file": ("cut.jpg", whole[: len(whole) // 2])}, None, 415),
+        ({"file": ("bomb.png", png_bomb())}, None, 415),
+        ({"photo": ("dog.jpg", whole)}, None, 400),
+        ({"file": ("huge.bmp", b"BM" + bytes(300_000))}, None, 413),
+    ]
+
+    def good_client(i: int) -> list[int]:
+        return [post(server, {"file": ("p.jpg", jpeg(i % 2, seed=100 * i + k))})[0] for k in range(20)]
+
+    def bad_client(_: int) -> list[tuple[int, int, str]]:
+        answers = []
+        for fields, body, expected in bad:
+            status, answer = post(server, fields, body)
+            answers.append((status, expected, answer.get("error", "")))
+        return answers
+
+    with ThreadPoolExecutor(11) as pool:
+        goods = [pool.submit(good_client, i) for i in range(8)]
+        bads = [pool.submit(bad_client, i) for i in range(3)]
+        good_statuses = [s for f in goods for s in f.result(timeout=300)]
+        bad_answers = [a for f in bads for a in f.result(timeout=300)]
+    assert good_statuses == [200] * 160
+    for status, expected, message in bad_answers:
+        assert status == expected and message, (status, expected, message)
+    assert any("too large" in message for _, _, message in bad_answers)  # the bomb, refused before decoding
+
+
+def test_sigterm_answers_an_upload_still_open_with_a_json_503(ckpt, tmp_path):
+    """A client that stalls mid-upload: SIGTERM stops the server within its grace time, the client gets the JSON
+    503, the log names catdog (not uvicorn.error) and holds no traceback."""
+    import socket
+    import time
+
+    from catdog.serve import SHUTDOWN_GRACE_S
+
+    proc, url = start_server(ckpt, tmp_path / "run")
+    head = (
+        "POST /api/predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: multipart/form-data; boundary=b\r\n"
+        "Content-Length: 100000\r\n\r\n--b\r\n"
+    )
+    with socket.create_connection(("127.0.0.1", port_of(url)), timeout=60) as client:
+        client.sendall(head.encode())
+        time.sleep(0.5)
+        start = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        reply = b""
+        while chunk := client.recv(65536):
+            reply += chunk
+        waited = time.monotonic() - start
+    code, out = proc.wait(timeout=30), proc.stdout.read()
+    status_line, _, body = reply.decode().partition("\r\n")
+    assert "503" in status_line and json.loads(body.split("\r\n\r\n", 1)[1])["error"].startswith(
+        "the server is stopping"
+    )
+    assert SHUTDOWN_GRACE_S - 1 < waited < SHUTDOWN_GRACE_S + 10
+    assert code == 0 and "Stopped." in out and "Traceback" not in out
+    assert "[catdog.serve][INFO] - Shutting down" in out and "uvicorn" not in out.replace(
+        "server: uvicorn", ""
+    )
+
+
+def test_keep_alive_answers_do_not_wait_for_a_delayed_ack(server):
+    """The listening socket says TCP, so asyncio turns Nagle's algorithm off on each connection: without it every
+    answer on a reused connection waited ~40 ms for the client's delayed ACK."""
+    import http.client
+    import socket
+    import time
+
+    from catdog.serve import bind
+
+    with bind("127.0.0.1", 0) as sock:
+        assert sock.proto == socket.IPPROTO_TCP
+    connection = http.client.HTTPConnection("127.0.0.1", port_of(server), timeout=30)
+    times = []
+    for _ in range(7):
+        start = time.perf_counter()
+        connection.request("GET", "/api/info")
+        assert connection.getresponse().read()
+        times.append(time.perf_counter() - start)
+    connection.close()
+    assert sorted(times)[3] < 0.025, times  # median: ~1 ms, and 40+ ms with Nagle on
+
+
+def test_batching_settings_out_of_range_are_one_line(ckpt, tmp_path):
+    from catdog.batching import check_batching
+    from catdog.errors import CatdogError
+
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "catdog.serve",
+            f"ckpt_path={ckpt}",
+            "batch_max=0",
+            f"hydra.run.dir={tmp_path}",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert "batch_max=0: must be a positive number of photos" in proc.stderr
+    with pytest.raises(CatdogError, match="batch_wait_ms=5000: must be between 0 and 1000"):
+        check_batching(8, 5000)

@@ -61,7 +61,9 @@ def auto_keys(cfg: DictConfig) -> list[str]:
 def check_settings(cfg: DictConfig) -> None:
     """Each calibrated setting is `auto` or one of its values (threads: a positive integer or null)."""
     for key, choices in CANDIDATES.items():
-        value = OmegaConf.select(cfg, key, default=None)
+        value = OmegaConf.select(cfg, key, default=KeyError)
+        if value is KeyError:  # a config without it (predict, serve)
+            continue
         if key == "threads":
             ok = value in (None, AUTO) or (
                 isinstance(value, int) and not isinstance(value, bool) and value >= 1
