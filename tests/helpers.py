@@ -47,6 +47,17 @@ def write_class_folders(root: Path, per_class: int = 20, classes=("Cat", "Dog"),
     return root
 
 
+def write_random_labels(root: Path, per_class: int = 180, size: int = 64) -> Path:
+    """Photo-like images filed under Cat/ and Dog/ regardless of their content: labels nothing can predict, which
+    a model can only memorise (the hardest case for debug=overfit)."""
+    for label, name in enumerate(("Cat", "Dog")):
+        d = root / name
+        d.mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            cv2.imwrite(str(d / f"{i}.jpg"), photo_like(size, size, seed=label * 1000 + i))
+    return root
+
+
 def write_kaggle(folder: Path, per_class: int = 6) -> Path:
     """Kaggle's flat layout: folder/cat.N.jpg and folder/dog.N.jpg."""
     folder.mkdir(parents=True)
