@@ -7,6 +7,7 @@ from omegaconf import DictConfig
 
 from catdog.run.cli import guarded, read_overrides
 from catdog.run.launch import remember_entry_command
+from catdog.run.rerun import restore_overrides
 
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="train")
@@ -21,5 +22,6 @@ def main(cfg: DictConfig) -> float | None:
 
 if __name__ == "__main__":
     sys.argv[1:] = guarded(read_overrides, sys.argv[1:])
+    sys.argv[1:] = guarded(restore_overrides, sys.argv[1:])  # ckpt_path=last in a run dir: its overrides
     remember_entry_command()
     main()

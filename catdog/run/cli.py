@@ -156,7 +156,8 @@ def check_moved_key(key: str) -> None:
 
 def exit_interrupted(exc: BaseException) -> None:
     """SIGTERM (Lightning raises SIGTERMException, a SystemExit) or Ctrl-C (a KeyboardInterrupt, which Lightning
-    turns into sys.exit(1)): one status line and exit 128 + the signal (143, 130), as a shell reports a kill."""
+    turns into sys.exit(1)): one status line with the command that resumes the run, and exit 128 + the signal (143,
+    130), as a shell reports a kill."""
     from hydra.core.hydra_config import HydraConfig
     from pytorch_lightning.utilities.exceptions import SIGTERMException
 
@@ -166,11 +167,12 @@ def exit_interrupted(exc: BaseException) -> None:
         signum, how = signal.SIGINT, "Ctrl-C"
     else:
         raise exc
+    from catdog.run.rerun import resume_command
+
     run_dir = HydraConfig.get().runtime.output_dir if HydraConfig.initialized() else "<this run dir>"
     last = os.path.join(run_dir, "checkpoints", "last.ckpt")
     status = (
-        f"{last} is saved; resume with `python train.py hydra.run.dir={run_dir} ckpt_path=last` and the same "
-        "overrides."
+        f"{last} is saved; resume with `{resume_command(run_dir)}`"
         if os.path.isfile(last)
         else "no checkpoint was saved yet."
     )
