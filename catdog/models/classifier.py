@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import logging
 from collections.abc import Callable, Mapping, Sequence
 
 import pytorch_lightning as pl
@@ -12,7 +13,7 @@ from torchmetrics import MaxMetric, MeanMetric, SumMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from catdog.errors import CatdogError
-from catdog.explain.calibration import fit_temperature
+from catdog.explain.calibration import calibrate
 from catdog.models.augment import augment_batch, check_augment
 from catdog.models.convnet import build_convnet
 from catdog.models.options import check_progressive_resize, check_whiten
@@ -21,6 +22,7 @@ from catdog.models.rng_state import RNG_KEY, rng_states, set_rng_states
 from catdog.models.spec import convnet_spec
 from catdog.models.whiten import freeze_first_conv
 
+log = logging.getLogger(__name__)
 LOSSES = ("cross_entropy", "mse")
 
 
@@ -96,6 +98,7 @@ class ImageClassifier(pl.LightningModule):
         # every checkpoint holds the temperature of its own weights
         self.register_buffer("temperature", torch.ones(()))
         self._val_outputs: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self._calibration_warned: set[str] = set()  # a warning per kind of untrusted fit, not one per epoch
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits for uint8 images (N, C, H, W)."""
@@ -168,8 +171,17 @@ class ImageClassifier(pl.LightningModule):
             logits, labels = (torch.cat(t) for t in zip(*outputs))
             if self.trainer.world_size > 1:
                 logits, labels = (self.all_gather(t).flatten(0, 1) for t in (logits, labels))
-            self.temperature.fill_(fit_temperature(logits, labels))
+            fit = calibrate(logits, labels)
+            self.temperature.fill_(fit.temperature)
             self.log("val/temperature", self.temperature)
+            if fit.problem and fit.problem not in self._calibration_warned and self.trainer.is_global_zero:
+                self._calibration_warned.add(fit.problem)
+                log.warning(
+                    "Calibration left at T = 1 (uncalibrated probabilities) in epoch %d: %s. More val photos "
+                    "(data.val_fraction) or a trained net make the fit possible; evaluate reports the ECE.",
+                    self.current_epoch,
+                    fit.detail,
+                )
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint[RNG_KEY] = rng_states()
