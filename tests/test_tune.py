@@ -9,7 +9,7 @@ import pytest
 from helpers import tiny_overrides, train_in_process, write_class_folders
 
 from catdog.errors import CatdogError
-from catdog.run.tune import lr_find_warnings
+from catdog.run.tune import batch_size_limit, lr_find_warnings
 
 
 def tensorboard_tags(run_dir) -> dict:
@@ -95,11 +95,45 @@ def test_batch_size_finder_doubles_up_to_the_split_and_prints_the_override(image
     run = tmp_path / "run"
     # 2, 4, ..., 32: a CPU does not run out of memory, so the search stops at the training split (30 images), which
     # the tensor path's batches report as a DataLoader's dataset does
-    assert json.loads((run / "batch_size.json").read_text()) == {"batch_size": 32}
+    assert json.loads((run / "batch_size.json").read_text()) == {
+        "batch_size": 32,
+        "limited_by": "train split",
+    }
+    assert "a batch of 32 holds the whole training split (30 images)" in caplog.text
     assert "data.batch_size=32" in caplog.text
     assert not (run / "checkpoints").exists() and not (run / "metrics.json").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("cap", "limit", "said"),
+    [
+        (
+            "tune.max_val=16",
+            "max_val",
+            "the search stopped at its cap tune.max_val=16 without running out of memory",
+        ),
+        ("tune.max_trials=3", "max_trials", "the search stopped after tune.max_trials=3 doublings"),
+    ],
+)
+def test_a_batch_size_search_stopped_by_its_cap_says_so(image_folder, tmp_path, caplog, cap, limit, said):
+    # a CPU does not run out of memory: the tune.max_val=64 was reported as "the largest batch that fits"
+    caplog.set_level(logging.INFO)
+    train_in_process(*tiny_overrides(image_folder, tmp_path), "tune=batch_size", cap)
+    found = json.loads((tmp_path / "run" / "batch_size.json").read_text())
+    assert found == {"batch_size": 16 if limit == "max_val" else 8, "limited_by": limit}
+    assert said in caplog.text and "the largest batch that fits in memory" not in caplog.text
 
 
 def test_fast_dev_run_is_one_message(image_folder, tmp_path):
     with pytest.raises(CatdogError, match="tune=lr_find runs no search with trainer.fast_dev_run=true"):
         train_in_process(*tiny_overrides(image_folder, tmp_path), "tune=lr_find", "trainer.fast_dev_run=true")
+
+
+def test_only_a_search_that_ran_out_of_memory_reports_the_largest_batch_that_fits():
+    # a GPU's out-of-memory stop (power mode: 512 failed, 256 is the answer); the other stops are above
+    assert batch_size_limit(256, 20000, "power", 2, 25, 8192) == (
+        "memory",
+        "the largest batch that fits in memory is 256 (a larger one ran out)",
+    )
+    assert batch_size_limit(64, 20000, "binsearch", 2, 25, 64)[0] == "max_val"

@@ -186,13 +186,39 @@ def batch_size(
         max_trials=max_trials,
         max_val=max_val,
     )
+    limit, verdict = batch_size_limit(
+        found, len(datamodule.splits["train"]), mode, init_val, max_trials, max_val
+    )
     if trainer.is_global_zero:
         output_dir.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(output_dir / "batch_size.json", {"batch_size": found})
+        write_json_atomic(output_dir / "batch_size.json", {"batch_size": found, "limited_by": limit})
         writer = tensorboard_writer(trainer)
         if writer is not None and found is not None:
             writer.add_scalar("tune/batch_size", found)
-        log.info(
-            "batch_size: the largest batch that fits is %s. Train with: data.batch_size=%s", found, found
-        )
+        log.info("batch_size: %s. Train with: data.batch_size=%s", verdict, found)
     return {"tune/batch_size": found}
+
+
+def batch_size_limit(
+    found: int | None, n_train: int, mode: str, init_val: int, max_trials: int, max_val: int
+) -> tuple[str, str]:
+    """What stopped the search at `found` (memory, the cap tune.max_val, the training split's size or
+    tune.max_trials), and a sentence that says so: only the first is the largest batch that fits."""
+    if found is None:  # Lightning's scaler returns None when it runs no search
+        return "none", "no search ran"
+    if found >= n_train:
+        return "train split", (
+            f"a batch of {found} holds the whole training split ({n_train} images) without running out of memory; "
+            "larger batches are the same batch"
+        )
+    if found >= max_val:  # Lightning stops on reaching the cap, before running a step at that size
+        return "max_val", (
+            f"the search stopped at its cap tune.max_val={max_val} without running out of memory: the largest "
+            "batch that fits is larger (raise tune.max_val to find it)"
+        )
+    if mode == "power" and found == init_val * 2 ** (max_trials - 1):
+        return "max_trials", (
+            f"the search stopped after tune.max_trials={max_trials} doublings without running out of memory: the "
+            "largest batch that fits is larger (raise tune.max_trials to find it)"
+        )
+    return "memory", f"the largest batch that fits in memory is {found} (a larger one ran out)"
