@@ -58,3 +58,12 @@ def swap_weight_average(callback, pl_module) -> None:
     """Exchange the LightningModule's weights and buffers with the average, as WeightAveraging does around
     validation (callbacks/ema.py moves the swap back to a later hook)."""
     callback._swap_models(pl_module)
+
+
+def lightning_info_logger():
+    """The logger Lightning's rank_zero_info messages go to (its tips among them): lightning_utilities' rank-zero
+    module holds it, set by whichever of pytorch_lightning and lightning_fabric was imported last."""
+    import pytorch_lightning  # noqa: F401 - its import points the module at pytorch_lightning's logger
+    from lightning_utilities.core import rank_zero
+
+    return rank_zero.log

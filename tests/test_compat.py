@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import logging
 
 import pytest
 
@@ -99,3 +100,14 @@ def test_weight_averaging_keeps_its_average_and_swaps_it_in():
         average.module.net[1].weight.fill_(7.0)
     compat.swap_weight_average(callback, model)
     assert torch.all(model.net[1].weight == 7.0) and torch.equal(average.module.net[1].weight, old)
+
+
+def test_lightnings_info_lines_go_through_the_logger_catdog_filters(caplog):
+    # catdog.run.quiet filters Lightning's cloud tips on this logger
+    from pytorch_lightning.utilities.rank_zero import rank_zero_info
+
+    caplog.set_level(logging.INFO)
+    rank_zero_info("a line")
+    assert [r.name for r in caplog.records if r.getMessage() == "a line"] == [
+        compat.lightning_info_logger().name
+    ]
