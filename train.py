@@ -27,6 +27,7 @@ from omegaconf import DictConfig  # noqa: E402
 
 from catdog.run.cli import guarded, run_entry  # noqa: E402
 from catdog.run.launch import remember_entry_command  # noqa: E402
+from catdog.run.rerun import restore_overrides  # noqa: E402
 
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="train")
@@ -39,5 +40,10 @@ def main(cfg: DictConfig) -> float | None:
     return optimized_value(metrics or {}, cfg.get("optimized_metric"))
 
 
+def restore_resumed_overrides() -> None:
+    """`ckpt_path=last` in an existing run dir: that run's overrides, unless the command line gives them anew."""
+    sys.argv[1:] = guarded(restore_overrides, sys.argv[1:])
+
+
 if __name__ == "__main__":
-    run_entry(main, "train", remember_entry_command)
+    run_entry(main, "train", restore_resumed_overrides, remember_entry_command)

@@ -86,3 +86,12 @@ def cleanlab_outlier_iqr_scale() -> float:
     from cleanlab.datalab.internal.issue_manager.outlier import OutlierIssueManager
 
     return 1 / OutlierIssueManager.DEFAULT_THRESHOLDS["features"] - 1
+
+
+def lightning_info_logger():
+    """The logger Lightning's rank_zero_info messages go to (its tips among them): lightning_utilities' rank-zero
+    module holds it, set by whichever of pytorch_lightning and lightning_fabric was imported last."""
+    import pytorch_lightning  # noqa: F401 - its import points the module at pytorch_lightning's logger
+    from lightning_utilities.core import rank_zero
+
+    return rank_zero.log

@@ -47,6 +47,41 @@ def write_class_folders(root: Path, per_class: int = 20, classes=("Cat", "Dog"),
     return root
 
 
+def write_random_labels(root: Path, per_class: int = 180, size: int = 64) -> Path:
+    """Photo-like images filed under Cat/ and Dog/ regardless of their content: labels nothing can predict, which
+    a model can only memorise (the hardest case for debug=overfit)."""
+    for label, name in enumerate(("Cat", "Dog")):
+        d = root / name
+        d.mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            cv2.imwrite(str(d / f"{i}.jpg"), photo_like(size, size, seed=label * 1000 + i))
+    return root
+
+
+def write_noisy_class_folders(root: Path, per_class: int = 100, flip: float = 0.3) -> Path:
+    """Like write_class_folders, with a fraction `flip` of each class's files showing the other class: a net that
+    learns the stripes still gets ~that fraction wrong, so a val split has wrong predictions to calibrate on."""
+    rng = np.random.default_rng(0)
+    for label, name in enumerate(("Cat", "Dog")):
+        d = root / name
+        d.mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            shown = 1 - label if rng.random() < flip else label
+            cv2.imwrite(str(d / f"{i}.jpg"), make_image(shown, seed=label * 1000 + i))
+    return root
+
+
+def set_temperature(checkpoint: Path, temperature: float) -> Path:
+    """The checkpoint with its stored temperature replaced: a tiny val split leaves T = 1 (too few wrong
+    predictions to fit on), tests of how T is used need another value."""
+    import torch
+
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    state["state_dict"]["temperature"] = torch.tensor(temperature)
+    torch.save(state, checkpoint)
+    return checkpoint
+
+
 def write_kaggle(folder: Path, per_class: int = 6) -> Path:
     """Kaggle's flat layout: folder/cat.N.jpg and folder/dog.N.jpg."""
     folder.mkdir(parents=True)

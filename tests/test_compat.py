@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import logging
 
 import pytest
 
@@ -120,3 +121,14 @@ def test_on_hydra_error_sees_the_exception_before_hydra_reports_it(monkeypatch):
 
 def test_cleanlabs_feature_outlier_rule_is_q3_plus_1_7_iqr():
     assert compat.cleanlab_outlier_iqr_scale() == pytest.approx(1.7, abs=1e-4)
+
+
+def test_lightnings_info_lines_go_through_the_logger_catdog_filters(caplog):
+    # catdog.run.quiet filters Lightning's cloud tips on this logger
+    from pytorch_lightning.utilities.rank_zero import rank_zero_info
+
+    caplog.set_level(logging.INFO)
+    rank_zero_info("a line")
+    assert [r.name for r in caplog.records if r.getMessage() == "a line"] == [
+        compat.lightning_info_logger().name
+    ]

@@ -10,11 +10,29 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import ROOT, make_image, quiet_trainer, tiny_datamodule, train_checkpoint, write_class_folders
+from helpers import (
+    ROOT,
+    make_image,
+    quiet_trainer,
+    set_temperature,
+    tiny_datamodule,
+    tiny_overrides,
+    train_checkpoint,
+    train_in_process,
+    write_class_folders,
+    write_noisy_class_folders,
+)
 
 import catdog
 from catdog.errors import CatdogError
-from catdog.explain.calibration import expected_calibration_error, fit_temperature, reliability_bins
+from catdog.explain.calibration import (
+    MIN_WRONG,
+    T_RANGE,
+    calibrate,
+    expected_calibration_error,
+    fit_temperature,
+    reliability_bins,
+)
 from catdog.explain.gradcam import default_layer, explanation_path, gradcam, overlay, resolve_layer
 from catdog.models.classifier import ImageClassifier
 from catdog.models.convnet import build_convnet
@@ -112,13 +130,65 @@ def test_temperature_stays_finite_and_reliability_bins_count_every_image():
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("explain")
-    return train_checkpoint(write_class_folders(tmp / "PetImages", per_class=12), tmp)
+    # its 6 val photos leave T = 1 (too few wrong to fit on): a temperature as a larger val split would give
+    return set_temperature(train_checkpoint(write_class_folders(tmp / "PetImages", per_class=12), tmp), 1.7)
 
 
-def test_training_stores_a_fitted_temperature_that_predictions_use(ckpt):
-    state = torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
-    t = float(state["temperature"])
-    assert t != 1.0 and 0.05 <= t <= 20
+def test_the_issues_30_val_photos_and_a_fit_at_its_bound_leave_t_at_1():
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(30, 2, generator=g) * 4
+    labels = z.argmax(1)
+    labels[0] = (
+        1 - labels[0]
+    )  # one wrong of 30, as in the run whose calibration raised test ECE 0.005 -> 0.059
+    assert calibrate(z * 2, labels) == (1.0, "few wrong", calibrate(z * 2, labels).detail)
+    assert "1 wrong predictions of 30" in calibrate(z * 2, labels).detail
+    # a net at chance: the likelihood keeps falling as T grows, the fit stops at T_RANGE's end
+    chance = torch.randn(400, 2, generator=g) * 3
+    coin = torch.randint(0, 2, (400,), generator=g)
+    assert fit_temperature(chance, coin) == T_RANGE[1] and calibrate(chance, coin)[:2] == (1.0, "at bound")
+
+
+def test_enough_wrong_predictions_give_the_fitted_temperature():
+    """MIN_WRONG wrong predictions of an overconfident net (it reports 2x its real logits): T near 2 is used."""
+    g = torch.Generator().manual_seed(1)
+    z = torch.randn(240, 2, generator=g) * 2
+    labels = torch.multinomial(z.softmax(1), 1, generator=g).flatten()
+    assert int((z.argmax(1) != labels).sum()) >= MIN_WRONG
+    fit = calibrate(z * 2, labels)
+    assert fit.problem is None and fit.temperature == fit_temperature(z * 2, labels) == pytest.approx(
+        2, rel=0.25
+    )
+
+
+def val_logits(ckpt: Path, source: Path, cache: Path) -> tuple[torch.Tensor, torch.Tensor]:
+    """The checkpoint's logits and the labels of its val split (as train_checkpoint split it)."""
+    model = ImageClassifier.load_from_checkpoint(ckpt, map_location="cpu").eval()
+    dm = tiny_datamodule(source, cache, val_fraction=0.5)
+    with torch.no_grad():
+        pairs = [(model(x), y) for x, y in dm.val_dataloader()]
+    return torch.cat([p[0] for p in pairs]), torch.cat([p[1] for p in pairs])
+
+
+def test_training_stores_the_temperature_fitted_on_its_val_split(tmp_path):
+    source = write_noisy_class_folders(tmp_path / "PetImages")  # ~100 val photos, ~30% of them shown wrong
+    ckpt = train_checkpoint(source, tmp_path, data={"val_fraction": 0.5})
+    t = float(torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]["temperature"])
+    logits, labels = val_logits(ckpt, source, tmp_path / "cache")
+    assert int((logits.argmax(1) != labels).sum()) >= MIN_WRONG
+    assert t != 1.0 and t == pytest.approx(calibrate(logits, labels).temperature, rel=1e-4)
+
+
+@pytest.mark.slow
+def test_a_run_with_a_tiny_val_split_warns_once_and_keeps_t_at_1(image_folder, tmp_path, caplog):
+    metrics = train_in_process(*tiny_overrides(image_folder, tmp_path), "trainer.max_epochs=3")
+    assert metrics["val/temperature"] == 1.0
+    warned = [r.getMessage() for r in caplog.records if "Calibration left at T = 1" in r.getMessage()]
+    assert len(warned) == 1 and "wrong predictions of 10 (a fitted T needs 20" in warned[0]
+
+
+def test_the_stored_temperature_is_what_predictions_use(ckpt):
+    t = 1.7
     predictor = catdog.load(ckpt)
     assert predictor.temperature == pytest.approx(t)
     images = np.stack([predictor.image(make_image(label, seed=7)) for label in (0, 1)])

@@ -9,7 +9,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
-from helpers import make_image, train_checkpoint, write_class_folders
+from helpers import make_image, set_temperature, train_checkpoint, write_class_folders
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from test_evaluate import evaluate_in_process
 
@@ -23,7 +23,7 @@ from catdog.export import export, metadata_path
 def data_and_ckpt(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("calibrate")
     source = write_class_folders(tmp / "PetImages", per_class=12)
-    return source, train_checkpoint(source, tmp)
+    return source, set_temperature(train_checkpoint(source, tmp), 1.7)
 
 
 def test_evaluate_reports_calibration_and_robustness(data_and_ckpt, tmp_path, caplog):

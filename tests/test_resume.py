@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -24,6 +25,7 @@ from helpers import (
     train_in_process,
     write_class_folders,
 )
+from omegaconf import OmegaConf
 
 from catdog.errors import CatdogError
 
@@ -188,9 +190,10 @@ def test_sigterm_or_ctrl_c_saves_a_checkpoint_mid_epoch_and_the_run_resumes(
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == code and "Traceback" not in out
     status = f"error: stopped by {how}"
+    assert f"{status}" in out and f"{last} is saved; resume with `" in out
     assert (
-        f"{status}" in out
-        and f"{last} is saved; resume with `python train.py hydra.run.dir={run} ckpt_path=last`" in out
+        f"data.batch_size=1 trainer.log_every_n_steps=1 trainer.max_epochs=1000 hydra.run.dir={run} ckpt_path=last`"
+        in out
     )
     saved = load(last)
     epochs, step = epochs_done(saved), saved["global_step"]
@@ -203,6 +206,71 @@ def test_sigterm_or_ctrl_c_saves_a_checkpoint_mid_epoch_and_the_run_resumes(
     (listing,) = (tmp_path / "cache").glob("*/splits/seed0-val0.25-test0.0/splits.csv")
     steps_per_epoch = listing.read_text().count(",train\n")  # batch_size=1: one step per training photo
     assert (epochs_done(final), final["global_step"]) == (epochs + 1, steps_per_epoch * (epochs + 1))
+
+
+@pytest.mark.slow
+def test_the_printed_command_resumes_with_the_runs_overrides_and_keeps_its_record(tmp_path):
+    source = write_class_folders(tmp_path / "PetImages", per_class=60)
+    run = tmp_path / "run"
+    last = run / "checkpoints" / "last.ckpt"
+    # no run of the default config could resume this: other data, another net
+    overrides = [*tiny_overrides(source, tmp_path), "data.batch_size=1", "trainer.max_epochs=2"]
+    proc = train_process(*overrides)
+    wait_for(last.exists, proc)  # epoch 0 is done
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 143, out
+    hydra_files = {p.name: p.read_bytes() for p in (run / ".hydra").glob("*.yaml")}
+    assert set(hydra_files) == {"config.yaml", "hydra.yaml", "overrides.yaml"}
+
+    (command,) = re.findall(r"resume with `([^`]+)`", out)
+    args = shlex.split(command)
+    task = [o for o in overrides if not o.startswith("hydra.run.dir=")]
+    assert args[2:] == [*task, f"hydra.run.dir={run}", "ckpt_path=last"]
+    python = sys.executable if args[0] == "python" else args[0]
+    resumed = subprocess.run([python, *args[1:]], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert epochs_done(load(last)) == 2
+    # the run's record is the run as it was started; the resume has its own
+    assert {p.name: p.read_bytes() for p in (run / ".hydra").glob("*.yaml")} == hydra_files
+    first = run / ".hydra" / "resume_1"
+    assert list(OmegaConf.load(first / "overrides.yaml")) == [*task, "ckpt_path=last"]
+    assert OmegaConf.load(first / "config.yaml").data.source == str(source)
+
+    # the README's shorter form restores the overrides of the run dir's last run; the command line's win
+    resumed = subprocess.run(
+        [sys.executable, "train.py", f"hydra.run.dir={run}", "ckpt_path=last", "trainer.max_epochs=3"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    kept = [o for o in task if not o.startswith("trainer.max_epochs=")]
+    assert f"Resuming {run} with its overrides: {shlex.join(kept)}" in resumed.stderr
+    assert epochs_done(load(last)) == 3
+    second = OmegaConf.load(run / ".hydra" / "resume_2" / "overrides.yaml")
+    assert list(second) == [*kept, "ckpt_path=last", "trainer.max_epochs=3"]
+    assert (run / ".hydra" / "overrides.yaml").read_bytes() == hydra_files["overrides.yaml"]
+
+
+def test_only_a_resume_in_a_recorded_run_dir_restores_overrides(tmp_path):
+    from catdog.run.rerun import restore_overrides
+
+    run = tmp_path / "multirun" / "data.seed=1,model.net.kernel=3"  # Hydra's quoting for a dir with = and ,
+    (run / ".hydra").mkdir(parents=True)
+    # a run of catdog 0.2, which spelled the network's keys model.net.*
+    (run / ".hydra" / "overrides.yaml").write_text("- data.seed=1\n- model.net.kernel=3\n- ckpt_path=auto\n")
+    quoted = f"hydra.run.dir='{run}'"
+    assert restore_overrides([quoted, "ckpt_path=last", "data.seed=2"]) == [
+        "model.kernel=3",
+        quoted,
+        "ckpt_path=last",
+        "data.seed=2",
+    ]
+    for argv in ([quoted], [quoted, f"ckpt_path={tmp_path}/other.ckpt"], ["ckpt_path=last"]):
+        assert restore_overrides(argv) == argv  # a new run, a checkpoint from elsewhere, no run dir given
 
 
 def pids_with(*words: str) -> list[int]:

@@ -4,6 +4,8 @@ softmax(logits / T) mean what it says; the expected calibration error and a reli
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -14,6 +16,20 @@ from torchmetrics.functional.classification import multiclass_calibration_error
 # a net right on every validation image drives T towards 0 (and one always wrong towards infinity): kept finite
 T_RANGE = (0.05, 20.0)
 N_BINS = 15
+# T is learnt from the val photos the net gets wrong (or nearly): with k of them it is off by ~1/sqrt(k). Simulated
+# (a binary net with known T, 60 fits each): with 2-5 wrong a fit made the test ECE of a calibrated net worse by
+# 0.01-0.03 (worse by over 0.01 in 45-75% of fits); with ~20 wrong it cost a calibrated net 0.005-0.009 and gained
+# an overconfident one (T 1.5-2.5) 0.01-0.09 nearly always. A real case: 30 val photos, ECE 0.005 -> 0.059. Below
+# MIN_WRONG, T stays 1.
+MIN_WRONG = 20
+
+
+class Calibration(NamedTuple):
+    """The temperature to divide logits by, and why it is 1 when the fit was not used (None when it was)."""
+
+    temperature: float
+    problem: str | None = None  # "few wrong" | "at bound": one warning per kind and run is enough
+    detail: str = ""
 
 
 def fit_temperature(logits: torch.Tensor, labels: torch.Tensor, max_iter: int = 200) -> float:
@@ -35,6 +51,29 @@ def fit_temperature(logits: torch.Tensor, labels: torch.Tensor, max_iter: int = 
         optimizer.step(closure)
     t = float(log_t.detach().exp())
     return float(np.clip(t, *T_RANGE)) if np.isfinite(t) else 1.0
+
+
+def calibrate(logits: torch.Tensor, labels: torch.Tensor) -> Calibration:
+    """The fitted temperature where it can be trusted; else T = 1 (uncalibrated) and what is wrong: fewer than
+    MIN_WRONG wrong predictions to fit on, or a fit that ran into the bound of T_RANGE (the predictions are about
+    chance, early in training, or right with certainty)."""
+    wrong, n = int((logits.argmax(1) != labels).sum()), len(labels)
+    if wrong < MIN_WRONG:
+        return Calibration(
+            1.0,
+            "few wrong",
+            f"the val split has {wrong} wrong predictions of {n} (a fitted T needs {MIN_WRONG}: with fewer it is "
+            "off by over 20% and often makes the probabilities worse)",
+        )
+    t = fit_temperature(logits, labels)
+    if t in T_RANGE:
+        return Calibration(
+            1.0,
+            "at bound",
+            f"the fit ran into its bound T = {t:g} on {n} val photos ({wrong} wrong): the predictions are about "
+            "chance (early in training?) or right with certainty",
+        )
+    return Calibration(t)
 
 
 def expected_calibration_error(probs: torch.Tensor, labels: torch.Tensor, n_bins: int = N_BINS) -> float:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -13,7 +14,7 @@ from torchmetrics import MaxMetric, MeanMetric, SumMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from catdog.errors import CatdogError
-from catdog.explain.calibration import fit_temperature
+from catdog.explain.calibration import calibrate
 from catdog.models.augment import augment_batch, check_augment
 from catdog.models.convnet import build_convnet
 from catdog.models.options import check_progressive_resize, check_whiten
@@ -22,6 +23,7 @@ from catdog.models.rng_state import RNG_KEY, rng_states, set_rng_states
 from catdog.models.spec import convnet_spec
 from catdog.models.whiten import freeze_first_conv
 
+log = logging.getLogger(__name__)
 LOSSES = ("cross_entropy", "mse")
 
 
@@ -87,6 +89,11 @@ class ImageClassifier(pl.LightningModule):
             self.net = self.net.to(memory_format=torch.channels_last)
         # kept out of the module tree, so state_dict and checkpoints hold the weights once, compiled or not
         self.__dict__["forward_net"] = torch.compile(self.net) if compile else self.net
+        # Lightning's model summary counts FLOPs and sizes on an example (without one: "Total FLOPs: 0"). Not for a
+        # compiled net: run first under Lightning's FLOP counter, torch.compile then compiled nothing for the whole
+        # fit (torch 2.13: no graph, eager speed)
+        if not compile:
+            self.example_input_array = torch.zeros(1, in_channels, resolution, resolution, dtype=torch.uint8)
         weights = torch.tensor(class_weights, dtype=torch.float32) if class_weights else None
         self.register_buffer("class_weights", weights, persistent=False)
         n = len(classes)
@@ -102,6 +109,15 @@ class ImageClassifier(pl.LightningModule):
         # every checkpoint holds the temperature of its own weights
         self.register_buffer("temperature", torch.ones(()))
         self._val_outputs: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self._calibration_warned: set[str] = set()  # a warning per kind of untrusted fit, not one per epoch
+
+    def on_fit_start(self) -> None:
+        if self.hparams.compile and self.trainer.is_global_zero:
+            log.info(
+                "model.compile=true: torch.compile compiles the network on its first batches (validation's and "
+                "training's), which can take a minute (45 s for the default model on a CPU) before the first step "
+                "moves. (The summary's FLOPs are not counted for a compiled network.)"
+            )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits for uint8 images (N, C, H, W)."""
@@ -174,8 +190,17 @@ class ImageClassifier(pl.LightningModule):
             logits, labels = (torch.cat(t) for t in zip(*outputs))
             if self.trainer.world_size > 1:
                 logits, labels = (self.all_gather(t).flatten(0, 1) for t in (logits, labels))
-            self.temperature.fill_(fit_temperature(logits, labels))
+            fit = calibrate(logits, labels)
+            self.temperature.fill_(fit.temperature)
             self.log("val/temperature", self.temperature)
+            if fit.problem and fit.problem not in self._calibration_warned and self.trainer.is_global_zero:
+                self._calibration_warned.add(fit.problem)
+                log.warning(
+                    "Calibration left at T = 1 (uncalibrated probabilities) in epoch %d: %s. More val photos "
+                    "(data.val_fraction) or a trained net make the fit possible; evaluate reports the ECE.",
+                    self.current_epoch,
+                    fit.detail,
+                )
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint[RNG_KEY] = rng_states()

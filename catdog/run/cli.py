@@ -146,6 +146,13 @@ def read_overrides(argv: list[str]) -> list[str]:
     return out
 
 
+def current_spelling(override: str) -> str:
+    """An override recorded by catdog 0.2 (`model.net.kernel=3`, e.g. in a run dir being resumed) as 0.3 writes it."""
+    prefix = "+" if override.startswith("+") else ""
+    key = override.removeprefix(prefix)
+    return prefix + "model." + key.removeprefix("model.net.") if key.startswith("model.net.") else override
+
+
 def check_moved_key(key: str) -> None:
     """catdog 0.2 nested the network's keys under model.net; 0.3 has them back at model.* (the design's
     `model.kernel=3,5`): an override of the 0.2 key gets the one to use."""
@@ -160,7 +167,8 @@ def check_moved_key(key: str) -> None:
 
 def exit_interrupted(exc: BaseException) -> None:
     """SIGTERM (Lightning raises SIGTERMException, a SystemExit) or Ctrl-C (a KeyboardInterrupt, which Lightning
-    turns into sys.exit(1)): one status line and exit 128 + the signal (143, 130), as a shell reports a kill."""
+    turns into sys.exit(1)): one status line with the command that resumes the run, and exit 128 + the signal (143,
+    130), as a shell reports a kill."""
     from hydra.core.hydra_config import HydraConfig
     from pytorch_lightning.utilities.exceptions import SIGTERMException
 
@@ -170,11 +178,12 @@ def exit_interrupted(exc: BaseException) -> None:
         signum, how = signal.SIGINT, "Ctrl-C"
     else:
         raise exc
+    from catdog.run.rerun import resume_command
+
     run_dir = HydraConfig.get().runtime.output_dir if HydraConfig.initialized() else "<this run dir>"
     last = os.path.join(run_dir, "checkpoints", "last.ckpt")
     status = (
-        f"{last} is saved; resume with `python train.py hydra.run.dir={run_dir} ckpt_path=last` and the same "
-        "overrides."
+        f"{last} is saved; resume with `{resume_command(run_dir)}`"
         if os.path.isfile(last)
         else "no checkpoint was saved yet."
     )

@@ -22,6 +22,7 @@ from catdog.run.hardware import check_accelerator, resolve_precision
 from catdog.run.hparams import log_hparams
 from catdog.run.launch import ddp_env, end_ddp_job, install_ddp_launch_fix, share_cores
 from catdog.run.provenance import RecordProvenance, collect
+from catdog.run.quiet import quiet_lightning
 from catdog.run.resume import check_resume, resolve_ckpt_path
 from catdog.run.tune import run_tune
 
@@ -52,6 +53,7 @@ def final_metrics(trainer: pl.Trainer) -> dict[str, float]:
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fit (and optionally test) the configured model; returns the final metrics, also written to metrics.json."""
     share_cores()
+    quiet_lightning()
     validate(cfg)
     check_accelerator(cfg.trainer)
     resolve_precision(cfg.trainer)

@@ -7,6 +7,7 @@ override to train with is printed; nothing is trained afterwards (the tuners res
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 
 import hydra
@@ -21,6 +22,14 @@ from catdog.io import replace_atomic, write_json_atomic
 from catdog.visualize import tensorboard_writer
 
 log = logging.getLogger(__name__)
+# Lightning records an exponential average of the loss (beta 0.98: ~50 steps of memory) whose start is biased low (its
+# first value is half the loss, catching up over tens of steps); a shorter search shows mostly that average's delay,
+# and its steepest fall comes late, near where the loss diverges: 20 steps suggested lr 0.13 where 100 gave 0.002
+MIN_STEPS = 50
+SKIP_BEGIN = 10  # Lightning's suggestion skips the first 10 losses too: the biased start
+# a suggestion less than 4x (two doublings) below the lowest loss of the curve sits where the loss stops falling;
+# the usual pick is ~10x below it
+EDGE_RATIO = 4.0
 
 
 def run_tune(
@@ -77,7 +86,9 @@ def lr_find(
         update_attr=False,
     )
     suggestion = finder.suggestion()
-    result = {"suggestion": suggestion, "lrs": finder.results["lr"], "losses": finder.results["loss"]}
+    lrs, losses = finder.results["lr"], finder.results["loss"]
+    warnings = lr_find_warnings(lrs, losses, suggestion, num_training, early_stop_threshold)
+    result = {"suggestion": suggestion, "lrs": lrs, "losses": losses, "warnings": warnings}
     if not trainer.is_global_zero:
         return {"tune/lr_suggestion": suggestion}
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -108,7 +119,46 @@ def lr_find(
             output_dir / "lr_find.png",
             suggestion,
         )
+    for warning in warnings:
+        log.warning("lr_find: %s", warning)
     return {"tune/lr_suggestion": suggestion}
+
+
+def lr_find_warnings(
+    lrs: list[float],
+    losses: list[float],
+    suggestion: float | None,
+    num_training: int,
+    early_stop_threshold: float | None,
+) -> list[str]:
+    """Why a suggestion should not be trusted: a curve of fewer than MIN_STEPS losses (asked for, or the search
+    stopped when the loss diverged), or a suggestion at the edge where the loss stops falling (see EDGE_RATIO)."""
+    warnings = []
+    if len(losses) < MIN_STEPS:
+        stopped = len(losses) < num_training and early_stop_threshold is not None
+        why, fix = (
+            (
+                f"the search stopped at step {len(losses)} of {num_training}, when the loss passed "
+                f"{early_stop_threshold:g}x its best",
+                "a lower tune.max_lr, or more tune.num_training steps before the loss diverges",
+            )
+            if stopped
+            else (f"tune.num_training={num_training}", f"tune.num_training={2 * MIN_STEPS} or more")
+        )
+        warnings.append(
+            f"the curve has only {len(losses)} losses ({why}); Lightning averages the loss over ~50 steps, so a "
+            f"shorter curve suggests too high a rate. Search again with {fix}."
+        )
+    later = [(loss, lr) for loss, lr in zip(losses[SKIP_BEGIN:], lrs[SKIP_BEGIN:]) if math.isfinite(loss)]
+    if suggestion is not None and later:
+        lowest_loss, lowest_lr = min(later)
+        if lowest_lr < EDGE_RATIO * suggestion:
+            warnings.append(
+                f"the suggestion {suggestion:.3g} sits where the loss stops falling (lowest {lowest_loss:.3g} at "
+                f"lr {lowest_lr:.3g}; it rises beyond), so training at it may diverge: take about a tenth of the "
+                f"lowest loss's rate (model.optimizer.lr={lowest_lr / 10:.2g}), or search again with more steps."
+            )
+    return warnings
 
 
 def batch_size(
@@ -136,13 +186,39 @@ def batch_size(
         max_trials=max_trials,
         max_val=max_val,
     )
+    limit, verdict = batch_size_limit(
+        found, len(datamodule.splits["train"]), mode, init_val, max_trials, max_val
+    )
     if trainer.is_global_zero:
         output_dir.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(output_dir / "batch_size.json", {"batch_size": found})
+        write_json_atomic(output_dir / "batch_size.json", {"batch_size": found, "limited_by": limit})
         writer = tensorboard_writer(trainer)
         if writer is not None and found is not None:
             writer.add_scalar("tune/batch_size", found)
-        log.info(
-            "batch_size: the largest batch that fits is %s. Train with: data.batch_size=%s", found, found
-        )
+        log.info("batch_size: %s. Train with: data.batch_size=%s", verdict, found)
     return {"tune/batch_size": found}
+
+
+def batch_size_limit(
+    found: int | None, n_train: int, mode: str, init_val: int, max_trials: int, max_val: int
+) -> tuple[str, str]:
+    """What stopped the search at `found` (memory, the cap tune.max_val, the training split's size or
+    tune.max_trials), and a sentence that says so: only the first is the largest batch that fits."""
+    if found is None:  # Lightning's scaler returns None when it runs no search
+        return "none", "no search ran"
+    if found >= n_train:
+        return "train split", (
+            f"a batch of {found} holds the whole training split ({n_train} images) without running out of memory; "
+            "larger batches are the same batch"
+        )
+    if found >= max_val:  # Lightning stops on reaching the cap, before running a step at that size
+        return "max_val", (
+            f"the search stopped at its cap tune.max_val={max_val} without running out of memory: the largest "
+            "batch that fits is larger (raise tune.max_val to find it)"
+        )
+    if mode == "power" and found == init_val * 2 ** (max_trials - 1):
+        return "max_trials", (
+            f"the search stopped after tune.max_trials={max_trials} doublings without running out of memory: the "
+            "largest batch that fits is larger (raise tune.max_trials to find it)"
+        )
+    return "memory", f"the largest batch that fits in memory is {found} (a larger one ran out)"
