@@ -46,8 +46,8 @@ tensorboard: $(STAMP)
 	$(BIN)/tensorboard --logdir outputs
 
 lint: $(STAMP)
-	$(BIN)/ruff check catdog tests benchmarks train.py
-	$(BIN)/ruff format --check catdog tests benchmarks train.py
+	$(BIN)/ruff check catdog hydra_plugins tests benchmarks train.py
+	$(BIN)/ruff format --check catdog hydra_plugins tests benchmarks train.py
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks $(ARGS)

@@ -58,3 +58,12 @@ def swap_weight_average(callback, pl_module) -> None:
     """Exchange the LightningModule's weights and buffers with the average, as WeightAveraging does around
     validation (callbacks/ema.py moves the swap back to a later hook)."""
     callback._swap_models(pl_module)
+
+
+def trial_of_number(study, number: int):
+    """The running trial `number` of a study loaded in another process, for trial.report and should_prune: Optuna's
+    public API hands out a Trial only from study.ask() in the process that asked (see run/study.py)."""
+    import optuna
+
+    trial_id = study._storage.get_trial_id_from_study_id_trial_number(study._study_id, number)
+    return optuna.trial.Trial(study, trial_id)

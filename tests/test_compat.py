@@ -99,3 +99,15 @@ def test_weight_averaging_keeps_its_average_and_swaps_it_in():
         average.module.net[1].weight.fill_(7.0)
     compat.swap_weight_average(callback, model)
     assert torch.all(model.net[1].weight == 7.0) and torch.equal(average.module.net[1].weight, old)
+
+
+def test_a_trial_of_a_loaded_study_reports_into_the_running_trial(tmp_path):
+    optuna = pytest.importorskip("optuna")
+    url = f"sqlite:///{tmp_path}/study.db"
+    study = optuna.create_study(study_name="s", storage=url)
+    study.ask()
+    asked = study.ask()
+    loaded = optuna.load_study(study_name="s", storage=url)
+    trial = compat.trial_of_number(loaded, 1)
+    trial.report(0.5, 1)
+    assert trial.number == 1 and study.trials[asked.number].intermediate_values == {1: 0.5}

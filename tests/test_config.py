@@ -75,7 +75,7 @@ def test_default_callbacks_are_composed_from_files():
 
 def test_optuna_and_cluster_launchers_compose():
     cfg = compose_train("hparams_search=optuna", hydra_cfg=True)
-    assert cfg.hydra.sweeper._target_.endswith("OptunaSweeper")
+    assert cfg.hydra.sweeper._target_.endswith("CatdogOptunaSweeper") and cfg.hydra.sweeper.pruner == "none"
     assert cfg.hydra.sweeper.direction == "maximize" and cfg.optimized_metric == "val/acc"
     assert {
         "model.optimizer.lr",

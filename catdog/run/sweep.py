@@ -11,9 +11,7 @@ import csv
 import json
 import logging
 import math
-import random
 import sys
-import time
 import traceback
 from pathlib import Path
 from typing import Any
@@ -36,6 +34,8 @@ from catdog.run.significance import (
 log = logging.getLogger(__name__)
 FAILURE_FILE = "failed.json"
 METRICS_FILE = "metrics.json"
+# written beside metrics.json by a job whose Optuna trial was pruned (catdog/callbacks/pruning.py): not a result
+PRUNED_FILE = "pruned.json"
 
 
 def record_failure(exc: BaseException, message: str | None = None) -> Path:
@@ -68,7 +68,13 @@ def read_job(job_dir: Path) -> dict[str, Any]:
         "replicate": replicate(OmegaConf.load(config) if config.exists() else None, overrides),
         "metrics": {},
     }
-    if (job_dir / METRICS_FILE).exists():
+    if (job_dir / PRUNED_FILE).exists():
+        pruned = json.loads((job_dir / PRUNED_FILE).read_text())
+        metrics = (
+            json.loads((job_dir / METRICS_FILE).read_text()) if (job_dir / METRICS_FILE).exists() else {}
+        )
+        row.update(status="pruned", metrics=metrics, error=f"pruned after epoch {pruned['epochs']}")
+    elif (job_dir / METRICS_FILE).exists():
         row.update(status="ok", metrics=json.loads((job_dir / METRICS_FILE).read_text()), error="")
     elif (job_dir / FAILURE_FILE).exists():
         row.update(status="failed", error=json.loads((job_dir / FAILURE_FILE).read_text())["error"])
@@ -86,7 +92,9 @@ def best_job(rows: list[dict[str, Any]], metric: str | None, maximize: bool) -> 
     scored = [
         r
         for r in rows
-        if isinstance(r["metrics"].get(metric), int | float) and not math.isnan(r["metrics"][metric])
+        if r["status"] == "ok"
+        and isinstance(r["metrics"].get(metric), int | float)
+        and not math.isnan(r["metrics"][metric])
     ]
     if not scored:
         return None
@@ -179,10 +187,12 @@ def write_summary(sweep_dir: Path, metric: str | None, maximize: bool = True) ->
     replace_atomic(
         sweep_dir / "summary.csv", lambda f: csv.writer(f).writerows([header, *table]), binary=False
     )
-    failed = sum(r["status"] != "ok" for r in rows)
+    ok, pruned = (sum(r["status"] == s for r in rows) for s in ("ok", "pruned"))
     parts = [
         f"# Sweep {sweep_dir}",
-        f"{len(rows)} jobs, {len(rows) - failed} ok, {failed} failed or missing.",
+        f"{len(rows)} jobs, {ok} ok, "
+        + (f"{pruned} pruned (stopped early by the pruner; not results), " if pruned else "")
+        + f"{len(rows) - ok - pruned} failed or missing.",
     ]
     if common:
         parts.append("Same in every job: " + " ".join(f"`{k}={v}`" for k, v in common.items()))
@@ -225,7 +235,7 @@ class SweepSummary(Callback):
         print(markdown, flush=True)
         log.info("Sweep summary written to %s and %s", sweep_dir / "summary.md", sweep_dir / "summary.csv")
         rows = read_sweep(sweep_dir)
-        failed = [str(r["job"]) for r in rows if r["status"] != "ok"]
+        failed = [str(r["job"]) for r in rows if r["status"] not in ("ok", "pruned")]
         if failed:  # after every job and the summary: scripts and CI see that the sweep did not fully succeed
             print(
                 f"error: {len(failed)} of {len(rows)} sweep jobs failed (job {', '.join(failed)}); "
@@ -233,30 +243,3 @@ class SweepSummary(Callback):
                 file=sys.stderr,
             )
             sys.exit(1)
-
-
-def create_study_storage(url: str, attempts: int = 10) -> None:
-    """Create the tables of an Optuna database before the sweeper opens it. Workers started at the same moment
-    all try to create them and optuna 2.10 lets the losers fail (a unique-constraint error on the schema
-    version): retry after a random pause, by when the first worker has created them."""
-    from optuna.storages import RDBStorage
-    from sqlalchemy.exc import SQLAlchemyError
-
-    for attempt in range(attempts):
-        try:
-            RDBStorage(url)
-            return
-        except SQLAlchemyError:
-            if attempt == attempts - 1:
-                raise
-            time.sleep(random.uniform(0.1, 1.0))
-
-
-class StudyStorage(Callback):
-    """Hydra callback of hparams_search=optuna: with hydra.sweeper.storage set, create the study's database
-    first (see create_study_storage), so several sweeps can start together on one study."""
-
-    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        url = OmegaConf.select(config, "hydra.sweeper.storage")
-        if url:
-            create_study_storage(str(url))
