@@ -252,5 +252,6 @@ def test_summary_marks_a_job_without_result(tmp_path):
     assert "seed" not in rows[0]  # the same in every job: listed once above the table
     # how many images each accuracy rests on (a limit_val_batches job's is a handful)
     assert [r["val/n_images"] for r in rows] == ["16", "", "2500"] and "| 16 |" in markdown
-    assert "Best val/acc: 0.7500, job 0 (model.net.kernel=3)" in markdown
+    assert "Best val/acc: 0.7500 on 16 val photos, job 0 (model.net.kernel=3)" in markdown
+    assert "Each run's metrics rest on 16 to 2,500 val photos" in markdown
     assert "Best val/acc: 0.5000" in write_summary(tmp_path, "val/acc", maximize=False)

@@ -21,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from catdog.io import replace_atomic, write_json_atomic
 from catdog.run.significance import (
+    ALPHA,
     REPLICATE_KEYS,
     best_group,
     comparison_lines,
@@ -136,6 +137,19 @@ def summary_table(
     return header, table, ({} if len(rows) == 1 else common)
 
 
+def photo_counts(rows: list[dict[str, Any]]) -> str:
+    """What each run's numbers rest on: `2,500 val photos, 2,500 test photos` (from <split>/n_images)."""
+    parts = []
+    for split in ("val", "test"):
+        counts = sorted(
+            {r["metrics"][f"{split}/n_images"] for r in rows if f"{split}/n_images" in r["metrics"]}
+        )
+        if counts:
+            shown = f"{counts[0]:,}" if len(counts) == 1 else f"{counts[0]:,} to {counts[-1]:,}"
+            parts.append(f"{shown} {split} photos")
+    return ", ".join(parts)
+
+
 def seeds_section(
     groups: list[dict[str, Any]],
     rows: list[dict[str, Any]],
@@ -143,21 +157,33 @@ def seeds_section(
     maximize: bool,
     varied: list[str],
 ) -> list[str]:
-    """Markdown: each group's mean +- std over its seeds (and folds), and the best group against each other one."""
+    """Markdown: each group's mean +- std over its seeds (and folds), what each run's numbers rest on, and the best
+    group against each other one on the test split where there is one, Holm-corrected."""
     names = metric_names(rows, metric)
     table = [
         [label(g, varied), g["stats"]["n_seeds"], *(mean_std(g["stats"], m) for m in names)] for g in groups
     ]
+    ok = [r for r in rows if r["status"] == "ok"]
+    counts = photo_counts(ok)
     parts = [
         "## Seed groups (jobs that differ only in seed or data.fold): mean +- std",
-        to_markdown(["group", "n_seeds", *names], table),
+        to_markdown(["group", "n_seeds", *names], table)
+        + (f"\n\nEach run's metrics rest on {counts} (`<split>/n_images`)." if counts else ""),
     ]
     best = best_group(groups, metric, maximize)
     if best is not None and len(groups) > 1:
-        split = scored_split(metric, groups)
+        split = scored_split(groups)
+        chosen_on = str(metric).split("/")[0]
+        caveat = (
+            f" The same {split} photos chose the best group, so its lead is optimistic: hold out a test split "
+            "(data.test_fraction, test=true) to compare on photos that chose nothing."
+            if chosen_on == split
+            else ""
+        )
         parts.append(
-            f"Best group by mean {metric} against every other group, paired on the same {split} photos "
-            f"(McNemar's exact test; p < 0.05 is significant):\n"
+            f"Best group by mean {metric} (chosen on {chosen_on}) against every other group on the {split} split, "
+            f"paired on the same photos (McNemar's exact test, p-values Holm-corrected for the number of "
+            f"comparisons; Holm p < {ALPHA} is significant).{caveat}\n"
             + "\n".join(comparison_lines(groups, best, varied, split))
         )
     return parts
@@ -200,8 +226,10 @@ def write_summary(sweep_dir: Path, metric: str | None, maximize: bool = True) ->
     best = best_job(rows, metric, maximize)
     if best is not None:
         shown = " ".join(f"{k}={v}" for k, v in best["overrides"].items() if k not in common)
+        n = best["metrics"].get(f"{str(metric).split('/')[0]}/n_images")
+        on = f" on {n:,} {str(metric).split('/')[0]} photos" if isinstance(n, int) else ""
         parts.append(
-            f"Best {metric}: {_fmt(best['metrics'][metric])}, job {best['job']} ({shown}), {best['dir']}"
+            f"Best {metric}: {_fmt(best['metrics'][metric])}{on}, job {best['job']} ({shown}), {best['dir']}"
         )
     if len(rows) > 1:
         varied = [
