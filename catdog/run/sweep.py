@@ -20,6 +20,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from catdog.io import replace_atomic, write_json_atomic
+from catdog.run.report import write_report
 from catdog.run.significance import (
     ALPHA,
     REPLICATE_KEYS,
@@ -204,7 +205,7 @@ def to_markdown(header: list[str], table: list[list]) -> str:
 
 
 def write_summary(sweep_dir: Path, metric: str | None, maximize: bool = True) -> str:
-    """Write summary.csv and summary.md in the sweep dir; returns the Markdown."""
+    """Write summary.csv, summary.md and the report page summary.html in the sweep dir; returns the Markdown."""
     rows = read_sweep(sweep_dir)
     groups = group_jobs(rows)
     for g in groups:
@@ -222,6 +223,7 @@ def write_summary(sweep_dir: Path, metric: str | None, maximize: bool = True) ->
     ]
     if common:
         parts.append("Same in every job: " + " ".join(f"`{k}={v}`" for k, v in common.items()))
+    headline = parts[1:]
     parts.append(to_markdown(header, table))
     best = best_job(rows, metric, maximize)
     if best is not None:
@@ -231,15 +233,20 @@ def write_summary(sweep_dir: Path, metric: str | None, maximize: bool = True) ->
         parts.append(
             f"Best {metric}: {_fmt(best['metrics'][metric])}{on}, job {best['job']} ({shown}), {best['dir']}"
         )
+        headline.append(parts[-1])
+    seeds = []
     if len(rows) > 1:
         varied = [
             k
             for k in dict.fromkeys(k for r in rows for k in r["overrides"])
             if k not in common and k not in REPLICATE_KEYS
         ]
-        parts += seeds_section(groups, rows, metric, maximize, varied)
-    markdown = "\n\n".join(parts) + "\n"
+        seeds = seeds_section(groups, rows, metric, maximize, varied)
+    markdown = "\n\n".join([*parts, *seeds]) + "\n"
     replace_atomic(sweep_dir / "summary.md", lambda f: f.write(markdown), binary=False)
+    counts = photo_counts([r for r in rows if r["status"] == "ok"])
+    headline += [f"Each run's metrics rest on {counts}."] if counts else []
+    write_report(sweep_dir, rows, groups, metric, headline, seeds[2] if len(seeds) > 2 else "")
     return markdown
 
 
