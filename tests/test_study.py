@@ -157,3 +157,20 @@ def test_joblib_sweep_with_a_pruner_marks_the_pruned_job_and_keeps_its_files(ima
     ckpt = torch.load(pruned_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     assert ckpt["epoch"] == 1 and len(list(pruned_dir.rglob("events.out.tfevents.*"))) == 1
     assert "error:" not in proc.stderr  # pruned is not failed: the sweep exits 0
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        (
+            "hydra.sweeper.pruner=medain",
+            "hydra.sweeper.pruner=medain is not a pruner: use one of none, median",
+        ),
+        ("hydra.sweeper.n_jobs=0", "hydra.sweeper: n_jobs=0 must be >= 1"),
+        ("hydra.sweeper.direction=up", "hydra.sweeper.direction=up: use maximize or minimize"),
+    ],
+)
+def test_a_wrong_sweeper_setting_is_one_line(tmp_path, override, message):
+    proc = run_train("hparams_search=optuna", override, f"hydra.sweep.dir={tmp_path}/sweep", check=False)
+    assert proc.returncode == 1 and proc.stderr.startswith(f"error: {message}"), proc.stderr
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1

@@ -106,15 +106,8 @@ class CatdogOptunaSweeper(Sweeper):
         max_failure_rate: float,
         params: dict[str, str] | None,
     ) -> None:
-        from catdog.errors import CatdogError
-
-        if n_jobs < 1 or n_trials < 0 or not 0 <= max_failure_rate <= 1:
-            raise CatdogError(
-                f"hydra.sweeper: n_jobs={n_jobs} must be >= 1, n_trials={n_trials} >= 0 and "
-                f"max_failure_rate={max_failure_rate} in [0, 1]."
-            )
         self.sampler, self.pruner, self.pruner_args = sampler, pruner, dict(pruner_args or {})
-        self.direction = one_direction(direction)
+        self.direction = direction
         self.storage, self.study_name = storage, study_name
         self.n_trials, self.n_jobs, self.max_failure_rate = n_trials, n_jobs, max_failure_rate
         self.params = dict(params or {})
@@ -152,7 +145,28 @@ class CatdogOptunaSweeper(Sweeper):
         )
         return study
 
+    def check(self) -> None:
+        from catdog.errors import CatdogError
+
+        if self.n_jobs < 1 or self.n_trials < 0 or not 0 <= self.max_failure_rate <= 1:
+            raise CatdogError(
+                f"hydra.sweeper: n_jobs={self.n_jobs} must be >= 1, n_trials={self.n_trials} >= 0 and "
+                f"max_failure_rate={self.max_failure_rate} in [0, 1]."
+            )
+        self.direction = one_direction(self.direction)
+
     def sweep(self, arguments: list[str]) -> None:
+        """Run the search; a mistake in the sweeper's settings is one `error:` line (catdog.run.cli)."""
+        from catdog.errors import CatdogError
+        from catdog.run.cli import report_and_exit
+
+        try:
+            self.check()
+            self.search(arguments)
+        except CatdogError as e:
+            report_and_exit(e)
+
+    def search(self, arguments: list[str]) -> None:
         from catdog.run.study import search_space, trial_overrides
 
         sweep_dir = Path(self.config.hydra.sweep.dir)
