@@ -55,8 +55,8 @@ tensorboard: $(STAMP)
 	$(BIN)/tensorboard --logdir outputs
 
 lint: $(STAMP)
-	$(BIN)/ruff check catdog tests benchmarks train.py __init__.py
-	$(BIN)/ruff format --check catdog tests benchmarks train.py __init__.py
+	$(BIN)/ruff check catdog hydra_plugins tests benchmarks train.py __init__.py
+	$(BIN)/ruff format --check catdog hydra_plugins tests benchmarks train.py __init__.py
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks $(ARGS)

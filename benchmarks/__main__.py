@@ -1,5 +1,15 @@
 # importing the benchmark modules registers their benchmarks
-from benchmarks import accuracy, audit, deploy, efficiency, preprocessing, serving, startup, training  # noqa: F401
+from benchmarks import (  # noqa: F401
+    accuracy,
+    audit,
+    deploy,
+    efficiency,
+    preprocessing,
+    serving,
+    startup,
+    sweeps,
+    training,
+)
 from benchmarks.record import main
 
 main()

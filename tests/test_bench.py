@@ -290,3 +290,15 @@ def test_serve_benchmark_drives_both_servers_on_loopback(tiny_deploy, tmp_path):
     ]
     assert all(r[2] == "40" and r[3] == "0" and float(r[4].replace(",", "")) > 0 for r in rows)
     assert sum("server memory" in line and "MB after" in line for line in lines) == 2
+
+
+def test_the_pruning_benchmark_runs_its_searches_and_compares_them(tmp_path):
+    """The pruning benchmark on a tiny budget: two 3-trial searches of 2 epochs on generated photos."""
+    from benchmarks import sweeps
+
+    photos = write_class_folders(tmp_path / "PetImages", per_class=20)
+    lines = sweeps.compare_pruners(photos, 3, 2, (0,), ("none", "median"), ["data.batch_size=8"])
+    rows = [line.split(" | ") for line in lines if line.startswith(("| none | 0", "| median | 0"))]
+    assert [(r[0], r[2], r[3]) for r in rows] == [("| none", "3 / 0", "6"), ("| median", "3 / 0", "6")]
+    assert all(0 <= float(r[5]) <= 1 and 0 <= float(r[6].rstrip(" |")) <= 1 for r in rows)
+    assert "- `median`: 100% of the unpruned search's epochs (goal <= 50%: MISSED)" in "\n".join(lines)

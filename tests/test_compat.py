@@ -132,3 +132,15 @@ def test_lightnings_info_lines_go_through_the_logger_catdog_filters(caplog):
     assert [r.name for r in caplog.records if r.getMessage() == "a line"] == [
         compat.lightning_info_logger().name
     ]
+
+
+def test_a_trial_of_a_loaded_study_reports_into_the_running_trial(tmp_path):
+    optuna = pytest.importorskip("optuna")
+    url = f"sqlite:///{tmp_path}/study.db"
+    study = optuna.create_study(study_name="s", storage=url)
+    study.ask()
+    asked = study.ask()
+    loaded = optuna.load_study(study_name="s", storage=url)
+    trial = compat.trial_of_number(loaded, 1)
+    trial.report(0.5, 1)
+    assert trial.number == 1 and study.trials[asked.number].intermediate_values == {1: 0.5}

@@ -85,7 +85,7 @@ def test_the_audit_composes_the_fast_net_at_48_px_in_5_folds_over_every_photo():
 
 def test_optuna_and_cluster_launchers_compose():
     cfg = compose_train("hparams_search=optuna", hydra_cfg=True)
-    assert cfg.hydra.sweeper._target_.endswith("OptunaSweeper")
+    assert cfg.hydra.sweeper._target_.endswith("CatdogOptunaSweeper") and cfg.hydra.sweeper.pruner == "none"
     assert cfg.hydra.sweeper.direction == "maximize" and cfg.optimized_metric == "val/acc"
     assert {
         "model.optimizer.lr",
@@ -260,5 +260,6 @@ def test_summary_marks_a_job_without_result(tmp_path):
     assert "seed" not in rows[0]  # the same in every job: listed once above the table
     # how many images each accuracy rests on (a limit_val_batches job's is a handful)
     assert [r["val/n_images"] for r in rows] == ["16", "", "2500"] and "| 16 |" in markdown
-    assert "Best val/acc: 0.7500, job 0 (model.kernel=3)" in markdown
+    assert "Best val/acc: 0.7500 on 16 val photos, job 0 (model.kernel=3)" in markdown
+    assert "Each run's metrics rest on 16 to 2,500 val photos" in markdown
     assert "Best val/acc: 0.5000" in write_summary(tmp_path, "val/acc", maximize=False)

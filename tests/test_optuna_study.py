@@ -88,10 +88,10 @@ def test_two_workers_share_one_study_and_a_later_sweep_continues_it(image_folder
 
 
 def _open_storage(url: str, start) -> None:
-    from catdog.run.sweep import create_study_storage
+    from catdog.run.study import open_storage
 
     start.wait()
-    create_study_storage(url)
+    open_storage(url)
 
 
 def test_workers_creating_one_study_database_at_once_all_succeed(tmp_path):
@@ -107,4 +107,4 @@ def test_workers_creating_one_study_database_at_once_all_succeed(tmp_path):
     for w in workers:
         w.join(timeout=120)
     assert [w.exitcode for w in workers] == [0, 0, 0, 0]
-    assert optuna.storages.RDBStorage(url).get_all_study_summaries() == []
+    assert optuna.storages.RDBStorage(url).get_all_studies() == []

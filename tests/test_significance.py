@@ -15,7 +15,7 @@ from scipy.stats import binomtest
 
 from catdog.data import ImageDataModule
 from catdog.inference import Predictor
-from catdog.run.significance import mcnemar
+from catdog.run.significance import holm, mcnemar
 from catdog.run.sweep import write_summary
 
 
@@ -31,23 +31,41 @@ def test_mcnemar_is_the_exact_binomial_test_of_the_discordant_photos():
 
 
 def fake_job(
-    sweep, num: int, overrides: dict, seed: int, acc: float, wrong: set[int], n: int = 100, fold=None
+    sweep,
+    num: int,
+    overrides: dict,
+    seed: int,
+    acc: float,
+    wrong: set[int],
+    n: int = 100,
+    fold=None,
+    test_wrong: set[int] | None = None,
+    first: int | None = None,
 ):
-    """A finished job: its overrides, seed, metrics and per-photo val predictions (photos `wrong` misclassified),
-    rows in an order that depends on the job, so only matching by path pairs them."""
+    """A finished job: its overrides, seed, metrics and per-photo val predictions (photos `wrong` misclassified;
+    with `test_wrong`, test predictions of other photos too), rows in an order that depends on the job, so only
+    matching by path pairs them; `first`: the number of its first val photo."""
     job = sweep / str(num)
     (job / ".hydra").mkdir(parents=True)
     OmegaConf.save({"hydra": {"job": {"num": num}}}, job / ".hydra" / "hydra.yaml")
     OmegaConf.save({"seed": seed, "data": {"fold": fold}}, job / ".hydra" / "config.yaml")
     OmegaConf.save([f"{k}={v}" for k, v in overrides.items()], job / ".hydra" / "overrides.yaml")
-    (job / "metrics.json").write_text(json.dumps({"val/acc": acc}))
-    first = 0 if fold is None else fold * n  # each fold validates on other photos
+    metrics = {"val/acc": acc, "val/n_images": n}
+    if first is None:
+        first = 0 if fold is None else fold * n  # each fold validates on other photos
     order = [first + i for i in sorted(range(n), key=lambda i: (i * (num + 7)) % n)]
-    with open(job / "predictions_val.csv", "w", newline="") as f:
-        rows = [
-            (f"Cat/{i}.jpg", "Cat", "Dog" if i in wrong else "Cat", int(i not in wrong), 0.9) for i in order
-        ]
-        csv.writer(f).writerows([("path", "label", "predicted", "correct", "probability"), *rows])
+    splits = {"val": (order, wrong)}
+    if test_wrong is not None:
+        splits["test"] = ([10_000 + i for i in order], {10_000 + i for i in test_wrong})
+        metrics.update({"test/acc": 1 - len(test_wrong) / n, "test/n_images": n})
+    for split, (photos, missed) in splits.items():
+        with open(job / f"predictions_{split}.csv", "w", newline="") as f:
+            rows = [
+                (f"Cat/{i}.jpg", "Cat", "Dog" if i in missed else "Cat", int(i not in missed), 0.9)
+                for i in photos
+            ]
+            csv.writer(f).writerows([("path", "label", "predicted", "correct", "probability"), *rows])
+    (job / "metrics.json").write_text(json.dumps(metrics))
 
 
 def test_seed_groups_and_paired_tests(tmp_path):
@@ -71,12 +89,19 @@ def test_seed_groups_and_paired_tests(tmp_path):
     assert float(by_kernel["3"]["val/acc_std"]) == pytest.approx(0.02 / 2**0.5)
     assert "| model.kernel=5 | 2 | 0.9700 +- 0.0141 |" in markdown
     p3, p7 = binomtest(0, 20, 0.5).pvalue, binomtest(0, 2, 0.5).pvalue
+    # Holm over 2 comparisons: the smaller p doubled, the larger one as it is (it is above the doubled one)
     assert (
-        f"`model.kernel=5` vs `model.kernel=3`: +10.0 pp, p={p3:.2g} (significant; 200 paired val" in markdown
+        f"`model.kernel=5` vs `model.kernel=3`: +10.0 pp, p={p3:.2g}, Holm p={2 * p3:.2g} over 2 "
+        "comparison(s) (significant; 200 paired val photos over 2 pair(s) of runs)" in markdown
     )
     assert (
-        f"`model.kernel=5` vs `model.kernel=7`: +1.0 pp, p={p7:.2g} (not significant; 200 paired" in markdown
+        f"`model.kernel=5` vs `model.kernel=7`: +1.0 pp, p={p7:.2g}, Holm p={p7:.2g} over 2 "
+        "comparison(s) (not significant; 200 paired" in markdown
     )
+    # only val predictions: val chose the best group and compares it, and the summary says so
+    assert "(chosen on val) against every other group on the val split" in markdown
+    assert "The same val photos chose the best group, so its lead is optimistic" in markdown
+    assert "Each run's metrics rest on 100 val photos (`<split>/n_images`)." in markdown
 
 
 def test_a_group_without_predictions_is_named_and_one_seed_has_no_std(tmp_path):
@@ -152,6 +177,54 @@ def test_folds_of_a_setting_form_one_group_paired_fold_by_fold(tmp_path):
     assert {r["n_seeds"] for r in read_rows(tmp_path / "summary.csv")} == {"2"}
     p = binomtest(0, 4, 0.5).pvalue
     assert (
-        f"`model.kernel=5` vs `model.kernel=3`: +4.0 pp, p={p:.2g} (not significant; 100 paired val photos"
+        f"`model.kernel=5` vs `model.kernel=3`: +4.0 pp, p={p:.2g}, Holm p={p:.2g} over 1 comparison(s) "
+        "(not significant; 100 paired val photos" in markdown
+    )
+
+
+def test_holm_adjusts_for_the_number_of_comparisons():
+    assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+    assert holm([0.5, 0.001]) == pytest.approx([0.5, 0.002]) and holm([0.9, 0.8]) == [1.0, 1.0]
+    assert holm([]) == []
+
+
+def test_groups_are_compared_on_the_test_split_and_holm_can_take_significance_away(tmp_path):
+    """Val favours kernel 5 (it chose it), test has the photos that chose nothing: 6 photos that kernel 5 gets
+    right and each of three others wrong. Alone p = 2/64 < 0.05; corrected for 3 comparisons it is 0.094."""
+    fake_job(tmp_path, 0, {"model.kernel": 5}, 0, 0.99, {0}, test_wrong=set())
+    for num, kernel in enumerate((3, 7, 9), 1):
+        fake_job(tmp_path, num, {"model.kernel": kernel}, 0, 0.9, set(range(10)), test_wrong=set(range(6)))
+    markdown = write_summary(tmp_path, "val/acc", maximize=True)
+    p = binomtest(0, 6, 0.5).pvalue
+    assert p < 0.05 < 3 * p
+    for kernel in (3, 7, 9):
+        assert (
+            f"`model.kernel=5` vs `model.kernel={kernel}`: +6.0 pp, p={p:.2g}, Holm p={3 * p:.2g} over 3 "
+            "comparison(s) (not significant; 100 paired test photos over 1 pair(s) of runs)" in markdown
+        )
+    assert "(chosen on val) against every other group on the test split" in markdown
+    assert "optimistic" not in markdown and "rest on 100 val photos, 100 test photos" in markdown
+
+
+def test_groups_without_a_common_seed_pair_their_runs_in_seed_order_on_shared_photos(tmp_path):
+    # kernel 5 ran seeds 0 and 1, kernel 3 seeds 2 and 3 (all on the same val photos): pairs (0, 2) and (1, 3)
+    for num, (kernel, seed, wrong) in enumerate(
+        [(5, 0, set()), (5, 1, {0}), (3, 2, set(range(8))), (3, 3, set(range(9)))]
+    ):
+        fake_job(tmp_path, num, {"model.kernel": kernel, "seed": seed}, seed, 1 - len(wrong) / 100, wrong)
+    markdown = write_summary(tmp_path, "val/acc", maximize=True)
+    # discordant: pair (0, 2) 8 photos for kernel 5, pair (1, 3) photos 1-8 for kernel 5; none against it
+    p = binomtest(0, 16, 0.5).pvalue
+    assert (
+        f"`model.kernel=5` vs `model.kernel=3`: +8.0 pp, p={p:.2g}, Holm p={p:.2g} over 1 comparison(s) "
+        "(significant; 200 paired val photos over 2 pair(s) of runs, runs of different seeds paired in seed order)"
         in markdown
     )
+
+
+def test_runs_that_share_no_photo_are_not_compared(tmp_path):
+    """Groups whose runs validated on different photos (e.g. another data.seed split) have nothing to pair."""
+    fake_job(tmp_path, 0, {"model.kernel": 5}, 0, 0.99, set())
+    fake_job(tmp_path, 1, {"model.kernel": 3}, 1, 0.9, set(range(10)), first=1000)
+    markdown = write_summary(tmp_path, "val/acc", maximize=True)
+    assert "`model.kernel=5` vs `model.kernel=3`: their runs scored no val photo in common" in markdown

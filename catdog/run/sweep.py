@@ -10,9 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-import random
 import sys
-import time
 import traceback
 from pathlib import Path
 from typing import Any
@@ -21,7 +19,9 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from catdog.io import replace_atomic, write_csv, write_json_atomic
+from catdog.run.report import write_report
 from catdog.run.significance import (
+    ALPHA,
     REPLICATE_KEYS,
     best_group,
     comparison_lines,
@@ -35,6 +35,8 @@ from catdog.run.significance import (
 log = logging.getLogger(__name__)
 FAILURE_FILE = "failed.json"
 METRICS_FILE = "metrics.json"
+# written beside metrics.json by a job whose Optuna trial was pruned (catdog/callbacks/pruning.py): not a result
+PRUNED_FILE = "pruned.json"
 
 
 def record_failure(exc: BaseException, message: str | None = None) -> Path:
@@ -67,7 +69,13 @@ def read_job(job_dir: Path) -> dict[str, Any]:
         "replicate": replicate(OmegaConf.load(config) if config.exists() else None, overrides),
         "metrics": {},
     }
-    if (job_dir / METRICS_FILE).exists():
+    if (job_dir / PRUNED_FILE).exists():
+        pruned = json.loads((job_dir / PRUNED_FILE).read_text())
+        metrics = (
+            json.loads((job_dir / METRICS_FILE).read_text()) if (job_dir / METRICS_FILE).exists() else {}
+        )
+        row.update(status="pruned", metrics=metrics, error=f"pruned after epoch {pruned['epochs']}")
+    elif (job_dir / METRICS_FILE).exists():
         row.update(status="ok", metrics=json.loads((job_dir / METRICS_FILE).read_text()), error="")
     elif (job_dir / FAILURE_FILE).exists():
         row.update(status="failed", error=json.loads((job_dir / FAILURE_FILE).read_text())["error"])
@@ -85,7 +93,9 @@ def best_job(rows: list[dict[str, Any]], metric: str | None, maximize: bool) -> 
     scored = [
         r
         for r in rows
-        if isinstance(r["metrics"].get(metric), int | float) and not math.isnan(r["metrics"][metric])
+        if r["status"] == "ok"
+        and isinstance(r["metrics"].get(metric), int | float)
+        and not math.isnan(r["metrics"][metric])
     ]
     if not scored:
         return None
@@ -127,6 +137,19 @@ def summary_table(
     return header, table, ({} if len(rows) == 1 else common)
 
 
+def photo_counts(rows: list[dict[str, Any]]) -> str:
+    """What each run's numbers rest on: `2,500 val photos, 2,500 test photos` (from <split>/n_images)."""
+    parts = []
+    for split in ("val", "test"):
+        counts = sorted(
+            {r["metrics"][f"{split}/n_images"] for r in rows if f"{split}/n_images" in r["metrics"]}
+        )
+        if counts:
+            shown = f"{counts[0]:,}" if len(counts) == 1 else f"{counts[0]:,} to {counts[-1]:,}"
+            parts.append(f"{shown} {split} photos")
+    return ", ".join(parts)
+
+
 def seeds_section(
     groups: list[dict[str, Any]],
     rows: list[dict[str, Any]],
@@ -134,21 +157,33 @@ def seeds_section(
     maximize: bool,
     varied: list[str],
 ) -> list[str]:
-    """Markdown: each group's mean +- std over its seeds (and folds), and the best group against each other one."""
+    """Markdown: each group's mean +- std over its seeds (and folds), what each run's numbers rest on, and the best
+    group against each other one on the test split where there is one, Holm-corrected."""
     names = metric_names(rows, metric)
     table = [
         [label(g, varied), g["stats"]["n_seeds"], *(mean_std(g["stats"], m) for m in names)] for g in groups
     ]
+    ok = [r for r in rows if r["status"] == "ok"]
+    counts = photo_counts(ok)
     parts = [
         "## Seed groups (jobs that differ only in seed or data.fold): mean +- std",
-        to_markdown(["group", "n_seeds", *names], table),
+        to_markdown(["group", "n_seeds", *names], table)
+        + (f"\n\nEach run's metrics rest on {counts} (`<split>/n_images`)." if counts else ""),
     ]
     best = best_group(groups, metric, maximize)
     if best is not None and len(groups) > 1:
-        split = scored_split(metric, groups)
+        split = scored_split(groups)
+        chosen_on = str(metric).split("/")[0]
+        caveat = (
+            f" The same {split} photos chose the best group, so its lead is optimistic: hold out a test split "
+            "(data.test_fraction, test=true) to compare on photos that chose nothing."
+            if chosen_on == split
+            else ""
+        )
         parts.append(
-            f"Best group by mean {metric} against every other group, paired on the same {split} photos "
-            f"(McNemar's exact test; p < 0.05 is significant):\n"
+            f"Best group by mean {metric} (chosen on {chosen_on}) against every other group on the {split} split, "
+            f"paired on the same photos (McNemar's exact test, p-values Holm-corrected for the number of "
+            f"comparisons; Holm p < {ALPHA} is significant).{caveat}\n"
             + "\n".join(comparison_lines(groups, best, varied, split))
         )
     return parts
@@ -169,36 +204,46 @@ def to_markdown(header: list[str], table: list[list]) -> str:
 
 
 def write_summary(sweep_dir: Path, metric: str | None, maximize: bool = True) -> str:
-    """Write summary.csv and summary.md in the sweep dir; returns the Markdown."""
+    """Write summary.csv, summary.md and the report page summary.html in the sweep dir; returns the Markdown."""
     rows = read_sweep(sweep_dir)
     groups = group_jobs(rows)
     for g in groups:
         g["stats"] = seed_stats(g, metric_names(rows, metric))
     header, table, common = summary_table(rows, metric, groups)
     replace_atomic(sweep_dir / "summary.csv", lambda f: write_csv(f, header, table), binary=False)
-    failed = sum(r["status"] != "ok" for r in rows)
+    ok, pruned = (sum(r["status"] == s for r in rows) for s in ("ok", "pruned"))
     parts = [
         f"# Sweep {sweep_dir}",
-        f"{len(rows)} jobs, {len(rows) - failed} ok, {failed} failed or missing.",
+        f"{len(rows)} jobs, {ok} ok, "
+        + (f"{pruned} pruned (stopped early by the pruner; not results), " if pruned else "")
+        + f"{len(rows) - ok - pruned} failed or missing.",
     ]
     if common:
         parts.append("Same in every job: " + " ".join(f"`{k}={v}`" for k, v in common.items()))
+    headline = parts[1:]
     parts.append(to_markdown(header, table))
     best = best_job(rows, metric, maximize)
     if best is not None:
         shown = " ".join(f"{k}={v}" for k, v in best["overrides"].items() if k not in common)
+        n = best["metrics"].get(f"{str(metric).split('/')[0]}/n_images")
+        on = f" on {n:,} {str(metric).split('/')[0]} photos" if isinstance(n, int) else ""
         parts.append(
-            f"Best {metric}: {_fmt(best['metrics'][metric])}, job {best['job']} ({shown}), {best['dir']}"
+            f"Best {metric}: {_fmt(best['metrics'][metric])}{on}, job {best['job']} ({shown}), {best['dir']}"
         )
+        headline.append(parts[-1])
+    seeds = []
     if len(rows) > 1:
         varied = [
             k
             for k in dict.fromkeys(k for r in rows for k in r["overrides"])
             if k not in common and k not in REPLICATE_KEYS
         ]
-        parts += seeds_section(groups, rows, metric, maximize, varied)
-    markdown = "\n\n".join(parts) + "\n"
+        seeds = seeds_section(groups, rows, metric, maximize, varied)
+    markdown = "\n\n".join([*parts, *seeds]) + "\n"
     replace_atomic(sweep_dir / "summary.md", lambda f: f.write(markdown), binary=False)
+    counts = photo_counts([r for r in rows if r["status"] == "ok"])
+    headline += [f"Each run's metrics rest on {counts}."] if counts else []
+    write_report(sweep_dir, rows, groups, metric, headline, seeds[2] if len(seeds) > 2 else "")
     return markdown
 
 
@@ -222,7 +267,7 @@ class SweepSummary(Callback):
         print(markdown, flush=True)
         log.info("Sweep summary written to %s and %s", sweep_dir / "summary.md", sweep_dir / "summary.csv")
         rows = read_sweep(sweep_dir)
-        failed = [str(r["job"]) for r in rows if r["status"] != "ok"]
+        failed = [str(r["job"]) for r in rows if r["status"] not in ("ok", "pruned")]
         if failed:  # after every job and the summary: scripts and CI see that the sweep did not fully succeed
             print(
                 f"error: {len(failed)} of {len(rows)} sweep jobs failed (job {', '.join(failed)}); "
@@ -230,30 +275,3 @@ class SweepSummary(Callback):
                 file=sys.stderr,
             )
             sys.exit(1)
-
-
-def create_study_storage(url: str, attempts: int = 10) -> None:
-    """Create the tables of an Optuna database before the sweeper opens it. Workers started at the same moment
-    all try to create them and optuna 2.10 lets the losers fail (a unique-constraint error on the schema
-    version): retry after a random pause, by when the first worker has created them."""
-    from optuna.storages import RDBStorage
-    from sqlalchemy.exc import SQLAlchemyError
-
-    for attempt in range(attempts):
-        try:
-            RDBStorage(url)
-            return
-        except SQLAlchemyError:
-            if attempt == attempts - 1:
-                raise
-            time.sleep(random.uniform(0.1, 1.0))
-
-
-class StudyStorage(Callback):
-    """Hydra callback of hparams_search=optuna: with hydra.sweeper.storage set, create the study's database
-    first (see create_study_storage), so several sweeps can start together on one study."""
-
-    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        url = OmegaConf.select(config, "hydra.sweeper.storage")
-        if url:
-            create_study_storage(str(url))

@@ -13,6 +13,7 @@ import torch
 from omegaconf import DictConfig
 
 from catdog.callbacks.ema import averaging_first
+from catdog.callbacks.pruning import pruned_epoch, trial_callbacks
 from catdog.io import write_json_atomic
 from catdog.models.whiten import init_whitening
 from catdog.run.calibrate import calibrate
@@ -24,6 +25,7 @@ from catdog.run.launch import ddp_env, end_ddp_job, install_ddp_launch_fix, shar
 from catdog.run.provenance import RecordProvenance, collect
 from catdog.run.quiet import quiet_lightning
 from catdog.run.resume import check_resume, resolve_ckpt_path
+from catdog.run.sweep import PRUNED_FILE
 from catdog.run.tune import run_tune
 
 log = logging.getLogger(__name__)
@@ -91,6 +93,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
         return run_tune(cfg, model, datamodule, loggers)
     provenance = {**collect(datamodule.arrays.directory.name), "calibration": calibration}
     callbacks = [*averaging_first(instantiate_group(cfg.get("callbacks"))), RecordProvenance(provenance)]
+    # in a job of hparams_search=optuna: report each epoch to the trial, stop when it is pruned
+    callbacks += trial_callbacks(cfg)
     if not cfg.trainer.get("enable_progress_bar", True):  # the switch also turns off a configured bar
         callbacks = [c for c in callbacks if not isinstance(c, pl.callbacks.ProgressBar)]
     trainer: pl.Trainer = hydra.utils.instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
@@ -104,7 +108,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
     try:
         trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
         metrics = final_metrics(trainer)
-        if cfg.get("test"):  # validate() made sure there is a test split
+        pruned = pruned_epoch(callbacks)
+        # validate() made sure there is a test split; a pruned trial is no result, so it is not tested
+        if cfg.get("test") and not pruned:
             best = trainer.checkpoint_callback is not None and trainer.checkpoint_callback.best_model_path
             trainer.test(model, datamodule=datamodule, ckpt_path="best" if best else None)
             metrics.update(final_metrics(trainer))
@@ -118,6 +124,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
         output_dir.mkdir(parents=True, exist_ok=True)
         write_json_atomic(output_dir / "metrics.json", metrics)
         log.info("Metrics: %s (written to %s)", json.dumps(metrics), output_dir / "metrics.json")
+        if pruned:
+            write_json_atomic(output_dir / PRUNED_FILE, {"epochs": pruned, "metric": cfg.optimized_metric})
     return metrics
 
 

@@ -1,0 +1,155 @@
+"""What pruning saves: the same Optuna search with and without a pruner, from the same sampler and run seeds."""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from benchmarks.record import ROOT, SHARED, TRAIN_OVERRIDES, benchmark
+
+# issue 28: a pruned search trains at most half the epochs of the unpruned one and finds as good a value
+EPOCHS_GOAL = 0.5
+PRUNERS = ("none", "median", "hyperband")
+SEEDS = (0, 1)
+TRIALS, EPOCHS = 16, 9  # 9 epochs: Hyperband's rungs at 1, 3 and 9 epochs (reduction factor 3)
+# lr, weight decay, width and dropout around experiment=fast, at 32 px
+SPACE = [
+    "model.optimizer.lr=tag(log, interval(0.0003, 0.03))",
+    "model.optimizer.weight_decay=tag(log, interval(0.0001, 0.3))",
+    'model.channels=choice("[8,16,32,64]", "[16,32,64,128]", "[24,48,96,192]")',
+    "model.dropout=interval(0.0, 0.5)",
+]
+SETTINGS = ["experiment=fast", "data.resolution=32"]
+
+
+def search(
+    source: Path, work: Path, pruner: str, seed: int, trials: int, epochs: int, extra: list[str]
+) -> dict:
+    """One `hparams_search=optuna` sweep; its wall time, the epochs its trials trained, their states and the best
+    trial's val and test accuracy (from the sweep's study and the best job's metrics.json)."""
+    import optuna
+
+    sweep = work / f"{pruner}-{seed}"
+    command = [
+        sys.executable,
+        str(ROOT / "train.py"),
+        "-m",
+        "hparams_search=optuna",
+        *SETTINGS,
+        f"data.source={source}",
+        f"data.cache_dir={work / 'cache'}",
+        f"hydra.sweep.dir={sweep}",
+        "hydra.sweeper.params=null",
+        *SPACE,
+        f"hydra.sweeper.n_trials={trials}",
+        f"hydra.sweeper.pruner={pruner}",
+        f"hydra.sweeper.sampler.seed={seed}",
+        "hydra.sweeper.sampler.n_startup_trials=4",
+        f"seed={seed}",
+        f"trainer.max_epochs={epochs}",
+        "trainer.enable_progress_bar=false",
+        "~callbacks.early_stopping",  # only the pruner stops trials early
+        *extra,
+        *TRAIN_OVERRIDES,
+    ]
+    started = time.perf_counter()
+    proc = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
+    minutes = (time.perf_counter() - started) / 60
+    if proc.returncode != 0:
+        raise SystemExit(f"the {pruner} search failed:\n{proc.stderr[-3000:]}")
+    study = optuna.load_study(study_name="catdog", storage=f"sqlite:///{sweep}/optuna.db")
+    best = study.best_trial
+    metrics = json.loads((Path(best.user_attrs["run_dir"]) / "metrics.json").read_text())
+    states = [t.state.name for t in study.trials]
+    return {
+        "pruner": pruner,
+        "seed": seed,
+        "minutes": minutes,
+        "epochs": sum(len(t.intermediate_values) for t in study.trials),
+        "complete": states.count("COMPLETE"),
+        "pruned": states.count("PRUNED"),
+        "val": best.value,
+        "test": metrics.get("test/acc", float("nan")),
+    }
+
+
+def mean_std(values: list[float]) -> str:
+    mean = statistics.fmean(values)
+    return f"{mean:.4f} +- {statistics.stdev(values):.4f}" if len(values) > 1 else f"{mean:.4f}"
+
+
+def verdict(runs: list[dict], pruner: str) -> str:
+    """A pruned search against the unpruned one: its share of the epochs and its best value against the spread of
+    the unpruned search's seeds."""
+    base = [r for r in runs if r["pruner"] == "none"]
+    arm = [r for r in runs if r["pruner"] == pruner]
+    share = sum(r["epochs"] for r in arm) / sum(r["epochs"] for r in base)
+    line = f"- `{pruner}`: {share:.0%} of the unpruned search's epochs (goal <= {EPOCHS_GOAL:.0%}: "
+    line += f"{'met' if share <= EPOCHS_GOAL else 'MISSED'})"
+    if len(base) < 2:
+        return line + "; best value: one seed, no spread to compare with"
+    gap = abs(statistics.fmean(r["val"] for r in arm) - statistics.fmean(r["val"] for r in base))
+    spread = statistics.stdev(r["val"] for r in base)
+    within = "within" if gap <= spread else "OUTSIDE"
+    return line + f"; best val/acc {gap:.4f} from the unpruned mean, {within} its seed std {spread:.4f}"
+
+
+def warm_cache(source: Path, work: Path, extra: list[str]) -> None:
+    """Decode the photos into the searches' cache first, so that no search's wall time includes it: one training
+    batch of the same data settings."""
+    command = [sys.executable, str(ROOT / "train.py"), *SETTINGS, f"data.source={source}"]
+    command += [f"data.cache_dir={work / 'cache'}", f"hydra.run.dir={work / 'warm-up'}", "test=false"]
+    command += ["trainer.max_epochs=1", "trainer.limit_train_batches=1", "trainer.limit_val_batches=1"]
+    proc = subprocess.run([*command, *extra, *TRAIN_OVERRIDES], capture_output=True, text=True, cwd=ROOT)
+    if proc.returncode != 0:
+        raise SystemExit(f"the warm-up run failed:\n{proc.stderr[-3000:]}")
+
+
+def compare_pruners(source: Path, trials: int, epochs: int, seeds, pruners, extra: list[str]) -> list[str]:
+    """The table of every search and the verdict of each pruner."""
+    runs = []
+    with tempfile.TemporaryDirectory(prefix="catdog-bench-") as tmp:
+        warm_cache(source, Path(tmp), extra)
+        for seed in seeds:
+            for pruner in pruners:
+                runs.append(search(source, Path(tmp), pruner, seed, trials, epochs, extra))
+                print(f"pruner={pruner} seed={seed}: {runs[-1]}", flush=True)
+    lines = [
+        f"{trials} trials of up to {epochs} epochs per search; the best trial by val/acc, its test/acc.",
+        "",
+        "| pruner | seed | complete / pruned | epochs trained | minutes | best val/acc | its test/acc |",
+        "|---|---|---|---|---|---|---|",
+        *(
+            f"| {r['pruner']} | {r['seed']} | {r['complete']} / {r['pruned']} | {r['epochs']} | {r['minutes']:.1f} "
+            f"| {r['val']:.4f} | {r['test']:.4f} |"
+            for r in runs
+        ),
+        "",
+        "| pruner | epochs (mean) | minutes (mean) | best val/acc (mean +- std over seeds) |",
+        "|---|---|---|---|",
+    ]
+    for pruner in pruners:
+        arm = [r for r in runs if r["pruner"] == pruner]
+        lines.append(
+            f"| {pruner} | {statistics.fmean(r['epochs'] for r in arm):.1f} | "
+            f"{statistics.fmean(r['minutes'] for r in arm):.1f} | {mean_std([r['val'] for r in arm])} |"
+        )
+    lines.append("")
+    lines += [verdict(runs, p) for p in pruners if p != "none"]
+    return lines
+
+
+@benchmark(by_default=False)
+def pruning() -> list[str]:
+    """`hparams_search=optuna` over lr, weight decay, width and dropout (experiment=fast at 32 px) on
+    PetImages-180.zip, without a pruner and with `median` and `hyperband`, each from the same sampler and run seeds:
+    epochs trained in all, wall time and the best value found."""
+    archive = SHARED / "data" / "PetImages-180.zip"
+    if not archive.exists():
+        return [f"skipped: {archive} is missing"]
+    return compare_pruners(archive, TRIALS, EPOCHS, SEEDS, PRUNERS, [])

@@ -1,0 +1,176 @@
+"""catdog's Optuna sweeper (hydra_plugins/catdog_optuna_sweeper, catdog/run/study.py): the search space from Hydra's
+sweep syntax, pruners by name, the trial a job reaches through the storage, and pruning in real sweeps."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from helpers import read_csv, run_train, sweep_overrides, tiny_overrides, train_in_process
+from omegaconf import OmegaConf
+
+from catdog.errors import CatdogError
+from catdog.run import study as st
+
+optuna = pytest.importorskip("optuna")
+D = optuna.distributions
+
+
+def test_hydra_sweep_syntax_becomes_optuna_distributions():
+    space, fixed = st.search_space(
+        [
+            "lr=tag(log, interval(0.0001, 0.01))",
+            "dropout=interval(0.0, 0.5)",
+            'channels=choice("[16,32,64]", "[32,64]")',
+            "kernel=3,5",
+            "width=range(16, 64, 16)",
+            "scale=range(0.1, 0.35, 0.1)",
+            "data.source=/x",
+            "kernel=7",  # a later override wins: this fixes kernel
+        ]
+    )
+    scale = space.pop("scale")
+    assert (scale.low, scale.high, scale.step) == (0.1, pytest.approx(0.3), 0.1)
+    assert space == {
+        "lr": D.FloatDistribution(0.0001, 0.01, log=True),
+        "dropout": D.FloatDistribution(0.0, 0.5),
+        "channels": D.CategoricalDistribution(["[16,32,64]", "[32,64]"]),
+        "width": D.IntDistribution(16, 48, step=16),  # Hydra's range stops before 64
+    }
+    assert fixed == {"data.source": "/x", "kernel": "7"}
+
+
+def test_pruners_by_name():
+    assert isinstance(st.make_pruner("none"), optuna.pruners.NopPruner)
+    median = st.make_pruner("median", 10, {"n_startup_trials": 2})
+    assert isinstance(median, optuna.pruners.MedianPruner)
+    assert (median._n_startup_trials, median._n_warmup_steps) == (2, 2)
+    hyperband = st.make_pruner("hyperband", 12)
+    assert isinstance(hyperband, optuna.pruners.HyperbandPruner) and hyperband._max_resource == 12
+    assert isinstance(st.make_pruner("successive_halving"), optuna.pruners.SuccessiveHalvingPruner)
+    with pytest.raises(
+        CatdogError, match="hydra.sweeper.pruner=medain is not a pruner: use one of none, median"
+    ):
+        st.make_pruner("medain")
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["postgresql://u:p'a\\ss@host/db?x=1,2", "sqlite:////tmp/a b/optuna.db", "ends\\", "x${y}", "it's\\'"],
+)
+def test_a_quoted_override_value_reaches_the_job_unchanged(value):
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from catdog.compat import apply_overrides
+
+    cfg = OmegaConf.create({"env": {}})
+    apply_overrides(OverridesParser.create().parse_overrides([f"++env.X={st.hydra_quote(value)}"]), cfg)
+    assert cfg.env.X == value  # read as the job reads it: interpolations resolved
+
+
+def asked_trial(tmp_path, completed: dict[int, float] | None):
+    """A study in SQLite with one completed trial of these intermediate values (if any), and a new running trial."""
+    url = f"sqlite:///{tmp_path}/study.db"
+    study = optuna.create_study(study_name="s", storage=url, direction="maximize")
+    if completed:
+        done = study.ask()
+        for step, value in completed.items():
+            done.report(value, step)
+        study.tell(done, max(completed.values()))
+    return url, study, study.ask()
+
+
+@pytest.mark.slow
+def test_a_job_reports_every_epoch_and_stops_when_its_trial_is_pruned(image_folder, tmp_path, monkeypatch):
+    # every epoch of the finished trial scored above any accuracy: the median pruner stops the job at its first
+    # judged epoch (2: warmup leaves epoch 1 alone)
+    url, study, trial = asked_trial(tmp_path, {1: 1.01, 2: 1.01, 3: 1.01, 4: 1.01})
+    for name, value in ((st.STORAGE_ENV, url), (st.STUDY_ENV, "s"), (st.TRIAL_ENV, str(trial.number))):
+        monkeypatch.setenv(name, value)
+    run = tmp_path / "run"
+    train_in_process(
+        *tiny_overrides(image_folder, tmp_path),
+        "hparams_search=optuna",
+        "hydra.sweeper.pruner=median",
+        "+hydra.sweeper.pruner_args.n_startup_trials=1",
+        "trainer.max_epochs=4",
+        "data.test_fraction=0.25",
+        "test=true",
+    )
+    frozen = study.trials[trial.number]
+    assert sorted(frozen.intermediate_values) == [1, 2] and frozen.user_attrs["run_dir"] == str(run)
+    assert json.loads((run / "pruned.json").read_text()) == {"epochs": 2, "metric": "val/acc"}
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["val/acc"] == pytest.approx(frozen.intermediate_values[2])
+    assert not any(k.startswith("test/") for k in metrics)  # a pruned trial is not tested: it is no result
+    ckpt = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert ckpt["epoch"] == 1  # 0-based: two epochs trained and kept
+
+
+@pytest.mark.slow
+def test_a_job_without_a_validation_metric_to_report_says_so(image_folder, tmp_path, monkeypatch):
+    url, _, trial = asked_trial(tmp_path, None)
+    for name, value in ((st.STORAGE_ENV, url), (st.STUDY_ENV, "s"), (st.TRIAL_ENV, str(trial.number))):
+        monkeypatch.setenv(name, value)
+    with pytest.raises(CatdogError, match="optimized_metric=test/acc is not logged at validation"):
+        train_in_process(
+            *tiny_overrides(image_folder, tmp_path), "hparams_search=optuna", "optimized_metric=test/acc"
+        )
+
+
+@pytest.mark.slow
+def test_joblib_sweep_with_a_pruner_marks_the_pruned_job_and_keeps_its_files(image_folder, tmp_path):
+    """Two trials in two joblib worker processes: one of 1 epoch (done before the pruner may judge it), one of 3
+    that the pruner stops after epoch 2. The pruned one is no result but keeps its checkpoint and curves."""
+    threshold = "{_target_:optuna.pruners.ThresholdPruner,lower:1.01,n_warmup_steps:2}"
+    tiny = [o for o in sweep_overrides(image_folder, tmp_path) if not o.startswith("trainer.max_epochs=")]
+    proc = run_train(
+        "-m",
+        *tiny,
+        "hparams_search=optuna",
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=2",
+        "hydra.sweeper.n_jobs=2",
+        "hydra.sweeper.n_trials=2",
+        f"hydra.sweeper.pruner={threshold}",
+        "hydra.sweeper.sampler._target_=optuna.samplers.BruteForceSampler",
+        "~hydra.sweeper.sampler.n_startup_trials",
+        "hydra.sweeper.params=null",  # the command line's sweep is the search space
+        "trainer.max_epochs=choice(1,3)",
+        "~callbacks.early_stopping",
+    )
+    sweep = tmp_path / "sweep"
+    rows = {r["trainer.max_epochs"]: r for r in read_csv(sweep / "summary.csv")}
+    assert (rows["1"]["status"], rows["3"]["status"]) == ("ok", "pruned")
+    assert rows["3"]["error"] == "pruned after epoch 2" and rows["3"]["n_seeds"] == "0"  # not a result
+    summary = (sweep / "summary.md").read_text()
+    assert (
+        "2 jobs, 1 ok, 1 pruned" in summary and f"job {rows['1']['job']} " in summary.split("Best val/acc")[1]
+    )
+    study = optuna.load_study(study_name="catdog", storage=f"sqlite:///{sweep}/optuna.db")
+    states = {t.params["trainer.max_epochs"]: t for t in study.trials}
+    assert states[3].state.name == "PRUNED" and sorted(states[3].intermediate_values) == [1, 2]
+    assert states[1].state.name == "COMPLETE" and list(states[1].intermediate_values) == [1]
+    assert OmegaConf.load(sweep / "optimization_results.yaml").best_trial == states[1].number
+    pruned_dir = sweep / rows["3"]["job"]
+    ckpt = torch.load(pruned_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert ckpt["epoch"] == 1 and len(list(pruned_dir.rglob("events.out.tfevents.*"))) == 1
+    assert "error:" not in proc.stderr  # pruned is not failed: the sweep exits 0
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        (
+            "hydra.sweeper.pruner=medain",
+            "hydra.sweeper.pruner=medain is not a pruner: use one of none, median",
+        ),
+        ("hydra.sweeper.n_jobs=0", "hydra.sweeper: n_jobs=0 must be >= 1"),
+        ("hydra.sweeper.direction=up", "hydra.sweeper.direction=up: use maximize or minimize"),
+    ],
+)
+def test_a_wrong_sweeper_setting_is_one_line(tmp_path, override, message):
+    proc = run_train("hparams_search=optuna", override, f"hydra.sweep.dir={tmp_path}/sweep", check=False)
+    assert proc.returncode == 1 and proc.stderr.startswith(f"error: {message}"), proc.stderr
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
