@@ -1,5 +1,5 @@
 # importing the benchmark modules registers their benchmarks
-from benchmarks import accuracy, audit, efficiency, preprocessing, startup, training  # noqa: F401
+from benchmarks import accuracy, audit, augment, efficiency, preprocessing, startup, training  # noqa: F401
 from benchmarks.record import main
 
 main()
