@@ -6,7 +6,7 @@ import re
 
 import pytest
 import torch
-from helpers import tiny_overrides, train_in_process
+from helpers import ROOT, tiny_overrides, train_in_process
 
 from catdog.errors import CatdogError
 from catdog.models.augment import augment_batch, mix
@@ -279,3 +279,21 @@ def test_a_tiny_run_trains_with_every_policy(image_folder, tmp_path):
     )
     metrics = train_in_process(*tiny_overrides(image_folder, tmp_path), f"model.augment={augment}")
     assert 0 <= metrics["train/acc"] <= 1 and metrics["train/loss"] > 0
+
+
+@pytest.mark.parametrize("base", ["fast", "best"])
+def test_the_robust_presets_change_only_the_augmentation(base):
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from catdog.run.checks import validate
+
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+        plain, robust = (compose("train", overrides=[f"experiment={e}"]) for e in (base, f"{base}_robust"))
+    validate(robust)
+    spec = augment_spec(OmegaConf.to_container(robust.model.augment), robust.data.resolution)
+    assert spec.resized_crop and spec.trivial_augment == 1 and not spec.translate and not spec.augmix
+    plain, robust = (OmegaConf.to_container(c, resolve=False) for c in (plain, robust))
+    for cfg in (plain, robust):
+        del cfg["model"]["augment"], cfg["tags"]
+    assert plain == robust

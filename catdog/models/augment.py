@@ -3,7 +3,13 @@
 Flips, shifts and brightness/contrast jitter work on the uint8 batch (what `fast` and `best` used before 0.4,
 drawn in the same order); random resized crops, TrivialAugment and AugMix (policies.py) and mixup/cutmix work on
 it as floats in [0, 1] and round back to uint8. mixup and cutmix also mix the labels: the batch then comes with
-soft targets, one row of class weights per image.
+soft targets, one row of class weights per image. mixup/cutmix are written here on torch ops: kornia's CutMix took
+19 ms a batch (2.9 here) and returns its labels in its own format.
+
+Time per 64-image batch at 64 px, each with hflip (`python -m benchmarks augment` on one thread of the 2-core Xeon,
+fastest of 40 calls, machine under load): flips + translate 6 (fast) 3.7 ms, resized_crop 5.2, trivial_augment
+8.5, resized_crop + trivial_augment 9.4, mixup 3.3, cutmix 2.9, augmix 45.5, against 162 ms for a fast training
+step on the same thread: crop + TrivialAugment in place of fast's flips and shifts adds 3.5% to a step, AugMix 26%.
 """
 
 from __future__ import annotations
