@@ -297,3 +297,15 @@ def test_the_robust_presets_change_only_the_augmentation(base):
     for cfg in (plain, robust):
         del cfg["model"]["augment"], cfg["tags"]
     assert plain == robust
+
+
+def test_the_benchmark_times_every_policy_against_a_step():
+    from benchmarks.augment import POLICIES, augment_lines, augment_seconds, step_seconds
+
+    for policy in POLICIES.values():
+        augment_spec(policy, 64)  # every benchmarked policy is a valid model.augment
+    seconds = augment_seconds(POLICIES["resized_crop + trivial_augment"], batch=4, resolution=16, calls=2)
+    step = step_seconds(batch=4, resolution=16, calls=2)
+    assert 0 < seconds < 5 and 0 < step < 5
+    lines = augment_lines(0.1, {"crop": 0.005})
+    assert lines[0].startswith("Training step of the fast net") and lines[-1] == "| crop | 5.00 | 5.0% |"
