@@ -2,9 +2,10 @@
 
 Every image draws its own op and magnitude; the ops run once per kind on the images that drew it (a loop over the
 14 kinds, never over images), and all geometric ops, the crop included, are one bilinear resample per image
-(reflected at the borders, as the robustness report's rotation is). The colour ops are kornia's PIL-equivalent
-ones, which take one factor per image. kornia's own TrivialAugment/RandAugment draw one op for a whole batch, so the
-policies are written here on top of its ops.
+(reflected at the borders, as the robustness report's rotation is; the images are square, so rotations in the
+[-1, 1] coordinates are true rotations). Colour, contrast, posterize, solarize and equalize are kornia's
+PIL-equivalent ops, which take one factor per image (brightness, sharpness and autocontrast are a line or two here).
+kornia's own TrivialAugment/RandAugment draw one op for a whole batch, so the policies are written on its ops.
 
 Magnitudes are fractions in [0, 1] of RandAugment's standard maxima (MAX): shear 0.3, translation 0.45 of the side,
 rotation 30 degrees, brightness/colour/contrast/sharpness factors 1 +- 0.9, posterize down to 4 bits, solarize down
