@@ -2,6 +2,7 @@
 from benchmarks import (  # noqa: F401
     accuracy,
     audit,
+    augment,
     deploy,
     efficiency,
     preprocessing,

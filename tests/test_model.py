@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from catdog.errors import CatdogError
-from catdog.models.augment import augment_batch
+from catdog.models.augment import flip_shift_jitter
 from catdog.models.classifier import ImageClassifier
 from catdog.models.convnet import ACTIVATION_LAYERS, build_convnet
 from catdog.models.spec import ConvNetSpec, convnet_spec
@@ -79,12 +79,12 @@ def test_batchnorm_and_dropout_layers_present():
 def test_augment_keeps_shape_dtype_and_content_range():
     torch.manual_seed(0)
     x = torch.randint(0, 256, (16, 3, 20, 20), dtype=torch.uint8)
-    y = augment_batch(x, hflip=True, translate=3, brightness=0.1, contrast=0.1)
+    y = flip_shift_jitter(x, hflip=True, translate=3, brightness=0.1, contrast=0.1)
     assert y.shape == x.shape and y.dtype == torch.uint8
-    flipped = augment_batch(x, hflip=True)
+    flipped = flip_shift_jitter(x, hflip=True)
     for a, b in zip(x, flipped):  # every image is itself or its mirror
         assert torch.equal(a, b) or torch.equal(a.flip(2), b)
-    shifted = augment_batch(x, hflip=False, translate=2)
+    shifted = flip_shift_jitter(x, hflip=False, translate=2)
     assert not torch.equal(shifted, x)
 
 
@@ -130,9 +130,9 @@ def test_channels_last_gives_the_same_logits_and_compile_wraps_the_net():
     [
         (
             {"flip": True},
-            r"model.augment=\{'flip': True\}: give a mapping of hflip, translate, brightness, contrast",
+            r"model.augment.flip is not an augmentation \(did you mean model.augment.hflip\?\)",
         ),
-        (True, "model.augment=True: give a mapping"),
+        (True, "model.augment=True: give a mapping of hflip, translate, brightness, contrast, resized_crop"),
         (
             {"translate": 16},
             r"model.augment.translate=16: shifts must be 0 <= translate < data.resolution \(16\)",

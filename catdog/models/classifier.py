@@ -15,7 +15,8 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from catdog.errors import CatdogError
 from catdog.explain.calibration import calibrate
-from catdog.models.augment import augment_batch, check_augment
+from catdog.models.augment import augment_batch
+from catdog.models.augment_spec import augment_spec
 from catdog.models.convnet import build_convnet
 from catdog.models.options import check_progressive_resize, check_whiten
 from catdog.models.resize import resize_batch, resolution_at
@@ -71,7 +72,7 @@ class ImageClassifier(pl.LightningModule):
             )
         if loss not in LOSSES:
             raise CatdogError(f"model.loss={loss}: must be one of {', '.join(LOSSES)}.")
-        check_augment(augment, resolution)
+        self.augment_spec = augment_spec(augment, resolution)
         if "auto" in (channels_last, compile):  # catdog.run.calibrate settles it first in train.py
             raise CatdogError(
                 "model.channels_last and model.compile=auto are measured by train.py; give true or false."
@@ -139,8 +140,10 @@ class ImageClassifier(pl.LightningModule):
         return flip_tta_probabilities(self, x).clamp_min(1e-12).log()
 
     def loss_fn(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The loss against labels (N,) or, after mixup/cutmix, soft targets (N, classes); label smoothing is
+        applied to either, and class weights weigh each class's term (the mean is then over images)."""
         if self.hparams.loss == "mse":  # the tutorial's softmax + MSE on one-hot targets
-            target = F.one_hot(y, logits.shape[1]).float()
+            target = F.one_hot(y, logits.shape[1]).float() if y.ndim == 1 else y
             return F.mse_loss(logits.softmax(1), target)
         return F.cross_entropy(
             logits, y, weight=self.class_weights, label_smoothing=self.hparams.label_smoothing
@@ -148,15 +151,17 @@ class ImageClassifier(pl.LightningModule):
 
     def training_step(self, batch, batch_idx):
         x, y = batch
-        if self.hparams.augment:
-            x = augment_batch(x, **self.hparams.augment)
+        target = None
+        if self.augment_spec:
+            x, target = augment_batch(x, y, self.augment_spec, len(self.hparams.classes))
         if self.hparams.progressive_resize:
             x = resize_batch(x, self.train_resolution(self.current_epoch))
             self.log("train/resolution", float(x.shape[-1]), on_step=False, on_epoch=True)
         logits = self(x)
-        loss = self.loss_fn(logits, y)
+        loss = self.loss_fn(logits, y if target is None else target)
         self.train_loss(loss)
-        self.train_acc(logits, y)
+        # with mixed labels, against each image's larger share: its own label unless the partner's dominates
+        self.train_acc(logits, y if target is None else target.argmax(1))
         self.log("train/loss", self.train_loss, on_step=False, on_epoch=True, prog_bar=True)
         self.log("train/batch_loss", loss.detach(), on_step=True, on_epoch=False)
         self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, prog_bar=True)

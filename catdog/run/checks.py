@@ -13,6 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from catdog.data.spec import DataSpec
 from catdog.errors import CatdogError
+from catdog.models.augment_spec import augment_spec
 from catdog.models.options import check_progressive_resize, check_whiten
 from catdog.models.spec import NET_KEYS, convnet_spec, invalid, is_int, is_int_list, is_number
 from catdog.run.calibrate import check_settings
@@ -56,6 +57,7 @@ def validate(cfg: DictConfig, model: bool = True) -> None:
         spec = convnet_spec(net, _plain(cfg.model.in_channels), _plain(cfg.model.resolution))
         check_progressive_resize(_plain(cfg.model.get("progressive_resize")), spec)
         check_whiten(_plain(cfg.model.get("whiten")), spec)
+        augment_spec(_plain(cfg.model.get("augment")), spec.resolution)
     check_settings(cfg)
     if cfg.get("test") and not OmegaConf.select(cfg, "data.test_fraction", default=0):
         raise CatdogError(

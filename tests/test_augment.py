@@ -1,0 +1,311 @@
+"""model.augment's policies on whole batches: what each does to the images and the labels, its checks, a training run."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import torch
+from helpers import ROOT, tiny_overrides, train_in_process
+
+from catdog.errors import CatdogError
+from catdog.models.augment import augment_batch, mix
+from catdog.models.augment_spec import AugmentSpec, AugMix, ResizedCrop, augment_spec
+from catdog.models.policies import (
+    AUGMIX_OPS,
+    TRIVIAL_OPS,
+    augmix,
+    color_ops,
+    crop_and_trivial_augment,
+    geometric_matrices,
+    warp,
+)
+
+EVERYTHING = {
+    "hflip": True,
+    "translate": 2,
+    "brightness": 0.1,
+    "contrast": 0.1,
+    "resized_crop": {"scale": [0.35, 1]},
+    "trivial_augment": 1,
+    "augmix": {"width": 2, "depth": 2},
+    "mixup": 0.2,
+    "cutmix": 1.0,
+}
+POLICIES = [
+    {"resized_crop": True},
+    {"trivial_augment": 1.0},
+    {"augmix": True},
+    {"mixup": 0.4},
+    {"cutmix": 1.0},
+    {"mixup": 0.4, "cutmix": 1.0},
+    EVERYTHING,
+]
+
+
+def batch(n: int = 16, channels: int = 3, side: int = 24, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randint(0, 256, (n, channels, side, side), dtype=torch.uint8, generator=g)
+    return x, torch.arange(n) % 2
+
+
+def run(augment: dict, x: torch.Tensor, y: torch.Tensor, seed: int = 0):
+    torch.manual_seed(seed)
+    return augment_batch(x, y, augment_spec(augment, x.shape[-1]), 2)
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+@pytest.mark.parametrize("augment", POLICIES)
+def test_every_policy_keeps_the_batch_and_repeats_under_a_seed(augment, channels):
+    x, y = batch(channels=channels)
+    out, target = run(augment, x, y)
+    assert out.shape == x.shape and out.dtype == torch.uint8 and not torch.equal(out, x)
+    again, target_again = run(augment, x, y)
+    assert torch.equal(out, again)
+    assert not torch.equal(out, run(augment, x, y, seed=1)[0])
+    if augment.get("mixup") or augment.get("cutmix"):
+        assert target.shape == (len(y), 2) and torch.equal(target, target_again)
+        assert (target >= 0).all() and torch.allclose(target.sum(1), torch.ones(len(y)))
+    else:
+        assert target is None
+
+
+def test_the_presets_augmentation_draws_as_before():
+    # fast's and best's keys take the uint8 path only, drawing what 0.3 drew: their runs reproduce
+    x, y = batch()
+    out, target = run({"hflip": True, "translate": 6, "brightness": 0.1, "contrast": 0.1}, x, y)
+    torch.manual_seed(0)
+    n = len(x)
+    flip = torch.rand(n) < 0.5
+    dy, dx = torch.randint(0, 13, (n,)), torch.randint(0, 13, (n,))
+    contrast, brightness = torch.rand(n, 1, 1, 1), torch.rand(n, 1, 1, 1)
+    for i in range(n):
+        image = x[i].flip(2) if flip[i] else x[i]
+        padded = torch.nn.functional.pad(image.float()[None], (6,) * 4, mode="reflect")[0]
+        xf = padded[:, dy[i] : dy[i] + 24, dx[i] : dx[i] + 24]
+        xf = (xf - xf.mean()) * (1 + (contrast[i] * 2 - 1) * 0.1) + xf.mean()
+        xf = (xf + (brightness[i] * 2 - 1) * 0.1 * 255).clamp(0, 255).to(torch.uint8)
+        assert torch.equal(out[i], xf)
+    assert target is None
+
+
+def test_the_crop_zooms_in_by_the_square_root_of_its_area():
+    # a ramp along the width: a crop of a quarter of the area (half the side) halves the ramp's range in view
+    ramp = torch.arange(0, 256, 4, dtype=torch.uint8)  # 64 columns
+    x = ramp.view(1, 1, 1, 64).expand(32, 3, 64, 64).contiguous()
+    y = torch.zeros(32, dtype=torch.long)
+    crop = {"scale": [0.25, 0.25], "ratio": [1, 1]}
+    out, _ = run({"hflip": False, "resized_crop": crop}, x, y)
+    spans = out[:, 0, 0, -1].float() - out[:, 0, 0, 0].float()
+    assert ((spans - 126).abs() <= 4).all()  # half of 252, up to bilinear rounding at the ends
+    assert (out[:, 0] == out[:, 0, :1]).all()  # rows unchanged: no rotation or shear
+    assert len(set(out[:, 0, 0, 0].tolist())) > 4  # each image its own place
+    whole, _ = run({"hflip": False, "resized_crop": {"scale": [1, 1], "ratio": [1, 1]}}, x, y)
+    assert torch.equal(whole, x)  # the whole image is the identity, bit for bit
+
+
+def _apply(x: torch.Tensor, names: tuple[str, ...], name: str, m: float) -> torch.Tensor:
+    op = torch.full((len(x),), names.index(name))
+    magnitude = torch.full((len(x),), m)
+    return color_ops(warp(x, geometric_matrices(names, op, magnitude)), names, op, magnitude)
+
+
+@pytest.mark.parametrize("name", [n for n in TRIVIAL_OPS if n not in ("autocontrast", "equalize")])
+def test_every_op_is_the_identity_at_magnitude_0_and_acts_at_1(name):
+    x, _ = batch(4)
+    xf = x.float() / 255
+    assert torch.equal(_apply(xf, TRIVIAL_OPS, name, 0.0), xf)
+    if name != "identity":
+        assert (_apply(xf, TRIVIAL_OPS, name, 1.0) - xf).abs().mean() > 0.01
+
+
+def test_ops_do_what_their_names_say():
+    x, _ = batch(4, side=32)
+    xf = x.float() / 255
+    assert torch.allclose(_apply(xf, TRIVIAL_OPS, "solarize", 1.0), 1 - xf)  # threshold 0: all inverted
+    levels = (_apply(xf, TRIVIAL_OPS, "posterize", 1.0) * 255).round()
+    assert torch.equal(levels % 16, torch.zeros_like(levels))  # 4 bits left
+    dim = xf * 0.5 + 0.25
+    stretched = _apply(dim, TRIVIAL_OPS, "autocontrast", 0.0)
+    assert torch.allclose(stretched.amin((2, 3)), torch.zeros(4, 3)) and torch.allclose(
+        stretched.amax((2, 3)), torch.ones(4, 3)
+    )
+    gray = _apply(xf, TRIVIAL_OPS, "color", -1.0 / 0.9)  # factor 0: grey
+    assert torch.allclose(gray[:, 0], gray[:, 1], atol=1e-6)
+    # a quarter turn of a square: rotate at 90 degrees is a transpose-and-flip
+    quarter = warp(
+        xf, geometric_matrices(("rotate",), torch.zeros(4, dtype=torch.long), torch.full((4,), 3.0))
+    )
+    assert torch.allclose(quarter, torch.rot90(xf, 1, (2, 3)), atol=1e-5) or torch.allclose(
+        quarter, torch.rot90(xf, -1, (2, 3)), atol=1e-5
+    )
+    shifted = _apply(xf, TRIVIAL_OPS, "translate_x", 2 / 32 / 0.9)  # 0.45 x 2/32/0.9 of 32 px: 1 px
+    assert torch.allclose(shifted[..., 1:-1], xf[..., 2:], atol=1e-5) or torch.allclose(
+        shifted[..., 1:-1], xf[..., :-2], atol=1e-5
+    )
+
+
+def test_trivial_augment_draws_one_op_per_image():
+    x, _ = batch(64, side=16)
+    torch.manual_seed(0)
+    out = crop_and_trivial_augment(x.float() / 255, None, 1.0)
+    changed = (out - x.float() / 255).abs().flatten(1).amax(1) > 1e-6
+    # identity (1 in 14) and tiny magnitudes leave some images alone, the rest change each in its own way
+    assert 40 < changed.sum() < 64
+
+
+def test_augmix_blends_chains_into_the_image():
+    x, _ = batch(32)
+    xf = x.float() / 255
+    torch.manual_seed(0)
+    out = augmix(xf, AugMix(width=3, depth=3))
+    assert out.shape == xf.shape and out.min() >= 0 and out.max() <= 1
+    # AugMix keeps the image recognisable: every output correlates with its own input more than with any other
+    a = (out - out.mean((1, 2, 3), keepdim=True)).flatten(1)
+    b = (xf - xf.mean((1, 2, 3), keepdim=True)).flatten(1)
+    corr = (a / a.norm(dim=1, keepdim=True)) @ (b / b.norm(dim=1, keepdim=True)).T
+    assert torch.equal(corr.argmax(1), torch.arange(32))
+    assert set(AUGMIX_OPS).isdisjoint({"brightness", "color", "contrast", "sharpness"})
+
+
+def test_mixup_mixes_the_labels_with_the_weights_of_the_pixels():
+    # cats are black, dogs are 200 grey: a mixed image's grey level is its dog share
+    n = 64
+    y = torch.arange(n) % 2
+    x = (y * 200).to(torch.uint8).view(-1, 1, 1, 1).expand(n, 3, 8, 8).contiguous()
+    torch.manual_seed(0)
+    out, target = mix(x.float(), y, 2, mixup=0.4, cutmix=0)
+    assert torch.allclose(out.mean((1, 2, 3)) / 200, target[:, 1], atol=1e-5)
+    assert 0.05 < (target[:, 1] - y).abs().mean() < 0.45  # mixed, neither nothing nor everything
+
+
+def test_cutmix_pastes_a_box_and_weighs_labels_by_its_area():
+    n = 64
+    y = torch.arange(n) % 2
+    x = (y * 200).to(torch.uint8).view(-1, 1, 1, 1).expand(n, 1, 16, 16).contiguous()
+    torch.manual_seed(0)
+    out, target = mix(x, y, 2, mixup=0, cutmix=1.0)
+    assert out.dtype == torch.uint8
+    assert torch.allclose((out == 200).float().mean((1, 2, 3)), target[:, 1])  # exact: pixels counted
+    cut = out != x
+    for image in cut[:, 0]:  # what was pasted is one rectangle
+        rows, cols = image.any(1).nonzero(), image.any(0).nonzero()
+        if len(rows):
+            assert image[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1].all()
+    torch.manual_seed(0)
+    both, target = mix(x.float(), y, 2, mixup=0.4, cutmix=1.0)
+    flat = (both == both[:, :, :1, :1]).flatten(1).all(1)  # mixup images are flat, cutmix ones (mostly) not
+    assert 10 < flat.sum() < 54
+
+
+def test_the_augmentation_is_float32_under_bf16_autocast():
+    x, y = batch()
+    plain, _ = run(EVERYTHING, x, y)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        autocast, _ = run(EVERYTHING, x, y)
+    assert torch.equal(plain, autocast)
+
+
+def test_soft_targets_train_with_label_smoothing_and_dominant_label_accuracy():
+    from catdog.models.classifier import ImageClassifier
+
+    model = ImageClassifier(
+        3, 16, ["cat", "dog"], channels=[4], kernel=3, hidden=[], label_smoothing=0.1, augment={"mixup": 0.4}
+    )
+    logits = torch.randn(6, 2)
+    target = torch.tensor([[1.0, 0.0], [0.3, 0.7], [0.6, 0.4], [0.0, 1.0], [0.5, 0.5], [0.9, 0.1]])
+    smoothed = target * 0.9 + 0.05
+    expected = -(smoothed * logits.log_softmax(1)).sum(1).mean()
+    assert torch.allclose(model.loss_fn(logits, target), expected)
+    hard = torch.tensor([0, 1, 0, 1, 0, 0])
+    assert torch.allclose(model.loss_fn(logits, hard), model.loss_fn(logits, torch.eye(2)[hard]))
+    assert model.augment_spec == AugmentSpec(mixup=0.4)
+
+
+@pytest.mark.parametrize(
+    "augment, message",
+    [
+        (
+            {"resized_crop": {"scale": [0.5, 2]}},
+            "model.augment.resized_crop.scale=[0.5, 2] is invalid: expected [lo, hi]",
+        ),
+        (
+            {"resized_crop": {"zoom": 2}},
+            "model.augment.resized_crop={'zoom': 2} is invalid: expected true or a mapping of scale, ratio",
+        ),
+        ({"resized_crop": {"ratio": [2, 1]}}, "model.augment.resized_crop.ratio=[2, 1] is invalid"),
+        ({"trivial_augment": 2}, "model.augment.trivial_augment=2 is invalid: expected a number in [0, 1]"),
+        ({"trivial_augment": "wide"}, "model.augment.trivial_augment='wide' is invalid"),
+        ({"augmix": {"width": 0}}, "model.augment.augmix.width=0 is invalid: expected an integer in [1, 8]"),
+        (
+            {"augmix": {"severity": 0}},
+            "model.augment.augmix.severity=0 is invalid: expected a number in (0, 1]",
+        ),
+        ({"mixup": -0.2}, "model.augment.mixup=-0.2 is invalid: expected a number in [0, 100]"),
+        ({"cutmix": True}, "model.augment.cutmix=True is invalid"),
+        ({"hflip": "yes"}, "model.augment.hflip='yes' is invalid: expected true or false"),
+        ({"brightness": 2}, "model.augment.brightness=2 is invalid"),
+        (
+            {"trivial": 1},
+            "model.augment.trivial is not an augmentation (did you mean model.augment.trivial_augment?)",
+        ),
+    ],
+)
+def test_wrong_values_are_one_line_naming_the_key(augment, message):
+    with pytest.raises(CatdogError, match=re.escape(message)) as caught:
+        augment_spec(augment, 32)
+    assert "\n" not in str(caught.value)
+
+
+def test_the_spec_fills_defaults():
+    spec = augment_spec({"resized_crop": True, "augmix": {"width": 2}, "trivial_augment": True}, 32)
+    assert spec.hflip and spec.resized_crop == ResizedCrop() and spec.augmix == AugMix(width=2)
+    assert spec.trivial_augment == 1.0 and not spec.mixes_labels
+    assert augment_spec(None, 32) is None and augment_spec({}, 32) is None
+
+
+@pytest.mark.slow
+def test_a_wrong_value_stops_the_run_before_any_photo_is_decoded(image_folder, tmp_path):
+    with pytest.raises(CatdogError, match=r"model\.augment\.cutmix='a lot' is invalid"):
+        train_in_process(*tiny_overrides(image_folder, tmp_path), "model.augment={cutmix:'a lot'}")
+    assert not (tmp_path / "cache").exists()
+
+
+@pytest.mark.slow
+def test_a_tiny_run_trains_with_every_policy(image_folder, tmp_path):
+    augment = (
+        "{hflip:true,translate:2,brightness:0.1,contrast:0.1,resized_crop:{scale:[0.35,1]},trivial_augment:1,"
+        "augmix:{width:2,depth:2},mixup:0.2,cutmix:1.0}"
+    )
+    metrics = train_in_process(*tiny_overrides(image_folder, tmp_path), f"model.augment={augment}")
+    assert 0 <= metrics["train/acc"] <= 1 and metrics["train/loss"] > 0
+
+
+@pytest.mark.parametrize("base", ["fast", "best"])
+def test_the_robust_presets_change_only_the_augmentation(base):
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from catdog.run.checks import validate
+
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+        plain, robust = (compose("train", overrides=[f"experiment={e}"]) for e in (base, f"{base}_robust"))
+    validate(robust)
+    spec = augment_spec(OmegaConf.to_container(robust.model.augment), robust.data.resolution)
+    assert spec.resized_crop and spec.trivial_augment == 1 and not spec.translate and not spec.augmix
+    plain, robust = (OmegaConf.to_container(c, resolve=False) for c in (plain, robust))
+    for cfg in (plain, robust):
+        del cfg["model"]["augment"], cfg["tags"]
+    assert plain == robust
+
+
+def test_the_benchmark_times_every_policy_against_a_step():
+    from benchmarks.augment import POLICIES, augment_lines, augment_seconds, step_seconds
+
+    for policy in POLICIES.values():
+        augment_spec(policy, 64)  # every benchmarked policy is a valid model.augment
+    seconds = augment_seconds(POLICIES["resized_crop + trivial_augment"], batch=4, resolution=16, calls=2)
+    step = step_seconds(batch=4, resolution=16, calls=2)
+    assert 0 < seconds < 5 and 0 < step < 5
+    lines = augment_lines(0.1, {"crop": 0.005})
+    assert lines[0].startswith("Training step of the fast net") and lines[-1] == "| crop | 5.00 | 5.0% |"
