@@ -151,3 +151,21 @@ def test_a_cache_dir_that_cannot_be_written_is_named(image_folder, tmp_path):
     blocker.write_text("not a folder")
     with pytest.raises(CatdogError, match=r"data\.cache_dir=.*a-file.*: cannot write the cache there"):
         prepare(image_folder, blocker / "cache")
+
+
+def test_decoding_processes_start_after_opencv_used_its_own_threads():
+    """A process that already ran OpenCV's thread pool (any earlier resize) forks the decoding workers; before
+    _fork_pool, a worker inherited the pool's held locks and hung in cv2.setNumThreads (the suite hung twice)."""
+    script = (
+        "import cv2, numpy as np\n"
+        "from catdog.data.preprocess import _fork_pool\n"
+        "image = np.random.default_rng(0).integers(0, 255, (2000, 2000, 3), dtype=np.uint8)\n"
+        "for _ in range(5):\n"
+        "    cv2.GaussianBlur(cv2.resize(image, (1000, 1000)), (31, 31), 5)\n"
+        "for _ in range(10):\n"
+        "    pool = _fork_pool(2)\n"
+        "    assert pool.map(abs, [-1, -2]) == [1, 2]\n"
+        "    pool.terminate()\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]

@@ -41,6 +41,20 @@ def _init_worker() -> None:
     cv2.setNumThreads(1)  # one process per core already; OpenCV's own threads would oversubscribe
 
 
+def _fork_pool(workers: int):
+    """Decoding processes forked with OpenCV's thread pool shut down: a child inherits the pool's locks as they were
+    (held by threads that do not exist in the child), and cv2.setNumThreads in _init_worker then waited forever
+    in pthread_cond_destroy whenever this process had used OpenCV's threads before (seen in the test suite)."""
+    import cv2
+
+    threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    try:
+        return get_context("fork").Pool(workers, initializer=_init_worker)
+    finally:
+        cv2.setNumThreads(threads)
+
+
 def _decode_chunk(chunk: tuple[int, list[str]]):
     """Decode a run of files straight into the shared output array; returns (start, ok flags, failures, sizes,
     {index: (sha256, perceptual hash)})."""
@@ -88,7 +102,7 @@ def _decode_all(source: ImageSource, params: dict, num_workers: int, progress: b
     chunks = [(s, source.paths[s : s + chunk]) for s in range(0, n, chunk)]
     reader = SourceReader(source.root, source.kind)
     _worker.update(reader=reader, params=params, out=out)  # inherited by the forked workers
-    pool = get_context("fork").Pool(workers, initializer=_init_worker) if workers > 1 else None
+    pool = _fork_pool(workers) if workers > 1 else None
     try:
         # the pool takes the tasks now; tqdm's import (~12 ms, most of it its version lookup) runs while it decodes
         results = pool.imap_unordered(_decode_chunk, chunks) if pool else map(_decode_chunk, chunks)
