@@ -1,12 +1,14 @@
-"""Retake the README's TensorBoard screenshots from one finished training run.
+"""Retake the README's TensorBoard screenshots and the demo page's from one finished training run.
 
-    python docs/screenshots.py <run dir> [--out docs]
+    python docs/screenshots.py <run dir> [--out docs] [--photo cat.jpg --photo dog.jpg]
 
 Starts TensorBoard on the run's `tensorboard/` events (a free local port), opens it in headless Chromium
 through Playwright (the `dev` extra; Chromium from `--chromium` or `chromium` on PATH) at 1400x1000 and writes
 tensorboard-scalars.png (train and val curves), tensorboard-images.png (feature maps) and
 tensorboard-mistakes.png (conv1 kernels, confusion matrix, the mistakes with their Grad-CAM heatmaps).
-Look at every picture before committing it.
+With --photo, it also serves the run's best checkpoint (`python -m catdog.serve`), drops the photos on the demo
+page and writes serve.png (label, probabilities and Grad-CAM heatmap of each). Look at every picture before
+committing it.
 """
 
 import argparse
@@ -59,9 +61,34 @@ def shoot(page: Page, url: str, out: Path, scroll_to: str | None = None, untick:
     print(f"wrote {out}")
 
 
+def shoot_demo(page: Page, run_dir: Path, photos: list[Path], out: Path) -> None:
+    """The demo page of the run's best checkpoint with `photos` picked, as the README shows it."""
+    ckpt = next(p for p in sorted((run_dir / "checkpoints").glob("*.ckpt")) if p.name != "last.ckpt")
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "catdog.serve", f"ckpt_path={ckpt}", f"port={port}", "host=127.0.0.1"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}/"
+        wait_until_up(url)
+        page.set_viewport_size({"width": 900, "height": 1000})
+        page.goto(url)
+        page.set_input_files("#files", [str(p) for p in photos])
+        page.locator("[data-testid=label]").nth(len(photos) - 1).wait_for(timeout=60_000)
+        time.sleep(SETTLE_S)
+        page.screenshot(path=str(out), full_page=True)
+        print(f"wrote {out}")
+    finally:
+        server.terminate()
+        server.wait()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run_dir", type=Path)
+    parser.add_argument("--photo", type=Path, action="append", default=[], help="a photo for the demo page")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent)
     parser.add_argument("--chromium", default=shutil.which("chromium") or shutil.which("chromium-browser"))
     args = parser.parse_args()
@@ -92,6 +119,8 @@ def main() -> None:
                 args.out / "tensorboard-mistakes.png",
                 scroll_to="model/conv1_kernels",
             )
+            if args.photo:
+                shoot_demo(page, args.run_dir, args.photo, args.out / "serve.png")
             browser.close()
     finally:
         server.terminate()

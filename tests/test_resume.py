@@ -217,7 +217,10 @@ def test_the_printed_command_resumes_with_the_runs_overrides_and_keeps_its_recor
     overrides = [*tiny_overrides(source, tmp_path), "data.batch_size=1", "trainer.max_epochs=2"]
     proc = train_process(*overrides)
     wait_for(last.exists, proc)  # epoch 0 is done
-    time.sleep(0.3)
+    first, epoch_0_done = last.stat().st_mtime_ns, time.monotonic()
+    wait_for(lambda: last.stat().st_mtime_ns != first, proc)  # and epoch 1: how long an epoch takes here
+    # a third into epoch 2 (a fixed 0.3 s after epoch 0 once landed on the end of epoch 1: 89 steps took < 0.3 s)
+    time.sleep((time.monotonic() - epoch_0_done) / 3)
     proc.send_signal(signal.SIGTERM)
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 143, out
@@ -326,7 +329,10 @@ def test_a_run_stopped_mid_epoch_by_sigterm_resumes_exactly(tmp_path, caplog):
     last = tmp_path / "b" / "run" / "checkpoints" / "last.ckpt"
     proc = train_process(*overrides(tmp_path / "b"))
     wait_for(last.exists, proc)  # epoch 0 is done
-    time.sleep(0.3)
+    first, epoch_0_done = last.stat().st_mtime_ns, time.monotonic()
+    wait_for(lambda: last.stat().st_mtime_ns != first, proc)  # and epoch 1: how long an epoch takes here
+    # a third into epoch 2 (a fixed 0.3 s after epoch 0 once landed on the end of epoch 1: 89 steps took < 0.3 s)
+    time.sleep((time.monotonic() - epoch_0_done) / 3)
     proc.send_signal(signal.SIGTERM)
     proc.communicate(timeout=120)
     assert proc.returncode == 143
