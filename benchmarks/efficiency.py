@@ -7,6 +7,7 @@ convolutions and matrix products, the work a peak is quoted for) x the images pe
 
 from __future__ import annotations
 
+import json
 import tempfile
 import time
 from pathlib import Path
@@ -124,6 +125,11 @@ def fast_model(run_dir: Path):
     from omegaconf import OmegaConf
 
     cfg = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
+    # `auto` speed settings as the run measured them (Hydra saved the config before catdog.run.calibrate ran)
+    provenance = run_dir / "provenance.json"
+    calibration = json.loads(provenance.read_text()).get("calibration") or {} if provenance.exists() else {}
+    for key, value in calibration.get("chosen", {}).items():
+        OmegaConf.update(cfg, key, value)
     channels = cfg.data.channels
     stats = {"mean": [0.5] * channels, "std": [0.25] * channels} if cfg.model.normalize else {}
     model = hydra.utils.instantiate(cfg.model, classes=["Cat", "Dog"], _convert_="all", **stats)

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import os
+import tempfile
 
 # One OpenMP thread per torch process, set before torch (or numpy) is imported here and inherited by every train.py,
 # DDP rank and server the tests start: the suite runs one worker per core (pytest -n auto) beside those processes,
 # and torch's default of a thread per core makes its threads spin-wait for each other (the tiny runs of
 # test_tune, test_whiten and the resumes of test_resume: 62 s of CPU time with the default, 16 s with one).
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# `auto` speed settings cache their timings under $XDG_CACHE_HOME/catdog (catdog/run/calibrate.py): the suite's
+# go to a folder of its own, not the user's home
+os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="catdog-test-cache-")
 
-from pathlib import Path  # noqa: E402 - after the thread count
+from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 from helpers import SHARED_DATA, write_class_folders  # noqa: E402

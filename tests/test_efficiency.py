@@ -1,5 +1,6 @@
 """The parts of the `efficiency` benchmark: training FLOPs per image, the matmul peak, the row; no benchmark run."""
 
+import json
 import time
 
 import pytest
@@ -42,9 +43,12 @@ def test_the_fast_net_is_rebuilt_from_a_run_config(tmp_path):
     with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
         cfg = compose("train", overrides=["experiment=fast"])
     (tmp_path / ".hydra").mkdir()
-    OmegaConf.save(cfg, tmp_path / ".hydra" / "config.yaml")
+    OmegaConf.save(cfg, tmp_path / ".hydra" / "config.yaml")  # as Hydra saves it: channels_last=auto
+    chosen = {"model.channels_last": True, "threads": 2}  # what the run measured, in its provenance
+    (tmp_path / "provenance.json").write_text(json.dumps({"calibration": {"chosen": chosen}}))
     model, run_cfg = efficiency.fast_model(tmp_path)
     assert list(model.hparams.channels) == list(cfg.model.channels) and run_cfg.data.batch_size == 64
+    assert model.hparams.channels_last is True
     flops = efficiency.training_flops_per_sample(model, model.train_resolution(1), batch_size=2)
     # forward: the 8 convolutions at 64, 32, 16 and 8 px (106.7 MFLOP) and the linear layer; backward twice that,
     # less the first convolution's input gradient (its uint8 input needs none); batch norm is not counted

@@ -45,7 +45,7 @@ def fingerprint() -> dict[str, Any]:
     from catdog.run.provenance import cpu_model
 
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
-    return {"cpu": cpu_model(), "cores": os.cpu_count(), "gpu": gpu, "torch": torch.__version__}
+    return {"cpu": cpu_model(), "cores": os.cpu_count(), "gpu": gpu, "torch": str(torch.__version__)}
 
 
 def thread_candidates(cores: int) -> tuple[int, ...]:
@@ -174,6 +174,7 @@ def calibrate(
             "seconds_per_step": {json.dumps(dict(zip(keys, t))): round(v, 5) for t, v in timings.items()},
             "machine": machine,
         }
+        cache_path.parent.mkdir(parents=True, exist_ok=True)
         write_json_atomic(cache_path, {**cache, key: entry})
         cached = False
     else:
