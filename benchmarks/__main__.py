@@ -7,6 +7,7 @@ from benchmarks import (  # noqa: F401
     efficiency,
     preprocessing,
     serving,
+    speed_settings,
     startup,
     sweeps,
     training,

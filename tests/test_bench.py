@@ -302,3 +302,18 @@ def test_the_pruning_benchmark_runs_its_searches_and_compares_them(tmp_path):
     assert [(r[0], r[2], r[3]) for r in rows] == [("| none", "3 / 0", "6"), ("| median", "3 / 0", "6")]
     assert all(0 <= float(r[5]) <= 1 and 0 <= float(r[6].rstrip(" |")) <= 1 for r in rows)
     assert "- `median`: 100% of the unpruned search's epochs (goal <= 50%: MISSED)" in "\n".join(lines)
+
+
+def test_speed_settings_times_every_candidate_the_calibration_weighs():
+    from benchmarks.speed_settings import settings_rows
+
+    lines = settings_rows(batch_sizes=(4,), compiles=(False,))
+    rows = [line.split(" | ") for line in lines[2:]]
+    # bf16 and float32, each layout; the tests run one torch thread, so one thread count
+    assert [(r[0].lstrip("| "), r[2], r[4]) for r in rows] == [
+        ("bf16-mixed", "False", "1"),
+        ("bf16-mixed", "True", "1"),
+        ("32-true", "False", "1"),
+        ("32-true", "True", "1"),
+    ]
+    assert all(float(r[5]) > 0 for r in rows) and rows[0][7] == "1.00x |"

@@ -1,0 +1,57 @@
+"""Speed settings: every candidate catdog.run.calibrate weighs (memory layout, torch.compile, threads), plus the
+precision and batch size, timed as the calibration times them (the configured net's training steps on random
+photos), for experiment=fast's net at 64 px: what wins on this machine and by how much."""
+
+from __future__ import annotations
+
+import itertools
+
+import torch
+from hydra import compose, initialize_config_dir
+
+from benchmarks.record import ROOT, benchmark
+from catdog.run.calibrate import step_timer, thread_candidates
+
+
+def fast_config(*overrides: str):
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+        return compose("train", overrides=["experiment=fast", "trainer.precision=bf16-mixed", *overrides])
+
+
+def settings_rows(
+    batch_sizes: tuple[int, ...] = (32, 64, 128), compiles: tuple[bool, ...] = (False, True)
+) -> list[str]:
+    """One row per combination: milliseconds a step, images/s, and the ratio to the first row."""
+    cores = torch.get_num_threads()
+    rows, plain = [], None
+    combos = itertools.product(
+        ("bf16-mixed", "32-true"), batch_sizes, (False, True), compiles, thread_candidates(cores)
+    )
+    for precision, batch, channels_last, compiled, threads in combos:
+        if (precision != "bf16-mixed" or batch != batch_sizes[len(batch_sizes) // 2]) and (
+            compiled or threads != cores
+        ):
+            continue  # compile and threads only at the preset's precision and batch
+        cfg = fast_config(f"trainer.precision={precision}", f"data.batch_size={batch}")
+        setting = {"model.channels_last": channels_last, "model.compile": compiled, "threads": threads}
+        seconds = step_timer(cfg)(setting)
+        rate = batch / seconds
+        plain = plain or rate
+        rows.append(
+            f"| {precision} | {batch} | {channels_last} | {compiled} | {threads} | {seconds * 1000:.1f} | "
+            f"{rate:,.0f} | {rate / plain:.2f}x |"
+        )
+        print(rows[-1], flush=True)
+    return [
+        "| precision | batch | channels_last | compile | threads | ms/step | images/s | vs first row |",
+        "|---|---|---|---|---|---|---|---|",
+        *rows,
+    ]
+
+
+@benchmark(by_default=False)
+def speed_settings() -> list[str]:
+    """experiment=fast's net at 64 px, training steps (forward, loss, backward, AdamW) on random photos, timed by
+    catdog.run.calibrate's own timer (3 warm-up steps, then 12): each memory layout, torch.compile on or off, each
+    thread count, bf16 mixed or float32, and batch sizes 32/64/128, so the table shows what `auto` weighs here."""
+    return settings_rows()
