@@ -89,11 +89,17 @@ def test_tta_averages_the_probabilities_of_image_and_mirror():
 
 
 @pytest.mark.parametrize("preset", ["tutorial", "fast", "best"])
-def test_presets_compose_and_build(preset):
+def test_presets_compose_and_build(preset, tmp_path):
     with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
         cfg = compose("train", overrides=[f"experiment={preset}"], return_hydra_config=False)
     cfg.paths.output_dir = "unused"
     import hydra
+
+    from catdog.run.calibrate import calibrate
+
+    calibrate(
+        cfg, tmp_path / "calibration.json", timer=lambda setting: 1.0
+    )  # settles the presets' `auto` keys
 
     model = hydra.utils.instantiate(
         cfg.model,
