@@ -15,5 +15,7 @@ if __name__ == "catdog":
         "catdog", _inner / "__init__.py", submodule_search_locations=[str(_inner)]
     )
     _package = importlib.util.module_from_spec(_spec)
-    sys.modules["catdog"] = _package  # the import statement returns what sys.modules holds once this file has run
+    sys.modules["catdog"] = (
+        _package  # the import statement returns what sys.modules holds once this file has run
+    )
     _spec.loader.exec_module(_package)
