@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import csv
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
 from collections import Counter
 from pathlib import Path
 
-from benchmarks.record import ROOT, SHARED, TRAIN_OVERRIDES, benchmark
+from benchmarks.record import ROOT, SHARED, benchmark
 from benchmarks.training import run_training
 
 AUDIT_COST_GOAL = 6.0  # issue 29: the audit in at most 6x the wall time of one experiment=fast run
@@ -23,24 +21,8 @@ KEPT = (
 
 def run_audit(run_dir: Path, *overrides: str) -> float:
     """`python -m catdog.audit` as a user would run it; its wall time in seconds."""
-    started = time.time()
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "catdog.audit",
-            f"hydra.run.dir={run_dir}",
-            "trainer.enable_progress_bar=false",
-            *overrides,
-            *TRAIN_OVERRIDES,
-        ],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-    )
-    if proc.returncode != 0:
-        raise SystemExit(f"catdog.audit {' '.join(overrides)} failed:\n{proc.stderr[-3000:]}")
-    return time.time() - started
+    _, launched = run_training(run_dir.parent, run_dir.name, *overrides, entry=("-m", "catdog.audit"))
+    return time.time() - launched
 
 
 def audit_cost(archive: Path, work: Path, kept: Path, extra: list[str] | None = None) -> list[str]:

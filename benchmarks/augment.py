@@ -54,23 +54,15 @@ def fastest(fn: Callable[[], object], calls: int) -> float:
 def step_seconds(batch: int = 64, resolution: int = 64, calls: int = 20) -> float:
     """The fastest training step of the fast net on one uint8 batch."""
     from catdog.models.classifier import ImageClassifier
+    from catdog.run.calibrate import training_step
     from catdog.run.hardware import native_bf16
 
     model = ImageClassifier(
         3, resolution, ["cat", "dog"], label_smoothing=0.1, channels_last=True, **FAST_NET
     )
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     x = torch.randint(0, 256, (batch, 3, resolution, resolution), dtype=torch.uint8)
     y = torch.randint(0, 2, (batch,))
-    bf16 = native_bf16(gpu=False)
-
-    def step() -> None:
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            loss = model.loss_fn(model(x), y)
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-
+    step = training_step(model, x, y, torch.bfloat16 if native_bf16(gpu=False) else None)
     return fastest(step, calls)
 
 

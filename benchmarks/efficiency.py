@@ -17,6 +17,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from benchmarks.record import SHARED, benchmark
 from benchmarks.training import read_metrics, run_training
+from catdog.run.calibrate import training_step
 
 EFFICIENCY_GOAL = 0.35  # the fast net's training FLOP/s / this CPU's bf16 matmul peak
 
@@ -92,16 +93,7 @@ def step_time_by_kind(
     hp = model.hparams
     x = torch.randint(0, 256, (batch_size, hp.in_channels, resolution, resolution), dtype=torch.uint8)
     y = torch.randint(0, len(hp.classes), (batch_size,))
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
-    model.train()
-
-    def step() -> None:
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            loss = model.loss_fn(model(x), y)
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-
+    step = training_step(model, x, y, torch.bfloat16 if bf16 else None)
     step()
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         for _ in range(steps):

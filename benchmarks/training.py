@@ -19,14 +19,17 @@ TRAINING_OVERHEAD_GOAL = 0.95  # catdog's training samples/s with default settin
 FAST_PATH = ["data.loader=tensor", "model.channels_last=true", "trainer.precision=auto"]
 
 
-def run_training(workdir: Path, name: str, *overrides: str) -> tuple[Path, float]:
-    """Run `python train.py` as a user would; returns its run dir and the wall time it was launched at."""
+def run_training(
+    workdir: Path, name: str, *overrides: str, entry: tuple[str, ...] = (str(ROOT / "train.py"),)
+) -> tuple[Path, float]:
+    """Run `python train.py` (or another Hydra command: `entry=("-m", "catdog.audit")`) as a user would; returns
+    its run dir and the wall time it was launched at."""
     run_dir = workdir / name
     launched = time.time()
     proc = subprocess.run(
         [
             sys.executable,
-            str(ROOT / "train.py"),
+            *entry,
             f"hydra.run.dir={run_dir}",
             "trainer.enable_progress_bar=false",
             *overrides,
@@ -37,7 +40,7 @@ def run_training(workdir: Path, name: str, *overrides: str) -> tuple[Path, float
         cwd=ROOT,
     )
     if proc.returncode != 0:
-        raise SystemExit(f"train.py {' '.join(overrides)} failed:\n{proc.stderr[-3000:]}")
+        raise SystemExit(f"{' '.join(entry)} {' '.join(overrides)} failed:\n{proc.stderr[-3000:]}")
     return run_dir, launched
 
 

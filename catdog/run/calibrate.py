@@ -103,6 +103,27 @@ def read_cache(path: Path) -> dict:
         return {}
 
 
+def training_step(model, x, y, autocast: Any = None) -> Callable[[], None]:
+    """One optimisation step of `model` on the batch (x, y): forward (under autocast to the dtype `autocast` where
+    given), the model's own loss, backward, AdamW on the trainable weights; what the calibration and the efficiency
+    and augment benchmarks time."""
+    import torch
+
+    model.train()
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+
+    def step() -> None:
+        with torch.autocast(x.device.type, dtype=autocast, enabled=autocast is not None):
+            loss = model.loss_fn(model(x), y)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        if x.device.type == "cuda":
+            torch.cuda.synchronize()
+
+    return step
+
+
 def step_timer(cfg: DictConfig) -> Callable[[dict[str, Any]], float]:
     """Seconds a training step takes with some calibrated settings: the configured net on random photos."""
     import hydra
@@ -124,18 +145,7 @@ def step_timer(cfg: DictConfig) -> Callable[[dict[str, Any]], float]:
         model = hydra.utils.instantiate(
             OmegaConf.merge(cfg.model, net), classes=["a", "b"], _convert_="all", **stats
         ).to(device)
-        model.train()
-        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
-
-        def step() -> None:
-            with torch.autocast(device, dtype=dtype, enabled=mixed):
-                loss = torch.nn.functional.cross_entropy(model(x).float(), y)
-            loss.backward()
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            if device == "cuda":
-                torch.cuda.synchronize()
-
+        step = training_step(model, x, y, dtype if mixed else None)
         for _ in range(WARMUP_STEPS):  # compilation, oneDNN's kernel choice and allocations happen here
             step()
         start = time.perf_counter()
