@@ -4,19 +4,25 @@ it flags (the top 100 are then judged by eye: README, "Audit your photos first")
 from __future__ import annotations
 
 import csv
+import os
 import shutil
+import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from collections import Counter
 from pathlib import Path
 
 from benchmarks.record import ROOT, SHARED, benchmark
-from benchmarks.training import run_training
+from benchmarks.training import read_metrics, run_training
 
 AUDIT_COST_GOAL = 6.0  # issue 29: the audit in at most 6x the wall time of one experiment=fast run
 KEPT = (
     ROOT / "outputs" / "bench-audit"
 )  # audit.csv, audit.html and audit.png of the last run, to judge by eye
+# fresh seeds (test splits not scored while the fast recipe was chosen); BENCH_SEEDS=a,b,c to change them
+EXCLUSION_SEEDS = [int(s) for s in os.environ.get("BENCH_SEEDS", "20,21,22").split(",")]
 
 
 def run_audit(run_dir: Path, *overrides: str) -> float:
@@ -78,3 +84,69 @@ def audit() -> list[str]:
         return [f"skipped: {archive} is missing"]
     with tempfile.TemporaryDirectory(prefix="catdog-bench-") as tmp:
         return audit_cost(archive, Path(tmp), KEPT)
+
+
+def scored_both_ways(run_dir: Path, exclusions: Path) -> dict:
+    """`python -m catdog.evaluate` on the run's best checkpoint with data.exclude=`exclusions`: test/acc without
+    the flagged photos, test/acc_all with them, on the same test split (photos keep their split when others are
+    excluded, so both runs' test splits hold the same photos)."""
+    (best,) = [p for p in (run_dir / "checkpoints").glob("*.ckpt") if p.name != "last.ckpt"]
+    out = run_dir / "scored"
+    command = [sys.executable, "-m", "catdog.evaluate", f"ckpt_path={best}", f"data.exclude={exclusions}"]
+    proc = subprocess.run([*command, f"hydra.run.dir={out}"], capture_output=True, text=True, cwd=ROOT)
+    if proc.returncode != 0:
+        raise SystemExit(f"evaluate data.exclude={exclusions} on {best} failed:\n{proc.stderr[-3000:]}")
+    metrics = read_metrics(out)
+    return {"clean": metrics["test/acc"], "all": metrics.get("test/acc_all", metrics["test/acc"])}
+
+
+def exclusion_runs(archive: Path, exclusions: Path, seeds: list[int], extra: list[str]) -> list[str]:
+    """experiment=fast with and without data.exclude=`exclusions` for each seed, each scored both ways; the
+    Markdown rows."""
+    rows, results = [], {"without": [], "with": []}
+    with tempfile.TemporaryDirectory(prefix="catdog-bench-") as tmp:
+        work = Path(tmp)
+        for seed in seeds:
+            for arm, added in (("without", []), ("with", [f"data.exclude={exclusions}"])):
+                run_dir, _ = run_training(
+                    work,
+                    f"{arm}-{seed}",
+                    "experiment=fast",
+                    f"seed={seed}",
+                    f"data.source={archive}",
+                    f"data.cache_dir={work / 'cache'}",
+                    *added,
+                    *extra,
+                )
+                scored = scored_both_ways(run_dir, exclusions)
+                results[arm].append(scored)
+                rows.append(f"| {seed} | {arm} | {scored['all']:.4f} | {scored['clean']:.4f} |")
+                print(f"seed {seed}, {arm} exclusions: {scored}", flush=True)
+
+    def mean_std(arm: str, key: str) -> str:
+        values = [r[key] for r in results[arm]]
+        spread = statistics.stdev(values) if len(values) > 1 else 0.0
+        return f"{statistics.fmean(values):.4f} +- {spread:.4f}"
+
+    return [
+        f"Exclusions: the rows of {exclusions.name} whose `issue` is not empty.",
+        "",
+        "| seed | trained | test acc, all test photos | test acc, flagged photos removed |",
+        "|---|---|---|---|",
+        *rows,
+        *(f"| mean +- std | {arm} | {mean_std(arm, 'all')} | {mean_std(arm, 'clean')} |" for arm in results),
+    ]
+
+
+@benchmark(by_default=False)
+def exclusions() -> list[str]:
+    """`python train.py experiment=fast` on PetImages-180.zip with and without `data.exclude=` the audit's
+    flags (outputs/bench-audit/audit.csv from `make bench ARGS=audit`), 3 fresh seeds, the test split scored with
+    and without the flagged photos (run only when named: `make bench ARGS=exclusions`)."""
+    archive = SHARED / "data" / "PetImages-180.zip"
+    if not archive.exists():
+        return [f"skipped: {archive} is missing"]
+    flags = KEPT / "audit.csv"
+    if not flags.exists():
+        return [f"skipped: {flags} is missing (run `make bench ARGS=audit` first)"]
+    return exclusion_runs(archive, flags, EXCLUSION_SEEDS, [])

@@ -248,6 +248,28 @@ def test_the_audit_benchmark_times_an_audit_against_a_fast_run(tmp_path):
     assert sorted(p.name for p in (tmp_path / "kept").iterdir()) == ["audit.csv", "audit.html", "audit.png"]
 
 
+
+@pytest.mark.slow
+def test_the_exclusions_benchmark_scores_each_run_with_and_without_the_flagged_photos(tmp_path):
+    import hashlib
+
+    from benchmarks import audit
+
+    folders = write_class_folders(tmp_path / "src" / "PetImages", per_class=10)
+    flagged = sorted(folders.rglob("*.jpg"))[:3]
+    exclusions = tmp_path / "flagged.txt"
+    exclusions.write_text("".join(hashlib.sha256(p.read_bytes()).hexdigest() + "\n" for p in flagged))
+    archive = zip_tree(folders, tmp_path / "p.zip")
+    tiny = ["data.resolution=16", "model.channels=[4,8]", "trainer.max_epochs=1", "trainer.accelerator=cpu"]
+    lines = audit.exclusion_runs(archive, exclusions, [0, 1], [*tiny, "data.progress=false"])
+    rows = [line for line in lines if line.startswith("| 0 |") or line.startswith("| 1 |")]
+    assert [r.split(" | ")[1] for r in rows] == ["without", "with", "without", "with"]
+    for row in rows:
+        acc_all, acc_clean = (float(v) for v in row.strip("| ").split(" | ")[2:])
+        assert 0.0 <= acc_all <= 1.0 and 0.0 <= acc_clean <= 1.0
+    assert sum(line.startswith("| mean +- std |") for line in lines) == 2
+
+
 @pytest.fixture
 def tiny_deploy(tmp_path, monkeypatch):
     """A tiny checkpoint as --ckpt, and budgets small enough for a test (the real ones take minutes)."""
