@@ -188,7 +188,8 @@ def test_a_wrong_model_rule_stops_train_py_before_any_photo_is_decoded(tmp_path,
 
 
 def test_the_rule_helpers_and_specs_import_without_torch_or_lightning():
-    modules = ["catdog.rules", "catdog.data.settings", "catdog.models.spec", "catdog.models.model_spec"]
+    # catdog.run.checks too: the config check of `catdog.prepare`, which starts without torch
+    modules = ["catdog.rules", "catdog.data.settings", "catdog.models.model_spec", "catdog.run.checks"]
     code = (
         f"import sys, {', '.join(modules)}\n"
         "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'lightning', 'pytorch_lightning'))\n"
