@@ -70,8 +70,7 @@ def test_photos(ckpt: Path) -> tuple[np.ndarray, np.ndarray, str]:
 
     cfg = compose("evaluate", [f"ckpt_path={ckpt}"])
     trained_on = training_data(cfg)
-    recorded = {k: trained_on[k] for k in ("layout", "skip_truncated", "max_pixels")}
-    arrays = decoded_as_trained(cfg, Predictor.from_checkpoint(ckpt), **recorded)
+    arrays = decoded_as_trained(cfg, Predictor.from_checkpoint(ckpt), trained_on)
     indices, split = scored_photos(arrays, trained_on, held_out=True)
     return np.asarray(arrays.images[indices]), arrays.labels[indices], split
 

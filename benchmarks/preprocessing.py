@@ -15,6 +15,7 @@ from pathlib import Path
 
 from benchmarks.record import BASELINE, SHARED, benchmark
 from catdog.data.preprocess import prepare_dataset
+from catdog.data.settings import DataSettings
 from catdog.data.sources import find_images
 
 # archive in ../shared/data -> the speed-up over the baseline that preprocessing should reach
@@ -72,7 +73,15 @@ def time_catdog(folder: Path, resolution: int, cache_dir: Path) -> tuple[float, 
     shutil.rmtree(cache_dir, ignore_errors=True)
     start = time.perf_counter()
     arrays = prepare_dataset(
-        str(folder), resolution=resolution, channels=1, cache_dir=str(cache_dir), progress=False
+        DataSettings.from_config(
+            dict(
+                source=str(folder),
+                resolution=resolution,
+                channels=1,
+                cache_dir=str(cache_dir),
+                progress=False,
+            )
+        )
     )
     return time.perf_counter() - start, len(arrays.labels)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 import hydra
@@ -30,8 +31,9 @@ from torchmetrics.functional.classification import (
 from catdog.data.cache import CachedArrays
 from catdog.data.duplicates import photo_ids
 from catdog.data.exclude import exclusion_mask
-from catdog.data.preprocess import prepare_from_config, summarize
-from catdog.data.split import SPLITS, split_codes
+from catdog.data.preprocess import prepare_dataset, summarize
+from catdog.data.settings import DataSettings, DecodeSettings, SplitSettings
+from catdog.data.split import SPLITS, assign_splits
 from catdog.errors import CatdogError
 from catdog.explain.calibration import calibration_report
 from catdog.explain.robustness import robustness_accuracy, robustness_figure, robustness_table
@@ -94,7 +96,7 @@ def scored_photos(arrays: CachedArrays, trained_on: dict | None, held_out: bool)
     """The photos to score: the held-out split (test, else val) of the training data, or all of them."""
     if not held_out:
         return np.arange(len(arrays.labels)), "all"
-    codes = split_codes(arrays.photos["group"], arrays.labels, trained_on)
+    codes = assign_splits(arrays.photos["group"], arrays.labels, SplitSettings.from_config(trained_on))
     split = "test" if (codes == SPLITS.index("test")).any() else "val"
     indices = np.flatnonzero(codes == SPLITS.index(split))
     if not len(indices):
@@ -125,10 +127,19 @@ def excluded_photos(cfg: DictConfig, arrays: CachedArrays, trained_on: dict | No
     return excluded
 
 
-def decoded_as_trained(cfg: DictConfig, predictor: Predictor, **recorded) -> CachedArrays:
-    """The images of data.source decoded as the checkpoint was trained (whatever data.* says), classes checked."""
-    shape = {"resolution": predictor.resolution, "channels": predictor.channels}
-    arrays = prepare_from_config(cfg.data, **shape, fast_decode=predictor.fast_decode, **recorded)
+def decoded_as_trained(cfg: DictConfig, predictor: Predictor, trained_on: dict | None = None) -> CachedArrays:
+    """The images of data.source decoded as the checkpoint was trained (its resolution, channels and fast_decode,
+    whatever data.* says; with `trained_on`, the record of its training data, all its decode settings), classes
+    checked."""
+    settings = DataSettings.from_config(cfg.data)
+    decode = DecodeSettings.from_config(trained_on) if trained_on else settings.decode
+    decode = replace(
+        decode,
+        resolution=predictor.resolution,
+        channels=predictor.channels,
+        fast_decode=predictor.fast_decode,
+    )
+    arrays = prepare_dataset(replace(settings, decode=decode))
     log.info("Data: %s", summarize(arrays.report))
     check_classes(arrays.classes, predictor.classes, cfg.data.source, cfg.ckpt_path)
     return arrays
@@ -155,8 +166,7 @@ def evaluate(cfg: DictConfig) -> dict:
     trained_on = training_data(cfg)
     validate(cfg)
     predictor = Predictor.from_checkpoint(cfg.ckpt_path)
-    recorded = {k: trained_on[k] for k in ("layout", "skip_truncated", "max_pixels")} if held_out else {}
-    arrays = decoded_as_trained(cfg, predictor, **recorded)
+    arrays = decoded_as_trained(cfg, predictor, trained_on if held_out else None)
     indices, split = scored_photos(arrays, trained_on, held_out)
     excluded = excluded_photos(cfg, arrays, trained_on)[indices]
     if excluded.any():

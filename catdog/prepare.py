@@ -25,7 +25,8 @@ from omegaconf.errors import OmegaConfBaseException
 
 from catdog.compat import apply_overrides
 from catdog.data.cache import CachedArrays
-from catdog.data.preprocess import prepare_from_config, summarize
+from catdog.data.preprocess import prepare_dataset, summarize
+from catdog.data.settings import DataSettings
 from catdog.errors import CatdogError
 from catdog.run.checks import validate
 from catdog.run.cli import guarded
@@ -76,7 +77,7 @@ def prepare(overrides: list[str]) -> CachedArrays:
     """Compose the training config with `overrides` and build (or load) the cache of its data group."""
     cfg = compose(overrides)
     validate(cfg, model=False)  # preparing 16 px images is fine even if the default net needs more
-    return prepare_from_config(OmegaConf.to_container(cfg.data, resolve=True))
+    return prepare_dataset(DataSettings.from_config(cfg.data))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -34,7 +34,8 @@ CALIBRATION_BATCH = 32  # images per calibration step: the MinMax ranges do not 
 def calibration_photos(cfg: DictConfig, predictor) -> tuple[np.ndarray, str]:
     """Up to `cfg.calibration_photos` preprocessed images (N, H, W, C) uint8 and where they come from: the val
     split of the data the checkpoint was trained on (data.source=null), else every photo of data.source."""
-    from catdog.data.split import SPLITS, split_codes
+    from catdog.data.settings import SplitSettings
+    from catdog.data.split import SPLITS, assign_splits
     from catdog.evaluate import decoded_as_trained, training_data
 
     n = cfg.calibration_photos
@@ -42,11 +43,10 @@ def calibration_photos(cfg: DictConfig, predictor) -> tuple[np.ndarray, str]:
         raise CatdogError(f"calibration_photos={n}: must be a positive number of photos, e.g. 512.")
     held_out = cfg.data.get("source") is None
     trained_on = training_data(cfg)
-    recorded = {k: trained_on[k] for k in ("layout", "skip_truncated", "max_pixels")} if held_out else {}
-    arrays = decoded_as_trained(cfg, predictor, **recorded)
+    arrays = decoded_as_trained(cfg, predictor, trained_on if held_out else None)
     indices, where = np.arange(len(arrays.labels)), f"all photos of {cfg.data.source}"
     if held_out:
-        codes = split_codes(arrays.photos["group"], arrays.labels, trained_on)
+        codes = assign_splits(arrays.photos["group"], arrays.labels, SplitSettings.from_config(trained_on))
         indices, where = np.flatnonzero(codes == SPLITS.index("val")), f"the val split of {cfg.data.source}"
         if not len(indices):
             raise CatdogError(

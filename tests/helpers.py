@@ -150,10 +150,20 @@ def quiet_trainer(**settings):
 def tiny_datamodule(source: Path, cache_dir: Path, channels: int = 3, **data):
     """The DataModule of a tiny test run, set up: 16 px images, batches of 8, a quarter for val (`data` overrides)."""
     from catdog.data import ImageDataModule
+    from catdog.data.settings import DataSettings
 
     settings = {"val_fraction": 0.25, "batch_size": 8, "num_workers": 1, **data}
     dm = ImageDataModule(
-        str(source), resolution=16, channels=channels, cache_dir=str(cache_dir), progress=False, **settings
+        DataSettings.from_config(
+            dict(
+                source=str(source),
+                resolution=16,
+                channels=channels,
+                cache_dir=str(cache_dir),
+                progress=False,
+                **settings,
+            )
+        )
     )
     dm.setup("fit")
     return dm

@@ -10,6 +10,7 @@ import pytest
 from helpers import git, git_repo, write_class_folders, write_kaggle, zip_tree
 
 from benchmarks import accuracy, preprocessing, record, training
+from catdog.data.settings import DataSettings
 
 
 @pytest.fixture(autouse=True)
@@ -85,7 +86,9 @@ def test_preprocessing_comparison_on_the_same_images(tmp_path):
     folder, cache = tmp_path / "images", tmp_path / "cache"
     (built,) = cache.iterdir()
     arrays = preprocessing.prepare_dataset(
-        str(folder), resolution=16, channels=1, cache_dir=str(cache), progress=False
+        DataSettings.from_config(
+            dict(source=str(folder), resolution=16, channels=1, cache_dir=str(cache), progress=False)
+        )
     )
     assert arrays.directory == built and arrays.images.shape == (40, 16, 16, 1)
 

@@ -14,9 +14,11 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import get_class
 from omegaconf import OmegaConf
 
+from catdog.data.settings import DATA_KEYS
 from catdog.errors import CatdogError
+from catdog.models.model_spec import MODEL_KEYS
 from catdog.models.spec import ConvNetSpec
-from catdog.run.checks import CHECKS, DATA_KEYS, validate
+from catdog.run.checks import CHECKS, validate
 from catdog.run.cli import user_error
 from catdog.run.hparams import flat_hparams
 from catdog.run.launch import threads_per_job
@@ -105,9 +107,16 @@ def test_optuna_and_cluster_launchers_compose():
     assert any(c._target_ == "catdog.run.sweep.SweepSummary" for c in cfg.hydra.callbacks.values())
 
 
-SPEC_KEYS = [f"data.{k}" for k in DATA_KEYS if k != "seed"] + [
-    f"model.{f.name}" for f in fields(ConvNetSpec) if f.init and f.name not in ("in_channels", "resolution")
-]
+# every key of the data settings and the model's specs; a path (data.cache_dir, ...) may be any string
+SPEC_KEYS = (
+    [f"data.{k}" for k in DATA_KEYS if k not in ("seed", "cache_dir", "download_dir", "download_url")]
+    + [
+        f"model.{f.name}"
+        for f in fields(ConvNetSpec)
+        if f.init and f.name not in ("in_channels", "resolution")
+    ]
+    + [f"model.{k}" for k in MODEL_KEYS]
+)
 
 
 @pytest.mark.parametrize("key", sorted(CHECKS) + SPEC_KEYS)

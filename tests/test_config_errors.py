@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import hydra
 import pytest
 from helpers import ROOT, run_train
 from hydra import compose, initialize_config_dir
 
+from catdog.data.settings import DataSettings
+from catdog.errors import CatdogError
 from catdog.run.cli import user_error
 from catdog.run.config_errors import composition_error
 
@@ -44,8 +45,8 @@ def test_a_mistyped_key_or_option_names_the_closest_real_one(override, message):
 def test_following_hydras_plus_advice_gets_the_same_hint_not_a_type_error():
     with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
         cfg = compose("train", overrides=["+data.resolutoin=64", "data.source=/nowhere"])
-    with pytest.raises(Exception) as caught:
-        hydra.utils.instantiate(cfg.data)
+    with pytest.raises(CatdogError) as caught:
+        DataSettings.from_config(cfg.data)
     assert user_error(caught.value).startswith(
         "data.resolutoin is not a setting of data (did you mean data.resolution?). Options: data.balance,"
     )

@@ -13,11 +13,16 @@ from helpers import ROOT
 
 from catdog.data import preprocess
 from catdog.data.preprocess import plan_workers, prepare_dataset, summarize
+from catdog.data.settings import DataSettings
 from catdog.errors import CatdogError
 
 
 def prepare(source, cache, resolution=16, **kw):
-    return prepare_dataset(str(source), resolution=resolution, cache_dir=str(cache), progress=False, **kw)
+    return prepare_dataset(
+        DataSettings.from_config(
+            dict(source=str(source), resolution=resolution, cache_dir=str(cache), progress=False, **kw)
+        )
+    )
 
 
 @pytest.fixture
@@ -101,6 +106,7 @@ RACING_BUILDER = """
 import logging, os, sys, time
 from pathlib import Path
 from catdog.data.preprocess import prepare_dataset
+from catdog.data.settings import DataSettings
 
 logging.basicConfig(level=logging.INFO)
 barrier, real_rename = Path(sys.argv[3]), os.rename
@@ -116,7 +122,7 @@ def rename_when_both_built(src, dst):
     real_rename(src, dst)
 
 os.rename = rename_when_both_built
-a = prepare_dataset(sys.argv[1], resolution=16, cache_dir=sys.argv[2], progress=False, num_workers=2)
+a = prepare_dataset(DataSettings.from_config(dict(source=sys.argv[1], resolution=16, cache_dir=sys.argv[2], progress=False, num_workers=2)))
 print(a.directory, int(a.images.sum()))
 """
 

@@ -14,6 +14,7 @@ from PIL import Image
 
 from catdog.data import prepare_dataset
 from catdog.data.decode import BadImage, decode_image, header_size
+from catdog.data.settings import DataSettings
 from catdog.preprocessing import describe, load_image, read_flag
 
 PHOTO = make_image(0, seed=3, size=(40, 32))  # BGR, 32 rows x 40 columns
@@ -193,7 +194,11 @@ def test_report_lists_every_skipped_file_with_its_reason(tmp_path):
     (root / "Dog" / "notes.jpg").write_text("not a photo")
     (root / "Dog" / "cut.jpg").write_bytes(encode(PHOTO, ".jpg")[:-300])
     (root / "Dog" / "png.jpg").write_bytes(encode(PHOTO, ".png"))
-    arrays = prepare_dataset(str(root), resolution=16, cache_dir=str(tmp_path / "cache"), progress=False)
+    arrays = prepare_dataset(
+        DataSettings.from_config(
+            dict(source=str(root), resolution=16, cache_dir=str(tmp_path / "cache"), progress=False)
+        )
+    )
     reasons = {s["path"]: s["reason"] for s in arrays.report["skipped"]}
     assert reasons == {
         "Cat/Thumbs.db": "not an image file (by extension)",

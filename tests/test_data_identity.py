@@ -17,6 +17,7 @@ from helpers import make_image, photo_like, quiet_trainer, write_class_folders, 
 from catdog.data import ImageDataModule, preprocess
 from catdog.data.duplicates import perceptual_hash
 from catdog.data.preprocess import prepare_dataset, summarize
+from catdog.data.settings import DataSettings
 from catdog.models.classifier import ImageClassifier
 
 
@@ -57,7 +58,9 @@ def imbalanced(root, counts):
 
 def module(source, cache, **kw):
     settings = {"resolution": 16, "channels": 3, "val_fraction": 0.3, "batch_size": 8, "num_workers": 1, **kw}
-    dm = ImageDataModule(str(source), cache_dir=str(cache), progress=False, **settings)
+    dm = ImageDataModule(
+        DataSettings.from_config(dict(source=str(source), cache_dir=str(cache), progress=False, **settings))
+    )
     dm.setup("fit")
     return dm
 
@@ -202,11 +205,15 @@ def test_checkpoint_records_the_training_data_and_its_photos(with_copies, tmp_pa
 def test_copies_are_found_whichever_image_is_hashed(with_copies, tmp_path, resolution, channels):
     """Below 32 px the decoded photo is hashed, from 32 px on the network input: both find the same copies."""
     arrays = prepare_dataset(
-        str(with_copies),
-        resolution=resolution,
-        channels=channels,
-        cache_dir=str(tmp_path / "cache"),
-        progress=False,
+        DataSettings.from_config(
+            dict(
+                source=str(with_copies),
+                resolution=resolution,
+                channels=channels,
+                cache_dir=str(tmp_path / "cache"),
+                progress=False,
+            )
+        )
     )
     groups = {tuple(g["paths"]): g["kind"] for g in arrays.report["duplicates"]}
     assert groups == {
@@ -231,11 +238,15 @@ def test_the_perceptual_hash_thresholds_at_the_median():
 
 def test_the_near_duplicate_threshold_is_part_of_the_cache(with_copies, tmp_path, monkeypatch):
     first = prepare_dataset(
-        str(with_copies), resolution=16, cache_dir=str(tmp_path / "cache"), progress=False
+        DataSettings.from_config(
+            dict(source=str(with_copies), resolution=16, cache_dir=str(tmp_path / "cache"), progress=False)
+        )
     )
     monkeypatch.setattr(preprocess, "NEAR_DISTANCE", -1)  # exact copies only
     strict = prepare_dataset(
-        str(with_copies), resolution=16, cache_dir=str(tmp_path / "cache"), progress=False
+        DataSettings.from_config(
+            dict(source=str(with_copies), resolution=16, cache_dir=str(tmp_path / "cache"), progress=False)
+        )
     )
     assert strict.directory != first.directory and strict.report["near_duplicate_distance"] == -1
     assert [g["kind"] for g in strict.report["duplicates"]] == ["exact", "exact"]

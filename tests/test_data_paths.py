@@ -11,6 +11,7 @@ from helpers import write_class_folders, zip_tree
 
 from catdog.data.decode import decode_for_cache
 from catdog.data.preprocess import prepare_dataset
+from catdog.data.settings import DataSettings, DecodeSettings
 
 
 @pytest.mark.parametrize("kind", ["folder", "zip"])
@@ -18,7 +19,11 @@ def test_every_cached_image_is_the_photo_at_its_path(tmp_path, kind):
     folder = write_class_folders(tmp_path / "PetImages", per_class=6)
     (folder / "Cat" / "2b.jpg").write_bytes(b"not an image")  # skipped: the paths after it must not shift
     source = folder if kind == "folder" else zip_tree(folder, tmp_path / "PetImages.zip")
-    arrays = prepare_dataset(str(source), resolution=16, cache_dir=str(tmp_path / "cache"), progress=False)
+    arrays = prepare_dataset(
+        DataSettings.from_config(
+            dict(source=str(source), resolution=16, cache_dir=str(tmp_path / "cache"), progress=False)
+        )
+    )
     paths = arrays.photos["path"]
     assert len(paths) == len(arrays.labels) == 12 and "Cat/2b.jpg" not in " ".join(paths)
     prefix = "" if kind == "folder" else "PetImages/"
@@ -29,5 +34,5 @@ def test_every_cached_image_is_the_photo_at_its_path(tmp_path, kind):
         else:
             with zipfile.ZipFile(source) as zf:
                 data = zf.read(path)
-        np.testing.assert_array_equal(decode_for_cache(data, 16, 1)[0], image)
+        np.testing.assert_array_equal(decode_for_cache(data, DecodeSettings(resolution=16))[0], image)
         assert arrays.classes[label] == path.split("/")[-2]

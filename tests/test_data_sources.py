@@ -17,12 +17,17 @@ from helpers import make_image, write_class_folders, write_kaggle, zip_tree
 
 from catdog.data import prepare_dataset
 from catdog.data.preprocess import summarize
+from catdog.data.settings import DataSettings
 from catdog.data.sources import SourceReader, find_images, resolve_root
 from catdog.errors import CatdogError
 
 
 def prepare(source, cache, **kw):
-    return prepare_dataset(str(source), resolution=16, cache_dir=str(cache), progress=False, **kw)
+    return prepare_dataset(
+        DataSettings.from_config(
+            dict(source=str(source), resolution=16, cache_dir=str(cache), progress=False, **kw)
+        )
+    )
 
 
 def test_class_folders_with_any_names_at_any_depth(tmp_path):

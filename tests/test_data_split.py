@@ -7,6 +7,7 @@ import pytest
 from helpers import write_class_folders
 
 from catdog.data import ImageDataModule
+from catdog.data.settings import DataSettings, SplitSettings
 from catdog.data.split import SPLITS, assign_splits, balance, class_weights, interleave, split_order
 from catdog.errors import CatdogError
 
@@ -45,24 +46,32 @@ def test_class_weights_are_inverse_frequency_with_mean_one_per_sample():
 
 def test_split_follows_identity_not_position_and_adding_moves_nothing():
     keys, labels = photos()
-    codes = assign_splits(keys, labels, 0.2, 0.1, seed=5)
+    codes = assign_splits(keys, labels, SplitSettings(val_fraction=0.2, test_fraction=0.1, seed=5))
     split = by_key(keys, codes)
     order = np.random.default_rng(1).permutation(len(keys))
-    shuffled = assign_splits([keys[i] for i in order], labels[order], 0.2, 0.1, seed=5)
+    shuffled = assign_splits(
+        [keys[i] for i in order], labels[order], SplitSettings(val_fraction=0.2, test_fraction=0.1, seed=5)
+    )
     assert by_key([keys[i] for i in order], shuffled) == split
     # one more photo per class, and one photo fewer: no other photo moves
-    more = assign_splits([*keys, "f" * 64, "e" * 64, "d" * 64], np.r_[labels, 0, 1, 2], 0.2, 0.1, seed=5)
+    more = assign_splits(
+        [*keys, "f" * 64, "e" * 64, "d" * 64],
+        np.r_[labels, 0, 1, 2],
+        SplitSettings(val_fraction=0.2, test_fraction=0.1, seed=5),
+    )
     assert {
         k: v for k, v in by_key([*keys, "f" * 64, "e" * 64, "d" * 64], more).items() if k in split
     } == split
-    fewer = assign_splits(keys[1:], labels[1:], 0.2, 0.1, seed=5)
+    fewer = assign_splits(keys[1:], labels[1:], SplitSettings(val_fraction=0.2, test_fraction=0.1, seed=5))
     assert by_key(keys[1:], fewer) == {k: v for k, v in split.items() if k != keys[0]}
     # every class gets its share (in expectation: binomial, 3 standard deviations)
     for c, n in enumerate((600, 300, 100)):
         for name, fraction in (("val", 0.2), ("test", 0.1)):
             got = np.sum(codes[labels == c] == SPLITS.index(name))
             assert abs(got - n * fraction) <= 3 * np.sqrt(n * fraction * (1 - fraction)), (c, name, got)
-    other = by_key(keys, assign_splits(keys, labels, 0.2, 0.1, seed=6))
+    other = by_key(
+        keys, assign_splits(keys, labels, SplitSettings(val_fraction=0.2, test_fraction=0.1, seed=6))
+    )
     assert sum(split[k] != other[k] for k in keys) > 300  # the seed draws another split
 
 
@@ -71,17 +80,22 @@ def test_copies_share_a_split_and_conflicts_are_excluded_unless_kept():
     groups = list(keys)
     groups[1] = groups[0]  # a copy of photo 0 (same class)
     groups[60] = groups[2]  # a copy of photo 2 filed under the other class
-    codes = assign_splits(groups, labels, 0.3, seed=0)
+    codes = assign_splits(groups, labels, SplitSettings(val_fraction=0.3, seed=0))
     assert codes[1] == codes[0]
     assert SPLITS[codes[2]] == SPLITS[codes[60]] == "excluded"
     assert np.sum(codes == SPLITS.index("excluded")) == 2
-    kept = assign_splits(groups, labels, 0.3, seed=0, label_conflicts="keep")
+    kept = assign_splits(groups, labels, SplitSettings(val_fraction=0.3, seed=0, label_conflicts="keep"))
     assert kept[2] == kept[60] and SPLITS[kept[2]] != "excluded"
 
 
 def test_folds_partition_the_non_test_photos_and_keep_test_fixed():
     keys, labels = photos()
-    runs = [assign_splits(keys, labels, 0.1, 0.1, seed=3, folds=5, fold=i) for i in range(5)]
+    runs = [
+        assign_splits(
+            keys, labels, SplitSettings(val_fraction=0.1, test_fraction=0.1, seed=3, folds=5, fold=i)
+        )
+        for i in range(5)
+    ]
     test = [set(np.flatnonzero(c == SPLITS.index("test"))) for c in runs]
     assert all(t == test[0] for t in test) and len(test[0]) > 50
     vals = [set(np.flatnonzero(c == SPLITS.index("val"))) for c in runs]
@@ -94,7 +108,7 @@ def test_folds_partition_the_non_test_photos_and_keep_test_fixed():
 def test_every_class_gets_a_val_and_test_photo_on_tiny_data():
     keys, labels = photos((4, 4, 4))
     for seed in range(20):
-        codes = assign_splits(keys, labels, 0.1, 0.1, seed=seed)
+        codes = assign_splits(keys, labels, SplitSettings(val_fraction=0.1, test_fraction=0.1, seed=seed))
         for c in range(3):
             assert {"train", "val", "test"} <= {SPLITS[s] for s in codes[labels == c]}, seed
 
@@ -119,7 +133,16 @@ def test_split_order_is_fixed_by_content_not_listing():
 
 def datamodule(source, cache, **kw):
     dm = ImageDataModule(
-        str(source), resolution=16, cache_dir=str(cache), val_fraction=0.25, progress=False, **kw
+        DataSettings.from_config(
+            dict(
+                source=str(source),
+                resolution=16,
+                cache_dir=str(cache),
+                val_fraction=0.25,
+                progress=False,
+                **kw,
+            )
+        )
     )
     dm.setup("fit")
     return dm
@@ -165,12 +188,12 @@ def test_datamodule_split_is_stored_disjoint_and_listed(tmp_path):
 
 def test_bad_split_settings_name_the_key(image_folder, tmp_path):
     with pytest.raises(CatdogError, match="data.balance='sometimes' is invalid"):
-        ImageDataModule(str(image_folder), balance="sometimes")
+        DataSettings.from_config(dict(source=str(image_folder), balance="sometimes"))
     with pytest.raises(CatdogError, match="data.val_fraction"):
-        ImageDataModule(str(image_folder), val_fraction=0.6, test_fraction=0.5)
+        DataSettings.from_config(dict(source=str(image_folder), val_fraction=0.6, test_fraction=0.5))
     with pytest.raises(CatdogError, match=r"data.fold=5 is invalid: expected one of 0..4"):
-        ImageDataModule(str(image_folder), folds=5, fold=5)
+        DataSettings.from_config(dict(source=str(image_folder), folds=5, fold=5))
     with pytest.raises(CatdogError, match="data.folds=1"):
-        ImageDataModule(str(image_folder), folds=1)
+        DataSettings.from_config(dict(source=str(image_folder), folds=1))
     with pytest.raises(CatdogError, match="data.test_fraction=0"):
         datamodule(image_folder, tmp_path / "cache").test_dataloader()

@@ -11,6 +11,7 @@ from helpers import write_class_folders, zip_tree
 
 from catdog.data import prepare_dataset
 from catdog.data.download import download_archive
+from catdog.data.settings import DataSettings
 from catdog.errors import CatdogError
 
 
@@ -62,12 +63,16 @@ def server(tmp_path_factory):
 def test_download_publishes_the_archive_and_prepare_uses_it(server, tmp_path):
     data_dir = tmp_path / "data"
     arrays = prepare_dataset(
-        str(data_dir),
-        resolution=16,
-        cache_dir=str(data_dir / "cache"),
-        download_dir=str(data_dir),
-        download_url=server.url,
-        progress=False,
+        DataSettings.from_config(
+            dict(
+                source=str(data_dir),
+                resolution=16,
+                cache_dir=str(data_dir / "cache"),
+                download_dir=str(data_dir),
+                download_url=server.url,
+                progress=False,
+            )
+        )
     )
     assert (data_dir / "pets.zip").read_bytes() == server.payload
     assert not (data_dir / "pets.zip.part").exists()
@@ -117,11 +122,15 @@ def test_offline_says_how_to_point_data_source_at_local_images(tmp_path):
     data_dir = tmp_path / "data"
     with pytest.raises(CatdogError, match=r"Could not download .*data.source=") as info:
         prepare_dataset(
-            str(data_dir),
-            cache_dir=str(data_dir / "cache"),
-            download_dir=str(data_dir),
-            download_url=f"http://127.0.0.1:{port}/kagglecatsanddogs_5340.zip",
-            progress=False,
+            DataSettings.from_config(
+                dict(
+                    source=str(data_dir),
+                    cache_dir=str(data_dir / "cache"),
+                    download_dir=str(data_dir),
+                    download_url=f"http://127.0.0.1:{port}/kagglecatsanddogs_5340.zip",
+                    progress=False,
+                )
+            )
         )
     assert "CATDOG_DATA" in str(info.value)
     assert list(data_dir.iterdir()) == []  # no archive, no cache

@@ -17,6 +17,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 import catdog
 from catdog.data import ImageDataModule
+from catdog.data.settings import DataSettings
 from catdog.errors import CatdogError
 from catdog.evaluate import evaluate
 from catdog.export import export
@@ -173,7 +174,9 @@ def test_without_a_source_the_held_out_split_of_the_training_data_is_scored(tmp_
     split = "test" if test_fraction else "val"
     settings = {"val_fraction": 0.25, "test_fraction": test_fraction, "seed": 3}
     dm = ImageDataModule(
-        str(source), resolution=16, channels=3, cache_dir=str(tmp_path / "cache"), **settings
+        DataSettings.from_config(
+            dict(source=str(source), resolution=16, channels=3, cache_dir=str(tmp_path / "cache"), **settings)
+        )
     )
     dm.setup()
     assert metrics["split"] == split and metrics["n_images"] == len(dm.splits[split]) > 0

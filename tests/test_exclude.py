@@ -11,6 +11,7 @@ import torch
 from helpers import read_csv, tiny_datamodule, tiny_overrides, train_in_process, write_class_folders, zip_tree
 
 from catdog.audit.scores import COLUMNS
+from catdog.data.settings import SplitSettings
 from catdog.data.split import assign_splits
 from catdog.errors import CatdogError
 
@@ -69,8 +70,15 @@ def test_exclusion_moves_no_other_photo():
     exclude = np.zeros(200, dtype=bool)
     exclude[[3, 50, 51, 120]] = True
     for folds, fold in ((None, 0), (5, 2)):
-        plain = assign_splits(groups, labels, 0.2, 0.1, seed=0, folds=folds, fold=fold)
-        left_out = assign_splits(groups, labels, 0.2, 0.1, seed=0, folds=folds, fold=fold, exclude=exclude)
+        plain = assign_splits(
+            groups, labels, SplitSettings(val_fraction=0.2, test_fraction=0.1, seed=0, folds=folds, fold=fold)
+        )
+        left_out = assign_splits(
+            groups,
+            labels,
+            SplitSettings(val_fraction=0.2, test_fraction=0.1, seed=0, folds=folds, fold=fold),
+            exclude=exclude,
+        )
         assert (left_out[exclude] == 3).all() and (left_out[~exclude] == plain[~exclude]).all()
 
 

@@ -15,6 +15,7 @@ from helpers import ROOT
 
 from catdog.data.loaders import SeededShuffle
 from catdog.data.preprocess import prepare_dataset
+from catdog.data.settings import DataSettings
 from catdog.run.cli import user_error
 from catdog.run.resume import SaveOnInterrupt
 
@@ -84,7 +85,8 @@ def test_a_build_killed_while_writing_leaves_no_cache_and_the_next_build_finishe
         "    real(path, write, binary)\n"
         "cache.write_synced = pause_at_report\n"
         "from catdog.data.preprocess import prepare_dataset\n"
-        "prepare_dataset(sys.argv[1], resolution=16, cache_dir=sys.argv[2], progress=False, num_workers=1)\n"
+        "from catdog.data.settings import DataSettings\n"
+        "prepare_dataset(DataSettings.from_config(dict(source=sys.argv[1], resolution=16, cache_dir=sys.argv[2], progress=False, num_workers=1)))\n"
     )
     proc = subprocess.Popen(
         [sys.executable, "-c", code, str(image_folder), str(cache)],
@@ -101,7 +103,9 @@ def test_a_build_killed_while_writing_leaves_no_cache_and_the_next_build_finishe
     alive = cache / f".other-16px.{socket_host()}-{os.getpid()}.0123abcd.tmp"  # a live process's build: kept
     alive.mkdir()
     arrays = prepare_dataset(
-        str(image_folder), resolution=16, cache_dir=str(cache), progress=False, num_workers=1
+        DataSettings.from_config(
+            dict(source=str(image_folder), resolution=16, cache_dir=str(cache), progress=False, num_workers=1)
+        )
     )
     assert arrays.images.shape == (40, 16, 16, 1) and (arrays.directory / "report.json").exists()
     assert sorted(p.name for p in cache.iterdir()) == sorted([arrays.directory.name, alive.name])

@@ -11,6 +11,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from catdog.callbacks.samples import LABEL_HEIGHT, SampleGrid, make_grid
 from catdog.data import ImageDataModule
+from catdog.data.settings import DataSettings
 
 
 def test_grid_has_one_row_per_class_and_the_images_pixels():
@@ -27,7 +28,15 @@ def test_grid_has_one_row_per_class_and_the_images_pixels():
 
 def test_callback_saves_samples_png_and_logs_it_to_tensorboard(image_folder, tmp_path):
     dm = ImageDataModule(
-        str(image_folder), resolution=16, channels=3, cache_dir=str(tmp_path / "c"), progress=False
+        DataSettings.from_config(
+            dict(
+                source=str(image_folder),
+                resolution=16,
+                channels=3,
+                cache_dir=str(tmp_path / "c"),
+                progress=False,
+            )
+        )
     )
     dm.setup("fit")
     tb = TensorBoardLogger(str(tmp_path / "run"), name="tensorboard", version="")

@@ -14,6 +14,7 @@ from omegaconf import OmegaConf
 from scipy.stats import binomtest
 
 from catdog.data import ImageDataModule
+from catdog.data.settings import DataSettings
 from catdog.inference import Predictor
 from catdog.run.significance import holm, mcnemar
 from catdog.run.sweep import write_summary
@@ -122,12 +123,16 @@ def test_a_run_saves_its_predictions_and_provenance(image_folder, tmp_path):
     val, test = read_rows(run / "predictions_val.csv"), read_rows(run / "predictions_test.csv")
     # every photo of each held-out split, as the data module of the same settings assigns them
     dm = ImageDataModule(
-        str(image_folder),
-        resolution=16,
-        cache_dir=str(tmp_path / "cache"),
-        val_fraction=0.25,
-        test_fraction=0.25,
-        progress=False,
+        DataSettings.from_config(
+            dict(
+                source=str(image_folder),
+                resolution=16,
+                cache_dir=str(tmp_path / "cache"),
+                val_fraction=0.25,
+                test_fraction=0.25,
+                progress=False,
+            )
+        )
     )
     dm.setup()
     for rows, split in ((val, "val"), (test, "test")):

@@ -14,6 +14,7 @@ from helpers import epochs_done, read_csv, run_train, sweep_overrides, tiny_over
 from omegaconf import OmegaConf
 
 from catdog.data import ImageDataModule
+from catdog.data.settings import DataSettings
 from catdog.models.classifier import ImageClassifier
 from catdog.run.launch import threads_per_job
 from catdog.run.sweep import FAILURE_FILE
@@ -136,7 +137,11 @@ def test_every_job_of_a_ddp_sweep_runs_on_all_its_ranks(image_folder, tmp_path, 
     assert [(r["model.kernel"], r["status"]) for r in rows] == [(str(k), "ok") for k in kernels]
     # each job's val/acc is the accuracy of all validation photos (each process scored half), as its model gets it
     dm = ImageDataModule(
-        str(image_folder), resolution=16, cache_dir=str(tmp_path / "cache"), val_fraction=0.25
+        DataSettings.from_config(
+            dict(
+                source=str(image_folder), resolution=16, cache_dir=str(tmp_path / "cache"), val_fraction=0.25
+            )
+        )
     )
     dm.setup()
     x, y = dm.dataset("val").__getitems__(list(range(len(dm.splits["val"]))))
@@ -178,11 +183,15 @@ def test_ddp_run_writes_every_held_out_photo_once(image_folder, tmp_path):
     run_train(*tiny_overrides(image_folder, tmp_path), *data, "trainer=ddp_cpu", "trainer.devices=2")
     run = tmp_path / "run"
     dm = ImageDataModule(
-        str(image_folder),
-        resolution=16,
-        cache_dir=str(tmp_path / "cache"),
-        val_fraction=0.25,
-        test_fraction=0.175,
+        DataSettings.from_config(
+            dict(
+                source=str(image_folder),
+                resolution=16,
+                cache_dir=str(tmp_path / "cache"),
+                val_fraction=0.25,
+                test_fraction=0.175,
+            )
+        )
     )
     dm.setup()
     assert (len(dm.splits["val"]), len(dm.splits["test"])) == (10, 7)

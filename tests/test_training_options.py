@@ -6,20 +6,25 @@ from helpers import ROOT, quiet_trainer
 from hydra import compose, initialize_config_dir
 
 from catdog.data.datamodule import ImageDataModule
+from catdog.data.settings import DataSettings
 from catdog.models.classifier import ImageClassifier
 
 
 def make_datamodule(folder, tmp_path, **kwargs) -> ImageDataModule:
     dm = ImageDataModule(
-        str(folder),
-        resolution=16,
-        channels=3,
-        cache_dir=str(tmp_path / "cache"),
-        batch_size=7,
-        val_fraction=0.25,
-        progress=False,
-        num_workers=1,
-        **kwargs,
+        DataSettings.from_config(
+            dict(
+                source=str(folder),
+                resolution=16,
+                channels=3,
+                cache_dir=str(tmp_path / "cache"),
+                batch_size=7,
+                val_fraction=0.25,
+                progress=False,
+                num_workers=1,
+                **kwargs,
+            )
+        )
     )
     dm.setup("fit")
     return dm

@@ -29,9 +29,10 @@ def audit(cfg: DictConfig) -> list[dict]:
     from catdog.audit.folds import check_folds, out_of_fold
     from catdog.audit.gallery import write_gallery
     from catdog.audit.scores import COLUMNS, audit_rows, summary
-    from catdog.data.preprocess import prepare_from_config
+    from catdog.data.preprocess import prepare_dataset
+    from catdog.data.settings import DataSettings
     from catdog.io import replace_atomic, write_csv
-    from catdog.models.spec import invalid, is_int
+    from catdog.rules import invalid, is_int
     from catdog.run.checks import validate
     from catdog.run.training import instantiate_group
 
@@ -39,7 +40,7 @@ def audit(cfg: DictConfig) -> list[dict]:
     top = cfg.get("audit", {}).get("top", 48)
     if not (is_int(top) and top >= 0):
         raise invalid("audit.top", top, "a number of photos (0 = no gallery)")
-    arrays = prepare_from_config(cfg.data)
+    arrays = prepare_dataset(DataSettings.from_config(cfg.data))
     folds = check_folds(cfg, arrays)
     output_dir = Path(cfg.paths.output_dir)
     oof = out_of_fold(cfg, arrays, folds, output_dir)

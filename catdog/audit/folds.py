@@ -16,13 +16,14 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-import hydra
 import numpy as np
 import torch
 from omegaconf import DictConfig
 
 from catdog.compat import cleanlab_outlier_iqr_scale
 from catdog.data.cache import CachedArrays
+from catdog.data.datamodule import ImageDataModule
+from catdog.data.settings import DataSettings
 from catdog.errors import CatdogError
 from catdog.inference import Predictor, check_classes
 from catdog.run.training import train
@@ -112,7 +113,7 @@ def out_of_fold(cfg: DictConfig, arrays: CachedArrays, folds: int, run_dir: Path
         log.info("Audit: fold %d of %d", fold + 1, folds)
         fold_cfg = fold_config(cfg, fold, run_dir)
         train(fold_cfg)
-        datamodule = hydra.utils.instantiate(fold_cfg.data)
+        datamodule = ImageDataModule(DataSettings.from_config(fold_cfg.data))
         datamodule.setup("fit")
         train_idx, val_idx = np.unique(datamodule.splits["train"]), datamodule.splits["val"]
         never_trained[train_idx] = False

@@ -11,39 +11,16 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from catdog.data.cache import CachedArrays
-from catdog.data.decode import DEFAULT_MAX_PIXELS
 from catdog.data.duplicates import photo_ids
 from catdog.data.exclude import exclusion_mask, exclusion_tag
 from catdog.data.loaders import ResumableDataLoader, SeededShuffle, TensorBatches
-from catdog.data.preprocess import prepare_from_config, summarize
-from catdog.data.spec import DataSpec
-from catdog.data.split import (
-    SPLITS,
-    balance,
-    class_weights,
-    split_codes,
-    split_order,
-    split_rows,
-    split_setting,
-)
+from catdog.data.preprocess import prepare_dataset, summarize
+from catdog.data.settings import DataSettings
+from catdog.data.split import SPLITS, assign_splits, balance, class_weights, split_order, split_rows
 from catdog.errors import CatdogError
 from catdog.io import replace_atomic, write_csv
 
 log = logging.getLogger(__name__)
-# the data settings a checkpoint records (under the DataModule's class name), beside its source, to rebuild its
-# split (catdog.evaluate)
-TRAINING_DATA_KEYS = (
-    "layout",
-    "skip_truncated",
-    "max_pixels",
-    "seed",
-    "val_fraction",
-    "test_fraction",
-    "folds",
-    "fold",
-    "label_conflicts",
-    "exclude",
-)
 
 
 class ArrayDataset(Dataset):
@@ -71,103 +48,59 @@ def keep_batch(batch):
 
 
 class ImageDataModule(pl.LightningDataModule):
-    def __init__(
-        self,
-        source: str,
-        resolution: int = 50,
-        channels: int = 1,
-        cache_dir: str = "data/cache",
-        layout: str = "auto",
-        val_fraction: float = 0.1,
-        test_fraction: float = 0.0,
-        folds: int | None = None,
-        fold: int = 0,
-        label_conflicts: str = "drop",
-        exclude: str | None = None,
-        balance: str = "none",
-        batch_size: int = 100,
-        seed: int = 0,
-        skip_truncated: bool = True,
-        max_pixels: int = DEFAULT_MAX_PIXELS,
-        fast_decode: bool = False,
-        num_workers: int | None = None,
-        loader: str = "dataloader",
-        loader_workers: int = 0,
-        download_dir: str | None = None,
-        download_url: str | None = None,
-        progress: bool = True,
-    ):
+    """The photos of `settings.source`, decoded and cached as `settings.decode` says, split as `settings.split`
+    says (built by `DataSettings.from_config(cfg.data)`, which checks them)."""
+
+    def __init__(self, settings: DataSettings):
         super().__init__()
-        DataSpec(
-            source,
-            resolution,
-            channels,
-            layout,
-            val_fraction,
-            test_fraction,
-            balance,
-            batch_size,
-            loader,
-            seed,
-            fast_decode,
-            folds,
-            fold,
-            label_conflicts,
-            exclude,
-        )
-        self.save_hyperparameters(logger=False)
+        self.settings = settings
+        # the loaders' batch size: Lightning's batch-size finder (tune=batch_size) sets this attribute
+        self.batch_size = settings.batch_size
         self.arrays: CachedArrays | None = None
         self.splits: dict[str, np.ndarray] = {}
         self.excluded: np.ndarray | None = None  # the photos data.exclude leaves out
-
-    def _prepare(self) -> CachedArrays:
-        return prepare_from_config(self.hparams, source=str(self.hparams.source))
 
     def prepare_data(self) -> None:
         """Decode and cache once (on one process per node); setup() then only loads. Nothing to do in a process
         whose setup() already ran (training.train sets up before fitting, to learn the classes)."""
         if self.arrays is None:
-            self._prepare()
+            prepare_dataset(self.settings)
 
     def setup(self, stage: str | None = None) -> None:
         if self.arrays is not None:
             return
-        h = self.hparams
-        self.arrays = self._prepare()
+        split = self.settings.split
+        self.arrays = prepare_dataset(self.settings)
         log.info("Data: %s", summarize(self.arrays.report))
         labels, photos = self.arrays.labels, self.arrays.photos
-        self.excluded = exclusion_mask(h.exclude, photos)
+        self.excluded = exclusion_mask(split.exclude, photos)
         if self.excluded is not None:
-            log.info("data.exclude=%s: %d photos left out of every split", h.exclude, self.excluded.sum())
-        codes = split_codes(photos["group"], labels, h, self.excluded)
+            log.info("data.exclude=%s: %d photos left out of every split", split.exclude, self.excluded.sum())
+        codes = assign_splits(photos["group"], labels, split, self.excluded)
         self.splits = {
-            name: split_order(np.flatnonzero(codes == i), labels, photos["sha256"], h.seed)
+            name: split_order(np.flatnonzero(codes == i), labels, photos["sha256"], split.seed)
             for i, name in enumerate(SPLITS)
         }
         self.split_rows = split_rows(self.arrays.photos["path"], self.arrays.photos["label"], codes)
         self.split_file = self._write_split_file()
         before = np.bincount(labels[self.splits["train"]], minlength=self.num_classes)
-        self.splits["train"] = balance(self.splits["train"], labels, h.balance, h.seed)
+        self.splits["train"] = balance(self.splits["train"], labels, split.balance, split.seed)
         after = np.bincount(labels[self.splits["train"]], minlength=self.num_classes)
         log.info(
             "Split (seed %d%s): %s (listed in %s); train per class %s -> %s after balance=%s",
-            h.seed,
-            f", fold {h.fold} of {h.folds}" if h.folds else "",
+            split.seed,
+            f", fold {split.fold} of {split.folds}" if split.folds else "",
             ", ".join(f"{k} {len(v):,}" for k, v in self.splits.items()),
             self.split_file,
             dict(zip(self.classes, before.tolist())),
             dict(zip(self.classes, after.tolist())),
-            h.balance,
+            split.balance,
         )
 
     def _write_split_file(self) -> Path:
         """The cache's `splits/<setting>/splits.csv` (path,label,split per photo), so a user can see and diff it."""
-        h = self.hparams
         tag = exclusion_tag(self.excluded, self.arrays.photos["sha256"])
-        setting = split_setting(
-            h.seed, h.val_fraction, h.test_fraction, h.folds, h.fold, h.label_conflicts, tag
-        )
-        path = self.arrays.directory / "splits" / setting / "splits.csv"
+        path = self.arrays.directory / "splits" / self.settings.split.folder(tag) / "splits.csv"
         if not path.exists():
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
@@ -182,18 +115,16 @@ class ImageDataModule(pl.LightningDataModule):
         replace_atomic(path, lambda f: write_csv(f, ("path", "label", "split"), rows), binary=False)
 
     def state_dict(self) -> dict:
-        """Stored in checkpoints: the training data (source and split settings) and the compact content hashes
-        of its training split and of the photos data.exclude left out, so evaluate can score the held-out photos
-        and count photos seen in training."""
+        """Stored in checkpoints: the training data (DataSettings.record: the source, the decode and split
+        settings) and the compact content hashes of its training split and of the photos data.exclude left out,
+        so evaluate can score the held-out photos and count photos seen in training."""
         if self.arrays is None:
             return {}
-        h = self.hparams
         sha256 = self.arrays.photos["sha256"]
         train = np.unique(self.splits["train"])
         excluded = np.flatnonzero(self.excluded) if self.excluded is not None else []
         return {
-            "source": str(Path(str(h.source)).expanduser().resolve()),
-            **{k: h.get(k) for k in TRAINING_DATA_KEYS},
+            **self.settings.record(),
             "train_ids": torch.from_numpy(np.unique(photo_ids([sha256[i] for i in train]))),
             "excluded_ids": torch.from_numpy(np.unique(photo_ids([sha256[i] for i in excluded]))),
         }
@@ -211,7 +142,7 @@ class ImageDataModule(pl.LightningDataModule):
                 "%d val/test photos were in the training split of the checkpoint being resumed (its data "
                 "settings: %s): their metrics are inflated. Resume with the checkpoint's data settings.",
                 leaked,
-                {k: state.get(k) for k in ("source", *TRAINING_DATA_KEYS)},
+                {k: v for k, v in state.items() if not k.endswith("_ids")},
             )
 
     def exclusion_metrics(self) -> dict[str, int]:
@@ -240,7 +171,7 @@ class ImageDataModule(pl.LightningDataModule):
 
     def class_weights(self) -> list[float] | None:
         """Loss weights for data.balance=class_weight, from the training split's class counts."""
-        if self.hparams.balance != "class_weight":
+        if self.settings.split.balance != "class_weight":
             return None
         return class_weights(self.arrays.labels[self.splits["train"]], self.num_classes).tolist()
 
@@ -248,7 +179,7 @@ class ImageDataModule(pl.LightningDataModule):
         """A seeded sample of the training split's images, N,H,W,C uint8 (its indices are grouped by class: a
         prefix would hold one class)."""
         train = self.splits["train"]
-        rng = np.random.default_rng(self.hparams.seed)
+        rng = np.random.default_rng(self.settings.split.seed)
         return self.arrays.images[np.sort(rng.choice(train, size=min(max_images, len(train)), replace=False))]
 
     def channel_stats(self, max_images: int = 5000) -> dict[str, list[float]]:
@@ -264,24 +195,25 @@ class ImageDataModule(pl.LightningDataModule):
         idx = self.splits[split]
         images = torch.from_numpy(self.arrays.images[idx]).to(device)
         labels = torch.from_numpy(self.arrays.labels[idx]).to(device)
-        sampler = SeededShuffle(len(idx), self.hparams.seed) if shuffle else None
-        return TensorBatches(images, labels, self.hparams.batch_size, sampler)
+        sampler = SeededShuffle(len(idx), self.settings.split.seed) if shuffle else None
+        return TensorBatches(images, labels, self.batch_size, sampler)
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader | TensorBatches:
         distributed = self.trainer is not None and self.trainer.world_size > 1
-        if self.hparams.loader == "tensor" and not distributed:
+        settings, seed = self.settings, self.settings.split.seed
+        if settings.loader == "tensor" and not distributed:
             return self._tensor_loader(split, shuffle)
         dataset = self.dataset(split)
         return ResumableDataLoader(
             dataset,
-            batch_size=self.hparams.batch_size,
-            sampler=SeededShuffle(len(dataset), self.hparams.seed) if shuffle else None,
+            batch_size=self.batch_size,
+            sampler=SeededShuffle(len(dataset), seed) if shuffle else None,
             collate_fn=keep_batch,
-            num_workers=self.hparams.loader_workers,
-            persistent_workers=self.hparams.loader_workers > 0,
+            num_workers=settings.loader_workers,
+            persistent_workers=settings.loader_workers > 0,
             # its own seeds for the workers: drawing them from the global generator, which a checkpoint restores,
             # would shift dropout and augmentation after a mid-epoch resume
-            generator=torch.Generator().manual_seed(self.hparams.seed),
+            generator=torch.Generator().manual_seed(seed),
         )
 
     def train_dataloader(self) -> DataLoader | TensorBatches:

@@ -14,9 +14,8 @@ import cv2
 import numpy as np
 
 from catdog.data.duplicates import photo_hash
+from catdog.data.settings import DEFAULT_MAX_PIXELS, DecodeSettings
 from catdog.preprocessing import fit, is_jpeg, jpeg_size, read_flag
-
-DEFAULT_MAX_PIXELS = 100_000_000  # refuse decompression bombs before OpenCV allocates them
 
 
 class BadImage(Exception):
@@ -51,30 +50,31 @@ def decode_image(
     fast_decode: bool = False,
 ) -> np.ndarray:
     """catdog.preprocessing's (resolution, resolution, channels) uint8 RGB input; BadImage with the reason."""
-    return decode_for_cache(data, resolution, channels, skip_truncated, max_pixels, fast_decode)[0]
+    settings = DecodeSettings(
+        resolution=resolution,
+        channels=channels,
+        skip_truncated=skip_truncated,
+        max_pixels=max_pixels,
+        fast_decode=fast_decode,
+    )
+    return decode_for_cache(data, settings)[0]
 
 
-def decode_for_cache(
-    data: bytes,
-    resolution: int,
-    channels: int = 1,
-    skip_truncated: bool = True,
-    max_pixels: int = DEFAULT_MAX_PIXELS,
-    fast_decode: bool = False,
-) -> tuple[np.ndarray, tuple[int, int], int]:
+def decode_for_cache(data: bytes, settings: DecodeSettings) -> tuple[np.ndarray, tuple[int, int], int]:
     """decode_image, plus the original (width, height) for the report's size statistics (header parsed once) and
     the perceptual hash that finds near duplicates (see catdog.data.duplicates.photo_hash)."""
+    resolution, channels, max_pixels = settings.resolution, settings.channels, settings.max_pixels
     if not data:
         raise BadImage("empty file")
     size = header_size(data)
     if size is not None and size[0] * size[1] > max_pixels:
         raise BadImage(f"too large ({size[0]}x{size[1]} pixels > data.max_pixels={max_pixels})")
     if is_truncated_jpeg(data):
-        if skip_truncated:
+        if settings.skip_truncated:
             raise BadImage("truncated JPEG (no end-of-image marker)")
         # OpenCV rejects a JPEG without its end marker; with one, the missing part is grey
         data += b"\xff\xd9"
-    flag = read_flag(size if is_jpeg(data) else None, resolution, channels, fast_decode)
+    flag = read_flag(size if is_jpeg(data) else None, resolution, channels, settings.fast_decode)
     try:
         img = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), flag)
     except cv2.error as e:

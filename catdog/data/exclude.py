@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from catdog.data.spec import missing_exclude_file
+from catdog.data.settings import missing_exclude_file
 from catdog.errors import CatdogError
 
 SHA256 = re.compile(r"^[0-9a-f]{64}$")

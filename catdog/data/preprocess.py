@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import inspect
 import logging
 import mmap
 import signal
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
+from dataclasses import asdict
 from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
 
 from catdog.data.cache import CachedArrays, cache_key, load_cache, write_cache
-from catdog.data.decode import DEFAULT_MAX_PIXELS, BadImage, decode_for_cache
+from catdog.data.decode import BadImage, decode_for_cache
 from catdog.data.duplicates import (
     NEAR_DISTANCE,
     content_hash,
@@ -21,6 +21,7 @@ from catdog.data.duplicates import (
     duplicate_groups,
     summarize_duplicates,
 )
+from catdog.data.settings import DataSettings, DecodeSettings
 from catdog.data.sources import ImageSource, SourceReader, archive_kind, find_images, printable, resolve_root
 from catdog.errors import CatdogError
 from catdog.io import usable_cpus
@@ -59,7 +60,7 @@ def _decode_chunk(chunk: tuple[int, list[str]]):
     """Decode a run of files straight into the shared output array; returns (start, ok flags, failures, sizes,
     {index: (sha256, perceptual hash)})."""
     start, paths = chunk
-    reader, params, out = _worker["reader"], _worker["params"], _worker["out"]
+    reader, decode, out = _worker["reader"], _worker["decode"], _worker["out"]
     ok = np.zeros(len(paths), dtype=bool)
     failures, sizes, hashes = [], [], {}
     for i, path in enumerate(paths):
@@ -69,7 +70,7 @@ def _decode_chunk(chunk: tuple[int, list[str]]):
             failures.append((start + i, f"unreadable ({e.__class__.__name__}: {e})"))
             continue
         try:
-            out[start + i], size, phash = decode_for_cache(data, **params)
+            out[start + i], size, phash = decode_for_cache(data, decode)
         except BadImage as e:
             failures.append((start + i, str(e)))
             continue
@@ -92,8 +93,8 @@ def plan_workers(n: int, requested: int) -> tuple[int, int]:
     return workers, max(1, min(CHUNK, -(-n // (workers * 4))))
 
 
-def _decode_all(source: ImageSource, params: dict, num_workers: int, progress: bool):
-    res, ch = params["resolution"], params["channels"]
+def _decode_all(source: ImageSource, decode: DecodeSettings, num_workers: int, progress: bool):
+    res, ch = decode.resolution, decode.channels
     n = len(source.paths)
     workers, chunk = plan_workers(n, num_workers)
     out = _shared_array((n, res, res, ch)) if workers > 1 else np.empty((n, res, res, ch), dtype=np.uint8)
@@ -101,7 +102,7 @@ def _decode_all(source: ImageSource, params: dict, num_workers: int, progress: b
     failures, sizes, hashes = [], [], {}
     chunks = [(s, source.paths[s : s + chunk]) for s in range(0, n, chunk)]
     reader = SourceReader(source.root, source.kind)
-    _worker.update(reader=reader, params=params, out=out)  # inherited by the forked workers
+    _worker.update(reader=reader, decode=decode, out=out)  # inherited by the forked workers
     pool = _fork_pool(workers) if workers > 1 else None
     try:
         # the pool takes the tasks now; tqdm's import (~12 ms, most of it its version lookup) runs while it decodes
@@ -187,15 +188,10 @@ def summarize(report: dict, first: int = 5) -> str:
     return "\n".join([*lines, summarize_duplicates(report)])
 
 
-def locate_source(
-    source: str,
-    exclude: Path | None,
-    download_dir: str | None,
-    download_url: str | None,
-    progress: bool = True,
-):
+def locate_source(settings: DataSettings):
     """The root and kind of the images, downloading the official archive when the default folder is empty."""
-    found = resolve_root(source, exclude)
+    source, download_dir, download_url = str(settings.source), settings.download_dir, settings.download_url
+    found = resolve_root(source, Path(settings.cache_dir))
     if found is not None:
         return found
     is_download_dir = download_dir is not None and Path(source).resolve() == Path(download_dir).resolve()
@@ -203,7 +199,7 @@ def locate_source(
         # http.client and friends: ~10 ms that a local source does not need
         from catdog.data.download import download_archive
 
-        archive = download_archive(download_url, Path(download_dir), progress=progress)
+        archive = download_archive(download_url, Path(download_dir), progress=settings.progress)
         return archive, archive_kind(archive)
     if not Path(source).exists():
         raise CatdogError(
@@ -214,47 +210,24 @@ def locate_source(
     )
 
 
-def prepare_from_config(data: Mapping, **overrides) -> CachedArrays:
-    """prepare_dataset from a `data` config (or a DataModule's hparams): the split and loader keys play no part."""
-    accepted = inspect.signature(prepare_dataset).parameters
-    return prepare_dataset(**{**{k: v for k, v in data.items() if k in accepted}, **overrides})
-
-
-def prepare_dataset(
-    source: str,
-    resolution: int = 50,
-    channels: int = 1,
-    cache_dir: str = "data/cache",
-    layout: str = "auto",
-    skip_truncated: bool = True,
-    max_pixels: int = DEFAULT_MAX_PIXELS,
-    fast_decode: bool = False,
-    num_workers: int | None = None,
-    download_dir: str | None = None,
-    download_url: str | None = None,
-    progress: bool = True,
-) -> CachedArrays:
-    """Find, decode and cache the images of `source`; a second call with the same settings loads the cache."""
-    cache_root = Path(cache_dir)
-    root, kind = locate_source(source, cache_root, download_dir, download_url, progress)
-    found = find_images(root, kind, layout, exclude=cache_root)
-    params = {
-        "resolution": resolution,
-        "channels": channels,
-        "skip_truncated": skip_truncated,
-        "max_pixels": max_pixels,
-        "fast_decode": fast_decode,
-    }
+def prepare_dataset(settings: DataSettings) -> CachedArrays:
+    """Find, decode and cache the images of `settings.source`; a second call with the same source and decode
+    settings loads the cache (the split and loader settings play no part)."""
+    source, decode = str(settings.source), settings.decode
+    cache_root = Path(settings.cache_dir)
+    root, kind = locate_source(settings)
+    found = find_images(root, kind, decode.layout, exclude=cache_root)
     files = {"root": str(root.resolve()), "layout": found.layout, "files": found.fingerprint}
-    # the duplicate threshold decides the groups the cache holds
-    key = cache_key({**files, **params, "near_duplicate_distance": NEAR_DISTANCE})
-    directory = cache_root / f"{root.name.split('.')[0]}-{resolution}px-{channels}ch-{key}"
+    # every decode setting, the layout as found (auto resolved), and the duplicate threshold, which decides the
+    # groups the cache holds
+    key = cache_key({**asdict(decode), **files, "near_duplicate_distance": NEAR_DISTANCE})
+    directory = cache_root / f"{root.name.split('.')[0]}-{decode.resolution}px-{decode.channels}ch-{key}"
     cached = load_cache(directory)
     if cached is not None:
         log.info("Loaded cached arrays from %s (%d images)", directory, len(cached.labels))
         return cached
-    workers = num_workers if num_workers and num_workers > 0 else usable_cpus()
-    images, ok, failures, sizes, hashes = _decode_all(found, params, workers, progress)
+    workers = settings.num_workers if settings.num_workers and settings.num_workers > 0 else usable_cpus()
+    images, ok, failures, sizes, hashes = _decode_all(found, decode, workers, settings.progress)
     labels = np.asarray(found.labels, dtype=np.int64)[ok]
     if not ok.any():
         reasons = ", ".join(f"{n} {r}" for r, n in reason_counts(r for _, r in failures)[:3])
@@ -275,8 +248,8 @@ def prepare_dataset(
         "n_skipped": len(skipped),
         "per_class": {c: int(n) for c, n in zip(found.classes, counts)},
         "skipped": skipped,
-        "resolution": resolution,
-        "channels": channels,
+        "resolution": decode.resolution,
+        "channels": decode.channels,
         "image_size": _size_stats(sizes),
         "cache_dir": str(directory),
         "near_duplicate_distance": NEAR_DISTANCE,

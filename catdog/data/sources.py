@@ -15,8 +15,9 @@ import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from catdog.data.spec import LAYOUTS, check_choice
+from catdog.data.settings import LAYOUTS
 from catdog.errors import CatdogError
+from catdog.rules import check_choice
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz")

@@ -11,9 +11,11 @@ photo at all gets its train photo with the smallest u, so tiny data still valida
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 import numpy as np
+
+from catdog.data.settings import SplitSettings
 
 SPLITS = ("train", "val", "test", "excluded")
 TRAIN, VAL, TEST, EXCLUDED = range(4)
@@ -37,17 +39,10 @@ def _ensure_each_class(code, u, group_classes, num_classes: int, target: int) ->
 
 
 def assign_splits(
-    groups: Sequence[str],
-    labels: np.ndarray,
-    val_fraction: float,
-    test_fraction: float = 0.0,
-    seed: int = 0,
-    folds: int | None = None,
-    fold: int = 0,
-    label_conflicts: str = "drop",
-    exclude: np.ndarray | None = None,
+    groups: Sequence[str], labels: np.ndarray, settings: SplitSettings, exclude: np.ndarray | None = None
 ) -> np.ndarray:
-    """The split of each photo, as an index into SPLITS; `groups` are the photos' duplicate-group keys.
+    """The split of each photo, as an index into SPLITS; `groups` are the photos' duplicate-group keys, `settings`
+    those of a data config or of a checkpoint's record of its training data.
 
     With `folds`=K the non-test photos fall into K equal folds by u and fold `fold` is val (val_fraction unused);
     the test split is the same for every fold. Groups whose photos carry different labels are `excluded` when
@@ -57,24 +52,16 @@ def assign_splits(
     if exclude is not None and exclude.any():
         code = np.full(len(groups), EXCLUDED, dtype=np.int8)
         keep = np.flatnonzero(~exclude)
-        code[keep] = assign_splits(
-            [groups[i] for i in keep],
-            labels[keep],
-            val_fraction,
-            test_fraction,
-            seed,
-            folds,
-            fold,
-            label_conflicts,
-        )
+        code[keep] = assign_splits([groups[i] for i in keep], labels[keep], settings)
         return code
+    seed, test_fraction, folds = settings.seed, settings.test_fraction, settings.folds
     keys, inverse = np.unique(np.asarray(groups), return_inverse=True)
     num_classes = int(labels.max()) + 1 if len(labels) else 0
     u = seeded_uniform(keys.tolist(), seed, "split")
     code = np.full(len(keys), TRAIN, dtype=np.int8)
     code[u < test_fraction] = TEST
     group_classes = [np.unique(inverse[labels == c]) for c in range(num_classes)]
-    if label_conflicts == "drop":
+    if settings.label_conflicts == "drop":
         n_labels = np.zeros(len(keys), dtype=np.int64)
         for members in group_classes:
             n_labels[members] += 1
@@ -84,29 +71,11 @@ def assign_splits(
         _ensure_each_class(code, u, group_classes, num_classes, TEST)
     if folds:
         position = (u - test_fraction) / (1 - test_fraction) * folds
-        code[(code == TRAIN) & (np.minimum(np.floor(position), folds - 1) == fold)] = VAL
+        code[(code == TRAIN) & (np.minimum(np.floor(position), folds - 1) == settings.fold)] = VAL
     else:
-        code[(code == TRAIN) & (u < test_fraction + val_fraction)] = VAL
+        code[(code == TRAIN) & (u < test_fraction + settings.val_fraction)] = VAL
         _ensure_each_class(code, u, group_classes, num_classes, VAL)
     return code[inverse]
-
-
-def split_codes(
-    groups: Sequence[str], labels: np.ndarray, settings: Mapping, exclude: np.ndarray | None = None
-) -> np.ndarray:
-    """assign_splits with the split settings of a data config, or of a checkpoint's record of its training data,
-    and the photos data.exclude leaves out."""
-    return assign_splits(
-        groups,
-        labels,
-        settings["val_fraction"],
-        settings.get("test_fraction", 0.0),
-        settings["seed"],
-        settings.get("folds"),
-        settings.get("fold", 0),
-        settings.get("label_conflicts", "drop"),
-        exclude,
-    )
 
 
 def interleave(labels: np.ndarray) -> np.ndarray:
@@ -148,24 +117,6 @@ def class_weights(labels: np.ndarray, num_classes: int) -> np.ndarray:
     """Loss weights inversely proportional to class frequency (mean weight 1 over samples)."""
     counts = np.bincount(labels, minlength=num_classes).astype(np.float64)
     return (len(labels) / (num_classes * np.maximum(counts, 1))).astype(np.float32)
-
-
-def split_setting(
-    seed: int,
-    val_fraction: float,
-    test_fraction: float,
-    folds: int | None,
-    fold: int,
-    label_conflicts: str,
-    exclude_tag: str = "",
-) -> str:
-    """`seed0-val0.1-test0.0`, or `seed0-test0.1-fold1of5`, plus `-conflicts-keep` and data.exclude's
-    `-exclude<hash>` where they apply: the folder of a cache's `splits/<setting>/splits.csv` (sweep jobs with other
-    seeds or folds share one cache)."""
-    name = f"seed{seed}-val{val_fraction}-test{test_fraction}"
-    if folds:
-        name = f"seed{seed}-test{test_fraction}-fold{fold}of{folds}"
-    return name + ("-conflicts-keep" if label_conflicts == "keep" else "") + exclude_tag
 
 
 def split_rows(paths: Sequence[str], labels: Sequence[str], codes: np.ndarray) -> list[tuple[str, str, str]]:

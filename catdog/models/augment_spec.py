@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 
 from catdog.errors import CatdogError, did_you_mean
-from catdog.models.spec import invalid, is_int, is_number
+from catdog.rules import invalid, is_int, is_number
 
 KEY = "model.augment"
 

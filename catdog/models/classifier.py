@@ -16,16 +16,14 @@ from torchmetrics.classification import MulticlassAccuracy
 from catdog.errors import CatdogError
 from catdog.explain.calibration import calibrate
 from catdog.models.augment import augment_batch
-from catdog.models.augment_spec import augment_spec
 from catdog.models.convnet import build_convnet
-from catdog.models.options import check_progressive_resize, check_whiten
+from catdog.models.model_spec import ModelSpec
 from catdog.models.resize import resize_batch, resolution_at
 from catdog.models.rng_state import RNG_KEY, rng_states, set_rng_states
 from catdog.models.spec import convnet_spec
 from catdog.models.whiten import freeze_first_conv
 
 log = logging.getLogger(__name__)
-LOSSES = ("cross_entropy", "mse")
 
 
 def flip_tta_probabilities(net: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
@@ -70,9 +68,6 @@ class ImageClassifier(pl.LightningModule):
             raise CatdogError(
                 "model.normalize=true needs the training data's mean/std (training.train passes them)."
             )
-        if loss not in LOSSES:
-            raise CatdogError(f"model.loss={loss}: must be one of {', '.join(LOSSES)}.")
-        self.augment_spec = augment_spec(augment, resolution)
         if "auto" in (channels_last, compile):  # catdog.run.calibrate settles it first in train.py
             raise CatdogError(
                 "model.channels_last and model.compile=auto are measured by train.py; give true or false."
@@ -80,10 +75,16 @@ class ImageClassifier(pl.LightningModule):
         # logged by catdog.run.hparams as the flat config keys; here only stored in checkpoints
         self.save_hyperparameters(ignore=["optimizer", "scheduler"], logger=False)
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
-        spec = convnet_spec(net, in_channels, resolution)
-        check_progressive_resize(progressive_resize, spec)
-        check_whiten(whiten, spec)
-        self.net = build_convnet(spec, len(classes), mean, std)
+        spec = ModelSpec(
+            convnet_spec(net, in_channels, resolution),
+            loss=loss,
+            label_smoothing=label_smoothing,
+            augment=augment,
+            progressive_resize=progressive_resize,
+            whiten=whiten,
+        )
+        self.augment_spec = spec.augmentation
+        self.net = build_convnet(spec.net, len(classes), mean, std)
         if whiten:
             freeze_first_conv(self.net)
         if channels_last:

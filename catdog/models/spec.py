@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from catdog.errors import CatdogError, did_you_mean
+from catdog.rules import check_channels, check_resolution, invalid, is_int, is_int_list, is_number
 
 ACTIVATIONS = ("relu", "gelu", "silu", "leaky_relu")
 POOL_TYPES = ("max", "avg")
@@ -30,25 +31,6 @@ NET_KEYS = (
     "activation",
     "head",
 )
-
-
-def is_int(v) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def is_number(v) -> bool:
-    return isinstance(v, float | int) and not isinstance(v, bool)
-
-
-def is_int_list(v) -> bool:
-    return isinstance(v, list | tuple) and all(is_int(i) for i in v)
-
-
-def invalid(key: str, value, expected: str) -> CatdogError:
-    """The one-line message for a config value that cannot work."""
-    return CatdogError(
-        f"{key}={value!r} is invalid: expected {expected}. Fix it on the command line or in configs/."
-    )
 
 
 @dataclass(frozen=True)
@@ -105,10 +87,8 @@ class ConvNetSpec:
         for key, ok, expected in rules:
             if not ok:
                 raise invalid(f"model.{key}", getattr(self, key), expected)
-        if not (is_int(self.resolution) and self.resolution >= 1):
-            raise invalid("data.resolution", self.resolution, "a positive integer (pixels), e.g. 50")
-        if not (is_int(self.in_channels) and self.in_channels >= 1):
-            raise invalid("data.channels", self.in_channels, "1 (grayscale) or 3 (colour)")
+        check_resolution(self.resolution)
+        check_channels(self.in_channels)
         kernels = [self.kernel] * len(self.channels) if is_int(self.kernel) else list(self.kernel)
         if len(kernels) != len(self.channels):
             raise CatdogError(

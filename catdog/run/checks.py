@@ -1,26 +1,23 @@
 """The check of a composed config, before anything runs: impossible values become one message naming the key.
 
-The network's and the data's rules live in their specs (models/spec.py, data/spec.py), which the components
-build too; this module builds the same specs from the config, so a wrong value stops the run before the data is
-decoded. The few keys that belong to no component (trainer, optimizer, tags) are checked here.
+The data's, the network's and the model's rules live in their settings and specs (data/settings.py,
+models/spec.py, models/model_spec.py), which the components build too; this module builds the same objects from
+the config, so a wrong value stops the run before any photo is decoded. The few keys that belong to no component
+(trainer, optimizer, tags) are checked here.
 """
 
 from __future__ import annotations
 
-from dataclasses import fields
-
 from omegaconf import DictConfig, OmegaConf
 
-from catdog.data.spec import DataSpec
+from catdog.data.settings import DataSettings
 from catdog.errors import CatdogError
-from catdog.models.augment_spec import augment_spec
-from catdog.models.options import check_progressive_resize, check_whiten
-from catdog.models.spec import NET_KEYS, convnet_spec, invalid, is_int, is_int_list, is_number
+from catdog.models.model_spec import ModelSpec
+from catdog.rules import invalid, is_int, is_int_list, is_number
 from catdog.run.calibrate import check_settings
 
 CHECKS = {
     "batch_size": (lambda v: is_int(v) and v >= 1, "a positive integer"),
-    "model.label_smoothing": (lambda v: is_number(v) and 0 <= v < 1, "a number in [0, 1)"),
     "model.optimizer.lr": (lambda v: is_number(v) and v > 0, "a positive number, e.g. 0.001"),
     "trainer.max_epochs": (
         lambda v: v is None or (is_int(v) and v >= -1),
@@ -34,7 +31,6 @@ CHECKS = {
     "seed": (is_int, "an integer (the split and the batch order follow it)"),
     "tags": (lambda v: isinstance(v, list | tuple), "a list, e.g. [baseline,small]"),
 }
-DATA_KEYS = [f.name for f in fields(DataSpec)]
 
 
 def _plain(value):
@@ -49,15 +45,10 @@ def validate(cfg: DictConfig, model: bool = True) -> None:
         value = _plain(OmegaConf.select(cfg, key, default=KeyError))
         if value is not KeyError and not ok(value):
             raise invalid(key, value, expected)
-    data = cfg.get("data")
-    if data is not None and "_target_" in data:
-        DataSpec(**{k: _plain(data[k]) for k in DATA_KEYS if k in data})
+    if cfg.get("data") is not None:
+        DataSettings.from_config(cfg.data)
     if model and "in_channels" in cfg.get("model", {}):
-        net = {k: _plain(cfg.model[k]) for k in NET_KEYS if k in cfg.model}
-        spec = convnet_spec(net, _plain(cfg.model.in_channels), _plain(cfg.model.resolution))
-        check_progressive_resize(_plain(cfg.model.get("progressive_resize")), spec)
-        check_whiten(_plain(cfg.model.get("whiten")), spec)
-        augment_spec(_plain(cfg.model.get("augment")), spec.resolution)
+        ModelSpec.from_config(_plain(cfg.model))
     check_settings(cfg)
     if cfg.get("test") and not OmegaConf.select(cfg, "data.test_fraction", default=0):
         raise CatdogError(

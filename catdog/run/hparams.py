@@ -8,8 +8,10 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.utilities import rank_zero_only
 
 from catdog.compat import tensorboard_file_writer
+from catdog.data.settings import DECODE_KEYS, SPLIT_KEYS
 
-DATA_KEYS = ("resolution", "channels", "batch_size", "balance", "val_fraction", "test_fraction", "fold")
+# what decides what a run learns of its data: how the photos are decoded and split, and the batch size
+DATA_KEYS = (*DECODE_KEYS, *SPLIT_KEYS, "batch_size")
 HPARAM_METRICS = ("val/acc", "val/loss")
 
 
@@ -23,7 +25,8 @@ def _flatten(prefix: str, node: Any, out: dict[str, Any]) -> None:
 
 
 def flat_hparams(cfg: DictConfig) -> dict[str, Any]:
-    """model.* (optimizer and scheduler included), key data.* values, seed, tags: flat, scalars."""
+    """model.* (optimizer and scheduler included), the data.* values that decide what is learned, seed, tags:
+    flat, scalars."""
     out: dict[str, Any] = {}
     _flatten("model", OmegaConf.to_container(cfg.model, resolve=True), out)
     for key in DATA_KEYS:

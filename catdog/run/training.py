@@ -14,6 +14,8 @@ from omegaconf import DictConfig
 
 from catdog.callbacks.ema import averaging_first
 from catdog.callbacks.pruning import pruned_epoch, trial_callbacks
+from catdog.data.datamodule import ImageDataModule
+from catdog.data.settings import DataSettings
 from catdog.io import write_json_atomic
 from catdog.models.whiten import init_whitening
 from catdog.run.calibrate import calibrate
@@ -72,7 +74,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     torch.set_float32_matmul_precision("high")
     output_dir = Path(cfg.paths.output_dir)
 
-    datamodule = hydra.utils.instantiate(cfg.data)
+    datamodule = ImageDataModule(DataSettings.from_config(cfg.data))
     datamodule.setup("fit")  # builds or loads the cache: the model needs the classes
     stats = datamodule.channel_stats() if cfg.model.get("normalize") else {}
     model = hydra.utils.instantiate(

@@ -1,0 +1,101 @@
+"""The model's rules beside the network's shape: its loss, augmentation, progressive resizing and whitening, as
+one value that checks itself (ModelSpec), against the network they train (models/spec.py's ConvNetSpec).
+
+No torch here, as in spec.py: the config check (catdog.run.checks) builds this spec before any photo is decoded,
+and the classifier builds the same one from its arguments, so each rule exists once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+
+from catdog.errors import CatdogError
+from catdog.models.augment_spec import AugmentSpec, augment_spec
+from catdog.models.spec import NET_KEYS, ConvNetSpec, convnet_spec
+from catdog.rules import check_choice, invalid, is_int, is_number, pick
+
+LOSSES = ("cross_entropy", "mse")
+PROGRESSIVE_KEYS = ("start", "until_epoch", "multiple")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What `model.*` asks of training besides the network: `net` is the network's spec; the other fields are the
+    config's values as given, and `augmentation` is model.augment checked (None: no augmentation)."""
+
+    net: ConvNetSpec
+    loss: str = "cross_entropy"  # mse: softmax + MSE on one-hot labels (the tutorial)
+    label_smoothing: float = 0.0
+    augment: Mapping | None = None
+    progressive_resize: Mapping | None = None
+    whiten: bool = False
+    augmentation: AugmentSpec | None = field(init=False)
+
+    def __post_init__(self) -> None:
+        check_choice("model.loss", self.loss, LOSSES)
+        if not (is_number(self.label_smoothing) and 0 <= self.label_smoothing < 1):
+            raise invalid("model.label_smoothing", self.label_smoothing, "a number in [0, 1)")
+        object.__setattr__(self, "augmentation", augment_spec(self.augment, self.net.resolution))
+        check_progressive_resize(self.progressive_resize, self.net)
+        if not isinstance(self.whiten, bool):
+            raise invalid("model.whiten", self.whiten, "true or false")
+        check_whiten(self.whiten, self.net)
+
+    @classmethod
+    def from_config(cls, model: Mapping) -> ModelSpec:
+        """The spec of a `model` config (plain values): the network's keys (NET_KEYS) on its input (in_channels,
+        resolution: data.*'s) and the training rules' keys (MODEL_KEYS); its other keys (optimizer, tta, speed
+        settings) are not its to check."""
+        net = convnet_spec(pick(model, NET_KEYS), model["in_channels"], model["resolution"])
+        return cls(net, **pick(model, MODEL_KEYS))
+
+
+# the keys of `model` a ModelSpec takes besides the network's (NET_KEYS)
+MODEL_KEYS = tuple(f.name for f in fields(ModelSpec) if f.init and f.name != "net")
+
+
+def check_progressive_resize(schedule: Mapping | None, spec: ConvNetSpec) -> None:
+    """A schedule of start (px), until_epoch and multiple that this net can train with."""
+    if schedule is None:
+        return
+    if (
+        not isinstance(schedule, Mapping)
+        or set(schedule) - set(PROGRESSIVE_KEYS)
+        or not {"start", "until_epoch"} <= set(schedule)
+    ):
+        raise CatdogError(
+            f"model.progressive_resize={schedule}: give start and until_epoch (and optionally multiple), "
+            "e.g. {start:48,until_epoch:6}."
+        )
+    if spec.head != "gap":
+        raise CatdogError(
+            f"model.progressive_resize needs model.head=gap: a {spec.head} head fixes the input size to "
+            f"data.resolution={spec.resolution}. Set model.head=gap, or drop model.progressive_resize."
+        )
+    start, until, multiple = schedule["start"], schedule["until_epoch"], schedule.get("multiple", 8)
+    smallest = spec.min_resolution()
+    if not (is_int(start) and smallest <= start <= spec.resolution):
+        raise CatdogError(
+            f"model.progressive_resize.start={start}: must be a size in pixels from {smallest} (the smallest input "
+            f"this conv stack takes) to data.resolution={spec.resolution}."
+        )
+    if not (is_int(until) and until >= 1 and is_int(multiple) and multiple >= 1):
+        raise CatdogError(
+            f"model.progressive_resize.until_epoch={until}, multiple={multiple}: both must be integers >= 1."
+        )
+
+
+def check_whiten(whiten: bool, spec: ConvNetSpec) -> None:
+    """model.whiten uses both signs of whole principal components of the first conv's input patches: the first
+    stage's channels must be even and at most 2 x channels x kernel^2."""
+    if not whiten:
+        return
+    out, k = spec.channels[0], spec.kernels[0]
+    dims = spec.in_channels * k * k
+    if out % 2 or out > 2 * dims:
+        raise CatdogError(
+            f"model.whiten=true: model.channels[0]={out} must be even and at most {2 * dims} (both signs of the "
+            f"{dims} components of the {k}x{k}x{spec.in_channels} input patches). Change model.channels[0] "
+            "or drop model.whiten."
+        )
