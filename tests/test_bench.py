@@ -251,7 +251,6 @@ def test_the_audit_benchmark_times_an_audit_against_a_fast_run(tmp_path):
     assert sorted(p.name for p in (tmp_path / "kept").iterdir()) == ["audit.csv", "audit.html", "audit.png"]
 
 
-
 @pytest.mark.slow
 def test_the_exclusions_benchmark_scores_each_run_with_and_without_the_flagged_photos(tmp_path):
     import hashlib
