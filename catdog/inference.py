@@ -11,13 +11,13 @@ import os
 import pickle
 import zipfile
 from collections.abc import Sequence
+from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-import catdog
 from catdog.errors import CatdogError
 from catdog.explain.gradcam import gradcam
 from catdog.models.classifier import ImageClassifier, flip_tta_probabilities, with_temperature
@@ -166,7 +166,7 @@ def preprocessing(model: ImageClassifier) -> dict:
         },
         "temperature": float(model.temperature),
         "tta": bool(h.tta),
-        "catdog_version": catdog.__version__,
+        "catdog_version": version("catdog"),
     }
 
 
