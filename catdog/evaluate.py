@@ -27,6 +27,7 @@ from torchmetrics.functional.classification import (
     multiclass_recall,
 )
 
+from catdog.batching import batches
 from catdog.data.cache import CachedArrays
 from catdog.data.duplicates import photo_ids
 from catdog.data.exclude import exclusion_mask
@@ -36,7 +37,7 @@ from catdog.errors import CatdogError
 from catdog.explain.calibration import calibration_report
 from catdog.explain.robustness import robustness_accuracy, robustness_figure, robustness_table
 from catdog.inference import Predictor, check_classes, read_checkpoint
-from catdog.io import write_json_atomic
+from catdog.io import save_figure, write_json_atomic
 from catdog.run.checks import validate
 from catdog.run.cli import guarded, run_entry
 from catdog.run.training import instantiate_group
@@ -136,17 +137,7 @@ def decoded_as_trained(cfg: DictConfig, predictor: Predictor, **recorded) -> Cac
 
 def logits_of(predictor: Predictor, arrays: CachedArrays, indices: np.ndarray, batch: int) -> np.ndarray:
     """The checkpoint's (uncalibrated) logits for the images at `indices`, `batch` at a time."""
-    chunks = [indices[i : i + batch] for i in range(0, len(indices), batch)]
-    return np.concatenate([predictor.logits(arrays.images[c]) for c in chunks])
-
-
-def score(cfg: DictConfig) -> tuple[Predictor, CachedArrays, np.ndarray]:
-    """The checkpoint, the images of data.source decoded as it was trained, and its (uncalibrated) logits for
-    each: `predictor.calibrated(logits)` are its probabilities."""
-    predictor = Predictor.from_checkpoint(cfg.ckpt_path)
-    arrays = decoded_as_trained(cfg, predictor)
-    everything = np.arange(len(arrays.labels))
-    return predictor, arrays, logits_of(predictor, arrays, everything, cfg.data.batch_size)
+    return np.concatenate([predictor.logits(arrays.images[indices[b]]) for b in batches(len(indices), batch)])
 
 
 def evaluate(cfg: DictConfig) -> dict:
@@ -231,9 +222,9 @@ def evaluate(cfg: DictConfig) -> dict:
     write_json_atomic(output_dir / "metrics.json", metrics)
     title = f"{Path(cfg.ckpt_path).name}: accuracy {metrics['test/acc']:.3f}"
     figure = confusion_figure(np.array(results["confusion_matrix"]), predictor.classes, title)
-    figure.savefig(output_dir / "confusion_matrix.png")
+    save_figure(output_dir / "confusion_matrix.png", figure)
     for name, fig in figures.items():
-        fig.savefig(output_dir / f"{name}.png")
+        save_figure(output_dir / f"{name}.png", fig)
     scalars = {k: v for k, v in metrics.items() if k.startswith(("test/", "robustness/"))}
     for c in predictor.classes:
         scalars.update(

@@ -16,7 +16,7 @@ from hydra import compose, initialize_config_dir
 
 from catdog.data.sources import find_images
 from catdog.errors import CatdogError
-from catdog.evaluate import evaluate, score
+from catdog.evaluate import decoded_as_trained, evaluate, logits_of
 from catdog.export import export, metadata_path
 from catdog.inference import Predictor
 
@@ -161,8 +161,9 @@ def test_checkpoint_onnx_client_and_exported_program_agree_on_photos_of_every_si
         ]
         given = [f"ckpt_path={ckpt}", f"data.source={photos}", f"data.cache_dir={tmp_path}/cache"]
         cfg = compose("evaluate", [*given, *overrides])
-    predictor, arrays, logits = score(cfg)
-    expected = predictor.calibrated(logits)
+    predictor = Predictor.from_checkpoint(ckpt)
+    arrays = decoded_as_trained(cfg, predictor)  # evaluate's own steps, from decode to probabilities
+    expected = predictor.calibrated(logits_of(predictor, arrays, np.arange(len(arrays.labels)), 5))
     metrics = evaluate(cfg)
     paths = find_images(photos, "dir", "auto").paths
     assert len(paths) == len(expected) == 12 and metrics["n_images"] == 12

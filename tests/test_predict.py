@@ -15,6 +15,7 @@ from helpers import ROOT, make_image, train_checkpoint, write_class_folders, zip
 from hydra import compose, initialize_config_dir
 
 import catdog
+from catdog.batching import batches
 from catdog.errors import CatdogError
 from catdog.inference import Predictor, Probabilities, load_classifier
 from catdog.models.spec import NET_KEYS
@@ -104,6 +105,7 @@ def test_batches_give_the_same_probabilities(ckpt, photos):
     assert len(whole) == 6
     for a, b in zip(whole, batched, strict=True):
         assert a == pytest.approx(b, abs=1e-6)
+    assert list(batches(6, 4)) == [slice(0, 4), slice(4, 6)] and not list(batches(0, 4))
 
 
 def test_probabilities_follow_the_classifiers_tta(ckpt):
