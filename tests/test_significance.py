@@ -15,8 +15,8 @@ from scipy.stats import binomtest
 
 from catdog.data import ImageDataModule
 from catdog.inference import Predictor
-from catdog.run.significance import holm, mcnemar
-from catdog.run.sweep import write_summary
+from catdog.sweeps.significance import holm, mcnemar
+from catdog.sweeps.summary import write_summary
 
 
 def read_rows(path):

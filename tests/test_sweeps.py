@@ -16,7 +16,7 @@ from omegaconf import OmegaConf
 from catdog.data import ImageDataModule
 from catdog.models.classifier import ImageClassifier
 from catdog.run.launch import threads_per_job
-from catdog.run.sweep import FAILURE_FILE
+from catdog.sweeps.job_files import FAILURE_FILE
 
 
 def tb_events(log_dir: Path) -> list[tuple[str, list]]:

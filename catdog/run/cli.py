@@ -166,7 +166,7 @@ def guarded(fn: Callable, *args, **kwargs):
         exit_interrupted(e)
     except Exception as e:  # noqa: BLE001 - sorted into user errors and bugs below
         if in_multirun():
-            from catdog.run.sweep import record_failure
+            from catdog.sweeps.job_files import record_failure
 
             record_failure(e, user_error(e))
             return None
