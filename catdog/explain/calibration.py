@@ -56,16 +56,16 @@ def reliability_figure(curves: dict[str, np.ndarray], labels: np.ndarray, title:
 
 
 def calibration_report(
-    logits: np.ndarray, labels: np.ndarray, temperature: float, title: str
+    logits: np.ndarray, labels: np.ndarray, temperature: float, title: str, split: str
 ) -> tuple[dict, Figure]:
-    """`test/ece` (calibrated probabilities), `test/ece_uncalibrated` (T = 1), and their reliability diagram."""
+    """`<split>/ece` (calibrated probabilities), `<split>/ece_uncalibrated` (T = 1), and their reliability diagram."""
     curves = {
         "calibrated": torch.from_numpy(logits / temperature).softmax(1).numpy(),
         "uncalibrated": torch.from_numpy(logits).softmax(1).numpy(),
     }
     y = torch.from_numpy(labels)
     metrics = {
-        "test/ece": expected_calibration_error(torch.from_numpy(curves["calibrated"]), y),
-        "test/ece_uncalibrated": expected_calibration_error(torch.from_numpy(curves["uncalibrated"]), y),
+        f"{split}/ece": expected_calibration_error(torch.from_numpy(curves["calibrated"]), y),
+        f"{split}/ece_uncalibrated": expected_calibration_error(torch.from_numpy(curves["uncalibrated"]), y),
     }
     return metrics, reliability_figure(curves, labels, f"{title} (T = {temperature:.2f})")
