@@ -5,12 +5,10 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-import subprocess
-import sys
 
 import pytest
 import torch
-from helpers import ROOT, train_checkpoint, write_class_folders, zip_tree
+from helpers import ROOT, run_module, train_checkpoint, write_class_folders, zip_tree
 from hydra import compose, initialize_config_dir
 from scipy.stats import mannwhitneyu
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -52,23 +50,15 @@ def kaggle_zip(tmp_path, per_class=10):
 def test_evaluate_cli_on_a_kaggle_zip(ckpt, tmp_path):
     """The data config says 50px grayscale; the checkpoint's 16px colour must win."""
     run = tmp_path / "run"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "catdog.evaluate",
-            f"ckpt_path={ckpt}",
-            f"data.source={kaggle_zip(tmp_path)}",
-            f"data.cache_dir={tmp_path}/cache",
-            f"hydra.run.dir={run}",
-            "data.resolution=50",
-            "data.channels=1",
-            "data.progress=false",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
+    proc = run_module(
+        "catdog.evaluate",
+        f"ckpt_path={ckpt}",
+        f"data.source={kaggle_zip(tmp_path)}",
+        f"data.cache_dir={tmp_path}/cache",
+        f"hydra.run.dir={run}",
+        "data.resolution=50",
+        "data.channels=1",
+        "data.progress=false",
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     metrics = json.loads((run / "metrics.json").read_text())
@@ -145,20 +135,7 @@ def test_a_batch_size_below_one_is_named_before_any_work(ckpt, tmp_path):
 def test_cli_prints_the_message_without_a_traceback(tmp_path):
     """All entry points share cli.guarded and load_classifier; one subprocess shows what a user sees."""
     missing = tmp_path / "missing.ckpt"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "catdog.evaluate",
-            f"ckpt_path={missing}",
-            "data.source=.",
-            f"hydra.run.dir={tmp_path}",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    proc = run_module("catdog.evaluate", f"ckpt_path={missing}", "data.source=.", f"hydra.run.dir={tmp_path}")
     assert proc.returncode == 1
     assert f"error: ckpt_path={missing}: no such file" in proc.stderr
     assert "Traceback" not in proc.stderr

@@ -11,7 +11,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
-from helpers import ROOT, make_image, photo_like, train_checkpoint, write_class_folders
+from helpers import ROOT, make_image, photo_like, run_module, train_checkpoint, write_class_folders
 from hydra import compose, initialize_config_dir
 
 from catdog.data.sources import find_images
@@ -74,20 +74,7 @@ def test_export_matches_the_checkpoint(ckpt, tmp_path, fmt):
 
 
 def test_export_cli_writes_beside_the_checkpoint(ckpt, tmp_path):
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "catdog.export",
-            f"ckpt_path={ckpt}",
-            "format=onnx",
-            f"hydra.run.dir={tmp_path}",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    proc = run_module("catdog.export", f"ckpt_path={ckpt}", "format=onnx", f"hydra.run.dir={tmp_path}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert ckpt.with_suffix(".onnx").is_file() and ckpt.with_name(ckpt.stem + ".onnx.json").is_file()
 
@@ -212,22 +199,14 @@ def test_int8_export_is_calibrated_on_the_val_split_and_written_beside_the_float
     """`quantize=int8` from the command line: ONNX Runtime's static quantization, its own JSON, the checkpoint's
     answers within int8 rounding."""
     out = tmp_path / "model.onnx"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "catdog.export",
-            f"ckpt_path={ckpt}",
-            "format=onnx",
-            "quantize=int8",
-            f"output={out}",
-            f"data.cache_dir={tmp_path}/cache",
-            f"hydra.run.dir={tmp_path}/run",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
+    proc = run_module(
+        "catdog.export",
+        f"ckpt_path={ckpt}",
+        "format=onnx",
+        "quantize=int8",
+        f"output={out}",
+        f"data.cache_dir={tmp_path}/cache",
+        f"hydra.run.dir={tmp_path}/run",
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     int8 = tmp_path / "model.int8.onnx"
