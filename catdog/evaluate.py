@@ -29,6 +29,7 @@ from torchmetrics.functional.classification import (
 )
 
 from catdog.batching import batches
+from catdog.checkpoint import check_classes, read_checkpoint
 from catdog.data.cache import CachedArrays
 from catdog.data.duplicates import photo_ids
 from catdog.data.exclude import exclusion_mask
@@ -37,7 +38,7 @@ from catdog.data.split import SPLITS, split_codes
 from catdog.errors import CatdogError
 from catdog.explain.calibration import calibration_report
 from catdog.explain.robustness import robustness_accuracy, robustness_figure, robustness_table
-from catdog.inference import Predictor, check_classes, read_checkpoint
+from catdog.inference import Predictor
 from catdog.io import save_figure, write_json_atomic
 from catdog.run.checks import validate
 from catdog.run.cli import guarded, run_entry

@@ -16,8 +16,9 @@ from hydra import compose, initialize_config_dir
 
 import catdog
 from catdog.batching import batches
+from catdog.checkpoint import load_classifier
 from catdog.errors import CatdogError
-from catdog.inference import Predictor, Probabilities, load_classifier
+from catdog.inference import Predictor, Probabilities
 from catdog.models.spec import NET_KEYS
 from catdog.predict import predict_to_csv, prediction_rows
 
