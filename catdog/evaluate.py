@@ -15,7 +15,6 @@ import json
 import logging
 from pathlib import Path
 
-import hydra
 import numpy as np
 import torch
 from omegaconf import DictConfig
@@ -41,7 +40,7 @@ from catdog.explain.robustness import robustness_accuracy, robustness_figure, ro
 from catdog.inference import Predictor
 from catdog.io import save_figure, write_json_atomic
 from catdog.run.checks import validate
-from catdog.run.cli import guarded, run_entry
+from catdog.run.cli import run_entry
 from catdog.run.training import instantiate_group
 from catdog.visualize import confusion_figure
 
@@ -269,10 +268,5 @@ def evaluate(cfg: DictConfig) -> dict:
     return metrics
 
 
-@hydra.main(version_base="1.3", config_path="../configs", config_name="evaluate")
-def main(cfg: DictConfig) -> None:
-    guarded(evaluate, cfg)
-
-
 if __name__ == "__main__":
-    run_entry(main, "evaluate")
+    run_entry(evaluate, "evaluate")

@@ -15,7 +15,6 @@ from contextlib import contextmanager
 from importlib.metadata import version
 from pathlib import Path
 
-import hydra
 import numpy as np
 import torch
 from omegaconf import DictConfig
@@ -26,7 +25,7 @@ from catdog.inference import Predictor, Probabilities
 from catdog.io import write_json_atomic
 from catdog.models.classifier import ImageClassifier
 from catdog.preprocessing import describe
-from catdog.run.cli import guarded, run_entry
+from catdog.run.cli import run_entry
 from catdog.runtime import metadata_path
 
 __all__ = ["export", "metadata_path"]
@@ -195,10 +194,5 @@ def run(cfg: DictConfig) -> Path:
     return path
 
 
-@hydra.main(version_base="1.3", config_path="../configs", config_name="export")
-def main(cfg: DictConfig) -> None:
-    guarded(run, cfg)
-
-
 if __name__ == "__main__":
-    run_entry(main, "export")
+    run_entry(run, "export")

@@ -16,7 +16,6 @@ from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
-import hydra
 import numpy as np
 from omegaconf import DictConfig
 
@@ -28,7 +27,7 @@ from catdog.errors import CatdogError
 from catdog.explain.gradcam import display_image, explanation_path, overlay_png, resolve_layer
 from catdog.io import replace_atomic, write_csv
 from catdog.run.checks import validate
-from catdog.run.cli import guarded, run_entry
+from catdog.run.cli import run_entry
 from catdog.runtime import BasePredictor
 
 log = logging.getLogger(__name__)
@@ -169,10 +168,5 @@ def run(cfg: DictConfig) -> Counter:
     return counts
 
 
-@hydra.main(version_base="1.3", config_path="../configs", config_name="predict")
-def main(cfg: DictConfig) -> None:
-    guarded(run, cfg)
-
-
 if __name__ == "__main__":
-    run_entry(main, "predict")
+    run_entry(run, "predict")

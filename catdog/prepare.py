@@ -14,7 +14,6 @@ from __future__ import annotations
 import gc
 import logging
 import sys
-from pathlib import Path
 
 import hydra
 from hydra.core.override_parser.types import Override, OverrideType
@@ -27,10 +26,9 @@ from catdog.data.cache import CachedArrays
 from catdog.data.preprocess import prepare_from_config, summarize
 from catdog.errors import CatdogError
 from catdog.run.checks import validate
-from catdog.run.cli import guarded
+from catdog.run.cli import CONFIG_DIR, guarded
 from catdog.run.overrides import parse_overrides, read_overrides
 
-CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 # the groups a data-only config is made of, besides the entry config's own keys: data and what it interpolates
 DATA_GROUPS = ("data", "paths")
 

@@ -3,6 +3,7 @@ inside a Hydra multirun, a failing job is recorded and the sweep goes on."""
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import shutil
@@ -23,6 +24,7 @@ from catdog.io import disk_full_error, is_disk_full, written_file
 from catdog.run.config_errors import one_line_config_errors, unexpected_argument
 from catdog.run.overrides import read_overrides
 
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
 DISK_FULL_FIX = (
     "Free some space, or put the runs (paths.log_dir) and the cache (data.cache_dir) on a larger disk; then resume "
     "with hydra.run.dir=<run dir> ckpt_path=last."
@@ -173,11 +175,19 @@ def guarded(fn: Callable, *args, **kwargs):
         report_and_exit(e)
 
 
-def run_entry(main: Callable, config_name: str, *before: Callable[[], None]) -> None:
-    """The tail of every Hydra command: check the overrides, make a mistyped key or option one line, run `before`
-    (e.g. train.py remembers its command line), then the Hydra app."""
+def run_entry(task: Callable[[DictConfig], Any], config_name: str, *before: Callable[[], None]) -> None:
+    """Every Hydra command's start: check the overrides, make a mistyped key or option one line, run `before`
+    (e.g. train.py remembers its command line), then `task` as the Hydra app of configs/<config_name>.yaml, guarded.
+    Hydra names the job and its log after `task`'s file (train, evaluate, ...)."""
+    import hydra
+
     sys.argv[1:] = guarded(read_overrides, sys.argv[1:])
     on_hydra_error(one_line_config_errors(config_name, sys.argv[1:]))
     for step in before:
         step()
-    main()
+
+    @functools.wraps(task)
+    def main(cfg: DictConfig) -> Any:
+        return guarded(task, cfg)
+
+    hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name=config_name)(main)()
