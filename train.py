@@ -22,22 +22,20 @@ def use_project_venv() -> None:
 
 use_project_venv()
 
-import hydra  # noqa: E402 - after the interpreter check
-from omegaconf import DictConfig  # noqa: E402
+from omegaconf import DictConfig  # noqa: E402 - after the interpreter check
 
 from catdog.run.cli import guarded, run_entry  # noqa: E402
 from catdog.run.launch import remember_entry_command  # noqa: E402
 from catdog.run.rerun import restore_overrides  # noqa: E402
 
 
-@hydra.main(version_base="1.3", config_path="configs", config_name="train")
 def main(cfg: DictConfig) -> float | None:
+    """Train; the value a sweeper optimises (a failed sweep job returns None: recorded in its dir's failed.json)."""
     # imported here, not above: Lightning and torch take seconds to import, and --help, --cfg job and shell
     # tab completion return before this function runs
     from catdog.run.training import optimized_value, train
 
-    metrics = guarded(train, cfg)  # None when a sweep job failed (recorded in its dir's failed.json)
-    return optimized_value(metrics or {}, cfg.get("optimized_metric"))
+    return optimized_value(train(cfg), cfg.get("optimized_metric"))
 
 
 def restore_resumed_overrides() -> None:

@@ -37,6 +37,8 @@ def plot_curves(curves: dict[str, list[tuple[int, float, float]]], path: Path, g
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from catdog.io import save_figure
+
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for name, points in curves.items():
         ax.plot([p[1] / 60 for p in points], [p[2] for p in points], marker="o", label=name)
@@ -50,7 +52,7 @@ def plot_curves(curves: dict[str, list[tuple[int, float, float]]], path: Path, g
     ax.legend()
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
+    save_figure(path, fig, dpi=100)
     plt.close(fig)
 
 

@@ -45,26 +45,19 @@ def read_all(folder: Path) -> None:
             path.read_bytes()
 
 
-def time_baseline(folder: Path, resolution: int, out: Path) -> tuple[float, int]:
-    """(seconds, images) as printed by the baseline's own preprocessing timer."""
-    proc = subprocess.run(
-        [
-            sys.executable,
-            str(BASELINE),
-            str(folder),
-            "--skip-train",
-            "--size",
-            str(resolution),
-            "--out",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    found = re.search(r"preprocess_s=([\d.]+) n_images=(\d+)", proc.stdout)
+def run_baseline(pattern: str, *args: str) -> re.Match:
+    """Run the tutorial baseline (BASELINE) with `args`; the match of `pattern` in what it prints."""
+    proc = subprocess.run([sys.executable, str(BASELINE), *args], capture_output=True, text=True, check=True)
+    found = re.search(pattern, proc.stdout)
     if found is None:
         raise SystemExit(f"unexpected baseline output: {proc.stdout}{proc.stderr}")
+    return found
+
+
+def time_baseline(folder: Path, resolution: int, out: Path) -> tuple[float, int]:
+    """(seconds, images) as printed by the baseline's own preprocessing timer."""
+    args = [str(folder), "--skip-train", "--size", str(resolution), "--out", str(out)]
+    found = run_baseline(r"preprocess_s=([\d.]+) n_images=(\d+)", *args)
     return float(found.group(1)), int(found.group(2))
 
 

@@ -18,6 +18,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.parse
 import uuid
 import zipfile
 from pathlib import Path
@@ -73,17 +74,18 @@ def rss_mb(pid: int) -> float:
     return int(found.group(1)) / 1024 if found else float("nan")
 
 
-def start(model: Path, run_dir: Path) -> tuple[subprocess.Popen, int]:
-    """`python -m catdog.serve ckpt_path=MODEL port=0` on 127.0.0.1; the process and the port it printed."""
+def start_server(model: Path, run_dir: Path, *overrides: str) -> tuple[subprocess.Popen, str]:
+    """`python -m catdog.serve ckpt_path=MODEL port=0`: the process and the URL it printed once listening (its
+    later output stays in the pipe: read or drain it). The tests start their servers here too."""
     proc = subprocess.Popen(
         [
             sys.executable,
             "-m",
             "catdog.serve",
             f"ckpt_path={model}",
-            "host=127.0.0.1",
             "port=0",
             f"hydra.run.dir={run_dir}",
+            *overrides,
         ],
         cwd=ROOT,
         stdout=subprocess.PIPE,
@@ -91,11 +93,21 @@ def start(model: Path, run_dir: Path) -> tuple[subprocess.Popen, int]:
         text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
-    for line in proc.stdout:
-        if found := re.search(r"on http://127\.0\.0\.1:(\d+)/", line):
-            threading.Thread(target=proc.stdout.read, daemon=True).start()  # keep its pipe drained
-            return proc, int(found.group(1))
-    raise SystemExit(f"catdog.serve ckpt_path={model} did not start (exit {proc.wait()})")
+    seen = []
+    for line in proc.stdout:  # ends when the process does
+        seen.append(line)
+        if match := re.search(r"on (http://\S+/) ", line):
+            return proc, match.group(1)
+    raise RuntimeError(
+        f"catdog.serve ckpt_path={model} did not start (exit {proc.wait()}):\n{''.join(seen)[-3000:]}"
+    )
+
+
+def start(model: Path, run_dir: Path) -> tuple[subprocess.Popen, int]:
+    """The server on 127.0.0.1 (serve.yaml's host) with its output drained; the process and its port."""
+    proc, url = start_server(model, run_dir)
+    threading.Thread(target=proc.stdout.read, daemon=True).start()  # keep its pipe drained
+    return proc, int(urllib.parse.urlsplit(url).port)
 
 
 def drive(

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import re
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.preprocessing import extract_cat_dog
+from benchmarks.preprocessing import extract_cat_dog, run_baseline
 from benchmarks.record import BASELINE, ROOT, SHARED, TRAIN_OVERRIDES, benchmark
 from catdog.data.preprocess import prepare_dataset
 from catdog.data.settings import DataSettings
@@ -51,15 +50,9 @@ def read_metrics(run_dir: Path) -> dict:
 
 def baseline_training(folder: Path, out: Path) -> dict:
     """samples/s and val_acc of one epoch of the tutorial's own loop, as it prints them."""
-    proc = subprocess.run(
-        [sys.executable, str(BASELINE), str(folder), "--epochs", "1", "--out", str(out)],
-        capture_output=True,
-        text=True,
-        check=True,
+    found = run_baseline(
+        r"samples_per_s=(\d+) val_acc=([\d.]+)", str(folder), "--epochs", "1", "--out", str(out)
     )
-    found = re.search(r"samples_per_s=(\d+) val_acc=([\d.]+)", proc.stdout)
-    if found is None:
-        raise SystemExit(f"unexpected baseline output: {proc.stdout}{proc.stderr}")
     return {"samples_per_s": float(found.group(1)), "val_acc": float(found.group(2))}
 
 

@@ -1,4 +1,5 @@
-"""Dynamic batching for the server: photos that arrive together go through the network in one forward pass.
+"""Batching: fixed-size slices for the offline loops (evaluate, predict, robustness, `predict()`), and dynamic
+batching for the server, where photos that arrive together go through the network in one forward pass.
 
 One forward of N small images costs far less than N forwards of one (the per-call overhead of torch or onnxruntime
 and the weight reads are paid once), so under load the server answers more requests a second at a lower latency.
@@ -10,12 +11,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 from catdog.errors import CatdogError
+
+
+def batches(n: int, size: int) -> Iterator[slice]:
+    """The slices that cut `n` items into batches of `size` (the last one shorter)."""
+    for start in range(0, n, size):
+        yield slice(start, min(start + size, n))
 
 
 def check_batching(max_batch: int, max_wait_ms: float) -> None:

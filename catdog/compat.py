@@ -99,7 +99,7 @@ def lightning_info_logger():
 
 def trial_of_number(study, number: int):
     """The running trial `number` of a study loaded in another process, for trial.report and should_prune: Optuna's
-    public API hands out a Trial only from study.ask() in the process that asked (see run/study.py)."""
+    public API hands out a Trial only from study.ask() in the process that asked (see sweeps/study.py)."""
     import optuna
 
     trial_id = study._storage.get_trial_id_from_study_id_trial_number(study._study_id, number)

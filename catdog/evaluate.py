@@ -4,8 +4,9 @@ The images are decoded as the checkpoint was trained (its resolution, channels a
 says). Without data.source, the held-out split (test, else val) of the data the checkpoint was trained on is
 scored, rebuilt from what the checkpoint records; with one, every image of it is scored, and photos that were in
 the checkpoint's training split (same content) are counted as n_seen_in_training. Photos the checkpoint's training
-left out (its data.exclude) and those data.exclude names here are left out of the metrics; test/acc_all then
-scores them too. The run dir gets metrics.json, confusion_matrix.png and TensorBoard events.
+left out (its data.exclude) and those data.exclude names here are left out of the metrics; <split>/acc_all then
+scores them too. Metric names say what was scored: `test/acc`, `val/acc` (optimistic: val chose the checkpoint) or
+`all/acc` (every photo of data.source). The run dir gets metrics.json, confusion_matrix.png and TensorBoard events.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import logging
 from dataclasses import replace
 from pathlib import Path
 
-import hydra
 import numpy as np
 import torch
 from omegaconf import DictConfig
@@ -28,6 +28,8 @@ from torchmetrics.functional.classification import (
     multiclass_recall,
 )
 
+from catdog.batching import batches
+from catdog.checkpoint import check_classes, read_checkpoint
 from catdog.data.cache import CachedArrays
 from catdog.data.duplicates import photo_ids
 from catdog.data.exclude import exclusion_mask
@@ -37,10 +39,10 @@ from catdog.data.split import SPLITS, assign_splits
 from catdog.errors import CatdogError
 from catdog.explain.calibration import calibration_report
 from catdog.explain.robustness import robustness_accuracy, robustness_figure, robustness_table
-from catdog.inference import Predictor, check_classes, read_checkpoint
-from catdog.io import write_json_atomic
+from catdog.inference import Predictor
+from catdog.io import save_figure, write_json_atomic
 from catdog.run.checks import validate
-from catdog.run.cli import guarded, run_entry
+from catdog.run.cli import run_entry
 from catdog.run.training import instantiate_group
 from catdog.visualize import confusion_figure
 
@@ -49,8 +51,8 @@ log = logging.getLogger(__name__)
 TRAINING_DATA = "ImageDataModule"
 
 
-def classification_metrics(probs: torch.Tensor, labels: torch.Tensor, classes: list[str]) -> dict:
-    """Accuracy, macro precision/recall/F1 and ROC AUC, the same per class, and the confusion matrix."""
+def classification_metrics(probs: torch.Tensor, labels: torch.Tensor, classes: list[str], split: str) -> dict:
+    """`<split>/acc`, macro precision/recall/F1 and ROC AUC, the same per class, and the confusion matrix."""
     n = len(classes)
     per_class = {
         name: fn(probs, labels, n, average="none")
@@ -63,8 +65,8 @@ def classification_metrics(probs: torch.Tensor, labels: torch.Tensor, classes: l
     }
     matrix = multiclass_confusion_matrix(probs, labels, n)
     return {
-        "test/acc": float(multiclass_accuracy(probs, labels, n, average="micro")),
-        **{f"test/{name}": float(values.mean()) for name, values in per_class.items()},
+        f"{split}/acc": float(multiclass_accuracy(probs, labels, n, average="micro")),
+        **{f"{split}/{name}": float(values.mean()) for name, values in per_class.items()},
         "per_class": {
             c: {"support": int(matrix[i].sum()), **{name: float(v[i]) for name, v in per_class.items()}}
             for i, c in enumerate(classes)
@@ -127,6 +129,28 @@ def excluded_photos(cfg: DictConfig, arrays: CachedArrays, trained_on: dict | No
     return excluded
 
 
+def warn_optimistic(split: str, seen: int | None, n: int) -> None:
+    """What goes with a metric name other than `test/`: val chose the checkpoint, and `all` may hold training
+    photos."""
+    if split == "val":
+        log.warning(
+            "Scored the val split, which chose this checkpoint and fitted its temperature: val/acc and val/ece are "
+            "optimistic. Train with a test split (data.test_fraction > 0) for an unbiased number."
+        )
+    if seen:
+        log.warning(
+            "%d of the %d photos scored were in the checkpoint's training split (same content): "
+            "the metrics overstate how well it does on new photos.",
+            seen,
+            n,
+        )
+    elif split == "all" and seen is None:
+        log.warning(
+            "all/acc scores every photo of data.source, and the checkpoint records no training photos to tell "
+            "whether some of them were trained on: if so, the metrics overstate how well it does on new photos."
+        )
+
+
 def decoded_as_trained(cfg: DictConfig, predictor: Predictor, trained_on: dict | None = None) -> CachedArrays:
     """The images of data.source decoded as the checkpoint was trained (its resolution, channels and fast_decode,
     whatever data.* says; with `trained_on`, the record of its training data, all its decode settings), classes
@@ -147,17 +171,7 @@ def decoded_as_trained(cfg: DictConfig, predictor: Predictor, trained_on: dict |
 
 def logits_of(predictor: Predictor, arrays: CachedArrays, indices: np.ndarray, batch: int) -> np.ndarray:
     """The checkpoint's (uncalibrated) logits for the images at `indices`, `batch` at a time."""
-    chunks = [indices[i : i + batch] for i in range(0, len(indices), batch)]
-    return np.concatenate([predictor.logits(arrays.images[c]) for c in chunks])
-
-
-def score(cfg: DictConfig) -> tuple[Predictor, CachedArrays, np.ndarray]:
-    """The checkpoint, the images of data.source decoded as it was trained, and its (uncalibrated) logits for
-    each: `predictor.calibrated(logits)` are its probabilities."""
-    predictor = Predictor.from_checkpoint(cfg.ckpt_path)
-    arrays = decoded_as_trained(cfg, predictor)
-    everything = np.arange(len(arrays.labels))
-    return predictor, arrays, logits_of(predictor, arrays, everything, cfg.data.batch_size)
+    return np.concatenate([predictor.logits(arrays.images[indices[b]]) for b in batches(len(indices), batch)])
 
 
 def evaluate(cfg: DictConfig) -> dict:
@@ -171,9 +185,10 @@ def evaluate(cfg: DictConfig) -> dict:
     excluded = excluded_photos(cfg, arrays, trained_on)[indices]
     if excluded.any():
         log.info(
-            "%d of the %d photos are excluded (data.exclude): left out of the metrics but test/acc_all",
+            "%d of the %d photos are excluded (data.exclude): left out of the metrics but %s/acc_all",
             excluded.sum(),
             len(indices),
+            split,
         )
     if held_out:
         log.info(
@@ -184,19 +199,13 @@ def evaluate(cfg: DictConfig) -> dict:
             cfg.ckpt_path,
         )
     seen = seen_in_training(arrays, indices, trained_on)
-    if seen:
-        log.warning(
-            "%d of the %d photos scored were in the checkpoint's training split (same content): "
-            "the metrics overstate how well it does on new photos.",
-            seen,
-            len(indices),
-        )
+    warn_optimistic(split, seen, len(indices))
     all_logits = logits_of(predictor, arrays, indices, cfg.data.batch_size)
     all_labels = arrays.labels[indices]
     everything = {}
     if excluded.any():
         everything = {
-            "test/acc_all": float((all_logits.argmax(1) == all_labels).mean()),
+            f"{split}/acc_all": float((all_logits.argmax(1) == all_labels).mean()),
             "n_excluded": int(excluded.sum()),
         }
     logits, labels, indices = all_logits[~excluded], all_labels[~excluded], indices[~excluded]
@@ -205,9 +214,11 @@ def evaluate(cfg: DictConfig) -> dict:
             f"data.exclude={cfg.data.get('exclude')}: every photo scored is excluded; nothing is left to score."
         )
     probs = predictor.calibrated(logits)
-    results = classification_metrics(torch.from_numpy(probs), torch.from_numpy(labels), predictor.classes)
+    results = classification_metrics(
+        torch.from_numpy(probs), torch.from_numpy(labels), predictor.classes, split
+    )
     calibration, reliability = calibration_report(
-        logits, labels, predictor.temperature, Path(cfg.ckpt_path).name
+        logits, labels, predictor.temperature, Path(cfg.ckpt_path).name, split
     )
     figures, robustness = {"reliability_diagram": reliability}, {}
     if cfg.get("robustness"):
@@ -220,7 +231,7 @@ def evaluate(cfg: DictConfig) -> dict:
         log.info("Accuracy under corruptions (severity 0 = clean):\n%s", robustness_table(robustness))
         figures["robustness"] = robustness_figure(robustness, Path(cfg.ckpt_path).name)
     metrics = {
-        **{k: v for k, v in results.items() if k.startswith("test/")},
+        **{k: v for k, v in results.items() if k.startswith(f"{split}/")},
         **everything,
         **calibration,
         "temperature": predictor.temperature,
@@ -229,7 +240,7 @@ def evaluate(cfg: DictConfig) -> dict:
         "n_seen_in_training": seen,
         "n_skipped": int(arrays.report["n_skipped"]),
         "classes": predictor.classes,
-        **{k: v for k, v in results.items() if not k.startswith("test/")},
+        **{k: v for k, v in results.items() if not k.startswith(f"{split}/")},
         "checkpoint": str(cfg.ckpt_path),
         "source": str(arrays.report["source"]),
         "resolution": predictor.resolution,
@@ -239,22 +250,22 @@ def evaluate(cfg: DictConfig) -> dict:
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     write_json_atomic(output_dir / "metrics.json", metrics)
-    title = f"{Path(cfg.ckpt_path).name}: accuracy {metrics['test/acc']:.3f}"
+    title = f"{Path(cfg.ckpt_path).name}: {split} accuracy {metrics[f'{split}/acc']:.3f}"
     figure = confusion_figure(np.array(results["confusion_matrix"]), predictor.classes, title)
-    figure.savefig(output_dir / "confusion_matrix.png")
+    save_figure(output_dir / "confusion_matrix.png", figure)
     for name, fig in figures.items():
-        fig.savefig(output_dir / f"{name}.png")
-    scalars = {k: v for k, v in metrics.items() if k.startswith(("test/", "robustness/"))}
+        save_figure(output_dir / f"{name}.png", fig)
+    scalars = {k: v for k, v in metrics.items() if k.startswith((f"{split}/", "robustness/"))}
     for c in predictor.classes:
         scalars.update(
-            {f"test/{name}_{c}": v for name, v in results["per_class"][c].items() if name != "support"}
+            {f"{split}/{name}_{c}": v for name, v in results["per_class"][c].items() if name != "support"}
         )
     for lg in instantiate_group(cfg.get("logger")):
         lg.log_metrics(scalars, step=0)
         if hasattr(lg.experiment, "add_figure"):
-            lg.experiment.add_figure("test/confusion_matrix", figure, 0)
+            lg.experiment.add_figure(f"{split}/confusion_matrix", figure, 0)
             for name, fig in figures.items():
-                lg.experiment.add_figure(f"test/{name}", fig, 0)
+                lg.experiment.add_figure(f"{split}/{name}", fig, 0)
         lg.finalize("success")
     log.info(
         "Evaluated %s on %d images (%d skipped): %s; written to %s",
@@ -267,10 +278,5 @@ def evaluate(cfg: DictConfig) -> dict:
     return metrics
 
 
-@hydra.main(version_base="1.3", config_path="../configs", config_name="evaluate")
-def main(cfg: DictConfig) -> None:
-    guarded(evaluate, cfg)
-
-
 if __name__ == "__main__":
-    run_entry(main, "evaluate")
+    run_entry(evaluate, "evaluate")

@@ -12,17 +12,20 @@ from __future__ import annotations
 import logging
 import warnings
 from contextlib import contextmanager
+from importlib.metadata import version
 from pathlib import Path
 
-import hydra
 import numpy as np
 import torch
 from omegaconf import DictConfig
 
+from catdog.checkpoint import load_classifier
 from catdog.errors import CatdogError
-from catdog.inference import Predictor, Probabilities, load_classifier, preprocessing
+from catdog.inference import Predictor, Probabilities
 from catdog.io import write_json_atomic
-from catdog.run.cli import guarded, run_entry
+from catdog.models.classifier import ImageClassifier
+from catdog.preprocessing import describe
+from catdog.run.cli import run_entry
 from catdog.runtime import metadata_path
 
 __all__ = ["export", "metadata_path"]
@@ -69,6 +72,41 @@ def export_onnx(net: torch.nn.Module, example: torch.Tensor, path: Path) -> None
 def export_pt2(net: torch.nn.Module, example: torch.Tensor, path: Path) -> None:
     """The ExportedProgram: `torch.export.load(path).module()(images)` runs it with torch alone (no catdog)."""
     torch.export.save(torch.export.export(net, (example,), dynamic_shapes=({0: BATCH},)), str(path))
+
+
+def preprocessing(model: ImageClassifier) -> dict:
+    """How to turn a photo into the network's input, as stored in the checkpoint (written beside exports).
+
+    `preprocess` is the whole rule catdog trains, evaluates and predicts with (catdog.preprocessing): a client
+    that follows its words or its Python lines feeds the network the very pixels catdog does.
+    """
+    h = model.hparams
+    return {
+        "resolution": h.resolution,
+        "channels": h.in_channels,
+        "color": "RGB" if h.in_channels == 3 else "grayscale",
+        "classes": list(h.classes),
+        "preprocess": describe(h.resolution, h.in_channels, bool(h.fast_decode)),
+        "input": {
+            "dtype": "uint8",
+            "layout": "NCHW",
+            "shape": ["batch", h.in_channels, h.resolution, h.resolution],
+            "range": "0-255",
+        },
+        "normalize": {
+            "inside_model": True,
+            "formula": "(x / 255 - mean) / std",
+            "mean": list(h.mean) if h.mean else None,
+            "std": list(h.std) if h.std else None,
+        },
+        "output": {
+            "meaning": "calibrated probabilities, softmax(logits / temperature), one per class in `classes` order",
+            "dtype": "float32",
+        },
+        "temperature": float(model.temperature),
+        "tta": bool(h.tta),
+        "catdog_version": version("catdog"),
+    }
 
 
 def check_request(format: str, quantize: str | None) -> None:
@@ -156,10 +194,5 @@ def run(cfg: DictConfig) -> Path:
     return path
 
 
-@hydra.main(version_base="1.3", config_path="../configs", config_name="export")
-def main(cfg: DictConfig) -> None:
-    guarded(run, cfg)
-
-
 if __name__ == "__main__":
-    run_entry(main, "export")
+    run_entry(run, "export")

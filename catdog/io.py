@@ -110,3 +110,8 @@ def save_npy_atomic(path: Path, array) -> None:
     import numpy as np
 
     replace_atomic(path, lambda f: np.save(f, array), binary=True)
+
+
+def save_figure(path: Path, figure, dpi: float | None = None) -> None:
+    """A matplotlib figure as a PNG, written atomically."""
+    replace_atomic(Path(path), lambda f: figure.savefig(f, format="png", dpi=dpi), binary=True)

@@ -16,18 +16,18 @@ from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
-import hydra
 import numpy as np
 from omegaconf import DictConfig
 
 import catdog
+from catdog.batching import batches
 from catdog.data.decode import BadImage
 from catdog.data.sources import SourceReader, archive_kind, list_files, printable
 from catdog.errors import CatdogError
 from catdog.explain.gradcam import display_image, explanation_path, overlay_png, resolve_layer
 from catdog.io import replace_atomic, write_csv
 from catdog.run.checks import validate
-from catdog.run.cli import guarded, run_entry
+from catdog.run.cli import run_entry
 from catdog.runtime import BasePredictor
 
 log = logging.getLogger(__name__)
@@ -85,15 +85,13 @@ def prediction_rows(
     with `explain_dir`, a Grad-CAM overlay PNG of every decoded file there."""
     reader, paths, prefix = list_inputs(inputs)
     try:
-        for start in range(0, len(paths), batch_size):
-            shown = [
-                printable(os.path.join(prefix, rel) if prefix else rel)
-                for rel in paths[start : start + batch_size]
-            ]
+        for b in batches(len(paths), batch_size):
+            names = paths[b]
+            shown = [printable(os.path.join(prefix, rel) if prefix else rel) for rel in names]
             rows, images, decoded, datas = [], [], [], []
             for i, name in enumerate(shown):
                 try:
-                    data = reader.read(paths[start + i])
+                    data = reader.read(names[i])
                     images.append(predictor.decode(data))
                     decoded.append(i)
                     datas.append(data)
@@ -105,8 +103,8 @@ def prediction_rows(
                     d = predictor.describe(probs)
                     rows[i] = (shown[i], d["label"], f"{d['probability']:.6f}")
                 if explain_dir is not None:
-                    names = [paths[start + i] for i in decoded]
-                    write_explanations(predictor, explain_dir, names, datas, images, explain_layer)
+                    done = [names[i] for i in decoded]
+                    write_explanations(predictor, explain_dir, done, datas, images, explain_layer)
             yield from rows
     finally:
         reader.close()
@@ -170,10 +168,5 @@ def run(cfg: DictConfig) -> Counter:
     return counts
 
 
-@hydra.main(version_base="1.3", config_path="../configs", config_name="predict")
-def main(cfg: DictConfig) -> None:
-    guarded(run, cfg)
-
-
 if __name__ == "__main__":
-    run_entry(main, "predict")
+    run_entry(run, "predict")

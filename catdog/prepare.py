@@ -14,10 +14,8 @@ from __future__ import annotations
 import gc
 import logging
 import sys
-from pathlib import Path
 
 import hydra
-from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override, OverrideType
 from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
@@ -29,9 +27,9 @@ from catdog.data.preprocess import prepare_dataset, summarize
 from catdog.data.settings import DataSettings
 from catdog.errors import CatdogError
 from catdog.run.checks import validate
-from catdog.run.cli import guarded
+from catdog.run.cli import CONFIG_DIR, guarded
+from catdog.run.overrides import parse_overrides, read_overrides
 
-CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 # the groups a data-only config is made of, besides the entry config's own keys: data and what it interpolates
 DATA_GROUPS = ("data", "paths")
 
@@ -64,7 +62,7 @@ def compose_data_only(overrides: list[Override]) -> DictConfig:
 def compose(overrides: list[str]) -> DictConfig:
     """train.py's config with `overrides`, as far as preparing reads it (the entry keys and the data group)."""
     try:
-        parsed = OverridesParser.create().parse_overrides(overrides)
+        parsed = parse_overrides(overrides)
         if sets_data_keys_only(parsed):
             return compose_data_only(parsed)
         with hydra.initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
@@ -75,7 +73,7 @@ def compose(overrides: list[str]) -> DictConfig:
 
 def prepare(overrides: list[str]) -> CachedArrays:
     """Compose the training config with `overrides` and build (or load) the cache of its data group."""
-    cfg = compose(overrides)
+    cfg = compose(read_overrides(overrides))
     validate(cfg, model=False)  # preparing 16 px images is fine even if the default net needs more
     return prepare_dataset(DataSettings.from_config(cfg.data))
 

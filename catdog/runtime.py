@@ -17,6 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from catdog.batching import batches
 from catdog.data.decode import BadImage, decode_image
 from catdog.errors import CatdogError
 
@@ -96,8 +97,8 @@ class BasePredictor:
     def predict(self, items: Sequence[Item], batch_size: int = 256) -> list[dict]:
         """For each path, bytes or array: {"label", "probability", "probabilities": {class: p}}."""
         items, results = list(items), []
-        for start in range(0, len(items), batch_size):
-            images = np.stack([self.image(item) for item in items[start : start + batch_size]])
+        for b in batches(len(items), batch_size):
+            images = np.stack([self.image(item) for item in items[b]])
             results += [self.describe(p) for p in self.probabilities(images)]
         return results
 

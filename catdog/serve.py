@@ -24,7 +24,6 @@ import signal
 import socket
 from importlib.resources import files
 
-import hydra
 from omegaconf import DictConfig
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -38,7 +37,7 @@ import catdog
 from catdog.batching import Batcher, check_batching
 from catdog.data.decode import BadImage
 from catdog.errors import CatdogError
-from catdog.run.cli import guarded, run_entry
+from catdog.run.cli import run_entry
 from catdog.runtime import BasePredictor
 
 # named, not __name__: run as `python -m catdog.serve`, this module is __main__
@@ -262,10 +261,5 @@ def _stopped(signum: int, frame) -> None:
     raise _Stopped
 
 
-@hydra.main(version_base="1.3", config_path="../configs", config_name="serve")
-def main(cfg: DictConfig) -> None:
-    guarded(serve, cfg)
-
-
 if __name__ == "__main__":
-    run_entry(main, "serve")
+    run_entry(serve, "serve")

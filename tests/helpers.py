@@ -101,6 +101,21 @@ def zip_tree(folder: Path, archive: Path, seed: int = 0) -> Path:
     return archive
 
 
+def run_module(module: str, *args: str, timeout: float = 300, home: Path | None = None):
+    """Run `python -m <module> ARGS` in a subprocess from the repository, as a user would: HYDRA_FULL_ERROR unset
+    (errors are the one line a user sees), CATDOG_DATA unset; `home`: the HOME that `~` means."""
+    env = {k: v for k, v in os.environ.items() if k not in ("HYDRA_FULL_ERROR", "CATDOG_DATA")}
+    env |= {"HOME": str(home)} if home else {}
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
 def run_train(*overrides: str, cwd: Path = ROOT, env_extra: dict | None = None, check: bool = True):
     """Run `python train.py` in a subprocess, as a user would."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env_extra or {})}

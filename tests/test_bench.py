@@ -118,12 +118,12 @@ def test_time_to_accuracy_reads_the_curve_of_a_real_run(fast_path_run, tmp_path)
         corrupted["split"] == "val"
         and len([k for k in corrupted if k.startswith("robustness/")]) == 1 + 7 * 3
     )
-    assert corrupted["robustness/clean"] == pytest.approx(corrupted["test/acc"])
+    assert corrupted["robustness/clean"] == pytest.approx(corrupted["val/acc"])
 
 
 def test_robustness_lines_give_the_mean_and_the_worst_corruption():
     scores = {f"robustness/{k}_{s}": 0.9 for k in ("blur", "jpeg", "zoom") for s in (1, 2, 3)}
-    scores |= {"robustness/clean": 0.95, "robustness/zoom_3": 0.6, "test/acc": 0.95}
+    scores |= {"robustness/clean": 0.95, "robustness/zoom_3": 0.6, "val/acc": 0.95}
     (row,) = accuracy.robustness_lines([{"seed": 2, "robustness": scores}])[4:]
     assert row == "| 2 | 0.9500 | 0.8667 | 0.6000 (zoom_3) |"
 

@@ -15,7 +15,7 @@ import torch
 from helpers import ROOT, run_train, tiny_overrides, zip_tree
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from catdog.inference import load_classifier
+from catdog.checkpoint import load_classifier
 
 
 def first_conv(ckpt) -> torch.nn.Conv2d:

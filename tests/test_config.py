@@ -23,7 +23,7 @@ from catdog.run.cli import user_error
 from catdog.run.hparams import flat_hparams
 from catdog.run.launch import threads_per_job
 from catdog.run.resume import resolve_ckpt_path
-from catdog.run.sweep import write_summary
+from catdog.sweeps.summary import write_summary
 
 
 def compose_train(*overrides: str, hydra_cfg: bool = False):
@@ -104,7 +104,7 @@ def test_optuna_and_cluster_launchers_compose():
     assert compose_train("hydra/launcher=joblib", hydra_cfg=True).hydra.launcher._target_.endswith(
         "JoblibLauncher"
     )
-    assert any(c._target_ == "catdog.run.sweep.SweepSummary" for c in cfg.hydra.callbacks.values())
+    assert any(c._target_ == "catdog.sweeps.summary.SweepSummary" for c in cfg.hydra.callbacks.values())
 
 
 # every key of the data settings and the model's specs; a path (data.cache_dir, ...) may be any string

@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
-from helpers import ROOT, run_train, tiny_overrides, train_in_process
+from helpers import run_module, run_train, tiny_overrides, train_in_process
 
 MB = 2**20
 
@@ -59,15 +58,7 @@ def temp_files(folder: Path) -> list[Path]:
 
 
 def prepare(*overrides: str) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
-    return subprocess.run(
-        [sys.executable, "-m", "catdog.prepare", *overrides],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    return run_module("catdog.prepare", *overrides)
 
 
 def test_full_disk_while_preparing_keeps_the_old_cache(small_disk, image_folder):

@@ -5,12 +5,10 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-import subprocess
-import sys
 
 import pytest
 import torch
-from helpers import ROOT, train_checkpoint, write_class_folders, zip_tree
+from helpers import ROOT, run_module, train_checkpoint, write_class_folders, zip_tree
 from hydra import compose, initialize_config_dir
 from scipy.stats import mannwhitneyu
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -53,23 +51,15 @@ def kaggle_zip(tmp_path, per_class=10):
 def test_evaluate_cli_on_a_kaggle_zip(ckpt, tmp_path):
     """The data config says 50px grayscale; the checkpoint's 16px colour must win."""
     run = tmp_path / "run"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "catdog.evaluate",
-            f"ckpt_path={ckpt}",
-            f"data.source={kaggle_zip(tmp_path)}",
-            f"data.cache_dir={tmp_path}/cache",
-            f"hydra.run.dir={run}",
-            "data.resolution=50",
-            "data.channels=1",
-            "data.progress=false",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
+    proc = run_module(
+        "catdog.evaluate",
+        f"ckpt_path={ckpt}",
+        f"data.source={kaggle_zip(tmp_path)}",
+        f"data.cache_dir={tmp_path}/cache",
+        f"hydra.run.dir={run}",
+        "data.resolution=50",
+        "data.channels=1",
+        "data.progress=false",
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     metrics = json.loads((run / "metrics.json").read_text())
@@ -85,10 +75,10 @@ def test_evaluate_cli_on_a_kaggle_zip(ckpt, tmp_path):
     # the metrics agree with an independent computation from predict on the same photos
     preds = Predictor.from_checkpoint(ckpt).predict(sorted((tmp_path / "src").rglob("*.png")))
     truth = ["Cat"] * 10 + ["Dog"] * 10
-    assert metrics["test/acc"] == pytest.approx(
+    assert metrics["all/acc"] == pytest.approx(
         sum(p["label"] == t for p, t in zip(preds, truth, strict=True)) / 20
     )
-    assert metrics["test/acc"] == pytest.approx((matrix[0][0] + matrix[1][1]) / 20)
+    assert metrics["all/acc"] == pytest.approx((matrix[0][0] + matrix[1][1]) / 20)
     # macro precision/recall/F1 from the confusion matrix (rows: truth), ROC AUC as Mann-Whitney U / (n0 n1)
     hits = [matrix[i][i] for i in range(2)]
     precision = [h / max(sum(r[i] for r in matrix), 1) for i, h in enumerate(hits)]
@@ -97,10 +87,10 @@ def test_evaluate_cli_on_a_kaggle_zip(ckpt, tmp_path):
     dog = [p["probabilities"]["Dog"] for p in preds]
     auroc = mannwhitneyu(dog[10:], dog[:10]).statistic / 100
     expected = {
-        "test/precision": precision,
-        "test/recall": recall,
-        "test/f1": f1,
-        "test/auroc": [auroc, auroc],
+        "all/precision": precision,
+        "all/recall": recall,
+        "all/f1": f1,
+        "all/auroc": [auroc, auroc],
     }
     for key, values in expected.items():
         assert metrics[key] == pytest.approx(sum(values) / 2, abs=1e-4), key
@@ -108,8 +98,8 @@ def test_evaluate_cli_on_a_kaggle_zip(ckpt, tmp_path):
     assert (run / "confusion_matrix.png").stat().st_size > 1000
     events = EventAccumulator(str(run / "tensorboard"))
     events.Reload()
-    assert {"test/acc", "test/f1", "test/auroc", "test/f1_Cat"} <= set(events.Tags()["scalars"])
-    assert "test/confusion_matrix" in events.Tags()["images"]
+    assert {"all/acc", "all/f1", "all/auroc", "all/f1_Cat"} <= set(events.Tags()["scalars"])
+    assert "all/confusion_matrix" in events.Tags()["images"]
 
 
 def test_class_count_mismatch_is_one_clear_error(ckpt, tmp_path):
@@ -146,20 +136,7 @@ def test_a_batch_size_below_one_is_named_before_any_work(ckpt, tmp_path):
 def test_cli_prints_the_message_without_a_traceback(tmp_path):
     """All entry points share cli.guarded and load_classifier; one subprocess shows what a user sees."""
     missing = tmp_path / "missing.ckpt"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "catdog.evaluate",
-            f"ckpt_path={missing}",
-            "data.source=.",
-            f"hydra.run.dir={tmp_path}",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    proc = run_module("catdog.evaluate", f"ckpt_path={missing}", "data.source=.", f"hydra.run.dir={tmp_path}")
     assert proc.returncode == 1
     assert f"error: ckpt_path={missing}: no such file" in proc.stderr
     assert "Traceback" not in proc.stderr
@@ -180,6 +157,9 @@ def test_without_a_source_the_held_out_split_of_the_training_data_is_scored(tmp_
     )
     dm.setup()
     assert metrics["split"] == split and metrics["n_images"] == len(dm.splits[split]) > 0
+    # the names say what was scored; val chose the checkpoint, and the log says so
+    assert f"{split}/acc" in metrics and {k.split("/")[0] for k in metrics if "/" in k} == {split}
+    assert ("val/acc and val/ece are optimistic" in caplog.text) is (split == "val")
     assert metrics["n_seen_in_training"] == 0 and metrics["source"] == str(source)
     assert sum(map(sum, metrics["confusion_matrix"])) == len(dm.splits[split])
     assert f"scoring the held-out {split} split ({len(dm.splits[split])} photos) of {source}" in caplog.text
@@ -187,6 +167,7 @@ def test_without_a_source_the_held_out_split_of_the_training_data_is_scored(tmp_
     caplog.clear()
     everything = evaluate_in_process(ckpt, source, tmp_path / "eval2")
     n_train = len(set(dm.splits["train"].tolist()))
+    assert "all/acc" in everything and "test/acc" not in everything
     assert (everything["split"], everything["n_images"], everything["n_seen_in_training"]) == (
         "all",
         32,
@@ -195,7 +176,7 @@ def test_without_a_source_the_held_out_split_of_the_training_data_is_scored(tmp_
     assert f"{n_train} of the 32 photos scored were in the checkpoint's training split" in caplog.text
 
 
-def test_without_a_source_a_checkpoint_must_record_existing_training_data(tmp_path):
+def test_without_a_source_a_checkpoint_must_record_existing_training_data(tmp_path, caplog):
     source = write_class_folders(tmp_path / "PetImages", per_class=4)
     ckpt = train_checkpoint(source, tmp_path)
     checkpoint = torch.load(ckpt, weights_only=True)
@@ -203,6 +184,10 @@ def test_without_a_source_a_checkpoint_must_record_existing_training_data(tmp_pa
     torch.save(checkpoint, tmp_path / "old.ckpt")
     with pytest.raises(CatdogError, match=r"old\.ckpt records no training data .*give data.source=PATH"):
         evaluate_in_process(tmp_path / "old.ckpt", None, tmp_path / "out")
+    # with photos given it scores them, and cannot tell which of them were trained on
+    with caplog.at_level(logging.WARNING):
+        assert "all/acc" in evaluate_in_process(tmp_path / "old.ckpt", source, tmp_path / "given")
+    assert "records no training photos to tell whether some of them were trained on" in caplog.text
     shutil.rmtree(source)
     with pytest.raises(CatdogError, match=rf"was trained on {source}, which is not there any more"):
         evaluate_in_process(ckpt, None, tmp_path / "out")

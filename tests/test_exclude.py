@@ -122,4 +122,4 @@ def test_evaluate_scores_without_the_excluded_photos_and_with_them(folder, tmp_p
     without = evaluate_in_process(ckpt, folder, tmp_path / "without", f"data.exclude={listed}")
     assert everything["n_images"] == 24 and "n_excluded" not in everything
     assert without["n_images"] == 22 and without["n_excluded"] == 2
-    assert without["test/acc_all"] == pytest.approx(everything["test/acc"])
+    assert without["all/acc_all"] == pytest.approx(everything["all/acc"])

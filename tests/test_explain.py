@@ -25,18 +25,12 @@ from helpers import (
 
 import catdog
 from catdog.errors import CatdogError
-from catdog.explain.calibration import (
-    MIN_WRONG,
-    T_RANGE,
-    calibrate,
-    expected_calibration_error,
-    fit_temperature,
-    reliability_bins,
-)
+from catdog.explain.calibration import expected_calibration_error, reliability_bins
 from catdog.explain.gradcam import default_layer, explanation_path, gradcam, overlay, resolve_layer
 from catdog.models.classifier import ImageClassifier
 from catdog.models.convnet import build_convnet
 from catdog.models.spec import ConvNetSpec
+from catdog.models.temperature import MIN_WRONG, T_RANGE, calibrate, fit_temperature
 from catdog.predict import predict_to_csv
 
 

@@ -46,35 +46,34 @@ def test_evaluate_reports_calibration_and_robustness(data_and_ckpt, tmp_path, ca
     images = np.stack([predictor.image(p) for p in sorted(source.rglob("*.jpg"))])
     labels = torch.tensor([p.parent.name == "Dog" for p in sorted(source.rglob("*.jpg"))]).long()
     logits = torch.from_numpy(predictor.logits(images))
-    assert metrics["test/ece_uncalibrated"] == pytest.approx(
+    assert metrics["all/ece_uncalibrated"] == pytest.approx(
         expected_calibration_error(logits.softmax(1), labels)
     )
     calibrated = (logits / predictor.temperature).softmax(1)
-    assert metrics["test/ece"] == pytest.approx(expected_calibration_error(calibrated, labels))
+    assert metrics["all/ece"] == pytest.approx(expected_calibration_error(calibrated, labels))
     kinds = {"blur", "jpeg", "brightness", "contrast", "rotation", "zoom", "grayscale"}
     names = {f"robustness/{k}_{s}" for k in kinds for s in (1, 2, 3)} | {"robustness/clean"}
     assert names == {k for k in metrics if k.startswith("robustness/")}
-    assert metrics["robustness/clean"] == pytest.approx(metrics["test/acc"])
+    assert metrics["robustness/clean"] == pytest.approx(metrics["all/acc"])
     assert all(0 <= metrics[k] <= 1 for k in names)
     # a flat grey image carries no stripes: the net cannot tell the classes apart any more
     assert metrics["robustness/contrast_3"] <= metrics["robustness/clean"]
     saved = json.loads((tmp_path / "metrics.json").read_text())
     assert (
-        saved["test/ece"] == metrics["test/ece"]
-        and saved["robustness/jpeg_2"] == metrics["robustness/jpeg_2"]
+        saved["all/ece"] == metrics["all/ece"] and saved["robustness/jpeg_2"] == metrics["robustness/jpeg_2"]
     )
     for png in ("reliability_diagram.png", "robustness.png"):
         assert (tmp_path / png).stat().st_size > 10_000
     events = EventAccumulator(str(tmp_path / "tensorboard"), size_guidance={"images": 0})
     events.Reload()
-    assert {"test/reliability_diagram", "test/robustness"} <= set(events.Tags()["images"])
-    assert {"test/ece", "test/ece_uncalibrated", "robustness/blur_3"} <= set(events.Tags()["scalars"])
+    assert {"all/reliability_diagram", "all/robustness"} <= set(events.Tags()["images"])
+    assert {"all/ece", "all/ece_uncalibrated", "robustness/blur_3"} <= set(events.Tags()["scalars"])
 
 
 def test_without_robustness_no_robustness_entries(data_and_ckpt, tmp_path):
     source, ckpt = data_and_ckpt
     metrics = evaluate_in_process(ckpt, source, tmp_path)
-    assert "test/ece" in metrics and not any(k.startswith("robustness/") for k in metrics)
+    assert "all/ece" in metrics and not any(k.startswith("robustness/") for k in metrics)
     assert not (tmp_path / "robustness.png").exists() and (tmp_path / "reliability_diagram.png").exists()
 
 

@@ -11,12 +11,12 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
-from helpers import ROOT, make_image, photo_like, train_checkpoint, write_class_folders
+from helpers import ROOT, make_image, photo_like, run_module, train_checkpoint, write_class_folders
 from hydra import compose, initialize_config_dir
 
 from catdog.data.sources import find_images
 from catdog.errors import CatdogError
-from catdog.evaluate import evaluate, score
+from catdog.evaluate import decoded_as_trained, evaluate, logits_of
 from catdog.export import export, metadata_path
 from catdog.inference import Predictor
 
@@ -74,20 +74,7 @@ def test_export_matches_the_checkpoint(ckpt, tmp_path, fmt):
 
 
 def test_export_cli_writes_beside_the_checkpoint(ckpt, tmp_path):
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "catdog.export",
-            f"ckpt_path={ckpt}",
-            "format=onnx",
-            f"hydra.run.dir={tmp_path}",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    proc = run_module("catdog.export", f"ckpt_path={ckpt}", "format=onnx", f"hydra.run.dir={tmp_path}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert ckpt.with_suffix(".onnx").is_file() and ckpt.with_name(ckpt.stem + ".onnx.json").is_file()
 
@@ -161,8 +148,9 @@ def test_checkpoint_onnx_client_and_exported_program_agree_on_photos_of_every_si
         ]
         given = [f"ckpt_path={ckpt}", f"data.source={photos}", f"data.cache_dir={tmp_path}/cache"]
         cfg = compose("evaluate", [*given, *overrides])
-    predictor, arrays, logits = score(cfg)
-    expected = predictor.calibrated(logits)
+    predictor = Predictor.from_checkpoint(ckpt)
+    arrays = decoded_as_trained(cfg, predictor)  # evaluate's own steps, from decode to probabilities
+    expected = predictor.calibrated(logits_of(predictor, arrays, np.arange(len(arrays.labels)), 5))
     metrics = evaluate(cfg)
     paths = find_images(photos, "dir", "auto").paths
     assert len(paths) == len(expected) == 12 and metrics["n_images"] == 12
@@ -211,22 +199,14 @@ def test_int8_export_is_calibrated_on_the_val_split_and_written_beside_the_float
     """`quantize=int8` from the command line: ONNX Runtime's static quantization, its own JSON, the checkpoint's
     answers within int8 rounding."""
     out = tmp_path / "model.onnx"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "catdog.export",
-            f"ckpt_path={ckpt}",
-            "format=onnx",
-            "quantize=int8",
-            f"output={out}",
-            f"data.cache_dir={tmp_path}/cache",
-            f"hydra.run.dir={tmp_path}/run",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
+    proc = run_module(
+        "catdog.export",
+        f"ckpt_path={ckpt}",
+        "format=onnx",
+        "quantize=int8",
+        f"output={out}",
+        f"data.cache_dir={tmp_path}/cache",
+        f"hydra.run.dir={tmp_path}/run",
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     int8 = tmp_path / "model.int8.onnx"

@@ -88,7 +88,7 @@ def test_two_workers_share_one_study_and_a_later_sweep_continues_it(image_folder
 
 
 def _open_storage(url: str, start) -> None:
-    from catdog.run.study import open_storage
+    from catdog.sweeps.study import open_storage
 
     start.wait()
     open_storage(url)

@@ -11,12 +11,14 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from helpers import ROOT, make_image, train_checkpoint, write_class_folders, zip_tree
+from helpers import ROOT, make_image, run_module, train_checkpoint, write_class_folders, zip_tree
 from hydra import compose, initialize_config_dir
 
 import catdog
+from catdog.batching import batches
+from catdog.checkpoint import load_classifier
 from catdog.errors import CatdogError
-from catdog.inference import Predictor, Probabilities, load_classifier
+from catdog.inference import Predictor, Probabilities
 from catdog.models.spec import NET_KEYS
 from catdog.predict import predict_to_csv, prediction_rows
 
@@ -104,6 +106,7 @@ def test_batches_give_the_same_probabilities(ckpt, photos):
     assert len(whole) == 6
     for a, b in zip(whole, batched, strict=True):
         assert a == pytest.approx(b, abs=1e-6)
+    assert list(batches(6, 4)) == [slice(0, 4), slice(4, 6)] and not list(batches(0, 4))
 
 
 def test_probabilities_follow_the_classifiers_tta(ckpt):
@@ -121,21 +124,13 @@ def test_probabilities_follow_the_classifiers_tta(ckpt):
 
 def test_predict_cli_writes_a_row_per_file_and_skips_bad_ones(ckpt, photos, tmp_path):
     out = tmp_path / "pred.csv"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "catdog.predict",
-            f"ckpt_path={ckpt}",
-            f"inputs={photos}",
-            f"output={out}",
-            "batch_size=4",
-            f"hydra.run.dir={tmp_path / 'run'}",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
+    proc = run_module(
+        "catdog.predict",
+        f"ckpt_path={ckpt}",
+        f"inputs={photos}",
+        f"output={out}",
+        "batch_size=4",
+        f"hydra.run.dir={tmp_path / 'run'}",
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "skipped 3" in proc.stdout

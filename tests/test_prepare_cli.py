@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 
 import pytest
-from helpers import ROOT
+from helpers import ROOT, run_module
 from hydra import compose, initialize_config_dir
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
@@ -17,18 +16,6 @@ from omegaconf import OmegaConf
 from catdog import prepare
 from catdog.errors import CatdogError
 from catdog.prepare import CONFIG_DIR
-
-
-def run_prepare(*args: str, cwd=ROOT):
-    env = {k: v for k, v in os.environ.items() if k not in ("HYDRA_FULL_ERROR", "CATDOG_DATA")}
-    return subprocess.run(
-        [sys.executable, "-m", "catdog.prepare", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 def test_prepare_builds_the_cache_and_prints_the_report(image_folder, tmp_path):
@@ -41,7 +28,7 @@ def test_prepare_builds_the_cache_and_prints_the_report(image_folder, tmp_path):
         "data.resolution=16",
         "data.progress=false",
     ]
-    proc = run_prepare(*args)
+    proc = run_module("catdog.prepare", *args)
     assert proc.returncode == 0, proc.stderr
     (directory,) = cache.iterdir()
     report = json.loads((directory / "report.json").read_text())
@@ -53,19 +40,24 @@ def test_prepare_builds_the_cache_and_prints_the_report(image_folder, tmp_path):
     assert "skipped 1: empty file" in out and "Cat/666.jpg" in out
     assert "original width: min 40, mean 40.0, max 40 pixels" in out
     assert f"cache: {directory}" in out
-    again = run_prepare(*args)
-    assert again.returncode == 0 and again.stdout == out  # loaded from the cache, same report
+    # `~` in a value is the home dir, as in train.py: the same photos, loaded from the cache, same report
+    again = run_module(
+        "catdog.prepare", f"data.source=~/{image_folder.name}", *args[1:], home=image_folder.parent
+    )
+    assert again.returncode == 0 and again.stdout == out, again.stderr
 
 
 def test_prepare_help_and_errors(tmp_path):
-    help_text = run_prepare("--help")
+    help_text = run_module("catdog.prepare", "--help")
     assert help_text.returncode == 0 and "python -m catdog.prepare" in help_text.stdout
     assert "data.source" in help_text.stdout
-    missing = run_prepare(f"data.source={tmp_path}/nowhere", f"data.cache_dir={tmp_path}/cache")
+    missing = run_module(
+        "catdog.prepare", f"data.source={tmp_path}/nowhere", f"data.cache_dir={tmp_path}/cache"
+    )
     assert missing.returncode == 1
     assert missing.stderr.strip().splitlines()[-1].startswith("error: data.source=")
     assert "Traceback" not in missing.stderr and not (tmp_path / "cache").exists()
-    typo = run_prepare("data.resolutoin=32")
+    typo = run_module("catdog.prepare", "data.resolutoin=32")
     assert typo.returncode == 1 and "data.resolutoin" in typo.stderr and "Traceback" not in typo.stderr
 
 

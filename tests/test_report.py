@@ -9,8 +9,8 @@ import shutil
 import pytest
 from omegaconf import OmegaConf
 
-from catdog.run.report import curve, dimension
-from catdog.run.sweep import write_summary
+from catdog.sweeps.report import curve, dimension
+from catdog.sweeps.summary import write_summary
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 

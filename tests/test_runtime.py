@@ -10,7 +10,7 @@ import sys
 import cv2
 import numpy as np
 import pytest
-from helpers import ROOT, make_image, train_checkpoint, write_class_folders
+from helpers import ROOT, make_image, run_module, train_checkpoint, write_class_folders
 
 import catdog
 from catdog.errors import CatdogError
@@ -90,20 +90,12 @@ def test_predict_cli_takes_the_export_and_writes_the_checkpoints_labels(exported
     rows = {}
     for name, model in (("ckpt", ckpt), ("onnx", onnx)):
         out = tmp_path / f"{name}.csv"
-        proc = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "catdog.predict",
-                f"ckpt_path={model}",
-                f"inputs={photos}",
-                f"output={out}",
-                f"hydra.run.dir={tmp_path}/run-{name}",
-            ],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=300,
+        proc = run_module(
+            "catdog.predict",
+            f"ckpt_path={model}",
+            f"inputs={photos}",
+            f"output={out}",
+            f"hydra.run.dir={tmp_path}/run-{name}",
         )
         assert proc.returncode == 0, proc.stderr[-3000:]
         rows[name] = {r["path"]: r for r in csv.DictReader(out.open())}
@@ -111,20 +103,12 @@ def test_predict_cli_takes_the_export_and_writes_the_checkpoints_labels(exported
     for path, row in rows["onnx"].items():
         assert row["label"] == rows["ckpt"][path]["label"]
         assert float(row["probability"]) == pytest.approx(float(rows["ckpt"][path]["probability"]), abs=1e-4)
-    refused = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "catdog.predict",
-            f"ckpt_path={onnx}",
-            f"inputs={photos}",
-            "explain=true",
-            f"hydra.run.dir={tmp_path}/run-explain",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
+    refused = run_module(
+        "catdog.predict",
+        f"ckpt_path={onnx}",
+        f"inputs={photos}",
+        "explain=true",
+        f"hydra.run.dir={tmp_path}/run-explain",
     )
     assert refused.returncode == 1 and "Traceback" not in refused.stderr
     assert "explain=true: Grad-CAM needs the network's gradients" in refused.stderr

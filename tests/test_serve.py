@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import re
 import shutil
 import signal
 import subprocess
-import sys
 import urllib.error
 import urllib.request
 import uuid
@@ -19,37 +17,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from helpers import ROOT, make_image, train_checkpoint, write_class_folders
+from helpers import make_image, run_module, train_checkpoint, write_class_folders
 
 import catdog
+from benchmarks.serving import start_server
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-
-
-def start_server(ckpt: Path, run_dir: Path, *overrides: str) -> tuple[subprocess.Popen, str]:
-    """`python -m catdog.serve` on port 0; returns the process and the URL it printed once listening."""
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "catdog.serve",
-            f"ckpt_path={ckpt}",
-            "port=0",
-            f"hydra.run.dir={run_dir}",
-            *overrides,
-        ],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    seen = []
-    for line in proc.stdout:  # ends when the process does
-        seen.append(line)
-        if match := re.search(r"on (http://\S+/) ", line):
-            return proc, match.group(1)
-    raise AssertionError(f"the server did not start ({proc.wait()}):\n{''.join(seen)[-3000:]}")
 
 
 def stop(proc: subprocess.Popen) -> tuple[int, str]:
@@ -158,18 +131,11 @@ def test_sigterm_stops_it_cleanly_and_a_taken_port_is_one_line(ckpt, tmp_path):
     assert url.startswith("http://127.0.0.1:")
     with urllib.request.urlopen(url, timeout=30) as response:
         assert b'id="files"' in response.read()
-    busy = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "catdog.serve",
-            f"ckpt_path={ckpt}",
-            f"port={port_of(url)}",
-            f"hydra.run.dir={tmp_path}/run2",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
+    busy = run_module(
+        "catdog.serve",
+        f"ckpt_path={ckpt}",
+        f"port={port_of(url)}",
+        f"hydra.run.dir={tmp_path}/run2",
         timeout=120,
     )
     assert busy.returncode == 1 and f"port={port_of(url)}: cannot listen there" in busy.stderr
@@ -377,19 +343,8 @@ def test_batching_settings_out_of_range_are_one_line(ckpt, tmp_path):
     from catdog.batching import check_batching
     from catdog.errors import CatdogError
 
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "catdog.serve",
-            f"ckpt_path={ckpt}",
-            "batch_max=0",
-            f"hydra.run.dir={tmp_path}",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
+    proc = run_module(
+        "catdog.serve", f"ckpt_path={ckpt}", "batch_max=0", f"hydra.run.dir={tmp_path}", timeout=120
     )
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert "batch_max=0: must be a positive number of photos" in proc.stderr

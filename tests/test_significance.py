@@ -9,15 +9,13 @@ import subprocess
 
 import pytest
 import torch
-from helpers import ROOT, run_train, tiny_overrides
+from helpers import ROOT, run_train, tiny_datamodule, tiny_overrides
 from omegaconf import OmegaConf
 from scipy.stats import binomtest
 
-from catdog.data import ImageDataModule
-from catdog.data.settings import DataSettings
 from catdog.inference import Predictor
-from catdog.run.significance import holm, mcnemar
-from catdog.run.sweep import write_summary
+from catdog.sweeps.significance import holm, mcnemar
+from catdog.sweeps.summary import write_summary
 
 
 def read_rows(path):
@@ -122,19 +120,7 @@ def test_a_run_saves_its_predictions_and_provenance(image_folder, tmp_path):
     metrics = json.loads((run / "metrics.json").read_text())
     val, test = read_rows(run / "predictions_val.csv"), read_rows(run / "predictions_test.csv")
     # every photo of each held-out split, as the data module of the same settings assigns them
-    dm = ImageDataModule(
-        DataSettings.from_config(
-            dict(
-                source=str(image_folder),
-                resolution=16,
-                cache_dir=str(tmp_path / "cache"),
-                val_fraction=0.25,
-                test_fraction=0.25,
-                progress=False,
-            )
-        )
-    )
-    dm.setup()
+    dm = tiny_datamodule(image_folder, tmp_path / "cache", channels=1, test_fraction=0.25)
     for rows, split in ((val, "val"), (test, "test")):
         assert [r["path"] for r in rows] == [dm.arrays.photos["path"][i] for i in dm.splits[split]] and rows
     for rows, split in ((val, "val"), (test, "test")):

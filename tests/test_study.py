@@ -1,4 +1,4 @@
-"""catdog's Optuna sweeper (hydra_plugins/catdog_optuna_sweeper, catdog/run/study.py): the search space from Hydra's
+"""catdog's Optuna sweeper (hydra_plugins/catdog_optuna_sweeper, catdog/sweeps/study.py): the search space from Hydra's
 sweep syntax, pruners by name, the trial a job reaches through the storage, and pruning in real sweeps."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from helpers import read_csv, run_train, sweep_overrides, tiny_overrides, train_
 from omegaconf import OmegaConf
 
 from catdog.errors import CatdogError
-from catdog.run import study as st
+from catdog.sweeps import study as st
 
 optuna = pytest.importorskip("optuna")
 D = optuna.distributions

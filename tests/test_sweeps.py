@@ -10,14 +10,21 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import epochs_done, read_csv, run_train, sweep_overrides, tiny_overrides, train_in_process
+from helpers import (
+    epochs_done,
+    read_csv,
+    run_train,
+    sweep_overrides,
+    tiny_datamodule,
+    tiny_overrides,
+    train_in_process,
+)
 from omegaconf import OmegaConf
 
 from catdog.data import ImageDataModule
-from catdog.data.settings import DataSettings
 from catdog.models.classifier import ImageClassifier
 from catdog.run.launch import threads_per_job
-from catdog.run.sweep import FAILURE_FILE
+from catdog.sweeps.job_files import FAILURE_FILE
 
 
 def tb_events(log_dir: Path) -> list[tuple[str, list]]:
@@ -136,14 +143,7 @@ def test_every_job_of_a_ddp_sweep_runs_on_all_its_ranks(image_folder, tmp_path, 
     rows = read_csv(sweep / "summary.csv")
     assert [(r["model.kernel"], r["status"]) for r in rows] == [(str(k), "ok") for k in kernels]
     # each job's val/acc is the accuracy of all validation photos (each process scored half), as its model gets it
-    dm = ImageDataModule(
-        DataSettings.from_config(
-            dict(
-                source=str(image_folder), resolution=16, cache_dir=str(tmp_path / "cache"), val_fraction=0.25
-            )
-        )
-    )
-    dm.setup()
+    dm = tiny_datamodule(image_folder, tmp_path / "cache", channels=1)
     x, y = dm.dataset("val").__getitems__(list(range(len(dm.splits["val"]))))
     jobs = sorted(p for p in sweep.iterdir() if p.is_dir())
     for job, kernel, row in zip(jobs, kernels, rows, strict=True):
@@ -182,18 +182,7 @@ def test_ddp_run_writes_every_held_out_photo_once(image_folder, tmp_path):
     data = ["data.val_fraction=0.25", "data.test_fraction=0.175", "test=true"]
     run_train(*tiny_overrides(image_folder, tmp_path), *data, "trainer=ddp_cpu", "trainer.devices=2")
     run = tmp_path / "run"
-    dm = ImageDataModule(
-        DataSettings.from_config(
-            dict(
-                source=str(image_folder),
-                resolution=16,
-                cache_dir=str(tmp_path / "cache"),
-                val_fraction=0.25,
-                test_fraction=0.175,
-            )
-        )
-    )
-    dm.setup()
+    dm = tiny_datamodule(image_folder, tmp_path / "cache", channels=1, test_fraction=0.175)
     assert (len(dm.splits["val"]), len(dm.splits["test"])) == (10, 7)
     model = ImageClassifier.load_from_checkpoint(run / "checkpoints" / "last.ckpt", map_location="cpu").eval()
     for split in ("val", "test"):  # one epoch: the best checkpoint, which test scores, is the last

@@ -12,10 +12,9 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import hydra
 from omegaconf import DictConfig
 
-from catdog.run.cli import guarded, run_entry
+from catdog.run.cli import run_entry
 
 log = logging.getLogger(__name__)
 
@@ -60,10 +59,5 @@ def audit(cfg: DictConfig) -> list[dict]:
     return result.rows
 
 
-@hydra.main(version_base="1.3", config_path="../../configs", config_name="audit")
-def main(cfg: DictConfig) -> None:
-    guarded(audit, cfg)
-
-
 if __name__ == "__main__":
-    run_entry(main, "audit")
+    run_entry(audit, "audit")

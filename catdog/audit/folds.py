@@ -20,12 +20,13 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
+from catdog.checkpoint import check_classes
 from catdog.compat import cleanlab_outlier_iqr_scale
 from catdog.data.cache import CachedArrays
 from catdog.data.datamodule import ImageDataModule
 from catdog.data.settings import DataSettings
 from catdog.errors import CatdogError
-from catdog.inference import Predictor, check_classes
+from catdog.inference import Predictor
 from catdog.run.training import train
 
 log = logging.getLogger(__name__)

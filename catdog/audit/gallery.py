@@ -15,7 +15,7 @@ from matplotlib.figure import Figure
 
 from catdog.data.cache import CachedArrays
 from catdog.data.sources import SourceReader, archive_kind
-from catdog.io import replace_atomic
+from catdog.io import replace_atomic, save_figure
 
 THUMBNAIL = 160  # pixels, the longer side of each photo in the gallery
 
@@ -111,7 +111,7 @@ def write_gallery(
     page = gallery_html(images, rows[:shown], title)
     replace_atomic(output_dir / "audit.html", lambda f: f.write(page), binary=False)
     figure = contact_sheet(images, rows[:shown])
-    replace_atomic(output_dir / "audit.png", lambda f: figure.savefig(f, format="png"), binary=True)
+    save_figure(output_dir / "audit.png", figure)
     for lg in loggers:
         if hasattr(lg.experiment, "add_figure"):
             lg.experiment.add_figure("audit/suspects", figure, 0)

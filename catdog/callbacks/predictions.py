@@ -1,4 +1,4 @@
-"""Per-image predictions of the held-out splits, for paired comparisons of runs (catdog.run.significance).
+"""Per-image predictions of the held-out splits, for paired comparisons of runs (catdog.sweeps.significance).
 
 `predictions_val.csv` holds the last validation epoch (the `val/acc` of metrics.json), `predictions_test.csv` the
 test run (the best checkpoint with `test=true`): one row per photo, `path,label,predicted,correct,probability`,
@@ -16,13 +16,10 @@ import torch
 
 from catdog.errors import CatdogError
 from catdog.io import replace_atomic, write_csv
+from catdog.sweeps.job_files import predictions_file
 
 log = logging.getLogger(__name__)
 COLUMNS = ("path", "label", "predicted", "correct", "probability")
-
-
-def predictions_file(run_dir: Path, split: str) -> Path:
-    return Path(run_dir) / f"predictions_{split}.csv"
 
 
 def shard_order(loader, n: int) -> torch.Tensor:

@@ -1,5 +1,5 @@
 """A sweep job's side of Optuna pruning: report the optimised metric to the job's trial after every validation, and
-stop training when the sweep's pruner judges the trial hopeless (catdog/run/study.py says how the job finds it)."""
+stop training when the sweep's pruner judges the trial hopeless (catdog/sweeps/study.py says how the job finds it)."""
 
 from __future__ import annotations
 
@@ -55,7 +55,7 @@ def trial_callbacks(cfg) -> list[ReportToTrial]:
     """The reporting callback of a job of catdog's Optuna sweeper (none outside one, or without a metric)."""
     import os
 
-    from catdog.run.study import TRIAL_ENV, job_trial, sweep_pruner
+    from catdog.sweeps.study import TRIAL_ENV, job_trial, sweep_pruner
 
     metric = cfg.get("optimized_metric")
     if TRIAL_ENV not in os.environ or not metric:

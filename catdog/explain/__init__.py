@@ -1,2 +1,2 @@
-"""Why the net says what it says, and how far to believe it: Grad-CAM heatmaps, temperature calibration,
-accuracy under corrupted inputs."""
+"""Why the net says what it says, and how far to believe it: Grad-CAM heatmaps, calibration error and reliability
+diagrams, accuracy under corrupted inputs."""

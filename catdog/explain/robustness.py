@@ -15,6 +15,8 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from catdog.batching import batches
+
 log = logging.getLogger(__name__)
 
 
@@ -90,8 +92,8 @@ def robustness_accuracy(
 ) -> dict[str, float]:
     """`robustness/<kind>_<severity>`: accuracy on every corrupted copy of the images (and `robustness/clean`)."""
     correct: dict[str, int] = {}
-    for start in range(0, len(labels), batch_size):
-        batch, truth = np.asarray(images[start : start + batch_size]), labels[start : start + batch_size]
+    for b in batches(len(labels), batch_size):
+        batch, truth = np.asarray(images[b]), labels[b]
         variants = {"clean": batch} | {
             f"{kind}_{s}": corrupt(batch, kind, s)
             for kind, (_, params) in CORRUPTIONS.items()

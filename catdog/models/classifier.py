@@ -14,13 +14,13 @@ from torchmetrics import MaxMetric, MeanMetric, SumMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from catdog.errors import CatdogError
-from catdog.explain.calibration import calibrate
 from catdog.models.augment import augment_batch
 from catdog.models.convnet import build_convnet
 from catdog.models.model_spec import ModelSpec
 from catdog.models.resize import resize_batch, resolution_at
 from catdog.models.rng_state import RNG_KEY, rng_states, set_rng_states
 from catdog.models.spec import convnet_spec
+from catdog.models.temperature import calibrate
 from catdog.models.whiten import freeze_first_conv
 
 log = logging.getLogger(__name__)

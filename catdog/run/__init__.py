@@ -1,1 +1,1 @@
-"""One training run and what surrounds it: config checks, hardware choices, resume, errors, sweeps."""
+"""One training run and what surrounds it: config checks, hardware choices, resume, errors and exits."""

@@ -3,6 +3,7 @@ inside a Hydra multirun, a failing job is recorded and the sweep goes on."""
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import shutil
@@ -21,7 +22,9 @@ from catdog.compat import on_hydra_error
 from catdog.errors import CatdogError
 from catdog.io import disk_full_error, is_disk_full, written_file
 from catdog.run.config_errors import one_line_config_errors, unexpected_argument
+from catdog.run.overrides import read_overrides
 
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
 DISK_FULL_FIX = (
     "Free some space, or put the runs (paths.log_dir) and the cache (data.cache_dir) on a larger disk; then resume "
     "with hydra.run.dir=<run dir> ckpt_path=last."
@@ -118,53 +121,6 @@ def in_multirun() -> bool:
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
-def read_overrides(argv: list[str]) -> list[str]:
-    """The command line with `~` expanded at the start of a value (`data.source=~/photos.zip`: the shell leaves it,
-    and Hydra's grammar refuses it), each override checked by Hydra's own parser, so a syntax error is one
-    CatdogError that names the override and shows the quoting that fixes it."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.errors import OverrideParseException
-
-    parser = OverridesParser.create()
-    out = []
-    for arg in argv:
-        key, eq, value = arg.partition("=")
-        if eq and value.startswith("~") and not arg.startswith("-"):
-            arg = f"{key}={os.path.expanduser(value)}"
-        if not arg.startswith("-") and (eq or arg.startswith("~")):
-            try:
-                parser.parse_overrides([arg])
-            except OverrideParseException as e:
-                reason = str(e.message).splitlines()[0]
-                raise CatdogError(
-                    f"cannot read the override {arg!r} ({reason}). A value with spaces or any of = , [ ] {{ }} ( ) "
-                    f"' \" needs quotes that reach Hydra, inside the shell's: \"{key}='...'\" (see "
-                    "https://hydra.cc/docs/advanced/override_grammar/basic/)."
-                ) from e
-        check_moved_key(key.lstrip("+~"))
-        out.append(arg)
-    return out
-
-
-def current_spelling(override: str) -> str:
-    """An override recorded by catdog 0.2 (`model.net.kernel=3`, e.g. in a run dir being resumed) as 0.3 writes it."""
-    prefix = "+" if override.startswith("+") else ""
-    key = override.removeprefix(prefix)
-    return prefix + "model." + key.removeprefix("model.net.") if key.startswith("model.net.") else override
-
-
-def check_moved_key(key: str) -> None:
-    """catdog 0.2 nested the network's keys under model.net; 0.3 has them back at model.* (the design's
-    `model.kernel=3,5`): an override of the 0.2 key gets the one to use."""
-    parts = key.split(".")
-    if parts[:2] == ["model", "net"]:
-        new = ".".join(["model", *parts[2:]]) if len(parts) > 2 else "model.channels, model.kernel, ..."
-        raise CatdogError(
-            f"{key} is now {new} (the network's keys are back at model.* since catdog 0.3): write "
-            f"{new if len(parts) > 2 else 'each key'}=... instead."
-        )
-
-
 def exit_interrupted(exc: BaseException) -> None:
     """SIGTERM (Lightning raises SIGTERMException, a SystemExit) or Ctrl-C (a KeyboardInterrupt, which Lightning
     turns into sys.exit(1)): one status line with the command that resumes the run, and exit 128 + the signal (143,
@@ -212,18 +168,26 @@ def guarded(fn: Callable, *args, **kwargs):
         exit_interrupted(e)
     except Exception as e:  # noqa: BLE001 - sorted into user errors and bugs below
         if in_multirun():
-            from catdog.run.sweep import record_failure
+            from catdog.sweeps.job_files import record_failure
 
             record_failure(e, user_error(e))
             return None
         report_and_exit(e)
 
 
-def run_entry(main: Callable, config_name: str, *before: Callable[[], None]) -> None:
-    """The tail of every Hydra command: check the overrides, make a mistyped key or option one line, run `before`
-    (e.g. train.py remembers its command line), then the Hydra app."""
+def run_entry(task: Callable[[DictConfig], Any], config_name: str, *before: Callable[[], None]) -> None:
+    """Every Hydra command's start: check the overrides, make a mistyped key or option one line, run `before`
+    (e.g. train.py remembers its command line), then `task` as the Hydra app of configs/<config_name>.yaml, guarded.
+    Hydra names the job and its log after `task`'s file (train, evaluate, ...)."""
+    import hydra
+
     sys.argv[1:] = guarded(read_overrides, sys.argv[1:])
     on_hydra_error(one_line_config_errors(config_name, sys.argv[1:]))
     for step in before:
         step()
-    main()
+
+    @functools.wraps(task)
+    def main(cfg: DictConfig) -> Any:
+        return guarded(task, cfg)
+
+    hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name=config_name)(main)()

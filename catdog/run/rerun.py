@@ -24,7 +24,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
-from catdog.run.cli import current_spelling
+from catdog.run.overrides import current_spelling, parse_overrides
 
 RECORD = "overrides.yaml"
 RESUME_PREFIX = "resume_"
@@ -54,17 +54,11 @@ class KeepRunRecord(Callback):
                 config.hydra.output_subdir = f"{subdir}/{RESUME_PREFIX}{len(found)}"
 
 
-def _parse(overrides: list[str]) -> list:
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    return OverridesParser.create().parse_overrides(overrides)
-
-
 def restore_overrides(argv: list[str]) -> list[str]:
     """`argv` with the recorded overrides of the run it resumes put first (see the module's docstring); unchanged
     unless it sets ckpt_path=last|auto and a hydra.run.dir whose .hydra/ holds a record."""
     given = [a for a in argv if not a.startswith("-") and ("=" in a or a.startswith("~"))]
-    parsed = {o.key_or_group: o for o in _parse(given)}
+    parsed = {o.key_or_group: o for o in parse_overrides(given)}
     ckpt, run_dir = parsed.get("ckpt_path"), parsed.get("hydra.run.dir")
     if ckpt is None or run_dir is None or str(ckpt.value()) not in RESUMING:
         return argv
@@ -72,7 +66,9 @@ def restore_overrides(argv: list[str]) -> list[str]:
     if not found:
         return argv
     recorded = [current_spelling(str(o)) for o in OmegaConf.load(found[-1] / RECORD)]  # 0.2's model.net.*
-    restored = [s for s, o in zip(recorded, _parse(recorded), strict=True) if o.key_or_group not in parsed]
+    restored = [
+        s for s, o in zip(recorded, parse_overrides(recorded), strict=True) if o.key_or_group not in parsed
+    ]
     if restored:
         print(f"Resuming {run_dir.value()} with its overrides: {shlex.join(restored)}", file=sys.stderr)
     return [*restored, *argv]
@@ -100,7 +96,7 @@ def resume_command(run_dir: str) -> str:
 
     entry = json.loads(os.environ.get(ENTRY_ENV) or json.dumps(program()))
     task = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
-    kept = [s for s, o in zip(task, _parse(task), strict=True) if o.key_or_group != "ckpt_path"]
+    kept = [s for s, o in zip(task, parse_overrides(task), strict=True) if o.key_or_group != "ckpt_path"]
     if HYDRA_SPECIAL.search(
         run_dir
     ):  # sweep job dirs hold = , [ ]: quoted for Hydra, inside the shell's quotes

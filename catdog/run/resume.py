@@ -17,9 +17,9 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.plugins import TorchCheckpointIO
 
+from catdog.checkpoint import check_classes, read_checkpoint
 from catdog.data.loaders import ResumableBatches
 from catdog.errors import CatdogError
-from catdog.inference import check_classes, read_checkpoint
 from catdog.io import disk_full_error, is_disk_full, replace_atomic
 
 log = logging.getLogger(__name__)

@@ -27,8 +27,8 @@ from catdog.run.launch import ddp_env, end_ddp_job, install_ddp_launch_fix, shar
 from catdog.run.provenance import RecordProvenance, collect
 from catdog.run.quiet import quiet_lightning
 from catdog.run.resume import check_resume, resolve_ckpt_path
-from catdog.run.sweep import PRUNED_FILE
 from catdog.run.tune import run_tune
+from catdog.sweeps.job_files import METRICS_FILE, PRUNED_FILE
 
 log = logging.getLogger(__name__)
 
@@ -124,8 +124,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
         log.warning(note)
     if trainer.is_global_zero:
         output_dir.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(output_dir / "metrics.json", metrics)
-        log.info("Metrics: %s (written to %s)", json.dumps(metrics), output_dir / "metrics.json")
+        write_json_atomic(output_dir / METRICS_FILE, metrics)
+        log.info("Metrics: %s (written to %s)", json.dumps(metrics), output_dir / METRICS_FILE)
         if pruned:
             write_json_atomic(output_dir / PRUNED_FILE, {"epochs": pruned, "metric": cfg.optimized_metric})
     return metrics

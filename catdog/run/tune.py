@@ -18,7 +18,7 @@ from omegaconf import DictConfig
 from pytorch_lightning.tuner import Tuner
 
 from catdog.errors import CatdogError
-from catdog.io import replace_atomic, write_json_atomic
+from catdog.io import save_figure, write_json_atomic
 from catdog.visualize import tensorboard_writer
 
 log = logging.getLogger(__name__)
@@ -54,9 +54,36 @@ def run_tune(
     return result
 
 
-def _no_fast_dev_run(trainer: pl.Trainer, name: str) -> None:
+def search(trainer: pl.Trainer, name: str, method: str, model, datamodule, **settings):
+    """What Lightning's Tuner `method` finds for the model on the data (`tune=name`)."""
     if trainer.fast_dev_run:
         raise CatdogError(f"tune={name} runs no search with trainer.fast_dev_run=true: drop that override.")
+    return getattr(Tuner(trainer), method)(model, datamodule=datamodule, **settings)
+
+
+def publish(
+    trainer: pl.Trainer,
+    output_dir: Path,
+    name: str,
+    record: dict,
+    figure: Figure | None = None,
+    scalars: dict[str, float] | None = None,
+) -> bool:
+    """On rank zero: `<name>.json` (and `<name>.png` of `figure`) in the run dir, the figure as `tune/<name>` and
+    the scalars in TensorBoard; False on the other ranks, which write nothing."""
+    if not trainer.is_global_zero:
+        return False
+    output_dir.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(output_dir / f"{name}.json", record)
+    if figure is not None:
+        save_figure(output_dir / f"{name}.png", figure, dpi=100)
+    writer = tensorboard_writer(trainer)
+    if writer is not None:
+        if figure is not None:
+            writer.add_figure(f"tune/{name}", figure)
+        for tag, value in (scalars or {}).items():
+            writer.add_scalar(tag, value)
+    return True
 
 
 def lr_find(
@@ -72,12 +99,14 @@ def lr_find(
 ) -> dict[str, float | None]:
     """Lightning's learning-rate range test: the loss over `num_training` steps of growing learning rate, and the
     rate where it falls fastest (Lightning's suggestion)."""
-    _no_fast_dev_run(trainer, "lr_find")
     if not 0 < min_lr < max_lr:
         raise CatdogError(f"tune.min_lr={min_lr}, tune.max_lr={max_lr}: need 0 < min_lr < max_lr.")
-    finder = Tuner(trainer).lr_find(
+    finder = search(
+        trainer,
+        "lr_find",
+        "lr_find",
         model,
-        datamodule=datamodule,
+        datamodule,
         min_lr=min_lr,
         max_lr=max_lr,
         num_training=num_training,
@@ -89,22 +118,14 @@ def lr_find(
     lrs, losses = finder.results["lr"], finder.results["loss"]
     warnings = lr_find_warnings(lrs, losses, suggestion, num_training, early_stop_threshold)
     result = {"suggestion": suggestion, "lrs": lrs, "losses": losses, "warnings": warnings}
-    if not trainer.is_global_zero:
-        return {"tune/lr_suggestion": suggestion}
-    output_dir.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(output_dir / "lr_find.json", result)
     figure = Figure(figsize=(6, 4))
     FigureCanvasAgg(figure)
     ax = figure.add_subplot()
     finder.plot(suggest=True, ax=ax)
     ax.set_title(f"lr_find: suggestion {suggestion:.3g}" if suggestion else "lr_find: no suggestion")
     figure.tight_layout()
-    replace_atomic(
-        output_dir / "lr_find.png", lambda f: figure.savefig(f, format="png", dpi=100), binary=True
-    )
-    writer = tensorboard_writer(trainer)
-    if writer is not None:
-        writer.add_figure("tune/lr_find", figure)
+    if not publish(trainer, output_dir, "lr_find", result, figure):
+        return {"tune/lr_suggestion": suggestion}
     if suggestion is None:
         log.warning(
             "lr_find: too few steps for a suggestion (%d losses); see %s. Raise tune.num_training, use more data "
@@ -174,12 +195,14 @@ def batch_size(
 ) -> dict[str, int | None]:
     """Lightning's batch-size finder: the largest data.batch_size whose training steps fit the accelerator's
     memory (doubling until out of memory; on a CPU that is rarely reached, so `max_val` caps the search)."""
-    _no_fast_dev_run(trainer, "batch_size")
     # the trials measure memory, not learning; their steps add up, and would overrun a one-cycle schedule's total
     model.scheduler_factory = None
-    found = Tuner(trainer).scale_batch_size(
+    found = search(
+        trainer,
+        "batch_size",
+        "scale_batch_size",
         model,
-        datamodule=datamodule,
+        datamodule,
         mode=mode,
         steps_per_trial=steps_per_trial,
         init_val=init_val,
@@ -189,12 +212,10 @@ def batch_size(
     limit, verdict = batch_size_limit(
         found, len(datamodule.splits["train"]), mode, init_val, max_trials, max_val
     )
-    if trainer.is_global_zero:
-        output_dir.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(output_dir / "batch_size.json", {"batch_size": found, "limited_by": limit})
-        writer = tensorboard_writer(trainer)
-        if writer is not None and found is not None:
-            writer.add_scalar("tune/batch_size", found)
+    record = {"batch_size": found, "limited_by": limit}
+    if publish(
+        trainer, output_dir, "batch_size", record, scalars={} if found is None else {"tune/batch_size": found}
+    ):
         log.info("batch_size: %s. Train with: data.batch_size=%s", verdict, found)
     return {"tune/batch_size": found}
 

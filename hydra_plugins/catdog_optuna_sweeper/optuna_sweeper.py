@@ -1,6 +1,6 @@
 """A Hydra sweeper on Optuna's ask-and-tell API: it asks the study for `n_jobs` trials at a time, launches them as
 jobs through any Hydra launcher (basic, joblib, submitit), and tells the study each job's result. Each job reaches its
-trial through the study's storage (catdog/run/study.py), reports its validation metric every epoch and stops early
+trial through the study's storage (catdog/sweeps/study.py), reports its validation metric every epoch and stops early
 when the pruner says so; such a job is told as PRUNED, a failed one as FAIL.
 
 Hydra finds this class by scanning the `hydra_plugins` namespace package; the config below is the option
@@ -73,7 +73,7 @@ def outcome(ret: JobReturn) -> tuple[Any, float | None]:
     """(trial state, value) of a finished job: PRUNED when it wrote pruned.json, FAIL without a number."""
     from optuna.trial import TrialState
 
-    from catdog.run.sweep import PRUNED_FILE
+    from catdog.sweeps.job_files import PRUNED_FILE
 
     if (job_dir(ret) / PRUNED_FILE).exists():
         return TrialState.PRUNED, None
@@ -122,7 +122,7 @@ class CatdogOptunaSweeper(Sweeper):
     def open_study(self, sweep_dir: Path):
         import optuna
 
-        from catdog.run.study import DEFAULT_STUDY, make_pruner, open_storage, storage_url
+        from catdog.sweeps.study import DEFAULT_STUDY, make_pruner, open_storage, storage_url
 
         self.url = storage_url(self.storage, sweep_dir)
         max_epochs = OmegaConf.select(self.config, "trainer.max_epochs", default=None)
@@ -167,7 +167,7 @@ class CatdogOptunaSweeper(Sweeper):
             report_and_exit(e)
 
     def search(self, arguments: list[str]) -> None:
-        from catdog.run.study import search_space, trial_overrides
+        from catdog.sweeps.study import search_space, trial_overrides
 
         sweep_dir = Path(self.config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)

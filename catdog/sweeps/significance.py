@@ -24,7 +24,7 @@ from typing import Any
 from omegaconf import OmegaConf
 from scipy.stats import binomtest
 
-from catdog.callbacks.predictions import predictions_file
+from catdog.sweeps.job_files import predictions_file
 
 ALPHA = 0.05
 # the overrides that repeat a setting rather than change it

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from catdog.io import replace_atomic
-from catdog.run.significance import REPLICATE_KEYS
+from catdog.sweeps.significance import REPLICATE_KEYS
 
 STATUS_COLOURS = {"ok": "#1f77b4", "pruned": "#ff7f0e", "failed": "#d62728", "no result": "#7f7f7f"}
 CSS = """

@@ -1,8 +1,8 @@
-"""What a sweep leaves behind: a failure record in each failed job's dir, and one summary table of all jobs.
+"""One summary table of all jobs of a sweep, with its seed groups and significance tests.
 
-Each job dir holds `.hydra/overrides.yaml` (what it varied) and either `metrics.json` (written by
-catdog.run.training.train) or `failed.json` (written by record_failure). The SweepSummary Hydra callback reads
-them after the last job, so it works with every launcher (basic, joblib, submitit) and sweeper (Optuna).
+Each job dir holds `.hydra/overrides.yaml` (what it varied) and what catdog.sweeps.job_files names: `metrics.json`,
+`pruned.json` or `failed.json`. The SweepSummary Hydra callback reads them after the last job, so it works with every
+launcher (basic, joblib, submitit) and sweeper (Optuna).
 """
 
 from __future__ import annotations
@@ -11,16 +11,16 @@ import json
 import logging
 import math
 import sys
-import traceback
 from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from catdog.io import replace_atomic, write_csv, write_json_atomic
-from catdog.run.report import write_report
-from catdog.run.significance import (
+from catdog.io import replace_atomic, write_csv
+from catdog.sweeps.job_files import FAILURE_FILE, METRICS_FILE, PRUNED_FILE
+from catdog.sweeps.report import write_report
+from catdog.sweeps.significance import (
     ALPHA,
     REPLICATE_KEYS,
     best_group,
@@ -33,25 +33,6 @@ from catdog.run.significance import (
 )
 
 log = logging.getLogger(__name__)
-FAILURE_FILE = "failed.json"
-METRICS_FILE = "metrics.json"
-# written beside metrics.json by a job whose Optuna trial was pruned (catdog/callbacks/pruning.py): not a result
-PRUNED_FILE = "pruned.json"
-
-
-def record_failure(exc: BaseException, message: str | None = None) -> Path:
-    """Log the traceback into the job's log and write failed.json beside it, so the sweep can go on."""
-    from hydra.core.hydra_config import HydraConfig
-
-    job_dir = Path(HydraConfig.get().runtime.output_dir)
-    error = message or f"{type(exc).__name__}: {exc}"
-    log.error("Job failed: %s", error, exc_info=exc)
-    job_dir.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(
-        job_dir / FAILURE_FILE,
-        {"error": error, "type": type(exc).__name__, "traceback": "".join(traceback.format_exception(exc))},
-    )
-    return job_dir / FAILURE_FILE
 
 
 def read_job(job_dir: Path) -> dict[str, Any]:
