@@ -51,7 +51,7 @@ def free_port() -> int:
 @contextmanager
 def postgres_server() -> Iterator[str]:
     """A running server; yields the URL of its maintenance database `postgres` (postgresql://user:pass@host:port/)."""
-    pytest.importorskip("psycopg", reason="the PostgreSQL driver psycopg: pip install -e '.[sweeps]'")
+    pytest.importorskip("psycopg", reason="no PostgreSQL driver (psycopg): pip install -e '.[sweeps]'")
     bin_dir = server_bin()
     if bin_dir is None:
         pytest.skip(f"no initdb/pg_ctl: {SKIP}")
