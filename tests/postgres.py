@@ -9,6 +9,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -72,21 +73,23 @@ def postgres_server() -> Iterator[str]:
 
     port = free_port()
     try:
-        run("initdb", "-U", USER, f"--pwfile={d / 'pw'}", "--auth=scram-sha-256")
+        # --no-sync and an immediate stop: the cluster is deleted after (a checkpoint at a fast stop took 4.6 s)
+        run("initdb", "-U", USER, f"--pwfile={d / 'pw'}", "--auth=scram-sha-256", "--no-sync")
         # loopback TCP only, the unix socket in this folder (not /var/run/postgresql, which may not exist)
         run("pg_ctl", "-o", f"-h 127.0.0.1 -p {port} -k {d}", "-l", str(d / "server.log"), "-w", "start")
         try:
             yield f"postgresql://{USER}:{PASSWORD}@127.0.0.1:{port}/postgres"
         finally:
-            run("pg_ctl", "-m", "fast", "-w", "stop")
+            run("pg_ctl", "-m", "immediate", "-w", "stop")
     finally:
         shutil.rmtree(d, ignore_errors=True)
 
 
-def new_database(server_url: str, name: str) -> str:
-    """Create database `name` on the server and return its URL."""
+def new_database(server_url: str) -> str:
+    """Create a database of a new name on the server and return its URL."""
     import psycopg
 
+    name = f"study_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(server_url, autocommit=True) as connection:
-        connection.execute(f'CREATE DATABASE "{name}"')
+        connection.execute(f"CREATE DATABASE {name}")
     return server_url.rsplit("/", 1)[0] + f"/{name}"

@@ -6,29 +6,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 
 import pytest
 from helpers import ROOT, tiny_overrides
-from postgres import PASSWORD, new_database, postgres_server
+from postgres import PASSWORD, new_database
 
 optuna = pytest.importorskip("optuna")
-
-
-@pytest.fixture(scope="module")
-def postgres():
-    """One PostgreSQL server for this module's tests, stopped after them."""
-    with postgres_server() as url:
-        yield url
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def storage(request, tmp_path) -> str:
-    """The URL of a fresh study database: a SQLite file, or a new database on the PostgreSQL server."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/study.db"
-    return new_database(request.getfixturevalue("postgres"), f"study_{uuid.uuid4().hex[:12]}")
 
 
 def optuna_sweep(source: Path, out: Path, storage: str, n_trials: int, seed: int) -> list[str]:
@@ -134,7 +118,7 @@ def test_a_postgresql_password_can_stay_out_of_the_storage_url(postgres, monkeyp
 
     from catdog.run.study import open_storage
 
-    url = new_database(postgres, f"study_{uuid.uuid4().hex[:12]}").replace(f":{PASSWORD}@", "@")
+    url = new_database(postgres).replace(f":{PASSWORD}@", "@")
     monkeypatch.delenv("PGPASSWORD", raising=False)
     with pytest.raises(OperationalError, match="password authentication failed|no password supplied"):
         open_storage(url, attempts=1)
