@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 import uuid
@@ -15,6 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from helpers import free_port
 
 USER, PASSWORD = "catdog", "s3cret"
 # Debian's postgresql package keeps initdb and pg_ctl out of PATH, under /usr/lib/postgresql/<major>/bin
@@ -41,12 +41,6 @@ def server_user() -> dict:
     except KeyError:
         pytest.skip(f"running as root and there is no `postgres` user to run the server as: {SKIP}")
     return {"user": account.pw_uid, "group": account.pw_gid, "extra_groups": []}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @contextmanager

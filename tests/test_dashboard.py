@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -13,16 +12,10 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from helpers import run_train, sweep_overrides
+from helpers import free_port, run_train, sweep_overrides
 from postgres import new_database
 
 pytest.importorskip("optuna_dashboard")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def get_json(url: str, timeout_s: float = 60.0):

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import ROOT, write_class_folders
+from helpers import ROOT, free_port, write_class_folders
 from pruned_sweep import check_pruned_sweep, pruning_overrides
 
 pytestmark = pytest.mark.cluster
@@ -25,12 +25,6 @@ DAEMONS = ("munged", "mungekey", "slurmctld", "slurmd", "sbatch", "scontrol", "s
 EPOCHS = 5
 # a requeued job waits cred_expire seconds before it may start again (SLURM's default is 120)
 CRED_EXPIRE_S = 10
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def slurm_conf(d: Path, host: str) -> str:
