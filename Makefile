@@ -44,7 +44,8 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q -n auto --dist loadfile $(PYTEST_ARGS)
 
 # A real single-node SLURM (Debian's slurm-wlm and munge, installed as root when missing): a sweep through
-# hydra/launcher=slurm with one job pre-empted by `scontrol requeue`; the test starts and stops the daemons.
+# hydra/launcher=slurm with one job pre-empted by `scontrol requeue`, and an Optuna sweep with a pruner on it; the
+# test starts and stops the daemons.
 test-cluster: $(STAMP)
 	command -v slurmctld >/dev/null && command -v munged >/dev/null || \
 		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slurm-wlm munge; } || \

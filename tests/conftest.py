@@ -1,4 +1,5 @@
-"""Fixtures: a generated PetImages-like folder, and the shared real data where this machine has it."""
+"""Fixtures: a generated PetImages-like folder, the shared real data where this machine has it, and a study database
+(SQLite, or on a throwaway PostgreSQL server)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 from helpers import SHARED_DATA, write_class_folders  # noqa: E402
+from postgres import new_database, postgres_server  # noqa: E402
 
 
 @pytest.fixture
@@ -32,3 +34,18 @@ def shared_zip() -> Path:
     if not path.exists():
         pytest.skip("../shared/data is not present (only on the project's own machines)")
     return path
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """One PostgreSQL server for this test process, started when a test first asks for it, stopped at the end."""
+    with postgres_server() as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def storage(request, tmp_path) -> str:
+    """The URL of a fresh, empty study database: a SQLite file, or a new database on the PostgreSQL server."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/study.db"
+    return new_database(request.getfixturevalue("postgres"))

@@ -4,6 +4,7 @@ user would, and a tiny real checkpoint."""
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import zipfile
@@ -259,6 +260,13 @@ def git_repo(folder: Path) -> Path:
     git(folder, "add", "a.py")
     git(folder, "commit", "-q", "-m", "first")
     return folder
+
+
+def free_port() -> int:
+    """A TCP port free on loopback now (for a server a test starts)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def sweep_overrides(source: Path, out: Path) -> list[str]:

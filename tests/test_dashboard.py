@@ -1,10 +1,10 @@
-"""optuna-dashboard opens the study of a real `hparams_search=optuna` sweep, as the README says to start it."""
+"""optuna-dashboard opens the study of a real `hparams_search=optuna` sweep, as the README says to start it: in the
+sweep dir's SQLite file and in a PostgreSQL database."""
 
 from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -12,15 +12,10 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from helpers import run_train, sweep_overrides
+from helpers import free_port, run_train, sweep_overrides
+from postgres import new_database
 
 pytest.importorskip("optuna_dashboard")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def get_json(url: str, timeout_s: float = 60.0):
@@ -37,10 +32,16 @@ def get_json(url: str, timeout_s: float = 60.0):
 
 
 @pytest.mark.slow
-def test_the_dashboard_shows_the_trials_of_a_sweep(image_folder, tmp_path):
+@pytest.mark.parametrize("in_postgres", [False, True], ids=["sweep-dir", "postgresql"])
+def test_the_dashboard_shows_the_trials_of_a_sweep(image_folder, tmp_path, in_postgres, request):
+    url, storage = f"sqlite:///{tmp_path}/sweep/optuna.db", []
+    if in_postgres:  # a database the sweep names
+        url = new_database(request.getfixturevalue("postgres"))
+        storage = [f"hydra.sweeper.storage={url}", "hydra.sweeper.study_name=catdog"]
     run_train(
         *sweep_overrides(image_folder, tmp_path),
         "hparams_search=optuna",
+        *storage,
         "hydra.sweeper.n_trials=2",
         "trainer.max_epochs=2",
         "~callbacks.early_stopping",
@@ -49,7 +50,7 @@ def test_the_dashboard_shows_the_trials_of_a_sweep(image_folder, tmp_path):
     # the README's command, on loopback and a free port
     dashboard = shutil.which("optuna-dashboard", path=str(Path(sys.executable).parent))
     port = free_port()
-    command = [dashboard, f"sqlite:///{sweep}/optuna.db", "--host", "127.0.0.1", "--port", str(port)]
+    command = [dashboard, url, "--host", "127.0.0.1", "--port", str(port)]
     server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         studies = get_json(f"http://127.0.0.1:{port}/api/studies")["study_summaries"]

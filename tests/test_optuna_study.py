@@ -1,4 +1,5 @@
-"""One Optuna study in a database, shared by sweeps started at the same moment and continued by a later one."""
+"""One Optuna study in a database, shared by sweeps started at the same moment and continued by a later one: in
+SQLite, and on a real PostgreSQL server (tests/postgres.py)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from helpers import ROOT, tiny_overrides
+from postgres import PASSWORD, new_database
 
 optuna = pytest.importorskip("optuna")
 
@@ -47,8 +49,7 @@ def learning_rates(sweep: Path) -> set[float]:
 
 
 @pytest.mark.slow
-def test_two_workers_share_one_study_and_a_later_sweep_continues_it(image_folder, tmp_path):
-    storage = f"sqlite:///{tmp_path}/study.db"
+def test_two_workers_share_one_study_and_a_later_sweep_continues_it(image_folder, tmp_path, storage):
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     env.pop("HYDRA_FULL_ERROR", None)
     workers = [
@@ -94,17 +95,33 @@ def _open_storage(url: str, start) -> None:
     open_storage(url)
 
 
-def test_workers_creating_one_study_database_at_once_all_succeed(tmp_path):
-    """Four processes create a fresh study database at the same moment (optuna alone lets some of them fail)."""
+def test_workers_creating_one_study_database_at_once_all_succeed(storage):
+    """Four processes create the tables of a fresh study database at the same moment (optuna alone lets some of
+    them fail)."""
     import multiprocessing
 
     ctx = multiprocessing.get_context("fork")
     start = ctx.Barrier(4)
-    url = f"sqlite:///{tmp_path}/study.db"
-    workers = [ctx.Process(target=_open_storage, args=(url, start)) for _ in range(4)]
+    workers = [ctx.Process(target=_open_storage, args=(storage, start)) for _ in range(4)]
     for w in workers:
         w.start()
     for w in workers:
         w.join(timeout=120)
     assert [w.exitcode for w in workers] == [0, 0, 0, 0]
-    assert optuna.storages.RDBStorage(url).get_all_studies() == []
+    assert optuna.storages.RDBStorage(storage).get_all_studies() == []
+
+
+def test_a_postgresql_password_can_stay_out_of_the_storage_url(postgres, monkeypatch):
+    """README: the storage URL is written into every job's .hydra/ files; without a password in it the driver
+    takes PGPASSWORD (libpq's variable), and without either the server refuses."""
+    from sqlalchemy.exc import OperationalError
+
+    from catdog.run.study import open_storage
+
+    url = new_database(postgres).replace(f":{PASSWORD}@", "@")
+    monkeypatch.delenv("PGPASSWORD", raising=False)
+    with pytest.raises(OperationalError, match="password authentication failed|no password supplied"):
+        open_storage(url, attempts=1)
+    monkeypatch.setenv("PGPASSWORD", PASSWORD)
+    optuna.create_study(study_name="s", storage=open_storage(url))
+    assert [s.study_name for s in optuna.get_all_study_summaries(url)] == ["s"]

@@ -7,8 +7,9 @@ import json
 
 import pytest
 import torch
-from helpers import read_csv, run_train, sweep_overrides, tiny_overrides, train_in_process
+from helpers import run_train, tiny_overrides, train_in_process
 from omegaconf import OmegaConf
+from pruned_sweep import check_pruned_sweep, pruning_overrides
 
 from catdog.errors import CatdogError
 from catdog.sweeps import study as st
@@ -121,41 +122,11 @@ def test_a_job_without_a_validation_metric_to_report_says_so(image_folder, tmp_p
 
 @pytest.mark.slow
 def test_joblib_sweep_with_a_pruner_marks_the_pruned_job_and_keeps_its_files(image_folder, tmp_path):
-    """Two trials in two joblib worker processes: one of 1 epoch (done before the pruner may judge it), one of 3
-    that the pruner stops after epoch 2. The pruned one is no result but keeps its checkpoint and curves."""
-    threshold = "{_target_:optuna.pruners.ThresholdPruner,lower:1.01,n_warmup_steps:2}"
-    tiny = [o for o in sweep_overrides(image_folder, tmp_path) if not o.startswith("trainer.max_epochs=")]
+    """Two trials in two joblib worker processes, one of them pruned (tests/pruned_sweep.py)."""
     proc = run_train(
-        "-m",
-        *tiny,
-        "hparams_search=optuna",
-        "hydra/launcher=joblib",
-        "hydra.launcher.n_jobs=2",
-        "hydra.sweeper.n_jobs=2",
-        "hydra.sweeper.n_trials=2",
-        f"hydra.sweeper.pruner={threshold}",
-        "hydra.sweeper.sampler._target_=optuna.samplers.BruteForceSampler",
-        "~hydra.sweeper.sampler.n_startup_trials",
-        "hydra.sweeper.params=null",  # the command line's sweep is the search space
-        "trainer.max_epochs=choice(1,3)",
-        "~callbacks.early_stopping",
+        "-m", *pruning_overrides(image_folder, tmp_path), "hydra/launcher=joblib", "hydra.launcher.n_jobs=2"
     )
-    sweep = tmp_path / "sweep"
-    rows = {r["trainer.max_epochs"]: r for r in read_csv(sweep / "summary.csv")}
-    assert (rows["1"]["status"], rows["3"]["status"]) == ("ok", "pruned")
-    assert rows["3"]["error"] == "pruned after epoch 2" and rows["3"]["n_seeds"] == "0"  # not a result
-    summary = (sweep / "summary.md").read_text()
-    assert (
-        "2 jobs, 1 ok, 1 pruned" in summary and f"job {rows['1']['job']} " in summary.split("Best val/acc")[1]
-    )
-    study = optuna.load_study(study_name="catdog", storage=f"sqlite:///{sweep}/optuna.db")
-    states = {t.params["trainer.max_epochs"]: t for t in study.trials}
-    assert states[3].state.name == "PRUNED" and sorted(states[3].intermediate_values) == [1, 2]
-    assert states[1].state.name == "COMPLETE" and list(states[1].intermediate_values) == [1]
-    assert OmegaConf.load(sweep / "optimization_results.yaml").best_trial == states[1].number
-    pruned_dir = sweep / rows["3"]["job"]
-    ckpt = torch.load(pruned_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
-    assert ckpt["epoch"] == 1 and len(list(pruned_dir.rglob("events.out.tfevents.*"))) == 1
+    check_pruned_sweep(tmp_path / "sweep")
     assert "error:" not in proc.stderr  # pruned is not failed: the sweep exits 0
 
 

@@ -1,6 +1,7 @@
 """A real single-node SLURM cluster (Debian's slurm-wlm and munge, `make test-cluster`): a 2-job sweep through
 `hydra/launcher=slurm` with `ckpt_path=auto`, one job pre-empted with `scontrol requeue` mid-run; the requeued job
-resumes from its last.ckpt and both jobs finish every epoch, with a sweep summary."""
+resumes from its last.ckpt and both jobs finish every epoch, with a sweep summary. And an Optuna sweep with a pruner
+whose trials run as SLURM jobs: one is pruned."""
 
 from __future__ import annotations
 
@@ -16,19 +17,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import ROOT, write_class_folders
+from helpers import ROOT, free_port, write_class_folders
+from pruned_sweep import check_pruned_sweep, pruning_overrides
 
 pytestmark = pytest.mark.cluster
 DAEMONS = ("munged", "mungekey", "slurmctld", "slurmd", "sbatch", "scontrol", "squeue")
 EPOCHS = 5
 # a requeued job waits cred_expire seconds before it may start again (SLURM's default is 120)
 CRED_EXPIRE_S = 10
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def slurm_conf(d: Path, host: str) -> str:
@@ -163,6 +159,16 @@ def job_state(env: dict, job: str) -> dict[str, str]:
     return dict(re.findall(r"(\w+)=(\S*)", out))
 
 
+# every job on one CPU of this node
+SLURM_JOBS = [
+    "hydra/launcher=slurm",
+    "hydra.launcher.cpus_per_task=1",
+    "hydra.launcher.mem_gb=1",
+    # CPU nodes: no GPUs to ask for
+    "hydra.launcher.gpus_per_node=null",
+]
+
+
 def test_sweep_survives_requeue(slurm, tmp_path):
     data = write_class_folders(tmp_path / "photos", per_class=40)
     sweep = tmp_path / "sweep"
@@ -171,12 +177,8 @@ def test_sweep_survives_requeue(slurm, tmp_path):
         "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")]),
     }
     overrides = [
-        "hydra/launcher=slurm",
+        *SLURM_JOBS,
         f"hydra.sweep.dir={sweep}",
-        "hydra.launcher.cpus_per_task=1",
-        "hydra.launcher.mem_gb=1",
-        # CPU nodes: no GPUs to ask for
-        "hydra.launcher.gpus_per_node=null",
         "ckpt_path=auto",
         f"data.source={data}",
         f"data.cache_dir={tmp_path}/cache",
@@ -234,3 +236,16 @@ def test_sweep_survives_requeue(slurm, tmp_path):
         f"{resumed[2]} at step {resumed[3]}, and finished all {EPOCHS} epochs; job 0 ran straight through.\n"
         f"sweep summary:\n{summary}"
     )
+
+
+def test_optuna_sweep_with_a_pruner_prunes_a_slurm_job(slurm, tmp_path):
+    """The two trials of tests/pruned_sweep.py as two SLURM jobs: each reaches its trial through the study's
+    database (SQLite in the sweep dir, on this node's disk) and reports every epoch; the 3-epoch one is pruned."""
+    data = write_class_folders(tmp_path / "photos")
+    command = [sys.executable, str(ROOT / "train.py"), "-m", *pruning_overrides(data, tmp_path), *SLURM_JOBS]
+    proc = subprocess.run(command, cwd=tmp_path, env=slurm, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    sweep = tmp_path / "sweep"
+    assert len(list((sweep / ".submitit").glob("*/*_submitted.pkl"))) == 2  # the trials ran as SLURM jobs
+    check_pruned_sweep(sweep)
+    print(f"pruned SLURM job: {(sweep / 'summary.md').read_text()}")
