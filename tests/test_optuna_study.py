@@ -116,7 +116,7 @@ def test_a_postgresql_password_can_stay_out_of_the_storage_url(postgres, monkeyp
     takes PGPASSWORD (libpq's variable), and without either the server refuses."""
     from sqlalchemy.exc import OperationalError
 
-    from catdog.run.study import open_storage
+    from catdog.sweeps.study import open_storage
 
     url = new_database(postgres).replace(f":{PASSWORD}@", "@")
     monkeypatch.delenv("PGPASSWORD", raising=False)
