@@ -20,7 +20,7 @@ LINK_SHARED := $(if $(DATA)$(CATDOG_DATA)$(HAS_LOCAL_DATA),,$(wildcard $(SHARED_
 DATA_ARG := $(if $(DATA),$(call shell_quoted,data.source=$(call hydra_quoted,$(DATA))))
 ARGS ?= experiment=tutorial trainer.max_epochs=1
 
-.PHONY: install train sweep test test-cluster tensorboard lint bench clean
+.PHONY: install train sweep test test-cluster tensorboard lint typecheck bench clean
 
 install: $(STAMP)
 
@@ -58,6 +58,10 @@ tensorboard: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check catdog hydra_plugins tests benchmarks train.py __init__.py
 	$(BIN)/ruff format --check catdog hydra_plugins tests benchmarks train.py __init__.py
+
+# mypy at its default level on the package ([tool.mypy] in pyproject.toml)
+typecheck: $(STAMP)
+	$(BIN)/mypy
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks $(ARGS)

@@ -45,7 +45,7 @@ class Batcher:
         self.forward, self.max_batch, self.max_wait = forward, max_batch, float(max_wait_ms) / 1000
         self.pending: list[tuple[np.ndarray, asyncio.Future]] = []
         self.in_decode = 0  # requests accepted whose image is still being decoded: worth waiting for
-        self.changed: asyncio.Event | None = None
+        self.changed: asyncio.Event  # made by start(), inside the loop that waits on it
         self.task: asyncio.Task | None = None
         # one forward at a time: torch and onnxruntime already spread one pass over every core
         self.executor = ThreadPoolExecutor(1, thread_name_prefix="catdog-forward")

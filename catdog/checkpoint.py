@@ -4,6 +4,7 @@ message when the file is not a usable checkpoint."""
 from __future__ import annotations
 
 import logging
+import os
 import pickle
 import zipfile
 from pathlib import Path
@@ -16,7 +17,7 @@ from catdog.models.classifier import ImageClassifier, with_temperature
 log = logging.getLogger(__name__)
 
 
-def _existing(path: str | Path | None) -> Path:
+def _existing(path: str | os.PathLike | None) -> Path:
     if path is None or str(path) in ("", "None"):
         raise CatdogError("ckpt_path is not set: give ckpt_path=FILE, e.g. a run's checkpoints/last.ckpt.")
     path = Path(path).expanduser()
@@ -56,7 +57,7 @@ def model_arguments(hparams: dict) -> dict:
     return args
 
 
-def load_classifier(path: str | Path | None) -> ImageClassifier:
+def load_classifier(path: str | os.PathLike | None) -> ImageClassifier:
     """The classifier of a checkpoint, on the CPU in eval mode; one clear message if the file is unusable."""
     path = _existing(path)
     checkpoint = read_checkpoint(path)

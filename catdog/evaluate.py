@@ -98,12 +98,12 @@ def scored_photos(arrays: CachedArrays, trained_on: dict | None, held_out: bool)
     """The photos to score: the held-out split (test, else val) of the training data, or all of them."""
     if not held_out:
         return np.arange(len(arrays.labels)), "all"
-    codes = assign_splits(arrays.photos["group"], arrays.labels, SplitSettings.from_config(trained_on))
+    codes = assign_splits(arrays.photos["group"], arrays.labels, SplitSettings.from_config(trained_on))  # type: ignore[arg-type]  # held_out: recorded
     split = "test" if (codes == SPLITS.index("test")).any() else "val"
     indices = np.flatnonzero(codes == SPLITS.index(split))
     if not len(indices):
         raise CatdogError(
-            f"data.source={trained_on['source']}: no photo of it is held out from training any more (files "
+            f"data.source={trained_on['source']}: no photo of it is held out from training any more (files "  # type: ignore[index]
             "removed?). Give data.source=PATH, the photos to score."
         )
     return indices, split

@@ -28,6 +28,8 @@ class Probabilities(nn.Module):
     divided by the checkpoint's temperature: calibrated probabilities.
     """
 
+    temperature: torch.Tensor  # a buffer, declared for the type checker
+
     def __init__(self, model: ImageClassifier):
         super().__init__()
         self.net = model.net
@@ -67,7 +69,7 @@ class Predictor(BasePredictor):
         return cls(load_classifier(ckpt_path), min_confidence)
 
     @property
-    def temperature(self) -> float:
+    def temperature(self) -> float:  # type: ignore[override]  # BasePredictor's plain attribute, read-only here
         return float(self.net.temperature)
 
     @staticmethod

@@ -34,7 +34,7 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def write_synced(path: Path, write: Callable[[IO], None], binary: bool = True) -> None:
+def write_synced(path: Path, write: Callable[[IO], object], binary: bool = True) -> None:
     """Write a file and flush it to the disk (the rename that publishes it must not outrun its data)."""
     # text mode with newline="": no translation of the line ends write_csv writes; UTF-8 whatever the locale
     with open(path, "wb") if binary else open(path, "w", newline="", encoding="utf-8") as f:
@@ -74,7 +74,7 @@ def disk_full_error(path: str | Path, fix: str) -> CatdogError:
     return CatdogError(f"No space left on the device while writing {path}. {fix}")
 
 
-def replace_atomic(path: Path, write: Callable[[IO], None], binary: bool) -> None:
+def replace_atomic(path: Path, write: Callable[[IO], object], binary: bool) -> None:
     """Write beside `path` and rename over it, so readers see the old file or the whole new one."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")

@@ -15,6 +15,7 @@ import os
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 from omegaconf import DictConfig
@@ -67,11 +68,11 @@ def write_explanations(
     layer: int | str | None,
 ) -> None:
     """One Grad-CAM overlay PNG per decoded input, at `folder/<its relative path>.png`."""
-    for name, data, image, heat in zip(names, datas, images, predictor.heatmaps(np.stack(images), layer)):
+    for name, data, image, heat in zip(names, datas, images, predictor.heatmaps(np.stack(images), layer)):  # type: ignore[attr-defined]  # explains
         path = explanation_path(folder, name)
         path.parent.mkdir(parents=True, exist_ok=True)
         png = overlay_png(display_image(data, image), heat)
-        replace_atomic(path, lambda f, png=png: f.write(png), binary=True)
+        replace_atomic(path, lambda f, png=png: f.write(png), binary=True)  # type: ignore[misc]
 
 
 def prediction_rows(
@@ -88,7 +89,8 @@ def prediction_rows(
         for b in batches(len(paths), batch_size):
             names = paths[b]
             shown = [printable(os.path.join(prefix, rel) if prefix else rel) for rel in names]
-            rows, images, decoded, datas = [], [], [], []
+            rows: list[tuple[str, str, str] | None] = []
+            images, decoded, datas = [], [], []
             for i, name in enumerate(shown):
                 try:
                     data = reader.read(names[i])
@@ -105,7 +107,7 @@ def prediction_rows(
                 if explain_dir is not None:
                     done = [names[i] for i in decoded]
                     write_explanations(predictor, explain_dir, done, datas, images, explain_layer)
-            yield from rows
+            yield from cast(list[tuple[str, str, str]], rows)  # every None filled in above
     finally:
         reader.close()
 

@@ -7,11 +7,12 @@ The config check (catdog.run.checks) runs them before any photo is decoded, in c
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from typing import TypeGuard
 
 from catdog.errors import CatdogError, did_you_mean
 
 
-def is_int(v) -> bool:
+def is_int(v) -> TypeGuard[int]:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
@@ -19,7 +20,7 @@ def is_number(v) -> bool:
     return isinstance(v, float | int) and not isinstance(v, bool)
 
 
-def is_int_list(v) -> bool:
+def is_int_list(v) -> TypeGuard[list[int] | tuple[int, ...]]:
     return isinstance(v, list | tuple) and all(is_int(i) for i in v)
 
 

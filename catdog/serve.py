@@ -80,7 +80,7 @@ def explained(predictor: BasePredictor, data: bytes, layer: int | str | None) ->
 
     image = predictor.decode(data)
     result = predictor.describe(predictor.probabilities(image[None])[0])
-    png = overlay_png(display_image(data, image), predictor.heatmaps(image[None], layer)[0])
+    png = overlay_png(display_image(data, image), predictor.heatmaps(image[None], layer)[0])  # type: ignore[attr-defined]  # explains
     result["heatmap"] = "data:image/png;base64," + base64.b64encode(png).decode()
     return result
 
@@ -121,7 +121,7 @@ def create_app(
     if predictor.explains:
         from catdog.explain.gradcam import resolve_layer
 
-        resolve_layer(predictor.net.net, layer)
+        resolve_layer(predictor.net.net, layer)  # type: ignore[attr-defined]  # explains: a torch Predictor
     page = (files("catdog") / "serve_static" / "index.html").read_text(encoding="utf-8")
     batcher = Batcher(predictor.probabilities, batch_max, batch_wait_ms)
 

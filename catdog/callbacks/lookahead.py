@@ -10,7 +10,7 @@ buffers (batch-norm statistics) are both averaged, and the slow weights travel i
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, cast
 
 import pytorch_lightning as pl
 import torch
@@ -62,8 +62,9 @@ class Lookahead(pl.Callback):
             return
         self.last_sync = step
         fast = [f.detach() for f in tracked(pl_module)]
-        torch._foreach_lerp_(self.slow, fast, 1 - self.keep(step, self.total))
-        torch._foreach_copy_(fast, self.slow)
+        slow = cast(list[torch.Tensor], self.slow)  # made in on_train_start
+        torch._foreach_lerp_(slow, fast, 1 - self.keep(step, self.total))
+        torch._foreach_copy_(fast, slow)
 
     def state_dict(self) -> dict[str, Any]:
         return {"slow": self.slow}

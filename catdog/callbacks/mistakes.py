@@ -30,15 +30,17 @@ class ValidationMistakes(PeriodicImages):
         loader = first_val_loader(trainer)
         if loader is None:
             return
-        images, labels, probs = [], [], []
+        image_batches: list[torch.Tensor] = []
+        label_batches: list[torch.Tensor] = []
+        prob_batches: list[torch.Tensor] = []
         # the tensor loader's batches already live on the training device (a GPU): collect them on the CPU
         for x, y in loader:
-            probs.append(pl_module.predict_logits(x.to(pl_module.device)).softmax(1).cpu())
-            images.append(x.cpu())
-            labels.append(y.cpu())
-        if not labels:
+            prob_batches.append(pl_module.predict_logits(x.to(pl_module.device)).softmax(1).cpu())
+            image_batches.append(x.cpu())
+            label_batches.append(y.cpu())
+        if not label_batches:
             return
-        images, labels, probs = torch.cat(images), torch.cat(labels), torch.cat(probs)
+        images, labels, probs = torch.cat(image_batches), torch.cat(label_batches), torch.cat(prob_batches)
         classes = list(pl_module.hparams.classes)
         matrix = multiclass_confusion_matrix(probs, labels, len(classes))
         writer.add_figure(

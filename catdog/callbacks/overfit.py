@@ -21,7 +21,7 @@ class OverfitCheck(pl.Callback):
         if loss is None or not trainer.is_global_zero:
             return
         seen = (
-            f"train/loss {float(loss):.4f}, train/acc {float(acc):.3f} after {trainer.current_epoch} epochs"
+            f"train/loss {float(loss):.4f}, train/acc {float(acc):.3f} after {trainer.current_epoch} epochs"  # type: ignore[arg-type]  # logged with loss
         )
         if loss <= self.max_loss:
             log.info("overfit check passed: %s (<= %g): the model can learn its labels.", seen, self.max_loss)

@@ -89,7 +89,7 @@ class SavePredictions(pl.Callback):
         positions, probs, labels = gather(*scored)
         if not trainer.is_global_zero:
             return
-        datamodule = trainer.datamodule
+        datamodule = trainer.datamodule  # type: ignore[attr-defined]  # set by Lightning's data connector
         # the loaders go through each held-out split in its order; limit_*_batches scores a prefix of it
         index = datamodule.splits[split][positions.numpy()]
         try:

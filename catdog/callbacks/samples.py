@@ -44,7 +44,7 @@ class SampleGrid(pl.Callback):
         self.output_dir, self.per_class, self.tile, self.tag = output_dir, per_class, tile, tag
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        datamodule = trainer.datamodule
+        datamodule = trainer.datamodule  # type: ignore[attr-defined]  # set by Lightning's data connector
         if not trainer.is_global_zero or getattr(datamodule, "arrays", None) is None:
             return
         labels = datamodule.arrays.labels

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import pytorch_lightning as pl
@@ -99,8 +100,8 @@ class ImageDataModule(pl.LightningDataModule):
 
     def _write_split_file(self) -> Path:
         """The cache's `splits/<setting>/splits.csv` (path,label,split per photo), so a user can see and diff it."""
-        tag = exclusion_tag(self.excluded, self.arrays.photos["sha256"])
-        path = self.arrays.directory / "splits" / self.settings.split.folder(tag) / "splits.csv"
+        tag = exclusion_tag(self.excluded, self.prepared.photos["sha256"])
+        path = self.prepared.directory / "splits" / self.settings.split.folder(tag) / "splits.csv"
         if not path.exists():
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
@@ -122,7 +123,7 @@ class ImageDataModule(pl.LightningDataModule):
             return {}
         sha256 = self.arrays.photos["sha256"]
         train = np.unique(self.splits["train"])
-        excluded = np.flatnonzero(self.excluded) if self.excluded is not None else []
+        excluded: np.ndarray | list[int] = np.flatnonzero(self.excluded) if self.excluded is not None else []
         return {
             **self.settings.record(),
             "train_ids": torch.from_numpy(np.unique(photo_ids([sha256[i] for i in train]))),
@@ -162,8 +163,13 @@ class ImageDataModule(pl.LightningDataModule):
         return notes
 
     @property
+    def prepared(self) -> CachedArrays:
+        """The arrays, for the type checker: setup() loads them before anything reads them."""
+        return cast(CachedArrays, self.arrays)
+
+    @property
     def classes(self) -> list[str]:
-        return self.arrays.classes
+        return self.prepared.classes
 
     @property
     def num_classes(self) -> int:
@@ -173,14 +179,16 @@ class ImageDataModule(pl.LightningDataModule):
         """Loss weights for data.balance=class_weight, from the training split's class counts."""
         if self.settings.split.balance != "class_weight":
             return None
-        return class_weights(self.arrays.labels[self.splits["train"]], self.num_classes).tolist()
+        return class_weights(self.prepared.labels[self.splits["train"]], self.num_classes).tolist()
 
     def train_sample(self, max_images: int = 5000) -> np.ndarray:
         """A seeded sample of the training split's images, N,H,W,C uint8 (its indices are grouped by class: a
         prefix would hold one class)."""
         train = self.splits["train"]
         rng = np.random.default_rng(self.settings.split.seed)
-        return self.arrays.images[np.sort(rng.choice(train, size=min(max_images, len(train)), replace=False))]
+        return self.prepared.images[
+            np.sort(rng.choice(train, size=min(max_images, len(train)), replace=False))
+        ]
 
     def channel_stats(self, max_images: int = 5000) -> dict[str, list[float]]:
         """Per-channel mean and std of the training split's pixels (0-1 scale), for input normalization."""
@@ -188,13 +196,13 @@ class ImageDataModule(pl.LightningDataModule):
         return {"mean": x.mean(axis=(0, 1, 2)).tolist(), "std": (x.std(axis=(0, 1, 2)) + 1e-6).tolist()}
 
     def dataset(self, split: str) -> ArrayDataset:
-        return ArrayDataset(self.arrays.images, self.arrays.labels, self.splits[split])
+        return ArrayDataset(self.prepared.images, self.prepared.labels, self.splits[split])
 
     def _tensor_loader(self, split: str, shuffle: bool) -> TensorBatches:
         device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
         idx = self.splits[split]
-        images = torch.from_numpy(self.arrays.images[idx]).to(device)
-        labels = torch.from_numpy(self.arrays.labels[idx]).to(device)
+        images = torch.from_numpy(self.prepared.images[idx]).to(device)
+        labels = torch.from_numpy(self.prepared.labels[idx]).to(device)
         sampler = SeededShuffle(len(idx), self.settings.split.seed) if shuffle else None
         return TensorBatches(images, labels, self.batch_size, sampler)
 
@@ -218,7 +226,7 @@ class ImageDataModule(pl.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader | TensorBatches:
         # overfit_batches repeats the first batches of the split's class-interleaved order: every class is in them
-        overfit = self.trainer is not None and self.trainer.overfit_batches > 0
+        overfit = self.trainer is not None and self.trainer.overfit_batches > 0  # type: ignore[attr-defined]  # set in Trainer.__init__ by a connector
         return self._loader("train", shuffle=not overfit)
 
     def val_dataloader(self) -> DataLoader | TensorBatches:

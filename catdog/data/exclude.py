@@ -62,5 +62,5 @@ def exclusion_tag(mask: np.ndarray | None, sha256: Sequence[str]) -> str:
     two files that exclude the same photos share it."""
     if mask is None or not mask.any():
         return ""
-    excluded = sorted({sha256[i] for i in np.flatnonzero(mask)})
+    excluded = sorted({sha256[i] for i in np.flatnonzero(mask).tolist()})
     return "-exclude" + hashlib.sha256("\n".join(excluded).encode()).hexdigest()[:8]

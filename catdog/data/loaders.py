@@ -37,6 +37,7 @@ class ResumableBatches:
     Lightning does not prefetch from a loader with a length, so a batch handed out is a batch trained on."""
 
     _done, _resume = 0, None
+    sampler: Any  # the DataLoader's, beside which this is mixed in
 
     def state_dict(self) -> dict[str, Any]:
         return {"epoch": getattr(self.sampler, "epoch", 0), "batches_done": self._done}
@@ -65,7 +66,7 @@ class ResumableBatches:
 class ResumableDataLoader(ResumableBatches, DataLoader):
     """A DataLoader whose training epoch resumes mid-way (batches left out are read, not trained on)."""
 
-    def __iter__(self) -> Iterator:
+    def __iter__(self) -> Iterator:  # type: ignore[override]  # DataLoader's says _BaseDataLoaderIter
         return self._resumed(super().__iter__())
 
 

@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from dataclasses import asdict
 from multiprocessing import get_context
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 
@@ -199,7 +200,7 @@ def locate_source(settings: DataSettings):
         # http.client and friends: ~10 ms that a local source does not need
         from catdog.data.download import download_archive
 
-        archive = download_archive(download_url, Path(download_dir), progress=settings.progress)
+        archive = download_archive(download_url, Path(cast(str, download_dir)), progress=settings.progress)
         return archive, archive_kind(archive)
     if not Path(source).exists():
         raise CatdogError(
@@ -258,4 +259,4 @@ def prepare_dataset(settings: DataSettings) -> CachedArrays:
     }
     write_cache(directory, images if ok.all() else images[ok], labels, report, photos)
     log.info("Prepared %s (%d images)", directory, report["n_images"])  # its summary: the caller's to show
-    return load_cache(directory)
+    return cast(CachedArrays, load_cache(directory))  # just written

@@ -14,6 +14,7 @@ import zipfile
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO, cast
 
 from catdog.data.settings import LAYOUTS
 from catdog.errors import CatdogError
@@ -200,7 +201,7 @@ def resolve_root(source: str | os.PathLike, exclude: Path | None = None) -> tupl
         return root, "dir"
     archives = sorted(e for e in root.iterdir() if e.is_file() and archive_kind(e))
     if len(archives) == 1:
-        return archives[0], archive_kind(archives[0])
+        return archives[0], cast(str, archive_kind(archives[0]))  # the filter above kept archives only
     return None
 
 
@@ -227,7 +228,7 @@ def find_images(root: Path, kind: str, layout: str = "auto", exclude: Path | Non
             "a classifier needs at least two class folders (or two name prefixes in the Kaggle layout)."
         )
     index = {c: i for i, c in enumerate(classes)}
-    kept = [(img, names[i]) for i, img in enumerate(images) if names[i] is not None]
+    kept = [(img, name) for img, name in zip(images, names) if name is not None]
     return ImageSource(
         root=root,
         kind=kind,
@@ -256,7 +257,7 @@ class SourceReader:
 
     def __init__(self, root: Path, kind: str):
         self.root, self.kind = Path(root), kind
-        self._handle = None
+        self._handle: zipfile.ZipFile | tarfile.TarFile | None = None
         self._members: dict = {}
 
     def read(self, path: str) -> bytes:
@@ -276,8 +277,9 @@ class SourceReader:
         if member is None:
             raise OSError(f"{path} is not a regular file inside the archive")
         if self.kind == "zip":
-            return self._handle.read(member)
-        return self._handle.extractfile(member).read()
+            return cast(zipfile.ZipFile, self._handle).read(member)
+        # _members holds regular files only, for which extractfile returns a file
+        return cast(IO[bytes], cast(tarfile.TarFile, self._handle).extractfile(member)).read()
 
     def close(self) -> None:
         if self._handle is not None:

@@ -52,7 +52,7 @@ def assign_splits(
     if exclude is not None and exclude.any():
         code = np.full(len(groups), EXCLUDED, dtype=np.int8)
         keep = np.flatnonzero(~exclude)
-        code[keep] = assign_splits([groups[i] for i in keep], labels[keep], settings)
+        code[keep] = assign_splits([groups[i] for i in keep.tolist()], labels[keep], settings)
         return code
     seed, test_fraction, folds = settings.seed, settings.test_fraction, settings.folds
     keys, inverse = np.unique(np.asarray(groups), return_inverse=True)

@@ -93,7 +93,7 @@ def overlay(image: np.ndarray, heatmap: np.ndarray, alpha: float = 0.45) -> np.n
         heatmap.astype(np.float32), (rgb.shape[1], rgb.shape[0]), interpolation=cv2.INTER_LINEAR
     )
     colours = cv2.cvtColor(
-        cv2.applyColorMap(np.uint8(255 * heat.clip(0, 1)), cv2.COLORMAP_JET), cv2.COLOR_BGR2RGB
+        cv2.applyColorMap((255 * heat.clip(0, 1)).astype(np.uint8), cv2.COLORMAP_JET), cv2.COLOR_BGR2RGB
     )
     return cv2.addWeighted(rgb, 1 - alpha, colours, alpha, 0)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import cast
 
 import cv2
 import numpy as np
@@ -25,12 +26,13 @@ def blur(image: np.ndarray, sigma: float) -> np.ndarray:
     return cv2.GaussianBlur(image, (0, 0), sigma * image.shape[0]).reshape(image.shape)
 
 
-def jpeg(image: np.ndarray, quality: int) -> np.ndarray:
+def jpeg(image: np.ndarray, quality: float) -> np.ndarray:
     """Re-compressed as a JPEG of this quality (OpenCV's codec, which decoded the images in the first place)."""
     colour = image.shape[2] == 3
     bgr = cv2.cvtColor(image, cv2.COLOR_RGB2BGR) if colour else image
     _, data = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
-    out = cv2.imdecode(data, cv2.IMREAD_COLOR if colour else cv2.IMREAD_GRAYSCALE)
+    # decodes what imencode just wrote (imdecode says None only for bytes it cannot read)
+    out = cast(np.ndarray, cv2.imdecode(data, cv2.IMREAD_COLOR if colour else cv2.IMREAD_GRAYSCALE))
     return (cv2.cvtColor(out, cv2.COLOR_BGR2RGB) if colour else out).reshape(image.shape)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 import logging
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import pytorch_lightning as pl
 import torch
@@ -40,6 +40,16 @@ class ImageClassifier(pl.LightningModule):
     """Everything needed to rebuild the network and its preprocessing is a hyperparameter, stored in checkpoints:
     `**net` are the network's keys of `model` (channels, kernel, pool, ...: NET_KEYS in models/spec.py, which checks
     them), the input's channels and resolution come from `data`."""
+
+    # Declared for the type checker: Module.__getattr__ types buffers as `Tensor | Module`, and forward_net lives in
+    # __dict__ (see __init__); hparams is Lightning's `AttributeDict | MutableMapping`, read here by attribute.
+    temperature: torch.Tensor
+    class_weights: torch.Tensor | None
+    forward_net: Callable[[torch.Tensor], torch.Tensor]
+    if TYPE_CHECKING:
+
+        @property
+        def hparams(self) -> Any: ...
 
     def __init__(
         self,
@@ -88,7 +98,7 @@ class ImageClassifier(pl.LightningModule):
         if whiten:
             freeze_first_conv(self.net)
         if channels_last:
-            self.net = self.net.to(memory_format=torch.channels_last)
+            self.net = self.net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # torch's stub lacks it
         # kept out of the module tree, so state_dict and checkpoints hold the weights once, compiled or not
         self.__dict__["forward_net"] = torch.compile(self.net) if compile else self.net
         # Lightning's model summary counts FLOPs and sizes on an example (without one: "Total FLOPs: 0"). Not for a
@@ -195,7 +205,9 @@ class ImageClassifier(pl.LightningModule):
         if outputs:
             logits, labels = (torch.cat(t) for t in zip(*outputs))
             if self.trainer.world_size > 1:
-                logits, labels = (self.all_gather(t).flatten(0, 1) for t in (logits, labels))
+                logits, labels = (
+                    cast(torch.Tensor, self.all_gather(t)).flatten(0, 1) for t in (logits, labels)
+                )
             fit = calibrate(logits, labels)
             self.temperature.fill_(fit.temperature)
             self.log("val/temperature", self.temperature)

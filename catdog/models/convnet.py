@@ -16,6 +16,9 @@ POOL_LAYERS = dict(zip(POOL_TYPES, (nn.MaxPool2d, nn.AvgPool2d), strict=True))
 class ScaleInput(nn.Module):
     """uint8 images in, normalized floats out, so checkpoints and exports take raw pixels."""
 
+    mean: torch.Tensor  # buffers, declared for the type checker (Module.__getattr__ says `Tensor | Module`)
+    std: torch.Tensor
+
     def __init__(
         self, channels: int, mean: Sequence[float] | None = None, std: Sequence[float] | None = None
     ):

@@ -4,7 +4,7 @@ them), so a resumed run draws the same numbers an uninterrupted one would."""
 from __future__ import annotations
 
 import random
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -14,7 +14,7 @@ RNG_KEY = "catdog_rng_states"
 
 def rng_states() -> dict[str, Any]:
     """The global random states that augmentation and dropout draw from (Lightning's checkpoints omit them)."""
-    name, keys, pos, has_gauss, gauss = np.random.get_state()
+    name, keys, pos, has_gauss, gauss = cast(tuple[str, np.ndarray, int, int, float], np.random.get_state())
     numpy_state = (
         name,
         torch.from_numpy(keys.astype(np.int64)),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import cast
 
 from catdog.errors import CatdogError, did_you_mean
 from catdog.rules import check_channels, check_resolution, invalid, is_int, is_int_list, is_number
@@ -89,7 +90,11 @@ class ConvNetSpec:
                 raise invalid(f"model.{key}", getattr(self, key), expected)
         check_resolution(self.resolution)
         check_channels(self.in_channels)
-        kernels = [self.kernel] * len(self.channels) if is_int(self.kernel) else list(self.kernel)
+        kernels = (
+            [self.kernel] * len(self.channels)
+            if is_int(self.kernel)
+            else list(cast(Sequence[int], self.kernel))
+        )
         if len(kernels) != len(self.channels):
             raise CatdogError(
                 f"model.kernel={kernels}: give one value, or one per conv stage "

@@ -28,13 +28,15 @@ def freeze_first_conv(net: nn.Sequential) -> None:
 def patch_second_moments(scale: nn.Module, images: np.ndarray, kernel: int, chunk: int = 64) -> torch.Tensor:
     """E[p p^T] over every k x k patch (no padding) of the scaled N,H,W,C uint8 images, in chunks (patches of a few
     thousand images would take gigabytes at once)."""
-    total, count = None, 0
+    total: torch.Tensor | None = None
+    count = 0
     for start in range(0, len(images), chunk):
         x = scale(torch.from_numpy(np.ascontiguousarray(images[start : start + chunk])).permute(0, 3, 1, 2))
         patches = x.unfold(2, kernel, 1).unfold(3, kernel, 1)  # N, C, H', W', k, k
         flat = patches.permute(0, 2, 3, 1, 4, 5).reshape(-1, x.shape[1] * kernel * kernel).double()
         total = flat.T @ flat if total is None else total + flat.T @ flat
         count += len(flat)
+    assert total is not None, "images holds at least one image"
     return total / count
 
 

@@ -17,7 +17,7 @@ import os
 import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -78,13 +78,13 @@ def check_settings(cfg: DictConfig) -> None:
 def choose(timings: Mapping[tuple, float], margin: float = MARGIN) -> tuple:
     """The fastest candidate (seconds a step), unless it beats the first (plain) one by less than `margin`."""
     plain = next(iter(timings))
-    best = min(timings, key=timings.get)
+    best = min(timings, key=timings.__getitem__)
     return best if timings[best] < timings[plain] * (1 - margin) else plain
 
 
 def cache_key(cfg: DictConfig, keys: Iterable[str], machine: Mapping[str, Any]) -> str:
     """One entry per machine, net, input, batch, precision and set of calibrated keys."""
-    model = OmegaConf.to_container(cfg.model, resolve=True)
+    model = cast(dict[str, Any], OmegaConf.to_container(cfg.model, resolve=True))
     net = {k: v for k, v in model.items() if k not in ("optimizer", "scheduler", "channels_last", "compile")}
     what = {
         "machine": dict(machine),

@@ -56,7 +56,7 @@ def run_dir() -> str:
     return f"the run's files in {HydraConfig.get().runtime.output_dir}"
 
 
-def user_error(exc: BaseException) -> str | None:
+def user_error(exc: BaseException | None) -> str | None:
     """The message of a CatdogError, Lightning config error, missing optional package, wrong `_target_` or
     constructor argument in a config, or full disk in the chain."""
     from hydra.errors import InstantiationException

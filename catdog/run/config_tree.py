@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any, cast
 
 import rich
 import rich.syntax
@@ -22,7 +23,7 @@ def _branch(tree: rich.tree.Tree, name: str, node) -> None:
 @rank_zero_only
 def print_config_tree(cfg: DictConfig, order: Sequence[str] = ORDER) -> None:
     """One branch per config group (the main groups first), then the top-level values, all resolved."""
-    resolved = OmegaConf.to_container(cfg, resolve=True)
+    resolved = cast(dict[str, Any], OmegaConf.to_container(cfg, resolve=True))
     tree = rich.tree.Tree("config", style="bold", guide_style="dim")
     groups = [k for k in order if k in resolved] + [
         k for k, v in resolved.items() if isinstance(v, dict) and k not in order

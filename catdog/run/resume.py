@@ -61,8 +61,8 @@ class SaveOnInterrupt(pl.Callback):
             # position must not count the cut one (SIGTERM stops between batches: nothing to take back)
             progress = trainer.fit_loop.epoch_loop.batch_progress.current
             loader = trainer.train_dataloader
-            if isinstance(loader, ResumableBatches) and progress.ready > progress.processed:
-                loader.take_back(progress.ready - progress.processed)
+            if isinstance(loader, ResumableBatches) and progress.ready > progress.processed:  # type: ignore[attr-defined]  # a _ProcessedTracker
+                loader.take_back(progress.ready - progress.processed)  # type: ignore[attr-defined]
             trainer.save_checkpoint(self.path)
             log.warning("Interrupted: saved %s. Resume with ckpt_path=last (same hydra.run.dir).", self.path)
 

@@ -93,7 +93,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     loggers = instantiate_group(cfg.get("logger"), **resumed)
     if cfg.get("tune"):
         return run_tune(cfg, model, datamodule, loggers)
-    provenance = {**collect(datamodule.arrays.directory.name), "calibration": calibration}
+    provenance = {**collect(datamodule.prepared.directory.name), "calibration": calibration}
     callbacks = [*averaging_first(instantiate_group(cfg.get("callbacks"))), RecordProvenance(provenance)]
     # in a job of hparams_search=optuna: report each epoch to the trial, stop when it is pruned
     callbacks += trial_callbacks(cfg)
@@ -113,7 +113,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         pruned = pruned_epoch(callbacks)
         # validate() made sure there is a test split; a pruned trial is no result, so it is not tested
         if cfg.get("test") and not pruned:
-            best = trainer.checkpoint_callback is not None and trainer.checkpoint_callback.best_model_path
+            best = trainer.checkpoint_callback is not None and trainer.checkpoint_callback.best_model_path  # type: ignore[attr-defined]  # ModelCheckpoint's
             trainer.test(model, datamodule=datamodule, ckpt_path="best" if best else None)
             metrics.update(final_metrics(trainer))
         failed = False

@@ -56,7 +56,7 @@ def run_tune(
 
 def search(trainer: pl.Trainer, name: str, method: str, model, datamodule, **settings):
     """What Lightning's Tuner `method` finds for the model on the data (`tune=name`)."""
-    if trainer.fast_dev_run:
+    if trainer.fast_dev_run:  # type: ignore[attr-defined]  # set in Trainer.__init__ by a connector
         raise CatdogError(f"tune={name} runs no search with trainer.fast_dev_run=true: drop that override.")
     return getattr(Tuner(trainer), method)(model, datamodule=datamodule, **settings)
 
@@ -196,7 +196,7 @@ def batch_size(
     """Lightning's batch-size finder: the largest data.batch_size whose training steps fit the accelerator's
     memory (doubling until out of memory; on a CPU that is rarely reached, so `max_val` caps the search)."""
     # the trials measure memory, not learning; their steps add up, and would overrun a one-cycle schedule's total
-    model.scheduler_factory = None
+    model.scheduler_factory = None  # type: ignore[assignment]  # an ImageClassifier's
     found = search(
         trainer,
         "batch_size",
@@ -209,9 +209,8 @@ def batch_size(
         max_trials=max_trials,
         max_val=max_val,
     )
-    limit, verdict = batch_size_limit(
-        found, len(datamodule.splits["train"]), mode, init_val, max_trials, max_val
-    )
+    train = datamodule.splits["train"]  # type: ignore[attr-defined]  # an ImageDataModule's
+    limit, verdict = batch_size_limit(found, len(train), mode, init_val, max_trials, max_val)
     record = {"batch_size": found, "limited_by": limit}
     if publish(
         trainer, output_dir, "batch_size", record, scalars={} if found is None else {"tune/batch_size": found}

@@ -8,7 +8,7 @@ import html
 import math
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from catdog.io import replace_atomic
 from catdog.sweeps.significance import REPLICATE_KEYS
@@ -53,12 +53,13 @@ def dimension(key: str, values: list[str]) -> dict[str, Any]:
     """A parallel-coordinates axis: numbers as they are (log scale over 30x or more), others as ticks."""
     numbers = [number(v) for v in values]
     if all(n is not None for n in numbers):
-        if min(numbers) > 0 and max(numbers) / min(numbers) >= 30:  # a log-scale search: lr, weight decay
-            low, high = math.log10(min(numbers)), math.log10(max(numbers))
+        floats = cast(list[float], numbers)
+        if min(floats) > 0 and max(floats) / min(floats) >= 30:  # a log-scale search: lr, weight decay
+            low, high = math.log10(min(floats)), math.log10(max(floats))
             ticks = [low + (high - low) * i / 4 for i in range(5)]
             return {
                 "label": f"{key} (log)",
-                "values": [math.log10(n) for n in numbers],
+                "values": [math.log10(n) for n in floats],
                 "tickvals": ticks,
                 "ticktext": [f"{10**t:.2g}" for t in ticks],
             }

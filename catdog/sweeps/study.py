@@ -38,13 +38,13 @@ def distribution(override) -> Any:
         return override.get_value_element_as_str()
     value = override.value()
     if isinstance(value, IntervalSweep):
-        return FloatDistribution(value.start, value.end, log="log" in value.tags)
+        return FloatDistribution(value.start, value.end, log="log" in value.tags)  # type: ignore[arg-type]  # both ends set
     values = list(override.sweep_iterator(transformer=Transformer.encode))
     if isinstance(value, RangeSweep) and not value.shuffle and len(values) > 1:
         if all(isinstance(v, int) for v in (value.start, value.stop, value.step)):
-            return IntDistribution(values[0], values[-1], step=value.step)
-        last = round(value.start + value.step * (len(values) - 1), 12)  # sums of 0.1 miss 0.3 by 1e-17
-        return FloatDistribution(value.start, last, step=value.step)
+            return IntDistribution(values[0], values[-1], step=value.step)  # type: ignore[arg-type]  # ints, checked above
+        last = round(value.start + value.step * (len(values) - 1), 12)  # type: ignore[operator]  # sums of 0.1 miss 0.3 by 1e-17
+        return FloatDistribution(value.start, last, step=value.step)  # type: ignore[arg-type]  # a range has a start
     return CategoricalDistribution(values)
 
 

@@ -12,7 +12,7 @@ import logging
 import math
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
@@ -39,8 +39,8 @@ def read_job(job_dir: Path) -> dict[str, Any]:
     """One row of the summary: job number, overrides, status, metrics or error."""
     hydra_cfg = OmegaConf.load(job_dir / ".hydra" / "hydra.yaml").hydra
     overrides = dict(
-        o.split("=", 1) if "=" in o else (o, "")
-        for o in OmegaConf.load(job_dir / ".hydra" / "overrides.yaml")
+        o.split("=", 1) if "=" in o else (o, "")  # type: ignore[misc]  # two items, as the "=" is there
+        for o in cast(list[str], OmegaConf.load(job_dir / ".hydra" / "overrides.yaml"))
     )
     config = job_dir / ".hydra" / "config.yaml"
     row: dict[str, Any] = {
