@@ -213,6 +213,15 @@ def test_a_bug_is_no_user_error():
     assert user_error(ValueError("a bug")) is None
 
 
+def test_a_lightning_config_error_is_a_user_error():
+    import pytorch_lightning as pl
+    from lightning_fabric.utilities.exceptions import MisconfigurationException
+
+    with pytest.raises(MisconfigurationException) as caught:
+        pl.Trainer(accelerator="cpu", devices=0, logger=False)
+    assert user_error(caught.value) == str(caught.value) and "devices" in str(caught.value)
+
+
 @pytest.mark.parametrize(
     "override, message",
     [
