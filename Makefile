@@ -40,8 +40,9 @@ train: $(STAMP)
 sweep: $(STAMP)
 	$(BIN)/python train.py -m $(DATA_ARG) experiment=tutorial trainer.max_epochs=1 model.kernel=3,5
 
+# each file on one worker (its module fixtures are built once), the costliest files first (tests/conftest.py)
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -n auto --dist loadfile $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -n auto --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
 
 # A real single-node SLURM (Debian's slurm-wlm and munge, installed as root when missing): a sweep through
 # hydra/launcher=slurm with one job pre-empted by `scontrol requeue`, and an Optuna sweep with a pruner on it; the
