@@ -126,23 +126,6 @@ def test_abstains_below_min_confidence(unsure_server):
     assert status == 200 and answer["label"] == "unsure" and answer["probability"] < 1
 
 
-def test_sigterm_stops_it_cleanly_and_a_taken_port_is_one_line(ckpt, tmp_path):
-    proc, url = start_server(ckpt, tmp_path / "run")
-    assert url.startswith("http://127.0.0.1:")
-    with urllib.request.urlopen(url, timeout=30) as response:
-        assert b'id="files"' in response.read()
-    busy = run_module(
-        "catdog.serve",
-        f"ckpt_path={ckpt}",
-        f"port={port_of(url)}",
-        f"hydra.run.dir={tmp_path}/run2",
-        timeout=120,
-    )
-    assert busy.returncode == 1 and f"port={port_of(url)}: cannot listen there" in busy.stderr
-    code, out = stop(proc)
-    assert code == 0 and "Stopped." in out and "Traceback" not in out
-
-
 @pytest.mark.skipif(CHROMIUM is None, reason="no chromium on this machine (apt-get install chromium)")
 @pytest.mark.parametrize("which", ["server", "unsure_server"])
 def test_the_page_in_a_real_browser(which, request, ckpt, tmp_path):
@@ -283,15 +266,28 @@ def test_bad_uploads_get_their_4xx_under_load(server):
     assert any("too large" in message for _, _, message in bad_answers)  # the bomb, refused before decoding
 
 
-def test_sigterm_answers_an_upload_still_open_with_a_json_503(ckpt, tmp_path):
-    """A client that stalls mid-upload: SIGTERM stops the server within its grace time, the client gets the JSON
-    503, the log names catdog (not uvicorn.error) and holds no traceback."""
+def test_a_taken_port_is_one_line_and_sigterm_answers_an_upload_still_open_with_a_json_503(ckpt, tmp_path):
+    """One server (each start costs seconds of imports): it serves the page; a second one on its port is one line;
+    a client that stalls mid-upload: SIGTERM stops the server cleanly within its grace time, the client gets the
+    JSON 503, the log names catdog (not uvicorn.error) and holds no traceback."""
     import socket
     import time
 
     from catdog.serve import SHUTDOWN_GRACE_S
 
     proc, url = start_server(ckpt, tmp_path / "run")
+    assert url.startswith("http://127.0.0.1:")
+    with urllib.request.urlopen(url, timeout=30) as response:
+        assert b'id="files"' in response.read()
+    busy = run_module(
+        "catdog.serve",
+        f"ckpt_path={ckpt}",
+        f"port={port_of(url)}",
+        f"hydra.run.dir={tmp_path}/run2",
+        timeout=120,
+    )
+    assert busy.returncode == 1 and f"port={port_of(url)}: cannot listen there" in busy.stderr
+
     head = (
         "POST /api/predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: multipart/form-data; boundary=b\r\n"
         "Content-Length: 100000\r\n\r\n--b\r\n"
