@@ -1,6 +1,7 @@
 """The design card's three uses, run as written (plus a tiny budget on generated photos): the kernel sweep
 `python train.py -m model.kernel=3,5`, a resolution and channels override, and `trainer.accelerator=gpu`.
-What each job trained is read back from its checkpoint, not from the config it echoes."""
+What each job trained is read back from its checkpoint, not from the config it echoes; the resolution override runs
+in this process (train.py's composition and training, without its seconds of imports)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import ROOT, run_train, tiny_overrides, zip_tree
+from helpers import ROOT, run_train, tiny_overrides, train_in_process, zip_tree
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from catdog.checkpoint import load_classifier
@@ -53,7 +54,9 @@ def test_the_kernel_sweep_trains_one_net_per_kernel_each_with_its_own_tensorboar
 
 
 def test_resolution_and_channels_overrides_reach_the_network(image_folder, tmp_path):
-    run_train(
+    # the card's overrides composed as train.py composes them, in this process: the sweep above and the make test
+    # below run the command itself, and a new process would spend ~5 s of CPU importing torch and Lightning
+    train_in_process(
         *budget(image_folder, tmp_path),
         "data.resolution=24",
         "data.channels=3",
