@@ -21,24 +21,25 @@ import pytest  # noqa: E402
 from helpers import SHARED_DATA, write_class_folders  # noqa: E402
 from postgres import new_database, postgres_server  # noqa: E402
 
-# The files that cost the most, costliest first (CPU seconds of each at 35ac298 on the 2-core Xeon, issue 26): with
+# The files that cost the most, costliest first (CPU seconds of each at ae99d37 on the 2-core Xeon, issue 26): with
 # `make test`'s `--dist loadfile --no-loadscope-reorder` the workers start on them and the short files fill the end.
-# xdist's own order (most tests first) handed out test_optuna_study, test_debug and test_dashboard (30, 40 and 11 s,
-# two tests or fewer each) last, so one worker ran them alone for the suite's last minute.
+# xdist's own order (most tests first) handed out test_sweeps, test_optuna_study and test_debug (200 s, 11 tests)
+# among the last, so that one worker still ran them a minute after the other had finished.
 COSTLIEST_FILES = (
-    "test_sweeps.py",  # 108
-    "test_train.py",  # 100: one epoch of the tutorial on the real photos, 58
-    "test_bench.py",  # 86
-    "test_resume.py",  # 83
-    "test_serve.py",  # 51
-    "test_disk_full.py",  # 48
-    "test_study.py",  # 46
-    "test_debug.py",  # 40
+    "test_bench.py",  # 122
+    "test_sweeps.py",  # 100
+    "test_train.py",  # 97: one epoch of the tutorial on the real photos, 58
+    "test_resume.py",  # 77
+    "test_optuna_study.py",  # 62
+    "test_disk_full.py",  # 46
+    "test_debug.py",  # 42
+    "test_serve.py",  # 39
+    "test_study.py",  # 36
     "test_card.py",  # 36
-    "test_export.py",  # 36
-    "test_optuna_study.py",  # 30
-    "test_runtime.py",  # 19
+    "test_export.py",  # 33
+    "test_dashboard.py",  # 26
     "test_console.py",  # 18
+    "test_runtime.py",  # 17
 )
 
 
