@@ -3,6 +3,7 @@ from benchmarks import (  # noqa: F401
     accuracy,
     audit,
     augment,
+    choice,
     deploy,
     efficiency,
     preprocessing,

@@ -1,8 +1,8 @@
 """Evaluate a checkpoint on labelled images: `python -m catdog.evaluate ckpt_path=FILE [data.source=PATH]`.
 
 The images are decoded as the checkpoint was trained (its resolution, channels and fast_decode, whatever data.*
-says). Without data.source, the held-out split (test, else val) of the data the checkpoint was trained on is
-scored, rebuilt from what the checkpoint records; with one, every image of it is scored, and photos that were in
+says). Without data.source, the held-out split (test, else val; split=val or split=test to choose) of the data
+the checkpoint was trained on is scored, rebuilt from what the checkpoint records; with one, every image of it is scored, and photos that were in
 the checkpoint's training split (same content) are counted as n_seen_in_training. Photos the checkpoint's training
 left out (its data.exclude) and those data.exclude names here are left out of the metrics; <split>/acc_all then
 scores them too. Metric names say what was scored: `test/acc`, `val/acc` (optimistic: val chose the checkpoint) or
@@ -41,6 +41,7 @@ from catdog.explain.calibration import calibration_report
 from catdog.explain.robustness import robustness_accuracy, robustness_figure, robustness_table
 from catdog.inference import Predictor
 from catdog.io import save_figure, write_json_atomic
+from catdog.rules import check_choice
 from catdog.run.checks import validate
 from catdog.run.cli import run_entry
 from catdog.run.training import instantiate_group
@@ -94,12 +95,21 @@ def training_data(cfg: DictConfig) -> dict | None:
     return trained_on
 
 
-def scored_photos(arrays: CachedArrays, trained_on: dict | None, held_out: bool) -> tuple[np.ndarray, str]:
-    """The photos to score: the held-out split (test, else val) of the training data, or all of them."""
+def scored_photos(
+    arrays: CachedArrays, trained_on: dict | None, held_out: bool, wanted: str | None = None
+) -> tuple[np.ndarray, str]:
+    """The photos to score: a held-out split of the training data (`wanted`, else test where there is one, else
+    val), or all of them."""
     if not held_out:
         return np.arange(len(arrays.labels)), "all"
     codes = assign_splits(arrays.photos["group"], arrays.labels, SplitSettings.from_config(trained_on))  # type: ignore[arg-type]  # held_out: recorded
-    split = "test" if (codes == SPLITS.index("test")).any() else "val"
+    has_test = (codes == SPLITS.index("test")).any()
+    if wanted == "test" and not has_test:
+        raise CatdogError(
+            f"split=test: {trained_on['source']} has no test split in the checkpoint's training (its "  # type: ignore[index]
+            "data.test_fraction was 0): score split=val, or train with data.test_fraction > 0."
+        )
+    split = wanted or ("test" if has_test else "val")
     indices = np.flatnonzero(codes == SPLITS.index(split))
     if not len(indices):
         raise CatdogError(
@@ -127,6 +137,19 @@ def excluded_photos(cfg: DictConfig, arrays: CachedArrays, trained_on: dict | No
     if recorded is not None and len(recorded):
         excluded |= np.isin(photo_ids(arrays.photos["sha256"]), recorded.numpy())
     return excluded
+
+
+def check_split(cfg: DictConfig) -> None:
+    """split= names a held-out split of the checkpoint's own training data, so it goes without data.source."""
+    wanted = cfg.get("split")
+    if wanted is None:
+        return
+    check_choice("split", wanted, ("val", "test"))
+    if cfg.data.get("source") is not None:
+        raise CatdogError(
+            f"split={wanted} scores a held-out split of the data the checkpoint was trained on, and data.source "
+            f"scores every photo of {cfg.data.source}: give one of them."
+        )
 
 
 def warn_optimistic(split: str, seen: int | None, n: int) -> None:
@@ -176,12 +199,13 @@ def logits_of(predictor: Predictor, arrays: CachedArrays, indices: np.ndarray, b
 
 def evaluate(cfg: DictConfig) -> dict:
     """Metrics of the checkpoint on data.source (or its held-out split); written to the run dir and TensorBoard."""
+    check_split(cfg)
     held_out = cfg.data.get("source") is None
     trained_on = training_data(cfg)
     validate(cfg)
     predictor = Predictor.from_checkpoint(cfg.ckpt_path)
     arrays = decoded_as_trained(cfg, predictor, trained_on if held_out else None)
-    indices, split = scored_photos(arrays, trained_on, held_out)
+    indices, split = scored_photos(arrays, trained_on, held_out, cfg.get("split"))
     excluded = excluded_photos(cfg, arrays, trained_on)[indices]
     if excluded.any():
         log.info(

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import pytest
 from helpers import git, git_repo, write_class_folders, write_kaggle, zip_tree
 
-from benchmarks import accuracy, preprocessing, record, training
+from benchmarks import accuracy, choice, preprocessing, record, training
 from catdog.data.settings import DataSettings
 
 
@@ -119,6 +119,8 @@ def test_time_to_accuracy_reads_the_curve_of_a_real_run(fast_path_run, tmp_path)
         and len([k for k in corrupted if k.startswith("robustness/")]) == 1 + 7 * 3
     )
     assert corrupted["robustness/clean"] == pytest.approx(corrupted["val/acc"])
+    assert accuracy.robustness(run_dir, split="val")["robustness/clean"] == corrupted["robustness/clean"]
+    assert (run_dir / "robustness-val" / "metrics.json").exists()
 
 
 def test_robustness_lines_give_the_mean_and_the_worst_corruption():
@@ -126,6 +128,24 @@ def test_robustness_lines_give_the_mean_and_the_worst_corruption():
     scores |= {"robustness/clean": 0.95, "robustness/zoom_3": 0.6, "val/acc": 0.95}
     (row,) = accuracy.robustness_lines([{"seed": 2, "robustness": scores}])[4:]
     assert row == "| 2 | 0.9500 | 0.8667 | 0.6000 (zoom_3) |"
+    *_, verdict = accuracy.robustness_lines([{"seed": 2, "robustness": scores}], goal=0.88)
+    assert verdict == "Mean corrupted accuracy 0.8667. Goal >= 0.88: MISSED."
+
+
+def test_the_choice_on_val_gives_each_candidate_and_its_means_and_no_test_number():
+    rows = [
+        {"name": n, "seed": s, "val": v, "clean": v - 0.01, "corrupted": c, "epoch_s": 25.0}
+        for n, s, v, c in [
+            ("fast", 30, 0.95, 0.79),
+            ("fast", 31, 0.94, 0.81),
+            ("fast_robust", 30, 0.95, 0.88),
+        ]
+    ]
+    lines = choice.choice_lines(rows)
+    assert lines[2] == "| fast | 30 | 0.9500 | 0.9400 | 0.7900 | 25.0 |"
+    assert "- fast: best val acc 0.9450, corrupted val 0.8000, 25.0 s an epoch" in lines
+    assert "- fast_robust: best val acc 0.9500, corrupted val 0.8800, 25.0 s an epoch" in lines
+    assert not any("test" in line for line in lines)
 
 
 def test_benchmarks_on_request_run_only_when_named(tmp_path, monkeypatch):

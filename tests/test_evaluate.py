@@ -176,6 +176,30 @@ def test_without_a_source_the_held_out_split_of_the_training_data_is_scored(tmp_
     assert f"{n_train} of the 32 photos scored were in the checkpoint's training split" in caplog.text
 
 
+def test_split_val_scores_the_val_split_so_recipes_are_compared_without_test(tmp_path):
+    source = write_class_folders(tmp_path / "PetImages", per_class=16)
+    ckpt = train_checkpoint(source, tmp_path, data={"test_fraction": 0.25, "seed": 3})
+    settings = {"val_fraction": 0.25, "test_fraction": 0.25, "seed": 3}
+    dm = ImageDataModule(
+        DataSettings.from_config(
+            dict(source=str(source), resolution=16, channels=3, cache_dir=str(tmp_path / "cache"), **settings)
+        )
+    )
+    dm.setup()
+    val = evaluate_in_process(ckpt, None, tmp_path / "val", "split=val", "robustness=true")
+    test = evaluate_in_process(ckpt, None, tmp_path / "test", "split=test")
+    assert (val["split"], val["n_images"]) == ("val", len(dm.splits["val"]))
+    assert (test["split"], test["n_images"]) == ("test", len(dm.splits["test"]))
+    assert "val/acc" in val and "test/acc" not in val and "robustness/clean" in val
+    with pytest.raises(CatdogError, match=r"split='train' is invalid: expected val or test"):
+        evaluate_in_process(ckpt, None, tmp_path / "bad", "split=train")
+    with pytest.raises(CatdogError, match=r"split=val scores a held-out split .* give one of them"):
+        evaluate_in_process(ckpt, source, tmp_path / "both", "split=val")
+    no_test = train_checkpoint(source, tmp_path / "no_test", data={"test_fraction": 0.0, "seed": 3})
+    with pytest.raises(CatdogError, match=r"split=test: .* has no test split .*score split=val"):
+        evaluate_in_process(no_test, None, tmp_path / "none", "split=test")
+
+
 def test_without_a_source_a_checkpoint_must_record_existing_training_data(tmp_path, caplog):
     source = write_class_folders(tmp_path / "PetImages", per_class=4)
     ckpt = train_checkpoint(source, tmp_path)
