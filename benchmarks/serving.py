@@ -29,7 +29,9 @@ from benchmarks import deploy
 from benchmarks.record import ROOT, SHARED, benchmark
 
 LEVELS = (1, 8, 32)
-WARMUP = 1_000  # requests before the first figure (and the first memory reading)
+# requests before the first figure and the first memory reading, at the most clients: the server's largest batches
+# (and their buffers in torch's or ONNX Runtime's allocator) are formed here, so later growth is per request
+WARMUP = 1_000
 REQUESTS = 3_000  # per level: with the warm-up, 10,000 requests per model
 LEVEL_SECONDS = 120.0  # a level stops here even if REQUESTS were not all sent
 PHOTOS = 64  # distinct photos the clients cycle through
@@ -167,10 +169,10 @@ def load_test(model: Path, photos: list[bytes], run_dir: Path) -> tuple[list[dic
     bodies = [multipart(p) for p in photos]
     proc, port = start(model, run_dir)
     try:
-        drive(port, bodies, 8, WARMUP, LEVEL_SECONDS)
+        drive(port, bodies, max(LEVELS), WARMUP, LEVEL_SECONDS)
         before = rss_mb(proc.pid)
-        rows = [drive(port, bodies, c, REQUESTS, LEVEL_SECONDS) for c in LEVELS]
-        after = rss_mb(proc.pid)
+        rows = [{**drive(port, bodies, c, REQUESTS, LEVEL_SECONDS), "rss": rss_mb(proc.pid)} for c in LEVELS]
+        after = rows[-1]["rss"]
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=60)
@@ -179,15 +181,15 @@ def load_test(model: Path, photos: list[bytes], run_dir: Path) -> tuple[list[dic
 
 def serve_lines(models: dict[str, Path], photos: list[bytes], work: Path) -> list[str]:
     lines = [
-        "| model | clients | requests | errors | requests/s | p50 ms | p99 ms |",
-        "|---|---|---|---|---|---|---|",
+        "| model | clients | requests | errors | requests/s | p50 ms | p99 ms | server MB after |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     notes = []
     for name, model in models.items():
         rows, before, after = load_test(model, photos, work / f"run-{len(notes)}")
         lines += [
             f"| {name} | {r['concurrency']} | {r['requests']:,} | {r['errors']} | {r['rps']:,.0f} | "
-            f"{r['p50']:.1f} | {r['p99']:.1f} |"
+            f"{r['p50']:.1f} | {r['p99']:.1f} | {r['rss']:.0f} |"
             for r in rows
         ]
         at8 = next(r for r in rows if r["concurrency"] == 8)

@@ -308,6 +308,7 @@ def test_serve_benchmark_drives_both_servers_on_loopback(tiny_deploy, tmp_path):
         (f"| {m}", str(c)) for m in ("ckpt", "int8") for c in serving.LEVELS
     ]
     assert all(r[2] == "40" and r[3] == "0" and float(r[4].replace(",", "")) > 0 for r in rows)
+    assert all(float(r[7].rstrip(" |")) > 0 for r in rows)  # the server's memory after each level
     assert sum("server memory" in line and "MB after" in line for line in lines) == 2
 
 
