@@ -61,21 +61,19 @@ def time_baseline(folder: Path, resolution: int, out: Path) -> tuple[float, int]
     return float(found.group(1)), int(found.group(2))
 
 
+def prepare_gray(folder: Path, resolution: int, cache_dir: Path):
+    """catdog's cache of `folder`'s photos as the tutorial prepares them (gray, `resolution` px): its arrays."""
+    settings = dict(
+        source=str(folder), resolution=resolution, channels=1, cache_dir=str(cache_dir), progress=False
+    )
+    return prepare_dataset(DataSettings.from_config(settings))
+
+
 def time_catdog(folder: Path, resolution: int, cache_dir: Path) -> tuple[float, int]:
     """(seconds, images) of prepare_dataset into an empty cache directory: listing, decoding and cache writes."""
     shutil.rmtree(cache_dir, ignore_errors=True)
     start = time.perf_counter()
-    arrays = prepare_dataset(
-        DataSettings.from_config(
-            dict(
-                source=str(folder),
-                resolution=resolution,
-                channels=1,
-                cache_dir=str(cache_dir),
-                progress=False,
-            )
-        )
-    )
+    arrays = prepare_gray(folder, resolution, cache_dir)
     return time.perf_counter() - start, len(arrays.labels)
 
 

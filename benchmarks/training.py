@@ -9,10 +9,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.preprocessing import extract_cat_dog, run_baseline
+from benchmarks.preprocessing import extract_cat_dog, prepare_gray, run_baseline
 from benchmarks.record import BASELINE, ROOT, SHARED, TRAIN_OVERRIDES, benchmark
-from catdog.data.preprocess import prepare_dataset
-from catdog.data.settings import DataSettings
 
 TRAINING_OVERHEAD_GOAL = 0.95  # catdog's training samples/s with default settings / the tutorial loop's
 # the fast path, which should beat the default settings
@@ -81,17 +79,7 @@ def training_overhead() -> list[str]:
             f"data.cache_dir={work / 'cache'}",
             "trainer.max_epochs=1",
         ]
-        prepare_dataset(
-            DataSettings.from_config(
-                dict(
-                    source=str(folder),
-                    resolution=50,
-                    channels=1,
-                    cache_dir=str(work / "cache"),
-                    progress=False,
-                )
-            )
-        )
+        prepare_gray(folder, 50, work / "cache")
         for repeat in range(2):
             for i, (name, extra) in enumerate(contenders.items()):
                 if extra is None:

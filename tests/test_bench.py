@@ -10,7 +10,6 @@ import pytest
 from helpers import git, git_repo, write_class_folders, write_kaggle, zip_tree
 
 from benchmarks import accuracy, choice, preprocessing, record, training
-from catdog.data.settings import DataSettings
 
 
 @pytest.fixture(autouse=True)
@@ -85,11 +84,7 @@ def test_preprocessing_comparison_on_the_same_images(tmp_path):
     # what catdog's timing built is a whole cache of those photos (loaded back, not decoded again)
     folder, cache = tmp_path / "images", tmp_path / "cache"
     (built,) = cache.iterdir()
-    arrays = preprocessing.prepare_dataset(
-        DataSettings.from_config(
-            dict(source=str(folder), resolution=16, channels=1, cache_dir=str(cache), progress=False)
-        )
-    )
+    arrays = preprocessing.prepare_gray(folder, 16, cache)
     assert arrays.directory == built and arrays.images.shape == (40, 16, 16, 1)
 
 

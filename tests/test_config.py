@@ -107,6 +107,15 @@ def test_optuna_and_cluster_launchers_compose():
     assert any(c._target_ == "catdog.sweeps.summary.SweepSummary" for c in cfg.hydra.callbacks.values())
 
 
+def test_every_hydra_callback_of_the_config_is_built():
+    """configs/hydra/default.yaml names each Hydra callback by its import path: a class moved without its config
+    would stop every command at its start."""
+    from hydra.utils import instantiate
+
+    built = [instantiate(c) for c in compose_train(hydra_cfg=True).hydra.callbacks.values()]
+    assert sorted(type(c).__name__ for c in built) == ["KeepRunRecord", "RunDirSpace", "SweepSummary"]
+
+
 # every key of the data settings and the model's specs; a path (data.cache_dir, ...) may be any string
 SPEC_KEYS = (
     [f"data.{k}" for k in DATA_KEYS if k not in ("seed", "cache_dir", "download_dir", "download_url")]

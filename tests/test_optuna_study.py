@@ -112,8 +112,8 @@ def test_workers_creating_one_study_database_at_once_all_succeed(storage):
 
 
 def test_a_postgresql_password_can_stay_out_of_the_storage_url(postgres, monkeypatch):
-    """README: the storage URL is written into every job's .hydra/ files; without a password in it the driver
-    takes PGPASSWORD (libpq's variable), and without either the server refuses."""
+    """README: without a password in the storage URL the driver takes PGPASSWORD (libpq's variable), and without
+    either the server refuses."""
     from sqlalchemy.exc import OperationalError
 
     from catdog.sweeps.study import open_storage
@@ -125,3 +125,23 @@ def test_a_postgresql_password_can_stay_out_of_the_storage_url(postgres, monkeyp
     monkeypatch.setenv("PGPASSWORD", PASSWORD)
     optuna.create_study(study_name="s", storage=open_storage(url))
     assert [s.study_name for s in optuna.get_all_study_summaries(url)] == ["s"]
+
+
+@pytest.mark.slow
+def test_the_storage_password_stays_out_of_the_console_and_the_sweep_dir(image_folder, tmp_path, postgres):
+    """hydra.sweeper.storage=postgresql://user:password@...: the jobs (in a joblib worker process) reach the study,
+    and neither the sweep's console nor any file in its dir holds the password."""
+    url = new_database(postgres)
+    command = optuna_sweep(image_folder, tmp_path / "a", url, 1, 0)
+    command += ["hydra/launcher=joblib", "hydra.launcher.n_jobs=1", "hydra.sweeper.pruner=median"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env.pop("PGPASSWORD", None)
+    proc = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (trial,) = optuna.load_study(study_name="shared", storage=url).trials
+    assert trial.state == optuna.trial.TrialState.COMPLETE and "run_dir" in trial.user_attrs
+    assert "Study shared in postgresql://catdog:***@" in proc.stdout + proc.stderr
+    assert PASSWORD not in proc.stdout + proc.stderr
+    files = [p for p in (tmp_path / "a" / "sweep").rglob("*") if p.is_file()]
+    assert len(files) > 10
+    assert [p for p in files if PASSWORD.encode() in p.read_bytes()] == []

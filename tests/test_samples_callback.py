@@ -6,12 +6,11 @@ from types import SimpleNamespace
 
 import cv2
 import numpy as np
+from helpers import tiny_datamodule
 from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from catdog.callbacks.samples import LABEL_HEIGHT, SampleGrid, make_grid
-from catdog.data import ImageDataModule
-from catdog.data.settings import DataSettings
 
 
 def test_grid_has_one_row_per_class_and_the_images_pixels():
@@ -27,18 +26,7 @@ def test_grid_has_one_row_per_class_and_the_images_pixels():
 
 
 def test_callback_saves_samples_png_and_logs_it_to_tensorboard(image_folder, tmp_path):
-    dm = ImageDataModule(
-        DataSettings.from_config(
-            dict(
-                source=str(image_folder),
-                resolution=16,
-                channels=3,
-                cache_dir=str(tmp_path / "c"),
-                progress=False,
-            )
-        )
-    )
-    dm.setup("fit")
+    dm = tiny_datamodule(image_folder, tmp_path / "c")
     tb = TensorBoardLogger(str(tmp_path / "run"), name="tensorboard", version="")
     csv = CSVLogger(str(tmp_path / "run"), name="csv")
     trainer = SimpleNamespace(

@@ -4,6 +4,7 @@ sweep syntax, pruners by name, the trial a job reaches through the storage, and 
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 import torch
@@ -68,6 +69,60 @@ def test_a_quoted_override_value_reaches_the_job_unchanged(value):
     cfg = OmegaConf.create({"env": {}})
     apply_overrides(OverridesParser.create().parse_overrides([f"++env.X={st.hydra_quote(value)}"]), cfg)
     assert cfg.env.X == value  # read as the job reads it: interpolations resolved
+
+
+@pytest.mark.parametrize(
+    "url, shown",
+    [
+        (
+            "postgresql://u:pw%40x@db:5432/optuna?sslmode=require",
+            "postgresql://u:***@db:5432/optuna?sslmode=require",
+        ),
+        ("postgresql://u@db/optuna", "postgresql://u@db/optuna"),  # the password in PGPASSWORD or ~/.pgpass
+        ("sqlite:////tmp/a b/optuna.db", "sqlite:////tmp/a b/optuna.db"),
+        (None, None),
+    ],
+)
+def test_a_storage_url_is_shown_without_its_password(url, shown):
+    assert st.shown_url(url) == shown
+
+
+def test_a_storage_override_is_shown_without_its_password():
+    assert st.shown_override("hydra.sweeper.storage=postgresql://u:pw@db/optuna") == (
+        "hydra.sweeper.storage='postgresql://u:***@db/optuna'"
+    )
+    assert st.shown_override("++hydra.sweeper.storage='postgresql://u:it\\'s@db/optuna'") == (
+        "++hydra.sweeper.storage='postgresql://u:***@db/optuna'"
+    )
+    # no URL: where its password is cannot be told, so all of it is hidden
+    assert st.shown_override("hydra.sweeper.storage=pw@db") == "hydra.sweeper.storage=***"
+    for kept in ("hydra.sweeper.storage=null", "model.kernel=3", "-m", "train.py"):
+        assert st.shown_override(kept) == kept
+
+
+def test_a_job_is_handed_the_storage_url_masked_and_puts_the_password_back(monkeypatch):
+    """The job's overrides (its .hydra/ files, the launcher's log) hold the mask; the password reaches the job in
+    the environment it inherits from the sweeper, during the sweep only."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from catdog.compat import apply_overrides
+
+    url = "postgresql://u:p%40ss@db/optuna"
+    overrides = st.trial_overrides(url, "s", 3)
+    assert not any("p%40ss" in o for o in overrides)
+    cfg = OmegaConf.create({"hydra": {"job": {"env_set": {}}, "sweeper": {"storage": url}}})
+    apply_overrides(OverridesParser.create().parse_overrides(overrides), cfg)
+    assert cfg.hydra.sweeper.storage == "postgresql://u:***@db/optuna"  # also where a config file set it
+    monkeypatch.delenv(st.PASSWORD_ENV, raising=False)
+    for name, value in cfg.hydra.job.env_set.items():
+        monkeypatch.setenv(name, str(value))
+    with st.password_for_jobs(url):
+        assert os.environ[st.PASSWORD_ENV] == "p@ss" and st.job_storage_url() == url
+    assert st.PASSWORD_ENV not in os.environ and st.job_storage_url() == "postgresql://u:***@db/optuna"
+    sqlite = "sqlite:////tmp/optuna.db"
+    assert st.trial_overrides(sqlite, "s", 3)[0].endswith(f"{st.STORAGE_ENV}='{sqlite}'")
+    with st.password_for_jobs(sqlite):
+        assert st.PASSWORD_ENV not in os.environ
 
 
 def asked_trial(tmp_path, completed: dict[int, float] | None):

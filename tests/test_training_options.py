@@ -2,37 +2,18 @@
 
 import pytest
 import torch
-from helpers import ROOT, quiet_trainer
+from helpers import ROOT, quiet_trainer, tiny_datamodule
 from hydra import compose, initialize_config_dir
 
-from catdog.data.datamodule import ImageDataModule
-from catdog.data.settings import DataSettings
 from catdog.models.classifier import ImageClassifier
 
-
-def make_datamodule(folder, tmp_path, **kwargs) -> ImageDataModule:
-    dm = ImageDataModule(
-        DataSettings.from_config(
-            dict(
-                source=str(folder),
-                resolution=16,
-                channels=3,
-                cache_dir=str(tmp_path / "cache"),
-                batch_size=7,
-                val_fraction=0.25,
-                progress=False,
-                num_workers=1,
-                **kwargs,
-            )
-        )
-    )
-    dm.setup("fit")
-    return dm
+# batches of 7: the 30 training images of image_folder end in a partial batch, which every path must handle
+BATCH = 7
 
 
 def test_tensor_path_gives_the_same_batches_as_the_dataloader_path(image_folder, tmp_path):
-    plain = make_datamodule(image_folder, tmp_path, seed=3)
-    fast = make_datamodule(image_folder, tmp_path, seed=3, loader="tensor")
+    plain = tiny_datamodule(image_folder, tmp_path / "cache", batch_size=BATCH, seed=3)
+    fast = tiny_datamodule(image_folder, tmp_path / "cache", batch_size=BATCH, seed=3, loader="tensor")
     epoch_images = []
     for epoch in range(2):  # the order changes per epoch in the same way
         plain_loader, fast_loader = plain.train_dataloader(), fast.train_dataloader()
@@ -54,7 +35,7 @@ def test_tensor_path_gives_the_same_batches_as_the_dataloader_path(image_folder,
 
 
 def test_channel_stats_normalize_the_input_inside_the_model(image_folder, tmp_path):
-    dm = make_datamodule(image_folder, tmp_path)
+    dm = tiny_datamodule(image_folder, tmp_path / "cache", batch_size=BATCH)
     stats = dm.channel_stats()
     model = ImageClassifier(
         3, 16, ["Cat", "Dog"], **dict(channels=[4], kernel=3, hidden=[]), normalize=True, **stats
@@ -75,7 +56,7 @@ def test_channel_stats_sample_every_class(image_folder, tmp_path):
 
     import numpy as np
 
-    dm = make_datamodule(image_folder, tmp_path)
+    dm = tiny_datamodule(image_folder, tmp_path / "cache", batch_size=BATCH)
     black_cats = np.where(dm.arrays.labels[:, None, None, None] == 0, 0, 255).astype(np.uint8)
     dm.arrays = dataclasses.replace(dm.arrays, images=np.broadcast_to(black_cats, dm.arrays.images.shape))
     mean = dm.channel_stats(max_images=len(dm.splits["train"]) // 2)["mean"]
@@ -128,7 +109,7 @@ def test_onecycle_schedule_gets_its_total_steps_from_the_trainer(image_folder, t
         cfg = compose("train", overrides=["model/optimizer=adamw", "model/scheduler=onecycle"])
     import hydra
 
-    dm = make_datamodule(image_folder, tmp_path)
+    dm = tiny_datamodule(image_folder, tmp_path / "cache", batch_size=BATCH)
     model = ImageClassifier(
         3,
         16,
@@ -149,7 +130,7 @@ def test_onecycle_schedule_gets_its_total_steps_from_the_trainer(image_folder, t
 
 def test_training_runs_on_the_tensor_path(image_folder, tmp_path):
 
-    dm = make_datamodule(image_folder, tmp_path, loader="tensor")
+    dm = tiny_datamodule(image_folder, tmp_path / "cache", batch_size=BATCH, loader="tensor")
     model = ImageClassifier(
         3,
         16,
@@ -225,7 +206,7 @@ def test_an_unknown_precision_is_one_message_naming_the_key():
 def test_bf16_channels_last_training_step_runs_on_cpu(image_folder, tmp_path):
     """The fast/best presets' CPU path: bf16 autocast with channels_last weights and inputs."""
 
-    dm = make_datamodule(image_folder, tmp_path, loader="tensor")
+    dm = tiny_datamodule(image_folder, tmp_path / "cache", batch_size=BATCH, loader="tensor")
     model = ImageClassifier(
         3,
         16,

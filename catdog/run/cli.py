@@ -6,16 +6,13 @@ from __future__ import annotations
 import functools
 import os
 import re
-import shutil
 import signal
 import sys
-import threading
 from collections.abc import Callable
 from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
-from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from catdog.compat import on_hydra_error
@@ -23,15 +20,13 @@ from catdog.errors import CatdogError
 from catdog.io import disk_full_error, is_disk_full, written_file
 from catdog.run.config_errors import one_line_config_errors, unexpected_argument
 from catdog.run.overrides import read_overrides
+from catdog.run.quiet import quiet_disk_full_in_threads
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
 DISK_FULL_FIX = (
     "Free some space, or put the runs (paths.log_dir) and the cache (data.cache_dir) on a larger disk; then resume "
     "with hydra.run.dir=<run dir> ckpt_path=last."
 )
-
-# Hydra's own files of a run (.hydra/config.yaml, hydra.yaml, overrides.yaml) take ~8 KB
-HYDRA_FILES_BYTES = 16 * 1024
 
 # Lightning's optional loggers raise ModuleNotFoundError without `name`: "Requirement 'wandb>=0.12.10' not met."
 _REQUIREMENT = re.compile(r"Requirement '([A-Za-z0-9_.-]+)")
@@ -97,25 +92,6 @@ def report_and_exit(exc: BaseException) -> None:
     sys.exit(1)
 
 
-def check_free_space(output_dir: str) -> None:
-    """Stop with the full-disk message when the disk that will hold `output_dir` has no room for Hydra's files."""
-    path = Path(output_dir).absolute()
-    existing = next(p for p in (path, *path.parents) if p.exists())
-    if shutil.disk_usage(existing).free < HYDRA_FILES_BYTES:
-        report_and_exit(disk_full_error(path, DISK_FULL_FIX))
-
-
-class RunDirSpace(Callback):
-    """Hydra callback: Hydra writes its .hydra/ files into the run (or sweep) dir before catdog's code runs, so a
-    disk that is already full would fail there with Hydra's traceback; this checks first and says it in one line."""
-
-    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
-        check_free_space(config.hydra.run.dir)
-
-    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        check_free_space(config.hydra.sweep.dir)
-
-
 def in_multirun() -> bool:
     """True inside a job of `python train.py -m ...` (any sweeper or launcher)."""
     from hydra.core.hydra_config import HydraConfig
@@ -148,18 +124,6 @@ def exit_interrupted(exc: BaseException) -> None:
     )
     print(f"error: stopped by {how}; {status}", file=sys.stderr)
     sys.exit(128 + signum)
-
-
-def quiet_disk_full_in_threads() -> None:
-    """TensorBoard's writer thread prints its own traceback when the disk is full; the main thread then meets the
-    same error and reports it in one line, so the thread's copy is left out."""
-    default = threading.excepthook
-
-    def hook(args) -> None:
-        if not is_disk_full(args.exc_value):
-            default(args)
-
-    threading.excepthook = hook
 
 
 def guarded(fn: Callable, *args, **kwargs):

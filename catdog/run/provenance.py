@@ -13,6 +13,8 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch
 
+from catdog.sweeps.study import shown_override
+
 CHECKPOINT_KEY = "catdog_provenance"
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 # what a run executes, relative to the checkout: an untracked file here can change a run, one elsewhere cannot
@@ -98,7 +100,7 @@ def collect(data_fingerprint: str | None = None, root: Path = PROJECT_ROOT) -> d
     """The provenance of a run started now from this process; `data_fingerprint` names the data cache."""
     return {
         **git_state(root),
-        "command": [sys.executable, *sys.argv],
+        "command": [sys.executable, *map(shown_override, sys.argv)],
         "overrides": hydra_overrides(),
         "versions": {"python": platform.python_version(), **{p: _version(p) for p in PACKAGES}},
         "cpu": cpu_model(),

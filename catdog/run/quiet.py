@@ -1,8 +1,10 @@
-"""Lightning's lines a newcomer mistakes for errors, left out of catdog's runs.
+"""Lines a newcomer mistakes for errors, or reads twice, left out of catdog's runs.
 
 - Its cloud-service tips ("💡 Tip: For seamless cloud logging ... litlogger", "... uploads ... litmodels").
 - The `srun` hint ("The `srun` command is available on your system but is not used"), printed on any machine that
   has SLURM's tools, outside a SLURM allocation (no SLURM_JOB_ID): there it is no advice. Inside one it stays.
+- TensorBoard's writer thread's own traceback of a full disk: the main thread meets the same error and reports it in
+  one line (catdog.run.cli).
 (Lightning's "Total FLOPs: 0" is fixed at its source: ImageClassifier gives Lightning an example input to count on.)
 """
 
@@ -10,9 +12,11 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import warnings
 
 from catdog.compat import lightning_info_logger
+from catdog.io import is_disk_full
 
 TIPS = ("💡 Tip: For seamless cloud",)
 SRUN_HINT = r"The `srun` command is available on your system but is not used"
@@ -34,3 +38,14 @@ def quiet_lightning() -> None:
         from pytorch_lightning.utilities.warnings import PossibleUserWarning
 
         warnings.filterwarnings("ignore", message=SRUN_HINT, category=PossibleUserWarning)
+
+
+def quiet_disk_full_in_threads() -> None:
+    """Leave out a thread's traceback of a full disk (see the module's docstring); any other error still prints."""
+    default = threading.excepthook
+
+    def hook(args) -> None:
+        if not is_disk_full(args.exc_value):
+            default(args)
+
+    threading.excepthook = hook

@@ -4,6 +4,11 @@ from Hydra's sweep syntax, pruners by name, the study's database, and how a job 
 A job may run in another process (joblib) or on another machine (SLURM), so the sweeper hands it the study's storage
 URL, study name and trial number as environment variables through `hydra.job.env_set` (Hydra sets them around the
 job's task function, and a DDP rank started by the job inherits them); the job reaches its trial through the storage.
+
+A password in the storage URL stays out of every log line and file of the sweep: Hydra writes a job's overrides and
+its hydra.sweeper config into the job's .hydra/ files and logs the overrides, so they hold the URL as `shown_url`
+masks it, and the password reaches the jobs in the sweeper's own environment (PASSWORD_ENV), which every job
+inherits: a joblib worker process, a SLURM job (sbatch exports the submitting environment), a DDP rank.
 """
 
 from __future__ import annotations
@@ -13,6 +18,8 @@ import os
 import random
 import re
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +27,8 @@ from catdog.errors import CatdogError
 
 log = logging.getLogger(__name__)
 TRIAL_ENV, STUDY_ENV, STORAGE_ENV = "CATDOG_OPTUNA_TRIAL", "CATDOG_OPTUNA_STUDY", "CATDOG_OPTUNA_STORAGE"
+PASSWORD_ENV = "CATDOG_OPTUNA_PASSWORD"
+STORAGE_KEY = "hydra.sweeper.storage"
 PRUNERS = ("none", "median", "hyperband", "successive_halving")
 # the study of a sweep without hydra.sweeper.storage: a SQLite file in the sweep dir (optuna-dashboard opens it)
 SWEEP_DB = "optuna.db"
@@ -99,6 +108,65 @@ def storage_url(storage: str | None, sweep_dir: Path) -> str:
     return str(storage) if storage else f"sqlite:///{Path(sweep_dir).absolute() / SWEEP_DB}"
 
 
+def shown_url(url: str | None) -> str | None:
+    """`url` as a log line or a file may show it: its password masked (postgresql://user:***@host/db); a URL
+    without one unchanged, None as None."""
+    if url is None:
+        return None
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    return url if parsed.password is None else parsed.render_as_string(hide_password=True)
+
+
+def shown_override(text: str) -> str:
+    """A command-line argument as a log line or a file may show it: the URL of a hydra.sweeper.storage override
+    through `shown_url` (hidden whole where it is no URL), any other argument unchanged."""
+    key, sep, _ = text.partition("=")
+    if not sep or key.lstrip("+~") != STORAGE_KEY:
+        return text
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from sqlalchemy.exc import ArgumentError
+
+    value = OverridesParser.create().parse_override(text).value()
+    if not isinstance(value, str):
+        return text
+    try:
+        return f"{key}={hydra_quote(str(shown_url(value)))}"
+    except ArgumentError:
+        return f"{key}=***"
+
+
+@contextmanager
+def password_for_jobs(url: str) -> Iterator[None]:
+    """The password of `url` (if any) in this process's environment, which the jobs launched meanwhile inherit."""
+    from sqlalchemy.engine import make_url
+
+    password, before = make_url(url).password, os.environ.get(PASSWORD_ENV)
+    if password is None:
+        yield
+        return
+    os.environ[PASSWORD_ENV] = str(password)
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ[PASSWORD_ENV]
+        else:
+            os.environ[PASSWORD_ENV] = before
+
+
+def job_storage_url() -> str:
+    """The storage URL of this job's trial: the URL it was handed, with the password the sweeper's environment
+    holds (PASSWORD_ENV) in place of the mask."""
+    url, password = os.environ[STORAGE_ENV], os.environ.get(PASSWORD_ENV)
+    if password is None:
+        return url
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).set(password=password).render_as_string(hide_password=False)
+
+
 def open_storage(url: str, attempts: int = 10):
     """The study database, its tables created. Workers started at the same moment all try to create them and the
     losers may fail (a unique-constraint error on the schema version): retry after a random pause, by when the
@@ -126,12 +194,15 @@ def hydra_quote(value: str) -> str:
 
 
 def trial_overrides(url: str, study_name: str, number: int) -> list[str]:
-    """The overrides that tell a job its trial (see the module's docstring)."""
+    """The overrides that tell a job its trial, with `url`'s password masked (see the module's docstring); a URL with
+    one also replaces the job's hydra.sweeper.storage, which a config file may have set."""
     env = "++hydra.job.env_set."  # ++: add the key, or replace it
+    shown = str(shown_url(url))
     return [
-        f"{env}{STORAGE_ENV}={hydra_quote(url)}",
+        f"{env}{STORAGE_ENV}={hydra_quote(shown)}",
         f"{env}{STUDY_ENV}={hydra_quote(study_name)}",
         f"{env}{TRIAL_ENV}={number}",
+        *([f"++{STORAGE_KEY}={hydra_quote(shown)}"] if shown != url else []),
     ]
 
 
@@ -144,7 +215,7 @@ def job_trial(pruner, run_dir: str | None = None) -> Any:
 
     if TRIAL_ENV not in os.environ:
         return None
-    storage = open_storage(os.environ[STORAGE_ENV])
+    storage = open_storage(job_storage_url())
     study = optuna.load_study(study_name=os.environ[STUDY_ENV], storage=storage, pruner=pruner)
     trial = trial_of_number(study, int(os.environ[TRIAL_ENV]))
     if run_dir:

@@ -22,7 +22,7 @@ from hydra.core.plugins import Plugins
 from hydra.core.utils import JobReturn, JobStatus
 from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, read_write
 
 log = logging.getLogger(__name__)
 
@@ -86,12 +86,6 @@ def outcome(ret: JobReturn) -> tuple[Any, float | None]:
     return (TrialState.FAIL, None) if math.isnan(value) else (TrialState.COMPLETE, value)
 
 
-def shown_url(url: str) -> str:
-    from sqlalchemy.engine import make_url
-
-    return make_url(url).render_as_string(hide_password=True)
-
-
 class CatdogOptunaSweeper(Sweeper):
     def __init__(
         self,
@@ -122,9 +116,8 @@ class CatdogOptunaSweeper(Sweeper):
     def open_study(self, sweep_dir: Path):
         import optuna
 
-        from catdog.sweeps.study import DEFAULT_STUDY, make_pruner, open_storage, storage_url
+        from catdog.sweeps.study import DEFAULT_STUDY, make_pruner, open_storage, shown_url
 
-        self.url = storage_url(self.storage, sweep_dir)
         max_epochs = OmegaConf.select(self.config, "trainer.max_epochs", default=None)
         study = optuna.create_study(
             storage=open_storage(self.url),
@@ -144,6 +137,15 @@ class CatdogOptunaSweeper(Sweeper):
             len(study.trials),
         )
         return study
+
+    def mask_password(self) -> None:
+        """The storage URL's password masked in the sweep's config, which multirun.yaml holds and from whose hydra
+        overrides Hydra composes each job's .hydra/hydra.yaml (catdog/sweeps/study.py)."""
+        from catdog.sweeps.study import shown_override, shown_url
+
+        with read_write(self.config.hydra):
+            self.config.hydra.sweeper.storage = shown_url(self.config.hydra.sweeper.storage)
+            self.config.hydra.overrides.hydra = [shown_override(o) for o in self.config.hydra.overrides.hydra]
 
     def check(self) -> None:
         from catdog.errors import CatdogError
@@ -167,13 +169,23 @@ class CatdogOptunaSweeper(Sweeper):
             report_and_exit(e)
 
     def search(self, arguments: list[str]) -> None:
-        from catdog.sweeps.study import search_space, trial_overrides
+        from catdog.sweeps.study import password_for_jobs, search_space, storage_url
 
         sweep_dir = Path(self.config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
+        self.url = storage_url(self.storage, sweep_dir)
+        self.mask_password()
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
         space, fixed = search_space([*(f"{k}={v}" for k, v in self.params.items()), *arguments])
         study = self.open_study(sweep_dir)
+        with password_for_jobs(self.url):
+            self.run_trials(study, space, fixed)
+        self.write_results(study, sweep_dir)
+
+    def run_trials(self, study, space: dict[str, Any], fixed: dict[str, str]) -> None:
+        """Ask the study for n_trials trials, n_jobs at a time, and launch them."""
+        from catdog.sweeps.study import trial_overrides
+
         to_go = self.n_trials
         self.exhausted = False
         while to_go > 0 and not self.exhausted:
@@ -187,7 +199,6 @@ class CatdogOptunaSweeper(Sweeper):
                 batch[-1] += trial_overrides(self.url, study.study_name, trial.number)
             self.run_batch(study, trials, batch)
             to_go -= len(trials)
-        self.write_results(study, sweep_dir)
 
     def run_batch(self, study, trials: list, batch: list[list[str]]) -> None:
         """Launch one batch and tell the study its outcomes; a trial whose job never returned (an error here, Ctrl-C)
