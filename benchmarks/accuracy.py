@@ -3,12 +3,15 @@ curve of each run."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from benchmarks.record import ROOT, SHARED, TRAIN_OVERRIDES, accelerator, benchmark
@@ -27,6 +30,20 @@ SEEDS = {"fast": [0, 1, 2], "best": [0, 1], "fast_robust": [10, 11, 12], "best_r
 # fresh seeds (new val and test photos) for a frozen recipe: BENCH_SEEDS=10,11,12 make bench ARGS=time_to_accuracy_fast
 if os.environ.get("BENCH_SEEDS"):
     SEEDS = {k: [int(s) for s in os.environ["BENCH_SEEDS"].split(",")] for k in SEEDS}
+
+
+@contextlib.contextmanager
+def run_folder(name: str) -> Iterator[Path]:
+    """A new, empty folder for one run and its cold cache: under BENCH_KEEP, kept (the checkpoint for the deploy
+    and serve benchmarks: BENCH_KEEP=outputs/bench-models), else a temporary one."""
+    if not os.environ.get("BENCH_KEEP"):
+        with tempfile.TemporaryDirectory(prefix="catdog-bench-") as tmp:
+            yield Path(tmp)
+        return
+    work = Path(os.environ["BENCH_KEEP"]).absolute() / name
+    work.mkdir(parents=True)  # an existing one would hold a warm cache: refused
+    yield work
+    shutil.rmtree(work / "cache")  # the decoded photos: hundreds of MB, rebuilt from the archive on demand
 
 
 def accuracy_curve(run_dir: Path, launched: float) -> list[tuple[int, float, float]]:
@@ -182,8 +199,7 @@ def time_to_accuracy(experiment: str) -> list[str]:
     goal, within = TIME_TO_ACCURACY_GOALS[experiment]
     runs, curves = [], {}
     for seed in SEEDS[experiment]:
-        with tempfile.TemporaryDirectory(prefix="catdog-bench-") as tmp:
-            work = Path(tmp)
+        with run_folder(f"{experiment}-{seed}") as work:
             run_dir, launched = run_training(
                 work,
                 f"{experiment}-{seed}",

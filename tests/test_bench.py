@@ -127,6 +127,23 @@ def test_robustness_lines_give_the_mean_and_the_worst_corruption():
     assert verdict == "Mean corrupted accuracy 0.8667. Goal >= 0.88: MISSED."
 
 
+def test_bench_keep_keeps_each_run_folder_but_its_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("BENCH_KEEP", str(tmp_path / "kept"))
+    with accuracy.run_folder("best-10") as work:
+        (work / "cache").mkdir()
+        (work / "cache" / "images.npy").write_bytes(b"x")
+        (work / "best-10.ckpt").write_bytes(b"y")
+    assert work == tmp_path / "kept" / "best-10" and sorted(p.name for p in work.iterdir()) == [
+        "best-10.ckpt"
+    ]
+    with pytest.raises(FileExistsError), accuracy.run_folder("best-10"):  # a warm cache would not be cold
+        pass
+    monkeypatch.delenv("BENCH_KEEP")
+    with accuracy.run_folder("fast-0") as work:
+        assert work.is_dir() and not any(work.iterdir())
+    assert not work.exists()
+
+
 def test_the_choice_on_val_gives_each_candidate_and_its_means_and_no_test_number():
     rows = [
         {"name": n, "seed": s, "val": v, "clean": v - 0.01, "corrupted": c, "epoch_s": 25.0}
@@ -337,9 +354,18 @@ def test_the_pruning_benchmark_runs_its_searches_and_compares_them(tmp_path):
     from benchmarks import sweeps
 
     photos = write_class_folders(tmp_path / "PetImages", per_class=20)
-    lines = sweeps.compare_pruners(photos, 3, 2, (0,), ("none", "median"), ["data.batch_size=8"])
-    rows = [line.split(" | ") for line in lines if line.startswith(("| none | 0", "| median | 0"))]
-    assert [(r[0], r[2], r[3]) for r in rows] == [("| none", "3 / 0", "6"), ("| median", "3 / 0", "6")]
+    pruned = "successive_halving (rungs 2, 8)"  # the benchmark's own pruner overrides, as it passes them
+    assert pruned in sweeps.PRUNERS
+    lines = sweeps.compare_pruners(photos, 3, 2, (0,), ("none", "median", pruned), ["data.batch_size=8"])
+    rows = [
+        line.split(" | ")
+        for line in lines
+        if line.startswith(("| none | 0", "| median | 0", f"| {pruned} | 0"))
+    ]
+    assert [(r[0], r[2], r[3]) for r in rows[:2]] == [("| none", "3 / 0", "6"), ("| median", "3 / 0", "6")]
+    # rung 0 at epoch 2, the last: every trial trains its 2 epochs, and a pruned one still counts them
+    complete, pruned_count = map(int, rows[2][2].split(" / "))
+    assert (rows[2][0], complete + pruned_count, rows[2][3]) == (f"| {pruned}", 3, "6")
     assert all(0 <= float(r[5]) <= 1 and 0 <= float(r[6].rstrip(" |")) <= 1 for r in rows)
     assert "- `median`: 100% of the unpruned search's epochs (goal <= 50%: MISSED)" in "\n".join(lines)
 
