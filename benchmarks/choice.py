@@ -19,7 +19,14 @@ FAST_CANDIDATES = {
     "fast": ["experiment=fast"],
     "fast_robust": ["experiment=fast_robust"],
     "fast_robust, trivial_augment=0.5": ["experiment=fast_robust", "model.augment.trivial_augment=0.5"],
+    # a second round: the first lost ~3 points of val accuracy with either strength, so the crop costs them, and
+    # strength 1 held up better: milder crops, or no crop and fast's shifts kept, with TrivialAugment at 1
+    "fast_robust, crop 0.5-1": ["experiment=fast_robust", "model.augment.resized_crop.scale=[0.5,1]"],
+    "fast + trivial_augment=1": ["experiment=fast", "+model.augment.trivial_augment=1"],
 }
+# BENCH_CANDIDATES=name;name (a round of the choice): only these
+if os.environ.get("BENCH_CANDIDATES"):
+    FAST_CANDIDATES = {k: FAST_CANDIDATES[k] for k in os.environ["BENCH_CANDIDATES"].split(";")}
 
 
 def candidate_rows(candidates: dict[str, list[str]], seeds: list[int]) -> list[dict]:
