@@ -29,10 +29,9 @@ if os.environ.get("BENCH_CANDIDATES"):
     FAST_CANDIDATES = {k: FAST_CANDIDATES[k] for k in os.environ["BENCH_CANDIDATES"].split(";")}
 
 
-def candidate_rows(candidates: dict[str, list[str]], seeds: list[int]) -> list[dict]:
+def candidate_rows(archive: Path, candidates: dict[str, list[str]], seeds: list[int]) -> list[dict]:
     """Train every candidate on every seed (one decoded cache per seed, shared by the candidates: they decode
     alike) and score its val split clean and corrupted."""
-    archive = SHARED / "data" / "PetImages-180.zip"
     rows = []
     for seed in seeds:
         with tempfile.TemporaryDirectory(prefix="catdog-choice-") as tmp:
@@ -90,4 +89,4 @@ def robust_choice_fast() -> list[str]:
     archive = SHARED / "data" / "PetImages-180.zip"
     if not archive.exists():
         return [f"skipped: {archive} is missing"]
-    return choice_lines(candidate_rows(FAST_CANDIDATES, CHOICE_SEEDS))
+    return choice_lines(candidate_rows(archive, FAST_CANDIDATES, CHOICE_SEEDS))

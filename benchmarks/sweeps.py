@@ -43,8 +43,9 @@ SETTINGS = ["experiment=fast", "data.resolution=32", "trainer.limit_train_batche
 def search(
     source: Path, work: Path, pruner: str, seed: int, trials: int, epochs: int, extra: list[str]
 ) -> dict:
-    """One `hparams_search=optuna` sweep with PRUNERS[pruner] (or the pruner so named); its wall time, the epochs its trials trained, their
-    states and the best trial's val and test accuracy (from the sweep's study and the best job's metrics.json)."""
+    """One `hparams_search=optuna` sweep with PRUNERS[pruner] (or the pruner so named); its wall time, the epochs
+    its trials trained, their states and the best trial's val and test accuracy (from the sweep's study and the best
+    job's metrics.json)."""
     import optuna
 
     sweep = work / f"{pruner.split()[0]}-{seed}"
