@@ -24,9 +24,18 @@ FAST_CANDIDATES = {
     "fast_robust, crop 0.5-1": ["experiment=fast_robust", "model.augment.resized_crop.scale=[0.5,1]"],
     "fast + trivial_augment=1": ["experiment=fast", "+model.augment.trivial_augment=1"],
 }
-# BENCH_CANDIDATES=name;name (a round of the choice): only these
-if os.environ.get("BENCH_CANDIDATES"):
-    FAST_CANDIDATES = {k: FAST_CANDIDATES[k] for k in os.environ["BENCH_CANDIDATES"].split(";")}
+
+
+def selected(candidates: dict[str, list[str]], names: str | None) -> dict[str, list[str]]:
+    """The candidates BENCH_CANDIDATES names (`name;name`: a round of the choice), all of them without it."""
+    if not names:
+        return candidates
+    unknown = [n for n in names.split(";") if n not in candidates]
+    if unknown:
+        raise SystemExit(
+            f"error: BENCH_CANDIDATES names {unknown[0]!r}, no candidate: use {'; '.join(candidates)}"
+        )
+    return {n: candidates[n] for n in names.split(";")}
 
 
 def candidate_rows(archive: Path, candidates: dict[str, list[str]], seeds: list[int]) -> list[dict]:
@@ -89,4 +98,5 @@ def robust_choice_fast() -> list[str]:
     archive = SHARED / "data" / "PetImages-180.zip"
     if not archive.exists():
         return [f"skipped: {archive} is missing"]
-    return choice_lines(candidate_rows(archive, FAST_CANDIDATES, CHOICE_SEEDS))
+    candidates = selected(FAST_CANDIDATES, os.environ.get("BENCH_CANDIDATES"))
+    return choice_lines(candidate_rows(archive, candidates, CHOICE_SEEDS))

@@ -160,6 +160,14 @@ def test_the_choice_on_val_gives_each_candidate_and_its_means_and_no_test_number
     assert not any("test" in line for line in lines)
 
 
+def test_bench_candidates_picks_a_round_by_name_and_names_a_wrong_one():
+    round_two = "fast_robust, crop 0.5-1;fast + trivial_augment=1"
+    assert list(choice.selected(choice.FAST_CANDIDATES, round_two)) == round_two.split(";")
+    assert choice.selected(choice.FAST_CANDIDATES, None) == choice.FAST_CANDIDATES
+    with pytest.raises(SystemExit, match=r"error: BENCH_CANDIDATES names 'fats', no candidate: use fast; "):
+        choice.selected(choice.FAST_CANDIDATES, "fast;fats")
+
+
 def test_benchmarks_on_request_run_only_when_named(tmp_path, monkeypatch):
     ran = []
     monkeypatch.setattr(record, "RECORD", tmp_path / "BENCHMARKS.md")
