@@ -7,7 +7,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from helpers import git, git_repo, write_class_folders, write_kaggle, zip_tree
+from helpers import ROOT, git, git_repo, write_class_folders, write_kaggle, zip_tree
 
 from benchmarks import accuracy, choice, preprocessing, record, training
 
@@ -160,8 +160,24 @@ def test_the_choice_on_val_gives_each_candidate_and_its_means_and_no_test_number
     assert not any("test" in line for line in lines)
 
 
+def test_every_choice_candidate_composes_to_the_augmentation_its_name_says():
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+        augment = {
+            name: OmegaConf.to_container(compose("train", overrides).model.augment)
+            for name, overrides in choice.FAST_CANDIDATES.items()
+        }
+    crop = {"hflip": True, "translate": 0, "resized_crop": {"scale": [0.25, 1]}, "trivial_augment": 1}
+    assert augment["crops 0.25-1 + trivial_augment=1"] == crop
+    assert augment["crops 0.25-1 + trivial_augment=0.5"] == {**crop, "trivial_augment": 0.5}
+    assert augment["crops 0.5-1 + trivial_augment=1"] == {**crop, "resized_crop": {"scale": [0.5, 1]}}
+    assert augment["fast_robust (fast + trivial_augment=1)"] == {**augment["fast"], "trivial_augment": 1}
+
+
 def test_bench_candidates_picks_a_round_by_name_and_names_a_wrong_one():
-    round_two = "fast_robust, crop 0.5-1;fast + trivial_augment=1"
+    round_two = "crops 0.5-1 + trivial_augment=1;fast_robust (fast + trivial_augment=1)"
     assert list(choice.selected(choice.FAST_CANDIDATES, round_two)) == round_two.split(";")
     assert choice.selected(choice.FAST_CANDIDATES, None) == choice.FAST_CANDIDATES
     with pytest.raises(SystemExit, match=r"error: BENCH_CANDIDATES names 'fats', no candidate: use fast; "):
