@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 
 import pytest
 from helpers import train_in_process, write_random_labels
@@ -26,8 +27,11 @@ def overfit_overrides(tmp_path, *extra: str) -> list[str]:
 def test_overfit_reaches_about_zero_loss_on_the_default_model_even_with_random_labels(tmp_path, caplog):
     caplog.set_level(logging.INFO)
     metrics = train_in_process(*overfit_overrides(tmp_path))
-    assert metrics["train/loss"] <= 0.05 and metrics["train/acc"] == 1.0
-    assert "overfit check passed: train/loss" in caplog.text
+    assert metrics["train/loss"] <= 0.05 and metrics["train/acc"] >= 0.98
+    (passed,) = re.findall(
+        r"overfit check passed: train/loss \S+, train/acc \S+ after (\d+) epochs", caplog.text
+    )
+    assert int(passed) < 50  # it stopped at the first epoch that passed, not at debug=overfit's max_epochs
 
 
 def test_overfit_says_when_the_model_did_not_learn(tmp_path, caplog):
