@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from benchmarks.record import ROOT, SHARED, TRAIN_OVERRIDES, accelerator, benchmark
+from benchmarks.record import ROOT, SHARED, TRAIN_OVERRIDES, accelerator, bench_seeds, benchmark
 from benchmarks.training import read_metrics, run_training
 
 # (test accuracy, within seconds of launch): issue 14's goals on this 2-core CPU
@@ -24,10 +24,16 @@ TIME_TO_ACCURACY_GOALS = {"fast": (0.945, 4 * 60), "best": (0.975, 60 * 60)}
 ROBUSTNESS_GOALS = {"fast": 0.88, "best": 0.92}
 for goals in (TIME_TO_ACCURACY_GOALS, ROBUSTNESS_GOALS):
     goals.update({f"{k}_robust": v for k, v in list(goals.items())})
-SEEDS = {"fast": [0, 1, 2], "best": [0, 1], "fast_robust": [10, 11, 12], "best_robust": [10]}
 # fresh seeds (new val and test photos) for a frozen recipe: BENCH_SEEDS=10,11,12 make bench ARGS=time_to_accuracy_fast
-if os.environ.get("BENCH_SEEDS"):
-    SEEDS = {k: [int(s) for s in os.environ["BENCH_SEEDS"].split(",")] for k in SEEDS}
+SEEDS = {
+    name: bench_seeds(seeds)
+    for name, seeds in {
+        "fast": [0, 1, 2],
+        "best": [0, 1],
+        "fast_robust": [10, 11, 12],
+        "best_robust": [10],
+    }.items()
+}
 
 
 @contextlib.contextmanager

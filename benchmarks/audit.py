@@ -4,7 +4,6 @@ it flags (the top 100 are then judged by eye: README, "Audit your photos first")
 from __future__ import annotations
 
 import csv
-import os
 import shutil
 import statistics
 import subprocess
@@ -14,7 +13,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from benchmarks.record import ROOT, SHARED, benchmark
+from benchmarks.record import ROOT, SHARED, bench_seeds, benchmark
 from benchmarks.training import read_metrics, run_training
 
 AUDIT_COST_GOAL = 6.0  # issue 29: the audit in at most 6x the wall time of one experiment=fast run
@@ -22,7 +21,7 @@ KEPT = (
     ROOT / "outputs" / "bench-audit"
 )  # audit.csv, audit.html and audit.png of the last run, to judge by eye
 # fresh seeds (test splits not scored while the fast recipe was chosen); BENCH_SEEDS=a,b,c to change them
-EXCLUSION_SEEDS = [int(s) for s in os.environ.get("BENCH_SEEDS", "20,21,22").split(",")]
+EXCLUSION_SEEDS = bench_seeds([20, 21, 22])
 
 
 def run_audit(run_dir: Path, *overrides: str) -> float:

@@ -10,11 +10,11 @@ import tempfile
 from pathlib import Path
 
 from benchmarks.accuracy import accuracy_curve, corrupted_mean, epoch_seconds, robustness
-from benchmarks.record import SHARED, benchmark
+from benchmarks.record import SHARED, bench_seeds, benchmark
 from benchmarks.training import read_metrics, run_training
 
 # seeds whose test splits no preset was ever scored on; BENCH_SEEDS=a,b to change them
-CHOICE_SEEDS = [int(s) for s in os.environ.get("BENCH_SEEDS", "30").split(",")]
+CHOICE_SEEDS = bench_seeds([30])
 
 
 def crops(scale: float, strength: float) -> list[str]:

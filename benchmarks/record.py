@@ -9,7 +9,7 @@ import datetime
 import os
 import platform
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from importlib.metadata import version
 from pathlib import Path
 
@@ -24,6 +24,19 @@ BENCHMARKS: dict[str, Callable[[], list[str]]] = {}
 ON_REQUEST: set[str] = set()  # benchmarks that run only when named (hours on a CPU)
 TRAIN_OVERRIDES: list[str] = []  # --train: added to every train.py run of the benchmarks (e.g. trainer=gpu)
 CHECKPOINTS: list[str] = []  # --ckpt: the trained models the deploy benchmarks measure (else they train one)
+
+
+def bench_seeds(default: Sequence[int]) -> list[int]:
+    """The seeds a benchmark runs: BENCH_SEEDS=10,11,12 (e.g. fresh seeds for a frozen recipe), else `default`."""
+    value = os.environ.get("BENCH_SEEDS", "").strip()
+    if not value:
+        return list(default)
+    try:
+        return [int(s) for s in value.split(",")]
+    except ValueError:
+        raise SystemExit(
+            f"error: BENCH_SEEDS={value!r} is not a list of integers: write it as BENCH_SEEDS=10,11,12"
+        ) from None
 
 
 def benchmark(fn: Callable[[], list[str]] | None = None, *, by_default: bool = True):

@@ -10,7 +10,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.record import ROOT, SHARED, TRAIN_OVERRIDES, benchmark
+from benchmarks.record import ROOT, SHARED, TRAIN_OVERRIDES, bench_seeds, benchmark
 
 # issue 28: a pruned search trains at most half the epochs of the unpruned one and finds as good a value
 EPOCHS_GOAL = 0.5
@@ -26,7 +26,7 @@ PRUNERS = {
         "+hydra.sweeper.pruner_args.reduction_factor=4",
     ],
 }
-SEEDS = (0, 1)
+SEEDS = bench_seeds([0, 1])  # BENCH_SEEDS=2: another seed of the same searches
 TRIALS, EPOCHS = 16, 9  # 9 epochs: Hyperband's rungs at 1, 3 and 9 epochs (reduction factor 3)
 # lr, weight decay, width and dropout around experiment=fast, at 32 px
 SPACE = [

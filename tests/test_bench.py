@@ -406,3 +406,15 @@ def test_speed_settings_times_every_candidate_the_calibration_weighs():
         ("32-true", "True", "1"),
     ]
     assert all(float(r[5]) > 0 for r in rows) and rows[0][7] == "1.00x |"
+
+
+def test_bench_seeds_come_from_the_environment_or_the_benchmarks_default(monkeypatch):
+    monkeypatch.delenv("BENCH_SEEDS", raising=False)
+    assert record.bench_seeds((0, 1)) == [0, 1]
+    monkeypatch.setenv("BENCH_SEEDS", "10,11, 12")
+    assert record.bench_seeds((0, 1)) == [10, 11, 12]
+    monkeypatch.setenv("BENCH_SEEDS", "10;11")
+    with pytest.raises(
+        SystemExit, match=r"^error: BENCH_SEEDS='10;11' is not a list of integers: write it as"
+    ):
+        record.bench_seeds((0, 1))
