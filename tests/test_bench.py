@@ -165,15 +165,22 @@ def test_every_choice_candidate_composes_to_the_augmentation_its_name_says():
     from omegaconf import OmegaConf
 
     with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
-        augment = {
-            name: OmegaConf.to_container(compose("train", overrides).model.augment)
-            for name, overrides in choice.FAST_CANDIDATES.items()
+        models = {
+            name: compose("train", overrides).model for name, overrides in choice.FAST_CANDIDATES.items()
         }
+    augment = {name: OmegaConf.to_container(model.augment) for name, model in models.items()}
     crop = {"hflip": True, "translate": 0, "resized_crop": {"scale": [0.25, 1]}, "trivial_augment": 1}
     assert augment["crops 0.25-1 + trivial_augment=1"] == crop
     assert augment["crops 0.25-1 + trivial_augment=0.5"] == {**crop, "trivial_augment": 0.5}
     assert augment["crops 0.5-1 + trivial_augment=1"] == {**crop, "resized_crop": {"scale": [0.5, 1]}}
     assert augment["fast_robust (fast + trivial_augment=1)"] == {**augment["fast"], "trivial_augment": 1}
+    for start in (32, 48):
+        name = f"fast_robust + progressive_resize from {start} px over 6 epochs"
+        assert augment[name] == augment["fast_robust (fast + trivial_augment=1)"]
+        assert OmegaConf.to_container(models[name].progressive_resize) == {"start": start, "until_epoch": 6}
+    assert all(
+        model.progressive_resize is None for name, model in models.items() if "progressive" not in name
+    )
 
 
 def test_bench_candidates_picks_a_round_by_name_and_names_a_wrong_one():
