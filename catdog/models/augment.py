@@ -95,10 +95,10 @@ def augment_batch(
     x = flip_shift_jitter(x, spec.hflip, spec.translate, spec.brightness, spec.contrast)
     if not spec.needs_float:
         return mix(x, y, num_classes, 0, spec.cutmix) if spec.cutmix else (x, None)
-    # in float32 under bf16 autocast too: the result is rounded to 8 bits, which bf16 (8-bit mantissa) cannot hold
     # policies.py (and kornia, 0.23 s of every train.py's start on the 2-core Xeon) loads only when a run uses it
     from catdog.models.policies import augmix, crop_and_trivial_augment
 
+    # in float32 under bf16 autocast too: the result is rounded to 8 bits, which bf16 (8-bit mantissa) cannot hold
     with torch.autocast(x.device.type, enabled=False):
         xf, target = x.float().div_(255), None
         if spec.resized_crop or spec.trivial_augment:
