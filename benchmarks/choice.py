@@ -50,6 +50,9 @@ FAST_CANDIDATES = {
     # from 48 px up, held 86% against fast's 79%; small first epochs are also cheaper, so the time goal holds
     "fast_robust + progressive_resize from 32 px over 6 epochs": progressive(32, 6),
     "fast_robust + progressive_resize from 48 px over 6 epochs": progressive(48, 6),
+    # the fourth: AugMix (the field's corruption-robustness policy; 35% of a step here) and mixup on fast_robust
+    "fast + augmix": ["experiment=fast", "++model.augment.augmix=true"],
+    "fast_robust + mixup 0.2": ["experiment=fast_robust", "++model.augment.mixup=0.2"],
 }
 
 

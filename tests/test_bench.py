@@ -178,6 +178,11 @@ def test_every_choice_candidate_composes_to_the_augmentation_its_name_says():
         name = f"fast_robust + progressive_resize from {start} px over 6 epochs"
         assert augment[name] == augment["fast_robust (fast + trivial_augment=1)"]
         assert OmegaConf.to_container(models[name].progressive_resize) == {"start": start, "until_epoch": 6}
+    assert augment["fast + augmix"] == {**augment["fast"], "augmix": True}
+    assert augment["fast_robust + mixup 0.2"] == {
+        **augment["fast_robust (fast + trivial_augment=1)"],
+        "mixup": 0.2,
+    }
     assert all(
         model.progressive_resize is None for name, model in models.items() if "progressive" not in name
     )
