@@ -37,8 +37,9 @@ def row(name: str, seconds: float, goal: float | None = None) -> str:
 
 @benchmark
 def startup() -> list[str]:
-    """`python -m catdog.prepare` on a built cache, `python train.py --help`, and preparing the 600 full-size photos
-    against the tutorial's whole script (`--skip-train`), each the best of 3 whole-process runs."""
+    """`python -m catdog.prepare` on a built cache, `python train.py --help`, importing what a training run imports,
+    and preparing the 600 full-size photos against the tutorial's whole script (`--skip-train`), each the best of 3
+    whole-process runs."""
     archive = SHARED / "data" / "kaggle-train-fullres-600.zip"
     if not archive.exists() or not BASELINE.exists():
         return [f"skipped: {archive} or {BASELINE} is missing"]
@@ -61,10 +62,13 @@ def startup() -> list[str]:
             [sys.executable, str(BASELINE), str(folder), "--skip-train", "--out", str(out)]
         )
     helps = best_wall_time([sys.executable, str(ROOT / "train.py"), "--help"])
+    # what every training run, sweep job and `make test`'s ~100 command runs pay before their first step
+    imports = best_wall_time([sys.executable, "-c", "import catdog.run.training"])
     speedup = baseline / min(catdog_times)
     lines += [
         row("python -m catdog.prepare, cache already built", built, PREPARE_BUILT_CACHE_S),
         row("python train.py --help", helps, TRAIN_HELP_S),
+        row("python -c 'import catdog.run.training' (torch, Lightning)", imports),
         row("python -m catdog.prepare, 600 full-size photos", min(catdog_times)),
         row("tutorial_baseline.py --skip-train, same photos", baseline),
     ]
