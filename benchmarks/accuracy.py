@@ -26,13 +26,10 @@ for goals in (TIME_TO_ACCURACY_GOALS, ROBUSTNESS_GOALS):
     goals.update({f"{k}_robust": v for k, v in list(goals.items())})
 # fresh seeds (new val and test photos) for a frozen recipe: BENCH_SEEDS=10,11,12 make bench ARGS=time_to_accuracy_fast
 SEEDS = {
-    name: bench_seeds(seeds)
-    for name, seeds in {
-        "fast": [0, 1, 2],
-        "best": [0, 1],
-        "fast_robust": [10, 11, 12],
-        "best_robust": [10],
-    }.items()
+    "fast": bench_seeds([0, 1, 2]),
+    "best": bench_seeds([0, 1]),
+    "fast_robust": bench_seeds([10, 11, 12]),
+    "best_robust": bench_seeds([10]),
 }
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -13,7 +12,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from benchmarks.record import ROOT, SHARED, bench_seeds, benchmark
+from benchmarks.record import ROOT, SHARED, bench_seeds, benchmark, mean_std
 from benchmarks.training import read_metrics, run_training
 
 AUDIT_COST_GOAL = 6.0  # issue 29: the audit in at most 6x the wall time of one experiment=fast run
@@ -122,18 +121,17 @@ def exclusion_runs(archive: Path, exclusions: Path, seeds: list[int], extra: lis
                 rows.append(f"| {seed} | {arm} | {scored['all']:.4f} | {scored['clean']:.4f} |")
                 print(f"seed {seed}, {arm} exclusions: {scored}", flush=True)
 
-    def mean_std(arm: str, key: str) -> str:
-        values = [r[key] for r in results[arm]]
-        spread = statistics.stdev(values) if len(values) > 1 else 0.0
-        return f"{statistics.fmean(values):.4f} +- {spread:.4f}"
-
     return [
         f"Exclusions: the rows of {exclusions.name} whose `issue` is not empty.",
         "",
         "| seed | trained | test acc, all test photos | test acc, flagged photos removed |",
         "|---|---|---|---|",
         *rows,
-        *(f"| mean +- std | {arm} | {mean_std(arm, 'all')} | {mean_std(arm, 'clean')} |" for arm in results),
+        *(
+            f"| mean +- std | {arm} | {mean_std([r['all'] for r in results[arm]])} | "
+            f"{mean_std([r['clean'] for r in results[arm]])} |"
+            for arm in results
+        ),
     ]
 
 

@@ -9,6 +9,7 @@ import datetime
 import os
 import platform
 import re
+import statistics
 from collections.abc import Callable, Sequence
 from importlib.metadata import version
 from pathlib import Path
@@ -37,6 +38,12 @@ def bench_seeds(default: Sequence[int]) -> list[int]:
         raise SystemExit(
             f"error: BENCH_SEEDS={value!r} is not a list of integers: write it as BENCH_SEEDS=10,11,12"
         ) from None
+
+
+def mean_std(values: Sequence[float]) -> str:
+    """`mean +- std` over seeds to 4 places; one value alone has no spread to give."""
+    mean = statistics.fmean(values)
+    return f"{mean:.4f} +- {statistics.stdev(values):.4f}" if len(values) > 1 else f"{mean:.4f}"
 
 
 def benchmark(fn: Callable[[], list[str]] | None = None, *, by_default: bool = True):

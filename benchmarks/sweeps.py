@@ -10,7 +10,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.record import ROOT, SHARED, TRAIN_OVERRIDES, bench_seeds, benchmark
+from benchmarks.record import ROOT, SHARED, TRAIN_OVERRIDES, bench_seeds, benchmark, mean_std
 
 # issue 28: a pruned search trains at most half the epochs of the unpruned one and finds as good a value
 EPOCHS_GOAL = 0.5
@@ -90,11 +90,6 @@ def search(
         "val": best.value,
         "test": metrics.get("test/acc", float("nan")),
     }
-
-
-def mean_std(values: list[float]) -> str:
-    mean = statistics.fmean(values)
-    return f"{mean:.4f} +- {statistics.stdev(values):.4f}" if len(values) > 1 else f"{mean:.4f}"
 
 
 def verdict(runs: list[dict], pruner: str) -> str:

@@ -430,3 +430,9 @@ def test_bench_seeds_come_from_the_environment_or_the_benchmarks_default(monkeyp
         SystemExit, match=r"^error: BENCH_SEEDS='10;11' is not a list of integers: write it as"
     ):
         record.bench_seeds((0, 1))
+
+
+def test_mean_std_gives_the_spread_over_seeds_and_none_for_one():
+    # the exclusion and pruning benchmarks' tables; their tests run one seed, so the spread is checked here
+    assert record.mean_std([0.9, 0.8]) == "0.8500 +- 0.0707"
+    assert record.mean_std([0.9]) == "0.9000"
