@@ -40,16 +40,21 @@ def build_convnet(
     activation = ACTIVATION_LAYERS[spec.activation]
     layers: list[nn.Module] = [ScaleInput(spec.in_channels, mean, std)]
     prev = spec.in_channels
+    def pool() -> list[nn.Module]:
+        return [POOL_LAYERS[spec.pool_type](spec.pool)] if spec.pool > 1 else []
+
     for out, k in zip(spec.channels, spec.kernels):
-        for _ in range(spec.convs_per_stage):
+        for i in range(spec.convs_per_stage):
             padding = "same" if spec.padding == "same" else 0
             layers.append(nn.Conv2d(prev, out, k, padding=padding, bias=not spec.batchnorm))
-            if spec.batchnorm:
-                layers.append(nn.BatchNorm2d(out))
+            last = i == spec.convs_per_stage - 1
+            # pool_after_conv: batch norm and activation then run on a quarter of the pixels (pool 2), the
+            # memory-bound passes that take ~40% of a fast step on a 2-core Xeon (BENCHMARKS.md, efficiency)
+            layers += pool() if last and spec.pool_after_conv else []
+            layers += [nn.BatchNorm2d(out)] if spec.batchnorm else []
             layers.append(activation())
+            layers += pool() if last and not spec.pool_after_conv else []
             prev = out
-        if spec.pool > 1:
-            layers.append(POOL_LAYERS[spec.pool_type](spec.pool))
     if spec.head == "gap":
         layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
         width = prev

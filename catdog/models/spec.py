@@ -31,13 +31,16 @@ NET_KEYS = (
     "dropout",
     "activation",
     "head",
+    "pool_after_conv",
 )
 
 
 @dataclass(frozen=True)
 class ConvNetSpec:
     """Conv stages (conv(s) -> batch norm -> activation, then pooling) -> flatten or global average pooling ->
-    dense layers -> logits. `in_channels` and `resolution` come from `data.*`, the rest from `model.*`."""
+    dense layers -> logits. `in_channels` and `resolution` come from `data.*`, the rest from `model.*`.
+    `pool_after_conv` moves each stage's pooling up to right after its last convolution, before that conv's batch
+    norm and activation (airbench's order), so those two run on a quarter of the pixels at pool 2."""
 
     in_channels: int
     resolution: int
@@ -52,6 +55,7 @@ class ConvNetSpec:
     dropout: float = 0.0
     activation: str = "relu"
     head: str = "flatten"
+    pool_after_conv: bool = False
     kernels: list[int] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -84,6 +88,7 @@ class ConvNetSpec:
             ("dropout", is_number(self.dropout) and 0 <= self.dropout < 1, "a probability in [0, 1)"),
             ("activation", self.activation in ACTIVATIONS, " or ".join(ACTIVATIONS)),
             ("head", self.head in HEADS, "flatten or gap (global average pooling)"),
+            ("pool_after_conv", isinstance(self.pool_after_conv, bool), "true or false"),
         )
         for key, ok, expected in rules:
             if not ok:

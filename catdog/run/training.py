@@ -24,6 +24,7 @@ from catdog.run.config_tree import print_config_tree
 from catdog.run.hardware import check_accelerator, resolve_precision
 from catdog.run.hparams import log_hparams
 from catdog.run.launch import ddp_env, end_ddp_job, install_ddp_launch_fix, share_cores
+from catdog.run.memory import keep_freed_memory
 from catdog.run.provenance import RecordProvenance, collect
 from catdog.run.quiet import quiet_lightning
 from catdog.run.resume import check_resume, resolve_ckpt_path
@@ -61,6 +62,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     validate(cfg)
     check_accelerator(cfg.trainer)
     resolve_precision(cfg.trainer)
+    memory = keep_freed_memory(cfg.get("keep_freed_memory", True))  # before the calibration times steps
     calibration = calibrate(
         cfg, Path(cfg.paths.calibration)
     )  # settles model.channels_last, compile, threads=auto
@@ -93,7 +95,11 @@ def train(cfg: DictConfig) -> dict[str, float]:
     loggers = instantiate_group(cfg.get("logger"), **resumed)
     if cfg.get("tune"):
         return run_tune(cfg, model, datamodule, loggers)
-    provenance = {**collect(datamodule.prepared.directory.name), "calibration": calibration}
+    provenance = {
+        **collect(datamodule.prepared.directory.name),
+        "calibration": calibration,
+        "keep_freed_memory": memory,
+    }
     callbacks = [*averaging_first(instantiate_group(cfg.get("callbacks"))), RecordProvenance(provenance)]
     # in a job of hparams_search=optuna: report each epoch to the trial, stop when it is pruned
     callbacks += trial_callbacks(cfg)
