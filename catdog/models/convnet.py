@@ -40,6 +40,7 @@ def build_convnet(
     activation = ACTIVATION_LAYERS[spec.activation]
     layers: list[nn.Module] = [ScaleInput(spec.in_channels, mean, std)]
     prev = spec.in_channels
+
     def pool() -> list[nn.Module]:
         return [POOL_LAYERS[spec.pool_type](spec.pool)] if spec.pool > 1 else []
 
