@@ -150,3 +150,55 @@ def test_net_keys_are_the_specs_fields():
     from catdog.models.spec import NET_KEYS
 
     assert set(NET_KEYS) == {f.name for f in fields(ConvNetSpec) if f.init} - {"in_channels", "resolution"}
+
+
+def test_pool_after_conv_pools_before_the_stages_last_norm_and_activation():
+    net = convnet(3, 32, channels=[4, 8], kernel=3, padding="same", convs_per_stage=2, batchnorm=True)
+    kinds = [type(m).__name__ for m in net]
+    early = convnet(
+        3,
+        32,
+        channels=[4, 8],
+        kernel=3,
+        padding="same",
+        convs_per_stage=2,
+        batchnorm=True,
+        pool_after_conv=True,
+    )
+    early_kinds = [type(m).__name__ for m in early]
+    stage = ["Conv2d", "BatchNorm2d", "ReLU", "Conv2d"]
+    assert kinds[1:9] == [*stage, "BatchNorm2d", "ReLU", "MaxPool2d", "Conv2d"]
+    assert early_kinds[1:9] == [*stage, "MaxPool2d", "BatchNorm2d", "ReLU", "Conv2d"]
+    assert sorted(kinds) == sorted(early_kinds)  # the same layers in another order
+    assert early(torch.zeros(2, 3, 32, 32, dtype=torch.uint8)).shape == (2, 2)
+    # batch norm in the early order normalizes the pooled 16x16 map of stage one's last conv, not the 32x32 one
+    sides: list[int] = []
+    early[6].register_forward_hook(lambda m, i, o: sides.append(i[0].shape[-1]))
+    early(torch.zeros(2, 3, 32, 32, dtype=torch.uint8))
+    assert isinstance(early[6], torch.nn.BatchNorm2d) and sides == [16]
+
+
+def copy_weights(source: torch.nn.Module, target: torch.nn.Module) -> None:
+    """Layer by layer in order (the state dicts' keys are layer indices, which the pooling's place shifts)."""
+    with torch.no_grad():
+        for a, b in zip(source.parameters(), target.parameters(), strict=True):
+            b.copy_(a)
+
+
+def test_without_batch_norm_pool_after_conv_is_the_same_function_with_max_pool_and_relu():
+    """max pooling and ReLU commute (both monotone), so moving the pool up changes only the cost."""
+    torch.manual_seed(0)
+    net = convnet(3, 32, channels=[4, 8], kernel=3, hidden=[8]).eval()
+    early = convnet(3, 32, channels=[4, 8], kernel=3, hidden=[8], pool_after_conv=True).eval()
+    copy_weights(net, early)
+    x = torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8)
+    assert torch.allclose(net(x), early(x), atol=1e-6)
+    avg = convnet(3, 32, channels=[4, 8], kernel=3, hidden=[8], pool_type="avg").eval()
+    avg_early = convnet(3, 32, channels=[4, 8], kernel=3, hidden=[8], pool_type="avg", pool_after_conv=True)
+    copy_weights(avg, avg_early.eval())
+    assert not torch.allclose(avg(x), avg_early(x), atol=1e-6)  # average pooling and ReLU do not commute
+
+
+def test_pool_after_conv_must_be_a_bool():
+    with pytest.raises(CatdogError, match=r"model.pool_after_conv='yes' is invalid: expected true or false"):
+        convnet_spec({"pool_after_conv": "yes"}, in_channels=3, resolution=64)
