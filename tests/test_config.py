@@ -290,3 +290,19 @@ def test_summary_marks_a_job_without_result(tmp_path):
     assert "Best val/acc: 0.7500 on 16 val photos, job 0 (model.kernel=3)" in markdown
     assert "Each run's metrics rest on 16 to 2,500 val photos" in markdown
     assert "Best val/acc: 0.5000" in write_summary(tmp_path, "val/acc", maximize=False)
+
+
+@pytest.mark.parametrize("name", ["adam", "adamw", "sgd"])
+def test_every_optimizer_runs_fused_on_the_cpu(name):
+    """One kernel for the whole update: configs/model/optimizer/*.yaml set fused, and torch takes it on a CPU."""
+    import hydra
+    import torch
+
+    factory = hydra.utils.instantiate(compose_train(f"model/optimizer={name}").model.optimizer)
+    net = torch.nn.Linear(3, 2)
+    optimizer = factory(params=net.parameters())
+    assert optimizer.defaults["fused"] is True
+    before = net.weight.detach().clone()
+    net(torch.ones(4, 3)).sum().backward()
+    optimizer.step()
+    assert not torch.equal(before, net.weight)

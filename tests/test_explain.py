@@ -272,6 +272,54 @@ def test_misclassified_images_in_tensorboard_sit_beside_their_heatmaps(explain, 
     assert image.width == (2 * 3 * 220 if explain else 3 * 220)
 
 
+@pytest.mark.parametrize("validated_last", [True, False])
+def test_the_mistakes_reuse_the_last_validation_unless_training_moved_on(validated_last, tmp_path):
+    """At the end of training the last validation epoch's scores are reused (no second pass over val); when an
+    epoch trained after it (validation every 2nd epoch, 3 epochs), val is scored again with the final weights."""
+    from functools import partial
+
+    import pytorch_lightning as pl
+    from pytorch_lightning.loggers import TensorBoardLogger
+
+    from catdog.callbacks.mistakes import ValidationMistakes
+
+    source = write_class_folders(tmp_path / "PetImages", per_class=8)
+    dm = tiny_datamodule(source, tmp_path / "cache", val_fraction=0.5)
+    model = ImageClassifier(
+        3,
+        16,
+        classes=dm.classes,
+        **dict(channels=[4, 8], kernel=3, hidden=[8]),
+        optimizer=partial(torch.optim.Adam, lr=0.01),
+    )
+    calls = {"predict": 0, "before_end": -1}
+    predict = model.predict_logits
+
+    def counted(x):
+        calls["predict"] += 1
+        return predict(x)
+
+    model.predict_logits = counted  # type: ignore[method-assign]
+
+    class BeforeTheEnd(pl.Callback):  # listed first: its on_train_end runs before ValidationMistakes'
+        def on_train_end(self, trainer, pl_module):
+            calls["before_end"] = calls["predict"]
+
+    mistakes = ValidationMistakes(top_k=3, explain=False)
+    trainer = quiet_trainer(
+        logger=TensorBoardLogger(tmp_path, name="tb"),
+        callbacks=[BeforeTheEnd(), mistakes],
+        max_epochs=2 if validated_last else 3,
+        check_val_every_n_epoch=2,
+        num_sanity_val_steps=0,
+    )
+    trainer.fit(model, datamodule=dm)
+    val_batches = len(dm.val_dataloader())
+    assert calls["before_end"] == val_batches  # the one validation epoch (epoch 2)
+    assert calls["predict"] - calls["before_end"] == (0 if validated_last else val_batches)
+    assert sum(len(y) for _, _, y in mistakes.scored(trainer, model)) == len(dm.splits["val"])
+
+
 def test_predict_command_keys(ckpt, tmp_path, capsys):
     """`python -m catdog.predict ... explain=true min_confidence=... explain_layer=...` as composed by Hydra."""
     from hydra import compose, initialize_config_dir

@@ -50,6 +50,16 @@ def test_channel_stats_normalize_the_input_inside_the_model(image_folder, tmp_pa
     assert model.hparams.mean == stats["mean"]  # stored in checkpoints with the rest of the preprocessing
 
 
+def test_channel_stats_are_the_samples_exact_mean_and_std(image_folder, tmp_path):
+    import numpy as np
+
+    dm = tiny_datamodule(image_folder, tmp_path / "cache", batch_size=BATCH)
+    stats = dm.channel_stats()
+    pixels = dm.train_sample().reshape(-1, 3).astype(np.float64) / 255.0  # every image: fewer than 5,000
+    assert np.allclose(stats["mean"], pixels.mean(0), atol=1e-12)
+    assert np.allclose(stats["std"], pixels.std(0) + 1e-6, atol=1e-12)
+
+
 def test_channel_stats_sample_every_class(image_folder, tmp_path):
     """The training split's indices are grouped by class: a sample, not a prefix, sees both."""
     import dataclasses
