@@ -254,8 +254,8 @@ def time_to_accuracy_best() -> list[str]:
 
 @benchmark(by_default=False)
 def time_to_accuracy_fast_robust() -> list[str]:
-    """`experiment=fast_robust` as time_to_accuracy_fast, on seeds 10-12 (the test photos fast's frozen recipe was
-    scored on once, never used to choose fast_robust: a paired comparison), with the corruption goal."""
+    """`experiment=fast_robust` as time_to_accuracy_fast, on the seeds fast's frozen recipe was last scored on
+    (10-12, or BENCH_SEEDS; never used to choose fast_robust: a paired comparison), with the corruption goal."""
     return time_to_accuracy("fast_robust")
 
 
