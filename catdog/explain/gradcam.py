@@ -35,7 +35,8 @@ def feature_layers(net: nn.Sequential) -> list[int]:
 
 
 def default_layer(net: nn.Sequential) -> int:
-    """The last conv stage's output before its pooling: the activation after the last convolution."""
+    """The last conv stage's output before its pooling: the activation after the last convolution (with
+    model.pool_after_conv, the convolution's own output, which the pooling follows)."""
     layers = feature_layers(net)
     index = max(i for i in layers if isinstance(net[i], nn.Conv2d))
     while index + 1 in layers and not isinstance(net[index + 1], (nn.Conv2d, *POOL_LAYERS.values())):
