@@ -7,6 +7,7 @@ import torch
 from torchmetrics.functional.classification import multiclass_confusion_matrix
 
 from catdog.callbacks.periodic import PeriodicImages, first_val_loader
+from catdog.callbacks.predictions import probabilities
 from catdog.explain.gradcam import gradcam
 from catdog.visualize import confusion_figure, mistakes_figure
 
@@ -34,7 +35,7 @@ class ValidationMistakes(PeriodicImages):
 
     def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
         if not trainer.sanity_checking and dataloader_idx == 0:  # validation_step returns predict_logits
-            self._scored.append((outputs.detach().float().softmax(1).cpu(), batch[0].cpu(), batch[1].cpu()))
+            self._scored.append((probabilities(outputs), batch[0].cpu(), batch[1].cpu()))
 
     def on_validation_epoch_end(self, trainer, pl_module) -> None:
         if not trainer.sanity_checking:

@@ -42,6 +42,11 @@ def gather(positions: torch.Tensor, probs: torch.Tensor, labels: torch.Tensor):
     return torch.from_numpy(unique), probs[first], labels[first]
 
 
+def probabilities(outputs: torch.Tensor) -> torch.Tensor:
+    """The class probabilities, on the CPU, of the logits a validation_step or test_step returned."""
+    return outputs.detach().float().softmax(1).cpu()
+
+
 class SavePredictions(pl.Callback):
     """Collects the logits that validation_step/test_step return and writes them once per split, at the end; with
     DDP, rank zero writes every process's share."""
@@ -52,7 +57,7 @@ class SavePredictions(pl.Callback):
         self._last_val: tuple | None = None
 
     def _collect(self, outputs, batch) -> None:
-        self._batches.append((outputs.detach().float().softmax(1).cpu(), batch[1].cpu()))
+        self._batches.append((probabilities(outputs), batch[1].cpu()))
 
     def _scored(self, loader) -> tuple | None:
         """(positions in the split, probabilities, labels) of what this process scored this epoch."""
