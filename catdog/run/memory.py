@@ -24,13 +24,11 @@ OWN_MAPPING_BYTES = 1 << 25  # 32 MiB, the largest threshold glibc accepts on 64
 
 def glibc():
     """The C library when it is glibc (it has mallopt and gnu_get_libc_version), else None."""
-    name = ctypes.util.find_library("c")
     try:
-        libc = ctypes.CDLL(name)
-        libc.gnu_get_libc_version, libc.mallopt  # noqa: B018  (AttributeError: not glibc)
-    except (OSError, AttributeError, TypeError):
+        libc = ctypes.CDLL(ctypes.util.find_library("c"))
+    except (OSError, TypeError):  # no C library found by that name
         return None
-    return libc
+    return libc if hasattr(libc, "gnu_get_libc_version") and hasattr(libc, "mallopt") else None
 
 
 def keep_freed_memory(enabled: bool) -> str:
