@@ -1,10 +1,14 @@
 """Speed settings: every candidate catdog.run.calibrate weighs (memory layout, torch.compile, threads), plus the
 precision and batch size, timed as the calibration times them (the configured net's training steps on random
-photos), for experiment=fast's net at 64 px: what wins on this machine and by how much."""
+photos), for experiment=fast's net at 64 px: what wins on this machine and by how much; and keep_freed_memory off
+and on (freed_memory)."""
 
 from __future__ import annotations
 
 import itertools
+import json
+import subprocess
+import sys
 
 import torch
 from hydra import compose, initialize_config_dir
@@ -55,3 +59,50 @@ def speed_settings() -> list[str]:
     catdog.run.calibrate's own timer (3 warm-up steps, then 12): each memory layout, torch.compile on or off, each
     thread count, bf16 mixed or float32, and batch sizes 32/64/128, so the table shows what `auto` weighs here."""
     return settings_rows()
+
+
+# one arm of freed_memory: glibc's thresholds are process-wide, so each arm is a fresh interpreter
+FREED_MEMORY_ARM = """
+import json, sys
+import torch
+from benchmarks.speed_settings import fast_config
+from catdog.run.calibrate import step_timer
+from catdog.run.memory import keep_freed_memory
+state = keep_freed_memory(sys.argv[1] == "true")
+timed = step_timer(fast_config())
+setting = {"model.channels_last": True, "model.compile": False, "threads": torch.get_num_threads()}
+print(json.dumps({"state": state, "seconds": min(timed(setting) for _ in range(5))}))
+"""
+
+
+@benchmark(by_default=False)
+def freed_memory() -> list[str]:
+    """`keep_freed_memory` off and on: experiment=fast's training step (64 px, batch 64, bf16, channels_last, every
+    thread) timed by the calibration's timer, each arm in its own process, the arms taking turns for 3 rounds; each
+    arm's fastest of 5 x 4 steps a round, its best round reported. Results are the same either way (the step's
+    arithmetic does not change): this measures only speed."""
+    batch = fast_config().data.batch_size
+    best: dict[str, float] = {}
+    states: dict[str, str] = {}
+    for _ in range(3):
+        for arm in ("false", "true"):
+            proc = subprocess.run(
+                [sys.executable, "-c", FREED_MEMORY_ARM, arm],
+                capture_output=True,
+                text=True,
+                cwd=ROOT,
+                check=True,
+            )
+            result = json.loads(proc.stdout.strip().splitlines()[-1])
+            states[arm] = result["state"]
+            best[arm] = min(best.get(arm, float("inf")), result["seconds"])
+            print(arm, result, flush=True)
+    return [
+        "| keep_freed_memory | what it did | ms/step | images/s | vs off |",
+        "|---|---|---|---|---|",
+        *(
+            f"| {arm} | {states[arm]} | {best[arm] * 1000:.1f} | {batch / best[arm]:,.0f} | "
+            f"{best['false'] / best[arm]:.2f}x |"
+            for arm in ("false", "true")
+        ),
+    ]

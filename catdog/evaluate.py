@@ -194,7 +194,7 @@ def evaluate(cfg: DictConfig) -> dict:
         )
     trained_on = training_data(cfg)
     validate(cfg)
-    predictor = Predictor.from_checkpoint(cfg.ckpt_path)
+    predictor = Predictor.from_checkpoint(cfg.ckpt_path, device=cfg.get("device", "auto"))
     arrays = decoded_as_trained(cfg, predictor, trained_on if held_out else None)
     indices, split = scored_photos(arrays, trained_on, held_out, cfg.get("split"))
     excluded = excluded_photos(cfg, arrays, trained_on)[indices]

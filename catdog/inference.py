@@ -17,6 +17,7 @@ from torch import nn
 from catdog.checkpoint import load_classifier
 from catdog.explain.gradcam import gradcam
 from catdog.models.classifier import ImageClassifier, flip_tta_probabilities
+from catdog.run.hardware import resolve_device
 from catdog.runtime import BasePredictor, Item, check_min_confidence
 
 
@@ -49,11 +50,13 @@ class Predictor(BasePredictor):
     (decoding and labels are catdog.runtime's BasePredictor, which the ONNX runtime shares).
 
     Probabilities are calibrated (the checkpoint's temperature); a top probability below `min_confidence`
-    makes the label "unsure".
+    makes the label "unsure". The network runs on `device` (auto: the GPU where torch sees one) in float32 ("cuda" scores the robustness report's 55,000
+    images in seconds where 16 CPU cores took 3.6 minutes); the arrays in and out stay on the CPU.
     """
 
-    def __init__(self, model: ImageClassifier, min_confidence: float = 0.0):
-        self.model = model.eval().cpu()
+    def __init__(self, model: ImageClassifier, min_confidence: float = 0.0, device: str = "cpu"):
+        self.device = torch.device(resolve_device(device))
+        self.model = model.eval().to(self.device)
         self.net = Probabilities(self.model)
         self.classes: list[str] = list(model.hparams.classes)
         self.resolution: int = model.hparams.resolution
@@ -65,28 +68,29 @@ class Predictor(BasePredictor):
     explains = True
 
     @classmethod
-    def from_checkpoint(cls, ckpt_path: str | os.PathLike, min_confidence: float = 0.0) -> Predictor:
-        return cls(load_classifier(ckpt_path), min_confidence)
+    def from_checkpoint(
+        cls, ckpt_path: str | os.PathLike, min_confidence: float = 0.0, device: str = "cpu"
+    ) -> Predictor:
+        return cls(load_classifier(ckpt_path), min_confidence, device)
 
     @property
     def temperature(self) -> float:  # type: ignore[override]  # BasePredictor's plain attribute, read-only here
         return float(self.net.temperature)
 
-    @staticmethod
-    def tensor(images: np.ndarray) -> torch.Tensor:
-        """Preprocessed images (N, H, W, C) uint8 as the network's input (N, C, H, W)."""
+    def tensor(self, images: np.ndarray) -> torch.Tensor:
+        """Preprocessed images (N, H, W, C) uint8 as the network's input (N, C, H, W) on its device."""
         copy = np.array(images, dtype=np.uint8)  # cached arrays are read-only memory maps
-        return torch.from_numpy(copy).permute(0, 3, 1, 2)
+        return torch.from_numpy(copy).to(self.device).permute(0, 3, 1, 2)
 
     @torch.inference_mode()
     def probabilities(self, images: np.ndarray) -> np.ndarray:
         """Calibrated class probabilities (N, classes) for preprocessed images (N, H, W, C) uint8."""
-        return self.net(self.tensor(images)).numpy()
+        return self.net(self.tensor(images)).cpu().numpy()
 
     @torch.inference_mode()
     def logits(self, images: np.ndarray) -> np.ndarray:
         """Uncalibrated logits (N, classes): `calibrated(logits)` are the probabilities."""
-        return self.net.logits(self.tensor(images)).numpy()
+        return self.net.logits(self.tensor(images)).cpu().numpy()
 
     def calibrated(self, logits: np.ndarray) -> np.ndarray:
         """softmax(logits / temperature): what `probabilities` returns, from logits already computed."""
@@ -94,7 +98,7 @@ class Predictor(BasePredictor):
 
     def heatmaps(self, images: np.ndarray, layer: int | str | None = None) -> np.ndarray:
         """Grad-CAM heatmaps (N, H, W) in [0, 1] of the predicted class, for preprocessed images (N, H, W, C)."""
-        return gradcam(self.net.net, self.tensor(images), layer).numpy()
+        return gradcam(self.net.net, self.tensor(images), layer).cpu().numpy()
 
     def explain(self, items: Sequence[Item], layer: int | str | None = None) -> list[np.ndarray]:
         """For each path, bytes or array: where the evidence for its predicted class lies, a (resolution, resolution)

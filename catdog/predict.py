@@ -120,10 +120,12 @@ def predict_to_csv(
     min_confidence: float = 0.0,
     explain: bool = False,
     explain_layer: int | str | None = None,
+    device: str = "cpu",
 ) -> Counter:
     """Write the predictions CSV (whole, or not at all); returns the count of each label and of "skipped".
-    With `explain`, Grad-CAM overlays go to `explanations/` beside the CSV."""
-    predictor = catdog.load(ckpt_path, min_confidence)
+    With `explain`, Grad-CAM overlays go to `explanations/` beside the CSV; a checkpoint runs on `device` (auto,
+    cpu, cuda)."""
+    predictor = catdog.load(ckpt_path, min_confidence, device)
     if explain and not predictor.explains:
         raise CatdogError(
             f"explain=true: Grad-CAM needs the network's gradients, which ckpt_path={ckpt_path} (an export) does "
@@ -159,6 +161,7 @@ def run(cfg: DictConfig) -> Counter:
         min_confidence=cfg.get("min_confidence", 0.0),
         explain=explain,
         explain_layer=cfg.get("explain_layer"),
+        device=cfg.get("device", "auto"),
     )
     predicted = ", ".join(f"{k}: {v:,}" for k, v in sorted(counts.items()) if k != "skipped") or "none"
     print(

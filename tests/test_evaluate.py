@@ -133,6 +133,25 @@ def test_a_batch_size_below_one_is_named_before_any_work(ckpt, tmp_path):
     assert not (tmp_path / "out" / "cache").exists()
 
 
+def test_the_checkpoint_scores_on_the_gpu_where_there_is_one_else_on_the_cpu(ckpt, tmp_path):
+    """device=auto (the default) picks the GPU where torch sees one, so the robustness report is not left to the CPU
+    of a GPU machine; where there is none it scores as device=cpu does. device=cuda on a machine without a GPU is
+    one message naming the key, before any photo is decoded."""
+    gpu = torch.cuda.is_available()
+    assert Predictor.from_checkpoint(ckpt, device="auto").device.type == ("cuda" if gpu else "cpu")
+    assert Predictor.from_checkpoint(ckpt).device.type == "cpu"  # the Python API's default
+    source = write_class_folders(tmp_path / "data", per_class=4)
+    auto = evaluate_in_process(ckpt, source, tmp_path / "auto")
+    on_cpu = evaluate_in_process(ckpt, source, tmp_path / "cpu", "device=cpu")
+    assert auto["all/acc"] == pytest.approx(on_cpu["all/acc"], abs=1 / 8 if gpu else 0)
+    if not gpu:
+        with pytest.raises(
+            CatdogError, match=r"device=cuda, but PyTorch sees no CUDA GPU.*Use device=cpu \(or auto\)"
+        ):
+            evaluate_in_process(ckpt, source, tmp_path / "cuda", "device=cuda")
+        assert not (tmp_path / "cuda" / "cache").exists()
+
+
 def test_cli_prints_the_message_without_a_traceback(tmp_path):
     """All entry points share cli.guarded and load_classifier; one subprocess shows what a user sees."""
     missing = tmp_path / "missing.ckpt"

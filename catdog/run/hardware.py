@@ -1,4 +1,5 @@
-"""What this machine can do: a GPU or not, bf16 in hardware or not; settles trainer.precision=auto."""
+"""What this machine can do: a GPU or not, bf16 in hardware or not; settles trainer.precision=auto and the device
+that evaluate and predict score on."""
 
 from __future__ import annotations
 
@@ -41,15 +42,32 @@ def resolve_precision(trainer: DictConfig) -> None:
     log.info("trainer.precision=auto: %s on this machine", trainer.precision)
 
 
+def no_gpu(key: str, value: str) -> CatdogError:
+    """The one message for a GPU asked for (by `key`) on a machine where torch sees none."""
+    return CatdogError(
+        f"{key}={value}, but PyTorch sees no CUDA GPU on this machine "
+        f"(torch {torch.__version__}, CUDA build: {torch.version.cuda or 'no'}). "
+        f"Use {key}=cpu (or auto), or install a CUDA build of torch on a machine with a GPU."
+    )
+
+
+def resolve_device(device: str, key: str = "device") -> str:
+    """The torch device a trained model scores on: auto = the GPU where torch sees one, else the CPU."""
+    device = str(device).lower()
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device in ("gpu", "cuda"):
+        if not torch.cuda.is_available():
+            raise no_gpu(key, device)
+        return "cuda"
+    return "cpu"
+
+
 def check_accelerator(trainer: DictConfig) -> None:
     """Stop before training when the config asks for a GPU this machine does not have."""
     accelerator = str(trainer.get("accelerator", "auto")).lower()
     if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
-        raise CatdogError(
-            f"trainer.accelerator={accelerator}, but PyTorch sees no CUDA GPU on this machine "
-            f"(torch {torch.__version__}, CUDA build: {torch.version.cuda or 'no'}). "
-            "Use trainer.accelerator=cpu (or auto), or install a CUDA build of torch on a machine with a GPU."
-        )
+        raise no_gpu("trainer.accelerator", accelerator)
     if accelerator == "mps" and not torch.backends.mps.is_available():
         raise CatdogError(
             "trainer.accelerator=mps, but Apple's MPS is not available here. Use trainer.accelerator=cpu."
