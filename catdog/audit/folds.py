@@ -79,7 +79,9 @@ def probs_and_features(predictor: Predictor, images: np.ndarray, batch: int) -> 
         for start in range(0, len(images), batch):
             captured.clear()
             probs.append(predictor.probabilities(images[start : start + batch]))
-            features.append(captured[0].float().numpy())  # with tta, the first call is the unflipped image
+            features.append(
+                captured[0].float().cpu().numpy()
+            )  # with tta, the first call is the unflipped image
     finally:
         hook.remove()
     return np.concatenate(probs), np.concatenate(features)
@@ -119,7 +121,7 @@ def out_of_fold(cfg: DictConfig, arrays: CachedArrays, folds: int, run_dir: Path
         train_idx, val_idx = np.unique(datamodule.splits["train"]), datamodule.splits["val"]
         never_trained[train_idx] = False
         checkpoint = Path(fold_cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
-        predictor = Predictor.from_checkpoint(checkpoint)
+        predictor = Predictor.from_checkpoint(checkpoint, device="auto")  # the GPU where torch sees one
         check_classes(arrays.classes, predictor.classes, cfg.data.source, str(checkpoint))
         fold_probs, features = probs_and_features(predictor, arrays.images, cfg.data.batch_size)
         fold_score, fold_outlier = outlier_scores(features, train_idx, np.arange(n))
