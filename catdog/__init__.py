@@ -17,7 +17,8 @@ def __getattr__(name: str):
 def load(ckpt_path, min_confidence: float = 0.0, device: str = "cpu"):
     """Load a trained checkpoint, or an `.onnx` written by `catdog.export` (run by `catdog.runtime`, without torch,
     on the CPU), as a predictor with its own preprocessing and calibration; a top probability below
-    `min_confidence` is labelled "unsure". A checkpoint's network runs on `device` (cpu, cuda, or auto: the GPU where torch sees one)."""
+    `min_confidence` is labelled "unsure". A checkpoint's network runs on `device` (cpu, cuda, or auto: the GPU
+    where torch sees one)."""
     if str(ckpt_path).lower().endswith(".onnx"):
         from catdog.runtime import load as load_onnx
 

@@ -50,8 +50,9 @@ class Predictor(BasePredictor):
     (decoding and labels are catdog.runtime's BasePredictor, which the ONNX runtime shares).
 
     Probabilities are calibrated (the checkpoint's temperature); a top probability below `min_confidence`
-    makes the label "unsure". The network runs on `device` (auto: the GPU where torch sees one) in float32 ("cuda" scores the robustness report's 55,000
-    images in seconds where 16 CPU cores took 3.6 minutes); the arrays in and out stay on the CPU.
+    makes the label "unsure". The network runs in float32 on `device`: cpu, cuda, or auto, the GPU where torch sees
+    one (on a GPU machine, the CPU took 3.6 of a `best` run's 6.6 minutes for its robustness report); the arrays in
+    and out stay on the CPU.
     """
 
     def __init__(self, model: ImageClassifier, min_confidence: float = 0.0, device: str = "cpu"):

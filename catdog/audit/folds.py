@@ -79,9 +79,8 @@ def probs_and_features(predictor: Predictor, images: np.ndarray, batch: int) -> 
         for start in range(0, len(images), batch):
             captured.clear()
             probs.append(predictor.probabilities(images[start : start + batch]))
-            features.append(
-                captured[0].float().cpu().numpy()
-            )  # with tta, the first call is the unflipped image
+            # with tta, the first call is the unflipped image
+            features.append(captured[0].float().cpu().numpy())
     finally:
         hook.remove()
     return np.concatenate(probs), np.concatenate(features)

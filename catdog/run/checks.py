@@ -30,10 +30,7 @@ CHECKS = {
     "trainer.num_nodes": (lambda v: is_int(v) and v >= 1, "a positive integer (machines)"),
     "seed": (is_int, "an integer (the split and the batch order follow it)"),
     "split": (lambda v: v in (None, "val", "test"), "val or test"),  # evaluate's held-out split
-    "device": (
-        lambda v: v in ("auto", "cpu", "cuda", "gpu"),
-        "auto, cpu or cuda",
-    ),  # evaluate's and predict's
+    "device": (lambda v: v in ("auto", "cpu", "cuda", "gpu"), "auto, cpu or cuda"),  # evaluate's, predict's
     "keep_freed_memory": (lambda v: isinstance(v, bool), "true or false"),
     "tags": (lambda v: isinstance(v, list | tuple), "a list, e.g. [baseline,small]"),
 }

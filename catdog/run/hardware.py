@@ -51,14 +51,15 @@ def no_gpu(key: str, value: str) -> CatdogError:
     )
 
 
-def resolve_device(device: str, key: str = "device") -> str:
-    """The torch device a trained model scores on: auto = the GPU where torch sees one, else the CPU."""
+def resolve_device(device: str) -> str:
+    """The torch device a trained model scores on (the `device` key): auto = the GPU where torch sees one, else the
+    CPU."""
     device = str(device).lower()
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device in ("gpu", "cuda"):
         if not torch.cuda.is_available():
-            raise no_gpu(key, device)
+            raise no_gpu("device", device)
         return "cuda"
     return "cpu"
 
