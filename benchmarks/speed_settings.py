@@ -75,6 +75,18 @@ print(json.dumps({"state": state, "seconds": min(timed(setting) for _ in range(5
 """
 
 
+def freed_memory_arm(keep: bool) -> dict:
+    """One arm in a fresh interpreter: {"state": what keep_freed_memory did, "seconds": the fastest step}."""
+    proc = subprocess.run(
+        [sys.executable, "-c", FREED_MEMORY_ARM, str(keep).lower()],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=True,
+    )
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
 @benchmark(by_default=False)
 def freed_memory() -> list[str]:
     """`keep_freed_memory` off and on: experiment=fast's training step (64 px, batch 64, bf16, channels_last, every
@@ -86,14 +98,7 @@ def freed_memory() -> list[str]:
     states: dict[str, str] = {}
     for _ in range(3):
         for arm in ("false", "true"):
-            proc = subprocess.run(
-                [sys.executable, "-c", FREED_MEMORY_ARM, arm],
-                capture_output=True,
-                text=True,
-                cwd=ROOT,
-                check=True,
-            )
-            result = json.loads(proc.stdout.strip().splitlines()[-1])
+            result = freed_memory_arm(arm == "true")
             states[arm] = result["state"]
             best[arm] = min(best.get(arm, float("inf")), result["seconds"])
             print(arm, result, flush=True)

@@ -436,3 +436,14 @@ def test_mean_std_gives_the_spread_over_seeds_and_none_for_one():
     # the exclusion and pruning benchmarks' tables; their tests run one seed, so the spread is checked here
     assert record.mean_std([0.9, 0.8]) == "0.8500 +- 0.0707"
     assert record.mean_std([0.9]) == "0.9000"
+
+
+def test_each_arm_of_the_freed_memory_benchmark_sets_glibc_its_own_way_and_times_a_step():
+    """The arms run in fresh interpreters (the thresholds are process-wide): off leaves glibc alone, on raises its
+    thresholds (this machine runs glibc), and each times real training steps of the fast net."""
+    from benchmarks.speed_settings import freed_memory_arm
+
+    off, on = freed_memory_arm(False), freed_memory_arm(True)
+    assert off["state"] == "off"
+    assert on["state"].startswith("on (trim above 1024 MiB")
+    assert 0 < off["seconds"] < 5 and 0 < on["seconds"] < 5
