@@ -66,6 +66,9 @@ FAST_CANDIDATES = {
     "fast + pool_after_conv": ["experiment=fast", "model.pool_after_conv=true"],
     # the sixth: the same change in fast_robust, which takes it from `fast` (seeds 30 and 31)
     "fast_robust + pool_after_conv": ["experiment=fast_robust", "model.pool_after_conv=true"],
+    # the seventh (issue 31): blur, which takes every preset to chance at the report's strongest (0.04 of the side),
+    # as a training augmentation on fast_robust, against fast_robust itself (seeds 30 and 31)
+    "fast_robust + blur 0.04": ["experiment=fast_robust", "++model.augment.blur=0.04"],
 }
 
 

@@ -15,6 +15,7 @@ from catdog.models.policies import (
     AUGMIX_OPS,
     TRIVIAL_OPS,
     augmix,
+    blur,
     color_ops,
     crop_and_trivial_augment,
     geometric_matrices,
@@ -31,11 +32,13 @@ EVERYTHING = {
     "augmix": {"width": 2, "depth": 2},
     "mixup": 0.2,
     "cutmix": 1.0,
+    "blur": 0.02,
 }
 POLICIES = [
     {"resized_crop": True},
     {"trivial_augment": 1.0},
     {"augmix": True},
+    {"blur": 0.04},
     {"mixup": 0.4},
     {"cutmix": 1.0},
     {"mixup": 0.4, "cutmix": 1.0},
@@ -154,6 +157,37 @@ def test_trivial_augment_draws_one_op_per_image():
     assert 40 < changed.sum() < 64
 
 
+def test_blur_smooths_about_half_the_images_no_more_than_the_largest_sigma():
+    import cv2
+
+    from catdog.explain.robustness import blur as report_blur
+
+    x, _ = batch(64, side=32)
+    xf = x.float() / 255
+    torch.manual_seed(0)
+    out = blur(xf, 0.04)
+    changed = (out != xf).flatten(1).any(1)
+    assert 20 < changed.sum() < 44 and torch.equal(out[~changed], xf[~changed])
+
+    def roughness(images: torch.Tensor) -> torch.Tensor:
+        return (images[..., 1:] - images[..., :-1]).abs().mean((1, 2, 3))
+
+    # each blurred image is no rougher than itself (the smallest sigmas change only rounding) and no smoother than the
+    # report's blur at the largest sigma
+    strongest = torch.stack(
+        [
+            torch.from_numpy(report_blur(im.permute(1, 2, 0).numpy(), 0.04)).permute(2, 0, 1)
+            for im in xf[changed]
+        ]
+    )
+    assert (roughness(out[changed]) <= roughness(xf[changed]) + 1e-5).all()
+    assert (
+        roughness(out[changed]) < 0.9 * roughness(xf[changed])
+    ).float().mean() > 0.6  # sigmas under ~0.3 px barely smooth
+    assert (roughness(out[changed]) >= roughness(strongest) - 1e-4).all()
+    assert cv2.BORDER_DEFAULT == cv2.BORDER_REFLECT_101  # the report's border, kornia's "reflect"
+
+
 def test_augmix_blends_chains_into_the_image():
     x, _ = batch(32)
     xf = x.float() / 255
@@ -243,6 +277,7 @@ def test_soft_targets_train_with_label_smoothing_and_dominant_label_accuracy():
         ),
         ({"mixup": -0.2}, "model.augment.mixup=-0.2 is invalid: expected a number in [0, 100]"),
         ({"cutmix": True}, "model.augment.cutmix=True is invalid"),
+        ({"blur": 0.5}, "model.augment.blur=0.5 is invalid: expected a number in [0, 0.1]"),
         ({"hflip": "yes"}, "model.augment.hflip='yes' is invalid: expected true or false"),
         ({"brightness": 2}, "model.augment.brightness=2 is invalid"),
         (
@@ -275,7 +310,7 @@ def test_a_wrong_value_stops_the_run_before_any_photo_is_decoded(image_folder, t
 def test_a_tiny_run_trains_with_every_policy(image_folder, tmp_path):
     augment = (
         "{hflip:true,translate:2,brightness:0.1,contrast:0.1,resized_crop:{scale:[0.35,1]},trivial_augment:1,"
-        "augmix:{width:2,depth:2},mixup:0.2,cutmix:1.0}"
+        "augmix:{width:2,depth:2},mixup:0.2,cutmix:1.0,blur:0.02}"
     )
     metrics = train_in_process(*tiny_overrides(image_folder, tmp_path), f"model.augment={augment}")
     assert 0 <= metrics["train/acc"] <= 1 and metrics["train/loss"] > 0

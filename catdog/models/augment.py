@@ -96,13 +96,15 @@ def augment_batch(
     if not spec.needs_float:
         return mix(x, y, num_classes, 0, spec.cutmix) if spec.cutmix else (x, None)
     # policies.py (and kornia, 0.23 s of every train.py's start on the 2-core Xeon) loads only when a run uses it
-    from catdog.models.policies import augmix, crop_and_trivial_augment
+    from catdog.models.policies import augmix, blur, crop_and_trivial_augment
 
     # in float32 under bf16 autocast too: the result is rounded to 8 bits, which bf16 (8-bit mantissa) cannot hold
     with torch.autocast(x.device.type, enabled=False):
         xf, target = x.float().div_(255), None
         if spec.resized_crop or spec.trivial_augment:
             xf = crop_and_trivial_augment(xf, spec.resized_crop, spec.trivial_augment)
+        if spec.blur:
+            xf = blur(xf, spec.blur)
         if spec.augmix:
             xf = augmix(xf, spec.augmix)
         if spec.mixes_labels:

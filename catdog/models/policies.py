@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 
 import kornia.enhance as E
+import kornia.filters
 import torch
 import torch.nn.functional as F
 
@@ -163,6 +164,20 @@ def crop_and_trivial_augment(x: torch.Tensor, crop: ResizedCrop | None, strength
         op, m = torch.full((n,), -1, device=x.device), torch.zeros(n, device=x.device)
     t = geometric_matrices(TRIVIAL_OPS, op, m)
     return color_ops(warp(x, t if pre is None else pre @ t), TRIVIAL_OPS, op, m)
+
+
+def blur(x: torch.Tensor, largest: float) -> torch.Tensor:
+    """Half the images (a coin flip each) Gaussian-blurred, each with its own sigma drawn uniformly up to `largest`
+    of the side, borders reflected as in the robustness report's blur (OpenCV's default border; kornia's
+    separable blur matches cv2.GaussianBlur to 3e-7 here)."""
+    n, side = x.shape[0], x.shape[-1]
+    idx = (torch.rand(n, device=x.device) < 0.5).nonzero().squeeze(1)
+    if len(idx) == 0:
+        return x
+    sigma = (torch.rand(len(idx), device=x.device) * largest * side).clamp(min=1e-3)
+    size = 2 * math.ceil(3 * largest * side) + 1  # +-3 of the largest sigma
+    blurred = kornia.filters.gaussian_blur2d(x[idx], size, sigma.unsqueeze(1).expand(-1, 2))
+    return x.index_copy(0, idx, blurred)
 
 
 def augmix(x: torch.Tensor, spec: AugMix) -> torch.Tensor:
