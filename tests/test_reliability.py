@@ -133,6 +133,52 @@ def test_an_interrupt_saves_last_ckpt_an_error_does_not(tmp_path):
     assert saved == [tmp_path / "last.ckpt"] * 3
 
 
+def test_ctrl_c_while_training_stops_at_the_next_batch_and_a_second_one_at_once(tmp_path):
+    import pytorch_lightning as pl
+    from helpers import quiet_trainer
+    from torch.utils.data import DataLoader, TensorDataset
+
+    class Steps(pl.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.layer, self.hook_ran_on = torch.nn.Linear(2, 1), []
+
+        def training_step(self, batch, i):
+            return self.layer(batch[0]).sum()
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), 0.1)
+
+        def train_dataloader(self):
+            return DataLoader(TensorDataset(torch.ones(8, 2)), batch_size=1)
+
+    class CtrlCAfterBatch2(pl.Callback):
+        def on_train_batch_end(self, trainer, module, outputs, batch, i):
+            if i == 2:
+                os.kill(os.getpid(), signal.SIGINT)  # a real Ctrl-C, inside a hook
+                module.hook_ran_on.append(i)  # and the hook goes on: nothing was raised in it
+
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal
+    try:
+        quiet_trainer(callbacks=[SaveOnInterrupt(str(tmp_path))]).fit(Steps())
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back after training
+
+        module, saved = Steps(), []
+        trainer = quiet_trainer(callbacks=[CtrlCAfterBatch2(), SaveOnInterrupt(str(tmp_path))])
+        trainer.save_checkpoint = lambda path: saved.append((path, trainer.global_step))
+        with pytest.raises(SystemExit):  # Lightning ends a KeyboardInterrupt with sys.exit(1)
+            trainer.fit(module)
+        # stopped at batch 3's start: 3 steps done and saved
+        assert module.hook_ran_on == [2] and saved == [(tmp_path / "last.ckpt", 3)]
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+    callback = SaveOnInterrupt(str(tmp_path))
+    callback.ctrl_c(signal.SIGINT, None)
+    with pytest.raises(KeyboardInterrupt):
+        callback.ctrl_c(signal.SIGINT, None)
+
+
 def test_no_space_anywhere_is_recognised_as_a_user_error(tmp_path):
     try:
         try:
