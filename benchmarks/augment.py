@@ -19,6 +19,7 @@ POLICIES = {
     "trivial_augment": {"hflip": True, "trivial_augment": 1.0},
     "resized_crop + trivial_augment": {"hflip": True, "resized_crop": True, "trivial_augment": 1.0},
     "augmix": {"hflip": True, "augmix": True},
+    "blur 0.04": {"hflip": True, "blur": 0.04},
     "mixup 0.2": {"hflip": True, "mixup": 0.2},
     "cutmix 1.0": {"hflip": True, "cutmix": 1.0},
     "crop + trivial + mixup + cutmix": {
