@@ -170,6 +170,18 @@ def test_ctrl_c_while_training_stops_at_the_next_batch_and_a_second_one_at_once(
             trainer.fit(module)
         # stopped at batch 3's start: 3 steps done and saved
         assert module.hook_ran_on == [2] and saved == [(tmp_path / "last.ckpt", 3)]
+
+        class CtrlCAfterTheLastBatch(pl.Callback):
+            def on_train_end(self, trainer, module):
+                os.kill(os.getpid(), signal.SIGINT)
+
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # Lightning left it ignored
+        saved.clear()
+        trainer = quiet_trainer(callbacks=[CtrlCAfterTheLastBatch(), SaveOnInterrupt(str(tmp_path))])
+        trainer.save_checkpoint = lambda path: saved.append((path, trainer.global_step))
+        with pytest.raises(SystemExit):  # not lost: the run stops before anything after training
+            trainer.fit(Steps())
+        assert saved == [(tmp_path / "last.ckpt", 8)]
     finally:
         signal.signal(signal.SIGINT, previous)
 

@@ -94,6 +94,7 @@ class SaveOnInterrupt(pl.Callback):
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._restore_handler()
+        self._stop_if_pressed()  # pressed after the last batch: the run stops here, before its test
 
     def on_exception(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException
