@@ -44,6 +44,8 @@ def progressive(start: int, until_epoch: int) -> list[str]:
     ]
 
 
+ONE_CONV_FIRST = ["experiment=fast", "model.convs_per_stage=[1,2,2,2]"]
+
 # each spelt from `fast` (the progressive ones from fast_robust: fast + TrivialAugment 1), so a name keeps meaning
 # what was measured (BENCHMARKS.md 12-04 03:17 and 03:40, where the first round's "fast_robust" was the crops 0.25-1
 # + TrivialAugment 1 recipe); fast_robust is the one kept
@@ -70,6 +72,17 @@ FAST_CANDIDATES = {
     # as a training augmentation on fast_robust, against fast_robust itself: on seed 30 +2.0 points corrupted, -2.0
     # clean val accuracy (BENCHMARKS.md 12-04 18:27): lost
     "fast_robust + blur 0.04": ["experiment=fast_robust", "++model.augment.blur=0.04"],
+    # the eighth, for speed (issue 26): `fast` takes ~6 min on a 2-core Zen 4 EPYC, compute-bound at 58% of its bf16
+    # peak (28.7 s an epoch). The first stage's second conv (16 -> 16 at full resolution) with its batch norm, ReLU
+    # and pooling is ~40% of a step there (torch.profiler); with one conv in that stage an epoch is 23.9 s at 64 px,
+    # 19.2 at 56 (~5.1 and ~4.2 min a run: 4 needs 56 px and 10 epochs, or 48 px)
+    "fast + one conv in the first stage at 56 px": [*ONE_CONV_FIRST, "data.resolution=56"],
+    "fast + one conv in the first stage at 56 px, 10 epochs": [
+        *ONE_CONV_FIRST,
+        "data.resolution=56",
+        "trainer.max_epochs=10",
+    ],
+    "fast + one conv in the first stage at 48 px": [*ONE_CONV_FIRST, "data.resolution=48"],
 }
 
 

@@ -202,3 +202,42 @@ def test_without_batch_norm_pool_after_conv_is_the_same_function_with_max_pool_a
 def test_pool_after_conv_must_be_a_bool():
     with pytest.raises(CatdogError, match=r"model.pool_after_conv='yes' is invalid: expected true or false"):
         convnet_spec({"pool_after_conv": "yes"}, in_channels=3, resolution=64)
+
+
+def test_convs_per_stage_takes_one_count_per_stage():
+    net = convnet(
+        3, 32, channels=[4, 8, 16], kernel=3, padding="same", convs_per_stage=[1, 3, 2], head="gap", hidden=[]
+    )
+    convs = [m for m in net if isinstance(m, torch.nn.Conv2d)]
+    assert [(c.in_channels, c.out_channels) for c in convs] == [
+        (3, 4),
+        (4, 8),
+        (8, 8),
+        (8, 8),
+        (8, 16),
+        (16, 16),
+    ]
+    assert net(torch.zeros(2, 3, 32, 32, dtype=torch.uint8)).shape == (2, 2)
+    # valid padding: each conv shrinks the map, so the per-stage counts decide the sizes
+    spec = ConvNetSpec(3, 40, channels=[4, 8], kernel=3, convs_per_stage=[1, 3], hidden=[])
+    assert spec.stage_sizes() == [(40 - 2) // 2, (19 - 6) // 2]
+    assert convnet_spec({"convs_per_stage": 2, "channels": [4, 8]}, 3, 32).convs == [2, 2]
+
+
+@pytest.mark.parametrize(
+    "convs_per_stage,message",
+    [
+        (
+            [1, 2, 2],
+            r"model.convs_per_stage=\[1, 2, 2\]: give one value, or one per conv stage \(2, the length",
+        ),
+        (
+            [0, 2],
+            r"model.convs_per_stage=\[0, 2\] is invalid: expected a positive integer or one per conv stage",
+        ),
+        (0, r"model.convs_per_stage=0 is invalid"),
+    ],
+)
+def test_wrong_convs_per_stage_is_named(convs_per_stage, message):
+    with pytest.raises(CatdogError, match=message):
+        ConvNetSpec(3, 32, channels=[4, 8], convs_per_stage=convs_per_stage)

@@ -44,11 +44,11 @@ def build_convnet(
     def pool() -> list[nn.Module]:
         return [POOL_LAYERS[spec.pool_type](spec.pool)] if spec.pool > 1 else []
 
-    for out, k in zip(spec.channels, spec.kernels):
-        for i in range(spec.convs_per_stage):
+    for out, k, convs in zip(spec.channels, spec.kernels, spec.convs, strict=True):
+        for i in range(convs):
             padding = "same" if spec.padding == "same" else 0
             layers.append(nn.Conv2d(prev, out, k, padding=padding, bias=not spec.batchnorm))
-            last = i == spec.convs_per_stage - 1
+            last = i == convs - 1
             # pool_after_conv: batch norm and activation then run on a quarter of the pixels (pool 2), the
             # memory-bound passes that take ~40% of a fast step on a 2-core Xeon (BENCHMARKS.md, efficiency)
             layers += pool() if last and spec.pool_after_conv else []

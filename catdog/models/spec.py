@@ -35,6 +35,13 @@ NET_KEYS = (
 )
 
 
+def positive_or_per_stage(value: object) -> bool:
+    """A positive integer, or a non-empty list of them (one per conv stage: `ConvNetSpec.per_stage`)."""
+    if is_int(value):
+        return value >= 1
+    return is_int_list(value) and len(value) > 0 and min(value) >= 1
+
+
 @dataclass(frozen=True)
 class ConvNetSpec:
     """Conv stages (conv(s) -> batch norm -> activation, then pooling) -> flatten or global average pooling ->
@@ -49,7 +56,7 @@ class ConvNetSpec:
     pool: int = 2
     pool_type: str = "max"
     padding: str = "valid"
-    convs_per_stage: int = 1
+    convs_per_stage: int | Sequence[int] = 1
     hidden: Sequence[int] = (512,)
     batchnorm: bool = False
     dropout: float = 0.0
@@ -57,6 +64,7 @@ class ConvNetSpec:
     head: str = "flatten"
     pool_after_conv: bool = False
     kernels: list[int] = field(init=False)
+    convs: list[int] = field(init=False)  # convolutions in each stage
 
     def __post_init__(self) -> None:
         rules = (
@@ -67,8 +75,7 @@ class ConvNetSpec:
             ),
             (
                 "kernel",
-                (is_int(self.kernel) and self.kernel >= 1)
-                or (is_int_list(self.kernel) and len(self.kernel) > 0 and min(self.kernel) >= 1),
+                positive_or_per_stage(self.kernel),
                 "a positive integer or one per conv stage, e.g. 5 or [5,3,3]",
             ),
             ("pool", is_int(self.pool) and self.pool >= 1, "a positive integer (1 = no pooling)"),
@@ -76,8 +83,8 @@ class ConvNetSpec:
             ("padding", self.padding in PADDINGS, " or ".join(PADDINGS)),
             (
                 "convs_per_stage",
-                is_int(self.convs_per_stage) and self.convs_per_stage >= 1,
-                "a positive integer",
+                positive_or_per_stage(self.convs_per_stage),
+                "a positive integer or one per conv stage, e.g. 2 or [1,2,2,2]",
             ),
             (
                 "hidden",
@@ -95,26 +102,28 @@ class ConvNetSpec:
                 raise invalid(f"model.{key}", getattr(self, key), expected)
         check_resolution(self.resolution)
         check_channels(self.in_channels)
-        kernels = (
-            [self.kernel] * len(self.channels)
-            if is_int(self.kernel)
-            else list(cast(Sequence[int], self.kernel))
-        )
-        if len(kernels) != len(self.channels):
-            raise CatdogError(
-                f"model.kernel={kernels}: give one value, or one per conv stage "
-                f"({len(self.channels)}, the length of model.channels)."
-            )
-        object.__setattr__(self, "kernels", kernels)
+        object.__setattr__(self, "kernels", self.per_stage("kernel"))
+        object.__setattr__(self, "convs", self.per_stage("convs_per_stage"))
         sizes = self.stage_sizes()
         if min(sizes) < 1:
             need = self.min_resolution()
             raise CatdogError(
                 f"data.resolution={self.resolution} is too small for this conv stack (model.channels="
-                f"{list(self.channels)}, model.kernel={kernels}, model.pool={self.pool}, "
-                f"model.padding={self.padding}): the feature map shrinks to {max(min(sizes), 0)}x"
-                f"{max(min(sizes), 0)}. Use data.resolution>={need}, or fewer/smaller stages."
+                f"{list(self.channels)}, model.kernel={self.kernels}, model.pool={self.pool}, "
+                f"model.padding={self.padding}, model.convs_per_stage={self.convs}): the feature map shrinks to "
+                f"{max(min(sizes), 0)}x{max(min(sizes), 0)}. Use data.resolution>={need}, or fewer/smaller stages."
             )
+
+    def per_stage(self, key: str) -> list[int]:
+        """`model.<key>` as one value per conv stage: a single value repeated, or the list, checked for length."""
+        value = getattr(self, key)
+        values = [value] * len(self.channels) if is_int(value) else list(cast(Sequence[int], value))
+        if len(values) != len(self.channels):
+            raise CatdogError(
+                f"model.{key}={values}: give one value, or one per conv stage "
+                f"({len(self.channels)}, the length of model.channels)."
+            )
+        return values
 
     def min_resolution(self) -> int:
         """The smallest input side this conv stack maps to a feature map of at least 1x1."""
@@ -123,8 +132,8 @@ class ConvNetSpec:
     def stage_sizes(self, resolution: int | None = None) -> list[int]:
         """Feature-map side after each stage (conv(s) then pooling), for `resolution` or the spec's own."""
         sizes, size = [], resolution or self.resolution
-        for k in self.kernels:
-            for _ in range(self.convs_per_stage):
+        for k, convs in zip(self.kernels, self.convs, strict=True):
+            for _ in range(convs):
                 size = size if self.padding == "same" else size - k + 1
             size = size // self.pool if size > 0 else size
             sizes.append(size)
