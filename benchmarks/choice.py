@@ -75,7 +75,8 @@ FAST_CANDIDATES = {
     # the eighth, for speed (issue 26): `fast` takes ~6 min on a 2-core Zen 4 EPYC, compute-bound at 58% of its bf16
     # peak (28.7 s an epoch). The first stage's second conv (16 -> 16 at full resolution) with its batch norm, ReLU
     # and pooling is ~40% of a step there (torch.profiler); with one conv in that stage an epoch is 23.9 s at 64 px,
-    # 19.2 at 56 (~5.1 and ~4.2 min a run: 4 needs 56 px and 10 epochs, or 48 px)
+    # 19.2 at 56 (~5.1 and ~4.2 min a run: 4 needs 56 px and 10 epochs, or 48 px). On seed 30 each lost 0.6-1.7
+    # points of val accuracy (BENCHMARKS.md 12-04 20:48): lost, `fast` stands
     "fast + one conv in the first stage at 56 px": [*ONE_CONV_FIRST, "data.resolution=56"],
     "fast + one conv in the first stage at 56 px, 10 epochs": [
         *ONE_CONV_FIRST,
