@@ -58,6 +58,30 @@ def test_pruners_by_name():
 
 
 @pytest.mark.parametrize(
+    "overrides,first",
+    [
+        (["experiment=fast", "trainer.max_epochs=9"], 3),  # one-cycle, peak at 0.25 x 9 = 2.25 epochs
+        (["experiment=fast", "trainer.max_epochs=12"], 4),  # at 3.0: epoch 3 ends at the peak
+        (["experiment=fast", "model/scheduler=cosine"], 1),  # no warm-up
+        ([], 1),  # no scheduler
+    ],
+)
+def test_pruners_judge_first_after_the_warm_up(overrides, first):
+    from helpers import ROOT
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(str(ROOT / "configs"), version_base="1.3"):
+        cfg = compose("train", overrides=["data.source=x", *overrides])
+    assert st.first_judged_epoch(cfg) == first
+    halving = st.make_pruner("successive_halving", 9, None, first)
+    assert halving._min_resource == first and halving._reduction_factor == 3
+    assert st.make_pruner("hyperband", 9, None, first)._min_resource == first
+    assert st.make_pruner("median", 9, None, first)._n_warmup_steps == max(2, first)
+    # the command line's pruner_args win
+    assert st.make_pruner("successive_halving", 9, {"min_resource": 1}, first)._min_resource == 1
+
+
+@pytest.mark.parametrize(
     "value",
     ["postgresql://u:p'a\\ss@host/db?x=1,2", "sqlite:////tmp/a b/optuna.db", "ends\\", "x${y}", "it's\\'"],
 )

@@ -15,9 +15,9 @@ log = logging.getLogger(__name__)
 
 
 class ReportToTrial(pl.Callback):
-    """After each validation rank zero reports `metric` at step = epochs trained and asks the pruner; every rank
-    gets the answer, and a pruned trial ends like an early stop (checkpoints, curves and metrics.json are written
-    as usual), with `pruned_at` set to the epoch count."""
+    """After each validation rank zero reports `metric` at step = epochs trained and asks the pruner (but after the
+    last epoch); every rank gets the answer, and a pruned trial ends like an early stop (checkpoints, curves and
+    metrics.json are written as usual), with `pruned_at` set to the epoch count."""
 
     def __init__(self, metric: str, open_trial: Callable[[], Any]) -> None:
         self.metric = metric
@@ -42,7 +42,9 @@ class ReportToTrial(pl.Callback):
                     f"judge: optimise a validation metric (val/acc, val/loss) or set hydra.sweeper.pruner=none."
                 )
             self.trial.report(float(value), epochs)
-            prune = self.trial.should_prune()
+            # a trial that has trained every epoch is a result, never pruned (a rung at the last epoch would save
+            # nothing and throw the trial away)
+            prune = epochs != trainer.max_epochs and self.trial.should_prune()
         if trainer.world_size > 1:
             prune = trainer.strategy.broadcast(prune, src=0)
         if prune:
@@ -60,7 +62,7 @@ def trial_callbacks(cfg) -> list[ReportToTrial]:
     metric = cfg.get("optimized_metric")
     if TRIAL_ENV not in os.environ or not metric:
         return []
-    pruner = sweep_pruner(cfg.trainer.get("max_epochs"))
+    pruner = sweep_pruner(cfg)
     return [ReportToTrial(metric, lambda: job_trial(pruner, cfg.paths.output_dir))]
 
 

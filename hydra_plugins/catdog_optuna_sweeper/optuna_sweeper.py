@@ -116,14 +116,21 @@ class CatdogOptunaSweeper(Sweeper):
     def open_study(self, sweep_dir: Path):
         import optuna
 
-        from catdog.sweeps.study import DEFAULT_STUDY, make_pruner, open_storage, shown_url
+        from catdog.sweeps.study import (
+            DEFAULT_STUDY,
+            first_judged_epoch,
+            make_pruner,
+            open_storage,
+            shown_url,
+        )
 
         max_epochs = OmegaConf.select(self.config, "trainer.max_epochs", default=None)
+        first_epoch = first_judged_epoch(self.config)
         study = optuna.create_study(
             storage=open_storage(self.url),
             study_name=self.study_name or (None if self.storage else DEFAULT_STUDY),
             sampler=self.sampler,
-            pruner=make_pruner(self.pruner, max_epochs, self.pruner_args),
+            pruner=make_pruner(self.pruner, max_epochs, self.pruner_args, first_epoch),
             direction=self.direction,
             load_if_exists=True,
         )
