@@ -186,6 +186,13 @@ def test_every_choice_candidate_composes_to_the_augmentation_its_name_says():
     assert all(
         model.progressive_resize is None for name, model in models.items() if "progressive" not in name
     )
+    for strength in (0.04, 0.02):
+        assert augment[f"fast_robust + blur {strength}"] == {
+            **augment["fast_robust + pool_after_conv"],
+            "blur": strength,
+        }
+    one_conv = [name for name in models if "one conv in the first stage" in name]
+    assert len(one_conv) == 3 and all(list(models[n].convs_per_stage) == [1, 2, 2, 2] for n in one_conv)
 
 
 def test_bench_candidates_picks_a_round_by_name_and_names_a_wrong_one():
