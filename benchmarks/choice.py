@@ -73,7 +73,8 @@ FAST_CANDIDATES = {
     # clean val accuracy (BENCHMARKS.md 12-04 18:27): lost
     "fast_robust + blur 0.04": ["experiment=fast_robust", "++model.augment.blur=0.04"],
     # the ninth (issue 31): half that blur, to trade less clean accuracy (seed 30, against the seventh round's
-    # fast_robust row on the same machine kind: 94.01% val, 85.41% corrupted)
+    # fast_robust row on the same machine kind: 94.01% val, 85.41% corrupted; seed 31 beside fast_robust): -0.58
+    # points clean val, +2.6 corrupted on seeds 30-31 (BENCHMARKS.md 12-04 22:43): not at equal accuracy, not adopted
     "fast_robust + blur 0.02": ["experiment=fast_robust", "++model.augment.blur=0.02"],
     # the eighth, for speed (issue 26): `fast` takes ~6 min on a 2-core Zen 4 EPYC, compute-bound at 58% of its bf16
     # peak (28.7 s an epoch). The first stage's second conv (16 -> 16 at full resolution) with its batch norm, ReLU
