@@ -108,13 +108,15 @@ def make_pruner(name: Any, max_epochs: int | None = None, args: dict | None = No
         # earliest (curves cross early)
         warmup = max(2, first_epoch)
         return optuna.pruners.MedianPruner(**{"n_startup_trials": 4, "n_warmup_steps": warmup, **args})
+    rungs = {
+        "min_resource": first_epoch,
+        "reduction_factor": 3,
+    }  # the first rung and the share kept (a third)
     if name == "hyperband":
         budget = {"max_resource": max_epochs} if max_epochs else {}
-        first = {"min_resource": first_epoch, "reduction_factor": 3}
-        return optuna.pruners.HyperbandPruner(**{**first, **budget, **args})
+        return optuna.pruners.HyperbandPruner(**{**rungs, **budget, **args})
     if name == "successive_halving":
-        first = {"min_resource": first_epoch, "reduction_factor": 3}
-        return optuna.pruners.SuccessiveHalvingPruner(**{**first, **args})
+        return optuna.pruners.SuccessiveHalvingPruner(**{**rungs, **args})
     raise CatdogError(
         f"hydra.sweeper.pruner={name} is not a pruner: use one of {', '.join(PRUNERS)} (README: Pruning)."
     )
