@@ -77,7 +77,8 @@ FAST_CANDIDATES = {
     # points clean val, +2.6 corrupted on seeds 30-31 (BENCHMARKS.md 12-04 22:43): not at equal accuracy, not adopted
     "fast_robust + blur 0.02": ["experiment=fast_robust", "++model.augment.blur=0.02"],
     # the tenth (issue 31): a half and three quarters of that, to find a blur that costs no clean val accuracy
-    # (seeds 30-31, against the same fast_robust rows)
+    # (seeds 30-31, against the same fast_robust rows): -0.36 and -0.74 points clean val, +0.8 and +2.3 corrupted
+    # (BENCHMARKS.md 12-04 23:42): every strength lost clean accuracy on the mean, not adopted
     "fast_robust + blur 0.01": ["experiment=fast_robust", "++model.augment.blur=0.01"],
     "fast_robust + blur 0.015": ["experiment=fast_robust", "++model.augment.blur=0.015"],
     # the eighth, for speed (issue 26): `fast` takes ~6 min on a 2-core Zen 4 EPYC, compute-bound at 58% of its bf16

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import re
+import resource
 import subprocess
 import sys
 import tempfile
@@ -16,6 +19,7 @@ PREPARE_BUILT_CACHE_S = 1.0
 TRAIN_HELP_S = 1.5
 PREPARE_FULLRES_SPEEDUP = 3.0
 RUNS = 3
+TEST_SUITE_MIN = 3.0  # issue 26: `make test` on a 2-core machine
 
 
 def best_wall_time(command: list[str], runs: int = RUNS) -> float:
@@ -80,3 +84,46 @@ def startup() -> list[str]:
         f"Preparing the 600 full-size photos, whole process: {speedup:.2f}x the tutorial script "
         f"({goal}): {verdict}.",
     ]
+
+
+def timed_suite(cold: bool) -> tuple[float, float, str]:
+    """`make test`'s pytest command in this tree: wall minutes, CPU minutes of everything it ran, its summary line;
+    cold: every command the tests run in a new interpreter (CATDOG_TEST_COLD_PYTHON=1, tests/warm_python.py)."""
+    env = {**os.environ, "CATDOG_TEST_COLD_PYTHON": "1" if cold else "0"}
+    command = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-q",
+        "-n",
+        "auto",
+        "--dist",
+        "loadfile",
+        "--no-loadscope-reorder",
+    ]
+    cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    proc = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    used = after.ru_utime + after.ru_stime - cpu.ru_utime - cpu.ru_stime
+    summary = re.findall(r"^=*\s*(\d+ (?:passed|failed).*?)\s*=*$", proc.stdout, re.M)
+    return wall / 60, used / 60, summary[-1] if summary else f"no summary (exit {proc.returncode})"
+
+
+@benchmark(by_default=False)
+def test_suite() -> list[str]:
+    """`make test`, as CI runs it (its pytest command, 2 workers on 2 cores), with the CLI tests' commands forked
+    from a warm interpreter (the default) and each in a new interpreter, as before."""
+    lines = [
+        "| commands the tests run | wall, min | CPU, min | tests | goal | status |",
+        "|---|---|---|---|---|---|",
+    ]
+    for cold, name in ((False, "forked from a warm interpreter"), (True, "each in a new interpreter")):
+        wall, cpu, summary = timed_suite(cold)
+        status = "met" if wall <= TEST_SUITE_MIN else "MISSED"
+        goal = f"<= {TEST_SUITE_MIN:g} min" if not cold else ""
+        lines.append(
+            f"| {name} | {wall:.2f} | {cpu:.2f} | {summary} | {goal} | {status if not cold else ''} |"
+        )
+    return lines

@@ -1,17 +1,17 @@
 """Test helpers: small generated datasets (two learnable classes of real JPEG/PNG files), running train.py as a
-user would, and a tiny real checkpoint."""
+user would (forked from a warm interpreter: warm_python.py), and a tiny real checkpoint."""
 
 from __future__ import annotations
 
 import os
 import socket
 import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
 import cv2
 import numpy as np
+from warm_python import run_python
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
@@ -103,32 +103,18 @@ def zip_tree(folder: Path, archive: Path, seed: int = 0) -> Path:
 
 
 def run_module(module: str, *args: str, timeout: float = 300, home: Path | None = None):
-    """Run `python -m <module> ARGS` in a subprocess from the repository, as a user would: HYDRA_FULL_ERROR unset
-    (errors are the one line a user sees), CATDOG_DATA unset; `home`: the HOME that `~` means."""
+    """Run `python -m <module> ARGS` from the repository, as a user would: HYDRA_FULL_ERROR unset (errors are the
+    one line a user sees), CATDOG_DATA unset; `home`: the HOME that `~` means."""
     env = {k: v for k, v in os.environ.items() if k not in ("HYDRA_FULL_ERROR", "CATDOG_DATA")}
     env |= {"HOME": str(home)} if home else {}
-    return subprocess.run(
-        [sys.executable, "-m", module, *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    return run_python(["-m", module, *args], cwd=ROOT, env=env, timeout=timeout)
 
 
 def run_train(*overrides: str, cwd: Path = ROOT, env_extra: dict | None = None, check: bool = True):
-    """Run `python train.py` in a subprocess, as a user would."""
+    """Run `python train.py`, as a user would."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env_extra or {})}
     env.pop("HYDRA_FULL_ERROR", None)
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "train.py"), *overrides],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    proc = run_python([str(ROOT / "train.py"), *overrides], cwd=cwd, env=env, timeout=600)
     if check and proc.returncode != 0:
         raise AssertionError(
             f"train.py failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"

@@ -4,13 +4,11 @@ gallery, and its clear errors."""
 from __future__ import annotations
 
 import shutil
-import subprocess
-import sys
 
 import cv2
 import numpy as np
 import pytest
-from helpers import ROOT, make_image, read_csv, run_in_process, write_class_folders
+from helpers import make_image, read_csv, run_in_process, run_module, write_class_folders
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from catdog.audit.__main__ import audit
@@ -110,13 +108,7 @@ def test_the_gallery_is_one_page_a_contact_sheet_and_tensorboard(audited):
 
 def test_a_class_with_fewer_photos_than_folds_is_one_line(tmp_path):
     root = write_class_folders(tmp_path / "PetImages", per_class=3)
-    proc = subprocess.run(
-        [sys.executable, "-m", "catdog.audit", *audit_overrides(root, tmp_path, "data.folds=4")],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    proc = run_module("catdog.audit", *audit_overrides(root, tmp_path, "data.folds=4"))
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines()[-1] == (
         f"error: data.source={root}: class Cat has 3 photos, fewer than data.folds=4: each fold needs photos of "

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from helpers import ROOT, tiny_overrides
 from postgres import PASSWORD, new_database
+from warm_python import run_python
 
 optuna = pytest.importorskip("optuna")
 
@@ -74,13 +75,8 @@ def test_two_workers_share_one_study_and_a_later_sweep_continues_it(image_folder
     ran = learning_rates(tmp_path / "a" / "sweep") | learning_rates(tmp_path / "b" / "sweep")
     assert len(ran) == 4 and {t.params["model.optimizer.lr"] for t in trials} == ran
 
-    later = subprocess.run(
-        optuna_sweep(image_folder, tmp_path / "c", storage, 1, 2),
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=600,
+    later = run_python(
+        optuna_sweep(image_folder, tmp_path / "c", storage, 1, 2)[1:], cwd=tmp_path, env=env, timeout=600
     )
     assert later.returncode == 0, later.stderr[-3000:]
     study = optuna.load_study(study_name="shared", storage=storage)
@@ -136,7 +132,7 @@ def test_the_storage_password_stays_out_of_the_console_and_the_sweep_dir(image_f
     command += ["hydra/launcher=joblib", "hydra.launcher.n_jobs=1", "hydra.sweeper.pruner=median"]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     env.pop("PGPASSWORD", None)
-    proc = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    proc = run_python(command[1:], cwd=tmp_path, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     (trial,) = optuna.load_study(study_name="shared", storage=url).trials
     assert trial.state == optuna.trial.TrialState.COMPLETE and "run_dir" in trial.user_attrs

@@ -26,6 +26,7 @@ from helpers import (
     write_class_folders,
 )
 from omegaconf import OmegaConf
+from warm_python import run_python
 
 from catdog.errors import CatdogError
 
@@ -384,9 +385,7 @@ def test_hydra_full_error_shows_the_traceback(image_folder, tmp_path):
         *tiny_overrides(image_folder, tmp_path),
         "data.resolution=-3",
     ]
-    proc = subprocess.run(
-        args, cwd=ROOT, env={**os.environ, "HYDRA_FULL_ERROR": "1"}, capture_output=True, text=True
-    )
+    proc = run_python(args[1:], cwd=ROOT, env={**os.environ, "HYDRA_FULL_ERROR": "1"}, timeout=600)
     assert (
         proc.returncode != 0 and "Traceback" in proc.stderr and "data.resolution=-3 is invalid" in proc.stderr
     )
