@@ -32,11 +32,13 @@ if sys.argv[1:] == ["raise"]:
 def both(
     args: list[str], cwd: Path, env: dict
 ) -> tuple[subprocess.CompletedProcess, subprocess.CompletedProcess]:
-    """The command forked from the warm server and in a new interpreter."""
+    """The command forked from the warm server (whatever CATDOG_TEST_COLD_PYTHON says) and in a new interpreter."""
     cold = subprocess.run(
         [sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=120
     )
-    return run_python(args, cwd=cwd, env=env, timeout=120), cold
+    warm = WARM.run(args, cwd=cwd, env=env, timeout=120)
+    assert warm is not None  # the server took it
+    return warm, cold
 
 
 def without_parent(stderr: str) -> str:
@@ -75,7 +77,9 @@ def test_a_command_with_another_environment_runs_in_a_new_interpreter(tmp_path):
     """Libraries read their environment when imported: a command that changes it cannot share the server's."""
     script = tmp_path / "show.py"
     script.write_text(SCRIPT)
-    proc = run_python([str(script)], cwd=tmp_path, env={**os.environ, "HOME": str(tmp_path)}, timeout=120)
+    env = {**os.environ, "HOME": str(tmp_path)}
+    assert WARM.run([str(script)], cwd=tmp_path, env=env, timeout=120) is None
+    proc = run_python([str(script)], cwd=tmp_path, env=env, timeout=120)
     assert proc.returncode == 0 and f"parent {os.getpid()}" in proc.stderr
 
 
@@ -88,7 +92,7 @@ def test_a_forked_command_past_its_timeout_is_killed_with_what_it_started(tmp_pa
         "time.sleep(600)\n"
     )
     with pytest.raises(subprocess.TimeoutExpired) as timed_out:
-        run_python([str(script)], cwd=tmp_path, env=dict(os.environ), timeout=5)
+        WARM.run([str(script)], cwd=tmp_path, env=dict(os.environ), timeout=5)
     pids = [int(p) for p in timed_out.value.stdout.split()]
     assert len(pids) == 2
 
@@ -102,8 +106,8 @@ def test_a_forked_command_past_its_timeout_is_killed_with_what_it_started(tmp_pa
     assert not any(alive(p) for p in pids)
     again = tmp_path / "again.py"
     again.write_text("import os; print(os.getppid())")
-    proc = run_python([str(again)], cwd=tmp_path, env=dict(os.environ), timeout=60)
-    assert proc.stdout.strip() == str(WARM.server.pid)  # the server still serves
+    proc = WARM.run([str(again)], cwd=tmp_path, env=dict(os.environ), timeout=60)
+    assert proc is not None and proc.stdout.strip() == str(WARM.server.pid)  # the server still serves
 
 
 def test_warm_run_forks_the_projects_commands_and_passes_the_rest_on(tmp_path):

@@ -49,6 +49,8 @@ RUNTIME_ONLY = frozenset(
         "KMP_DUPLICATE_LIB_OK",
     }
 )
+# subprocess.run itself: tests may route subprocess.run through warm_run, which comes back here for a new interpreter
+NEW_INTERPRETER = subprocess.run
 # the environment the server starts with: this process's as the test session set it up (conftest), before any test
 # could change it
 SESSION_ENV = dict(os.environ)
@@ -229,7 +231,7 @@ def run_python(
         done = WARM.run(args, cwd, env, timeout)
         if done is not None:
             return done
-    return subprocess.run(
+    return NEW_INTERPRETER(
         [sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
     )
 
