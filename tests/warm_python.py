@@ -195,9 +195,8 @@ class WarmPython:
                     self.stop()
                     return None
                 done = self.read(timeout=timeout)
-                if (
-                    done is None
-                ):  # past the timeout: kill the command and what it started, as subprocess.run would
+                if done is None:
+                    # past the timeout: kill the command and what it started (its session), as subprocess.run would
                     with contextlib.suppress(ProcessLookupError):
                         os.killpg(started["pid"], signal.SIGKILL)
                     self.read(timeout=60)
@@ -212,7 +211,7 @@ class WarmPython:
             self.lock.release()
 
     def stop(self) -> None:
-        """End the server (its input closed, then killed)."""
+        """End the server (a command it is running goes on in its own session)."""
         if self.server is not None:
             self.server.kill()
             self.server.wait()
