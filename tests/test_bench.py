@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -465,3 +466,14 @@ def test_each_arm_of_the_freed_memory_benchmark_sets_glibc_its_own_way_and_times
     assert off["state"] == "off"
     assert on["state"].startswith("on (trim above 1024 MiB")
     assert 0 < off["seconds"] < 5 and 0 < on["seconds"] < 5
+
+
+def test_the_test_suite_benchmark_times_make_test_and_reads_its_summary():
+    """`make test` itself (one spelling of its command: the Makefile's), here on one small file."""
+    from benchmarks.startup import timed_suite
+
+    wall, cpu, summary = timed_suite(cold=False, pytest_args="tests/test_config_errors.py")
+    assert re.fullmatch(r"\d+ passed.*in [\d.]+s.*", summary), summary
+    assert 0 < wall < 5 and cpu > 0
+    wall, cpu, summary = timed_suite(cold=False, pytest_args="tests/no_such_file.py")
+    assert summary.startswith("no summary (exit ")
