@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from helpers import ROOT
-from warm_python import WARM, run_python, warm_run
+from warm_python import SESSION_ENV, WARM, run_python, warm_run
 
 SCRIPT = """
 import os, sys
@@ -124,3 +124,13 @@ def test_warm_run_forks_the_projects_commands_and_passes_the_rest_on(tmp_path):
         == "outside\n"
     )
     assert [c[1] for c in real] == ["-c", str(tmp_path / "outside.py")]
+
+
+def test_catdog_test_cold_python_runs_every_command_in_a_new_interpreter(tmp_path, monkeypatch):
+    script = tmp_path / "show.py"
+    script.write_text(SCRIPT)
+    monkeypatch.setenv("CATDOG_TEST_COLD_PYTHON", "1")
+    proc = run_python(
+        [str(script)], cwd=tmp_path, env=dict(SESSION_ENV), timeout=120
+    )  # an env it would serve
+    assert proc.returncode == 0 and f"parent {os.getpid()}" in proc.stderr
