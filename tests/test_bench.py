@@ -175,9 +175,8 @@ def test_every_choice_candidate_composes_to_the_augmentation_its_name_says():
     from omegaconf import OmegaConf
 
     with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
-        models = {
-            name: compose("train", overrides).model for name, overrides in choice.FAST_CANDIDATES.items()
-        }
+        configs = {name: compose("train", overrides) for name, overrides in choice.FAST_CANDIDATES.items()}
+    models = {name: cfg.model for name, cfg in configs.items()}
     augment = {name: OmegaConf.to_container(model.augment) for name, model in models.items()}
     crop = {"hflip": True, "translate": 0, "resized_crop": {"scale": [0.25, 1]}, "trivial_augment": 1}
     assert augment["crops 0.25-1 + trivial_augment=1"] == crop
@@ -201,6 +200,15 @@ def test_every_choice_candidate_composes_to_the_augmentation_its_name_says():
             **augment["fast_robust + pool_after_conv"],
             "blur": strength,
         }
+    robust = augment["fast_robust + pool_after_conv"]
+    assert augment["fast_robust + blur 0.02, 14 epochs"] == {**robust, "blur": 0.02}
+    assert augment["fast_robust at trivial_augment=0.5 + blur 0.02"] == {
+        **robust,
+        "trivial_augment": 0.5,
+        "blur": 0.02,
+    }
+    epochs = {name: cfg.trainer.max_epochs for name, cfg in configs.items()}
+    assert epochs["fast_robust + blur 0.02, 14 epochs"] == 14 and epochs["fast_robust + blur 0.02"] == 12
     one_conv = [name for name in models if "one conv in the first stage" in name]
     assert len(one_conv) == 3 and all(list(models[n].convs_per_stage) == [1, 2, 2, 2] for n in one_conv)
 
