@@ -71,14 +71,15 @@ from catdog.run.memory import keep_freed_memory
 state = keep_freed_memory(sys.argv[1] == "true")
 timed = step_timer(fast_config())
 setting = {"model.channels_last": True, "model.compile": False, "threads": torch.get_num_threads()}
-print(json.dumps({"state": state, "seconds": min(timed(setting) for _ in range(5))}))
+print(json.dumps({"state": state, "seconds": min(timed(setting) for _ in range(int(sys.argv[2])))}))
 """
 
 
-def freed_memory_arm(keep: bool) -> dict:
-    """One arm in a fresh interpreter: {"state": what keep_freed_memory did, "seconds": the fastest step}."""
+def freed_memory_arm(keep: bool, timings: int = 5) -> dict:
+    """One arm in a fresh interpreter: {"state": what keep_freed_memory did, "seconds": the fastest of `timings`
+    timings of the calibration's timer}."""
     proc = subprocess.run(
-        [sys.executable, "-c", FREED_MEMORY_ARM, str(keep).lower()],
+        [sys.executable, "-c", FREED_MEMORY_ARM, str(keep).lower(), str(timings)],
         capture_output=True,
         text=True,
         cwd=ROOT,

@@ -470,7 +470,7 @@ def test_each_arm_of_the_freed_memory_benchmark_sets_glibc_its_own_way_and_times
     thresholds (this machine runs glibc), and each times real training steps of the fast net."""
     from benchmarks.speed_settings import freed_memory_arm
 
-    off, on = freed_memory_arm(False), freed_memory_arm(True)
+    off, on = freed_memory_arm(False, timings=1), freed_memory_arm(True, timings=1)
     assert off["state"] == "off"
     assert on["state"].startswith("on (trim above 1024 MiB")
     assert 0 < off["seconds"] < 5 and 0 < on["seconds"] < 5
@@ -480,8 +480,9 @@ def test_the_test_suite_benchmark_times_make_test_and_reads_its_summary():
     """`make test` itself (one spelling of its command: the Makefile's), here on one small file."""
     from benchmarks.startup import timed_suite
 
-    wall, cpu, summary = timed_suite(cold=False, pytest_args="tests/test_config_errors.py")
+    # -n 0 after the Makefile's -n auto: one process, no workers to start for one small file
+    wall, cpu, summary = timed_suite(cold=False, pytest_args="-n 0 tests/test_config_errors.py")
     assert re.fullmatch(r"\d+ passed.*in [\d.]+s.*", summary), summary
     assert 0 < wall < 5 and cpu > 0
-    wall, cpu, summary = timed_suite(cold=False, pytest_args="tests/no_such_file.py")
+    wall, cpu, summary = timed_suite(cold=False, pytest_args="-n 0 tests/no_such_file.py")
     assert summary.startswith("no summary (exit ")
