@@ -95,6 +95,14 @@ FAST_CANDIDATES = {
         "++model.augment.trivial_augment=0.5",
         "++model.augment.blur=0.02",
     ],
+    # the twelfth (issue 31): an EMA of the weights (decay 0.999, as `best`), for the clean accuracy the blur
+    # costs, on fast_robust with and without blur 0.02 (seeds 30-31)
+    "fast_robust + EMA": ["experiment=fast_robust", "callbacks=[default,ema]"],
+    "fast_robust + blur 0.02 + EMA": [
+        "experiment=fast_robust",
+        "++model.augment.blur=0.02",
+        "callbacks=[default,ema]",
+    ],
     # the eighth, for speed (issue 26): `fast` takes ~6 min on a 2-core Zen 4 EPYC, compute-bound at 58% of its bf16
     # peak (28.7 s an epoch). The first stage's second conv (16 -> 16 at full resolution) with its batch norm, ReLU
     # and pooling is ~40% of a step there (torch.profiler); with one conv in that stage an epoch is 23.9 s at 64 px,

@@ -207,6 +207,13 @@ def test_every_choice_candidate_composes_to_the_augmentation_its_name_says():
         "trivial_augment": 0.5,
         "blur": 0.02,
     }
+    assert augment["fast_robust + EMA"] == robust and augment["fast_robust + blur 0.02 + EMA"] == {
+        **robust,
+        "blur": 0.02,
+    }
+    with_ema = sorted(name for name, cfg in configs.items() if "ema" in cfg.callbacks)
+    assert with_ema == ["fast_robust + EMA", "fast_robust + blur 0.02 + EMA"]
+    assert configs["fast_robust + EMA"].callbacks.ema.decay == 0.999
     epochs = {name: cfg.trainer.max_epochs for name, cfg in configs.items()}
     assert epochs["fast_robust + blur 0.02, 14 epochs"] == 14 and epochs["fast_robust + blur 0.02"] == 12
     one_conv = [name for name in models if "one conv in the first stage" in name]
