@@ -97,7 +97,7 @@ FAST_CANDIDATES = {
     ],
     # the twelfth (issue 31): an EMA of the weights (decay 0.999, as `best`), for the clean accuracy the blur
     # costs, on fast_robust with and without blur 0.02 (seeds 30-31): -0.29 / -0.1 and -0.90 / +2.4 points clean /
-    # corrupted val (BENCHMARKS.md 12-05 03:08): the one-cycle schedule's annealing already averages, not adopted
+    # corrupted val (BENCHMARKS.md 12-05 03:08): likely because one-cycle's annealing already averages; not adopted
     "fast_robust + EMA": ["experiment=fast_robust", "callbacks=[default,ema]"],
     "fast_robust + blur 0.02 + EMA": [
         "experiment=fast_robust",
