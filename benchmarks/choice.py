@@ -84,7 +84,9 @@ FAST_CANDIDATES = {
     # the eleventh (issue 31): blur 0.02 bought the most under corruptions and cost 0.58 points of clean val; more
     # augmentation often wants more epochs, or less of the rest: two more epochs (~1 min on the Zen 4 EPYC), or
     # TrivialAugment at half strength beside the blur, in fast's 12 epochs (seeds 30-31): -0.26 and -0.46 points of
-    # clean val, +2.5 and +1.2 corrupted (BENCHMARKS.md 12-05 02:27): neither at equal accuracy, not adopted
+    # clean val, +2.5 and +1.2 corrupted (BENCHMARKS.md 12-05 02:27): neither at equal accuracy, not adopted.
+    # The thirteenth: the 14-epoch one beside fast_robust on a third seed (32): -0.43 / +2.75 on seeds 30-32, clean
+    # val lower on every seed (BENCHMARKS.md 12-05 04:26): not adopted
     "fast_robust + blur 0.02, 14 epochs": [
         "experiment=fast_robust",
         "++model.augment.blur=0.02",
