@@ -106,6 +106,10 @@ FAST_CANDIDATES = {
         "++model.augment.blur=0.02",
         "callbacks=[default,ema]",
     ],
+    # the fourteenth (issue 31): average pooling in place of max, a box filter before each subsampling (what
+    # anti-aliased CNNs add to max pooling): max pooling keeps the sharpest responses, which blur removes first;
+    # same cost a step (seeds 30-32, against fast_robust's rows of the ninth and thirteenth rounds)
+    "fast_robust + avg pooling": ["experiment=fast_robust", "model.pool_type=avg"],
     # the eighth, for speed (issue 26): `fast` takes ~6 min on a 2-core Zen 4 EPYC, compute-bound at 58% of its bf16
     # peak (28.7 s an epoch). The first stage's second conv (16 -> 16 at full resolution) with its batch norm, ReLU
     # and pooling is ~40% of a step there (torch.profiler); with one conv in that stage an epoch is 23.9 s at 64 px,
