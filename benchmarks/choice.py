@@ -109,7 +109,7 @@ FAST_CANDIDATES = {
     # the fourteenth (issue 31): average pooling in place of max, a box filter before each subsampling (what
     # anti-aliased CNNs add to max pooling): max pooling keeps the sharpest responses, which blur removes first;
     # same cost a step. Seed 30: 90.39% val against 94.05%, 82.5% corrupted against 85.4% (BENCHMARKS.md 12-05
-    # 07:20): with pool_after_conv the average sits between a conv and its batch norm, a linear step, so the stage
+    # 07:03): with pool_after_conv the average sits between a conv and its batch norm, a linear step, so the stage
     # loses max pooling's nonlinearity; stopped after seed 30. Kornia's MaxBlurPool2D (max at stride 1, then a
     # binomial blur at stride 2) was timed first and not trained: 1.6-1.9x a training step here
     "fast_robust + avg pooling": ["experiment=fast_robust", "model.pool_type=avg"],
