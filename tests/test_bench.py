@@ -192,9 +192,12 @@ def test_every_choice_candidate_composes_to_the_augmentation_its_name_says():
         **augment["fast_robust (fast + trivial_augment=1)"],
         "mixup": 0.2,
     }
-    assert all(
-        model.progressive_resize is None for name, model in models.items() if "progressive" not in name
-    )
+    grown = {name for name in models if "progressive" in name or "the first 8 from" in name}
+    assert all(model.progressive_resize is None for name, model in models.items() if name not in grown)
+    for start, epochs in ((32, 16), (48, 14)):
+        name = f"fast_robust + blur 0.02, {epochs} epochs, the first 8 from {start} px"
+        assert OmegaConf.to_container(models[name].progressive_resize) == {"start": start, "until_epoch": 8}
+        assert configs[name].trainer.max_epochs == epochs
     for strength in (0.04, 0.02, 0.015, 0.01):
         assert augment[f"fast_robust + blur {strength}"] == {
             **augment["fast_robust + pool_after_conv"],
@@ -211,6 +214,16 @@ def test_every_choice_candidate_composes_to_the_augmentation_its_name_says():
         **robust,
         "blur": 0.02,
     }
+    for name in (
+        "fast_robust + blur 0.02, 16 epochs, the first 8 from 32 px",
+        "fast_robust + blur 0.02, 14 epochs, the first 8 from 48 px",
+        "fast_robust + blur 0.02, a third conv in the last stage",
+        "fast_robust + blur 0.02, dropout 0",
+    ):
+        assert augment[name] == {**robust, "blur": 0.02}
+    assert list(models["fast_robust + blur 0.02, a third conv in the last stage"].convs_per_stage) == [2, 2, 2, 3]
+    assert models["fast_robust + blur 0.02, dropout 0"].dropout == 0
+    assert models["fast_robust + avg pooling"].pool_type == "avg" and augment["fast_robust + avg pooling"] == robust
     with_ema = sorted(name for name, cfg in configs.items() if "ema" in cfg.callbacks)
     assert with_ema == ["fast_robust + EMA", "fast_robust + blur 0.02 + EMA"]
     assert configs["fast_robust + EMA"].callbacks.ema.decay == 0.999
