@@ -221,9 +221,25 @@ def test_every_choice_candidate_composes_to_the_augmentation_its_name_says():
         "fast_robust + blur 0.02, dropout 0",
     ):
         assert augment[name] == {**robust, "blur": 0.02}
-    assert list(models["fast_robust + blur 0.02, a third conv in the last stage"].convs_per_stage) == [2, 2, 2, 3]
+    assert list(models["fast_robust + blur 0.02, a third conv in the last stage"].convs_per_stage) == [
+        2,
+        2,
+        2,
+        3,
+    ]
     assert models["fast_robust + blur 0.02, dropout 0"].dropout == 0
-    assert models["fast_robust + avg pooling"].pool_type == "avg" and augment["fast_robust + avg pooling"] == robust
+    assert (
+        models["fast_robust + avg pooling"].pool_type == "avg"
+        and augment["fast_robust + avg pooling"] == robust
+    )
+    # rounds 1-15 measured fast_robust at 12 epochs without blur; the sixteenth's first candidate is the preset now
+    kept = "fast_robust + blur 0.02, 16 epochs, the first 8 from 32 px"
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+        preset = compose("train", ["experiment=fast_robust"])
+    assert configs[kept].model == preset.model and configs[kept].trainer == preset.trainer
+    earlier = [name for name in configs if name.startswith("fast_robust") and "epochs" not in name]
+    assert earlier and all(configs[name].trainer.max_epochs == 12 for name in earlier)
+    assert all("blur" not in augment[name] for name in earlier if "blur" not in name)
     with_ema = sorted(name for name, cfg in configs.items() if "ema" in cfg.callbacks)
     assert with_ema == ["fast_robust + EMA", "fast_robust + blur 0.02 + EMA"]
     assert configs["fast_robust + EMA"].callbacks.ema.decay == 0.999

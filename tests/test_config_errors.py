@@ -10,6 +10,7 @@ from catdog.data.settings import DataSettings
 from catdog.errors import CatdogError
 from catdog.run.cli import user_error
 from catdog.run.config_errors import composition_error
+from catdog.run.overrides import override_key
 
 
 @pytest.mark.parametrize(
@@ -57,3 +58,10 @@ def test_the_user_sees_one_line(tmp_path):
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     (line,) = proc.stderr.strip().splitlines()
     assert line.startswith("error: data.resolutoin is not a config key (did you mean data.resolution?)")
+
+
+@pytest.mark.parametrize(
+    "override", ["model.kernel=3", "+model.kernel=3", "++model.kernel=3,5", "~model.kernel"]
+)
+def test_an_override_names_its_key_whatever_its_prefix(override):
+    assert override_key(override) == "model.kernel"

@@ -7,6 +7,7 @@ import re
 from collections.abc import Callable
 
 from catdog.errors import did_you_mean
+from catdog.run.overrides import override_key
 
 _NOT_IN_STRUCT = re.compile(r"Could not override '([^']+)'")
 _NO_OPTION = re.compile(r"Could not find '([^']+)'\s+Available options in '([^']+)':((?:\s*\t\S+)+)")
@@ -38,7 +39,7 @@ def unknown_key(key: str, config_name: str, overrides: list[str]) -> str:
             options |= {str(k) for k in compose(config_name, overrides=[]).keys()} - {"hydra"}
         return f"{key} is not a config group or key{did_you_mean(key, options)}"
     parent, _, name = key.rpartition(".")
-    rest = [o for o in overrides if o.partition("=")[0].lstrip("+~") != key]
+    rest = [o for o in overrides if override_key(o) != key]
     node = OmegaConf.select(compose(config_name, overrides=rest), parent)
     keys = [str(k) for k in node.keys() if not str(k).startswith("_")] if OmegaConf.is_dict(node) else []
     return f"{key} is not a config key{did_you_mean(name, keys, parent + '.')}"

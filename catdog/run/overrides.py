@@ -8,6 +8,11 @@ import os
 from catdog.errors import CatdogError
 
 
+def override_key(override: str) -> str:
+    """The config key a Hydra override sets: `a.b` of `a.b=1`, `+a.b=1`, `++a.b=1` and `~a.b`."""
+    return override.partition("=")[0].lstrip("+~")
+
+
 def parse_overrides(overrides: list[str]) -> list:
     """Hydra's parsed Override objects of `key=value` strings."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -36,7 +41,7 @@ def read_overrides(argv: list[str]) -> list[str]:
                     f"' \" needs quotes that reach Hydra, inside the shell's: \"{key}='...'\" (see "
                     "https://hydra.cc/docs/advanced/override_grammar/basic/)."
                 ) from e
-        check_moved_key(key.lstrip("+~"))
+        check_moved_key(override_key(arg))
         out.append(arg)
     return out
 

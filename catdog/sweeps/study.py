@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from catdog.errors import CatdogError
+from catdog.run.overrides import override_key
 
 log = logging.getLogger(__name__)
 TRIAL_ENV, STUDY_ENV, STORAGE_ENV = "CATDOG_OPTUNA_TRIAL", "CATDOG_OPTUNA_STUDY", "CATDOG_OPTUNA_STORAGE"
@@ -142,7 +143,7 @@ def shown_override(text: str) -> str:
     """A command-line argument as a log line or a file may show it: the URL of a hydra.sweeper.storage override
     through `shown_url` (hidden whole where it is no URL), any other argument unchanged."""
     key, sep, _ = text.partition("=")
-    if not sep or key.lstrip("+~") != STORAGE_KEY:
+    if not sep or override_key(key) != STORAGE_KEY:
         return text
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from sqlalchemy.exc import ArgumentError
