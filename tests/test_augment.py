@@ -324,8 +324,20 @@ def test_a_tiny_run_trains_with_every_policy(image_folder, tmp_path):
     assert 0 <= metrics["train/acc"] <= 1 and metrics["train/loss"] > 0
 
 
+# what each robust preset adds to its base, chosen on val (BENCHMARKS.md): TrivialAugment 1 to both; fast_robust also
+# blur 0.02 over 16 epochs whose first 8 grow from 32 px (the sixteenth round)
+ROBUST_CHANGES = {
+    "fast": (
+        {"trivial_augment": 1, "blur": 0.02},
+        {"progressive_resize": {"start": 32, "until_epoch": 8}},
+        {"max_epochs": 16},
+    ),
+    "best": ({"trivial_augment": 1}, {}, {}),
+}
+
+
 @pytest.mark.parametrize("base", ["fast", "best"])
-def test_the_robust_presets_change_only_the_augmentation(base):
+def test_the_robust_presets_change_only_what_was_chosen_on_val(base):
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
@@ -337,10 +349,17 @@ def test_the_robust_presets_change_only_the_augmentation(base):
     spec = augment_spec(OmegaConf.to_container(robust.model.augment), robust.data.resolution)
     assert spec.trivial_augment == 1 and not spec.resized_crop and not spec.augmix
     plain, robust = (OmegaConf.to_container(c, resolve=False) for c in (plain, robust))
-    # the base preset's augmentation, TrivialAugment at strength 1 added (chosen on val: BENCHMARKS.md)
-    assert robust["model"]["augment"] == {**plain["model"]["augment"], "trivial_augment": 1}
+    augment, model, trainer = ROBUST_CHANGES[base]
+    assert robust["model"]["augment"] == {**plain["model"]["augment"], **augment}
+    assert {k: robust["model"][k] for k in model} == model and {
+        k: robust["trainer"][k] for k in trainer
+    } == trainer
     for cfg in (plain, robust):
         del cfg["model"]["augment"], cfg["tags"]
+        for k in model:
+            del cfg["model"][k]
+        for k in trainer:
+            del cfg["trainer"][k]
     assert plain == robust
 
 
