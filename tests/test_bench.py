@@ -221,12 +221,8 @@ def test_every_choice_candidate_composes_to_the_augmentation_its_name_says():
         "fast_robust + blur 0.02, dropout 0",
     ):
         assert augment[name] == {**robust, "blur": 0.02}
-    assert list(models["fast_robust + blur 0.02, a third conv in the last stage"].convs_per_stage) == [
-        2,
-        2,
-        2,
-        3,
-    ]
+    third_conv = models["fast_robust + blur 0.02, a third conv in the last stage"]
+    assert list(third_conv.convs_per_stage) == [2, 2, 2, 3]
     assert models["fast_robust + blur 0.02, dropout 0"].dropout == 0
     assert (
         models["fast_robust + avg pooling"].pool_type == "avg"
