@@ -151,6 +151,17 @@ FAST_CANDIDATES = {
         "trainer.max_epochs=14",
         "++model.progressive_resize={start:48,until_epoch:8}",
     ),
+    # the seventeenth (issue 31): fast_robust loses ~0.9 points of clean test accuracy to fast on fresh seeds 70-72
+    # (BENCHMARKS.md 12-05 08:44); the weights, not the batch-norm statistics, carry the cost (round 15's diagnosis).
+    # He et al. 2019 ("Data augmentation revisited") fine-tune on near-clean images after strong augmentation, as
+    # YOLOX's no_aug_epochs: the last 2 or 4 of the 16 epochs with flips and shifts only (no cost a step)
+    **{
+        f"fast_robust, the last {n} epochs plain": [
+            "experiment=fast_robust",
+            f"++model.augment.plain_last_epochs={n}",
+        ]
+        for n in (2, 4)
+    },
     # the eighth, for speed (issue 26): `fast` takes ~6 min on a 2-core Zen 4 EPYC, compute-bound at 58% of its bf16
     # peak (28.7 s an epoch). The first stage's second conv (16 -> 16 at full resolution) with its batch norm, ReLU
     # and pooling is ~40% of a step there (torch.profiler); with one conv in that stage an epoch is 23.9 s at 64 px,

@@ -9,7 +9,7 @@ import torch
 from helpers import ROOT, tiny_overrides, train_in_process
 
 from catdog.errors import CatdogError
-from catdog.models.augment import augment_batch, mix
+from catdog.models.augment import augment_batch, flip_shift_jitter, mix
 from catdog.models.augment_spec import AugmentSpec, AugMix, ResizedCrop, augment_spec
 from catdog.models.policies import (
     AUGMIX_OPS,
@@ -289,6 +289,11 @@ def test_soft_targets_train_with_label_smoothing_and_dominant_label_accuracy():
         ({"hflip": "yes"}, "model.augment.hflip='yes' is invalid: expected true or false"),
         ({"brightness": 2}, "model.augment.brightness=2 is invalid"),
         (
+            {"plain_last_epochs": -1},
+            "model.augment.plain_last_epochs=-1 is invalid: expected a whole number of epochs >= 0",
+        ),
+        ({"plain_last_epochs": 1.5}, "model.augment.plain_last_epochs=1.5 is invalid"),
+        (
             {"trivial": 1},
             "model.augment.trivial is not an augmentation (did you mean model.augment.trivial_augment?)",
         ),
@@ -305,6 +310,60 @@ def test_the_spec_fills_defaults():
     assert spec.hflip and spec.resized_crop == ResizedCrop() and spec.augmix == AugMix(width=2)
     assert spec.trivial_augment == 1.0 and not spec.mixes_labels
     assert augment_spec(None, 32) is None and augment_spec({}, 32) is None
+
+
+def test_the_plain_last_epochs_keep_only_flips_and_shifts():
+    augment = {"translate": 4, "trivial_augment": 1, "blur": 0.02, "mixup": 0.2, "plain_last_epochs": 2}
+    spec = augment_spec(augment, 32)
+    assert [spec.for_epoch(e, 6) is spec for e in range(6)] == [True] * 4 + [False] * 2
+    plain = spec.for_epoch(4, 6)
+    assert plain == AugmentSpec(hflip=True, translate=4) and not plain.needs_float and not plain.mixes_labels
+    x, y = batch(side=32)
+    torch.manual_seed(0)
+    images, target = augment_batch(x, y, plain, 2)
+    torch.manual_seed(0)
+    assert torch.equal(images, flip_shift_jitter(x, True, 4)) and target is None
+    always = augment_spec({"trivial_augment": 1}, 32)
+    assert always.for_epoch(5, 6) is always
+
+
+@pytest.mark.parametrize("max_epochs", [2, -1])
+def test_the_plain_epochs_need_a_longer_run(max_epochs):
+    from hydra import compose, initialize_config_dir
+
+    from catdog.run.checks import validate
+
+    overrides = [
+        "experiment=fast_robust",
+        "+model.augment.plain_last_epochs=2",
+        f"trainer.max_epochs={max_epochs}",
+    ]
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+        cfg = compose("train", overrides=overrides)
+        validate(compose("train", overrides=overrides[:2]))  # 16 epochs, the last 2 plain
+    message = f"model.augment.plain_last_epochs=2 needs trainer.max_epochs above it (it is {max_epochs})"
+    with pytest.raises(CatdogError, match=re.escape(message)):
+        validate(cfg)
+
+
+@pytest.mark.slow
+def test_a_run_trains_its_last_epochs_plain(image_folder, tmp_path, monkeypatch):
+    import catdog.models.classifier as classifier
+
+    seen: list[tuple[int, AugmentSpec]] = []
+
+    def recording(x, y, spec, num_classes):  # the real augmentation, with what each step asked of it
+        seen.append((x.shape[0], spec))
+        return augment_batch(x, y, spec, num_classes)
+
+    monkeypatch.setattr(classifier, "augment_batch", recording)
+    augment = "model.augment={translate:2,trivial_augment:1,blur:0.02,plain_last_epochs:1}"
+    train_in_process(*tiny_overrides(image_folder, tmp_path), augment, "trainer.max_epochs=3")
+    specs = [spec for _, spec in seen]
+    per_epoch = len(specs) // 3  # as many steps in each epoch
+    assert len(specs) == 3 * per_epoch and per_epoch > 0
+    assert all(s.trivial_augment == 1 and s.blur == 0.02 for s in specs[: 2 * per_epoch])
+    assert all(s == AugmentSpec(hflip=True, translate=2) for s in specs[2 * per_epoch :])
 
 
 @pytest.mark.slow

@@ -192,7 +192,10 @@ def test_every_choice_candidate_composes_to_the_augmentation_its_name_says():
         **augment["fast_robust (fast + trivial_augment=1)"],
         "mixup": 0.2,
     }
-    grown = {name for name in models if "progressive" in name or "the first 8 from" in name}
+    # progressive resizing where the name says so, or the preset's own (since the sixteenth round)
+    grown = {
+        name for name in models if "progressive" in name or "the first 8 from" in name or "plain" in name
+    }
     assert all(model.progressive_resize is None for name, model in models.items() if name not in grown)
     for start, epochs in ((32, 16), (48, 14)):
         name = f"fast_robust + blur 0.02, {epochs} epochs, the first 8 from {start} px"
@@ -233,6 +236,12 @@ def test_every_choice_candidate_composes_to_the_augmentation_its_name_says():
     with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
         preset = compose("train", ["experiment=fast_robust"])
     assert configs[kept].model == preset.model and configs[kept].trainer == preset.trainer
+    for n in (2, 4):
+        tail = configs[f"fast_robust, the last {n} epochs plain"]
+        assert tail.trainer == preset.trainer and OmegaConf.to_container(tail.model.augment) == {
+            **OmegaConf.to_container(preset.model.augment),
+            "plain_last_epochs": n,
+        }
     earlier = [name for name in configs if name.startswith("fast_robust") and "epochs" not in name]
     assert earlier and all(configs[name].trainer.max_epochs == 12 for name in earlier)
     assert all("blur" not in augment[name] for name in earlier if "blur" not in name)

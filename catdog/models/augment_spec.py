@@ -52,6 +52,16 @@ class AugmentSpec:
     # the largest Gaussian blur, its sigma a fraction of the side (the robustness report's unit: its blur is 0.01,
     # 0.02 and 0.04), 0 = off: half the images, sigma uniform up to it
     blur: float = 0.0
+    # the last N epochs keep only hflip and translate, everything else off: a fine-tune on near-clean photos after
+    # strong augmentation (He et al. 2019, "Data augmentation revisited"; YOLOX's no_aug_epochs), 0 = never
+    plain_last_epochs: int = 0
+
+    def for_epoch(self, epoch: int, max_epochs: int) -> AugmentSpec:
+        """What epoch `epoch` (from 0) of `max_epochs` trains with: this spec, or in the last plain_last_epochs its
+        flips and shifts only."""
+        if self.plain_last_epochs and epoch >= max_epochs - self.plain_last_epochs:
+            return AugmentSpec(hflip=self.hflip, translate=self.translate)
+        return self
 
     @property
     def mixes_labels(self) -> bool:
@@ -117,7 +127,9 @@ def augment_spec(augment: Mapping | None, resolution: int) -> AugmentSpec | None
         raise CatdogError(
             f"{KEY}.translate={augment['translate']}: shifts must be 0 <= translate < data.resolution ({resolution})."
         )
-    ta = augment.get("trivial_augment", 0)
+    ta, plain = augment.get("trivial_augment", 0), augment.get("plain_last_epochs", 0)
+    if not (is_int(plain) and plain >= 0):
+        raise _fail("plain_last_epochs", plain, "a whole number of epochs >= 0 (0 = augment every epoch)")
     values = {
         "hflip": augment.get("hflip", True),
         "translate": augment.get("translate", 0),
@@ -142,5 +154,6 @@ def augment_spec(augment: Mapping | None, resolution: int) -> AugmentSpec | None
         ),
         **{k: _number(0, 100)(k, augment.get(k, 0)) for k in ("mixup", "cutmix")},
         "blur": _number(0, 0.1)("blur", augment.get("blur", 0)),  # 0.1: +-3 sigma stays inside the image
+        "plain_last_epochs": plain,
     }
     return AugmentSpec(**values)

@@ -164,7 +164,8 @@ class ImageClassifier(pl.LightningModule):
         x, y = batch
         target = None
         if self.augment_spec:
-            x, target = augment_batch(x, y, self.augment_spec, len(self.hparams.classes))
+            spec = self.augment_spec.for_epoch(self.current_epoch, self.trainer.max_epochs or -1)
+            x, target = augment_batch(x, y, spec, len(self.hparams.classes))
         if self.hparams.progressive_resize:
             x = resize_batch(x, self.train_resolution(self.current_epoch))
             self.log("train/resolution", float(x.shape[-1]), on_step=False, on_epoch=True)

@@ -41,6 +41,16 @@ def _plain(value):
     return OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
 
 
+def check_plain_tail(spec: ModelSpec, max_epochs) -> None:
+    """model.augment.plain_last_epochs counts back from trainer.max_epochs: it needs that limit, above it."""
+    plain = spec.augmentation.plain_last_epochs if spec.augmentation else 0
+    if plain and not (is_int(max_epochs) and max_epochs > plain):
+        raise CatdogError(
+            f"model.augment.plain_last_epochs={plain} needs trainer.max_epochs above it (it is {max_epochs}): the "
+            "plain epochs are the last ones. Raise trainer.max_epochs or lower model.augment.plain_last_epochs."
+        )
+
+
 def validate(cfg: DictConfig, model: bool = True) -> None:
     """Raise CatdogError for the first config value that cannot work (model=False: leave the model out, for
     commands that only prepare data)."""
@@ -51,7 +61,9 @@ def validate(cfg: DictConfig, model: bool = True) -> None:
     if cfg.get("data") is not None:
         DataSettings.from_config(cfg.data)
     if model and "in_channels" in cfg.get("model", {}):
-        ModelSpec.from_config(_plain(cfg.model))
+        check_plain_tail(
+            ModelSpec.from_config(_plain(cfg.model)), OmegaConf.select(cfg, "trainer.max_epochs")
+        )
     check_settings(cfg)
     if cfg.get("test") and not OmegaConf.select(cfg, "data.test_fraction", default=0):
         raise CatdogError(
