@@ -154,7 +154,9 @@ FAST_CANDIDATES = {
     # the seventeenth (issue 31): fast_robust loses ~0.9 points of clean test accuracy to fast on fresh seeds 70-72
     # (BENCHMARKS.md 12-05 08:44); the weights, not the batch-norm statistics, carry the cost (round 15's diagnosis).
     # He et al. 2019 ("Data augmentation revisited") fine-tune on near-clean images after strong augmentation, as
-    # YOLOX's no_aug_epochs: the last 2 or 4 of the 16 epochs with flips and shifts only (no cost a step)
+    # YOLOX's no_aug_epochs: the last 2 or 4 of the 16 epochs with flips and shifts only (no cost a step). Seed 30:
+    # with 2 the best val checkpoint stayed the preset's own (epoch 13, 94.77% / 89.09%); with 4, 94.65% val and
+    # 86.87% corrupted (BENCHMARKS.md 12-05 09:42): neither, stopped after seed 30
     **{
         f"fast_robust, the last {n} epochs plain": [
             "experiment=fast_robust",
