@@ -164,6 +164,32 @@ def test_test_true_needs_a_test_split():
     validate(cfg)
 
 
+def test_every_bad_value_is_named_once_in_one_error():
+    bad = [
+        "trainer.max_epochs=-3",
+        "data.batch_size=0",
+        "+model.augment.blur=0.5",
+        "threads=zero",
+        "test=true",
+    ]
+    with pytest.raises(CatdogError) as caught:
+        validate(compose_train(*bad, "data.test_fraction=0"))
+    lines = str(caught.value).splitlines()
+    assert lines[0] == "5 config values cannot work:" and len(lines) == 6
+    for start in (
+        "trainer.max_epochs=-3 ",
+        "data.batch_size=0 ",
+        "model.augment.blur=0.5 ",
+        "threads='zero' ",
+    ):
+        assert sum(line.startswith(f"  {start}is invalid") for line in lines) == 1
+    assert lines[-1] == "  test=true needs a test split: set data.test_fraction, e.g. data.test_fraction=0.1."
+    # the net checks data.channels too: one wrong value, one line
+    with pytest.raises(CatdogError) as caught:
+        validate(compose_train("data.channels=5"))
+    assert str(caught.value).startswith("data.channels=5 is invalid") and "\n" not in str(caught.value)
+
+
 @pytest.mark.parametrize(
     "overrides, message",
     [

@@ -32,6 +32,15 @@ from catdog.run.overrides import override_key
             "modle/optimizer is not a config group or key (did you mean model/optimizer?)",
         ),
         ("seeed=3", "seeed is not a config group or key (did you mean seed?)"),
+        (
+            "model.augmnt.blur=0.5",
+            "model.augmnt is not a config key (did you mean model.augment?). Options: ",
+        ),
+        (
+            "model.augment.blur=0.5",  # null in the default config: no keys to override yet
+            "model.augment.blur is not a config key: model.augment is null here. Add the key with "
+            "+model.augment.blur=..., or give model.augment whole",
+        ),
     ],
 )
 def test_a_mistyped_key_or_option_names_the_closest_real_one(override, message):
@@ -58,6 +67,17 @@ def test_the_user_sees_one_line(tmp_path):
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     (line,) = proc.stderr.strip().splitlines()
     assert line.startswith("error: data.resolutoin is not a config key (did you mean data.resolution?)")
+
+
+def test_every_bad_value_reaches_the_user_at_once(tmp_path):
+    proc = run_train("data.batch_size=0", "+model.augment.blur=0.5", f"hydra.run.dir={tmp_path}", check=False)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        "error: 2 config values cannot work:",
+        "  data.batch_size=0 is invalid: expected a positive integer. Fix it on the command line or in configs/.",
+        "  model.augment.blur=0.5 is invalid: expected a number in [0, 0.1]. Fix it on the command line or in "
+        "configs/.",
+    ]
 
 
 @pytest.mark.parametrize(

@@ -8,6 +8,8 @@ the config, so a wrong value stops the run before any photo is decoded. The few 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from omegaconf import DictConfig, OmegaConf
 
 from catdog.data.settings import DataSettings
@@ -52,20 +54,32 @@ def check_plain_tail(spec: ModelSpec, max_epochs) -> None:
 
 
 def validate(cfg: DictConfig, model: bool = True) -> None:
-    """Raise CatdogError for the first config value that cannot work (model=False: leave the model out, for
-    commands that only prepare data)."""
+    """Raise one CatdogError naming every config value that cannot work, each on its line (model=False: leave the
+    model out, for commands that only prepare data)."""
+    problems: list[str] = []
+
+    def check(rule: Callable[[], object]) -> None:
+        try:
+            rule()
+        except CatdogError as exc:
+            problems.append(str(exc))
+
     for key, (ok, expected) in CHECKS.items():
         value = _plain(OmegaConf.select(cfg, key, default=KeyError))
         if value is not KeyError and not ok(value):
-            raise invalid(key, value, expected)
+            problems.append(str(invalid(key, value, expected)))
     if cfg.get("data") is not None:
-        DataSettings.from_config(cfg.data)
+        check(lambda: DataSettings.from_config(cfg.data))
     if model and "in_channels" in cfg.get("model", {}):
-        check_plain_tail(
-            ModelSpec.from_config(_plain(cfg.model)), OmegaConf.select(cfg, "trainer.max_epochs")
-        )
-    check_settings(cfg)
+        max_epochs = OmegaConf.select(cfg, "trainer.max_epochs")
+        check(lambda: check_plain_tail(ModelSpec.from_config(_plain(cfg.model)), max_epochs))
+    check(lambda: check_settings(cfg))
     if cfg.get("test") and not OmegaConf.select(cfg, "data.test_fraction", default=0):
+        problems.append("test=true needs a test split: set data.test_fraction, e.g. data.test_fraction=0.1.")
+    problems = list(dict.fromkeys(problems))  # the net checks data.resolution and data.channels again
+    if len(problems) > 1:
         raise CatdogError(
-            "test=true needs a test split: set data.test_fraction, e.g. data.test_fraction=0.1."
+            f"{len(problems)} config values cannot work:\n" + "\n".join(f"  {p}" for p in problems)
         )
+    if problems:
+        raise CatdogError(problems[0])

@@ -40,7 +40,11 @@ def unknown_key(key: str, config_name: str, overrides: list[str]) -> str:
         return f"{key} is not a config group or key{did_you_mean(key, options)}"
     parent, _, name = key.rpartition(".")
     rest = [o for o in overrides if override_key(o) != key]
-    node = OmegaConf.select(compose(config_name, overrides=rest), parent)
+    node = OmegaConf.select(compose(config_name, overrides=rest), parent, default=KeyError)
+    if node is KeyError:  # model.augmnt.blur: the wrong name is the parent's
+        return unknown_key(parent, config_name, rest)
+    if node is None:  # model.augment: null in the config has no keys to override yet
+        return f"{key} is not a config key: {parent} is null here. Add the key with +{key}=..., or give {parent} whole"
     keys = [str(k) for k in node.keys() if not str(k).startswith("_")] if OmegaConf.is_dict(node) else []
     return f"{key} is not a config key{did_you_mean(name, keys, parent + '.')}"
 
