@@ -242,6 +242,10 @@ def test_every_choice_candidate_composes_to_the_augmentation_its_name_says():
             **OmegaConf.to_container(preset.model.augment),
             "plain_last_epochs": n,
         }
+    for epochs, until in ((18, 12), (17, 10)):
+        longer = configs[f"fast_robust, {epochs} epochs, the first {until} from 32 px"]
+        assert longer.model.augment == preset.model.augment and longer.trainer.max_epochs == epochs
+        assert OmegaConf.to_container(longer.model.progressive_resize) == {"start": 32, "until_epoch": until}
     earlier = [name for name in configs if name.startswith("fast_robust") and "epochs" not in name]
     assert earlier and all(configs[name].trainer.max_epochs == 12 for name in earlier)
     assert all("blur" not in augment[name] for name in earlier if "blur" not in name)
