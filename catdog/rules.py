@@ -6,7 +6,7 @@ The config check (catdog.run.checks) runs them before any photo is decoded, in c
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TypeGuard
 
 from catdog.errors import CatdogError, did_you_mean
@@ -29,6 +29,39 @@ def invalid(key: str, value, expected: str) -> CatdogError:
     return CatdogError(
         f"{key}={value!r} is invalid: expected {expected}. Fix it on the command line or in configs/."
     )
+
+
+def require(ok: bool, key: str, value, expected: str) -> None:
+    """The rule `ok` for config key `key`: its one-line message (invalid) when broken."""
+    if not ok:
+        raise invalid(key, value, expected)
+
+
+class ConfigErrors(CatdogError):
+    """Several config values that cannot work, named at once: a line each under a count."""
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        self.problems = list(problems)
+        lines = "\n".join(f"  {p}" for p in self.problems)
+        super().__init__(f"{len(self.problems)} config values cannot work:\n{lines}")
+
+
+def check_all(*rules: Callable[[], object]) -> None:
+    """Run every rule and raise once for all the values that broke one: the rule's own error when one did, else a
+    ConfigErrors with a line each (a value two rules name, such as data.resolution, once)."""
+    errors: list[CatdogError] = []
+    for rule in rules:
+        try:
+            rule()
+        except CatdogError as exc:
+            errors.append(exc)
+    problems = list(
+        dict.fromkeys(p for e in errors for p in (e.problems if isinstance(e, ConfigErrors) else [str(e)]))
+    )
+    if len(problems) == 1:
+        raise errors[0]
+    if problems:
+        raise ConfigErrors(problems)
 
 
 def check_choice(key: str, value, choices: tuple[str, ...]) -> None:

@@ -165,29 +165,55 @@ def test_test_true_needs_a_test_split():
 
 
 def test_every_bad_value_is_named_once_in_one_error():
-    bad = [
-        "trainer.max_epochs=-3",
-        "data.batch_size=0",
-        "+model.augment.blur=0.5",
-        "threads=zero",
-        "test=true",
-    ]
+    # the top-level checks', the data's (decode, split, loading), the network's and the training rules'
+    bad = {
+        "trainer.max_epochs": "-3",
+        "data.batch_size": "0",
+        "data.layout": "x",
+        "seed": "x",
+        "model.dropout": "2",
+        "model.loss": "l1",
+        "model.augment.blur": "0.5",
+        "threads": "zero",
+    }
+    overrides = [f"{'+' if k.startswith('model.augment') else ''}{k}={v}" for k, v in bad.items()]
     with pytest.raises(CatdogError) as caught:
-        validate(compose_train(*bad, "data.test_fraction=0"))
+        validate(compose_train(*overrides, "test=true", "data.test_fraction=0"))
     lines = str(caught.value).splitlines()
-    assert lines[0] == "5 config values cannot work:" and len(lines) == 6
-    for start in (
-        "trainer.max_epochs=-3 ",
-        "data.batch_size=0 ",
-        "model.augment.blur=0.5 ",
-        "threads='zero' ",
-    ):
-        assert sum(line.startswith(f"  {start}is invalid") for line in lines) == 1
-    assert lines[-1] == "  test=true needs a test split: set data.test_fraction, e.g. data.test_fraction=0.1."
+    assert lines[0] == "9 config values cannot work:" and len(lines) == 10
+    for key in bad:
+        assert sum(line.startswith(f"  {key}=") and " is invalid: " in line for line in lines) == 1, key
+    assert "  test=true needs a test split: set data.test_fraction, e.g. data.test_fraction=0.1." in lines
     # the net checks data.channels too: one wrong value, one line
     with pytest.raises(CatdogError) as caught:
         validate(compose_train("data.channels=5"))
     assert str(caught.value).startswith("data.channels=5 is invalid") and "\n" not in str(caught.value)
+
+
+def test_check_all_raises_a_lone_error_as_it_is_and_folds_the_rest_into_one():
+    from catdog.data.settings import missing_exclude_file
+    from catdog.rules import ConfigErrors, check_all, require
+
+    lone = missing_exclude_file("gone.csv")
+
+    def fails(exc):
+        def rule():
+            raise exc
+
+        return rule
+
+    with pytest.raises(CatdogError) as caught:
+        check_all(lambda: None, fails(lone))
+    assert caught.value is lone
+    nested = ConfigErrors(["a is wrong", "b is wrong"])
+    with pytest.raises(ConfigErrors) as caught:
+        check_all(fails(nested), fails(CatdogError("b is wrong")), lambda: require(False, "c", 1, "2"))
+    assert caught.value.problems == [
+        "a is wrong",
+        "b is wrong",
+        "c=1 is invalid: expected 2. Fix it on the command line or in configs/.",
+    ]
+    check_all(lambda: None, lambda: require(True, "c", 1, "2"))  # nothing wrong: nothing raised
 
 
 @pytest.mark.parametrize(

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
+from functools import partial
 from pathlib import Path
 
 from catdog.errors import CatdogError
 from catdog.rules import (
+    check_all,
     check_channels,
     check_choice,
     check_known,
@@ -21,6 +23,7 @@ from catdog.rules import (
     is_int,
     is_number,
     pick,
+    require,
 )
 
 LAYOUTS = ("auto", "folders", "kaggle")
@@ -55,13 +58,20 @@ class DecodeSettings:
     fast_decode: bool = False
 
     def __post_init__(self) -> None:
-        check_resolution(self.resolution)
-        check_channels(self.channels)
-        check_choice("data.layout", self.layout, LAYOUTS)
-        check_bool("data.skip_truncated", self.skip_truncated)
-        if not (is_int(self.max_pixels) and self.max_pixels >= 1):
-            raise invalid("data.max_pixels", self.max_pixels, "a positive number of pixels, e.g. 100000000")
-        check_bool("data.fast_decode", self.fast_decode)
+        check_all(
+            partial(check_resolution, self.resolution),
+            partial(check_channels, self.channels),
+            partial(check_choice, "data.layout", self.layout, LAYOUTS),
+            partial(check_bool, "data.skip_truncated", self.skip_truncated),
+            partial(
+                require,
+                is_int(self.max_pixels) and self.max_pixels >= 1,
+                "data.max_pixels",
+                self.max_pixels,
+                "a positive number of pixels, e.g. 100000000",
+            ),
+            partial(check_bool, "data.fast_decode", self.fast_decode),
+        )
 
     @classmethod
     def from_config(cls, values: Mapping) -> DecodeSettings:
@@ -84,19 +94,34 @@ class SplitSettings:
     balance: str = "none"
 
     def __post_init__(self) -> None:
-        if not is_int(self.seed):
-            raise invalid("seed", self.seed, "an integer (the split and the batch order follow it)")
+        check_all(
+            partial(
+                require,
+                is_int(self.seed),
+                "seed",
+                self.seed,
+                "an integer (the split and the batch order follow it)",
+            ),
+            self._check_fractions,
+            self._check_folds,
+            partial(check_choice, "data.label_conflicts", self.label_conflicts, LABEL_CONFLICTS),
+            partial(
+                require,
+                self.exclude is None or isinstance(self.exclude, str),
+                "data.exclude",
+                self.exclude,
+                "a file of the photos to leave out, or null",
+            ),
+            partial(check_choice, "data.balance", self.balance, BALANCE_MODES),
+        )
+
+    def _check_fractions(self) -> None:
         val, test = self.val_fraction, self.test_fraction
         if not (is_number(val) and is_number(test) and 0 < val < 1 and 0 <= test < 1 and val + test < 1):
             raise CatdogError(
                 f"data.val_fraction={val}, data.test_fraction={test}: need 0 < val_fraction, "
                 "0 <= test_fraction and val_fraction + test_fraction < 1."
             )
-        self._check_folds()
-        check_choice("data.label_conflicts", self.label_conflicts, LABEL_CONFLICTS)
-        if not (self.exclude is None or isinstance(self.exclude, str)):
-            raise invalid("data.exclude", self.exclude, "a file of the photos to leave out, or null")
-        check_choice("data.balance", self.balance, BALANCE_MODES)
 
     def _check_folds(self) -> None:
         """data.folds is null (one val split) or K >= 2, and data.fold one of 0..K-1."""
@@ -148,20 +173,41 @@ class DataSettings:
     progress: bool = True
 
     def __post_init__(self) -> None:
-        if self.source is None or str(self.source).strip() == "":
-            raise invalid(
-                "data.source", self.source, "a folder or archive of images (is CATDOG_DATA set but empty?)"
-            )
-        if not (is_int(self.batch_size) and self.batch_size >= 1):
-            raise invalid("data.batch_size", self.batch_size, "a positive integer")
-        check_choice("data.loader", self.loader, LOADERS)
-        if not (is_int(self.loader_workers) and self.loader_workers >= 0):
-            raise invalid("data.loader_workers", self.loader_workers, "a number of processes (0 = none)")
-        if not (self.num_workers is None or is_int(self.num_workers)):
-            raise invalid(
-                "data.num_workers", self.num_workers, "a number of processes, or null for all cores"
-            )
-        check_bool("data.progress", self.progress)
+        check_all(
+            partial(
+                require,
+                self.source is not None and str(self.source).strip() != "",
+                "data.source",
+                self.source,
+                "a folder or archive of images (is CATDOG_DATA set but empty?)",
+            ),
+            partial(
+                require,
+                is_int(self.batch_size) and self.batch_size >= 1,
+                "data.batch_size",
+                self.batch_size,
+                "a positive integer",
+            ),
+            partial(check_choice, "data.loader", self.loader, LOADERS),
+            partial(
+                require,
+                is_int(self.loader_workers) and self.loader_workers >= 0,
+                "data.loader_workers",
+                self.loader_workers,
+                "a number of processes (0 = none)",
+            ),
+            partial(
+                require,
+                self.num_workers is None or is_int(self.num_workers),
+                "data.num_workers",
+                self.num_workers,
+                "a number of processes, or null for all cores",
+            ),
+            partial(check_bool, "data.progress", self.progress),
+            self._check_exclude_file,
+        )
+
+    def _check_exclude_file(self) -> None:
         # a run reads the file; a checkpoint's record of it (SplitSettings alone) needs only the photos' hashes
         exclude = self.split.exclude
         if exclude is not None and not Path(exclude).expanduser().is_file():
@@ -172,11 +218,13 @@ class DataSettings:
         """The settings of a `data` config (a DictConfig or a dict; a key left out keeps its default), its decode
         and split keys grouped; a key that is no setting is named with the closest real one."""
         check_known("data", data.keys(), DATA_KEYS)
-        return cls(
-            decode=DecodeSettings.from_config(data),
-            split=SplitSettings.from_config(data),
-            **pick(data, RUN_KEYS),
+        parts: dict = {}
+        check_all(  # every wrong value at once: the decode keys', the split keys' and the rest's
+            lambda: parts.update(decode=DecodeSettings.from_config(data)),
+            lambda: parts.update(split=SplitSettings.from_config(data)),
+            lambda: cls(**pick(data, RUN_KEYS)),  # the rest's rules, beside the default decode and split
         )
+        return cls(**parts, **pick(data, RUN_KEYS))
 
     def record(self) -> dict:
         """What a checkpoint records of its training data (with its photos' hashes): the source, resolved, and

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
+from functools import partial
 
 from catdog.errors import CatdogError
 from catdog.models.augment_spec import AugmentSpec, augment_spec
 from catdog.models.spec import NET_KEYS, ConvNetSpec, convnet_spec
-from catdog.rules import check_choice, invalid, is_int, is_number, pick
+from catdog.rules import check_all, check_choice, is_int, is_number, pick, require
 
 LOSSES = ("cross_entropy", "mse")
 PROGRESSIVE_KEYS = ("start", "until_epoch", "multiple")
@@ -33,22 +34,40 @@ class ModelSpec:
     augmentation: AugmentSpec | None = field(init=False)
 
     def __post_init__(self) -> None:
-        check_choice("model.loss", self.loss, LOSSES)
-        if not (is_number(self.label_smoothing) and 0 <= self.label_smoothing < 1):
-            raise invalid("model.label_smoothing", self.label_smoothing, "a number in [0, 1)")
-        object.__setattr__(self, "augmentation", augment_spec(self.augment, self.net.resolution))
-        check_progressive_resize(self.progressive_resize, self.net)
-        if not isinstance(self.whiten, bool):
-            raise invalid("model.whiten", self.whiten, "true or false")
-        check_whiten(self.whiten, self.net)
+        check_all(
+            partial(check_loss, self.loss, self.label_smoothing),
+            lambda: object.__setattr__(self, "augmentation", augment_spec(self.augment, self.net.resolution)),
+            partial(check_progressive_resize, self.progressive_resize, self.net),
+            partial(check_whiten, self.whiten, self.net),
+        )
 
     @classmethod
     def from_config(cls, model: Mapping) -> ModelSpec:
         """The spec of a `model` config (plain values): the network's keys (NET_KEYS) on its input (in_channels,
         resolution: data.*'s) and the training rules' keys (MODEL_KEYS); its other keys (optimizer, tta, speed
         settings) are not its to check."""
-        net = convnet_spec(pick(model, NET_KEYS), model["in_channels"], model["resolution"])
-        return cls(net, **pick(model, MODEL_KEYS))
+        parts: dict = {}
+        check_all(
+            lambda: parts.update(
+                net=convnet_spec(pick(model, NET_KEYS), model["in_channels"], model["resolution"])
+            ),
+            # the rules that need no network, so that a wrong network setting does not hide them
+            lambda: check_loss(
+                model.get("loss", cls.loss), model.get("label_smoothing", cls.label_smoothing)
+            ),
+            # model.augment.translate is checked against the side, where data.resolution is a valid one
+            lambda: is_int(model["resolution"]) and augment_spec(model.get("augment"), model["resolution"]),
+        )
+        return cls(parts["net"], **pick(model, MODEL_KEYS))
+
+
+def check_loss(loss: str, label_smoothing: float) -> None:
+    """model.loss is one of LOSSES, model.label_smoothing in [0, 1)."""
+    ok = is_number(label_smoothing) and 0 <= label_smoothing < 1
+    check_all(
+        partial(check_choice, "model.loss", loss, LOSSES),
+        partial(require, ok, "model.label_smoothing", label_smoothing, "a number in [0, 1)"),
+    )
 
 
 # the keys of `model` a ModelSpec takes besides the network's (NET_KEYS)
@@ -89,6 +108,7 @@ def check_progressive_resize(schedule: Mapping | None, spec: ConvNetSpec) -> Non
 def check_whiten(whiten: bool, spec: ConvNetSpec) -> None:
     """model.whiten uses both signs of whole principal components of the first conv's input patches: the first
     stage's channels must be even and at most 2 x channels x kernel^2."""
+    require(isinstance(whiten, bool), "model.whiten", whiten, "true or false")
     if not whiten:
         return
     out, k = spec.channels[0], spec.kernels[0]

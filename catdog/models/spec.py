@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import cast
 
 from catdog.errors import CatdogError, did_you_mean
-from catdog.rules import check_channels, check_resolution, invalid, is_int, is_int_list, is_number
+from catdog.rules import check_all, check_channels, check_resolution, is_int, is_int_list, is_number, require
 
 ACTIVATIONS = ("relu", "gelu", "silu", "leaky_relu")
 POOL_TYPES = ("max", "avg")
@@ -97,11 +98,14 @@ class ConvNetSpec:
             ("head", self.head in HEADS, "flatten or gap (global average pooling)"),
             ("pool_after_conv", isinstance(self.pool_after_conv, bool), "true or false"),
         )
-        for key, ok, expected in rules:
-            if not ok:
-                raise invalid(f"model.{key}", getattr(self, key), expected)
-        check_resolution(self.resolution)
-        check_channels(self.in_channels)
+        check_all(
+            *(
+                partial(require, ok, f"model.{key}", getattr(self, key), expected)
+                for key, ok, expected in rules
+            ),
+            partial(check_resolution, self.resolution),
+            partial(check_channels, self.in_channels),
+        )
         object.__setattr__(self, "kernels", self.per_stage("kernel"))
         object.__setattr__(self, "convs", self.per_stage("convs_per_stage"))
         sizes = self.stage_sizes()

@@ -9,13 +9,14 @@ the config, so a wrong value stops the run before any photo is decoded. The few 
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 from omegaconf import DictConfig, OmegaConf
 
 from catdog.data.settings import DataSettings
 from catdog.errors import CatdogError
 from catdog.models.model_spec import ModelSpec
-from catdog.rules import invalid, is_int, is_int_list, is_number
+from catdog.rules import check_all, is_int, is_int_list, is_number, require
 from catdog.run.calibrate import check_settings
 
 CHECKS = {
@@ -53,33 +54,28 @@ def check_plain_tail(spec: ModelSpec, max_epochs) -> None:
         )
 
 
+def check_key(cfg: DictConfig, key: str) -> None:
+    """CHECKS' rule for `key`, where the config has it."""
+    ok, expected = CHECKS[key]
+    value = _plain(OmegaConf.select(cfg, key, default=KeyError))
+    if value is not KeyError:
+        require(ok(value), key, value, expected)
+
+
+def check_test_split(cfg: DictConfig) -> None:
+    if cfg.get("test") and not OmegaConf.select(cfg, "data.test_fraction", default=0):
+        raise CatdogError(
+            "test=true needs a test split: set data.test_fraction, e.g. data.test_fraction=0.1."
+        )
+
+
 def validate(cfg: DictConfig, model: bool = True) -> None:
-    """Raise one CatdogError naming every config value that cannot work, each on its line (model=False: leave the
-    model out, for commands that only prepare data)."""
-    problems: list[str] = []
-
-    def check(rule: Callable[[], object]) -> None:
-        try:
-            rule()
-        except CatdogError as exc:
-            problems.append(str(exc))
-
-    for key, (ok, expected) in CHECKS.items():
-        value = _plain(OmegaConf.select(cfg, key, default=KeyError))
-        if value is not KeyError and not ok(value):
-            problems.append(str(invalid(key, value, expected)))
+    """Raise one CatdogError naming every config value that cannot work, a line each (model=False: leave the model
+    out, for commands that only prepare data)."""
+    rules: list[Callable[[], object]] = [partial(check_key, cfg, key) for key in CHECKS]
     if cfg.get("data") is not None:
-        check(lambda: DataSettings.from_config(cfg.data))
+        rules.append(lambda: DataSettings.from_config(cfg.data))
     if model and "in_channels" in cfg.get("model", {}):
         max_epochs = OmegaConf.select(cfg, "trainer.max_epochs")
-        check(lambda: check_plain_tail(ModelSpec.from_config(_plain(cfg.model)), max_epochs))
-    check(lambda: check_settings(cfg))
-    if cfg.get("test") and not OmegaConf.select(cfg, "data.test_fraction", default=0):
-        problems.append("test=true needs a test split: set data.test_fraction, e.g. data.test_fraction=0.1.")
-    problems = list(dict.fromkeys(problems))  # the net checks data.resolution and data.channels again
-    if len(problems) > 1:
-        raise CatdogError(
-            f"{len(problems)} config values cannot work:\n" + "\n".join(f"  {p}" for p in problems)
-        )
-    if problems:
-        raise CatdogError(problems[0])
+        rules.append(lambda: check_plain_tail(ModelSpec.from_config(_plain(cfg.model)), max_epochs))
+    check_all(*rules, partial(check_settings, cfg), partial(check_test_split, cfg))
