@@ -305,6 +305,19 @@ def test_wrong_values_are_one_line_naming_the_key(augment, message):
     assert "\n" not in str(caught.value)
 
 
+def test_every_wrong_augmentation_is_named_at_once():
+    with pytest.raises(CatdogError) as caught:
+        augment_spec({"blur": 1, "trivial": 1, "translate": 40, "hflip": True, "mixup": -1}, 32)
+    lines = str(caught.value).splitlines()
+    assert lines[0] == "4 config values cannot work:"
+    assert [line.split("=")[0].split(" ")[2] for line in lines[1:]] == [
+        "model.augment.blur",
+        "model.augment.trivial",
+        "model.augment.translate",
+        "model.augment.mixup",
+    ]
+
+
 def test_the_spec_fills_defaults():
     spec = augment_spec({"resized_crop": True, "augmix": {"width": 2}, "trivial_augment": True}, 32)
     assert spec.hflip and spec.resized_crop == ResizedCrop() and spec.augmix == AugMix(width=2)

@@ -6,11 +6,12 @@ builds the same one, so each rule exists once. augment.py and policies.py apply 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
+from functools import partial
 
 from catdog.errors import CatdogError, did_you_mean
-from catdog.rules import invalid, is_int, is_number
+from catdog.rules import check_all, invalid, is_int, is_number
 
 KEY = "model.augment"
 
@@ -112,48 +113,79 @@ def _number(low: float, high: float, integer: bool = False, open_low: bool = Fal
     return check
 
 
-def augment_spec(augment: Mapping | None, resolution: int) -> AugmentSpec | None:
-    """The spec of model.augment (None: no augmentation); a wrong key or value is one CatdogError naming it."""
-    if augment is None or (isinstance(augment, Mapping) and not augment):
-        return None
-    if not isinstance(augment, Mapping):
-        raise CatdogError(f"{KEY}={augment}: give a mapping of {', '.join(KEYS)}, e.g. {EXAMPLE}.")
-    for k in augment:
-        if k not in KEYS:
-            raise CatdogError(f"{KEY}.{k} is not an augmentation{did_you_mean(str(k), KEYS, KEY + '.')}.")
-    if not isinstance(augment.get("hflip", True), bool):
-        raise _fail("hflip", augment["hflip"], "true or false")
-    if not (is_int(augment.get("translate", 0)) and 0 <= augment.get("translate", 0) < resolution):
-        raise CatdogError(
-            f"{KEY}.translate={augment['translate']}: shifts must be 0 <= translate < data.resolution ({resolution})."
-        )
-    ta, plain = augment.get("trivial_augment", 0), augment.get("plain_last_epochs", 0)
-    if not (is_int(plain) and plain >= 0):
-        raise _fail("plain_last_epochs", plain, "a whole number of epochs >= 0 (0 = augment every epoch)")
-    values = {
-        "hflip": augment.get("hflip", True),
-        "translate": augment.get("translate", 0),
-        **{k: _number(0, 1)(k, augment.get(k, 0)) for k in ("brightness", "contrast")},
-        "resized_crop": _nested(
-            "resized_crop",
-            augment.get("resized_crop"),
-            ResizedCrop,
-            {"scale": lambda k, v: _range(k, v, 0, 1), "ratio": lambda k, v: _range(k, v, 0, float("inf"))},
+def _flag(key: str, value) -> bool:
+    if not isinstance(value, bool):
+        raise _fail(key, value, "true or false")
+    return value
+
+
+def _strength(key: str, value) -> float:
+    """0..1, true = 1 (trivial_augment)."""
+    return float(value) if isinstance(value, bool) else _number(0, 1)(key, value)
+
+
+def _epochs(key: str, value) -> int:
+    if not (is_int(value) and value >= 0):
+        raise _fail(key, value, "a whole number of epochs >= 0 (0 = augment every epoch)")
+    return value
+
+
+def _translate(resolution: int) -> Callable[[str, object], int]:
+    def check(key: str, value) -> int:
+        if not (is_int(value) and 0 <= value < resolution):
+            raise CatdogError(
+                f"{KEY}.{key}={value}: shifts must be 0 <= translate < data.resolution ({resolution})."
+            )
+        return value
+
+    return check
+
+
+def value_checks(resolution: int) -> dict[str, Callable]:
+    """Each model.augment key's check, which returns the value AugmentSpec holds (the images' side for shifts)."""
+    return {
+        "hflip": _flag,
+        "translate": _translate(resolution),
+        "brightness": _number(0, 1),
+        "contrast": _number(0, 1),
+        "resized_crop": partial(
+            _nested,
+            cls=ResizedCrop,
+            checks={
+                "scale": lambda k, v: _range(k, v, 0, 1),
+                "ratio": lambda k, v: _range(k, v, 0, float("inf")),
+            },
         ),
-        "trivial_augment": float(ta) if isinstance(ta, bool) else _number(0, 1)("trivial_augment", ta),
-        "augmix": _nested(
-            "augmix",
-            augment.get("augmix"),
-            AugMix,
-            {
+        "trivial_augment": _strength,
+        "augmix": partial(
+            _nested,
+            cls=AugMix,
+            checks={
                 "width": _number(1, 8, integer=True),
                 "depth": _number(1, 8, integer=True),
                 "severity": _number(0, 1, open_low=True),
                 "alpha": _number(0, 100, open_low=True),
             },
         ),
-        **{k: _number(0, 100)(k, augment.get(k, 0)) for k in ("mixup", "cutmix")},
-        "blur": _number(0, 0.1)("blur", augment.get("blur", 0)),  # 0.1: +-3 sigma stays inside the image
-        "plain_last_epochs": plain,
+        "mixup": _number(0, 100),
+        "cutmix": _number(0, 100),
+        "blur": _number(0, 0.1),  # 0.1: +-3 sigma stays inside the image
+        "plain_last_epochs": _epochs,
     }
+
+
+def augment_spec(augment: Mapping | None, resolution: int) -> AugmentSpec | None:
+    """The spec of model.augment (None: no augmentation); every wrong key or value is named in one CatdogError."""
+    if augment is None or (isinstance(augment, Mapping) and not augment):
+        return None
+    if not isinstance(augment, Mapping):
+        raise CatdogError(f"{KEY}={augment}: give a mapping of {', '.join(KEYS)}, e.g. {EXAMPLE}.")
+    checks, values = value_checks(resolution), {}
+
+    def check(key: str) -> None:
+        if key not in checks:
+            raise CatdogError(f"{KEY}.{key} is not an augmentation{did_you_mean(str(key), KEYS, KEY + '.')}.")
+        values[key] = checks[key](key, augment[key])
+
+    check_all(*(partial(check, k) for k in augment))
     return AugmentSpec(**values)
