@@ -7,6 +7,7 @@ The config check (catdog.run.checks) runs them before any photo is decoded, in c
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from functools import partial
 from typing import TypeGuard
 
 from catdog.errors import CatdogError, did_you_mean
@@ -35,6 +36,15 @@ def require(ok: bool, key: str, value, expected: str) -> None:
     """The rule `ok` for config key `key`: its one-line message (invalid) when broken."""
     if not ok:
         raise invalid(key, value, expected)
+
+
+def field_rules(
+    owner: object, prefix: str, rows: Iterable[tuple[str, bool, str]]
+) -> list[Callable[[], None]]:
+    """Rows of (field, ok, expected) of a settings object as check_all's rules, each naming key prefix + field."""
+    return [
+        partial(require, ok, prefix + name, getattr(owner, name), expected) for name, ok, expected in rows
+    ]
 
 
 class ConfigErrors(CatdogError):

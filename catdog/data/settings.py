@@ -16,9 +16,9 @@ from catdog.errors import CatdogError
 from catdog.rules import (
     check_all,
     check_channels,
-    check_choice,
     check_known,
     check_resolution,
+    field_rules,
     invalid,
     is_int,
     is_number,
@@ -40,11 +40,6 @@ def missing_exclude_file(path) -> CatdogError:
     )
 
 
-def check_bool(key: str, value) -> None:
-    if not isinstance(value, bool):
-        raise invalid(key, value, "true or false")
-
-
 @dataclass(frozen=True)
 class DecodeSettings:
     """Everything the cached arrays depend on besides the photos themselves: the cache key hashes these fields
@@ -58,19 +53,20 @@ class DecodeSettings:
     fast_decode: bool = False
 
     def __post_init__(self) -> None:
+        pixels = is_int(self.max_pixels) and self.max_pixels >= 1
         check_all(
             partial(check_resolution, self.resolution),
             partial(check_channels, self.channels),
-            partial(check_choice, "data.layout", self.layout, LAYOUTS),
-            partial(check_bool, "data.skip_truncated", self.skip_truncated),
-            partial(
-                require,
-                is_int(self.max_pixels) and self.max_pixels >= 1,
-                "data.max_pixels",
-                self.max_pixels,
-                "a positive number of pixels, e.g. 100000000",
+            *field_rules(
+                self,
+                "data.",
+                (
+                    ("layout", self.layout in LAYOUTS, " or ".join(LAYOUTS)),
+                    ("skip_truncated", isinstance(self.skip_truncated, bool), "true or false"),
+                    ("max_pixels", pixels, "a positive number of pixels, e.g. 100000000"),
+                    ("fast_decode", isinstance(self.fast_decode, bool), "true or false"),
+                ),
             ),
-            partial(check_bool, "data.fast_decode", self.fast_decode),
         )
 
     @classmethod
@@ -94,25 +90,25 @@ class SplitSettings:
     balance: str = "none"
 
     def __post_init__(self) -> None:
+        seed = "an integer (the split and the batch order follow it)"
+        exclude = self.exclude is None or isinstance(self.exclude, str)
         check_all(
-            partial(
-                require,
-                is_int(self.seed),
-                "seed",
-                self.seed,
-                "an integer (the split and the batch order follow it)",
-            ),
+            partial(require, is_int(self.seed), "seed", self.seed, seed),
             self._check_fractions,
             self._check_folds,
-            partial(check_choice, "data.label_conflicts", self.label_conflicts, LABEL_CONFLICTS),
-            partial(
-                require,
-                self.exclude is None or isinstance(self.exclude, str),
-                "data.exclude",
-                self.exclude,
-                "a file of the photos to leave out, or null",
+            *field_rules(
+                self,
+                "data.",
+                (
+                    (
+                        "label_conflicts",
+                        self.label_conflicts in LABEL_CONFLICTS,
+                        " or ".join(LABEL_CONFLICTS),
+                    ),
+                    ("exclude", exclude, "a file of the photos to leave out, or null"),
+                    ("balance", self.balance in BALANCE_MODES, " or ".join(BALANCE_MODES)),
+                ),
             ),
-            partial(check_choice, "data.balance", self.balance, BALANCE_MODES),
         )
 
     def _check_fractions(self) -> None:
@@ -173,37 +169,25 @@ class DataSettings:
     progress: bool = True
 
     def __post_init__(self) -> None:
+        source = self.source is not None and str(self.source).strip() != ""
+        workers = is_int(self.loader_workers) and self.loader_workers >= 0
         check_all(
-            partial(
-                require,
-                self.source is not None and str(self.source).strip() != "",
-                "data.source",
-                self.source,
-                "a folder or archive of images (is CATDOG_DATA set but empty?)",
+            *field_rules(
+                self,
+                "data.",
+                (
+                    ("source", source, "a folder or archive of images (is CATDOG_DATA set but empty?)"),
+                    ("batch_size", is_int(self.batch_size) and self.batch_size >= 1, "a positive integer"),
+                    ("loader", self.loader in LOADERS, " or ".join(LOADERS)),
+                    ("loader_workers", workers, "a number of processes (0 = none)"),
+                    (
+                        "num_workers",
+                        self.num_workers is None or is_int(self.num_workers),
+                        "a number of processes, or null for all cores",
+                    ),
+                    ("progress", isinstance(self.progress, bool), "true or false"),
+                ),
             ),
-            partial(
-                require,
-                is_int(self.batch_size) and self.batch_size >= 1,
-                "data.batch_size",
-                self.batch_size,
-                "a positive integer",
-            ),
-            partial(check_choice, "data.loader", self.loader, LOADERS),
-            partial(
-                require,
-                is_int(self.loader_workers) and self.loader_workers >= 0,
-                "data.loader_workers",
-                self.loader_workers,
-                "a number of processes (0 = none)",
-            ),
-            partial(
-                require,
-                self.num_workers is None or is_int(self.num_workers),
-                "data.num_workers",
-                self.num_workers,
-                "a number of processes, or null for all cores",
-            ),
-            partial(check_bool, "data.progress", self.progress),
             self._check_exclude_file,
         )
 

@@ -12,7 +12,15 @@ from functools import partial
 from typing import cast
 
 from catdog.errors import CatdogError, did_you_mean
-from catdog.rules import check_all, check_channels, check_resolution, is_int, is_int_list, is_number, require
+from catdog.rules import (
+    check_all,
+    check_channels,
+    check_resolution,
+    field_rules,
+    is_int,
+    is_int_list,
+    is_number,
+)
 
 ACTIVATIONS = ("relu", "gelu", "silu", "leaky_relu")
 POOL_TYPES = ("max", "avg")
@@ -99,10 +107,7 @@ class ConvNetSpec:
             ("pool_after_conv", isinstance(self.pool_after_conv, bool), "true or false"),
         )
         check_all(
-            *(
-                partial(require, ok, f"model.{key}", getattr(self, key), expected)
-                for key, ok, expected in rules
-            ),
+            *field_rules(self, "model.", rules),
             partial(check_resolution, self.resolution),
             partial(check_channels, self.in_channels),
         )
