@@ -190,6 +190,22 @@ def test_every_bad_value_is_named_once_in_one_error():
     assert str(caught.value).startswith("data.channels=5 is invalid") and "\n" not in str(caught.value)
 
 
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("+model.kernl=3", "model.kernl is not a setting of model (did you mean model.kernel?)"),
+        (
+            "+model.label_smothing=0.1",
+            "model.label_smothing is not a setting of model (did you mean model.label_smoothing?)",
+        ),
+    ],
+)
+def test_a_key_added_to_model_that_nothing_takes_is_named_before_anything_runs(override, message):
+    # Hydra lets `+` add any key; the classifier would refuse it only when built, after the photos are decoded
+    with pytest.raises(CatdogError, match=re.escape(message)):
+        validate(compose_train(override))
+
+
 def test_check_all_raises_a_lone_error_as_it_is_and_folds_the_rest_into_one():
     from catdog.data.settings import missing_exclude_file
     from catdog.rules import ConfigErrors, check_all, require

@@ -152,6 +152,16 @@ def test_net_keys_are_the_specs_fields():
     assert set(NET_KEYS) == {f.name for f in fields(ConvNetSpec) if f.init} - {"in_channels", "resolution"}
 
 
+def test_the_model_keys_the_config_check_knows_are_the_classifiers_arguments():
+    import inspect
+
+    from catdog.models.classifier import ImageClassifier
+    from catdog.models.model_spec import CLASSIFIER_KEYS, MODEL_KEYS
+
+    named = set(inspect.signature(ImageClassifier).parameters) - {"net"}  # **net: the network's keys
+    assert named == (set(CLASSIFIER_KEYS) - {"_target_"}) | set(MODEL_KEYS)
+
+
 def test_pool_after_conv_pools_before_the_stages_last_norm_and_activation():
     net = convnet(3, 32, channels=[4, 8], kernel=3, padding="same", convs_per_stage=2, batchnorm=True)
     kinds = [type(m).__name__ for m in net]

@@ -14,7 +14,7 @@ from functools import partial
 from catdog.errors import CatdogError
 from catdog.models.augment_spec import AugmentSpec, augment_spec
 from catdog.models.spec import NET_KEYS, ConvNetSpec, convnet_spec
-from catdog.rules import check_all, check_choice, is_int, is_number, pick, require
+from catdog.rules import check_all, check_choice, check_known, is_int, is_number, pick, require
 
 LOSSES = ("cross_entropy", "mse")
 PROGRESSIVE_KEYS = ("start", "until_epoch", "multiple")
@@ -46,6 +46,7 @@ class ModelSpec:
         """The spec of a `model` config (plain values): the network's keys (NET_KEYS) on its input (in_channels,
         resolution: data.*'s) and the training rules' keys (MODEL_KEYS); its other keys (optimizer, tta, speed
         settings) are not its to check."""
+        check_known("model", model.keys(), (*NET_KEYS, *MODEL_KEYS, *CLASSIFIER_KEYS))  # `+model.kernl=3`
         parts: dict = {}
         check_all(
             lambda: parts.update(
@@ -72,6 +73,24 @@ def check_loss(loss: str, label_smoothing: float) -> None:
 
 # the keys of `model` a ModelSpec takes besides the network's (NET_KEYS)
 MODEL_KEYS = tuple(f.name for f in fields(ModelSpec) if f.init and f.name != "net")
+# the other keys of `model`: the classifier's other arguments (tests/test_model.py holds them to its signature) and
+# Hydra's _target_
+CLASSIFIER_KEYS = (
+    "_target_",
+    "in_channels",
+    "resolution",
+    "classes",
+    "normalize",
+    "mean",
+    "std",
+    "fast_decode",
+    "class_weights",
+    "tta",
+    "channels_last",
+    "compile",
+    "optimizer",
+    "scheduler",
+)
 
 
 def check_progressive_resize(schedule: Mapping | None, spec: ConvNetSpec) -> None:
