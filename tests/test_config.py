@@ -206,6 +206,24 @@ def test_a_key_added_to_model_that_nothing_takes_is_named_before_anything_runs(o
         validate(compose_train(override))
 
 
+def test_every_trainer_key_of_the_configs_is_lightnings_and_a_typo_is_named():
+    from catdog.run.hardware import check_trainer_keys
+
+    groups = {
+        group: sorted(p.stem for p in (ROOT / "configs" / group).glob("*.yaml"))
+        for group in ("trainer", "debug")
+    }
+    assert len(groups["trainer"]) >= 5 and len(groups["debug"]) >= 4
+    for group, options in groups.items():
+        for option in options:
+            check_trainer_keys(compose_train("experiment=best", f"{group}={option}").trainer)
+    with pytest.raises(
+        CatdogError,
+        match=re.escape("trainer.max_epoch is not a setting of trainer (did you mean trainer.max_epochs?)"),
+    ):
+        check_trainer_keys(compose_train("+trainer.max_epoch=3").trainer)
+
+
 def test_check_all_raises_a_lone_error_as_it_is_and_folds_the_rest_into_one():
     from catdog.data.settings import missing_exclude_file
     from catdog.rules import ConfigErrors, check_all, require
@@ -250,6 +268,11 @@ def test_fold_and_label_conflict_settings_are_checked(overrides, message):
     [
         ("model.kernel=abc", "model.kernel='abc' is invalid: expected a positive integer"),
         ("data.resolution=-3", "data.resolution=-3 is invalid: expected a positive integer"),
+        ("+model.kernl=3", "model.kernl is not a setting of model (did you mean model.kernel?)"),
+        (
+            "+trainer.max_epoch=3",
+            "trainer.max_epoch is not a setting of trainer (did you mean trainer.max_epochs?)",
+        ),
     ],
 )
 def test_config_errors_are_one_line(image_folder, tmp_path, override, message):

@@ -10,6 +10,7 @@ from omegaconf import DictConfig
 
 from catdog.compat import check_precision_name
 from catdog.errors import CatdogError
+from catdog.rules import check_known
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,17 @@ def resolve_device(device: str) -> str:
             raise no_gpu("device", device)
         return "cuda"
     return "cpu"
+
+
+def check_trainer_keys(trainer: DictConfig) -> None:
+    """A key Lightning's Trainer does not take (`+trainer.max_epoch=3`) is named before the photos are decoded, not
+    when the Trainer is built after them."""
+    import inspect
+
+    import pytorch_lightning as pl
+
+    known = set(inspect.signature(pl.Trainer.__init__).parameters) - {"self"}
+    check_known("trainer", [str(k) for k in trainer if k != "_target_"], known)
 
 
 def check_accelerator(trainer: DictConfig) -> None:

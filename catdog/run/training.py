@@ -21,7 +21,7 @@ from catdog.models.whiten import init_whitening
 from catdog.run.calibrate import calibrate
 from catdog.run.checks import validate
 from catdog.run.config_tree import print_config_tree
-from catdog.run.hardware import check_accelerator, resolve_precision
+from catdog.run.hardware import check_accelerator, check_trainer_keys, resolve_precision
 from catdog.run.hparams import log_hparams
 from catdog.run.launch import ddp_env, end_ddp_job, install_ddp_launch_fix, share_cores
 from catdog.run.memory import keep_freed_memory
@@ -60,6 +60,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     share_cores()
     quiet_lightning()
     validate(cfg)
+    check_trainer_keys(cfg.trainer)
     check_accelerator(cfg.trainer)
     resolve_precision(cfg.trainer)
     memory = keep_freed_memory(cfg.get("keep_freed_memory", True))  # before the calibration times steps
