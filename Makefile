@@ -27,7 +27,8 @@ install: $(STAMP)
 $(STAMP): pyproject.toml requirements/constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -c requirements/constraints.txt -e ".[dev,sweeps,export,serve,audit]"
+	$(BIN)/pip install -q -c requirements/constraints.txt --config-settings editable_mode=compat \
+		-e ".[dev,sweeps,export,serve,audit]"
 	touch $@
 
 # after training, the command line that trains on the same photos again (README: What next)
@@ -57,8 +58,8 @@ tensorboard: $(STAMP)
 	$(BIN)/tensorboard --logdir outputs
 
 lint: $(STAMP)
-	$(BIN)/ruff check catdog hydra_plugins tests benchmarks train.py __init__.py
-	$(BIN)/ruff format --check catdog hydra_plugins tests benchmarks train.py __init__.py
+	$(BIN)/ruff check catdog hydra_plugins tests benchmarks train.py
+	$(BIN)/ruff format --check catdog hydra_plugins tests benchmarks train.py
 
 # mypy at its default level on the package ([tool.mypy] in pyproject.toml)
 typecheck: $(STAMP)
