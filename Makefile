@@ -20,7 +20,7 @@ LINK_SHARED := $(if $(DATA)$(CATDOG_DATA)$(HAS_LOCAL_DATA),,$(wildcard $(SHARED_
 DATA_ARG := $(if $(DATA),$(call shell_quoted,data.source=$(call hydra_quoted,$(DATA))))
 ARGS ?= experiment=tutorial trainer.max_epochs=1
 
-.PHONY: install train sweep test test-cluster tensorboard lint typecheck bench clean
+.PHONY: install train sweep test test-cluster tensorboard lint typecheck docs wheel-check bench clean
 
 install: $(STAMP)
 
@@ -60,6 +60,14 @@ tensorboard: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check catdog hydra_plugins tests benchmarks train.py
 	$(BIN)/ruff format --check catdog hydra_plugins tests benchmarks train.py
+
+# the docs/ pages as a site in site/ (mkdocs-material); strict: a broken link, anchor or page left out fails
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+
+# the wheel installed into a fresh venv outside the clone: `catdog train` and `catdog predict` run there
+wheel-check: $(STAMP)
+	bash .ci/wheel-check
 
 # mypy at its default level on the package ([tool.mypy] in pyproject.toml)
 typecheck: $(STAMP)
