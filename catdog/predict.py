@@ -268,7 +268,8 @@ def run(cfg: DictConfig) -> Counter:
         print(f"Grad-CAM overlays in {Path(cfg.output).parent / 'explanations'}")
     if sort_into is not None:
         how = "Linked" if sort_mode == "link" else "Copied"
-        print(f"{how} each photo into {sort_into}/<predicted class>/ ({UNSURE}/ below min_confidence)")
+        where = Path(str(sort_into)) / "<predicted class>"
+        print(f"{how} each photo into {where}/ ({UNSURE}/ below min_confidence)")
     return counts
 
 
