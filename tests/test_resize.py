@@ -210,3 +210,17 @@ def test_checkpoints_and_exports_from_before_the_key_squash(trained, tmp_path):
     for old in (Predictor.from_checkpoint(tmp_path / "old.ckpt"), OnnxPredictor(tmp_path / "old.onnx")):
         assert old.resize == "squash"
         np.testing.assert_array_equal(old.image(cv2.cvtColor(photo, cv2.COLOR_BGR2RGB)), squashed)
+
+
+def test_grad_cam_overlays_show_what_the_network_saw():
+    """Its heatmap covers the network's square: the photo's centre square (crop), the letterbox (pad), or the whole
+    photo in its own shape (squash, the heatmap stretched over it)."""
+    from catdog.explain.gradcam import display_image
+
+    data, fallback = encoded(three_bands(90, 30)), np.zeros((12, 12, 3), np.uint8)
+    assert display_image(data, fallback).shape == (30, 90, 3)
+    crop = display_image(data, fallback, resize="crop")
+    assert crop.shape == (30, 30, 3) and (crop.reshape(-1, 3) == GREEN[::-1]).all()
+    pad = display_image(data, fallback, resize="pad")
+    assert pad.shape == (90, 90, 3) and (pad[:30] == 0).all() and (pad[60:] == 0).all()
+    assert display_image(data, fallback, max_side=45, resize="pad").shape == (45, 45, 3)
