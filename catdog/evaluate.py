@@ -1,12 +1,14 @@
 """Evaluate a checkpoint on labelled images: `python -m catdog.evaluate ckpt_path=FILE [data.source=PATH]`.
 
-The images are decoded as the checkpoint was trained (its resolution, channels and fast_decode, whatever data.*
+The images are decoded as the checkpoint was trained (its resolution, channels, fast_decode and resize, whatever data.*
 says). Without data.source, the held-out split (test, else val; split=val or split=test to choose) of the data
 the checkpoint was trained on is scored, rebuilt from what the checkpoint records; with one, every image of it is scored, and photos that were in
 the checkpoint's training split (same content) are counted as n_seen_in_training. Photos the checkpoint's training
 left out (its data.exclude) and those data.exclude names here are left out of the metrics; <split>/acc_all then
 scores them too. Metric names say what was scored: `test/acc`, `val/acc` (optimistic: val chose the checkpoint) or
-`all/acc` (every photo of data.source). The run dir gets metrics.json, confusion_matrix.png and TensorBoard events.
+`all/acc` (every photo of data.source); `<split>/acc_top5` too with more than 5 classes. The run dir gets
+metrics.json, predictions_<split>.csv (a row per photo scored, every class's probability), confusion_matrix.png and
+TensorBoard events.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from torchmetrics.functional.classification import (
 )
 
 from catdog.batching import batches
+from catdog.callbacks.predictions import write_predictions
 from catdog.checkpoint import check_classes, read_checkpoint
 from catdog.data.cache import CachedArrays
 from catdog.data.duplicates import photo_ids
@@ -44,6 +47,7 @@ from catdog.io import save_figure, write_json_atomic
 from catdog.run.checks import validate
 from catdog.run.cli import run_entry
 from catdog.run.training import instantiate_group
+from catdog.sweeps.job_files import predictions_file
 from catdog.visualize import confusion_figure
 
 log = logging.getLogger(__name__)
@@ -52,7 +56,8 @@ TRAINING_DATA = "ImageDataModule"
 
 
 def classification_metrics(probs: torch.Tensor, labels: torch.Tensor, classes: list[str], split: str) -> dict:
-    """`<split>/acc`, macro precision/recall/F1 and ROC AUC, the same per class, and the confusion matrix."""
+    """`<split>/acc` (and `<split>/acc_top5` with more than 5 classes), macro precision/recall/F1 and ROC AUC, the
+    same per class, and the confusion matrix."""
     n = len(classes)
     per_class = {
         name: fn(probs, labels, n, average="none")
@@ -64,8 +69,12 @@ def classification_metrics(probs: torch.Tensor, labels: torch.Tensor, classes: l
         )
     }
     matrix = multiclass_confusion_matrix(probs, labels, n)
+    top5 = {}
+    if n > 5:  # top-5, as ImageNet reports it, where it says more than top-1 does
+        top5[f"{split}/acc_top5"] = float(multiclass_accuracy(probs, labels, n, average="micro", top_k=5))
     return {
         f"{split}/acc": float(multiclass_accuracy(probs, labels, n, average="micro")),
+        **top5,
         **{f"{split}/{name}": float(values.mean()) for name, values in per_class.items()},
         "per_class": {
             c: {"support": int(matrix[i].sum()), **{name: float(v[i]) for name, v in per_class.items()}}
@@ -161,7 +170,7 @@ def warn_optimistic(split: str, seen: int | None, n: int) -> None:
 
 
 def decoded_as_trained(cfg: DictConfig, predictor: Predictor, trained_on: dict | None = None) -> CachedArrays:
-    """The images of data.source decoded as the checkpoint was trained (its resolution, channels and fast_decode,
+    """The images of data.source decoded as the checkpoint was trained (its resolution, channels, fast_decode and resize,
     whatever data.* says; with `trained_on`, the record of its training data, all its decode settings), classes
     checked."""
     settings = DataSettings.from_config(cfg.data)
@@ -171,6 +180,7 @@ def decoded_as_trained(cfg: DictConfig, predictor: Predictor, trained_on: dict |
         resolution=predictor.resolution,
         channels=predictor.channels,
         fast_decode=predictor.fast_decode,
+        resize=predictor.resize,
     )
     arrays = prepare_dataset(replace(settings, decode=decode))
     log.info("Data: %s", summarize(arrays.report))
@@ -265,6 +275,8 @@ def evaluate(cfg: DictConfig) -> dict:
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     write_json_atomic(output_dir / "metrics.json", metrics)
+    photos = [arrays.photos["path"][i] for i in indices]
+    write_predictions(predictions_file(output_dir, split), photos, predictor.classes, labels, probs)
     title = f"{Path(cfg.ckpt_path).name}: {split} accuracy {metrics[f'{split}/acc']:.3f}"
     figure = confusion_figure(np.array(results["confusion_matrix"]), predictor.classes, title)
     save_figure(output_dir / "confusion_matrix.png", figure)

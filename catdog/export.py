@@ -1,7 +1,7 @@
 """Export a checkpoint: `python -m catdog.export ckpt_path=FILE format=onnx|pt2 [quantize=int8] [output=...]`.
 
 The exported model takes uint8 images (N, C, H, W) and returns class probabilities (softmax included); the
-preprocessing it needs (resolution, channels, classes, resize) is written beside it as `<output>.json`. Both
+preprocessing it needs (resolution, channels, classes, data.resize) is written beside it as `<output>.json`. Both
 formats go through `torch.export`, PyTorch's current capture of a model as a graph: ONNX with the dynamo exporter
 (`torch.onnx.export(..., dynamo=True)`), and `.pt2`, the ExportedProgram itself (TorchScript, which the former
 `format=torchscript` wrote, is deprecated in PyTorch). `quantize=int8` adds `<name>.int8.onnx` (catdog.quantize).
@@ -86,7 +86,7 @@ def preprocessing(model: ImageClassifier) -> dict:
         "channels": h.in_channels,
         "color": "RGB" if h.in_channels == 3 else "grayscale",
         "classes": list(h.classes),
-        "preprocess": describe(h.resolution, h.in_channels, bool(h.fast_decode)),
+        "preprocess": describe(h.resolution, h.in_channels, bool(h.fast_decode), h.resize),
         "input": {
             "dtype": "uint8",
             "layout": "NCHW",

@@ -64,6 +64,7 @@ class Predictor(BasePredictor):
         self.channels: int = model.hparams.in_channels
         # ImageClassifier defaults it to false: checkpoints from before data.fast_decode get the full-size decode
         self.fast_decode: bool = bool(model.hparams.fast_decode)
+        self.resize: str = model.hparams.resize  # squash for checkpoints from before data.resize, as above
         self.min_confidence = check_min_confidence(min_confidence)
 
     explains = True

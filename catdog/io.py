@@ -14,7 +14,7 @@ import json
 import os
 import uuid
 from collections.abc import Callable, Iterable
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import IO
 
 from catdog.errors import CatdogError
@@ -87,6 +87,13 @@ def replace_atomic(path: Path, write: Callable[[IO], object], binary: bool) -> N
         raise
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def path_within(folder: Path, relative: str) -> Path:
+    """`folder/<relative>` (a posix path: a listed file's or archive member's), its folders kept and never outside
+    `folder` ('/', '.' and '..' dropped); a backslash is part of a file name, as on Linux, not a folder."""
+    parts = [p for p in PurePosixPath(relative).parts if p not in ("/", "..", ".")]
+    return folder.joinpath(*parts) if parts else folder / "image"
 
 
 def write_csv(f: IO, header, rows: Iterable) -> None:

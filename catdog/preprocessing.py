@@ -9,6 +9,10 @@ The default is what a deployer writes anyway: `cv2.imread` at full size, then `c
 first. On 600 Kaggle photos (~500x375) at 64x64 RGB that took about half the decode time (a one-off measurement),
 and the pixels differed from the full-size decode by 2.6/255 on average, 9/255 on the worst photo: enough to flip
 borderline photos, so a client must then follow the same rule.
+
+`resize` (`data.resize`) says how a photo that is not square becomes one: `squash` (the default, both sides
+resized to the resolution, the aspect ratio not kept), `crop` (the centre square, then resized) or `pad` (resized
+so its longer side fits, then centred between black bars: a letterbox).
 """
 
 from __future__ import annotations
@@ -73,29 +77,64 @@ def read_flag(size: tuple[int, int] | None, resolution: int, channels: int, fast
     return getattr(cv2, read_flag_name(channels, k))
 
 
-def fit(image: np.ndarray, resolution: int, channels: int) -> np.ndarray:
-    """A decoded BGR or grayscale image as the network input: (resolution, resolution, channels) uint8, RGB."""
+def centre_square(image: np.ndarray) -> np.ndarray:
+    """The largest centred square of an image (a view: no pixel is copied)."""
+    h, w = image.shape[:2]
+    side = min(h, w)
+    top, left = (h - side) // 2, (w - side) // 2
+    return image[top : top + side, left : left + side]
+
+
+def letterbox(image: np.ndarray, resolution: int) -> np.ndarray:
+    """Resized so its longer side is `resolution` (aspect ratio kept, sides rounded to the nearest pixel), then
+    centred on a black resolution x resolution square."""
+    h, w = image.shape[:2]
+    longer = max(h, w)
+    width, height = (max(1, (side * resolution + longer // 2) // longer) for side in (w, h))
+    image = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
+    top, left = (resolution - height) // 2, (resolution - width) // 2
+    bottom, right = resolution - height - top, resolution - width - left
+    return cv2.copyMakeBorder(image, top, bottom, left, right, cv2.BORDER_CONSTANT, value=0)
+
+
+def square(image: np.ndarray, resolution: int, resize: str = "squash") -> np.ndarray:
+    """A decoded image (BGR or grayscale) as resolution x resolution pixels, made square as `resize` says."""
+    if resize == "pad":
+        return letterbox(image, resolution)
+    if resize == "crop":
+        image = centre_square(image)
     # INTER_AREA whatever the scale: what a deployer writes, and it averages away aliasing when shrinking
-    image = cv2.resize(image, (resolution, resolution), interpolation=cv2.INTER_AREA)
+    return cv2.resize(image, (resolution, resolution), interpolation=cv2.INTER_AREA)
+
+
+def fit(image: np.ndarray, resolution: int, channels: int, resize: str = "squash") -> np.ndarray:
+    """A decoded BGR or grayscale image as the network input: (resolution, resolution, channels) uint8, RGB."""
+    image = square(image, resolution, resize)
     return image[:, :, None] if channels == 1 else cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
-def decode(data: bytes, resolution: int, channels: int, fast_decode: bool = False) -> np.ndarray | None:
+def decode(
+    data: bytes, resolution: int, channels: int, fast_decode: bool = False, resize: str = "squash"
+) -> np.ndarray | None:
     """The network input for an encoded image (any format OpenCV reads); None if OpenCV cannot decode it."""
     flag = read_flag(jpeg_size(data), resolution, channels, fast_decode)
     image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), flag)
-    return None if image is None or image.size == 0 else fit(image, resolution, channels)
+    return None if image is None or image.size == 0 else fit(image, resolution, channels, resize)
 
 
 def load_image(
-    path: str | os.PathLike, resolution: int, channels: int, fast_decode: bool = False
+    path: str | os.PathLike,
+    resolution: int,
+    channels: int,
+    fast_decode: bool = False,
+    resize: str = "squash",
 ) -> np.ndarray:
     """The network input for one image file, (resolution, resolution, channels) uint8 RGB, as catdog makes it.
 
     Stack a batch and transpose to NCHW: `np.stack(images).transpose(0, 3, 1, 2)`.
     """
     with open(path, "rb") as f:
-        image = decode(f.read(), resolution, channels, fast_decode)
+        image = decode(f.read(), resolution, channels, fast_decode, resize)
     if image is None:
         raise ValueError(f"{path}: not an image OpenCV can decode")
     return image
@@ -116,7 +155,39 @@ def _read_lines(resolution: int, channels: int, fast_decode: bool) -> list[str]:
     ]
 
 
-def describe(resolution: int, channels: int, fast_decode: bool) -> dict:
+def _square_lines(resolution: int, resize: str) -> list[str]:
+    """`square` as Python lines a client runs: the same arithmetic, so the same pixels."""
+    area = "interpolation=cv2.INTER_AREA"
+    if resize == "pad":
+        return [
+            "h, w = image.shape[:2]; longer = max(h, w)",
+            f"width, height = (max(1, (side * {resolution} + longer // 2) // longer) for side in (w, h))",
+            f"image = cv2.resize(image, (width, height), {area})",
+            f"top, left = ({resolution} - height) // 2, ({resolution} - width) // 2",
+            f"image = cv2.copyMakeBorder(image, top, {resolution} - height - top, left, {resolution} - width - left, "
+            "cv2.BORDER_CONSTANT, value=0)  # black bars",
+        ]
+    crop = [
+        "h, w = image.shape[:2]; side = min(h, w); top, left = (h - side) // 2, (w - side) // 2",
+        "image = image[top : top + side, left : left + side]  # the centre square",
+    ]
+    return [
+        *(crop if resize == "crop" else []),
+        f"image = cv2.resize(image, ({resolution}, {resolution}), {area})",
+    ]
+
+
+RESIZE_WORDS = {
+    "squash": "cv2.resize to {r}x{r} with cv2.INTER_AREA (aspect ratio not kept)",
+    "crop": "the centre square (side: the shorter side; offsets (h - side) // 2, (w - side) // 2), then cv2.resize "
+    "to {r}x{r} with cv2.INTER_AREA",
+    "pad": "cv2.resize with cv2.INTER_AREA so the longer side is {r} (the other side: round(side * {r} / longer), "
+    "at least 1), then black bars to {r}x{r}, the image centred (top, left = ({r} - height) // 2, ({r} - width) "
+    "// 2)",
+}
+
+
+def describe(resolution: int, channels: int, fast_decode: bool, resize: str = "squash") -> dict:
     """The rule in words and as Python lines (cv2, numpy, `path` in; `x` out), for the export JSON."""
     colour = "cv2.cvtColor(image, cv2.COLOR_BGR2RGB)" if channels == 3 else "image[:, :, None]"
     read = (
@@ -126,15 +197,16 @@ def describe(resolution: int, channels: int, fast_decode: bool) -> dict:
         if fast_decode
         else f"cv2.imread(path, cv2.{read_flag_name(channels)}) at full size"
     )
+    arguments = {"resolution": resolution, "channels": channels, "fast_decode": fast_decode, "resize": resize}
     return {
         "function": f"{__name__}.load_image",
-        "arguments": {"resolution": resolution, "channels": channels, "fast_decode": fast_decode},
-        "rule": f"{read}; then cv2.resize to {resolution}x{resolution} with cv2.INTER_AREA (aspect ratio not "
-        f"kept); then {'BGR to RGB' if channels == 3 else 'one channel'}; then NCHW uint8 0-255 (normalize is "
-        "inside the model)",
+        "arguments": arguments,
+        "rule": f"{read}; then ({resize}) {RESIZE_WORDS[resize].format(r=resolution)}; then "
+        f"{'BGR to RGB' if channels == 3 else 'one channel'}; then NCHW uint8 0-255 (normalize is inside the "
+        "model)",
         "python": [
             *_read_lines(resolution, channels, fast_decode),
-            f"image = cv2.resize(image, ({resolution}, {resolution}), interpolation=cv2.INTER_AREA)",
+            *_square_lines(resolution, resize),
             f"image = {colour}",
             "x = np.ascontiguousarray(image.transpose(2, 0, 1)[None])  # (1, C, H, W) uint8",
         ],

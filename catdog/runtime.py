@@ -31,6 +31,17 @@ def metadata_path(model_path: str | os.PathLike) -> Path:
     return model_path.with_name(model_path.name + ".json")
 
 
+def probability_columns(classes: Sequence[str]) -> list[str]:
+    """`p_<class>` per class, in the model's order: the columns of every class's probability in predict's CSV and
+    in predictions_*.csv."""
+    return [f"p_{c}" for c in classes]
+
+
+def probability_cells(probs: Sequence[float] | np.ndarray) -> list[str]:
+    """The cells under probability_columns, 6 decimals as the `probability` column."""
+    return [f"{float(p):.6f}" for p in probs]
+
+
 def check_min_confidence(value: float) -> float:
     if not 0 <= float(value) <= 1:
         raise CatdogError(f"min_confidence={value}: must be a probability in [0, 1] (0 never abstains).")
@@ -69,6 +80,7 @@ class BasePredictor:
     resolution: int
     channels: int
     fast_decode: bool
+    resize: str
     min_confidence: float
     temperature: float
     explains = False  # Grad-CAM needs the torch network's gradients
@@ -78,7 +90,9 @@ class BasePredictor:
 
     def decode(self, data: bytes) -> np.ndarray:
         """(resolution, resolution, channels) uint8, as the training images were made; BadImage if not."""
-        return decode_image(data, self.resolution, self.channels, fast_decode=self.fast_decode)
+        return decode_image(
+            data, self.resolution, self.channels, fast_decode=self.fast_decode, resize=self.resize
+        )
 
     def image(self, item: Item) -> np.ndarray:
         """The network input for a file path, an encoded file's bytes or an array; a CatdogError if unusable."""
@@ -143,6 +157,7 @@ class OnnxPredictor(BasePredictor):
         self.classes = list(self.meta["classes"])
         self.resolution, self.channels = int(arguments["resolution"]), int(arguments["channels"])
         self.fast_decode = bool(arguments.get("fast_decode", False))
+        self.resize = str(arguments.get("resize", "squash"))  # exports from before data.resize squash
         self.temperature = float(self.meta["temperature"])
         self.min_confidence = check_min_confidence(min_confidence)
         self.input = self.meta["input"].get("name", "images")

@@ -80,7 +80,8 @@ def explained(predictor: BasePredictor, data: bytes, layer: int | str | None) ->
 
     image = predictor.decode(data)
     result = predictor.describe(predictor.probabilities(image[None])[0])
-    png = overlay_png(display_image(data, image), predictor.heatmaps(image[None], layer)[0])  # type: ignore[attr-defined]  # explains
+    heat = predictor.heatmaps(image[None], layer)[0]  # type: ignore[attr-defined]  # explains
+    png = overlay_png(display_image(data, image, resize=predictor.resize), heat)
     result["heatmap"] = "data:image/png;base64," + base64.b64encode(png).decode()
     return result
 

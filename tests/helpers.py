@@ -18,11 +18,13 @@ SHARED_DATA = ROOT.parent / "shared" / "data"
 
 
 def make_image(label: int, seed: int, size=(40, 32)) -> np.ndarray:
-    """Class 0: horizontal stripes, class 1: vertical stripes, with noise: learnable in a few steps."""
+    """Class 0: horizontal stripes, class 1: vertical stripes, with noise: learnable in a few steps. Classes 2, 3,
+    4, ... (trees of more classes): the same, with stripes 8, 8, 12, ... pixels wide."""
     rng = np.random.default_rng(seed)
     h, w = size[1], size[0]
-    stripes = (np.arange(h if label == 0 else w) // 4 % 2 * 160 + 40).astype(np.uint8)
-    img = np.broadcast_to(stripes[:, None] if label == 0 else stripes[None, :], (h, w))
+    across = label % 2 == 0
+    stripes = (np.arange(h if across else w) // (4 + 4 * (label // 2)) % 2 * 160 + 40).astype(np.uint8)
+    img = np.broadcast_to(stripes[:, None] if across else stripes[None, :], (h, w))
     img = np.clip(img + rng.normal(0, 20, (h, w)), 0, 255).astype(np.uint8)
     return np.dstack([img, np.roll(img, 1, 0), img])
 

@@ -156,16 +156,24 @@ def photo_files(tmp_path_factory) -> list:
     return files
 
 
+@pytest.mark.parametrize("resize", ["squash", "crop", "pad"])
 @pytest.mark.parametrize("fast_decode", [False, True])
 @pytest.mark.parametrize("channels", [1, 3])
-def test_the_rule_as_written_for_clients_is_the_rule_catdog_follows(photo_files, channels, fast_decode):
+def test_the_rule_as_written_for_clients_is_the_rule_catdog_follows(
+    photo_files, channels, fast_decode, resize
+):
     """describe's Python lines (what export JSONs carry), run with cv2 and numpy alone, give load_image's pixels."""
-    rule = describe(24, channels, fast_decode)
-    assert rule["arguments"] == {"resolution": 24, "channels": channels, "fast_decode": fast_decode}
+    rule = describe(24, channels, fast_decode, resize)
+    assert rule["arguments"] == {
+        "resolution": 24,
+        "channels": channels,
+        "fast_decode": fast_decode,
+        "resize": resize,
+    }
     for path in photo_files:
         scope = {"cv2": cv2, "np": np, "path": str(path)}
         exec("\n".join(rule["python"]), scope)
-        expected = load_image(path, 24, channels, fast_decode).transpose(2, 0, 1)[None]
+        expected = load_image(path, 24, channels, fast_decode, resize).transpose(2, 0, 1)[None]
         np.testing.assert_array_equal(scope["x"], expected)
 
 

@@ -96,6 +96,7 @@ def test_overlay_and_explanation_paths():
     folder = Path("ex")
     assert explanation_path(folder, "a/b.jpg") == folder / "a" / "b.jpg.png"
     assert explanation_path(folder, "../../etc/x.png") == folder / "etc" / "x.png.png"
+    assert explanation_path(folder, "a/b\\c.jpg") == folder / "a" / "b\\c.jpg.png"
 
 
 def test_a_known_temperature_is_recovered():
@@ -227,14 +228,15 @@ def test_explain_returns_heatmaps_and_predict_writes_overlays(ckpt, tmp_path):
     (photos / "dogs").mkdir(parents=True)
     cv2.imwrite(str(photos / "dogs" / "a.jpg"), make_image(1, seed=3, size=(120, 80)))
     cv2.imwrite(str(photos / "b.png"), make_image(0, seed=4))
+    cv2.imwrite(str(photos / "dogs" / "c\\d.png"), make_image(1, seed=5))  # a backslash: part of the name
     (photos / "notes.txt").write_text("not an image")
     out = tmp_path / "out" / "predictions.csv"
     counts = predict_to_csv(str(ckpt), str(photos), str(out), min_confidence=1.0, explain=True)
     rows = list(csv.DictReader(out.open()))
-    assert counts["unsure"] == 2 and counts["skipped"] == 1
+    assert counts["unsure"] == 3 and counts["skipped"] == 1
     assert {r["label"] for r in rows} == {"unsure", "skipped"}
     pngs = sorted(p.relative_to(out.parent).as_posix() for p in (out.parent / "explanations").rglob("*.png"))
-    assert pngs == ["explanations/b.png.png", "explanations/dogs/a.jpg.png"]
+    assert pngs == ["explanations/b.png.png", "explanations/dogs/a.jpg.png", "explanations/dogs/c\\d.png.png"]
     overlay_image = cv2.imread(str(out.parent / "explanations" / "dogs" / "a.jpg.png"))
     assert overlay_image.shape == (80, 120, 3)
 

@@ -70,7 +70,12 @@ def test_export_matches_the_checkpoint(ckpt, tmp_path, fmt):
     assert "torch.export" in meta["exporter"] and path.suffix == {"onnx": ".onnx", "pt2": ".pt2"}[fmt]
     assert meta["normalize"]["inside_model"] is True and "normalisation" not in meta
     assert meta["preprocess"]["function"] == "catdog.preprocessing.load_image"
-    assert meta["preprocess"]["arguments"] == {"resolution": 16, "channels": 1, "fast_decode": False}
+    assert meta["preprocess"]["arguments"] == {
+        "resolution": 16,
+        "channels": 1,
+        "fast_decode": False,
+        "resize": "squash",
+    }
 
 
 def test_export_cli_writes_beside_the_checkpoint(ckpt, tmp_path):

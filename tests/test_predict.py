@@ -137,7 +137,7 @@ def test_predict_cli_writes_a_row_per_file_and_skips_bad_ones(ckpt, photos, tmp_
     assert b"\r" not in out.read_bytes()  # plain \n line ends
     with open(out) as f:
         rows = list(csv.reader(f))
-    assert rows[0] == ["path", "label", "probability"]
+    assert rows[0] == ["path", "label", "probability", "p_Cat", "p_Dog"]
     by_name = {r[0].removeprefix(str(photos) + "/"): r[1:] for r in rows[1:]}
     assert len(by_name) == 9
     for name in ("notes.txt", "empty.jpg", "cut.jpg"):
@@ -159,7 +159,7 @@ def test_zip_and_single_file_inputs(ckpt, photos, tmp_path):
     }
     # archive members are named relative to the zip; other batches may round the 6th decimal differently
     assert len(from_zip) == 9 and from_zip.keys() == from_folder.keys()
-    for name, (label, value) in from_zip.items():
+    for name, (label, value, *_) in from_zip.items():
         assert label == from_folder[name][0]
         if label != "skipped":
             assert float(value) == pytest.approx(float(from_folder[name][1]), abs=2e-6)

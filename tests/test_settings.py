@@ -93,6 +93,7 @@ def test_the_cache_key_follows_the_decode_settings_alone(tmp_path):
         "skip_truncated": False,
         "max_pixels": 10**6,
         "fast_decode": True,
+        "resize": "pad",
     }
     assert set(changed) == {f.name for f in fields(DecodeSettings)} - {"layout"}
     directories = {first}

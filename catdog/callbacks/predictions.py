@@ -1,8 +1,9 @@
 """Per-image predictions of the held-out splits, for paired comparisons of runs (catdog.sweeps.significance).
 
 `predictions_val.csv` holds the last validation epoch (the `val/acc` of metrics.json), `predictions_test.csv` the
-test run (the best checkpoint with `test=true`): one row per photo, `path,label,predicted,correct,probability`,
-`path` relative to `data.source` and `probability` the model's probability of its predicted class.
+test run (the best checkpoint with `test=true`; `python -m catdog.evaluate` writes the split it scores): one row
+per photo, `path,label,predicted,correct,probability,p_<class>...`, `path` relative to `data.source`, `probability`
+the model's probability of its predicted class and `p_<class>` every class's, in the model's class order.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import torch
 
 from catdog.errors import CatdogError
 from catdog.io import replace_atomic, write_csv
+from catdog.runtime import probability_cells, probability_columns
 from catdog.sweeps.job_files import predictions_file
 
 log = logging.getLogger(__name__)
@@ -40,6 +42,19 @@ def gather(positions: torch.Tensor, probs: torch.Tensor, labels: torch.Tensor):
     positions, probs, labels = (torch.cat(parts) for parts in zip(*shards))
     unique, first = np.unique(positions.numpy(), return_index=True)
     return torch.from_numpy(unique), probs[first], labels[first]
+
+
+def write_predictions(
+    path: Path, paths: list[str], classes: list[str], labels: np.ndarray, probs: np.ndarray
+) -> None:
+    """The per-photo CSV of one split: a row per photo (paths[i], with its label index and class probabilities)."""
+    predicted = probs.argmax(1)
+    rows = (
+        (p, classes[y], classes[k], int(y == k), f"{row[k]:.6f}", *probability_cells(row))
+        for p, y, k, row in zip(paths, labels.tolist(), predicted.tolist(), probs)
+    )
+    header = (*COLUMNS, *probability_columns(classes))
+    replace_atomic(path, lambda f: write_csv(f, header, rows), binary=False)
 
 
 def probabilities(outputs: torch.Tensor) -> torch.Tensor:
@@ -102,13 +117,8 @@ class SavePredictions(pl.Callback):
         except (CatdogError, OSError) as e:  # the run's results matter more than this record of them
             log.warning("Per-image %s predictions not saved: %s", split, e)
             return
-        classes = datamodule.classes
-        confidence, predicted = probs.max(1)
-        rows = [
-            (paths[i], classes[y], classes[p], int(y == p), f"{c:.6f}")
-            for i, y, p, c in zip(index.tolist(), labels.tolist(), predicted.tolist(), confidence.tolist())
-        ]
         path = predictions_file(self.dirpath, split)
         self.dirpath.mkdir(parents=True, exist_ok=True)
-        replace_atomic(path, lambda f: write_csv(f, COLUMNS, rows), binary=False)
+        photos = [paths[i] for i in index.tolist()]
+        write_predictions(path, photos, datamodule.classes, labels.numpy(), probs.numpy())
         log.info("Per-image %s predictions written to %s", split, path)

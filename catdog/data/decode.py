@@ -48,6 +48,7 @@ def decode_image(
     skip_truncated: bool = True,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     fast_decode: bool = False,
+    resize: str = "squash",
 ) -> np.ndarray:
     """catdog.preprocessing's (resolution, resolution, channels) uint8 RGB input; BadImage with the reason."""
     settings = DecodeSettings(
@@ -56,6 +57,7 @@ def decode_image(
         skip_truncated=skip_truncated,
         max_pixels=max_pixels,
         fast_decode=fast_decode,
+        resize=resize,
     )
     return decode_for_cache(data, settings)[0]
 
@@ -85,5 +87,8 @@ def decode_for_cache(data: bytes, settings: DecodeSettings) -> tuple[np.ndarray,
         raise BadImage(f"too large ({img.shape[1]}x{img.shape[0]} pixels > data.max_pixels={max_pixels})")
     if size is None:
         size = (img.shape[1], img.shape[0])
-    fitted = fit(img, resolution, channels)
-    return fitted, size, photo_hash(img, fitted)
+    fitted = fit(img, resolution, channels, settings.resize)
+    # hashed from the squashed photo whatever data.resize is: the same duplicate groups, hence the same split,
+    # in every mode (a crop or a letterbox would hash only part of the photo, or bars)
+    squashed = fitted if settings.resize == "squash" else fit(img, resolution, channels)
+    return fitted, size, photo_hash(img, squashed)

@@ -30,6 +30,7 @@ LAYOUTS = ("auto", "folders", "kaggle")
 BALANCE_MODES = ("none", "undersample", "oversample", "class_weight")
 LOADERS = ("dataloader", "tensor")
 LABEL_CONFLICTS = ("drop", "keep")
+RESIZE_MODES = ("squash", "crop", "pad")  # how a photo that is not square becomes one (catdog.preprocessing)
 DEFAULT_MAX_PIXELS = 100_000_000  # refuse decompression bombs before OpenCV allocates them
 
 
@@ -51,6 +52,7 @@ class DecodeSettings:
     skip_truncated: bool = True
     max_pixels: int = DEFAULT_MAX_PIXELS
     fast_decode: bool = False
+    resize: str = "squash"
 
     def __post_init__(self) -> None:
         pixels = is_int(self.max_pixels) and self.max_pixels >= 1
@@ -65,6 +67,7 @@ class DecodeSettings:
                     ("skip_truncated", isinstance(self.skip_truncated, bool), "true or false"),
                     ("max_pixels", pixels, "a positive number of pixels, e.g. 100000000"),
                     ("fast_decode", isinstance(self.fast_decode, bool), "true or false"),
+                    ("resize", self.resize in RESIZE_MODES, " or ".join(RESIZE_MODES)),
                 ),
             ),
         )

@@ -9,7 +9,7 @@ gradient of the class score with respect to that layer's output is one `torch.au
 
 from __future__ import annotations
 
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -18,7 +18,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from catdog.errors import CatdogError
+from catdog.io import path_within
 from catdog.models.convnet import ACTIVATION_LAYERS, POOL_LAYERS
+from catdog.preprocessing import square
 
 # the modules build_convnet stacks in its conv stages, after ScaleInput and before the head
 _STAGE_LAYERS = (nn.Conv2d, nn.BatchNorm2d, *ACTIVATION_LAYERS.values(), *POOL_LAYERS.values())
@@ -99,12 +101,17 @@ def overlay(image: np.ndarray, heatmap: np.ndarray, alpha: float = 0.45) -> np.n
     return cv2.addWeighted(rgb, 1 - alpha, colours, alpha, 0)
 
 
-def display_image(data: bytes, fallback: np.ndarray, max_side: int = 512) -> np.ndarray:
-    """The photo in its own aspect ratio, RGB, longest side at most `max_side`; `fallback` (the network's
-    input) when OpenCV cannot decode it alone."""
+def display_image(
+    data: bytes, fallback: np.ndarray, max_side: int = 512, resize: str = "squash"
+) -> np.ndarray:
+    """The part of the photo the network saw, RGB, longest side at most `max_side`: the whole photo in its own
+    aspect ratio (data.resize=squash), its centre square (crop) or the letterboxed square (pad); `fallback` (the
+    network's input) when OpenCV cannot decode it alone."""
     image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     if image is None or image.size == 0:
         return fallback
+    if resize != "squash":
+        image = square(image, min(max_side, (min if resize == "crop" else max)(image.shape[:2])), resize)
     scale = min(1.0, max_side / max(image.shape[:2]))
     size = (max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale)))
     return cv2.cvtColor(cv2.resize(image, size, interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB)
@@ -120,5 +127,5 @@ def overlay_png(image: np.ndarray, heatmap: np.ndarray) -> bytes:
 
 def explanation_path(folder: Path, relative: str) -> Path:
     """`folder/<input's relative path>.png`, the input's folders kept; never outside `folder`."""
-    parts = [p for p in PurePosixPath(relative.replace("\\", "/")).parts if p not in ("/", "..", ".")]
-    return folder.joinpath(*parts[:-1], f"{parts[-1] if parts else 'image'}.png")
+    path = path_within(folder, relative)
+    return path.with_name(f"{path.name}.png")

@@ -60,6 +60,7 @@ class ImageClassifier(pl.LightningModule):
         mean: Sequence[float] | None = None,
         std: Sequence[float] | None = None,
         fast_decode: bool = False,
+        resize: str = "squash",
         loss: str = "cross_entropy",
         label_smoothing: float = 0.0,
         class_weights: Sequence[float] | None = None,

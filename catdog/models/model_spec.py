@@ -84,6 +84,7 @@ CLASSIFIER_KEYS = (
     "mean",
     "std",
     "fast_decode",
+    "resize",
     "class_weights",
     "tta",
     "channels_last",
