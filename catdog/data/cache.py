@@ -3,8 +3,8 @@
 A cache is a directory `<cache_dir>/<name>-<key>/` holding `images.npy` (uint8, N x H x W x C), `labels.npy`
 (int64), `report.json` and `photos.csv` (per image: its path in the source, label, content hash, perceptual hash
 and duplicate group), plus the `splits-*.csv` of the runs that used it. It is built in a temporary sibling and
-renamed into place, so a kill at any moment leaves either no cache or a complete one, and two processes building
-the same cache both end with a valid one.
+renamed into place, so a kill at any moment leaves either no cache or a complete one (and a build the next one
+resumes: catdog.data.building), and two processes building the same cache both end with a valid one.
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ import shutil
 import socket
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,7 +56,7 @@ def cache_key(description: dict) -> str:
     return hashlib.sha256(blob.encode("utf-8", "surrogateescape")).hexdigest()[:16]
 
 
-def _temp_name(directory: Path) -> Path:
+def temp_name(directory: Path) -> Path:
     """`.<name>.<host>-<pid>.<random>.tmp`: who is building it, so a later build can tell a dead one's leftovers."""
     return directory.with_name(
         f".{directory.name}.{socket.gethostname()}-{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
@@ -90,19 +92,46 @@ def remove_stale_temps(cache_root: Path, max_age_s: float = 24 * 3600) -> None:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def write_cache(
-    directory: Path, images: np.ndarray, labels: np.ndarray, report: dict, photos: dict[str, list]
-) -> None:
-    """Publish a complete cache directory in one rename; a concurrent identical build that wins is kept."""
-    tmp = _temp_name(directory)
+def dead_builds(directory: Path) -> list[Path]:
+    """The temporary folders of `directory` left with a journal by killed builds on this host (ones a new build
+    may resume), oldest name first."""
+    host, found = socket.gethostname(), []
+    for tmp in sorted(directory.parent.glob(f".{directory.name}.*.tmp")):
+        owner = _TEMP_OWNER.match(tmp.name)
+        if (
+            owner
+            and owner["host"] == host
+            and not _pid_alive(int(owner["pid"]))
+            and (tmp / "journal.jsonl").exists()
+        ):
+            found.append(tmp)
+    return found
+
+
+@contextmanager
+def cache_errors(directory: Path) -> Iterator[None]:
+    """A failed write to the cache as one CatdogError: the full disk, or the folder that cannot be written."""
     try:
-        directory.parent.mkdir(parents=True, exist_ok=True)
-        remove_stale_temps(
-            directory.parent
-        )  # before writing: a killed build's arrays may be what fills the disk
-        tmp.mkdir()
+        yield
+    except OSError as e:
+        if is_disk_full(e):
+            raise disk_full_error(
+                f"the cache {directory} (data.cache_dir)",
+                "Free some space or point data.cache_dir at a larger disk; nothing was changed.",
+            ) from e
+        raise CatdogError(
+            f"data.cache_dir={directory.parent}: cannot write the cache there ({e.strerror or e}). "
+            "Point data.cache_dir at a writable folder."
+        ) from e
+
+
+def publish(tmp: Path, directory: Path, labels: np.ndarray, report: dict, photos: dict[str, list]) -> None:
+    """Complete the build in `tmp` (its images.npy already written) and publish it as `directory` in one rename;
+    a concurrent identical build that wins is kept."""
+    try:
+        with open(tmp / "images.npy", "rb+") as f:
+            os.fsync(f.fileno())
         # plain writes inside the temporary dir: the dir's rename below is what publishes them
-        write_synced(tmp / "images.npy", lambda f: np.save(f, images))
         write_synced(tmp / "labels.npy", lambda f: np.save(f, labels))
         write_synced(tmp / "report.json", lambda f: json.dump(report, f, indent=2), binary=False)
         rows = zip(*(photos[c] for c in PHOTO_COLUMNS))
@@ -115,16 +144,6 @@ def write_cache(
                 raise
             log.info("Another process finished the same cache first; using %s", directory)
         fsync_dir(directory.parent)
-    except OSError as e:
-        if is_disk_full(e):
-            raise disk_full_error(
-                f"the cache {directory} (data.cache_dir)",
-                "Free some space or point data.cache_dir at a larger disk; nothing was changed.",
-            ) from e
-        raise CatdogError(
-            f"data.cache_dir={directory.parent}: cannot write the cache there ({e.strerror or e}). "
-            "Point data.cache_dir at a writable folder."
-        ) from e
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
