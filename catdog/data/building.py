@@ -69,7 +69,7 @@ class Decoded:
 def write_rows(path: Path, offset: int, start: int, rows: np.ndarray) -> None:
     """Write rows `start`.. of the .npy file whose data begins at byte `offset` (no memory map: a mapped page
     written stays in this process's resident memory)."""
-    data = memoryview(np.ascontiguousarray(rows)).cast("B")
+    data = memoryview(np.ascontiguousarray(rows).reshape(-1).view(np.uint8).data)
     position = offset + start * (rows[0].nbytes if len(rows) else 0)
     fd = os.open(path, os.O_WRONLY)
     try:

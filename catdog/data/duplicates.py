@@ -19,8 +19,8 @@ PHASH_SIZE, PHASH_LOW = 32, 8
 # 4 bits is the same photo (re-saved, or the same placeholder image), while the closest unrelated pairs are 6-8 bits
 # apart; JPEG re-encodes (quality 95 -> 50) and 0.5x-2x resizes of one photo stay within 0-4 bits.
 NEAR_DISTANCE = 4
-# candidate pairs near_pairs compares per step: 4M pairs hold ~200 MB of index and hash arrays at a time
-_PAIRS = 1 << 22
+# candidate pairs near_pairs compares per step: 256k pairs hold ~25 MB of index and hash arrays at a time
+_PAIRS = 1 << 18
 # rows of the exhaustive search per step: 256 x 25k uint64 = 51 MB at a time
 _ROWS = 256
 

@@ -125,7 +125,7 @@ def _decode_all(
 def _photo_table(found: ImageSource, decoded: Decoded, labels: np.ndarray) -> dict[str, list]:
     """photos.csv's columns for the decoded images, plus `members`: the duplicate groups as index lists."""
     ok = decoded.ok
-    sha256 = decoded.sha256[ok].astype(str).tolist()
+    sha256 = [h.decode() for h in decoded.sha256[ok].tolist()]
     phash = decoded.phash[ok]
     groups, members = duplicate_groups(sha256, phash, NEAR_DISTANCE)
     return {
@@ -220,6 +220,8 @@ def prepare_dataset(settings: DataSettings) -> CachedArrays:
     # every decode setting, the layout as found (auto resolved), and the duplicate threshold, which decides the
     # groups the cache holds
     key = cache_key({**asdict(decode), **files, "near_duplicate_distance": NEAR_DISTANCE})
+    del files
+    found.fingerprint = []  # only the key needs it: ~120 bytes a photo through the decode
     directory = cache_root / f"{root.name.split('.')[0]}-{decode.resolution}px-{decode.channels}ch-{key}"
     cached = load_cache(directory)
     if cached is not None:
