@@ -11,6 +11,7 @@ import time
 
 import cv2
 import numpy as np
+import pytest
 from helpers import ROOT, photo_like, run_module
 
 from catdog.data.building import Build, Decoded
@@ -90,3 +91,19 @@ def test_a_build_journal_cut_short_by_a_kill_resumes_from_its_last_whole_line(tm
     assert decoded.failures == {1: "empty file"} and decoded.phash[2] == 2**63
     assert again.todo(2) == [(3, 2), (5, 1)]
     assert (again.tmp / "journal.jsonl").read_text().count("\n") == 1  # the cut line is gone
+
+
+def test_ctrl_c_keeps_the_build_for_the_next_one_and_an_error_removes_it(tmp_path):
+    directory = tmp_path / "cache" / "photos-8px-1ch-0123456789abcdef"
+    chunk = {"start": 0, "ok": "1", "failures": [], "sizes": [[9, 9]], "sha256": ["a" * 64], "phash": [3]}
+    with pytest.raises(KeyboardInterrupt), Build(directory, (2, 8, 8, 1)) as build:
+        build.record(chunk)
+        build.record({**chunk, "start": 1})  # within the second: journaled on the way out
+        raise KeyboardInterrupt
+    assert build.tmp.is_dir()
+    # the same process, later (a notebook): it takes its own interrupted build back
+    again = Build(directory, (2, 8, 8, 1))
+    assert again.decoded.done.all() and again.todo(8) == [] and not build.tmp.exists()
+    with pytest.raises(ValueError), again:
+        raise ValueError("a bug")
+    assert not again.tmp.exists() and not list(directory.parent.iterdir())

@@ -93,17 +93,15 @@ def remove_stale_temps(cache_root: Path, max_age_s: float = 24 * 3600) -> None:
 
 
 def dead_builds(directory: Path) -> list[Path]:
-    """The temporary folders of `directory` left with a journal by killed builds on this host (ones a new build
-    may resume), oldest name first."""
+    """The temporary folders of `directory` left with a journal by killed or interrupted builds on this host (ones
+    a new build may resume), in name order."""
     host, found = socket.gethostname(), []
     for tmp in sorted(directory.parent.glob(f".{directory.name}.*.tmp")):
         owner = _TEMP_OWNER.match(tmp.name)
-        if (
-            owner
-            and owner["host"] == host
-            and not _pid_alive(int(owner["pid"]))
-            and (tmp / "journal.jsonl").exists()
-        ):
+        pid = int(owner["pid"]) if owner else -1
+        # this process's own: a build it left on Ctrl-C (in a notebook, say), which nothing else is running
+        dead = owner is not None and owner["host"] == host and (pid == os.getpid() or not _pid_alive(pid))
+        if dead and (tmp / "journal.jsonl").exists():
             found.append(tmp)
     return found
 
