@@ -19,16 +19,19 @@ def flip_bits(value: np.uint64, bits) -> np.uint64:
 
 
 def planted_hashes(n: int, distance: int, seed: int = 0) -> np.ndarray:
-    """Random 64-bit hashes, plus copies of some at exactly 0..distance+1 bits (flipped bits spread over every
-    block or crowded into one), and 60 identical hashes."""
+    """Random 64-bit hashes, plus copies of some at exactly 0..distance+1 bits (the flipped bits crowded into one
+    block, spread one per block, or anywhere), and 60 identical hashes."""
     rng = np.random.default_rng(seed)
     hashes = rng.integers(0, 2**64 - 1, n, dtype=np.uint64, endpoint=True)
     planted = []
     for k in range(3 * (distance + 2)):
-        flips = k % (distance + 2)
-        crowded = k % 2 == 0  # all flipped bits side by side: a single block takes them all
-        start = int(rng.integers(0, 64 - flips)) if flips else 0
-        bits = range(start, start + flips) if crowded else rng.choice(64, flips, replace=False)
+        flips, start = k % (distance + 2), int(rng.integers(0, distance + 1))
+        if k % 3 == 0:  # every flipped bit in one block (blocks interleave: bits start, start + blocks, ...)
+            bits = list(range(start, 64, distance + 1))[:flips]
+        elif k % 3 == 1:  # side by side: one in each block
+            bits = list(range(start, start + flips))
+        else:
+            bits = rng.choice(64, flips, replace=False).tolist()
         planted.append(flip_bits(hashes[int(rng.integers(n))], bits))
     same = np.full(60, hashes[int(rng.integers(n))], dtype=np.uint64)
     return rng.permutation(np.concatenate([hashes, np.array(planted, dtype=np.uint64), same]))

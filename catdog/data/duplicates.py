@@ -60,11 +60,12 @@ def photo_hash(photo: np.ndarray, network_input: np.ndarray) -> int:
     return perceptual_hash(photo)
 
 
-def _block_shifts(max_distance: int) -> list[tuple[int, int]]:
-    """(shift, width) of the max_distance + 1 bit blocks that split the 64 bits (widths differ by at most 1)."""
+def _block_masks(max_distance: int) -> list[np.uint64]:
+    """The max_distance + 1 blocks that split the 64 bits, as masks: block k holds bits k, k + blocks, ...
+    Interleaved, each block mixes low and high frequencies: on 3,000 of the scale benchmark's synthetic photos,
+    contiguous blocks of 13 bits made 2.3x the candidate pairs of random hashes, interleaved ones 1.05x."""
     blocks = max_distance + 1
-    widths = [64 // blocks + (b < 64 % blocks) for b in range(blocks)]
-    return [(sum(widths[:b]), w) for b, w in enumerate(widths)]
+    return [np.uint64(sum(1 << bit for bit in range(k, 64, blocks))) for k in range(blocks)]
 
 
 def _bucket_pairs(keys: np.ndarray):
@@ -91,13 +92,13 @@ def near_pairs(hashes: np.ndarray, max_distance: int = NEAR_DISTANCE) -> np.ndar
 
     Multi-index hashing: split into max_distance + 1 blocks of bits, two hashes that far apart agree exactly on at
     least one block (pigeonhole), so only hashes sharing a block value are compared; a pair is kept from the first
-    block it shares only. Random 64-bit hashes in 5 blocks of 12-13 bits: 400,000 photos compare about 10^8
+    block it shares only. Random 64-bit hashes in 5 blocks of 12-13 bits: 400,000 photos compare about 6 * 10^7
     candidate pairs where the exhaustive search compares 8 * 10^10.
     """
     hashes = np.asarray(hashes, dtype=np.uint64)
     if max_distance < 0:
         return np.zeros((0, 2), dtype=np.int64)
-    masks = [np.uint64((1 << w) - 1) << np.uint64(s) for s, w in _block_shifts(max_distance)]
+    masks = _block_masks(max_distance)
     found = [np.zeros((0, 2), dtype=np.int64)]
     for b, mask in enumerate(masks):
         for i, j in _bucket_pairs(hashes & mask):
