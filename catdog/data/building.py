@@ -11,6 +11,7 @@ every file is done, the rows of the decoded ones become images.npy and the folde
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import logging
@@ -89,6 +90,7 @@ class Build:
         self.decoded = Decoded.empty(shape[0])
         self._pending: list[str] = []
         self._flushed = -float("inf")  # the first chunk is journaled at once
+        self._made_root = not directory.parent.exists()  # removed again if this build fails: nothing written
         directory.parent.mkdir(parents=True, exist_ok=True)
         self.tmp = self._adopt() or self._create()
         # after adopting: a killed build's arrays may be what fills the disk
@@ -104,6 +106,9 @@ class Build:
             self.flush()
         elif kind is not None:
             shutil.rmtree(self.tmp, ignore_errors=True)
+            if self._made_root:
+                with contextlib.suppress(OSError):  # another build's meanwhile
+                    self.directory.parent.rmdir()
 
     def _create(self) -> Path:
         tmp = temp_name(self.directory)
