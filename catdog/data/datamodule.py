@@ -216,8 +216,12 @@ class ImageDataModule(pl.LightningDataModule):
         images = self.prepared.images
         return len(self.splits[split]) * (images[0].nbytes + 8) if len(images) else 0
 
+    def _device(self) -> torch.device:
+        """The training device (the CPU outside a Trainer)."""
+        return self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
+
     def _tensor_loader(self, split: str, shuffle: bool) -> TensorBatches:
-        device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
+        device = self._device()
         idx = self.splits[split]
         images = torch.from_numpy(self.prepared.images[idx]).to(device)
         labels = torch.from_numpy(self.prepared.labels[idx]).to(device)
@@ -228,7 +232,7 @@ class ImageDataModule(pl.LightningDataModule):
         distributed = self.trainer is not None and self.trainer.world_size > 1
         settings, seed = self.settings, self.settings.split.seed
         if settings.loader != "dataloader" and not distributed:
-            device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
+            device = self._device()
             choice = choose_loader(
                 settings.loader, split, self.tensor_bytes(split), available_memory(device), str(device)
             )
