@@ -24,10 +24,10 @@ from pathlib import Path
 import numpy as np
 from numpy.lib.format import open_memmap
 
-from catdog.data.cache import dead_builds, publish, remove_stale_temps, temp_name
+from catdog.data.cache import JOURNAL, dead_builds, publish, remove_stale_temps, temp_name
 
 log = logging.getLogger(__name__)
-ROWS, JOURNAL = "decoding.npy", "journal.jsonl"
+ROWS = "decoding.npy"
 # a kill loses at most the chunks of the last second; a flush is two fsyncs (milliseconds)
 JOURNAL_SECONDS = 1.0
 COPY_BYTES = 64 * 2**20  # rows copied at a time when the failed files' rows are left out

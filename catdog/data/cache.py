@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 # network-size image from 32 px on: older caches are rebuilt rather than mixed with the new rule
 CACHE_FORMAT_VERSION = 3
 PHOTO_COLUMNS = ("path", "label", "sha256", "phash", "group")
+JOURNAL = "journal.jsonl"  # in a build's temporary folder: the chunks done (catdog.data.building)
 
 
 @dataclass
@@ -101,7 +102,7 @@ def dead_builds(directory: Path) -> list[Path]:
         pid = int(owner["pid"]) if owner else -1
         # this process's own: a build it left on Ctrl-C (in a notebook, say), which nothing else is running
         dead = owner is not None and owner["host"] == host and (pid == os.getpid() or not _pid_alive(pid))
-        if dead and (tmp / "journal.jsonl").exists():
+        if dead and (tmp / JOURNAL).exists():
             found.append(tmp)
     return found
 
