@@ -7,6 +7,7 @@ from benchmarks import (  # noqa: F401
     deploy,
     efficiency,
     preprocessing,
+    scale,
     serving,
     speed_settings,
     startup,

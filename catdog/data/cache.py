@@ -3,8 +3,8 @@
 A cache is a directory `<cache_dir>/<name>-<key>/` holding `images.npy` (uint8, N x H x W x C), `labels.npy`
 (int64), `report.json` and `photos.csv` (per image: its path in the source, label, content hash, perceptual hash
 and duplicate group), plus the `splits-*.csv` of the runs that used it. It is built in a temporary sibling and
-renamed into place, so a kill at any moment leaves either no cache or a complete one, and two processes building
-the same cache both end with a valid one.
+renamed into place, so a kill at any moment leaves either no cache or a complete one (and a build the next one
+resumes: catdog.data.building), and two processes building the same cache both end with a valid one.
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ import shutil
 import socket
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +35,7 @@ log = logging.getLogger(__name__)
 # network-size image from 32 px on: older caches are rebuilt rather than mixed with the new rule
 CACHE_FORMAT_VERSION = 3
 PHOTO_COLUMNS = ("path", "label", "sha256", "phash", "group")
+JOURNAL = "journal.jsonl"  # in a build's temporary folder: the chunks done (catdog.data.building)
 
 
 @dataclass
@@ -54,7 +57,7 @@ def cache_key(description: dict) -> str:
     return hashlib.sha256(blob.encode("utf-8", "surrogateescape")).hexdigest()[:16]
 
 
-def _temp_name(directory: Path) -> Path:
+def temp_name(directory: Path) -> Path:
     """`.<name>.<host>-<pid>.<random>.tmp`: who is building it, so a later build can tell a dead one's leftovers."""
     return directory.with_name(
         f".{directory.name}.{socket.gethostname()}-{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
@@ -90,19 +93,44 @@ def remove_stale_temps(cache_root: Path, max_age_s: float = 24 * 3600) -> None:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def write_cache(
-    directory: Path, images: np.ndarray, labels: np.ndarray, report: dict, photos: dict[str, list]
-) -> None:
-    """Publish a complete cache directory in one rename; a concurrent identical build that wins is kept."""
-    tmp = _temp_name(directory)
+def dead_builds(directory: Path) -> list[Path]:
+    """The temporary folders of `directory` left with a journal by killed or interrupted builds on this host (ones
+    a new build may resume), in name order."""
+    host, found = socket.gethostname(), []
+    for tmp in sorted(directory.parent.glob(f".{directory.name}.*.tmp")):
+        owner = _TEMP_OWNER.match(tmp.name)
+        pid = int(owner["pid"]) if owner else -1
+        # this process's own: a build it left on Ctrl-C (in a notebook, say), which nothing else is running
+        dead = owner is not None and owner["host"] == host and (pid == os.getpid() or not _pid_alive(pid))
+        if dead and (tmp / JOURNAL).exists():
+            found.append(tmp)
+    return found
+
+
+@contextmanager
+def cache_errors(directory: Path) -> Iterator[None]:
+    """A failed write to the cache as one CatdogError: the full disk, or the folder that cannot be written."""
     try:
-        directory.parent.mkdir(parents=True, exist_ok=True)
-        remove_stale_temps(
-            directory.parent
-        )  # before writing: a killed build's arrays may be what fills the disk
-        tmp.mkdir()
+        yield
+    except OSError as e:
+        if is_disk_full(e):
+            raise disk_full_error(
+                f"the cache {directory} (data.cache_dir)",
+                "Free some space or point data.cache_dir at a larger disk; nothing was changed.",
+            ) from e
+        raise CatdogError(
+            f"data.cache_dir={directory.parent}: cannot write the cache there ({e.strerror or e}). "
+            "Point data.cache_dir at a writable folder."
+        ) from e
+
+
+def publish(tmp: Path, directory: Path, labels: np.ndarray, report: dict, photos: dict[str, list]) -> None:
+    """Complete the build in `tmp` (its images.npy already written) and publish it as `directory` in one rename;
+    a concurrent identical build that wins is kept."""
+    try:
+        with open(tmp / "images.npy", "rb+") as f:
+            os.fsync(f.fileno())
         # plain writes inside the temporary dir: the dir's rename below is what publishes them
-        write_synced(tmp / "images.npy", lambda f: np.save(f, images))
         write_synced(tmp / "labels.npy", lambda f: np.save(f, labels))
         write_synced(tmp / "report.json", lambda f: json.dump(report, f, indent=2), binary=False)
         rows = zip(*(photos[c] for c in PHOTO_COLUMNS))
@@ -115,16 +143,6 @@ def write_cache(
                 raise
             log.info("Another process finished the same cache first; using %s", directory)
         fsync_dir(directory.parent)
-    except OSError as e:
-        if is_disk_full(e):
-            raise disk_full_error(
-                f"the cache {directory} (data.cache_dir)",
-                "Free some space or point data.cache_dir at a larger disk; nothing was changed.",
-            ) from e
-        raise CatdogError(
-            f"data.cache_dir={directory.parent}: cannot write the cache there ({e.strerror or e}). "
-            "Point data.cache_dir at a writable folder."
-        ) from e
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -157,8 +175,13 @@ def load_cache(directory: Path) -> CachedArrays | None:
 
 def read_photos(path: Path, n: int) -> dict[str, list[str]]:
     """photos.csv as columns; ValueError when it does not describe the n images."""
+    columns: list[list[str]] = [[] for _ in PHOTO_COLUMNS]
     with open(path, newline="", encoding="utf-8") as f:
-        rows = list(csv.reader(f))
-    if not rows or tuple(rows[0]) != PHOTO_COLUMNS or len(rows) != n + 1:
+        rows = csv.reader(f)
+        header = tuple(next(rows, ()))
+        for row in rows:  # column by column: a list per row held for them all is ~100 bytes a photo more
+            for column, value in zip(columns, row, strict=True):
+                column.append(value)
+    if header != PHOTO_COLUMNS or len(columns[0]) != n:
         raise ValueError(f"photos.csv does not list the {n} images")
-    return {c: [r[j] for r in rows[1:]] for j, c in enumerate(PHOTO_COLUMNS)}
+    return dict(zip(PHOTO_COLUMNS, columns))

@@ -14,7 +14,13 @@ from torch.utils.data import DataLoader, Dataset
 from catdog.data.cache import CachedArrays
 from catdog.data.duplicates import photo_ids
 from catdog.data.exclude import exclusion_mask, exclusion_tag
-from catdog.data.loaders import ResumableDataLoader, SeededShuffle, TensorBatches
+from catdog.data.loaders import (
+    ResumableDataLoader,
+    SeededShuffle,
+    TensorBatches,
+    available_memory,
+    choose_loader,
+)
 from catdog.data.preprocess import prepare_dataset, summarize
 from catdog.data.settings import DataSettings
 from catdog.data.split import SPLITS, assign_splits, balance, class_weights, split_order, split_rows
@@ -205,8 +211,17 @@ class ImageDataModule(pl.LightningDataModule):
     def dataset(self, split: str) -> ArrayDataset:
         return ArrayDataset(self.prepared.images, self.prepared.labels, self.splits[split])
 
+    def tensor_bytes(self, split: str) -> int:
+        """What a split takes as tensors on its device: its images (uint8) and labels (int64)."""
+        images = self.prepared.images
+        return len(self.splits[split]) * (images[0].nbytes + 8) if len(images) else 0
+
+    def _device(self) -> torch.device:
+        """The training device (the CPU outside a Trainer)."""
+        return self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
+
     def _tensor_loader(self, split: str, shuffle: bool) -> TensorBatches:
-        device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
+        device = self._device()
         idx = self.splits[split]
         images = torch.from_numpy(self.prepared.images[idx]).to(device)
         labels = torch.from_numpy(self.prepared.labels[idx]).to(device)
@@ -216,8 +231,13 @@ class ImageDataModule(pl.LightningDataModule):
     def _loader(self, split: str, shuffle: bool) -> DataLoader | TensorBatches:
         distributed = self.trainer is not None and self.trainer.world_size > 1
         settings, seed = self.settings, self.settings.split.seed
-        if settings.loader == "tensor" and not distributed:
-            return self._tensor_loader(split, shuffle)
+        if settings.loader != "dataloader" and not distributed:
+            device = self._device()
+            choice = choose_loader(
+                settings.loader, split, self.tensor_bytes(split), available_memory(device), str(device)
+            )
+            if choice == "tensor":
+                return self._tensor_loader(split, shuffle)
         dataset = self.dataset(split)
         return ResumableDataLoader(
             dataset,

@@ -2,11 +2,57 @@
 
 from __future__ import annotations
 
+import logging
+import os
 from collections.abc import Iterable, Iterator
 from typing import Any
 
 import torch
 from torch.utils.data import DataLoader, Sampler, SequentialSampler
+
+from catdog.errors import CatdogError
+
+log = logging.getLogger(__name__)
+# the tensor path may take half the memory free on its device: the rest is for the network, its activations, the
+# other splits' tensors and (on the CPU) the page cache that the memory-mapped cache reads through
+TENSOR_SHARE = 0.5
+
+
+def available_memory(device: torch.device) -> int:
+    """Bytes free on `device` now: the GPU's free memory, or the system's MemAvailable (free plus reclaimable page
+    cache; without /proc, the free pages)."""
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def choose_loader(requested: str, split: str, needed: int, available: int, device: str) -> str:
+    """`tensor` or `dataloader` for a split that takes `needed` bytes as a tensor on `device` with `available`
+    bytes free: data.loader=auto takes the tensor path when it fits in TENSOR_SHARE of them (and logs which and
+    why), an explicit data.loader=tensor that does not fit is an error with the estimate."""
+    if requested == "dataloader":
+        return requested
+    fits = needed <= TENSOR_SHARE * available
+    gb = f"{needed / 1e9:.2f} GB, {'within' if fits else 'more than'} {TENSOR_SHARE:.0%} of the {available / 1e9:.2f} GB free on {device}"
+    if requested == "tensor" and not fits:
+        raise CatdogError(
+            f"data.loader=tensor: the {split} split as one tensor takes {gb}. Use data.loader=auto (the "
+            "memory-mapped loader where the tensor does not fit) or data.loader=dataloader."
+        )
+    choice = "tensor" if fits else "dataloader"
+    if requested == "auto":
+        memory_mapped = (
+            "the memory-mapped DataLoader" if choice == "dataloader" else "the whole split as one tensor"
+        )
+        log.info("data.loader=auto: %s for the %s split (%s)", memory_mapped, split, gb)
+    return choice
 
 
 class SeededShuffle(Sampler[int]):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import mmap
 import signal
 from collections.abc import Iterable
 from dataclasses import asdict
@@ -13,7 +12,8 @@ from typing import cast
 
 import numpy as np
 
-from catdog.data.cache import CachedArrays, cache_key, load_cache, write_cache
+from catdog.data.building import Build, Decoded, write_rows
+from catdog.data.cache import CachedArrays, cache_errors, cache_key, load_cache
 from catdog.data.decode import BadImage, decode_for_cache
 from catdog.data.duplicates import (
     NEAR_DISTANCE,
@@ -57,35 +57,32 @@ def _fork_pool(workers: int):
         cv2.setNumThreads(threads)
 
 
-def _decode_chunk(chunk: tuple[int, list[str]]):
-    """Decode a run of files straight into the shared output array; returns (start, ok flags, failures, sizes,
-    {index: (sha256, perceptual hash)})."""
+def _decode_chunk(chunk: tuple[int, list[str]]) -> dict:
+    """Decode a run of files and write their rows into the build's decoding.npy; what it found, as the build's
+    journal records it (catdog.data.building.Decoded.add)."""
     start, paths = chunk
-    reader, decode, out = _worker["reader"], _worker["decode"], _worker["out"]
-    ok = np.zeros(len(paths), dtype=bool)
-    failures, sizes, hashes = [], [], {}
+    reader, decode, build = _worker["reader"], _worker["decode"], _worker["build"]
+    rows = np.zeros((len(paths), *build.shape[1:]), dtype=np.uint8)
+    ok = ["0"] * len(paths)
+    found: dict = {"start": start, "failures": [], "sizes": [], "sha256": [], "phash": []}
     for i, path in enumerate(paths):
         try:
             data = reader.read(path)
         except (OSError, KeyError) as e:
-            failures.append((start + i, f"unreadable ({e.__class__.__name__}: {e})"))
+            found["failures"].append((start + i, f"unreadable ({e.__class__.__name__}: {e})"))
             continue
         try:
-            out[start + i], size, phash = decode_for_cache(data, decode)
+            rows[i], size, phash = decode_for_cache(data, decode)
         except BadImage as e:
-            failures.append((start + i, str(e)))
+            found["failures"].append((start + i, str(e)))
             continue
-        ok[i] = True
-        sizes.append(size)
+        ok[i] = "1"
+        found["sizes"].append(size)
         # hashing the bytes costs a few percent of decoding them
-        hashes[start + i] = (content_hash(data), phash)
-    return start, ok, failures, sizes, hashes
-
-
-def _shared_array(shape: tuple[int, ...]) -> np.ndarray:
-    """A uint8 array in anonymous shared memory: forked workers write into it, so no image is pickled back."""
-    size = int(np.prod(shape))
-    return np.frombuffer(mmap.mmap(-1, max(size, 1)), dtype=np.uint8, count=size).reshape(shape)
+        found["sha256"].append(content_hash(data))
+        found["phash"].append(phash)
+    write_rows(build.rows, build.offset, start, rows)
+    return {**found, "ok": "".join(ok)}
 
 
 def plan_workers(n: int, requested: int) -> tuple[int, int]:
@@ -94,45 +91,46 @@ def plan_workers(n: int, requested: int) -> tuple[int, int]:
     return workers, max(1, min(CHUNK, -(-n // (workers * 4))))
 
 
-def _decode_all(source: ImageSource, decode: DecodeSettings, num_workers: int, progress: bool):
-    res, ch = decode.resolution, decode.channels
+def _decode_all(
+    source: ImageSource, decode: DecodeSettings, num_workers: int, progress: bool, build: Build
+) -> None:
+    """Decode the files `build` has not decoded yet, each chunk written and journaled as it finishes."""
     n = len(source.paths)
     workers, chunk = plan_workers(n, num_workers)
-    out = _shared_array((n, res, res, ch)) if workers > 1 else np.empty((n, res, res, ch), dtype=np.uint8)
-    ok = np.zeros(n, dtype=bool)
-    failures, sizes, hashes = [], [], {}
-    chunks = [(s, source.paths[s : s + chunk]) for s in range(0, n, chunk)]
+    chunks = [(s, source.paths[s : s + count]) for s, count in build.todo(chunk)]
+    workers = min(workers, max(1, sum(len(c[1]) for c in chunks) // MIN_PER_WORKER))
     reader = SourceReader(source.root, source.kind)
-    _worker.update(reader=reader, decode=decode, out=out)  # inherited by the forked workers
+    _worker.update(reader=reader, decode=decode, build=build)  # inherited by the forked workers
     pool = _fork_pool(workers) if workers > 1 else None
     try:
         # the pool takes the tasks now; tqdm's import (~12 ms, most of it its version lookup) runs while it decodes
         results = pool.imap_unordered(_decode_chunk, chunks) if pool else map(_decode_chunk, chunks)
         from tqdm import tqdm
 
-        with tqdm(total=n, desc="Decoding images", unit="img", disable=not progress, leave=False) as bar:
-            for start, chunk_ok, fails, chunk_sizes, chunk_hashes in results:
-                ok[start : start + len(chunk_ok)] = chunk_ok
-                failures += fails
-                sizes += chunk_sizes
-                hashes.update(chunk_hashes)
-                bar.update(len(chunk_ok))
+        done = int(build.decoded.done.sum())
+        with tqdm(
+            total=n, initial=done, desc="Decoding images", unit="img", disable=not progress, leave=False
+        ) as bar:
+            for found in results:
+                build.record(found)
+                bar.update(len(found["ok"]))
+        build.flush()
     finally:
         if pool is not None:
             pool.terminate()
         reader.close()
         _worker.clear()
-    return out, ok, failures, sizes, [hashes[i] for i in np.flatnonzero(ok)]
 
 
-def _photo_table(found: ImageSource, ok: np.ndarray, labels: np.ndarray, hashes: list) -> dict[str, list]:
+def _photo_table(found: ImageSource, decoded: Decoded, labels: np.ndarray) -> dict[str, list]:
     """photos.csv's columns for the decoded images, plus `members`: the duplicate groups as index lists."""
-    sha256 = [h for h, _ in hashes]
-    phash = np.array([p for _, p in hashes], dtype=np.uint64)
+    ok = decoded.ok
+    sha256 = [h.decode() for h in decoded.sha256[ok].tolist()]
+    phash = decoded.phash[ok]
     groups, members = duplicate_groups(sha256, phash, NEAR_DISTANCE)
     return {
-        "path": [printable(found.paths[i]) for i in np.flatnonzero(ok)],
-        "label": [found.classes[c] for c in labels],
+        "path": [printable(found.paths[i]) for i in np.flatnonzero(ok).tolist()],
+        "label": [found.classes[c] for c in labels.tolist()],
         "sha256": sha256,
         "phash": [f"{p:016x}" for p in phash.tolist()],
         "group": groups,
@@ -140,8 +138,8 @@ def _photo_table(found: ImageSource, ok: np.ndarray, labels: np.ndarray, hashes:
     }
 
 
-def _size_stats(sizes) -> dict:
-    known = np.array([s for s in sizes if s[0] > 0], dtype=np.int64).reshape(-1, 2)
+def _size_stats(decoded: Decoded) -> dict:
+    known = decoded.sizes[decoded.ok & (decoded.sizes[:, 0] > 0)]
     if not len(known):
         return {}
     return {
@@ -214,7 +212,7 @@ def locate_source(settings: DataSettings):
 def prepare_dataset(settings: DataSettings) -> CachedArrays:
     """Find, decode and cache the images of `settings.source`; a second call with the same source and decode
     settings loads the cache (the split and loader settings play no part)."""
-    source, decode = str(settings.source), settings.decode
+    decode = settings.decode
     cache_root = Path(settings.cache_dir)
     root, kind = locate_source(settings)
     found = find_images(root, kind, decode.layout, exclude=cache_root)
@@ -222,41 +220,56 @@ def prepare_dataset(settings: DataSettings) -> CachedArrays:
     # every decode setting, the layout as found (auto resolved), and the duplicate threshold, which decides the
     # groups the cache holds
     key = cache_key({**asdict(decode), **files, "near_duplicate_distance": NEAR_DISTANCE})
+    del files
+    found.fingerprint = []  # only the key needs it: ~120 bytes a photo through the decode
     directory = cache_root / f"{root.name.split('.')[0]}-{decode.resolution}px-{decode.channels}ch-{key}"
     cached = load_cache(directory)
     if cached is not None:
         log.info("Loaded cached arrays from %s (%d images)", directory, len(cached.labels))
         return cached
-    workers = settings.num_workers if settings.num_workers and settings.num_workers > 0 else usable_cpus()
-    images, ok, failures, sizes, hashes = _decode_all(found, decode, workers, settings.progress)
-    labels = np.asarray(found.labels, dtype=np.int64)[ok]
-    if not ok.any():
-        reasons = ", ".join(f"{n} {r}" for r, n in reason_counts(r for _, r in failures)[:3])
-        raise CatdogError(
-            f"data.source={source}: none of the {len(found.paths)} image files could be decoded ({reasons})."
-        )
-    skipped = found.ignored + [{"path": printable(found.paths[i]), "reason": r} for i, r in sorted(failures)]
-    counts = np.bincount(labels, minlength=len(found.classes))
-    photos = _photo_table(found, ok, labels, hashes)
-    duplicates, conflicts = describe_groups(
-        photos.pop("members"), photos["path"], labels, photos["sha256"], found.classes
-    )
-    report = {
-        "source": str(root),
-        "layout": found.layout,
-        "classes": found.classes,
-        "n_images": int(ok.sum()),
-        "n_skipped": len(skipped),
-        "per_class": {c: int(n) for c, n in zip(found.classes, counts)},
-        "skipped": skipped,
-        "resolution": decode.resolution,
-        "channels": decode.channels,
-        "image_size": _size_stats(sizes),
-        "cache_dir": str(directory),
-        "near_duplicate_distance": NEAR_DISTANCE,
-        "duplicates": duplicates,
-        "label_conflicts": conflicts,
-    }
-    write_cache(directory, images if ok.all() else images[ok], labels, report, photos)
-    log.info("Prepared %s (%d images)", directory, report["n_images"])  # its summary: the caller's to show
+    with cache_errors(directory):
+        _build(settings, found, root, directory)
+    log.info("Prepared %s", directory)  # its summary: the caller's to show
     return cast(CachedArrays, load_cache(directory))  # just written
+
+
+def _build(settings: DataSettings, found: ImageSource, root: Path, directory: Path) -> None:
+    """Decode the photos `found` lists (resuming a killed build of the same cache) and publish the cache."""
+    decode = settings.decode
+    workers = settings.num_workers if settings.num_workers and settings.num_workers > 0 else usable_cpus()
+    shape = (len(found.paths), decode.resolution, decode.resolution, decode.channels)
+    with Build(directory, shape) as build:
+        _decode_all(found, decode, workers, settings.progress, build)
+        decoded = build.decoded
+        ok = decoded.ok
+        if not ok.any():
+            reasons = reason_counts(decoded.failures.values())[:3]
+            raise CatdogError(
+                f"data.source={settings.source}: none of the {len(found.paths)} image files could be decoded "
+                f"({', '.join(f'{n} {r}' for r, n in reasons)})."
+            )
+        labels = np.asarray(found.labels, dtype=np.int64)[ok]
+        failures = sorted(decoded.failures.items())
+        skipped = found.ignored + [{"path": printable(found.paths[i]), "reason": r} for i, r in failures]
+        counts = np.bincount(labels, minlength=len(found.classes))
+        photos = _photo_table(found, decoded, labels)
+        duplicates, conflicts = describe_groups(
+            photos.pop("members"), photos["path"], labels, photos["sha256"], found.classes
+        )
+        report = {
+            "source": str(root),
+            "layout": found.layout,
+            "classes": found.classes,
+            "n_images": int(ok.sum()),
+            "n_skipped": len(skipped),
+            "per_class": {c: int(n) for c, n in zip(found.classes, counts)},
+            "skipped": skipped,
+            "resolution": decode.resolution,
+            "channels": decode.channels,
+            "image_size": _size_stats(decoded),
+            "cache_dir": str(directory),
+            "near_duplicate_distance": NEAR_DISTANCE,
+            "duplicates": duplicates,
+            "label_conflicts": conflicts,
+        }
+        build.finish(labels, report, photos)

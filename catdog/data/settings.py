@@ -28,7 +28,7 @@ from catdog.rules import (
 
 LAYOUTS = ("auto", "folders", "kaggle")
 BALANCE_MODES = ("none", "undersample", "oversample", "class_weight")
-LOADERS = ("dataloader", "tensor")
+LOADERS = ("dataloader", "tensor", "auto")
 LABEL_CONFLICTS = ("drop", "keep")
 RESIZE_MODES = ("squash", "crop", "pad")  # how a photo that is not square becomes one (catdog.preprocessing)
 DEFAULT_MAX_PIXELS = 100_000_000  # refuse decompression bombs before OpenCV allocates them
@@ -162,7 +162,8 @@ class DataSettings:
     split: SplitSettings = field(default_factory=SplitSettings)
     cache_dir: str = "data/cache"
     batch_size: int = 100
-    loader: str = "dataloader"  # tensor: the whole split as one tensor on the training device
+    # tensor: the whole split as one tensor on the training device; auto: tensor where it fits (data/loaders.py)
+    loader: str = "dataloader"
     loader_workers: int = 0  # DataLoader workers
     num_workers: int | None = None  # decoding processes (null: every usable core)
     download_dir: str | None = (
