@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import logging
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, cast
@@ -19,6 +18,7 @@ from catdog.models.convnet import build_convnet
 from catdog.models.model_spec import ModelSpec
 from catdog.models.resize import resize_batch, resolution_at
 from catdog.models.rng_state import RNG_KEY, rng_states, set_rng_states
+from catdog.models.schedule import build_scheduler, replan_schedules
 from catdog.models.spec import convnet_spec
 from catdog.models.temperature import calibrate
 from catdog.models.whiten import freeze_first_conv
@@ -243,18 +243,11 @@ class ImageClassifier(pl.LightningModule):
         optimizer = self.optimizer_factory(params=self.parameters())
         if self.scheduler_factory is None:
             return optimizer
-        extra = {}
-        factory = self.scheduler_factory
-        if "total_steps" in inspect.signature(factory).parameters and "total_steps" not in getattr(
-            factory, "keywords", {}
-        ):
-            extra["total_steps"] = int(self.trainer.estimated_stepping_batches)
-        try:
-            scheduler = factory(optimizer, **extra)
-        except ZeroDivisionError:
-            # OneCycleLR divides by pct_start * total_steps - 1 (zero for 4 steps at pct_start 0.25): one step
-            # more keeps the shape, and its last, lowest learning rate is never reached
-            extra["total_steps"] += 1
-            scheduler = factory(optimizer, **extra)
-        interval = "step" if extra else "epoch"
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": interval}}
+        total = int(self.trainer.estimated_stepping_batches)
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": build_scheduler(self.scheduler_factory, optimizer, total),
+        }
+
+    def on_train_start(self) -> None:
+        replan_schedules(self.trainer, self.scheduler_factory)  # a resume with another trainer.max_epochs
