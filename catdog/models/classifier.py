@@ -15,6 +15,7 @@ from torchmetrics.classification import MulticlassAccuracy
 from catdog.errors import CatdogError
 from catdog.models.augment import augment_batch
 from catdog.models.convnet import build_convnet
+from catdog.models.freeze import convnet_stages, freeze_stages, hold_frozen
 from catdog.models.model_spec import ModelSpec
 from catdog.models.resize import resize_batch, resolution_at
 from catdog.models.rng_state import RNG_KEY, rng_states, set_rng_states
@@ -66,6 +67,7 @@ class ImageClassifier(pl.LightningModule):
         augment: dict | None = None,
         progressive_resize: dict | None = None,
         whiten: bool = False,
+        freeze: int = 0,
         tta: bool = False,
         channels_last: bool = False,
         compile: bool = False,
@@ -92,11 +94,13 @@ class ImageClassifier(pl.LightningModule):
             augment=augment,
             progressive_resize=progressive_resize,
             whiten=whiten,
+            freeze=freeze,
         )
         self.augment_spec = spec.augmentation
         self.net = build_convnet(spec.net, len(classes), mean, std)
         if whiten:
             freeze_first_conv(self.net)
+        self.frozen = freeze_stages(convnet_stages(self.net, spec.net.convs), freeze)
         if channels_last:
             self.net = self.net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # torch's stub lacks it
         # kept out of the module tree, so state_dict and checkpoints hold the weights once, compiled or not
@@ -122,6 +126,11 @@ class ImageClassifier(pl.LightningModule):
         self.register_buffer("temperature", torch.ones(()))
         self._val_outputs: list[tuple[torch.Tensor, torch.Tensor]] = []
         self._calibration_warned: set[str] = set()  # a warning per kind of untrusted fit, not one per epoch
+
+    def train(self, mode: bool = True) -> ImageClassifier:
+        super().train(mode)
+        hold_frozen(self.frozen)  # model.freeze's stages keep their batch-norm statistics
+        return self
 
     def on_fit_start(self) -> None:
         if self.hparams.compile and self.trainer.is_global_zero:
