@@ -546,6 +546,8 @@ def test_the_finetune_benchmark_smoke_plan_trains_every_task_from_the_left_out_p
     assert all(set(r) == {"metric", "value", "goal", "met", "seeds"} and r["seeds"] == [0] for r in rows)
     pretrained = tmp_path / "work" / "pretrain" / "checkpoints" / "last.ckpt"
     provenance = (tmp_path / "work" / "rotation-8-1-default-s0" / "provenance.json").read_text()
-    assert str(pretrained) in provenance and '"last_layer": "new"' in provenance  # 4 rotations: a new last layer
+    assert (
+        str(pretrained) in provenance and '"last_layer": "new"' in provenance
+    )  # 4 rotations: a new last layer
     lines = finetune.result_lines(rows)
     assert lines[0] == "| metric | value | goal | met | seeds |" and len(lines) == 14

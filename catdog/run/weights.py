@@ -23,6 +23,7 @@ from torch import nn
 
 from catdog.checkpoint import UNREADABLE, model_arguments, read_checkpoint
 from catdog.errors import CatdogError
+from catdog.models.classifier import ImageClassifier
 from catdog.models.spec import NET_KEYS
 
 log = logging.getLogger(__name__)
@@ -83,7 +84,7 @@ def read_weights(path: str | Path) -> Weights:
     )
 
 
-def config_classifier(model: DictConfig, classes: list[str]) -> nn.Module:
+def config_classifier(model: DictConfig, classes: list[str]) -> ImageClassifier:
     """The classifier this run's `model` config builds for `classes`, before the data is prepared (the input
     statistics of model.normalize are placeholders: they shape no weight)."""
     channels = int(model.in_channels)
@@ -138,7 +139,7 @@ def settings_behind(file_args: dict | None, here_args: dict) -> str:
 
 def check_fits(
     setting: str,
-    expected: nn.Module,
+    expected: ImageClassifier,
     weights: Weights,
     fix: str,
     skip: frozenset[str] | set[str] = frozenset(),
@@ -174,7 +175,7 @@ def check_init_fits(model: DictConfig, weights: Weights) -> None:
     check_fits("init_from", here, weights, fix, head_keys(here.net))
 
 
-def load_init(model: nn.Module, weights: Weights) -> dict:
+def load_init(model: ImageClassifier, weights: Weights) -> dict:
     """The file's weights into `model.net`; the last layer made anew when the classes differ. Returns what
     provenance.json and the checkpoints record."""
     classes = list(model.hparams.classes)
