@@ -72,9 +72,8 @@ def read_weights(path: str | Path) -> Weights:
         and "state_dict" in content
         and "classes" in content.get("hyper_parameters", {})
     ):
-        checkpoint = read_checkpoint(path)
         return Weights(
-            path, network_state(checkpoint["state_dict"]), model_arguments(checkpoint["hyper_parameters"])
+            path, network_state(content["state_dict"]), model_arguments(content["hyper_parameters"])
         )
     if isinstance(content, dict) and content and all(isinstance(v, torch.Tensor) for v in content.values()):
         return Weights(path, network_state(content))
