@@ -55,6 +55,8 @@ def replan_schedules(trainer: pl.Trainer, factory: Callable | None) -> None:
     total = int(trainer.estimated_stepping_batches)
     for config in trainer.lr_scheduler_configs:
         old = config.scheduler
+        if not any(hasattr(old, k) for k in LENGTH_KEYS):  # step, or a tuner's own schedule: nothing to plan
+            continue
         groups = [dict(g) for g in old.optimizer.param_groups]  # the rates the restored schedule set
         new = build_scheduler(factory, old.optimizer, total, old.last_epoch - 1)["scheduler"]
         before = {k: getattr(old, k) for k in LENGTH_KEYS if hasattr(old, k)}
