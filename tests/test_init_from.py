@@ -157,3 +157,23 @@ def test_a_file_without_network_weights_is_named(tmp_path):
         CatdogError, match=r"init_from=\S+notes\.pt: not a catdog checkpoint nor a network state_dict"
     ):
         read_weights(file)
+
+
+def test_resuming_a_run_started_with_init_from_goes_on_from_its_own_checkpoint(tmp_path):
+    from catdog.run.rerun import restore_overrides
+
+    run = tmp_path / "run"
+    (run / ".hydra").mkdir(parents=True)
+    (run / ".hydra" / "overrides.yaml").write_text(
+        "- experiment=fast\n- init_from=/w/pets.ckpt\n- model.freeze=2\n"
+    )
+    resumed = restore_overrides([f"hydra.run.dir={run}", "ckpt_path=last", "trainer.max_epochs=4"])
+    assert resumed == [
+        "experiment=fast",
+        "model.freeze=2",
+        f"hydra.run.dir={run}",
+        "ckpt_path=last",
+        "trainer.max_epochs=4",
+    ]
+    # a requeued job (ckpt_path=auto) keeps it: with no checkpoint of its own yet, it starts from init_from
+    assert "init_from=/w/pets.ckpt" in restore_overrides([f"hydra.run.dir={run}", "ckpt_path=auto"])
