@@ -146,6 +146,9 @@ def test_init_from_with_ckpt_path_and_bad_values_are_config_errors(image_folder,
             "model.head=gap", "model.progressive_resize={start:40,until_epoch:5}", "trainer.max_epochs=5"
         )
         validate(compose("train", overrides=[f"init_from={file}", "ckpt_path=auto"]))  # a requeued job's pair
+        validate(
+            compose("train", overrides=["experiment=best", "debug=fast_dev_run"])
+        )  # a batch: runs at all?
 
 
 def test_a_file_without_network_weights_is_named(tmp_path):

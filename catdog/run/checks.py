@@ -55,10 +55,11 @@ def check_plain_tail(spec: ModelSpec, max_epochs) -> None:
         )
 
 
-def check_resize_until(spec: ModelSpec, max_epochs) -> None:
-    """model.progressive_resize trains below data.resolution until its until_epoch: the run must go past it."""
+def check_resize_until(spec: ModelSpec, max_epochs, fast_dev_run=False) -> None:
+    """model.progressive_resize trains below data.resolution until its until_epoch: the run must go past it (a
+    trainer.fast_dev_run of a batch or a few checks that the code runs, not what it learns)."""
     until = (spec.progressive_resize or {}).get("until_epoch")
-    if is_int(until) and is_int(max_epochs) and 0 <= max_epochs <= until:
+    if is_int(until) and is_int(max_epochs) and 0 <= max_epochs <= until and not fast_dev_run:
         raise CatdogError(
             f"model.progressive_resize.until_epoch={until} needs trainer.max_epochs above it (it is {max_epochs}): "
             "every epoch would train below data.resolution, then validate at it. Raise trainer.max_epochs or lower "
@@ -106,12 +107,16 @@ def validate(cfg: DictConfig, model: bool = True) -> None:
         rules.append(lambda: DataSettings.from_config(cfg.data))
     if model and "in_channels" in cfg.get("model", {}):
         max_epochs = OmegaConf.select(cfg, "trainer.max_epochs")
-        rules.append(lambda: check_epochs(ModelSpec.from_config(_plain(cfg.model)), max_epochs))
+        dev_run = OmegaConf.select(cfg, "trainer.fast_dev_run", default=False)
+        rules.append(lambda: check_epochs(ModelSpec.from_config(_plain(cfg.model)), max_epochs, dev_run))
     check_all(
         *rules, partial(check_settings, cfg), partial(check_test_split, cfg), partial(check_init_from, cfg)
     )
 
 
-def check_epochs(spec: ModelSpec, max_epochs) -> None:
+def check_epochs(spec: ModelSpec, max_epochs, fast_dev_run=False) -> None:
     """The model's rules that count epochs against trainer.max_epochs."""
-    check_all(partial(check_plain_tail, spec, max_epochs), partial(check_resize_until, spec, max_epochs))
+    check_all(
+        partial(check_plain_tail, spec, max_epochs),
+        partial(check_resize_until, spec, max_epochs, fast_dev_run),
+    )
