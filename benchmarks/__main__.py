@@ -6,6 +6,7 @@ from benchmarks import (  # noqa: F401
     choice,
     deploy,
     efficiency,
+    finetune,
     preprocessing,
     scale,
     serving,

@@ -529,3 +529,25 @@ def test_the_test_suite_benchmark_times_make_test_and_reads_its_summary():
     assert 0 < wall < 5 and cpu > 0
     wall, cpu, summary = timed_suite(cold=False, pytest_args="-n 0 tests/no_such_file.py")
     assert summary.startswith("no summary (exit ")
+
+
+@pytest.mark.slow
+def test_the_finetune_benchmark_smoke_plan_trains_every_task_from_the_left_out_photos(tmp_path):
+    from benchmarks import finetune
+
+    source = write_class_folders(tmp_path / "photos", per_class=20)
+    rows = finetune.run_finetune(source, tmp_path / "work", finetune.SMOKE)
+    # 24 photos left out (12 per class) of pretraining, by content; the tasks are built from them
+    assert len((tmp_path / "work" / "left_out.txt").read_text().split()) == 24
+    assert sorted(p.name for p in (tmp_path / "work" / "rotation-8").iterdir()) == list(finetune.ROTATIONS)
+    assert sum(1 for _ in (tmp_path / "work" / "same-16").rglob("*.jpg")) == 24
+    names = [r["metric"] for r in rows]
+    assert len(rows) == 12 and "init_from - scratch, same classes, 8 photos" in names
+    assert all(set(r) == {"metric", "value", "goal", "met", "seeds"} and r["seeds"] == [0] for r in rows)
+    pretrained = tmp_path / "work" / "pretrain" / "checkpoints" / "last.ckpt"
+    provenance = (tmp_path / "work" / "rotation-8-1-default-s0" / "provenance.json").read_text()
+    assert (
+        str(pretrained) in provenance and '"last_layer": "new"' in provenance
+    )  # 4 rotations: a new last layer
+    lines = finetune.result_lines(rows)
+    assert lines[0] == "| metric | value | goal | met | seeds |" and len(lines) == 14

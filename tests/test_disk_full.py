@@ -144,3 +144,22 @@ def test_full_disk_before_the_run_starts(small_disk, image_folder, tmp_path, mul
     filler.unlink()
     run_train(*overrides)
     assert list(out.rglob("metrics.json"))
+
+
+def test_a_first_checkpoint_on_a_full_disk_offers_no_resume(small_disk):
+    from catdog.errors import CatdogError
+    from catdog.run.resume import AtomicCheckpointIO
+
+    fill(small_disk, leave=MB // 4)
+    checkpoints = small_disk / "run" / "checkpoints"
+    big = {"state_dict": {"w": torch.zeros(MB // 2)}}  # 2 MB of float32
+    with pytest.raises(CatdogError) as first:
+        AtomicCheckpointIO().save_checkpoint(big, checkpoints / "epoch000.ckpt")
+    message = str(first.value)
+    assert "first checkpoint, so there is none to resume from" in message and "run again" in message, message
+    assert "previous" not in message and "ckpt_path=last" not in message
+    # with last.ckpt beside it, that one is what a resume starts from
+    torch.save({}, checkpoints / "last.ckpt")
+    with pytest.raises(CatdogError, match=r"last\.ckpt beside it is intact.*resume with ckpt_path=last"):
+        AtomicCheckpointIO().save_checkpoint(big, checkpoints / "epoch001.ckpt")
+    assert not temp_files(small_disk)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import logging
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, cast
@@ -16,9 +15,11 @@ from torchmetrics.classification import MulticlassAccuracy
 from catdog.errors import CatdogError
 from catdog.models.augment import augment_batch
 from catdog.models.convnet import build_convnet
+from catdog.models.freeze import convnet_stages, freeze_stages, hold_frozen
 from catdog.models.model_spec import ModelSpec
 from catdog.models.resize import resize_batch, resolution_at
 from catdog.models.rng_state import RNG_KEY, rng_states, set_rng_states
+from catdog.models.schedule import build_scheduler, replan_schedules
 from catdog.models.spec import convnet_spec
 from catdog.models.temperature import calibrate
 from catdog.models.whiten import freeze_first_conv
@@ -67,6 +68,7 @@ class ImageClassifier(pl.LightningModule):
         augment: dict | None = None,
         progressive_resize: dict | None = None,
         whiten: bool = False,
+        freeze: int = 0,
         tta: bool = False,
         channels_last: bool = False,
         compile: bool = False,
@@ -93,11 +95,13 @@ class ImageClassifier(pl.LightningModule):
             augment=augment,
             progressive_resize=progressive_resize,
             whiten=whiten,
+            freeze=freeze,
         )
         self.augment_spec = spec.augmentation
         self.net = build_convnet(spec.net, len(classes), mean, std)
         if whiten:
             freeze_first_conv(self.net)
+        self.frozen = freeze_stages(convnet_stages(self.net, spec.net.convs), freeze)
         if channels_last:
             self.net = self.net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # torch's stub lacks it
         # kept out of the module tree, so state_dict and checkpoints hold the weights once, compiled or not
@@ -123,6 +127,11 @@ class ImageClassifier(pl.LightningModule):
         self.register_buffer("temperature", torch.ones(()))
         self._val_outputs: list[tuple[torch.Tensor, torch.Tensor]] = []
         self._calibration_warned: set[str] = set()  # a warning per kind of untrusted fit, not one per epoch
+
+    def train(self, mode: bool = True) -> ImageClassifier:
+        super().train(mode)
+        hold_frozen(self.frozen)  # model.freeze's stages keep their batch-norm statistics
+        return self
 
     def on_fit_start(self) -> None:
         if self.hparams.compile and self.trainer.is_global_zero:
@@ -244,18 +253,11 @@ class ImageClassifier(pl.LightningModule):
         optimizer = self.optimizer_factory(params=self.parameters())
         if self.scheduler_factory is None:
             return optimizer
-        extra = {}
-        factory = self.scheduler_factory
-        if "total_steps" in inspect.signature(factory).parameters and "total_steps" not in getattr(
-            factory, "keywords", {}
-        ):
-            extra["total_steps"] = int(self.trainer.estimated_stepping_batches)
-        try:
-            scheduler = factory(optimizer, **extra)
-        except ZeroDivisionError:
-            # OneCycleLR divides by pct_start * total_steps - 1 (zero for 4 steps at pct_start 0.25): one step
-            # more keeps the shape, and its last, lowest learning rate is never reached
-            extra["total_steps"] += 1
-            scheduler = factory(optimizer, **extra)
-        interval = "step" if extra else "epoch"
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": interval}}
+        total = int(self.trainer.estimated_stepping_batches)
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": build_scheduler(self.scheduler_factory, optimizer, total),
+        }
+
+    def on_train_start(self) -> None:
+        replan_schedules(self.trainer, self.scheduler_factory)  # a resume with another trainer.max_epochs

@@ -31,6 +31,7 @@ class ModelSpec:
     augment: Mapping | None = None
     progressive_resize: Mapping | None = None
     whiten: bool = False
+    freeze: int = 0  # conv stages kept fixed from the start (models/freeze.py)
     augmentation: AugmentSpec | None = field(init=False)
 
     def __post_init__(self) -> None:
@@ -39,6 +40,7 @@ class ModelSpec:
             lambda: object.__setattr__(self, "augmentation", augment_spec(self.augment, self.net.resolution)),
             partial(check_progressive_resize, self.progressive_resize, self.net),
             partial(check_whiten, self.whiten, self.net),
+            partial(check_freeze, self.freeze, self.net),
         )
 
     @classmethod
@@ -123,6 +125,17 @@ def check_progressive_resize(schedule: Mapping | None, spec: ConvNetSpec) -> Non
         raise CatdogError(
             f"model.progressive_resize.until_epoch={until}, multiple={multiple}: both must be integers >= 1."
         )
+
+
+def check_freeze(freeze: int, spec: ConvNetSpec) -> None:
+    """model.freeze counts conv stages: from 0 (none) to all of them."""
+    stages = len(spec.channels)
+    require(
+        is_int(freeze) and 0 <= freeze <= stages,
+        "model.freeze",
+        freeze,
+        f"a number of conv stages to keep fixed, from 0 to {stages} (the length of model.channels)",
+    )
 
 
 def check_whiten(whiten: bool, spec: ConvNetSpec) -> None:

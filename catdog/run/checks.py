@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import partial
+from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -54,6 +55,35 @@ def check_plain_tail(spec: ModelSpec, max_epochs) -> None:
         )
 
 
+def check_resize_until(spec: ModelSpec, max_epochs, fast_dev_run=False) -> None:
+    """model.progressive_resize trains below data.resolution until its until_epoch: the run must go past it (a
+    trainer.fast_dev_run of a batch or a few checks that the code runs, not what it learns)."""
+    until = (spec.progressive_resize or {}).get("until_epoch")
+    if is_int(until) and is_int(max_epochs) and 0 <= max_epochs <= until and not fast_dev_run:
+        raise CatdogError(
+            f"model.progressive_resize.until_epoch={until} needs trainer.max_epochs above it (it is {max_epochs}): "
+            "every epoch would train below data.resolution, then validate at it. Raise trainer.max_epochs or lower "
+            "model.progressive_resize.until_epoch."
+        )
+
+
+def check_init_from(cfg: DictConfig) -> None:
+    """init_from starts a new run from a file's weights; ckpt_path goes on with a run: one or the other (ckpt_path=auto
+    with init_from: a requeued job resumes its own checkpoint where there is one, else starts from init_from)."""
+    init = cfg.get("init_from")
+    if init is None:
+        return
+    if cfg.get("ckpt_path") not in (None, "auto"):
+        raise CatdogError(
+            f"init_from={init} and ckpt_path={cfg.ckpt_path}: init_from starts a new run from a file's weights, "
+            "ckpt_path resumes a run with its optimizer and epoch: give one of them."
+        )
+    if not Path(str(init)).expanduser().is_file():
+        raise CatdogError(
+            f"init_from={init}: no such file. Give a .ckpt written by train.py or a torch.save'd state_dict."
+        )
+
+
 def check_key(cfg: DictConfig, key: str) -> None:
     """CHECKS' rule for `key`, where the config has it."""
     ok, expected = CHECKS[key]
@@ -77,5 +107,16 @@ def validate(cfg: DictConfig, model: bool = True) -> None:
         rules.append(lambda: DataSettings.from_config(cfg.data))
     if model and "in_channels" in cfg.get("model", {}):
         max_epochs = OmegaConf.select(cfg, "trainer.max_epochs")
-        rules.append(lambda: check_plain_tail(ModelSpec.from_config(_plain(cfg.model)), max_epochs))
-    check_all(*rules, partial(check_settings, cfg), partial(check_test_split, cfg))
+        dev_run = OmegaConf.select(cfg, "trainer.fast_dev_run", default=False)
+        rules.append(lambda: check_epochs(ModelSpec.from_config(_plain(cfg.model)), max_epochs, dev_run))
+    check_all(
+        *rules, partial(check_settings, cfg), partial(check_test_split, cfg), partial(check_init_from, cfg)
+    )
+
+
+def check_epochs(spec: ModelSpec, max_epochs, fast_dev_run=False) -> None:
+    """The model's rules that count epochs against trainer.max_epochs."""
+    check_all(
+        partial(check_plain_tail, spec, max_epochs),
+        partial(check_resize_until, spec, max_epochs, fast_dev_run),
+    )

@@ -66,8 +66,10 @@ def restore_overrides(argv: list[str]) -> list[str]:
     if not found:
         return argv
     recorded = [current_spelling(str(o)) for o in OmegaConf.load(found[-1] / RECORD)]  # 0.2's model.net.*
+    # a run started with init_from goes on from its own checkpoint
+    dropped = {*parsed, *(("init_from",) if str(ckpt.value()) == "last" else ())}
     restored = [
-        s for s, o in zip(recorded, parse_overrides(recorded), strict=True) if o.key_or_group not in parsed
+        s for s, o in zip(recorded, parse_overrides(recorded), strict=True) if o.key_or_group not in dropped
     ]
     if restored:
         print(f"Resuming {run_dir.value()} with its overrides: {shlex.join(restored)}", file=sys.stderr)
@@ -96,7 +98,9 @@ def resume_command(run_dir: str) -> str:
 
     entry = json.loads(os.environ.get(ENTRY_ENV) or json.dumps(program()))
     task = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
-    kept = [s for s, o in zip(task, parse_overrides(task), strict=True) if o.key_or_group != "ckpt_path"]
+    # the resume goes on from the run's own checkpoint: no init_from
+    replaced = ("ckpt_path", "init_from")
+    kept = [s for s, o in zip(task, parse_overrides(task), strict=True) if o.key_or_group not in replaced]
     if HYDRA_SPECIAL.search(
         run_dir
     ):  # sweep job dirs hold = , [ ]: quoted for Hydra, inside the shell's quotes

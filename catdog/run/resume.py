@@ -40,12 +40,19 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             replace_atomic(path, lambda f: torch.save(checkpoint, f), binary=True)
         except (OSError, RuntimeError) as e:
             if is_disk_full(e):
-                raise disk_full_error(
-                    f"the checkpoint {path}",
-                    "The previous checkpoint there is intact. Free some space, or put the runs on a larger disk "
-                    "(paths.log_dir=/big/disk), then resume with ckpt_path=last.",
-                ) from e
+                raise disk_full_error(f"the checkpoint {path}", checkpoint_disk_full_fix(path)) from e
             raise
+
+
+def checkpoint_disk_full_fix(path: Path) -> str:
+    """What a full disk left of the run's checkpoints, and what to do: resume only where a checkpoint is intact."""
+    room = "Free some space, or put the runs on a larger disk (paths.log_dir=/big/disk)"
+    if path.is_file():
+        return f"The previous checkpoint there is intact. {room}, then resume with ckpt_path=last."
+    last = path.parent / "last.ckpt"
+    if last.is_file():
+        return f"{last.name} beside it is intact. {room}, then resume with ckpt_path=last."
+    return f"It was this run's first checkpoint, so there is none to resume from. {room}, then run again."
 
 
 class SaveOnInterrupt(pl.Callback):

@@ -29,6 +29,7 @@ from catdog.run.provenance import RecordProvenance, collect
 from catdog.run.quiet import quiet_lightning
 from catdog.run.resume import check_resume, resolve_ckpt_path
 from catdog.run.tune import run_tune
+from catdog.run.weights import check_init_fits, check_resume_fits, load_init, read_weights
 from catdog.sweeps.job_files import METRICS_FILE, PRUNED_FILE
 
 log = logging.getLogger(__name__)
@@ -71,6 +72,12 @@ def train(cfg: DictConfig) -> dict[str, float]:
         torch.set_num_threads(cfg.threads)
     print_config_tree(cfg)
     ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), cfg.paths.output_dir)
+    if ckpt_path is not None:  # a network of other settings: one line now, not a traceback after the data
+        check_resume_fits(cfg.model, ckpt_path)
+    # with ckpt_path=auto a run that resumes goes on from its own weights, not init_from's
+    init = read_weights(cfg.init_from) if cfg.get("init_from") and ckpt_path is None else None
+    if init is not None:
+        check_init_fits(cfg.model, init)
     install_ddp_launch_fix()
     if cfg.get("seed") is not None:
         pl.seed_everything(cfg.seed, workers=True)
@@ -89,6 +96,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     )
     if cfg.model.get("whiten"):  # a resumed run then loads the same filters from its checkpoint
         init_whitening(model.net, datamodule.train_sample())
+    init_record = load_init(model, init) if init is not None else None
     resumed = {}
     if ckpt_path is not None:  # TensorBoard hides what the interrupted run logged after its checkpoint
         step = check_resume(ckpt_path, datamodule.classes, cfg.data.source)
@@ -100,6 +108,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         **collect(datamodule.prepared.directory.name),
         "calibration": calibration,
         "keep_freed_memory": memory,
+        **({"init_from": init_record} if init_record else {}),
     }
     callbacks = [*averaging_first(instantiate_group(cfg.get("callbacks"))), RecordProvenance(provenance)]
     # in a job of hparams_search=optuna: report each epoch to the trial, stop when it is pruned
