@@ -294,4 +294,4 @@ def evaluate(cfg: DictConfig) -> dict:
 
 
 if __name__ == "__main__":
-    run_entry(evaluate, "evaluate")
+    run_entry(evaluate, "evaluate", usage=__doc__)

@@ -16,7 +16,8 @@ from omegaconf import DictConfig
 
 from catdog.run.cli import run_entry
 
-log = logging.getLogger(__name__)
+# named, not __name__: run as `python -m catdog.audit`, this module is __main__
+log = logging.getLogger("catdog.audit")
 
 
 def audit(cfg: DictConfig) -> list[dict]:
@@ -60,4 +61,4 @@ def audit(cfg: DictConfig) -> list[dict]:
 
 
 if __name__ == "__main__":
-    run_entry(audit, "audit")
+    run_entry(audit, "audit", usage=__doc__)
