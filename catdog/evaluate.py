@@ -7,6 +7,8 @@ the checkpoint's training split (same content) are counted as n_seen_in_training
 left out (its data.exclude) and those data.exclude names here are left out of the metrics; <split>/acc_all then
 scores them too. Metric names say what was scored: `test/acc`, `val/acc` (optimistic: val chose the checkpoint) or
 `all/acc` (every photo of data.source). The run dir gets metrics.json, confusion_matrix.png and TensorBoard events.
+data.source's class folders are matched to the checkpoint's classes by name, case-blind (a subset is fine); where
+the names differ, `classes='{Hund: Dog, Katze: Cat}'` maps them (docs/evaluate.md).
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ from torchmetrics.functional.classification import (
 )
 
 from catdog.batching import batches
-from catdog.checkpoint import check_classes, read_checkpoint
+from catdog.checkpoint import read_checkpoint
+from catdog.class_match import check_mapping, class_indices
 from catdog.data.cache import CachedArrays
 from catdog.data.duplicates import photo_ids
 from catdog.data.exclude import exclusion_mask
@@ -64,9 +67,11 @@ def classification_metrics(probs: torch.Tensor, labels: torch.Tensor, classes: l
         )
     }
     matrix = multiclass_confusion_matrix(probs, labels, n)
+    # macro averages over the classes the photos hold: a folder of some of the checkpoint's classes scores those
+    present = matrix.sum(1) > 0
     return {
         f"{split}/acc": float(multiclass_accuracy(probs, labels, n, average="micro")),
-        **{f"{split}/{name}": float(values.mean()) for name, values in per_class.items()},
+        **{f"{split}/{name}": float(values[present].mean()) for name, values in per_class.items()},
         "per_class": {
             c: {"support": int(matrix[i].sum()), **{name: float(v[i]) for name, v in per_class.items()}}
             for i, c in enumerate(classes)
@@ -162,8 +167,8 @@ def warn_optimistic(split: str, seen: int | None, n: int) -> None:
 
 def decoded_as_trained(cfg: DictConfig, predictor: Predictor, trained_on: dict | None = None) -> CachedArrays:
     """The images of data.source decoded as the checkpoint was trained (its resolution, channels and fast_decode,
-    whatever data.* says; with `trained_on`, the record of its training data, all its decode settings), classes
-    checked."""
+    whatever data.* says; with `trained_on`, the record of its training data, all its decode settings), labelled
+    as the checkpoint numbers its classes (matched by name, or as `classes=` maps the folders)."""
     settings = DataSettings.from_config(cfg.data)
     decode = DecodeSettings.from_config(trained_on) if trained_on else settings.decode
     decode = replace(
@@ -174,8 +179,9 @@ def decoded_as_trained(cfg: DictConfig, predictor: Predictor, trained_on: dict |
     )
     arrays = prepare_dataset(replace(settings, decode=decode))
     log.info("Data: %s", summarize(arrays.report))
-    check_classes(arrays.classes, predictor.classes, cfg.data.source, cfg.ckpt_path)
-    return arrays
+    mapping = check_mapping(cfg.get("classes"), predictor.classes, cfg.ckpt_path)
+    model_index = class_indices(arrays.classes, predictor.classes, mapping, cfg.data.source, cfg.ckpt_path)
+    return replace(arrays, labels=model_index[arrays.labels])
 
 
 def logits_of(predictor: Predictor, arrays: CachedArrays, indices: np.ndarray, batch: int) -> np.ndarray:
@@ -195,6 +201,7 @@ def evaluate(cfg: DictConfig) -> dict:
     trained_on = training_data(cfg)
     validate(cfg)
     predictor = Predictor.from_checkpoint(cfg.ckpt_path, device=cfg.get("device", "auto"))
+    check_mapping(cfg.get("classes"), predictor.classes, cfg.ckpt_path)  # before any photo is decoded
     arrays = decoded_as_trained(cfg, predictor, trained_on if held_out else None)
     indices, split = scored_photos(arrays, trained_on, held_out, cfg.get("split"))
     excluded = excluded_photos(cfg, arrays, trained_on)[indices]
