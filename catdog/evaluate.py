@@ -3,7 +3,7 @@
 The images are decoded as the checkpoint was trained (its resolution, channels and fast_decode, whatever data.*
 says). Without data.source, the held-out split (test, else val; split=val or split=test to choose) of the data
 the checkpoint was trained on is scored, rebuilt from what the checkpoint records; with one, every image of it is scored, and photos that were in
-the checkpoint's training split (same content) are counted as n_seen_in_training. Photos the checkpoint's training
+the checkpoint's training split, or copies of them, are counted as n_seen_in_training. Photos the checkpoint's training
 left out (its data.exclude) and those data.exclude names here are left out of the metrics; <split>/acc_all then
 scores them too. Metric names say what was scored: `test/acc`, `val/acc` (optimistic: val chose the checkpoint) or
 `all/acc` (every photo of data.source). The run dir gets metrics.json, confusion_matrix.png and TensorBoard events.
@@ -34,7 +34,7 @@ from catdog.batching import batches
 from catdog.checkpoint import read_checkpoint
 from catdog.class_match import check_mapping, class_indices
 from catdog.data.cache import CachedArrays
-from catdog.data.duplicates import photo_ids
+from catdog.data.duplicates import NEAR_DISTANCE, copies_of, phash_values, photo_ids
 from catdog.data.exclude import exclusion_mask
 from catdog.data.preprocess import prepare_dataset, summarize
 from catdog.data.settings import DataSettings, DecodeSettings, SplitSettings
@@ -124,11 +124,16 @@ def scored_photos(
 
 
 def seen_in_training(arrays: CachedArrays, indices: np.ndarray, trained_on: dict | None) -> int | None:
-    """How many of the scored photos were in the checkpoint's training split (same content hash)."""
+    """How many of the scored photos were in the checkpoint's training split or are copies of its photos, as the
+    split tells copies (catdog.data.duplicates.copies_of; checkpoints before that record: the same bytes only)."""
     if not trained_on:
         return None
     ids = photo_ids([arrays.photos["sha256"][i] for i in indices])
-    return int(np.isin(ids, trained_on["train_ids"].numpy()).sum())
+    seen = np.isin(ids, trained_on["train_ids"].numpy())
+    if "train_phash_ids" in trained_on:
+        phash = phash_values([arrays.photos["phash"][i] for i in indices])
+        seen |= copies_of(phash, trained_on["train_phash_ids"].numpy().view(np.uint64))
+    return int(seen.sum())
 
 
 def excluded_photos(cfg: DictConfig, arrays: CachedArrays, trained_on: dict | None) -> np.ndarray:
@@ -153,10 +158,12 @@ def warn_optimistic(split: str, seen: int | None, n: int) -> None:
         )
     if seen:
         log.warning(
-            "%d of the %d photos scored were in the checkpoint's training split (same content): "
+            "%d of the %d photos scored were in the checkpoint's training split or are copies of its photos "
+            "(re-saved, resized: pHash within %d bits, as the split groups copies): "
             "the metrics overstate how well it does on new photos.",
             seen,
             n,
+            NEAR_DISTANCE,
         )
     elif split == "all" and seen is None:
         log.warning(
