@@ -29,7 +29,9 @@ def check_mapping(mapping, model_classes: list[str], ckpt_path: str) -> dict[str
             f"classes ({', '.join(model_classes)}), e.g. {EXAMPLE}."
         )
     spelled = {c.lower(): c for c in model_classes}
-    problems, resolved, folders = [], {}, {}
+    problems: list[str] = []
+    resolved: dict[str, str] = {}
+    folders: dict[str, str] = {}
     for folder, target in mapping.items():
         folder = str(folder)
         if folder.lower() in folders:

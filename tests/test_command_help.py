@@ -34,6 +34,8 @@ def test_the_audit_logs_as_catdog_audit_into_audit_log(tmp_path):
     assert log.name == "catdog.audit"
     root = write_class_folders(tmp_path / "PetImages", per_class=2)
     run = tmp_path / "run"
-    proc = run_module("catdog.audit", f"data.source={root}", f"data.cache_dir={tmp_path}/cache", f"hydra.run.dir={run}")
+    proc = run_module(
+        "catdog.audit", f"data.source={root}", f"data.cache_dir={tmp_path}/cache", f"hydra.run.dir={run}"
+    )
     assert proc.returncode == 1 and "fewer than data.folds=5" in proc.stderr
     assert sorted(p.name for p in run.glob("*.log")) == ["audit.log"]

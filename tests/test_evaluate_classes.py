@@ -3,11 +3,10 @@ by sorted position, which inverted every label of `Hund/`, `Katze/` against `Cat
 
 from __future__ import annotations
 
+import cv2
 import pytest
 from helpers import make_image, run_module, train_checkpoint, write_class_folders
 from test_evaluate import evaluate_in_process
-
-import cv2
 
 from catdog.errors import CatdogError
 
@@ -42,8 +41,12 @@ def test_folders_named_otherwise_are_an_error_until_mapped_then_score_as_their_c
     german = renamed(tmp_path / "de", {"Cat": "Katze", "Dog": "Hund"})
     out = tmp_path / "de_run"
     proc = run_module(
-        "catdog.evaluate", f"ckpt_path={ckpt}", f"data.source={german}", f"data.cache_dir={tmp_path}/cache",
-        f"hydra.run.dir={out}", "data.progress=false",
+        "catdog.evaluate",
+        f"ckpt_path={ckpt}",
+        f"data.source={german}",
+        f"data.cache_dir={tmp_path}/cache",
+        f"hydra.run.dir={out}",
+        "data.progress=false",
     )
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines()[-1] == (

@@ -212,7 +212,9 @@ class ImageClassifier(pl.LightningModule):
             logits, labels = (torch.cat(t) for t in zip(*outputs))
             if self.trainer.world_size > 1:
                 n = len(self.trainer.val_dataloaders.dataset)  # type: ignore[union-attr]  # one val loader
-                logits, labels = (split_order(cast(torch.Tensor, self.all_gather(t)), n) for t in (logits, labels))
+                logits, labels = (
+                    split_order(cast(torch.Tensor, self.all_gather(t)), n) for t in (logits, labels)
+                )
             fit = calibrate(logits, labels)
             self.temperature.fill_(fit.temperature)
             self.log("val/temperature", self.temperature)

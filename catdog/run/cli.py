@@ -152,9 +152,7 @@ def usage_text(usage: str, config_name: str) -> str:
     end = next((i for i, line in enumerate(lines) if line.startswith("hydra:")), len(lines))
     own = [line for line in lines[start:end] if line.strip() and not line.startswith("task_name:")]
     settings = "\n".join(own)
-    return (
-        f"{usage.strip()}\n\nSettings (key=value on the command line; configs/{config_name}.yaml):\n{settings}\n"
-    )
+    return f"{usage.strip()}\n\nSettings (key=value on the command line; configs/{config_name}.yaml):\n{settings}\n"
 
 
 def run_entry(
