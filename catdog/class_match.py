@@ -77,7 +77,8 @@ def class_indices(
     if unmatched:
         template = ", ".join(f"{c}: CLASS" for c in unmatched)
         raise CatdogError(
-            f"data.source={source}: class {', '.join(unmatched)} is none of the classes of ckpt_path={ckpt_path} "
+            f"data.source={source}: {'classes' if len(unmatched) > 1 else 'class'} {', '.join(unmatched)} "
+            f"{'are' if len(unmatched) > 1 else 'is'} none of the classes of ckpt_path={ckpt_path} "
             f"({', '.join(model_classes)}). Map each to one of them: classes='{{{template}}}' (e.g. {EXAMPLE})."
         )
     for i in set(indices):

@@ -49,7 +49,8 @@ from catdog.run.cli import run_entry
 from catdog.run.training import instantiate_group
 from catdog.visualize import confusion_figure
 
-log = logging.getLogger(__name__)
+# named, not __name__: run as `python -m catdog.evaluate`, this module is __main__
+log = logging.getLogger("catdog.evaluate")
 # where a checkpoint records its training data: Lightning stores a DataModule's state_dict under its class name
 TRAINING_DATA = "ImageDataModule"
 

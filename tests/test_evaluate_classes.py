@@ -50,7 +50,7 @@ def test_folders_named_otherwise_are_an_error_until_mapped_then_score_as_their_c
     )
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines()[-1] == (
-        f"error: data.source={german}: class Hund, Katze is none of the classes of ckpt_path={ckpt} (Cat, Dog). "
+        f"error: data.source={german}: classes Hund, Katze are none of the classes of ckpt_path={ckpt} (Cat, Dog). "
         "Map each to one of them: classes='{Hund: CLASS, Katze: CLASS}' (e.g. classes='{Hund: Dog, Katze: Cat}')."
     )
     assert not (out / "metrics.json").exists() and not (out / "confusion_matrix.png").exists()
