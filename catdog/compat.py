@@ -80,14 +80,6 @@ def on_hydra_error(handler: Callable[[Exception], None]) -> None:
     utils.run_and_report = run_and_report
 
 
-def cleanlab_outlier_iqr_scale() -> float:
-    """cleanlab Datalab's rule for feature outliers: an average kNN distance above Q3 + scale * IQR, with scale =
-    1 / threshold - 1 for its default threshold (0.37037: scale 1.7); see catdog/audit/folds.py."""
-    from cleanlab.datalab.internal.issue_manager.outlier import OutlierIssueManager
-
-    return 1 / OutlierIssueManager.DEFAULT_THRESHOLDS["features"] - 1
-
-
 def lightning_info_logger():
     """The logger Lightning's rank_zero_info messages go to (its tips among them): lightning_utilities' rank-zero
     module holds it, set by whichever of pytorch_lightning and lightning_fabric was imported last."""

@@ -3,12 +3,13 @@
 The images are decoded as the checkpoint was trained (its resolution, channels, fast_decode and resize, whatever data.*
 says). Without data.source, the held-out split (test, else val; split=val or split=test to choose) of the data
 the checkpoint was trained on is scored, rebuilt from what the checkpoint records; with one, every image of it is scored, and photos that were in
-the checkpoint's training split (same content) are counted as n_seen_in_training. Photos the checkpoint's training
+the checkpoint's training split, or copies of them, are counted as n_seen_in_training. Photos the checkpoint's training
 left out (its data.exclude) and those data.exclude names here are left out of the metrics; <split>/acc_all then
 scores them too. Metric names say what was scored: `test/acc`, `val/acc` (optimistic: val chose the checkpoint) or
 `all/acc` (every photo of data.source); `<split>/acc_top5` too with more than 5 classes. The run dir gets
 metrics.json, predictions_<split>.csv (a row per photo scored, every class's probability), confusion_matrix.png and
-TensorBoard events.
+TensorBoard events. data.source's class folders are matched to the checkpoint's classes by name, case-blind (a
+subset is fine); where the names differ, `classes='{Hund: Dog, Katze: Cat}'` maps them (docs/evaluate.md).
 """
 
 from __future__ import annotations
@@ -32,9 +33,10 @@ from torchmetrics.functional.classification import (
 
 from catdog.batching import batches
 from catdog.callbacks.predictions import write_predictions
-from catdog.checkpoint import check_classes, read_checkpoint
+from catdog.checkpoint import read_checkpoint
+from catdog.class_match import check_mapping, class_indices
 from catdog.data.cache import CachedArrays
-from catdog.data.duplicates import photo_ids
+from catdog.data.duplicates import NEAR_DISTANCE, copies_of, phash_values, photo_ids
 from catdog.data.exclude import exclusion_mask
 from catdog.data.preprocess import prepare_dataset, summarize
 from catdog.data.settings import DataSettings, DecodeSettings, SplitSettings
@@ -50,7 +52,8 @@ from catdog.run.training import instantiate_group
 from catdog.sweeps.job_files import predictions_file
 from catdog.visualize import confusion_figure
 
-log = logging.getLogger(__name__)
+# named, not __name__: run as `python -m catdog.evaluate`, this module is __main__
+log = logging.getLogger("catdog.evaluate")
 # where a checkpoint records its training data: Lightning stores a DataModule's state_dict under its class name
 TRAINING_DATA = "ImageDataModule"
 
@@ -72,10 +75,12 @@ def classification_metrics(probs: torch.Tensor, labels: torch.Tensor, classes: l
     top5 = {}
     if n > 5:  # top-5, as ImageNet reports it, where it says more than top-1 does
         top5[f"{split}/acc_top5"] = float(multiclass_accuracy(probs, labels, n, average="micro", top_k=5))
+    # macro averages over the classes the photos hold: a folder of some of the checkpoint's classes scores those
+    present = matrix.sum(1) > 0
     return {
         f"{split}/acc": float(multiclass_accuracy(probs, labels, n, average="micro")),
         **top5,
-        **{f"{split}/{name}": float(values.mean()) for name, values in per_class.items()},
+        **{f"{split}/{name}": float(values[present].mean()) for name, values in per_class.items()},
         "per_class": {
             c: {"support": int(matrix[i].sum()), **{name: float(v[i]) for name, v in per_class.items()}}
             for i, c in enumerate(classes)
@@ -128,11 +133,16 @@ def scored_photos(
 
 
 def seen_in_training(arrays: CachedArrays, indices: np.ndarray, trained_on: dict | None) -> int | None:
-    """How many of the scored photos were in the checkpoint's training split (same content hash)."""
+    """How many of the scored photos were in the checkpoint's training split or are copies of its photos, as the
+    split tells copies (catdog.data.duplicates.copies_of; checkpoints before that record: the same bytes only)."""
     if not trained_on:
         return None
     ids = photo_ids([arrays.photos["sha256"][i] for i in indices])
-    return int(np.isin(ids, trained_on["train_ids"].numpy()).sum())
+    seen = np.isin(ids, trained_on["train_ids"].numpy())
+    if "train_phash_ids" in trained_on:
+        phash = phash_values([arrays.photos["phash"][i] for i in indices])
+        seen |= copies_of(phash, trained_on["train_phash_ids"].numpy().view(np.uint64))
+    return int(seen.sum())
 
 
 def excluded_photos(cfg: DictConfig, arrays: CachedArrays, trained_on: dict | None) -> np.ndarray:
@@ -157,10 +167,12 @@ def warn_optimistic(split: str, seen: int | None, n: int) -> None:
         )
     if seen:
         log.warning(
-            "%d of the %d photos scored were in the checkpoint's training split (same content): "
+            "%d of the %d photos scored were in the checkpoint's training split or are copies of its photos "
+            "(re-saved, resized: pHash within %d bits, as the split groups copies): "
             "the metrics overstate how well it does on new photos.",
             seen,
             n,
+            NEAR_DISTANCE,
         )
     elif split == "all" and seen is None:
         log.warning(
@@ -170,9 +182,9 @@ def warn_optimistic(split: str, seen: int | None, n: int) -> None:
 
 
 def decoded_as_trained(cfg: DictConfig, predictor: Predictor, trained_on: dict | None = None) -> CachedArrays:
-    """The images of data.source decoded as the checkpoint was trained (its resolution, channels, fast_decode and resize,
-    whatever data.* says; with `trained_on`, the record of its training data, all its decode settings), classes
-    checked."""
+    """The images of data.source decoded as the checkpoint was trained (its resolution, channels, fast_decode and
+    resize, whatever data.* says; with `trained_on`, the record of its training data, all its decode settings),
+    labelled as the checkpoint numbers its classes (matched by name, or as `classes=` maps the folders)."""
     settings = DataSettings.from_config(cfg.data)
     decode = DecodeSettings.from_config(trained_on) if trained_on else settings.decode
     decode = replace(
@@ -184,8 +196,9 @@ def decoded_as_trained(cfg: DictConfig, predictor: Predictor, trained_on: dict |
     )
     arrays = prepare_dataset(replace(settings, decode=decode))
     log.info("Data: %s", summarize(arrays.report))
-    check_classes(arrays.classes, predictor.classes, cfg.data.source, cfg.ckpt_path)
-    return arrays
+    mapping = check_mapping(cfg.get("classes"), predictor.classes, cfg.ckpt_path)
+    model_index = class_indices(arrays.classes, predictor.classes, mapping, cfg.data.source, cfg.ckpt_path)
+    return replace(arrays, labels=model_index[arrays.labels])
 
 
 def logits_of(predictor: Predictor, arrays: CachedArrays, indices: np.ndarray, batch: int) -> np.ndarray:
@@ -205,6 +218,7 @@ def evaluate(cfg: DictConfig) -> dict:
     trained_on = training_data(cfg)
     validate(cfg)
     predictor = Predictor.from_checkpoint(cfg.ckpt_path, device=cfg.get("device", "auto"))
+    check_mapping(cfg.get("classes"), predictor.classes, cfg.ckpt_path)  # before any photo is decoded
     arrays = decoded_as_trained(cfg, predictor, trained_on if held_out else None)
     indices, split = scored_photos(arrays, trained_on, held_out, cfg.get("split"))
     excluded = excluded_photos(cfg, arrays, trained_on)[indices]
@@ -306,4 +320,4 @@ def evaluate(cfg: DictConfig) -> dict:
 
 
 if __name__ == "__main__":
-    run_entry(evaluate, "evaluate")
+    run_entry(evaluate, "evaluate", usage=__doc__)

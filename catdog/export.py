@@ -195,4 +195,4 @@ def run(cfg: DictConfig) -> Path:
 
 
 if __name__ == "__main__":
-    run_entry(run, "export")
+    run_entry(run, "export", usage=__doc__)

@@ -274,4 +274,4 @@ def run(cfg: DictConfig) -> Counter:
 
 
 if __name__ == "__main__":
-    run_entry(run, "predict")
+    run_entry(run, "predict", usage=__doc__)

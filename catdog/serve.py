@@ -263,4 +263,4 @@ def _stopped(signum: int, frame) -> None:
 
 
 if __name__ == "__main__":
-    run_entry(serve, "serve")
+    run_entry(serve, "serve", usage=__doc__)

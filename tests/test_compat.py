@@ -119,10 +119,6 @@ def test_on_hydra_error_sees_the_exception_before_hydra_reports_it(monkeypatch):
     assert [type(e) for e in seen] == [KeyError]
 
 
-def test_cleanlabs_feature_outlier_rule_is_q3_plus_1_7_iqr():
-    assert compat.cleanlab_outlier_iqr_scale() == pytest.approx(1.7, abs=1e-4)
-
-
 def test_lightnings_info_lines_go_through_the_logger_catdog_filters(caplog):
     # catdog.run.quiet filters Lightning's cloud tips on this logger
     from pytorch_lightning.utilities.rank_zero import rank_zero_info

@@ -12,7 +12,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from catdog.data.cache import CachedArrays
-from catdog.data.duplicates import photo_ids
+from catdog.data.duplicates import phash_values, photo_ids
 from catdog.data.exclude import exclusion_mask, exclusion_tag
 from catdog.data.loaders import (
     ResumableDataLoader,
@@ -123,8 +123,9 @@ class ImageDataModule(pl.LightningDataModule):
 
     def state_dict(self) -> dict:
         """Stored in checkpoints: the training data (DataSettings.record: the source, the decode and split
-        settings) and the compact content hashes of its training split and of the photos data.exclude left out,
-        so evaluate can score the held-out photos and count photos seen in training."""
+        settings), the compact content hashes of its training split and of the photos data.exclude left out, and
+        the training photos' perceptual hashes, so evaluate can score the held-out photos and count photos seen in
+        training (their copies too, re-saved or resized: the near duplicates a split keeps together)."""
         if self.arrays is None:
             return {}
         sha256 = self.arrays.photos["sha256"]
@@ -134,6 +135,9 @@ class ImageDataModule(pl.LightningDataModule):
             **self.settings.record(),
             "train_ids": torch.from_numpy(np.unique(photo_ids([sha256[i] for i in train]))),
             "excluded_ids": torch.from_numpy(np.unique(photo_ids([sha256[i] for i in excluded]))),
+            "train_phash_ids": torch.from_numpy(
+                np.unique(phash_values([self.arrays.photos["phash"][i] for i in train])).view(np.int64)
+            ),
         }
 
     def load_state_dict(self, state: dict) -> None:

@@ -36,6 +36,11 @@ def photo_ids(sha256: list[str]) -> np.ndarray:
     return np.array([int(h[:16], 16) for h in sha256], dtype=np.uint64).view(np.int64)
 
 
+def phash_values(phash: list[str]) -> np.ndarray:
+    """photos.csv's perceptual hashes (16 hex digits each) as uint64."""
+    return np.array([int(h, 16) for h in phash], dtype=np.uint64)
+
+
 def perceptual_hash(img: np.ndarray, rgb: bool = False) -> int:
     """The 64-bit DCT pHash of an image (gray H x W or H x W x 1, BGR H x W x 3, or RGB if `rgb`), as an unsigned
     integer."""
@@ -154,6 +159,14 @@ def duplicate_groups(
     sizes = np.diff(np.r_[starts, len(order)])
     groups = [order[s : s + z].tolist() for s, z in zip(starts[sizes > 1], sizes[sizes > 1])]
     return keys, sorted(groups, key=lambda g: g[0])
+
+
+def copies_of(hashes: np.ndarray, reference: np.ndarray, max_distance: int = NEAR_DISTANCE) -> np.ndarray:
+    """Whether each photo of `hashes` (uint64 pHashes) is in one near-duplicate group with a photo of `reference`:
+    the groups duplicate_groups forms (so the split keeps together), chains of near copies included."""
+    joined = np.concatenate([reference, hashes])
+    component = _components(len(joined), near_pairs(joined, max_distance))
+    return np.isin(component[len(reference) :], component[: len(reference)])
 
 
 def describe_groups(

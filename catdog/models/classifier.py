@@ -20,6 +20,7 @@ from catdog.models.model_spec import ModelSpec
 from catdog.models.resize import resize_batch, resolution_at
 from catdog.models.rng_state import RNG_KEY, rng_states, set_rng_states
 from catdog.models.schedule import build_scheduler, replan_schedules
+from catdog.models.shards import real_photos, split_order
 from catdog.models.spec import convnet_spec
 from catdog.models.temperature import calibrate
 from catdog.models.whiten import freeze_first_conv
@@ -189,21 +190,25 @@ class ImageClassifier(pl.LightningModule):
         self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, prog_bar=True)
         return loss
 
-    def _evaluate(self, batch, stage: str):
+    def _evaluate(self, batch, stage: str, batch_idx: int):
+        """Logits of every photo of the batch (SavePredictions drops DDP's padding itself); the metrics count the
+        split's photos once (catdog.models.shards)."""
         x, y = batch
         logits = self.predict_logits(x)
-        loss = self.loss_fn(logits, y)
-        getattr(self, f"{stage}_loss")(loss)
-        getattr(self, f"{stage}_acc")(logits, y)
+        loader = getattr(self.trainer, f"{stage}_dataloaders", None) if self._trainer is not None else None
+        keep = real_photos(loader, batch_idx, len(y))
+        counter = getattr(self, f"{stage}_n_images")
+        if keep:  # a batch of padding alone (batch size 1) adds nothing
+            getattr(self, f"{stage}_loss")(self.loss_fn(logits[:keep], y[:keep]))
+            getattr(self, f"{stage}_acc")(logits[:keep], y[:keep])
+            counter(torch.tensor(float(keep), device=y.device))
         self.log(f"{stage}/loss", getattr(self, f"{stage}_loss"), on_epoch=True, prog_bar=True)
         self.log(f"{stage}/acc", getattr(self, f"{stage}_acc"), on_epoch=True, prog_bar=True)
-        counter = getattr(self, f"{stage}_n_images")
-        counter(torch.tensor(float(len(y)), device=y.device))
         self.log(f"{stage}/n_images", counter, on_step=False, on_epoch=True)
         return logits
 
     def validation_step(self, batch, batch_idx):
-        logits = self._evaluate(batch, "val")
+        logits = self._evaluate(batch, "val", batch_idx)
         self._val_outputs.append((logits.detach(), batch[1]))
         return logits
 
@@ -216,8 +221,9 @@ class ImageClassifier(pl.LightningModule):
         if outputs:
             logits, labels = (torch.cat(t) for t in zip(*outputs))
             if self.trainer.world_size > 1:
+                n = len(self.trainer.val_dataloaders.dataset)  # type: ignore[union-attr]  # one val loader
                 logits, labels = (
-                    cast(torch.Tensor, self.all_gather(t)).flatten(0, 1) for t in (logits, labels)
+                    split_order(cast(torch.Tensor, self.all_gather(t)), n) for t in (logits, labels)
                 )
             fit = calibrate(logits, labels)
             self.temperature.fill_(fit.temperature)
@@ -243,7 +249,7 @@ class ImageClassifier(pl.LightningModule):
             set_rng_states(checkpoint[RNG_KEY])
 
     def test_step(self, batch, batch_idx):
-        return self._evaluate(batch, "test")
+        return self._evaluate(batch, "test", batch_idx)
 
     def configure_optimizers(self):
         if self.optimizer_factory is None:

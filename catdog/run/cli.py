@@ -142,10 +142,30 @@ def guarded(fn: Callable, *args, **kwargs):
         report_and_exit(e)
 
 
-def run_entry(task: Callable[[DictConfig], Any], config_name: str, *before: Callable[[], None]) -> None:
-    """Every Hydra command's start: check the overrides, make a mistyped key or option one line, run `before`
-    (e.g. train.py remembers its command line), then `task` as the Hydra app of configs/<config_name>.yaml, guarded.
-    Hydra names the job and its log after `task`'s file (train, evaluate, ...)."""
+def usage_text(usage: str, config_name: str) -> str:
+    """A command's written usage: `usage` (its module's docstring), then the settings of its entry config with
+    their comments (configs/<config_name>.yaml below its defaults list)."""
+    lines = (CONFIG_DIR / f"{config_name}.yaml").read_text().splitlines()
+    # the entry config's own keys start after the defaults list, whose last entry is `- _self_`
+    start = next((i + 1 for i, line in enumerate(lines) if line.strip() == "- _self_"), 0)
+    # up to the hydra node (how the run dir and log are named, not a setting of the command)
+    end = next((i for i, line in enumerate(lines) if line.startswith("hydra:")), len(lines))
+    own = [line for line in lines[start:end] if line.strip() and not line.startswith("task_name:")]
+    settings = "\n".join(own)
+    return f"{usage.strip()}\n\nSettings (key=value on the command line; configs/{config_name}.yaml):\n{settings}\n"
+
+
+def run_entry(
+    task: Callable[[DictConfig], Any], config_name: str, *before: Callable[[], None], usage: str | None = None
+) -> None:
+    """Every Hydra command's start: with `usage` (the command's own help), -h/--help prints it and its settings
+    (usage_text) instead of Hydra's generic page; else check the overrides, make a mistyped key or option one
+    line, run `before` (e.g. train.py remembers its command line), then `task` as the Hydra app of
+    configs/<config_name>.yaml, guarded. Hydra names the job and its log after configs' `hydra.job.name`, else
+    `task`'s file (train, evaluate, ...)."""
+    if usage is not None and {"-h", "--help"} & set(sys.argv[1:]):
+        print(usage_text(usage, config_name))
+        return
     import hydra
 
     sys.argv[1:] = guarded(read_overrides, sys.argv[1:])
