@@ -129,15 +129,21 @@ def exhaustive_pairs(hashes: np.ndarray, max_distance: int = NEAR_DISTANCE) -> n
     return np.concatenate(found)
 
 
+def components(n: int, pairs: np.ndarray) -> np.ndarray:
+    """The connected component of each of n nodes joined by `pairs` (k x 2 node indices), as a label per node."""
+    # scipy's import (~0.1 s) only where groups are made
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    graph = coo_matrix((np.ones(len(pairs), dtype=np.int8), (pairs[:, 0], pairs[:, 1])), shape=(n, n))
+    return connected_components(graph, directed=False)[1]
+
+
 def duplicate_groups(
     sha256: list[str], phash: np.ndarray, max_distance: int = NEAR_DISTANCE
 ) -> tuple[list[str], list[list[int]]]:
     """Each photo's group key (the smallest sha256 in its group: independent of listing order) and the groups of
     two or more photos, as lists of photo indices (each sorted, the groups by their first photo)."""
-    # scipy's import (~0.1 s) only where groups are made
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-
     # bytes, not str: numpy's unicode strings take 256 bytes a hash
     unique, first, inverse = np.unique(np.array(sha256, dtype=bytes), return_index=True, return_inverse=True)
     # exact copies are one node, and so are distinct contents with equal hashes: n photos of one placeholder
@@ -145,11 +151,7 @@ def duplicate_groups(
     values, node = np.unique(np.asarray(phash, dtype=np.uint64)[first], return_inverse=True)
     if max_distance < 0:  # exact copies only
         values, node = values[node], np.arange(len(node))
-    pairs = near_pairs(values, max_distance)
-    graph = coo_matrix(
-        (np.ones(len(pairs), dtype=np.int8), (pairs[:, 0], pairs[:, 1])), shape=(len(values),) * 2
-    )
-    content_group = connected_components(graph, directed=False)[1][node]
+    content_group = components(len(values), near_pairs(values, max_distance))[node]
     # contents are sorted by hash: a group's first content holds its smallest one
     smallest = np.unique(content_group, return_index=True)[1]
     photo_group = content_group[inverse]
@@ -165,7 +167,7 @@ def copies_of(hashes: np.ndarray, reference: np.ndarray, max_distance: int = NEA
     """Whether each photo of `hashes` (uint64 pHashes) is in one near-duplicate group with a photo of `reference`:
     the groups duplicate_groups forms (so the split keeps together), chains of near copies included."""
     joined = np.concatenate([reference, hashes])
-    component = _components(len(joined), near_pairs(joined, max_distance))
+    component = components(len(joined), near_pairs(joined, max_distance))
     return np.isin(component[len(reference) :], component[: len(reference)])
 
 
