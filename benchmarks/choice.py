@@ -10,7 +10,7 @@ import tempfile
 from pathlib import Path
 
 from benchmarks.accuracy import accuracy_curve, corrupted_mean, epoch_seconds, robustness
-from benchmarks.record import SHARED, bench_seeds, benchmark
+from benchmarks.record import SHARED, bench_seeds, benchmark, mean_std, result, seed_range
 from benchmarks.training import read_metrics, run_training
 from catdog.run.overrides import override_key
 
@@ -251,6 +251,10 @@ def choice_lines(rows: list[dict]) -> list[str]:
     for name in names:
         mine = [r for r in rows if r["name"] == name]
         mean = {k: sum(r[k] for r in mine) / len(mine) for k in ("val", "corrupted", "epoch_s")}
+        seeds = seed_range([r["seed"] for r in mine])
+        result(f"{name}: best val acc (%)", mean_std([100 * r["val"] for r in mine], 2), seeds=seeds)
+        corrupted = mean_std([100 * r["corrupted"] for r in mine], 2)
+        result(f"{name}: mean of 21 corrupted val copies (%)", corrupted, seeds=seeds)
         lines.append(
             f"- {name}: best val acc {mean['val']:.4f}, corrupted val {mean['corrupted']:.4f}, "
             f"{mean['epoch_s']:.1f} s an epoch"

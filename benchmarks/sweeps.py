@@ -10,7 +10,16 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.record import ROOT, SHARED, TRAIN_OVERRIDES, bench_seeds, benchmark, mean_std
+from benchmarks.record import (
+    ROOT,
+    SHARED,
+    TRAIN_OVERRIDES,
+    bench_seeds,
+    benchmark,
+    mean_std,
+    result,
+    seed_range,
+)
 
 # issue 28: a pruned search trains at most half the epochs of the unpruned one and finds as good a value
 EPOCHS_GOAL = 0.5
@@ -108,10 +117,27 @@ def verdict(runs: list[dict], pruner: str) -> str:
     share = sum(r["epochs"] for r in arm) / sum(r["epochs"] for r in base)
     line = f"- `{pruner}`: {share:.0%} of the unpruned search's epochs (goal <= {EPOCHS_GOAL:.0%}: "
     line += f"{'met' if share <= EPOCHS_GOAL else 'MISSED'})"
+    seeds = seed_range(sorted({r["seed"] for r in arm}))
+    goal = f"<= {100 * EPOCHS_GOAL:g}"
+    result(
+        f"{pruner}: epochs vs the unpruned search (%)",
+        f"{100 * share:.0f}",
+        goal=goal,
+        met=share <= EPOCHS_GOAL,
+        seeds=seeds,
+    )
     if len(base) < 2:
         return line + "; best value: one seed, no spread to compare with"
     gap = abs(statistics.fmean(r["val"] for r in arm) - statistics.fmean(r["val"] for r in base))
     spread = statistics.stdev(r["val"] for r in base)
+    result(
+        f"{pruner}: best val acc, points from the unpruned mean",
+        f"{100 * gap:.2f}",
+        goal="<= the unpruned seed std",
+        met=gap <= spread,
+        seeds=seeds,
+        note=f"{mean_std([r['val'] for r in arm])} against {mean_std([r['val'] for r in base])}",
+    )
     within = "within" if gap <= spread else "OUTSIDE"
     return line + f"; best val/acc {gap:.4f} from the unpruned mean, {within} its seed std {spread:.4f}"
 
