@@ -20,7 +20,7 @@ LINK_SHARED := $(if $(DATA)$(CATDOG_DATA)$(HAS_LOCAL_DATA),,$(wildcard $(SHARED_
 DATA_ARG := $(if $(DATA),$(call shell_quoted,data.source=$(call hydra_quoted,$(DATA))))
 ARGS ?= experiment=tutorial trainer.max_epochs=1
 
-.PHONY: install train sweep test test-cluster tensorboard lint typecheck bench clean
+.PHONY: install train sweep test test-cluster tensorboard lint typecheck bench results clean
 
 install: $(STAMP)
 
@@ -59,13 +59,18 @@ tensorboard: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check catdog hydra_plugins tests benchmarks train.py __init__.py
 	$(BIN)/ruff format --check catdog hydra_plugins tests benchmarks train.py __init__.py
+	$(BIN)/python -m benchmarks.results --check
 
 # mypy at its default level on the package ([tool.mypy] in pyproject.toml)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# appends rows to results/<benchmark>.csv; `make results` then regenerates RESULTS.md and README.md's presets table
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks $(ARGS)
+
+results: $(STAMP)
+	$(BIN)/python -m benchmarks.results
 
 clean:
 	rm -rf outputs .pytest_cache

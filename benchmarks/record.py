@@ -71,9 +71,9 @@ def result(
     metric: str, value: str, *, goal: str = "", met: bool | None = None, seeds: str = "", note: str = ""
 ):
     """One row of the record for the running benchmark: `metric` with its unit ("test accuracy (%)"), `value` a
-    number or "mean +- std", `goal` as ">= 94.5", `met` whether it was reached (None: no goal), `seeds` as
+    number or "mean +- std", `goal` as ">= 94.5", `met` whether it was reached (None: no goal, "measured"), `seeds` as
     "10-12", `note` a few words; main() adds the date, commit and machine."""
-    verdict = "" if met is None else "met" if met else "MISSED"
+    verdict = "measured" if met is None else "met" if met else "MISSED"
     MEASURED.append(dict(seeds=seeds, metric=metric, value=value, goal=goal, met=verdict, note=note))
 
 

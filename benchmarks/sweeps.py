@@ -29,7 +29,7 @@ EPOCHS_GOAL = 0.5
 # the one-cycle warm-up (its peak at 0.25 x 9 = 2.25 epochs), and the rung at 8 pruned trials one epoch from their
 # end. Since then a pruner judges from the first epoch after the warm-up (here 3) and never at a trial's last: one
 # rung at 3 keeping the top quarter (reduction factor 4; the next rung, 12, lies past the 9 epochs): at e1c339f 54%
-# of the epochs and a best value 0.4 points below the unpruned mean, within its spread (3 seeds, BENCHMARKS.md).
+# of the epochs and a best value 0.4 points below the unpruned mean, within its spread (3 seeds, docs/benchmark-log.md).
 # Optuna promotes a trial that is the best so far at the rung, so the first trials, facing few rivals, ran all 9
 # epochs; pruning the first 2 to reach the rung (`+hydra.sweeper.pruner_args.bootstrap_count=2`: they only set the
 # bar) trained 44% of the epochs at ee8ace3 but lost the best trial on seeds 1 and 2 (2.7 points below the unpruned
