@@ -171,7 +171,7 @@ def main(argv: list[str] | None = None) -> None:
         "--no-record", action="store_true", help="print only; do not append rows to results/<benchmark>.csv"
     )
     parser.add_argument(
-        "--log", action="store_true", help=f"also append the printed Markdown to {LOG.relative_to(ROOT)}"
+        "--log", action="store_true", help="also append the printed Markdown to docs/benchmark-log.md"
     )
     parser.add_argument("--note", default="", help="a few words added to the note of every row of this run")
     parser.add_argument(
@@ -242,10 +242,11 @@ def main(argv: list[str] | None = None) -> None:
             }
             for row in MEASURED
         ]
-        append_rows(RESULTS / f"{name}.csv", rows)
-        print(
-            f"{len(rows)} row(s) appended to {RESULTS / f'{name}.csv'}: `python -m benchmarks.results` next"
-        )
+        if rows:
+            append_rows(RESULTS / f"{name}.csv", rows)
+            print(f"{len(rows)} row(s) appended to {RESULTS / f'{name}.csv'}: `make results` next")
+        else:
+            print(f"{name} measured nothing to record (skipped?)")
         if args.log:
             with open(LOG, "a") as f:
                 f.write("\n".join(section) + "\n")
