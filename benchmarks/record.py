@@ -207,7 +207,7 @@ def main(argv: list[str] | None = None) -> None:
     if unknown:
         parser.error(f"unknown benchmark {', '.join(unknown)}; choose from {', '.join(BENCHMARKS)}")
     for name in args.names or [n for n in BENCHMARKS if n not in ON_REQUEST]:
-        now = datetime.datetime.now(datetime.timezone.utc)
+        now = datetime.datetime.now(datetime.UTC)
         stamp = now.strftime("%Y-%m-%d %H:%M UTC")
         print(f"running benchmark {name!r} ...", flush=True)
         dirty = " (DIRTY)" if state["git_dirty"] else ""
