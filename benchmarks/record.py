@@ -69,7 +69,7 @@ def benchmark(fn: Callable[[], list[str]] | None = None, *, by_default: bool = T
 
 def result(
     metric: str, value: str, *, goal: str = "", met: bool | None = None, seeds: str = "", note: str = ""
-):
+) -> None:
     """One row of the record for the running benchmark: `metric` with its unit ("test accuracy (%)"), `value` a
     number or "mean +- std", `goal` as ">= 94.5", `met` whether it was reached (None: no goal, "measured"), `seeds` as
     "10-12", `note` a few words; main() adds the date, commit and machine."""

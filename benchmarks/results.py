@@ -160,7 +160,8 @@ def main(argv: list[str] | None = None, root: Path = ROOT) -> int:
             print(f"wrote {path}")
     if stale:
         print(
-            f"error: {', '.join(stale)} differ from what results/*.csv give: run `python -m benchmarks.results` "
+            f"error: {' and '.join(stale)} {'differs' if len(stale) == 1 else 'differ'} from what results/*.csv "
+            "give: run `python -m benchmarks.results` "
             "(make results) and commit the files",
             file=sys.stderr,
         )

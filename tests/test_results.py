@@ -104,7 +104,7 @@ def test_check_fails_on_a_hand_edited_status_and_on_new_rows(checkout, capsys):
     edited = status.read_text().replace("95.15 +- 0.27", "96.00 +- 0.10")
     status.write_text(edited)
     assert results.main(["--check"], root=checkout) == 1
-    assert "error: RESULTS.md differ from what results/*.csv give" in capsys.readouterr().err
+    assert "error: RESULTS.md differs from what results/*.csv give" in capsys.readouterr().err
     assert status.read_text() == edited  # --check writes nothing
 
     results.main([], root=checkout)
