@@ -20,7 +20,7 @@ LINK_SHARED := $(if $(DATA)$(CATDOG_DATA)$(HAS_LOCAL_DATA),,$(wildcard $(SHARED_
 DATA_ARG := $(if $(DATA),$(call shell_quoted,data.source=$(call hydra_quoted,$(DATA))))
 ARGS ?= experiment=tutorial trainer.max_epochs=1
 
-.PHONY: install train sweep test test-cluster tensorboard lint typecheck docs wheel-check bench clean
+.PHONY: install train sweep test test-cluster tensorboard lint typecheck docs wheel-check bench results clean
 
 install: $(STAMP)
 
@@ -60,6 +60,7 @@ tensorboard: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check catdog hydra_plugins tests benchmarks train.py
 	$(BIN)/ruff format --check catdog hydra_plugins tests benchmarks train.py
+	$(BIN)/python -m benchmarks.results --check
 
 # the docs/ pages as a site in site/ (mkdocs-material); strict: a broken link, anchor or page left out fails
 docs: $(STAMP)
@@ -73,8 +74,12 @@ wheel-check: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# appends rows to results/<benchmark>.csv; `make results` then regenerates RESULTS.md and README.md's presets table
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks $(ARGS)
+
+results: $(STAMP)
+	$(BIN)/python -m benchmarks.results
 
 clean:
 	rm -rf outputs .pytest_cache

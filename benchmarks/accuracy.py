@@ -14,7 +14,18 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from benchmarks.record import ROOT, SHARED, TRAIN_OVERRIDES, accelerator, bench_seeds, benchmark
+from benchmarks.record import (
+    ROOT,
+    SHARED,
+    TRAIN_OVERRIDES,
+    accelerator,
+    bench_seeds,
+    benchmark,
+    mean_std,
+    result,
+    seed_range,
+)
+from benchmarks.results import PRESET_ACCURACY, PRESET_TIME
 from benchmarks.training import read_metrics, run_training
 
 # (test accuracy, within seconds of launch): issue 14's goals on this 2-core CPU
@@ -31,6 +42,9 @@ SEEDS = {
     "fast_robust": bench_seeds([10, 11, 12]),
     "best_robust": bench_seeds([10]),
 }
+# the seeds whose test split was scored while the preset's recipe was chosen: a result on them is optimistic, so it
+# is recorded apart from the fresh seeds' (5 looks for fast's seeds 0-2, 7 for best's seed 0)
+CHOSEN_ON = {"fast": {0, 1, 2}, "best": {0, 1}}
 
 
 @contextlib.contextmanager
@@ -182,6 +196,31 @@ def robustness_lines(runs: list[dict], goal: float | None = None) -> list[str]:
     return lines
 
 
+def record_runs(experiment: str, runs: list[dict]) -> None:
+    """The rows of the record: test accuracy (fresh seeds or not), minutes, seconds an epoch, and the mean accuracy
+    under the corruptions, each against its goal."""
+    goal, within = TIME_TO_ACCURACY_GOALS[experiment]
+    seeds = seed_range([r["seed"] for r in runs])
+    fresh = not {r["seed"] for r in runs} & CHOSEN_ON.get(experiment, set())
+    test = [100 * r["test"] for r in runs]
+    minutes = [r["minutes"] for r in runs]
+    accuracy = PRESET_ACCURACY if fresh else "test accuracy, seeds scored while choosing (%)"
+    mean = sum(test) / len(test)
+    result(accuracy, mean_std(test, 2), goal=f">= {100 * goal:g}", met=mean >= 100 * goal, seeds=seeds)
+    met = max(minutes) <= within / 60
+    result(PRESET_TIME, mean_std(minutes, 1), goal=f"<= {within / 60:g} each", met=met, seeds=seeds)
+    result("s per epoch", mean_std([epoch_seconds(r["curve"]) for r in runs], 1), seeds=seeds)
+    corrupted = [100 * corrupted_mean(r["robustness"]) for r in runs]
+    robust_goal = ROBUSTNESS_GOALS.get(experiment)
+    result(
+        "mean test accuracy under 21 corruptions (%)",
+        mean_std(corrupted, 1),
+        goal=f">= {100 * robust_goal:g}" if robust_goal else "",
+        met=sum(corrupted) / len(corrupted) >= 100 * robust_goal if robust_goal else None,
+        seeds=seeds,
+    )
+
+
 def plot_path(experiment: str) -> Path:
     """The preset's plot on the CPU; a GPU run and a variant (--train overrides) each get their own file, so the
     preset's plot stays what its CPU rows describe."""
@@ -228,6 +267,7 @@ def time_to_accuracy(experiment: str) -> list[str]:
             f"experiment={experiment} seed={seed}: test acc {metrics['test/acc']:.4f}, {minutes:.1f} min",
             flush=True,
         )
+    record_runs(experiment, runs)
     plot = plot_path(experiment)
     plot_curves(curves, plot, goal)
     summary = [
@@ -235,7 +275,7 @@ def time_to_accuracy(experiment: str) -> list[str]:
         "",
         *robustness_lines(runs, ROBUSTNESS_GOALS.get(experiment)),
     ]
-    return [*summary, "", f"![time to accuracy](docs/{plot.name})"]
+    return [*summary, "", f"![time to accuracy]({plot.name})"]
 
 
 @benchmark

@@ -12,7 +12,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from benchmarks.record import ROOT, SHARED, bench_seeds, benchmark, mean_std
+from benchmarks.record import ROOT, SHARED, bench_seeds, benchmark, mean_std, result, seed_range
 from benchmarks.training import read_metrics, run_training
 
 AUDIT_COST_GOAL = 6.0  # issue 29: the audit in at most 6x the wall time of one experiment=fast run
@@ -53,6 +53,14 @@ def audit_cost(archive: Path, work: Path, kept: Path, extra: list[str] | None = 
         issues = Counter(row["issue"] for row in csv.DictReader(f))
     ratio = audit_s / fast_s
     flagged = sum(n for kind, n in issues.items() if kind)
+    result(
+        "audit time vs one experiment=fast run (x)",
+        f"{ratio:.2f}",
+        goal=f"<= {AUDIT_COST_GOAL:g}",
+        met=ratio <= AUDIT_COST_GOAL,
+        note=f"{audit_s / 60:.1f} min against {fast_s / 60:.1f}; "
+        + ", ".join(f"{n:,} {k}" for k, n in issues.items() if k),
+    )
     print(
         f"audit: {audit_s / 60:.1f} min, {ratio:.2f}x one experiment=fast run; {flagged} flagged", flush=True
     )
@@ -121,6 +129,14 @@ def exclusion_runs(archive: Path, exclusions: Path, seeds: list[int], extra: lis
                 rows.append(f"| {seed} | {arm} | {scored['all']:.4f} | {scored['clean']:.4f} |")
                 print(f"seed {seed}, {arm} exclusions: {scored}", flush=True)
 
+    for arm, scored in results.items():
+        for photos, key in (("all test photos", "all"), ("flagged test photos removed", "clean")):
+            values = [100 * r[key] for r in scored]
+            result(
+                f"test accuracy, {photos}, trained {arm} exclusions (%)",
+                mean_std(values, 2),
+                seeds=seed_range(seeds),
+            )
     return [
         f"Exclusions: the rows of {exclusions.name} whose `issue` is not empty.",
         "",

@@ -10,7 +10,7 @@ import tempfile
 from pathlib import Path
 
 from benchmarks.accuracy import accuracy_curve, corrupted_mean, epoch_seconds, robustness
-from benchmarks.record import SHARED, bench_seeds, benchmark
+from benchmarks.record import SHARED, bench_seeds, benchmark, mean_std, result, seed_range
 from benchmarks.training import read_metrics, run_training
 from catdog.run.overrides import override_key
 
@@ -61,7 +61,7 @@ def earlier_robust(*overrides: str) -> list[str]:
 
 
 # each spelt from `fast` (the progressive ones from fast_robust: fast + TrivialAugment 1), so a name keeps meaning
-# what was measured (BENCHMARKS.md 12-04 03:17 and 03:40, where the first round's "fast_robust" was the crops 0.25-1
+# what was measured (docs/benchmark-log.md 12-04 03:17 and 03:40, where the first round's "fast_robust" was the crops 0.25-1
 # + TrivialAugment 1 recipe); fast_robust is the one kept
 FAST_CANDIDATES = {
     "fast": ["experiment=fast", LATE_POOL],
@@ -84,23 +84,23 @@ FAST_CANDIDATES = {
     "fast_robust + pool_after_conv": earlier_robust("model.pool_after_conv=true"),
     # the seventh (issue 31): blur, which takes every preset to chance at the report's strongest (0.04 of the side),
     # as a training augmentation on fast_robust, against fast_robust itself: on seed 30 +2.0 points corrupted, -2.0
-    # clean val accuracy (BENCHMARKS.md 12-04 18:27): lost
+    # clean val accuracy (docs/benchmark-log.md 12-04 18:27): lost
     "fast_robust + blur 0.04": earlier_robust("++model.augment.blur=0.04"),
     # the ninth (issue 31): half that blur, to trade less clean accuracy (seed 30, against the seventh round's
     # fast_robust row on the same machine kind: 94.01% val, 85.41% corrupted; seed 31 beside fast_robust): -0.58
-    # points clean val, +2.6 corrupted on seeds 30-31 (BENCHMARKS.md 12-04 22:43): not at equal accuracy, not adopted
+    # points clean val, +2.6 corrupted on seeds 30-31 (docs/benchmark-log.md 12-04 22:43): not at equal accuracy, not adopted
     "fast_robust + blur 0.02": earlier_robust("++model.augment.blur=0.02"),
     # the tenth (issue 31): a half and three quarters of that, to find a blur that costs no clean val accuracy
     # (seeds 30-31, against the same fast_robust rows): -0.36 and -0.74 points clean val, +0.8 and +2.3 corrupted
-    # (BENCHMARKS.md 12-04 23:42): every strength lost clean accuracy on the mean, not adopted
+    # (docs/benchmark-log.md 12-04 23:42): every strength lost clean accuracy on the mean, not adopted
     "fast_robust + blur 0.01": earlier_robust("++model.augment.blur=0.01"),
     "fast_robust + blur 0.015": earlier_robust("++model.augment.blur=0.015"),
     # the eleventh (issue 31): blur 0.02 bought the most under corruptions and cost 0.58 points of clean val; more
     # augmentation often wants more epochs, or less of the rest: two more epochs (~1 min on the Zen 4 EPYC), or
     # TrivialAugment at half strength beside the blur, in fast's 12 epochs (seeds 30-31): -0.26 and -0.46 points of
-    # clean val, +2.5 and +1.2 corrupted (BENCHMARKS.md 12-05 02:27): neither at equal accuracy, not adopted.
+    # clean val, +2.5 and +1.2 corrupted (docs/benchmark-log.md 12-05 02:27): neither at equal accuracy, not adopted.
     # The thirteenth: the 14-epoch one beside fast_robust on a third seed (32): -0.43 / +2.75 on seeds 30-32, clean
-    # val lower on every seed (BENCHMARKS.md 12-05 04:26): not adopted
+    # val lower on every seed (docs/benchmark-log.md 12-05 04:26): not adopted
     "fast_robust + blur 0.02, 14 epochs": earlier_robust(
         "++model.augment.blur=0.02",
         "trainer.max_epochs=14",
@@ -111,7 +111,7 @@ FAST_CANDIDATES = {
     ),
     # the twelfth (issue 31): an EMA of the weights (decay 0.999, as `best`), for the clean accuracy the blur
     # costs, on fast_robust with and without blur 0.02 (seeds 30-31): -0.29 / -0.1 and -0.90 / +2.4 points clean /
-    # corrupted val (BENCHMARKS.md 12-05 03:08): likely because one-cycle's annealing already averages; not adopted
+    # corrupted val (docs/benchmark-log.md 12-05 03:08): likely because one-cycle's annealing already averages; not adopted
     "fast_robust + EMA": earlier_robust("callbacks=[default,ema]"),
     "fast_robust + blur 0.02 + EMA": earlier_robust(
         "++model.augment.blur=0.02",
@@ -119,7 +119,7 @@ FAST_CANDIDATES = {
     ),
     # the fourteenth (issue 31): average pooling in place of max, a box filter before each subsampling (what
     # anti-aliased CNNs add to max pooling): max pooling keeps the sharpest responses, which blur removes first;
-    # same cost a step. Seed 30: 90.39% val against 94.05%, 82.5% corrupted against 85.4% (BENCHMARKS.md 12-05
+    # same cost a step. Seed 30: 90.39% val against 94.05%, 82.5% corrupted against 85.4% (docs/benchmark-log.md 12-05
     # 07:03): with pool_after_conv the average sits between a conv and its batch norm, a linear step, so the stage
     # loses max pooling's nonlinearity; stopped after seed 30. Kornia's MaxBlurPool2D (max at stride 1, then a
     # binomial blur at stride 2) was timed first and not trained: 1.6-1.9x a training step here
@@ -127,7 +127,7 @@ FAST_CANDIDATES = {
     # the fifteenth (issue 31): blur 0.02 costs clean val accuracy; buy it back with capacity where it is cheap (a
     # third conv in the last stage, 128 -> 128 at 8x8: +7-10% a step here) or by dropping a regulariser that the
     # stronger augmentation may make redundant (the head's dropout 0.1; no cost). Seed 30: 93.16% and 93.33% val
-    # against fast_robust's 94.05% and blur 0.02's 93.69% (BENCHMARKS.md 12-05 07:36): neither, stopped after seed 30
+    # against fast_robust's 94.05% and blur 0.02's 93.69% (docs/benchmark-log.md 12-05 07:36): neither, stopped after seed 30
     "fast_robust + blur 0.02, a third conv in the last stage": earlier_robust(
         "++model.augment.blur=0.02",
         "model.convs_per_stage=[2,2,2,3]",
@@ -140,7 +140,7 @@ FAST_CANDIDATES = {
     # epochs with smaller early ones (progressive resizing, which alone cost fast_robust little on val in the third
     # round): 16 epochs, the first 8 growing from 32 px (~12.7 epochs' pixels), or 14, the first 8 from 48 px (~12.2).
     # Seeds 30-32: the first 94.57% val against 94.48%, 89.0% corrupted against 85.3%, ~1.25x the training time;
-    # the second 93.93% / 87.8% on seed 30 (BENCHMARKS.md 12-05 08:06). The first is `fast_robust` since c0b3369
+    # the second 93.93% / 87.8% on seed 30 (docs/benchmark-log.md 12-05 08:06). The first is `fast_robust` since c0b3369
     "fast_robust + blur 0.02, 16 epochs, the first 8 from 32 px": earlier_robust(
         "++model.augment.blur=0.02",
         "trainer.max_epochs=16",
@@ -152,11 +152,11 @@ FAST_CANDIDATES = {
         "++model.progressive_resize={start:48,until_epoch:8}",
     ),
     # the seventeenth (issue 31): fast_robust loses ~0.9 points of clean test accuracy to fast on fresh seeds 70-72
-    # (BENCHMARKS.md 12-05 08:44); the weights, not the batch-norm statistics, carry the cost (round 15's diagnosis).
+    # (docs/benchmark-log.md 12-05 08:44); the weights, not the batch-norm statistics, carry the cost (round 15's diagnosis).
     # He et al. 2019 ("Data augmentation revisited") fine-tune on near-clean images after strong augmentation, as
     # YOLOX's no_aug_epochs: the last 2 or 4 of the 16 epochs with flips and shifts only (no cost a step). Seed 30:
     # with 2 the best val checkpoint stayed the preset's own (epoch 13, 94.77% / 89.09%); with 4, 94.65% val and
-    # 86.87% corrupted (BENCHMARKS.md 12-05 09:42): neither, stopped after seed 30
+    # 86.87% corrupted (docs/benchmark-log.md 12-05 09:42): neither, stopped after seed 30
     **{
         f"fast_robust, the last {n} epochs plain": [
             "experiment=fast_robust",
@@ -167,7 +167,7 @@ FAST_CANDIDATES = {
     # the eighteenth (issue 31): the four epochs that progressive resizing paid for gave blur 0.02 its clean accuracy
     # back on val; stretch the schedule again at about the same pixels (12.7 epochs at 64 px now): 18 epochs, the first
     # 12 growing from 32 px (12.7), or 17, the first 10 (12.5); the one-cycle schedule spans them all. Seed 30: 94.33%
-    # and 94.53% val against the preset's 94.77%, 88.96% and 89.25% corrupted against 89.09% (BENCHMARKS.md 12-05
+    # and 94.53% val against the preset's 94.77%, 88.96% and 89.25% corrupted against 89.09% (docs/benchmark-log.md 12-05
     # 10:11): neither, stopped after seed 30
     **{
         f"fast_robust, {epochs} epochs, the first {until} from 32 px": [
@@ -181,7 +181,7 @@ FAST_CANDIDATES = {
     # peak (28.7 s an epoch). The first stage's second conv (16 -> 16 at full resolution) with its batch norm, ReLU
     # and pooling is ~40% of a step there (torch.profiler); with one conv in that stage an epoch is 23.9 s at 64 px,
     # 19.2 at 56 (~5.1 and ~4.2 min a run: 4 needs 56 px and 10 epochs, or 48 px). On seed 30 each lost 0.6-1.7
-    # points of val accuracy (BENCHMARKS.md 12-04 20:48): lost, `fast` stands
+    # points of val accuracy (docs/benchmark-log.md 12-04 20:48): lost, `fast` stands
     "fast + one conv in the first stage at 56 px": [*ONE_CONV_FIRST, "data.resolution=56"],
     "fast + one conv in the first stage at 56 px, 10 epochs": [
         *ONE_CONV_FIRST,
@@ -251,6 +251,10 @@ def choice_lines(rows: list[dict]) -> list[str]:
     for name in names:
         mine = [r for r in rows if r["name"] == name]
         mean = {k: sum(r[k] for r in mine) / len(mine) for k in ("val", "corrupted", "epoch_s")}
+        seeds = seed_range([r["seed"] for r in mine])
+        result(f"{name}: best val acc (%)", mean_std([100 * r["val"] for r in mine], 2), seeds=seeds)
+        corrupted = mean_std([100 * r["corrupted"] for r in mine], 2)
+        result(f"{name}: mean of 21 corrupted val copies (%)", corrupted, seeds=seeds)
         lines.append(
             f"- {name}: best val acc {mean['val']:.4f}, corrupted val {mean['corrupted']:.4f}, "
             f"{mean['epoch_s']:.1f} s an epoch"

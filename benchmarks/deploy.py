@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks import record
-from benchmarks.record import ROOT, SHARED, benchmark
+from benchmarks.record import ROOT, SHARED, benchmark, result
 from benchmarks.training import run_training
 
 INT8_ACCURACY_GOAL_PP = 0.5  # issue 30: int8 test accuracy within 0.5 percentage points of the float model
@@ -144,6 +144,13 @@ def deploy() -> list[str]:
             rows, numbers = measure(ckpt, Path(tmp) / f"export-{i}")
             lines += rows
             met = numbers["drop_pp"] <= INT8_ACCURACY_GOAL_PP
+            result(
+                f"{numbers['name']}: int8 ONNX test accuracy vs float (pp)",
+                f"{-numbers['drop_pp']:+.2f}",
+                goal=f">= -{INT8_ACCURACY_GOAL_PP}",
+                met=met,
+                note=f"int8 {numbers['speedup_1']:.2f}x at batch 1, {numbers['speedup_64']:.2f}x at 64",
+            )
             verdicts.append(
                 f"- {numbers['name']} ({numbers['split']}): int8 accuracy {-numbers['drop_pp']:+.2f} pp vs float "
                 f"(goal: within {INT8_ACCURACY_GOAL_PP} pp: {'met' if met else 'MISSED'}); int8 speed-up "

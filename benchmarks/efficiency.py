@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from benchmarks.record import SHARED, benchmark
+from benchmarks.record import SHARED, benchmark, result
 from benchmarks.training import read_metrics, run_training
 from catdog.run.calibrate import training_step
 
@@ -156,5 +156,13 @@ def efficiency() -> list[str]:
     autocast = "bf16 autocast" if bf16 else "float32: no native bf16 here"
     lines += ["", f"Where a training step's time goes (torch.profiler, operator self time, {autocast}):", ""]
     lines += breakdown_lines(shares)
+    top = ", ".join(f"{kind} {share:.0%}" for kind, share in list(shares.items())[:3])
+    result(
+        "training FLOP/s, share of the bf16 matmul peak (%)",
+        f"{100 * flops * rate / peak:.1f}",
+        goal=f">= {100 * EFFICIENCY_GOAL:g}",
+        met=flops * rate / peak >= EFFICIENCY_GOAL,
+        note=f"{flops * rate / 1e9:.1f} of {peak / 1e9:.1f} GFLOP/s; {top} of a step",
+    )
     print(f"efficiency: {flops * rate / peak:.1%} of the bf16 matmul peak", flush=True)
     return lines

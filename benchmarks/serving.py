@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks import deploy
-from benchmarks.record import ROOT, SHARED, benchmark
+from benchmarks.record import ROOT, SHARED, benchmark, result
 
 LEVELS = (1, 8, 32)
 # requests before the first figure and the first memory reading, at the most clients: the server's largest batches
@@ -198,6 +198,13 @@ def serve_lines(models: dict[str, Path], photos: list[bytes], work: Path) -> lis
             and at8["p99"] <= P99_GOAL_MS
             and sum(r["errors"] for r in rows) == 0
             and after - before <= RSS_GROWTH_GOAL_MB
+        )
+        result(
+            f"{name}: requests/s at 8 clients vs one forward per request (x)",
+            f"{at8['rps'] / BEFORE_RPS:.1f}",
+            goal=f">= {SPEEDUP_GOAL}, p99 <= {P99_GOAL_MS} ms, no errors, memory +{RSS_GROWTH_GOAL_MB} MB",
+            met=met,
+            note=f"p99 {at8['p99']:.0f} ms, {sum(r['errors'] for r in rows)} errors, memory {after - before:+.0f} MB",
         )
         notes.append(
             f"- {name}: {at8['rps'] / BEFORE_RPS:.1f}x the ~{BEFORE_RPS} requests/s of one forward per request "

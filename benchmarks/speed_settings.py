@@ -13,7 +13,7 @@ import sys
 import torch
 from hydra import compose, initialize_config_dir
 
-from benchmarks.record import ROOT, benchmark
+from benchmarks.record import ROOT, benchmark, result
 from catdog.run.calibrate import step_timer, thread_candidates
 
 
@@ -44,6 +44,10 @@ def settings_rows(
         rows.append(
             f"| {precision} | {batch} | {channels_last} | {compiled} | {threads} | {seconds * 1000:.1f} | "
             f"{rate:,.0f} | {rate / plain:.2f}x |"
+        )
+        name = f"{precision}, batch {batch}, channels_last={channels_last}, compile={compiled}, {threads} threads"
+        result(
+            f"{name}: images/s vs the first setting (x)", f"{rate / plain:.2f}", note=f"{rate:,.0f} images/s"
         )
         print(rows[-1], flush=True)
     return [
@@ -99,10 +103,15 @@ def freed_memory() -> list[str]:
     states: dict[str, str] = {}
     for _ in range(3):
         for arm in ("false", "true"):
-            result = freed_memory_arm(arm == "true")
-            states[arm] = result["state"]
-            best[arm] = min(best.get(arm, float("inf")), result["seconds"])
-            print(arm, result, flush=True)
+            timed = freed_memory_arm(arm == "true")
+            states[arm] = timed["state"]
+            best[arm] = min(best.get(arm, float("inf")), timed["seconds"])
+            print(arm, timed, flush=True)
+    result(
+        "keep_freed_memory=true vs false, training step speed (x)",
+        f"{best['false'] / best['true']:.2f}",
+        note=f"{best['true'] * 1000:.1f} against {best['false'] * 1000:.1f} ms a step",
+    )
     return [
         "| keep_freed_memory | what it did | ms/step | images/s | vs off |",
         "|---|---|---|---|---|",

@@ -10,7 +10,16 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.record import ROOT, SHARED, TRAIN_OVERRIDES, bench_seeds, benchmark, mean_std
+from benchmarks.record import (
+    ROOT,
+    SHARED,
+    TRAIN_OVERRIDES,
+    bench_seeds,
+    benchmark,
+    mean_std,
+    result,
+    seed_range,
+)
 
 # issue 28: a pruned search trains at most half the epochs of the unpruned one and finds as good a value
 EPOCHS_GOAL = 0.5
@@ -20,7 +29,7 @@ EPOCHS_GOAL = 0.5
 # the one-cycle warm-up (its peak at 0.25 x 9 = 2.25 epochs), and the rung at 8 pruned trials one epoch from their
 # end. Since then a pruner judges from the first epoch after the warm-up (here 3) and never at a trial's last: one
 # rung at 3 keeping the top quarter (reduction factor 4; the next rung, 12, lies past the 9 epochs): at e1c339f 54%
-# of the epochs and a best value 0.4 points below the unpruned mean, within its spread (3 seeds, BENCHMARKS.md).
+# of the epochs and a best value 0.4 points below the unpruned mean, within its spread (3 seeds, docs/benchmark-log.md).
 # Optuna promotes a trial that is the best so far at the rung, so the first trials, facing few rivals, ran all 9
 # epochs; pruning the first 2 to reach the rung (`+hydra.sweeper.pruner_args.bootstrap_count=2`: they only set the
 # bar) trained 44% of the epochs at ee8ace3 but lost the best trial on seeds 1 and 2 (2.7 points below the unpruned
@@ -108,10 +117,27 @@ def verdict(runs: list[dict], pruner: str) -> str:
     share = sum(r["epochs"] for r in arm) / sum(r["epochs"] for r in base)
     line = f"- `{pruner}`: {share:.0%} of the unpruned search's epochs (goal <= {EPOCHS_GOAL:.0%}: "
     line += f"{'met' if share <= EPOCHS_GOAL else 'MISSED'})"
+    seeds = seed_range(sorted({r["seed"] for r in arm}))
+    goal = f"<= {100 * EPOCHS_GOAL:g}"
+    result(
+        f"{pruner}: epochs vs the unpruned search (%)",
+        f"{100 * share:.0f}",
+        goal=goal,
+        met=share <= EPOCHS_GOAL,
+        seeds=seeds,
+    )
     if len(base) < 2:
         return line + "; best value: one seed, no spread to compare with"
     gap = abs(statistics.fmean(r["val"] for r in arm) - statistics.fmean(r["val"] for r in base))
     spread = statistics.stdev(r["val"] for r in base)
+    result(
+        f"{pruner}: best val acc, points from the unpruned mean",
+        f"{100 * gap:.2f}",
+        goal="<= the unpruned seed std",
+        met=gap <= spread,
+        seeds=seeds,
+        note=f"{mean_std([r['val'] for r in arm])} against {mean_std([r['val'] for r in base])}",
+    )
     within = "within" if gap <= spread else "OUTSIDE"
     return line + f"; best val/acc {gap:.4f} from the unpruned mean, {within} its seed std {spread:.4f}"
 

@@ -396,7 +396,7 @@ def test_a_tiny_run_trains_with_every_policy(image_folder, tmp_path):
     assert 0 <= metrics["train/acc"] <= 1 and metrics["train/loss"] > 0
 
 
-# what each robust preset adds to its base, chosen on val (BENCHMARKS.md): TrivialAugment 1 to both; fast_robust also
+# what each robust preset adds to its base, chosen on val (docs/benchmark-log.md): TrivialAugment 1 to both; fast_robust also
 # blur 0.02 over 16 epochs whose first 8 grow from 32 px (the sixteenth round)
 ROBUST_CHANGES = {
     "fast": (

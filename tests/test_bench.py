@@ -9,10 +9,11 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from helpers import ROOT, git, git_repo, write_class_folders, write_kaggle, zip_tree
+from helpers import ROOT, git, git_repo, read_csv, write_class_folders, write_kaggle, zip_tree
 from warm_python import warm_run
 
 from benchmarks import accuracy, choice, preprocessing, record, training
+from benchmarks.results import COLUMNS
 
 
 @pytest.fixture(autouse=True)
@@ -41,48 +42,107 @@ def test_kaggle_and_folder_archives_are_arranged_for_the_baseline(tmp_path):
     assert sorted(p.name for p in (tmp_path / "k" / "images" / "Dog").iterdir())[0] == "train_dog.0.jpg"
 
 
-def test_named_benchmarks_run_and_are_recorded(tmp_path, monkeypatch, capsys):
-    record_file = tmp_path / "BENCHMARKS.md"
-    monkeypatch.setattr(record, "RECORD", record_file)
-    monkeypatch.setitem(record.BENCHMARKS, "toy", lambda: ["| a | 1 |"])
+@pytest.fixture
+def record_to(tmp_path, monkeypatch) -> Path:
+    """The record's rows and log under tmp_path: (tmp_path/results, tmp_path/log.md)."""
+    monkeypatch.setattr(record, "RESULTS", tmp_path / "results")
+    monkeypatch.setattr(record, "LOG", tmp_path / "log.md")
+    return tmp_path
+
+
+def toy(seed_values=(0.95, 0.97)) -> list[str]:
+    """A benchmark that measures one metric with a goal and one without."""
+    record.result(
+        "toy accuracy (%)",
+        record.mean_std([100 * v for v in seed_values], 2),
+        goal=">= 96",
+        met=True,
+        seeds="0-1",
+        note="a toy",
+    )
+    record.result("toy seconds", "1.5")
+    return ["| a | 1 |"]
+
+
+def test_named_benchmarks_run_and_their_rows_are_recorded(record_to, monkeypatch, capsys):
+    monkeypatch.setitem(record.BENCHMARKS, "toy", toy)
     record.BENCHMARKS["toy"].__doc__ = "A toy."
     record.main(["toy"])
     record.main(["toy", "--no-record"])
-    text = record_file.read_text()
-    assert text.startswith("# Benchmarks") and text.count(": toy\n") == 1
-    assert "A toy." in text and "| a | 1 |" in text and "CPUs" in text and "torch " in text
+    rows = read_csv(record_to / "results" / "toy.csv")
+    assert len(rows) == 2 and not (record_to / "log.md").exists()
+    first, second = rows
+    # every column filled where it applies: the machine's, the commit's and the benchmark's own
+    assert list(first) == list(COLUMNS)
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d", first["date"]) and re.fullmatch(
+        r"[0-9a-f]{7}", first["commit"]
+    )
+    assert (
+        first["cpu"] == record.cpu_model()
+        and first["cpu"].endswith("CPUs")
+        and first["gpu"] == record.gpu_name()
+    )
+    assert (first["seeds"], first["metric"], first["value"]) == ("0-1", "toy accuracy (%)", "96.00 +- 1.41")
+    assert (first["goal"], first["met"], first["note"]) == (">= 96", "met", "a toy")
+    assert (second["metric"], second["value"], second["goal"], second["met"]) == (
+        "toy seconds",
+        "1.5",
+        "",
+        "measured",
+    )
     with pytest.raises(SystemExit):
         record.main(["nonesuch"])
     assert "unknown benchmark nonesuch" in capsys.readouterr().err
 
 
-def test_sections_record_the_commit_and_a_dirty_tree_is_refused(tmp_path, monkeypatch, capsys, code_checkout):
-    path = tmp_path / "BENCHMARKS.md"
-    monkeypatch.setattr(record, "RECORD", path)
-    monkeypatch.setitem(record.BENCHMARKS, "toy", lambda: ["| a | 1 |"])
-    commit = git(code_checkout, "rev-parse", "HEAD").strip()
-    record.main(["toy"])
-    assert f"\nCommit: {commit}\n" in path.read_text() and "DIRTY" not in path.read_text()
+def test_rows_are_appended_and_the_narrative_is_optional(record_to, monkeypatch):
+    monkeypatch.setitem(record.BENCHMARKS, "toy", toy)
+    record.BENCHMARKS["toy"].__doc__ = "A toy."
+    record.main(["toy", "--note", "quiet machine"])
+    record.main(["toy", "--log", "--train", "model.whiten=true", "--train", "trainer=gpu"])
+    rows = read_csv(record_to / "results" / "toy.csv")
+    assert [r["note"] for r in rows] == ["a toy; quiet machine", "quiet machine", "a toy", ""]
+    # another recipe is another goal row; trainer=gpu only picks the machine, which the gpu column names
+    assert [r["metric"] for r in rows[2:]] == [
+        "toy accuracy (%) [model.whiten=true]",
+        "toy seconds [model.whiten=true]",
+    ]
+    log = (record_to / "log.md").read_text()
+    assert log.count(": toy\n") == 1 and "A toy." in log and "| a | 1 |" in log and "torch " in log
+    assert "train.py overrides added: `model.whiten=true trainer=gpu`" in log
 
-    (code_checkout / "BENCHMARKS.md").write_text("# a record is not code\n")
+
+def test_rows_record_the_commit_and_a_dirty_tree_is_refused(record_to, monkeypatch, capsys, code_checkout):
+    monkeypatch.setitem(record.BENCHMARKS, "toy", toy)
+    commit = git(code_checkout, "rev-parse", "HEAD").strip()
+    record.main(["toy", "--log"])
+    rows = record_to / "results" / "toy.csv"
+    assert {r["commit"] for r in read_csv(rows)} == {commit[:7]}
+    assert f"\nCommit: {commit}\n" in (record_to / "log.md").read_text()
+
+    # the record's own files are no code: new rows, a regenerated status or README leave the tree clean
+    for name in ("results/toy.csv", "RESULTS.md", "README.md", "docs/benchmark-log.md"):
+        (code_checkout / name).parent.mkdir(parents=True, exist_ok=True)
+        (code_checkout / name).write_text("a record is not code\n")
     record.main(["toy"])
-    assert path.read_text().count(f"Commit: {commit}\n") == 2
+    assert {r["commit"] for r in read_csv(rows)} == {commit[:7]}
 
     (code_checkout / "a.py").write_text("x = 2\n")
     with pytest.raises(SystemExit):
         record.main(["toy"])
-    assert "uncommitted changes" in capsys.readouterr().err and path.read_text().count(": toy") == 2
-    record.main(["toy", "--allow-dirty"])
-    last = path.read_text().split("\n## ")[-1]
+    assert "uncommitted changes" in capsys.readouterr().err and len(read_csv(rows)) == 4
+    record.main(["toy", "--allow-dirty", "--log"])
+    assert read_csv(rows)[-1]["commit"] == f"{commit[:7]} DIRTY"
+    last = (record_to / "log.md").read_text().split("\n## ")[-1]
     assert last.splitlines()[0].endswith(": toy (DIRTY)") and f"Commit: {commit} DIRTY" in last
 
 
-def test_outside_a_checkout_the_commit_is_unknown(tmp_path, monkeypatch):
-    monkeypatch.setattr(record, "CODE_ROOT", tmp_path / "not-a-checkout")
-    monkeypatch.setattr(record, "RECORD", tmp_path / "BENCHMARKS.md")
-    monkeypatch.setitem(record.BENCHMARKS, "toy", lambda: [])
-    record.main(["toy"])
-    assert "Commit: unknown (not a git checkout)" in (tmp_path / "BENCHMARKS.md").read_text()
+def test_outside_a_checkout_the_commit_is_unknown(record_to, monkeypatch):
+    monkeypatch.setattr(record, "CODE_ROOT", record_to / "not-a-checkout")
+    monkeypatch.setitem(record.BENCHMARKS, "toy", toy)
+    record.main(["toy", "--log"])
+    assert {r["commit"] for r in read_csv(record_to / "results" / "toy.csv")} == {"unknown"}
+    assert "Commit: unknown (not a git checkout)" in (record_to / "log.md").read_text()
 
 
 def test_preprocessing_comparison_on_the_same_images(tmp_path):
@@ -266,7 +326,6 @@ def test_bench_candidates_picks_a_round_by_name_and_names_a_wrong_one():
 
 def test_benchmarks_on_request_run_only_when_named(tmp_path, monkeypatch):
     ran = []
-    monkeypatch.setattr(record, "RECORD", tmp_path / "BENCHMARKS.md")
     monkeypatch.setattr(record, "BENCHMARKS", {})
     monkeypatch.setattr(record, "ON_REQUEST", set())
 
@@ -286,10 +345,9 @@ def test_benchmarks_on_request_run_only_when_named(tmp_path, monkeypatch):
     assert ran == ["quick", "slow"]
 
 
-def test_train_overrides_reach_every_training_run(tmp_path, monkeypatch, request):
+def test_train_overrides_reach_every_training_run(tmp_path, monkeypatch, request, record_to):
     request.addfinalizer(record.TRAIN_OVERRIDES.clear)  # main() fills the list the benchmark modules share
     calls = []
-    monkeypatch.setattr(record, "RECORD", tmp_path / "BENCHMARKS.md")
     run = training.subprocess.run
 
     def fake_train(cmd, **kw):  # git (the commit of the record) runs for real
@@ -299,12 +357,9 @@ def test_train_overrides_reach_every_training_run(tmp_path, monkeypatch, request
     monkeypatch.setattr(
         record, "BENCHMARKS", {"trains": lambda: [str(training.run_training(tmp_path, "r", "a=1")[0])]}
     )
-    record.main(["trains", "--train", "trainer=gpu", "--train", "data.batch_size=256"])
+    record.main(["trains", "--log", "--train", "trainer=gpu", "--train", "data.batch_size=256"])
     assert calls[0][-3:] == ["a=1", "trainer=gpu", "data.batch_size=256"]  # last, so they win
-    assert (
-        "train.py overrides added: `trainer=gpu data.batch_size=256`"
-        in (tmp_path / "BENCHMARKS.md").read_text()
-    )
+    assert "train.py overrides added: `trainer=gpu data.batch_size=256`" in (record_to / "log.md").read_text()
 
 
 def test_the_fast_path_overrides_of_the_overhead_benchmark_train(fast_path_run):
@@ -551,3 +606,30 @@ def test_the_finetune_benchmark_smoke_plan_trains_every_task_from_the_left_out_p
     )  # 4 rotations: a new last layer
     lines = finetune.result_lines(rows)
     assert lines[0] == "| metric | value | goal | met | seeds |" and len(lines) == 14
+
+
+def test_a_presets_runs_are_recorded_apart_on_the_seeds_that_chose_it(monkeypatch):
+    monkeypatch.setattr(record, "MEASURED", [])
+    runs = [
+        {"seed": s, "test": t, "minutes": m, "curve": [(1, 10.0, 0.9), (2, 30.0, 0.95)], "robustness": {}}
+        for s, t, m in ((10, 0.95, 3.5), (11, 0.96, 4.5))
+    ]
+    for run in runs:
+        run["robustness"] = {"robustness/clean": 0.95, "robustness/blur_1": 0.9, "robustness/jpeg_1": 0.8}
+    accuracy.record_runs("fast", runs)
+    first = {r["metric"]: r for r in record.MEASURED}
+    fresh = first["test accuracy, fresh seeds (%)"]
+    assert (fresh["value"], fresh["goal"], fresh["met"], fresh["seeds"]) == (
+        "95.50 +- 0.71",
+        ">= 94.5",
+        "met",
+        "10-11",
+    )
+    minutes = first["minutes, launch to test result"]
+    assert (minutes["value"], minutes["met"]) == ("4.0 +- 0.7", "MISSED")  # 4.5 min is past 4 for one seed
+    assert first["s per epoch"]["value"] == "20.0 +- 0.0" and first["s per epoch"]["met"] == "measured"
+    corrupted = first["mean test accuracy under 21 corruptions (%)"]
+    assert (corrupted["value"], corrupted["goal"], corrupted["met"]) == ("85.0 +- 0.0", ">= 88", "MISSED")
+    record.MEASURED.clear()
+    accuracy.record_runs("fast", [{**runs[0], "seed": 0}])
+    assert record.MEASURED[0]["metric"] == "test accuracy, seeds scored while choosing (%)"

@@ -45,7 +45,7 @@ class ValidationMistakes(PeriodicImages):
     def scored(self, trainer, pl_module) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
         """The validation split's probabilities, images and labels for the net's current weights: what its last
         validation epoch scored when nothing trained since (no second pass: 2.5 s of the fast preset's 4 minutes
-        on a 2-core Xeon), else scored again."""
+        on a 2-core CPU), else scored again."""
         if self._scored and self._scored_step == trainer.global_step:
             return self._scored
         loader = first_val_loader(trainer)

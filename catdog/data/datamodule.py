@@ -204,7 +204,7 @@ class ImageDataModule(pl.LightningDataModule):
         """Per-channel mean and std of the training split's pixels (0-1 scale), for input normalization."""
         x = self.train_sample(max_images)
         # from each channel's histogram of its 256 values, exact in float64 and 0.3 s: numpy's float32 reduction
-        # over the sample's 61 M values took 2.4 s of every fast run on a 2-core Xeon and was 1.2% off in std
+        # over the sample's 61 M values took 2.4 s of every fast run on a 2-core CPU and was 1.2% off in std
         counts = np.stack([np.bincount(x[..., c].ravel(), minlength=256) for c in range(x.shape[-1])])
         values = np.arange(256) / 255.0
         n = counts.sum(1)

@@ -6,7 +6,7 @@ it as floats in [0, 1] and round back to uint8. mixup and cutmix also mix the la
 soft targets, one row of class weights per image. mixup/cutmix are written here on torch ops: kornia's CutMix took
 19 ms a batch (2.9 here) and returns its labels in its own format.
 
-Time per 64-image batch at 64 px, each with hflip (`python -m benchmarks augment` on one thread of the 2-core Xeon,
+Time per 64-image batch at 64 px, each with hflip (`python -m benchmarks augment` on one thread of a 2-core CPU,
 fastest of 40 calls, machine under load): flips + translate 6 (fast) 3.7 ms, resized_crop 5.2, trivial_augment
 8.5, resized_crop + trivial_augment 9.4, mixup 3.3, cutmix 2.9, augmix 45.5, against 162 ms for a fast training
 step on the same thread: crop + TrivialAugment in place of fast's flips and shifts adds 3.5% to a step, AugMix 26%.
@@ -95,7 +95,7 @@ def augment_batch(
     x = flip_shift_jitter(x, spec.hflip, spec.translate, spec.brightness, spec.contrast)
     if not spec.needs_float:
         return mix(x, y, num_classes, 0, spec.cutmix) if spec.cutmix else (x, None)
-    # policies.py (and kornia, 0.23 s of every train.py's start on the 2-core Xeon) loads only when a run uses it
+    # policies.py (and kornia, 0.23 s of every train.py's start on a 2-core CPU) loads only when a run uses it
     from catdog.models.policies import augmix, blur, crop_and_trivial_augment
 
     # in float32 under bf16 autocast too: the result is rounded to 8 bits, which bf16 (8-bit mantissa) cannot hold

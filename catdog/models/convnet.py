@@ -50,7 +50,7 @@ def build_convnet(
             layers.append(nn.Conv2d(prev, out, k, padding=padding, bias=not spec.batchnorm))
             last = i == convs - 1
             # pool_after_conv: batch norm and activation then run on a quarter of the pixels (pool 2), the
-            # memory-bound passes that take ~40% of a fast step on a 2-core Xeon (BENCHMARKS.md, efficiency)
+            # memory-bound passes that take ~40% of a fast step on a 2-core CPU (RESULTS.md, efficiency)
             layers += pool() if last and spec.pool_after_conv else []
             layers += [nn.BatchNorm2d(out)] if spec.batchnorm else []
             layers.append(activation())

@@ -2,8 +2,8 @@
 
 `model.channels_last`, `model.compile` and `threads` take `auto`: before training, each combination of the
 `auto` ones runs a few training steps of the configured net (its resolution, batch size and precision, random
-photos) and the fastest wins. A table of CPU names could not do this: at 0d79d81 the same code ran 1,220 images/s
-on a 2-core AMD EPYC and 334-438 on a 2-core Xeon with AMX (issue 26). The result is cached per machine fingerprint
+photos) and the fastest wins. A table of CPU names could not do this: the same code ran 1,220 images/s on one
+2-core CPU with AVX512-BF16 and 334-438 on another with AMX-BF16. The result is cached per machine fingerprint
 (CPU model, cores, torch version) and net, so it costs its seconds once, and it is recorded in provenance.json.
 """
 
@@ -36,7 +36,7 @@ CANDIDATES: dict[str, tuple] = {
 # a candidate must beat the plain setting by this much: timings of a few dozen steps vary by ~2-3% between runs
 MARGIN = 0.05
 # each candidate is timed in ROUNDS rounds of TIMED_STEPS steps, the candidates taking turns, and keeps its fastest
-# round: one timing a candidate had to itself let a burst of other work decide (on a 2-core Xeon, channels_last at 2
+# round: one timing a candidate had to itself let a burst of other work decide (on a 2-core CPU, channels_last at 2
 # threads once measured 0.130 s a step, slower than at 1 thread, against 0.087 s quiet, and the wrong layout was
 # cached); a burst now has to hit every round of one candidate to change the choice
 WARMUP_STEPS, TIMED_STEPS, ROUNDS = 3, 4, 3

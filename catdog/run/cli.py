@@ -57,7 +57,7 @@ def user_error(exc: BaseException | None) -> str | None:
     from hydra.errors import InstantiationException
 
     # only code that imported Lightning can raise its MisconfigurationException: importing Lightning to compare
-    # cost every error met before (a bad override, a config check) ~3.5 s of its ~5 s on a 2-core Xeon (issue 26)
+    # cost every error met before (a bad override, a config check) ~3.5 s of its ~5 s on a 2-core CPU
     fabric = sys.modules.get("lightning_fabric.utilities.exceptions")
     config_errors = (CatdogError, fabric.MisconfigurationException) if fabric else (CatdogError,)
     seen = set()

@@ -5,8 +5,8 @@ freed, and gives back the top of its heap once more than 128 KiB of it is free. 
 reallocates the same activation and gradient buffers (8 MiB each for the fast net's first stage, batch 64 in
 bf16), so every step the kernel maps them again and faults in and zeroes their pages. Raising both thresholds keeps
 them in the heap for the next step: in a two-epoch A/B the fast net's epoch on PetImages-180 went from 24.4 s to
-21.2 s on a 2-core Xeon with AMX (same losses to the last digit), and its bare step from 65 to 56 ms; on a 2-core
-EPYC its step went from 108.6 to 88.7 ms (1.22x, `python -m benchmarks freed_memory`). It does not change what is
+21.2 s on a 2-core CPU with AMX-BF16 (same losses to the last digit), and its bare step from 65 to 56 ms; on another
+2-core CPU its step went from 108.6 to 88.7 ms (1.22x, `python -m benchmarks freed_memory`). It does not change what is
 learned; the price is resident memory that stays at the step's peak. Not glibc (macOS, musl): nothing to do.
 """
 

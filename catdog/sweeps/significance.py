@@ -89,7 +89,7 @@ def seed_pairs(a: dict[str, Any], b: dict[str, Any]) -> tuple[list[tuple[dict, d
 def mcnemar(only_a: int, only_b: int) -> float:
     """Two-sided exact McNemar p-value from the discordant counts (a right and b wrong, a wrong and b right)."""
     # imported here: every train.py loads this module (the sweep summary is a Hydra callback of every run), and
-    # scipy.stats takes ~0.6 s of CPU to import on a 2-core Xeon (issue 26)
+    # scipy.stats takes ~0.6 s of CPU to import on a 2-core CPU
     from scipy.stats import binomtest
 
     n = only_a + only_b

@@ -78,7 +78,7 @@ def first_judged_epoch(cfg: Any) -> int:
     """The first epoch a pruner judges by default: the first to end after the learning rate's warm-up (one-cycle
     climbs for `pct_start` of trainer.max_epochs), else 1. Inside the warm-up trials rank by how far their rate has
     climbed, not by where it takes them: rungs at epochs 1 and 2 of a 9-epoch one-cycle search (peak at 2.25) stopped
-    the best trial on 2 of 3 seeds (BENCHMARKS.md, pruning)."""
+    the best trial on 2 of 3 seeds (RESULTS.md, pruning)."""
     from omegaconf import OmegaConf
 
     epochs = OmegaConf.select(cfg, "trainer.max_epochs", default=None)
