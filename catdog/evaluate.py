@@ -101,12 +101,19 @@ def scored_photos(
     val), or all of them."""
     if not held_out:
         return np.arange(len(arrays.labels)), "all"
-    codes = assign_splits(arrays.photos["group"], arrays.labels, SplitSettings.from_config(trained_on))  # type: ignore[arg-type]  # held_out: recorded
+    codes = assign_splits(
+        arrays.photos["group"],
+        arrays.labels,
+        SplitSettings.from_config(trained_on),
+        None,
+        arrays.photos["split"],
+    )  # type: ignore[arg-type]  # held_out: recorded
     has_test = (codes == SPLITS.index("test")).any()
     if wanted == "test" and not has_test:
         raise CatdogError(
             f"split=test: {trained_on['source']} has no test split in the checkpoint's training (its "  # type: ignore[index]
-            "data.test_fraction was 0): score split=val, or train with data.test_fraction > 0."
+            "data.test_fraction was 0 and it has no test/ folder): score split=val, or train with "
+            "data.test_fraction > 0."
         )
     split = wanted or ("test" if has_test else "val")
     indices = np.flatnonzero(codes == SPLITS.index(split))

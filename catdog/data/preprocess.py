@@ -24,6 +24,7 @@ from catdog.data.duplicates import (
 )
 from catdog.data.settings import DataSettings, DecodeSettings
 from catdog.data.sources import ImageSource, SourceReader, archive_kind, find_images, printable, resolve_root
+from catdog.data.split import CROSSING_FILE, check_given_splits, groups_across_splits, write_crossing
 from catdog.errors import CatdogError
 from catdog.io import usable_cpus
 
@@ -136,6 +137,7 @@ def _photo_table(found: ImageSource, ok: np.ndarray, labels: np.ndarray, hashes:
         "sha256": sha256,
         "phash": [f"{p:016x}" for p in phash.tolist()],
         "group": groups,
+        "split": [found.given[i] for i in np.flatnonzero(ok)] if found.given else [""] * len(sha256),
         "members": members,
     }
 
@@ -186,6 +188,12 @@ def summarize(report: dict, first: int = 5) -> str:
         lines.append(
             f"    ... all {report['n_skipped']:,} listed in {report.get('cache_dir', 'report.json')}/report.json"
         )
+    crossing = report.get("n_duplicates_across_splits")
+    if crossing:
+        lines.append(
+            f"{crossing:,} duplicate groups cross the given splits (kept where the source puts them; listed in "
+            f"{report.get('cache_dir', '.')}/{CROSSING_FILE})"
+        )
     return "\n".join([*lines, summarize_duplicates(report)])
 
 
@@ -217,11 +225,20 @@ def prepare_dataset(settings: DataSettings) -> CachedArrays:
     source, decode = str(settings.source), settings.decode
     cache_root = Path(settings.cache_dir)
     root, kind = locate_source(settings)
-    found = find_images(root, kind, decode.layout, exclude=cache_root)
+    found = find_images(root, kind, decode.layout, exclude=cache_root, split_folders=decode.split_folders)
+    check_given_splits(settings.split, found.given, source)  # before any photo is decoded
     files = {"root": str(root.resolve()), "layout": found.layout, "files": found.fingerprint}
-    # every decode setting, the layout as found (auto resolved), and the duplicate threshold, which decides the
-    # groups the cache holds
-    key = cache_key({**asdict(decode), **files, "near_duplicate_distance": NEAR_DISTANCE})
+    # every decode setting, the layout as found (auto resolved), the split folders, the files passed over (the
+    # report lists them) and the duplicate threshold, which decides the groups the cache holds
+    key = cache_key(
+        {
+            **asdict(decode),
+            **files,
+            "near_duplicate_distance": NEAR_DISTANCE,
+            "split_folders_found": found.split_folders,
+            "ignored": found.ignored,
+        }
+    )
     directory = cache_root / f"{root.name.split('.')[0]}-{decode.resolution}px-{decode.channels}ch-{key}"
     cached = load_cache(directory)
     if cached is not None:
@@ -256,7 +273,12 @@ def prepare_dataset(settings: DataSettings) -> CachedArrays:
         "near_duplicate_distance": NEAR_DISTANCE,
         "duplicates": duplicates,
         "label_conflicts": conflicts,
+        "split_folders": found.split_folders,
     }
+    crossing = groups_across_splits(duplicates, photos)
+    report["n_duplicates_across_splits"] = len(crossing)
     write_cache(directory, images if ok.all() else images[ok], labels, report, photos)
+    if crossing:
+        write_crossing(directory / CROSSING_FILE, crossing)
     log.info("Prepared %s (%d images)", directory, report["n_images"])  # its summary: the caller's to show
     return cast(CachedArrays, load_cache(directory))  # just written

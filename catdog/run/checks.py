@@ -63,7 +63,12 @@ def check_key(cfg: DictConfig, key: str) -> None:
 
 
 def check_test_split(cfg: DictConfig) -> None:
-    if cfg.get("test") and not OmegaConf.select(cfg, "data.test_fraction", default=0):
+    """test=true needs data.test_fraction, unless the source may give a test split (its test/ folder, a labels
+    CSV's split column): training checks that once the photos are listed."""
+    if not cfg.get("test") or OmegaConf.select(cfg, "data.test_fraction", default=0):
+        return
+    given = OmegaConf.select(cfg, "data.given_splits", default=True)
+    if not (given and OmegaConf.select(cfg, "data.split_folders", default="auto") is not False):
         raise CatdogError(
             "test=true needs a test split: set data.test_fraction, e.g. data.test_fraction=0.1."
         )

@@ -1,0 +1,64 @@
+"""Which files are photos to read, by name: the one rule of training (catdog.data.sources) and predict, and the
+reason a file is passed over; how archive members' names are read and printed."""
+
+from __future__ import annotations
+
+import posixpath
+
+# what OpenCV decodes to 8-bit images (JPEG also as Windows' .jfif and .jpe, JPEG 2000, the portable any-maps,
+# Sun raster), the one rule of training and predict; float formats (.hdr, .pfm, .exr) are no photos
+IMAGE_EXTENSIONS = (
+    *(".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".dib", ".gif", ".webp", ".avif", ".tif", ".tiff"),
+    *(".jp2", ".pbm", ".pgm", ".ppm", ".pnm", ".sr", ".ras"),
+)
+# photo formats OpenCV does not read: named with the fix rather than passed over as any other file
+UNSUPPORTED_PHOTOS = (
+    ".heic",
+    ".heif",
+    ".dng",
+    ".cr2",
+    ".cr3",
+    ".nef",
+    ".arw",
+    ".raf",
+    ".orf",
+    ".rw2",
+    ".psd",
+)
+
+
+def printable(path: str) -> str:
+    """A file name as it can be printed and written to JSON (non-UTF-8 bytes become U+FFFD)."""
+    return path.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+def member_path(name: str) -> str:
+    """An archive member's name as a path relative to the archive: `./Cat/1.jpg` -> `Cat/1.jpg`.
+
+    `tar -C photos .` and shutil.make_archive store every member below `./`. A name that is absolute or climbs out
+    with `..` stays so (`/etc/x.jpg`, `../x.jpg`); `outside` tells it apart, so it is never read nor taken for a class.
+    """
+    return posixpath.normpath(name)
+
+
+def outside(path: str) -> bool:
+    """Whether an archive member's path is absolute or leaves the archive's folder through `..`."""
+    return path.startswith("/") or path == ".." or path.startswith("../")
+
+
+def is_image_name(path: str) -> bool:
+    return path.lower().endswith(IMAGE_EXTENSIONS)
+
+
+def passed_over(path: str) -> str | None:
+    """Why a file is no photo to read, by its name (the rule of training and predict); None for an image."""
+    name = posixpath.basename(path)
+    if outside(path):
+        return "outside the archive (absolute or '..' path)"
+    if path.startswith("__MACOSX/") or "/__MACOSX/" in path or name.startswith("._") or name == ".DS_Store":
+        return "macOS metadata file"
+    if is_image_name(path):
+        return None
+    if path.lower().endswith(UNSUPPORTED_PHOTOS):
+        return f"unsupported image format ({posixpath.splitext(path)[1]}: convert it to JPEG)"
+    return "not an image file (by extension)"
