@@ -1,7 +1,9 @@
 """Predict with a trained checkpoint: `python -m catdog.predict ckpt_path=FILE inputs=PATH [output=FILE.csv]`.
 
 PATH is one image, a folder (every file below it) or a zip/tar archive; no labels are needed. The CSV has one
-row per file, `path,label,probability`, or `path,skipped,<reason>` for a file that is not a usable image; the
+row per image file, `path,label,probability`, or `path,skipped,<reason>` for one that cannot be used; files that
+are no photos by training's own rule (.DS_Store, Thumbs.db, AppleDouble `._x`, notes.txt) are passed over, counted
+in the log with training's reasons; the
 label is `unsure` when the (calibrated) probability is below `min_confidence=`. `explain=true` also writes a
 Grad-CAM overlay per image into `explanations/` beside the CSV (checkpoints only). ckpt_path may also be an `.onnx`
 written by `catdog.export` (float or int8), run by onnxruntime with the same decoding.
@@ -23,6 +25,7 @@ from omegaconf import DictConfig
 import catdog
 from catdog.batching import batches
 from catdog.data.decode import BadImage
+from catdog.data.filenames import IMAGE_EXTENSIONS, passed_over
 from catdog.data.sources import SourceReader, archive_kind, list_files, printable
 from catdog.errors import CatdogError
 from catdog.explain.gradcam import display_image, explanation_path, overlay_png, resolve_layer
@@ -35,17 +38,23 @@ log = logging.getLogger(__name__)
 
 
 def list_inputs(inputs: str | os.PathLike) -> tuple[SourceReader, list[str], str]:
-    """Every file of an image, a folder (recursively) or an archive: a reader, relative paths, a prefix."""
+    """The image files of a folder (recursively) or an archive, by training's file-name rule, or the one file
+    given: a reader, relative paths, a prefix. The files passed over are logged with training's reasons."""
     path = Path(inputs).expanduser()
     kind = archive_kind(path) if path.is_file() else None
-    if path.is_dir():
-        reader, paths, prefix = (
-            SourceReader(path, "dir"),
-            [p for p, _, _ in list_files(path, "dir")],
-            str(path),
-        )
-    elif kind:
-        reader, paths, prefix = SourceReader(path, kind), [p for p, _, _ in list_files(path, kind)], ""
+    if path.is_dir() or kind:
+        kind = kind or "dir"
+        reader, prefix = SourceReader(path, kind), str(path) if kind == "dir" else ""
+        files = [p for p, _, _ in list_files(path, kind)]
+        reasons = [passed_over(p) for p in files]
+        paths = [p for p, r in zip(files, reasons) if r is None]
+        passed = Counter(r for r in reasons if r)
+        if passed:
+            log.info(
+                "Passed over %d files that are no photos: %s",
+                sum(passed.values()),
+                ", ".join(f"{n} {r}" for r, n in sorted(passed.items(), key=lambda c: (-c[1], c[0]))),
+            )
     elif path.is_file():
         reader, paths, prefix = SourceReader(path.parent, "dir"), [path.name], str(path.parent)
     else:
@@ -54,7 +63,8 @@ def list_inputs(inputs: str | os.PathLike) -> tuple[SourceReader, list[str], str
         )
     if not paths:
         raise CatdogError(
-            f"inputs={inputs}: no files found. Give an image, a folder of images or a .zip/.tar."
+            f"inputs={inputs}: no image files found ({', '.join(IMAGE_EXTENSIONS)}). Give an image, a folder of "
+            "images or a .zip/.tar."
         )
     return reader, paths, prefix
 

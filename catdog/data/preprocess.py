@@ -228,14 +228,14 @@ def prepare_dataset(settings: DataSettings) -> CachedArrays:
     found = find_images(root, kind, decode.layout, exclude=cache_root, split_folders=decode.split_folders)
     check_given_splits(settings.split, found.given, source)  # before any photo is decoded
     files = {"root": str(root.resolve()), "layout": found.layout, "files": found.fingerprint}
-    # every decode setting, the layout as found (auto resolved), the split folders, the files passed over (the
+    # every decode setting, the layout and split folders as found (auto resolved), the files passed over (the
     # report lists them) and the duplicate threshold, which decides the groups the cache holds
     key = cache_key(
         {
             **asdict(decode),
             **files,
             "near_duplicate_distance": NEAR_DISTANCE,
-            "split_folders_found": found.split_folders,
+            "split_folders": found.split_folders,
             "ignored": found.ignored,
         }
     )
