@@ -210,18 +210,27 @@ def test_predict_passes_over_what_training_passes_over_with_its_reasons(ckpt, tm
 
     folder = write_class_folders(tmp_path / "in", per_class=2)
     ok, jpg = cv2.imencode(".jpg", make_image(0, seed=3))
-    for name in ("Cat/saved.jfif", "Dog/old.jpe", "Cat/._0.jpg", "Cat/.DS_Store", "Dog/Thumbs.db", "notes.txt"):
+    for name in (
+        "Cat/saved.jfif",
+        "Dog/old.jpe",
+        "Cat/._0.jpg",
+        "Cat/.DS_Store",
+        "Dog/Thumbs.db",
+        "notes.txt",
+    ):
         (folder / name).write_bytes(jpg.tobytes())
     caplog.set_level("INFO")
     rows = list(prediction_rows(Predictor.from_checkpoint(ckpt), str(folder), 4))
     names = sorted(r[0].removeprefix(str(folder) + "/") for r in rows)
     assert names == ["Cat/0.jpg", "Cat/1.jpg", "Cat/saved.jfif", "Dog/0.jpg", "Dog/1.jpg", "Dog/old.jpe"]
     assert all(r[1] != "skipped" for r in rows)
-    assert "Passed over 4 files that are no photos: 2 macOS metadata file, 2 not an image file (by extension)" in (
-        caplog.text
+    assert (
+        "Passed over 4 files that are no photos: 2 macOS metadata file, 2 not an image file (by extension)"
+        in (caplog.text)
     )
     found = find_images(folder, "dir")  # training: the same photos, the same reasons
     assert sorted(found.paths) == names
-    assert sorted(i["reason"] for i in found.ignored) == ["macOS metadata file"] * 2 + [
-        "not an image file (by extension)"
-    ] * 2
+    assert (
+        sorted(i["reason"] for i in found.ignored)
+        == ["macOS metadata file"] * 2 + ["not an image file (by extension)"] * 2
+    )
