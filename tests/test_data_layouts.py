@@ -16,6 +16,7 @@ from helpers import (
     read_csv,
     run_module,
     tiny_datamodule,
+    tiny_overrides,
     write_class_folders,
     write_split_tree,
     zip_tree,
@@ -281,3 +282,47 @@ def test_the_skip_report_follows_files_that_are_passed_over(tmp_path):
     (root / "notes.txt").unlink()
     (root / "stray.jpg").unlink()
     assert prepare(root, tmp_path / "cache").directory == first.directory
+
+
+@pytest.mark.slow
+def test_train_validates_on_val_and_tests_on_test_and_evaluate_scores_test(tmp_path):
+    """train.py on a split tree: val/acc rests on val/, test=true on test/ (no data.test_fraction), splits.csv
+    lists the folders' splits, and evaluate split=test scores test/ again."""
+    from helpers import train_in_process
+    from test_evaluate import evaluate_in_process
+
+    tree = write_split_tree(tmp_path / "tree", {"train": 8, "val": 3, "test": 2}, ("cat", "dog", "fox"))
+    overrides = [o for o in tiny_overrides(tree, tmp_path) if not o.startswith("data.val_fraction")]
+    metrics = train_in_process(*overrides, "test=true")
+    assert (metrics["val/n_images"], metrics["test/n_images"]) == (9, 6)
+    rows = read_csv(tmp_path / "run" / "splits.csv")
+    assert {(r["path"].split("/")[0], r["split"]) for r in rows} == {
+        ("train", "train"),
+        ("val", "val"),
+        ("test", "test"),
+    }
+    ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    scored = evaluate_in_process(ckpt, None, tmp_path / "eval", "split=test")
+    assert (scored["split"], scored["n_images"], scored["classes"]) == ("test", 6, ["cat", "dog", "fox"])
+    with pytest.raises(CatdogError, match="data.val_fraction=0.25: data.source=.* gives its own splits"):
+        train_in_process(*tiny_overrides(tree, tmp_path / "again"))
+    no_test = write_split_tree(tmp_path / "no_test", {"train": 4, "val": 2})
+    with pytest.raises(
+        CatdogError, match="test=true: data.test_fraction=0 and data.source gives no test split"
+    ):
+        train_in_process(
+            *[o for o in tiny_overrides(no_test, tmp_path / "nt") if "val_fraction" not in o], "test=true"
+        )
+
+
+@pytest.mark.slow
+def test_the_audit_scores_every_photo_of_a_split_tree_by_its_class_folder(tmp_path):
+    from helpers import run_in_process
+    from test_audit import audit_overrides
+
+    from catdog.audit.__main__ import audit
+
+    tree = write_split_tree(tmp_path / "tree", {"train": 6, "val": 2, "test": 2})
+    rows = run_in_process(audit, "audit", *audit_overrides(tree, tmp_path), "trainer.max_epochs=1")
+    assert len(rows) == 20 and {r["label"] for r in rows} == {"cat", "dog"}
+    assert {r["path"].split("/")[0] for r in rows} == {"train", "val", "test"}
