@@ -104,10 +104,10 @@ def scored_photos(
     codes = assign_splits(
         arrays.photos["group"],
         arrays.labels,
-        SplitSettings.from_config(trained_on),
+        SplitSettings.from_config(trained_on),  # type: ignore[arg-type]  # held_out: recorded
         None,
         arrays.photos["split"],
-    )  # type: ignore[arg-type]  # held_out: recorded
+    )
     has_test = (codes == SPLITS.index("test")).any()
     if wanted == "test" and not has_test:
         raise CatdogError(

@@ -49,10 +49,10 @@ def calibration_photos(cfg: DictConfig, predictor) -> tuple[np.ndarray, str]:
         codes = assign_splits(
             arrays.photos["group"],
             arrays.labels,
-            SplitSettings.from_config(trained_on),
+            SplitSettings.from_config(trained_on),  # type: ignore[arg-type]  # held_out: recorded
             None,
             arrays.photos["split"],
-        )  # type: ignore[arg-type]  # held_out: recorded
+        )
         indices, where = np.flatnonzero(codes == SPLITS.index("val")), f"the val split of {cfg.data.source}"
         if not len(indices):
             raise CatdogError(

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import posixpath
 
+from catdog.errors import CatdogError
+
 # what OpenCV decodes to 8-bit images (JPEG also as Windows' .jfif and .jpe, JPEG 2000, the portable any-maps,
 # Sun raster), the one rule of training and predict; float formats (.hdr, .pfm, .exr) are no photos
 IMAGE_EXTENSIONS = (
@@ -62,3 +64,32 @@ def passed_over(path: str) -> str | None:
     if path.lower().endswith(UNSUPPORTED_PHOTOS):
         return f"unsupported image format ({posixpath.splitext(path)[1]}: convert it to JPEG)"
     return "not an image file (by extension)"
+
+
+def sort_files(entries):
+    """(image entries, ignored [{"path", "reason"}], paths of photos in formats OpenCV does not read)."""
+    images, ignored, unsupported = [], [], []
+    for path, size, mtime in entries:
+        reason = passed_over(path)
+        if reason is None:
+            images.append((path, size, mtime))
+            continue
+        ignored.append({"path": printable(path), "reason": reason})
+        if reason.startswith("unsupported"):
+            unsupported.append(path)
+    return images, ignored, unsupported
+
+
+def check_usable(keys: list[tuple[str, str | None]], unsupported: list[str], usable: set) -> None:
+    """One error for a class folder that holds photos of unsupported formats only (12 .HEIC files): without it
+    the class would vanish, or its sibling would seem to be the only class folder. `keys`: (split, class) of each
+    unsupported photo; `usable`: those of the images."""
+    for key, path in zip(keys, unsupported):
+        if key[1] is None or key in usable:
+            continue
+        same = [p for k, p in zip(keys, unsupported) if k == key]
+        kinds = "/".join(sorted({posixpath.splitext(p)[1] for p in same}))
+        raise CatdogError(
+            f"data.source: {printable(posixpath.dirname(path))}/ has no usable images ({len(same)} {kinds} files: "
+            "not supported; convert them to JPEG)."
+        )

@@ -19,15 +19,16 @@ from typing import IO, cast
 
 from catdog.data.filenames import (
     IMAGE_EXTENSIONS,
+    check_usable,
     is_image_name,
     member_path,
     outside,
-    passed_over,
     printable,
+    sort_files,
 )
 from catdog.data.label_file import is_label_file, list_label_file
 from catdog.data.settings import LAYOUTS
-from catdog.data.split_folders import detect, split_folder_labels, warn_missing_classes
+from catdog.data.split_folders import detect, split_folder_labels, top_prefix, warn_missing_classes
 from catdog.errors import CatdogError
 from catdog.rules import check_choice
 
@@ -123,35 +124,6 @@ def _list_tar(root: Path) -> list[tuple[str, int, float]]:
         raise CatdogError(f"data.source={root}: not a readable tar archive ({e}).") from e
 
 
-def _split_images(entries):
-    """(image entries, ignored [{"path", "reason"}], paths of photos in formats OpenCV does not read)."""
-    images, ignored, unsupported = [], [], []
-    for path, size, mtime in entries:
-        reason = passed_over(path)
-        if reason is None:
-            images.append((path, size, mtime))
-            continue
-        ignored.append({"path": printable(path), "reason": reason})
-        if reason.startswith("unsupported"):
-            unsupported.append(path)
-    return images, ignored, unsupported
-
-
-def _check_usable(keys: list[tuple[str, str | None]], unsupported: list[str], usable: set) -> None:
-    """One error for a class folder that holds photos of unsupported formats only (12 .HEIC files): without it
-    the class would vanish, or its sibling would seem to be the only class folder. `keys`: (split, class) of each
-    unsupported photo; `usable`: those of the images."""
-    for key, path in zip(keys, unsupported):
-        if key[1] is None or key in usable:
-            continue
-        same = [p for k, p in zip(keys, unsupported) if k == key]
-        kinds = "/".join(sorted({posixpath.splitext(p)[1] for p in same}))
-        raise CatdogError(
-            f"data.source: {printable(posixpath.dirname(path))}/ has no usable images ({len(same)} {kinds} files: "
-            "not supported; convert them to JPEG)."
-        )
-
-
 def _detect_layout(paths: list[str]) -> str:
     parents = {posixpath.dirname(p) for p in paths}
     if len(parents) == 1 and all(_KAGGLE_NAME.match(posixpath.basename(p)) for p in paths):
@@ -174,8 +146,7 @@ def _label_names(paths: list[str], layout: str, where: Path) -> tuple[list[str |
                 f"data.source={where}: all images sit in one folder, so there are no class sub-folders. "
                 "Put each class in its own folder, or name files '<class>.<n>.jpg' and set data.layout=kaggle."
             )
-        top = posixpath.commonpath(list(parents))
-        prefix = top + "/" if top else ""
+        prefix = top_prefix(paths)
         names = []
         for p in paths:  # the first folder below the deepest common one; string ops, this runs per file
             parts = p[len(prefix) :].split("/")
@@ -229,7 +200,7 @@ def find_images(
     check_choice("data.layout", layout, LAYOUTS)
     if kind == "csv":
         return _from_label_file(root, split_folders)
-    images, ignored, unsupported = _split_images(list_files(root, kind, exclude))
+    images, ignored, unsupported = sort_files(list_files(root, kind, exclude))
     if not images:
         raise CatdogError(f"data.source={root}: no image files ({', '.join(IMAGE_EXTENSIONS)}) found.")
     paths = [p for p, _, _ in images]
@@ -246,7 +217,7 @@ def find_images(
         given, folders = [""] * len(candidates), {}
         unlabelled = unlabelled[: sum(n is None for n in names[: len(paths)])]
     keys = list(zip(given, names))
-    _check_usable(keys[len(paths) :], unsupported, set(keys[: len(paths)]))
+    check_usable(keys[len(paths) :], unsupported, set(keys[: len(paths)]))
     names, given = names[: len(paths)], given[: len(paths)]
     source = _labelled(root, kind, layout, paths, names, given, ignored + unlabelled, [img for img in images])
     source.split_folders = folders
