@@ -25,7 +25,7 @@ from omegaconf import DictConfig
 import catdog
 from catdog.batching import batches
 from catdog.data.decode import BadImage
-from catdog.data.filenames import IMAGE_EXTENSIONS, passed_over
+from catdog.data.filenames import IMAGE_EXTENSIONS, UNSUPPORTED, passed_over
 from catdog.data.sources import SourceReader, archive_kind, list_files, printable
 from catdog.errors import CatdogError
 from catdog.explain.gradcam import display_image, explanation_path, overlay_png, resolve_layer
@@ -47,8 +47,9 @@ def list_inputs(inputs: str | os.PathLike) -> tuple[SourceReader, list[str], str
         reader, prefix = SourceReader(path, kind), str(path) if kind == "dir" else ""
         files = [p for p, _, _ in list_files(path, kind)]
         reasons = [passed_over(p) for p in files]
-        paths = [p for p, r in zip(files, reasons) if r is None]
-        passed = Counter(r for r in reasons if r)
+        # a photo in a format OpenCV does not read gets its row, with the fix
+        paths = [p for p, r in zip(files, reasons) if r is None or r.startswith(UNSUPPORTED)]
+        passed = Counter(r for r in reasons if r and not r.startswith(UNSUPPORTED))
         if passed:
             log.info(
                 "Passed over %d files that are no photos: %s",
@@ -103,6 +104,8 @@ def prediction_rows(
             images, decoded, datas = [], [], []
             for i, name in enumerate(shown):
                 try:
+                    if reason := passed_over(names[i]):
+                        raise BadImage(reason)
                     data = reader.read(names[i])
                     images.append(predictor.decode(data))
                     decoded.append(i)

@@ -14,6 +14,7 @@ IMAGE_EXTENSIONS = (
     *(".jp2", ".pbm", ".pgm", ".ppm", ".pnm", ".sr", ".ras"),
 )
 # photo formats OpenCV does not read: named with the fix rather than passed over as any other file
+UNSUPPORTED = "unsupported image format"  # the reason's start
 UNSUPPORTED_PHOTOS = (
     ".heic",
     ".heif",
@@ -62,7 +63,7 @@ def passed_over(path: str) -> str | None:
     if is_image_name(path):
         return None
     if path.lower().endswith(UNSUPPORTED_PHOTOS):
-        return f"unsupported image format ({posixpath.splitext(path)[1]}: convert it to JPEG)"
+        return f"{UNSUPPORTED} ({posixpath.splitext(path)[1]}: convert it to JPEG)"
     return "not an image file (by extension)"
 
 
@@ -75,7 +76,7 @@ def sort_files(entries):
             images.append((path, size, mtime))
             continue
         ignored.append({"path": printable(path), "reason": reason})
-        if reason.startswith("unsupported"):
+        if reason.startswith(UNSUPPORTED):
             unsupported.append(path)
     return images, ignored, unsupported
 
