@@ -219,6 +219,7 @@ def test_predict_passes_over_what_training_passes_over_with_its_reasons(ckpt, tm
         "notes.txt",
     ):
         (folder / name).write_bytes(jpg.tobytes())
+    (folder / "phone.HEIC").write_bytes(b"ftypheic")
     caplog.set_level("INFO")
     rows = list(prediction_rows(Predictor.from_checkpoint(ckpt), str(folder), 4))
     names = sorted(r[0].removeprefix(str(folder) + "/") for r in rows)
