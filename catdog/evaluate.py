@@ -1,7 +1,8 @@
 """Evaluate a checkpoint on labelled images: `python -m catdog.evaluate ckpt_path=FILE [data.source=PATH]`.
 
 The images are decoded as the checkpoint was trained (its resolution, channels and fast_decode, whatever data.*
-says). Without data.source, the held-out split (test, else val; split=val or split=test to choose) of the data
+says). With data.source giving its own splits (split folders, a labels CSV), split=test (or val) scores that split.
+Without data.source, the held-out split (test, else val; split=val or split=test to choose) of the data
 the checkpoint was trained on is scored, rebuilt from what the checkpoint records; with one, every image of it is scored, and photos that were in
 the checkpoint's training split (same content) are counted as n_seen_in_training. Photos the checkpoint's training
 left out (its data.exclude) and those data.exclude names here are left out of the metrics; <split>/acc_all then
@@ -125,6 +126,18 @@ def scored_photos(
     return indices, split
 
 
+def given_split(arrays: CachedArrays, split: str, source) -> tuple[np.ndarray, str]:
+    """The photos of data.source in the split its split folders (or labels CSV) give: split=test scores test/."""
+    indices = np.flatnonzero(np.asarray(arrays.photos["split"]) == split)
+    if not len(indices):
+        raise CatdogError(
+            f"split={split}: data.source={source} gives no {split} split (no {split}/ folder beside train/, nor a "
+            "split column): leave split= out to score every photo of it, or give split=... without data.source to "
+            "score a held-out split of the data the checkpoint was trained on."
+        )
+    return indices, split
+
+
 def seen_in_training(arrays: CachedArrays, indices: np.ndarray, trained_on: dict | None) -> int | None:
     """How many of the scored photos were in the checkpoint's training split (same content hash)."""
     if not trained_on:
@@ -193,17 +206,14 @@ def logits_of(predictor: Predictor, arrays: CachedArrays, indices: np.ndarray, b
 def evaluate(cfg: DictConfig) -> dict:
     """Metrics of the checkpoint on data.source (or its held-out split); written to the run dir and TensorBoard."""
     held_out = cfg.data.get("source") is None
-    # split= names a held-out split of the checkpoint's own training data: it goes without data.source
-    if cfg.get("split") and not held_out:
-        raise CatdogError(
-            f"split={cfg.split} scores a held-out split of the data the checkpoint was trained on, and data.source "
-            f"scores every photo of {cfg.data.source}: give one of them."
-        )
     trained_on = training_data(cfg)
     validate(cfg)
     predictor = Predictor.from_checkpoint(cfg.ckpt_path, device=cfg.get("device", "auto"))
     arrays = decoded_as_trained(cfg, predictor, trained_on if held_out else None)
-    indices, split = scored_photos(arrays, trained_on, held_out, cfg.get("split"))
+    if held_out or not cfg.get("split"):
+        indices, split = scored_photos(arrays, trained_on, held_out, cfg.get("split"))
+    else:
+        indices, split = given_split(arrays, cfg.split, cfg.data.source)
     excluded = excluded_photos(cfg, arrays, trained_on)[indices]
     if excluded.any():
         log.info(

@@ -304,9 +304,13 @@ def test_train_validates_on_val_and_tests_on_test_and_evaluate_scores_test(tmp_p
     ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
     scored = evaluate_in_process(ckpt, None, tmp_path / "eval", "split=test")
     assert (scored["split"], scored["n_images"], scored["classes"]) == ("test", 6, ["cat", "dog", "fox"])
+    other = write_split_tree(tmp_path / "other", {"train": 1, "val": 2, "test": 1}, ("cat", "dog", "fox"))
+    given = evaluate_in_process(ckpt, other, tmp_path / "eval_other", "split=val")
+    assert (given["split"], given["n_images"]) == ("val", 6) and "val/acc" in given
     with pytest.raises(CatdogError, match="data.val_fraction=0.25: data.source=.* gives its own splits"):
         train_in_process(*tiny_overrides(tree, tmp_path / "again"))
-    no_test = write_split_tree(tmp_path / "no_test", {"train": 4, "val": 2})
+    # a zip is listed only by training: its missing test split is named there, before fitting
+    no_test = zip_tree(write_split_tree(tmp_path / "no_test", {"train": 4, "val": 2}), tmp_path / "no_test.zip")
     with pytest.raises(
         CatdogError, match="test=true: data.test_fraction=0 and data.source gives no test split"
     ):
