@@ -133,6 +133,16 @@ def test_copies_across_given_splits_stay_put_with_one_warning_and_their_list(tmp
     ]
 
 
+def test_a_copy_filed_under_another_class_in_another_split_is_a_label_conflict_as_ever(tmp_path):
+    tree = write_split_tree(tmp_path / "tree", {"train": 4, "test": 2})
+    shutil.copy(tree / "train" / "cat" / "0.jpg", tree / "test" / "dog" / "cat_again.jpg")
+    dm = tiny_datamodule(tree, tmp_path / "cache", val_fraction=0.25)
+    excluded = {dm.arrays.photos["path"][i] for i in dm.splits["excluded"]}
+    assert excluded == {"train/cat/0.jpg", "test/dog/cat_again.jpg"}
+    kept = tiny_datamodule(tree, tmp_path / "cache", val_fraction=0.25, label_conflicts="keep")
+    assert "test/dog/cat_again.jpg" in split_of_paths(kept)["test"]
+
+
 @pytest.mark.parametrize(
     "splits, settings, message",
     [
@@ -310,7 +320,9 @@ def test_train_validates_on_val_and_tests_on_test_and_evaluate_scores_test(tmp_p
     with pytest.raises(CatdogError, match="data.val_fraction=0.25: data.source=.* gives its own splits"):
         train_in_process(*tiny_overrides(tree, tmp_path / "again"))
     # a zip is listed only by training: its missing test split is named there, before fitting
-    no_test = zip_tree(write_split_tree(tmp_path / "no_test", {"train": 4, "val": 2}), tmp_path / "no_test.zip")
+    no_test = zip_tree(
+        write_split_tree(tmp_path / "no_test", {"train": 4, "val": 2}), tmp_path / "no_test.zip"
+    )
     with pytest.raises(
         CatdogError, match="test=true: data.test_fraction=0 and data.source gives no test split"
     ):

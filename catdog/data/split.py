@@ -49,6 +49,14 @@ def _ensure_each_class(code, u, group_classes, num_classes: int, target: int) ->
             code[train[np.argmin(u[train])]] = target
 
 
+def _conflicted(group_classes: list[np.ndarray], n_groups: int) -> np.ndarray:
+    """Per duplicate group: whether its photos carry more than one label (`group_classes`: each class's groups)."""
+    n_labels = np.zeros(n_groups, dtype=np.int64)
+    for members in group_classes:
+        n_labels[members] += 1
+    return n_labels > 1
+
+
 def uses_given(settings: SplitSettings, given: Sequence[str] | None) -> bool:
     """Whether the photos keep the splits their source gives (it gives some, and data.given_splits=true)."""
     return bool(settings.given_splits and given is not None and any(given))
@@ -78,11 +86,9 @@ def _given_codes(given: Sequence[str], groups, labels: np.ndarray, settings: Spl
         drawn = assign_splits([groups[i] for i in train.tolist()], labels[train], settings)
         code[train] = drawn
     if settings.label_conflicts == "drop":
-        _, inverse = np.unique(np.asarray(groups), return_inverse=True)
-        n_labels = np.zeros(inverse.max() + 1, dtype=np.int64)
-        for c in np.unique(labels):
-            n_labels[np.unique(inverse[labels == c])] += 1
-        code[n_labels[inverse] > 1] = EXCLUDED
+        keys, inverse = np.unique(np.asarray(groups), return_inverse=True)
+        group_classes = [np.unique(inverse[labels == c]) for c in np.unique(labels)]
+        code[_conflicted(group_classes, len(keys))[inverse]] = EXCLUDED
     return code
 
 
@@ -120,10 +126,7 @@ def assign_splits(
     code[u < test_fraction] = TEST
     group_classes = [np.unique(inverse[labels == c]) for c in range(num_classes)]
     if settings.label_conflicts == "drop":
-        n_labels = np.zeros(len(keys), dtype=np.int64)
-        for members in group_classes:
-            n_labels[members] += 1
-        code[n_labels > 1] = EXCLUDED
+        code[_conflicted(group_classes, len(keys))] = EXCLUDED
     if test_fraction > 0:
         # before val is drawn: the test split must not depend on the fold
         _ensure_each_class(code, u, group_classes, num_classes, TEST)
