@@ -152,11 +152,15 @@ def test_a_copy_filed_under_another_class_in_another_split_is_a_label_conflict_a
             r"^data.val_fraction=0.3: data.source=\S+ gives its own",
         ),
         ({"train": 3, "val": 2}, {"test_fraction": 0.2}, r"^data.test_fraction=0.2: .*splits \(train, val\)"),
-        ({"train": 3, "test": 2}, {"folds": 3}, r"^data.folds=3: .*splits \(train, test\)\. Leave it unset"),
+        (
+            {"train": 3, "test": 2},
+            {"folds": 3},
+            r"^data.folds=3: .*splits \(train, test\)\. Add data.folds=null \(a preset",
+        ),
         (
             {"train": 3, "val": 2, "test": 2},
             {"val_fraction": 0.2, "folds": 2},
-            r"^data.folds=2, data.val_fraction=0.2: .*Leave them unset, or set data.given_splits=false",
+            r"^data.folds=2, data.val_fraction=0.2: .*Add data.folds=null data.val_fraction=0.1 .*data.given_splits=false",
         ),
     ],
 )

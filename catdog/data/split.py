@@ -69,12 +69,14 @@ def check_given_splits(settings: SplitSettings, given: Sequence[str] | None, sou
         return
     names = sorted(set(given or ()) - {""}, key=SPLITS.index)
     keys = ["test_fraction", "folds"] + (["val_fraction"] if "val" in names else [])
-    wrong = [f"data.{k}={getattr(settings, k)}" for k in keys if getattr(settings, k) != _DEFAULTS[k]]
+    wrong = [k for k in keys if getattr(settings, k) != _DEFAULTS[k]]
     if wrong:
+        # experiment=fast and best set data.test_fraction=0.1: the fix names the value to give back
+        values = " ".join(f"data.{k}={'null' if _DEFAULTS[k] is None else _DEFAULTS[k]}" for k in wrong)
         raise CatdogError(
-            f"{', '.join(wrong)}: data.source={source} gives its own splits ({', '.join(names)}). Leave "
-            f"{'them' if len(wrong) > 1 else 'it'} unset, or set data.given_splits=false to split its photos by "
-            "the hashed rule."
+            f"{', '.join(f'data.{k}={getattr(settings, k)}' for k in wrong)}: data.source={source} gives its own "
+            f"splits ({', '.join(names)}). Add {values} (a preset such as experiment=fast sets "
+            "data.test_fraction), or data.given_splits=false to split its photos by the hashed rule."
         )
 
 
