@@ -145,6 +145,7 @@ def test_every_check_rejects_a_wrong_type(key):
         ("trainer.devices", 0),
         ("seed", None),
         ("data.layout", "flat"),
+        ("data.split_folders", "maybe"),
         ("data.loader", "gpu"),
     ],
 )
