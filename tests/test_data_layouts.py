@@ -79,6 +79,7 @@ def test_prepare_reads_a_split_tree_as_its_class_folders(tmp_path):
     tree = write_split_tree(tmp_path / "tree", {"train": 4, "val": 2})
     proc = run_module("catdog.prepare", f"data.source={tree}", f"data.cache_dir={tmp_path / 'C'}")
     assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "splits as the source gives them: train/ train, val/ val" in proc.stdout
     (report,) = (tmp_path / "C").glob("*/report.json")
     data = json.loads(report.read_text())
     assert data["classes"] == ["cat", "dog"] and data["split_folders"] == {"train": "train", "val": "val"}

@@ -188,6 +188,9 @@ def summarize(report: dict, first: int = 5) -> str:
         lines.append(
             f"    ... all {report['n_skipped']:,} listed in {report.get('cache_dir', 'report.json')}/report.json"
         )
+    if report.get("split_folders"):
+        given = ", ".join(f"{folder}/ {split}" for folder, split in sorted(report["split_folders"].items()))
+        lines.append(f"splits as the source gives them: {given}")
     crossing = report.get("n_duplicates_across_splits")
     if crossing:
         lines.append(

@@ -254,9 +254,8 @@ def _from_label_file(csv_path: Path, split_folders: str | bool) -> ImageSource:
     """The photos a labels CSV lists (its split column kept unless data.split_folders=false)."""
     paths, names, given, ignored, stamps = list_label_file(csv_path, split_folders)
     source = _labelled(csv_path, "csv", "labels", paths, names, given, ignored, stamps)
-    if any(given):
-        source.split_folders = {s: s for s in given}
-        warn_missing_classes(source.classes, names, given, source.split_folders, csv_path)
+    if any(given):  # its split column: the report's split_folders stay empty, there are no folders
+        warn_missing_classes(source.classes, names, given, {s: s for s in given}, csv_path)
     return source
 
 
