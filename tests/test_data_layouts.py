@@ -178,7 +178,9 @@ def test_split_folders_true_false_and_given_splits_false(tmp_path):
     tree = write_split_tree(tmp_path / "tree", {"train": 4, "val": 2})
     assert prepare(tree, tmp_path / "c", split_folders=False).classes == ["train", "val"]
     assert prepare(tree, tmp_path / "c", split_folders=True).classes == ["cat", "dog"]
-    with pytest.raises(CatdogError, match="data.split_folders=true reads class folders .* data.layout=kaggle"):
+    with pytest.raises(
+        CatdogError, match="data.split_folders=true reads class folders .* data.layout=kaggle"
+    ):
         prepare(tree, tmp_path / "c", split_folders=True, layout="kaggle")
     plain = write_class_folders(tmp_path / "plain", per_class=3)
     with pytest.raises(
