@@ -91,6 +91,6 @@ def check_usable(keys: list[tuple[str, str | None]], unsupported: list[str], usa
         same = [p for k, p in zip(keys, unsupported) if k == key]
         kinds = "/".join(sorted({posixpath.splitext(p)[1] for p in same}))
         raise CatdogError(
-            f"data.source: {printable(posixpath.dirname(path))}/ has no usable images ({len(same)} {kinds} files: "
+            f"data.source: {printable(posixpath.dirname(path) or '.')}/ has no usable images ({len(same)} {kinds} files: "
             "not supported; convert them to JPEG)."
         )
