@@ -1,7 +1,8 @@
 """Evaluate a checkpoint on labelled images: `python -m catdog.evaluate ckpt_path=FILE [data.source=PATH]`.
 
-The images are decoded as the checkpoint was trained (its resolution, channels, fast_decode and resize, whatever data.*
-says). Without data.source, the held-out split (test, else val; split=val or split=test to choose) of the data
+The images are decoded as the checkpoint was trained (its resolution, channels, fast_decode and resize, whatever
+data.* says). With data.source giving its own splits (split folders, a labels CSV), split=test (or val) scores that
+split. Without data.source, the held-out split (test, else val; split=val or split=test to choose) of the data
 the checkpoint was trained on is scored, rebuilt from what the checkpoint records; with one, every image of it is scored, and photos that were in
 the checkpoint's training split, or copies of them, are counted as n_seen_in_training. Photos the checkpoint's training
 left out (its data.exclude) and those data.exclude names here are left out of the metrics; <split>/acc_all then
@@ -115,12 +116,19 @@ def scored_photos(
     val), or all of them."""
     if not held_out:
         return np.arange(len(arrays.labels)), "all"
-    codes = assign_splits(arrays.photos["group"], arrays.labels, SplitSettings.from_config(trained_on))  # type: ignore[arg-type]  # held_out: recorded
+    codes = assign_splits(
+        arrays.photos["group"],
+        arrays.labels,
+        SplitSettings.from_config(trained_on),  # type: ignore[arg-type]  # held_out: recorded
+        None,
+        arrays.photos["split"],
+    )
     has_test = (codes == SPLITS.index("test")).any()
     if wanted == "test" and not has_test:
         raise CatdogError(
             f"split=test: {trained_on['source']} has no test split in the checkpoint's training (its "  # type: ignore[index]
-            "data.test_fraction was 0): score split=val, or train with data.test_fraction > 0."
+            "data.test_fraction was 0 and it has no test/ folder): score split=val, or train with "
+            "data.test_fraction > 0."
         )
     split = wanted or ("test" if has_test else "val")
     indices = np.flatnonzero(codes == SPLITS.index(split))
@@ -128,6 +136,18 @@ def scored_photos(
         raise CatdogError(
             f"data.source={trained_on['source']}: no photo of it is held out from training any more (files "  # type: ignore[index]
             "removed?). Give data.source=PATH, the photos to score."
+        )
+    return indices, split
+
+
+def given_split(arrays: CachedArrays, split: str, source) -> tuple[np.ndarray, str]:
+    """The photos of data.source in the split its split folders (or labels CSV) give: split=test scores test/."""
+    indices = np.flatnonzero(np.asarray(arrays.photos["split"]) == split)
+    if not len(indices):
+        raise CatdogError(
+            f"split={split}: data.source={source} gives no {split} split (no {split}/ folder beside train/, nor a "
+            "split column): leave split= out to score every photo of it, or give split=... without data.source to "
+            "score a held-out split of the data the checkpoint was trained on."
         )
     return indices, split
 
@@ -209,18 +229,15 @@ def logits_of(predictor: Predictor, arrays: CachedArrays, indices: np.ndarray, b
 def evaluate(cfg: DictConfig) -> dict:
     """Metrics of the checkpoint on data.source (or its held-out split); written to the run dir and TensorBoard."""
     held_out = cfg.data.get("source") is None
-    # split= names a held-out split of the checkpoint's own training data: it goes without data.source
-    if cfg.get("split") and not held_out:
-        raise CatdogError(
-            f"split={cfg.split} scores a held-out split of the data the checkpoint was trained on, and data.source "
-            f"scores every photo of {cfg.data.source}: give one of them."
-        )
     trained_on = training_data(cfg)
     validate(cfg)
     predictor = Predictor.from_checkpoint(cfg.ckpt_path, device=cfg.get("device", "auto"))
     check_mapping(cfg.get("classes"), predictor.classes, cfg.ckpt_path)  # before any photo is decoded
     arrays = decoded_as_trained(cfg, predictor, trained_on if held_out else None)
-    indices, split = scored_photos(arrays, trained_on, held_out, cfg.get("split"))
+    if held_out or not cfg.get("split"):
+        indices, split = scored_photos(arrays, trained_on, held_out, cfg.get("split"))
+    else:
+        indices, split = given_split(arrays, cfg.split, cfg.data.source)
     excluded = excluded_photos(cfg, arrays, trained_on)[indices]
     if excluded.any():
         log.info(

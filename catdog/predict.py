@@ -1,10 +1,11 @@
 """Predict with a trained checkpoint: `python -m catdog.predict ckpt_path=FILE inputs=PATH [output=FILE.csv]`.
 
 PATH is one image, a folder (every file below it) or a zip/tar archive; no labels are needed. The CSV has one
-row per file, `path,label,probability,p_<class>...` (every class's probability), or `path,skipped,<reason>` for
-a file that is not a usable image; the label is `unsure` when the (calibrated) probability is below
-`min_confidence=`. `topk=K` adds the K most probable classes (`top1..topK`); `sort_into=DIR` copies (or, with
-`sort_mode=link`, links) each photo into `DIR/<label>/`. `explain=true` also writes a
+row per image file, `path,label,probability,p_<class>...` (every class's probability), or `path,skipped,<reason>`
+for one that cannot be used; files that are no photos by training's own rule (.DS_Store, Thumbs.db, AppleDouble
+`._x`, notes.txt) are passed over, counted in the log with training's reasons; the label is `unsure` when the
+(calibrated) probability is below `min_confidence=`. `topk=K` adds the K most probable classes (`top1..topK`);
+`sort_into=DIR` copies (or, with `sort_mode=link`, links) each photo into `DIR/<label>/`. `explain=true` also writes a
 Grad-CAM overlay per image into `explanations/` beside the CSV (checkpoints only). ckpt_path may also be an `.onnx`
 written by `catdog.export` (float or int8), run by onnxruntime with the same decoding.
 From Python: `catdog.load("last.ckpt").predict(["a.jpg", array])` (or `catdog.load("last.onnx")`).
@@ -26,6 +27,7 @@ from omegaconf import DictConfig
 import catdog
 from catdog.batching import batches
 from catdog.data.decode import BadImage
+from catdog.data.filenames import IMAGE_EXTENSIONS, UNSUPPORTED, passed_over
 from catdog.data.sources import SourceReader, archive_kind, list_files, printable
 from catdog.errors import CatdogError
 from catdog.explain.gradcam import display_image, explanation_path, overlay_png, resolve_layer
@@ -39,17 +41,24 @@ SORT_MODES = ("copy", "link")
 
 
 def list_inputs(inputs: str | os.PathLike) -> tuple[SourceReader, list[str], str]:
-    """Every file of an image, a folder (recursively) or an archive: a reader, relative paths, a prefix."""
+    """The image files of a folder (recursively) or an archive, by training's file-name rule, or the one file
+    given: a reader, relative paths, a prefix. The files passed over are logged with training's reasons."""
     path = Path(inputs).expanduser()
     kind = archive_kind(path) if path.is_file() else None
-    if path.is_dir():
-        reader, paths, prefix = (
-            SourceReader(path, "dir"),
-            [p for p, _, _ in list_files(path, "dir")],
-            str(path),
-        )
-    elif kind:
-        reader, paths, prefix = SourceReader(path, kind), [p for p, _, _ in list_files(path, kind)], ""
+    if path.is_dir() or kind:
+        kind = kind or "dir"
+        reader, prefix = SourceReader(path, kind), str(path) if kind == "dir" else ""
+        files = [p for p, _, _ in list_files(path, kind)]
+        reasons = [passed_over(p) for p in files]
+        # a photo in a format OpenCV does not read gets its row, with the fix
+        paths = [p for p, r in zip(files, reasons) if r is None or r.startswith(UNSUPPORTED)]
+        passed = Counter(r for r in reasons if r and not r.startswith(UNSUPPORTED))
+        if passed:
+            log.info(
+                "Passed over %d files that are no photos: %s",
+                sum(passed.values()),
+                ", ".join(f"{n} {r}" for r, n in sorted(passed.items(), key=lambda c: (-c[1], c[0]))),
+            )
     elif path.is_file():
         reader, paths, prefix = SourceReader(path.parent, "dir"), [path.name], str(path.parent)
     else:
@@ -58,7 +67,8 @@ def list_inputs(inputs: str | os.PathLike) -> tuple[SourceReader, list[str], str
         )
     if not paths:
         raise CatdogError(
-            f"inputs={inputs}: no files found. Give an image, a folder of images or a .zip/.tar."
+            f"inputs={inputs}: no image files found ({', '.join(IMAGE_EXTENSIONS)}). Give an image, a folder of "
+            "images or a .zip/.tar."
         )
     return reader, paths, prefix
 
@@ -163,6 +173,8 @@ def prediction_rows(
             images, decoded, datas = [], [], []
             for i, name in enumerate(shown):
                 try:
+                    if reason := passed_over(names[i]):
+                        raise BadImage(reason)
                     data = reader.read(names[i])
                     images.append(predictor.decode(data))
                     decoded.append(i)

@@ -46,7 +46,13 @@ def calibration_photos(cfg: DictConfig, predictor) -> tuple[np.ndarray, str]:
     arrays = decoded_as_trained(cfg, predictor, trained_on if held_out else None)
     indices, where = np.arange(len(arrays.labels)), f"all photos of {cfg.data.source}"
     if held_out:
-        codes = assign_splits(arrays.photos["group"], arrays.labels, SplitSettings.from_config(trained_on))  # type: ignore[arg-type]  # held_out: recorded
+        codes = assign_splits(
+            arrays.photos["group"],
+            arrays.labels,
+            SplitSettings.from_config(trained_on),  # type: ignore[arg-type]  # held_out: recorded
+            None,
+            arrays.photos["split"],
+        )
         indices, where = np.flatnonzero(codes == SPLITS.index("val")), f"the val split of {cfg.data.source}"
         if not len(indices):
             raise CatdogError(

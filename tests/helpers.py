@@ -50,6 +50,20 @@ def write_class_folders(root: Path, per_class: int = 20, classes=("Cat", "Dog"),
     return root
 
 
+def write_split_tree(root: Path, splits: dict[str, int], classes=("cat", "dog")) -> Path:
+    """Split folders as ImageNet and Roboflow exports lay them out: root/<split>/<class>/<i>.jpg, `splits[split]`
+    photos per class, every photo distinct (a class past the second repeats the second's stripes)."""
+    for s, (split, per_class) in enumerate(splits.items()):
+        for label, name in enumerate(classes):
+            d = root / split / name
+            d.mkdir(parents=True, exist_ok=True)
+            for i in range(per_class):
+                cv2.imwrite(
+                    str(d / f"{i}.jpg"), make_image(min(label, 1), seed=10_000 * (s + 1) + 1000 * label + i)
+                )
+    return root
+
+
 def write_random_labels(root: Path, per_class: int = 180, size: int = 64) -> Path:
     """Photo-like images filed under Cat/ and Dog/ regardless of their content: labels nothing can predict, which
     a model can only memorise (the hardest case for debug=overfit)."""

@@ -9,7 +9,7 @@ from dataclasses import fields
 from importlib.util import find_spec
 
 import pytest
-from helpers import ROOT, read_csv, tiny_overrides, train_in_process
+from helpers import ROOT, read_csv, tiny_overrides, train_in_process, write_split_tree
 from hydra import compose, initialize_config_dir
 from hydra.utils import get_class
 from omegaconf import OmegaConf
@@ -145,6 +145,7 @@ def test_every_check_rejects_a_wrong_type(key):
         ("trainer.devices", 0),
         ("seed", None),
         ("data.layout", "flat"),
+        ("data.split_folders", "maybe"),
         ("data.loader", "gpu"),
     ],
 )
@@ -162,6 +163,17 @@ def test_test_true_needs_a_test_split():
         validate(cfg)
     OmegaConf.update(cfg, "data.test_fraction", 0.1)
     validate(cfg)
+
+
+def test_test_true_takes_a_test_folder_for_a_test_split(tmp_path):
+    """A split tree with test/ gives the test split itself; one without it is named before any photo is read."""
+    with_test = write_split_tree(tmp_path / "a", {"train": 1, "test": 1})
+    validate(compose_train(f"data.source={with_test}", "test=true"))
+    without = write_split_tree(tmp_path / "b", {"train": 1, "val": 1})
+    with pytest.raises(CatdogError, match="test=true needs a test split"):
+        validate(compose_train(f"data.source={without}", "test=true"))
+    with pytest.raises(CatdogError, match="test=true needs a test split"):
+        validate(compose_train(f"data.source={with_test}", "test=true", "data.split_folders=false"))
 
 
 def test_every_bad_value_is_named_once_in_one_error():

@@ -210,7 +210,7 @@ def test_report_lists_every_skipped_file_with_its_reason(tmp_path):
     reasons = {s["path"]: s["reason"] for s in arrays.report["skipped"]}
     assert reasons == {
         "Cat/Thumbs.db": "not an image file (by extension)",
-        "Dog/.DS_Store": "not an image file (by extension)",
+        "Dog/.DS_Store": "macOS metadata file",
         "Cat/666.jpg": "empty file",
         "Dog/notes.jpg": "not a decodable image",
         "Dog/cut.jpg": "truncated JPEG (no end-of-image marker)",

@@ -212,7 +212,7 @@ def test_split_val_scores_the_val_split_so_recipes_are_compared_without_test(tmp
     assert "val/acc" in val and "test/acc" not in val and "robustness/clean" in val
     with pytest.raises(CatdogError, match=r"split='train' is invalid: expected val or test"):
         evaluate_in_process(ckpt, None, tmp_path / "bad", "split=train")
-    with pytest.raises(CatdogError, match=r"split=val scores a held-out split .* give one of them"):
+    with pytest.raises(CatdogError, match=r"split=val: data.source=.* gives no val split \(no val/ folder"):
         evaluate_in_process(ckpt, source, tmp_path / "both", "split=val")
     no_test = train_checkpoint(source, tmp_path / "no_test", data={"test_fraction": 0.0, "seed": 3})
     with pytest.raises(CatdogError, match=r"split=test: .* has no test split .*score split=val"):

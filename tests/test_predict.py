@@ -133,14 +133,14 @@ def test_predict_cli_writes_a_row_per_file_and_skips_bad_ones(ckpt, photos, tmp_
         f"hydra.run.dir={tmp_path / 'run'}",
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "skipped 3" in proc.stdout
+    assert "skipped 2" in proc.stdout
     assert b"\r" not in out.read_bytes()  # plain \n line ends
     with open(out) as f:
         rows = list(csv.reader(f))
     assert rows[0] == ["path", "label", "probability", "p_Cat", "p_Dog"]
     by_name = {r[0].removeprefix(str(photos) + "/"): r[1:] for r in rows[1:]}
-    assert len(by_name) == 9
-    for name in ("notes.txt", "empty.jpg", "cut.jpg"):
+    assert len(by_name) == 8 and "notes.txt" not in by_name  # passed over as training passes it over
+    for name in ("empty.jpg", "cut.jpg"):
         assert by_name[name][0] == "skipped" and by_name[name][1]
     assert "truncated" in by_name["cut.jpg"][1]
     expected = Predictor.from_checkpoint(ckpt).predict(sorted(photos.rglob("*.png")))
@@ -158,7 +158,7 @@ def test_zip_and_single_file_inputs(ckpt, photos, tmp_path):
         r[0]: r[1:] for r in prediction_rows(predictor, str(zip_tree(photos, tmp_path / "in.zip")), 4)
     }
     # archive members are named relative to the zip; other batches may round the 6th decimal differently
-    assert len(from_zip) == 9 and from_zip.keys() == from_folder.keys()
+    assert len(from_zip) == 8 and from_zip.keys() == from_folder.keys()
     for name, (label, value, *_) in from_zip.items():
         assert label == from_folder[name][0]
         if label != "skipped":
@@ -201,3 +201,47 @@ def test_a_checkpoint_of_catdog_0_2_with_network_keys_under_net_still_loads(ckpt
     np.testing.assert_allclose(
         Predictor.from_checkpoint(old).probabilities(x), Predictor.from_checkpoint(ckpt).probabilities(x)
     )
+
+
+def test_predict_passes_over_what_training_passes_over_with_its_reasons(ckpt, tmp_path, caplog):
+    """.DS_Store, Thumbs.db, AppleDouble `._x` and notes.txt are no rows; a .jfif and a .jpe are predicted, as
+    training reads them; the log counts the rest with training's reasons."""
+    from catdog.data.sources import find_images
+
+    folder = write_class_folders(tmp_path / "in", per_class=2)
+    ok, jpg = cv2.imencode(".jpg", make_image(0, seed=3))
+    for name in (
+        "Cat/saved.jfif",
+        "Dog/old.jpe",
+        "Cat/._0.jpg",
+        "Cat/.DS_Store",
+        "Dog/Thumbs.db",
+        "notes.txt",
+    ):
+        (folder / name).write_bytes(jpg.tobytes())
+    (folder / "phone.HEIC").write_bytes(b"ftypheic")
+    caplog.set_level("INFO")
+    rows = list(prediction_rows(Predictor.from_checkpoint(ckpt), str(folder), 4))
+    names = sorted(r[0].removeprefix(str(folder) + "/") for r in rows)
+    assert names == [
+        "Cat/0.jpg",
+        "Cat/1.jpg",
+        "Cat/saved.jfif",
+        "Dog/0.jpg",
+        "Dog/1.jpg",
+        "Dog/old.jpe",
+        "phone.HEIC",
+    ]
+    # a photo OpenCV cannot read is a row, with the fix
+    assert [r[1:] for r in rows if r[1] == "skipped"] == [
+        ("skipped", "unsupported image format (.HEIC: convert it to JPEG)")
+    ]
+    assert (
+        "Passed over 4 files that are no photos: 2 macOS metadata file, 2 not an image file (by extension)"
+        in (caplog.text)
+    )
+    found = find_images(folder, "dir")  # training: the same photos, the same reasons
+    assert sorted(found.paths) == names[:-1]
+    assert sorted(i["reason"] for i in found.ignored) == ["macOS metadata file"] * 2 + [
+        "not an image file (by extension)"
+    ] * 2 + ["unsupported image format (.HEIC: convert it to JPEG)"]

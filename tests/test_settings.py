@@ -95,7 +95,7 @@ def test_the_cache_key_follows_the_decode_settings_alone(tmp_path):
         "fast_decode": True,
         "resize": "pad",
     }
-    assert set(changed) == {f.name for f in fields(DecodeSettings)} - {"layout"}
+    assert set(changed) == {f.name for f in fields(DecodeSettings)} - {"layout", "split_folders"}
     directories = {first}
     for key, value in changed.items():
         directory = prepare_dataset(
@@ -103,8 +103,9 @@ def test_the_cache_key_follows_the_decode_settings_alone(tmp_path):
         ).directory
         assert directory not in directories, key
         directories.add(directory)
-    # the layout is hashed as found: auto that finds class folders is data.layout=folders
-    folders = replace(settings, decode=replace(settings.decode, layout="folders"))
+    # the layout and split folders are hashed as found: auto that finds class folders is data.layout=folders,
+    # and data.split_folders=false
+    folders = replace(settings, decode=replace(settings.decode, layout="folders", split_folders=False))
     assert prepare_dataset(folders).directory == first
 
 

@@ -1,10 +1,11 @@
 """The preprocessed-array cache: keyed by the source's files and every preprocessing parameter, written atomically.
 
 A cache is a directory `<cache_dir>/<name>-<key>/` holding `images.npy` (uint8, N x H x W x C), `labels.npy`
-(int64), `report.json` and `photos.csv` (per image: its path in the source, label, content hash, perceptual hash
-and duplicate group), plus the `splits-*.csv` of the runs that used it. It is built in a temporary sibling and
-renamed into place, so a kill at any moment leaves either no cache or a complete one (and a build the next one
-resumes: catdog.data.building), and two processes building the same cache both end with a valid one.
+(int64), `report.json` and `photos.csv` (per image: its path in the source, label, content hash, perceptual hash,
+duplicate group and given split), `duplicates_across_splits.csv` where copies cross the given splits, plus the
+`splits-*.csv` of the runs that used it. It is built in a temporary sibling and renamed into place, so a kill at any
+moment leaves either no cache or a complete one (and a build the next one resumes: catdog.data.building), and two
+processes building the same cache both end with a valid one.
 """
 
 from __future__ import annotations
@@ -32,9 +33,10 @@ from catdog.io import disk_full_error, fsync_dir, is_disk_full, write_csv, write
 
 log = logging.getLogger(__name__)
 # 3: the perceptual hash (and so the near-duplicate groups that splits keep together) is taken from the
-# network-size image from 32 px on: older caches are rebuilt rather than mixed with the new rule
-CACHE_FORMAT_VERSION = 3
-PHOTO_COLUMNS = ("path", "label", "sha256", "phash", "group")
+# network-size image from 32 px on: older caches are rebuilt rather than mixed with the new rule; 4: photos.csv's
+# `split` column (the split a source's split folders or labels CSV give, else empty)
+CACHE_FORMAT_VERSION = 4
+PHOTO_COLUMNS = ("path", "label", "sha256", "phash", "group", "split")
 JOURNAL = "journal.jsonl"  # in a build's temporary folder: the chunks done (catdog.data.building)
 
 

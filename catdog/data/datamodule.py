@@ -23,11 +23,25 @@ from catdog.data.loaders import (
 )
 from catdog.data.preprocess import prepare_dataset, summarize
 from catdog.data.settings import DataSettings
-from catdog.data.split import SPLITS, assign_splits, balance, class_weights, split_order, split_rows
+from catdog.data.split import (
+    CROSSING_FILE,
+    SPLITS,
+    assign_splits,
+    balance,
+    class_weights,
+    split_order,
+    split_rows,
+    uses_given,
+)
+from catdog.data.split_folders import given_split_log
 from catdog.errors import CatdogError
 from catdog.io import replace_atomic, write_csv
 
 log = logging.getLogger(__name__)
+NO_TEST_SPLIT = (
+    "data.test_fraction=0 and data.source gives no test split: there is no test split. Set data.test_fraction "
+    "(e.g. 0.1), or add a test/ folder beside train/."
+)
 
 
 class ArrayDataset(Dataset):
@@ -83,7 +97,11 @@ class ImageDataModule(pl.LightningDataModule):
         self.excluded = exclusion_mask(split.exclude, photos)
         if self.excluded is not None:
             log.info("data.exclude=%s: %d photos left out of every split", split.exclude, self.excluded.sum())
-        codes = assign_splits(photos["group"], labels, split, self.excluded)
+        given = photos["split"] if uses_given(split, photos["split"]) else None
+        codes = assign_splits(photos["group"], labels, split, self.excluded, given)
+        if given is not None:
+            log.info("Data: %s", given_split_log(given, split.val_fraction))
+            self._warn_crossing()
         self.splits = {
             name: split_order(np.flatnonzero(codes == i), labels, photos["sha256"], split.seed)
             for i, name in enumerate(SPLITS)
@@ -104,9 +122,22 @@ class ImageDataModule(pl.LightningDataModule):
             split.balance,
         )
 
+    def _warn_crossing(self) -> None:
+        """The one warning for copies that sit in two given splits: they stay where the user put them."""
+        crossing = self.prepared.report.get("n_duplicates_across_splits", 0)
+        if crossing:
+            log.warning(
+                "%d duplicate groups cross the splits data.source gives (a photo, or a near copy of it, in two of "
+                "train/val/test): kept where they are, so val/test hold photos that training saw; listed in %s",
+                crossing,
+                self.prepared.directory / CROSSING_FILE,
+            )
+
     def _write_split_file(self) -> Path:
         """The cache's `splits/<setting>/splits.csv` (path,label,split per photo), so a user can see and diff it."""
         tag = exclusion_tag(self.excluded, self.prepared.photos["sha256"])
+        if uses_given(self.settings.split, self.prepared.photos["split"]):
+            tag = "-given" + tag
         path = self.prepared.directory / "splits" / self.settings.split.folder(tag) / "splits.csv"
         if not path.exists():
             try:
@@ -265,7 +296,5 @@ class ImageDataModule(pl.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader | TensorBatches:
         if not len(self.splits["test"]):
-            raise CatdogError(
-                "data.test_fraction=0: there is no test split. Set data.test_fraction (e.g. 0.1)."
-            )
+            raise CatdogError(NO_TEST_SPLIT)
         return self._loader("test", shuffle=False)

@@ -24,6 +24,7 @@ from catdog.data.duplicates import (
 )
 from catdog.data.settings import DataSettings, DecodeSettings
 from catdog.data.sources import ImageSource, SourceReader, archive_kind, find_images, printable, resolve_root
+from catdog.data.split import CROSSING_FILE, check_given_splits, groups_across_splits, write_crossing
 from catdog.errors import CatdogError
 from catdog.io import usable_cpus
 
@@ -134,6 +135,7 @@ def _photo_table(found: ImageSource, decoded: Decoded, labels: np.ndarray) -> di
         "sha256": sha256,
         "phash": [f"{p:016x}" for p in phash.tolist()],
         "group": groups,
+        "split": [found.given[i] for i in np.flatnonzero(ok)] if found.given else [""] * len(sha256),
         "members": members,
     }
 
@@ -184,6 +186,15 @@ def summarize(report: dict, first: int = 5) -> str:
         lines.append(
             f"    ... all {report['n_skipped']:,} listed in {report.get('cache_dir', 'report.json')}/report.json"
         )
+    if report.get("split_folders"):
+        given = ", ".join(f"{folder}/ {split}" for folder, split in sorted(report["split_folders"].items()))
+        lines.append(f"splits as the source gives them: {given}")
+    crossing = report.get("n_duplicates_across_splits")
+    if crossing:
+        lines.append(
+            f"{crossing:,} duplicate groups cross the given splits (kept where the source puts them; listed in "
+            f"{report.get('cache_dir', '.')}/{CROSSING_FILE})"
+        )
     return "\n".join([*lines, summarize_duplicates(report)])
 
 
@@ -215,11 +226,20 @@ def prepare_dataset(settings: DataSettings) -> CachedArrays:
     decode = settings.decode
     cache_root = Path(settings.cache_dir)
     root, kind = locate_source(settings)
-    found = find_images(root, kind, decode.layout, exclude=cache_root)
+    found = find_images(root, kind, decode.layout, exclude=cache_root, split_folders=decode.split_folders)
+    check_given_splits(settings.split, found.given, source)  # before any photo is decoded
     files = {"root": str(root.resolve()), "layout": found.layout, "files": found.fingerprint}
-    # every decode setting, the layout as found (auto resolved), and the duplicate threshold, which decides the
-    # groups the cache holds
-    key = cache_key({**asdict(decode), **files, "near_duplicate_distance": NEAR_DISTANCE})
+    # every decode setting, the layout and split folders as found (auto resolved), the files passed over (the
+    # report lists them) and the duplicate threshold, which decides the groups the cache holds
+    key = cache_key(
+        {
+            **asdict(decode),
+            **files,
+            "near_duplicate_distance": NEAR_DISTANCE,
+            "split_folders": found.split_folders,
+            "ignored": found.ignored,
+        }
+    )
     del files
     found.fingerprint = []  # only the key needs it: ~120 bytes a photo through the decode
     directory = cache_root / f"{root.name.split('.')[0]}-{decode.resolution}px-{decode.channels}ch-{key}"
@@ -271,5 +291,10 @@ def _build(settings: DataSettings, found: ImageSource, root: Path, directory: Pa
             "near_duplicate_distance": NEAR_DISTANCE,
             "duplicates": duplicates,
             "label_conflicts": conflicts,
+            "split_folders": found.split_folders,
         }
+        crossing = groups_across_splits(duplicates, photos)
+        report["n_duplicates_across_splits"] = len(crossing)
+        if crossing:  # inside the build: published with the rest, in one rename
+            write_crossing(build.tmp / CROSSING_FILE, crossing)
         build.finish(labels, report, photos)

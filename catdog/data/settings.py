@@ -49,6 +49,7 @@ class DecodeSettings:
     resolution: int = 50
     channels: int = 1
     layout: str = "auto"  # which files are photos and which class folder each is in
+    split_folders: str | bool = "auto"  # a top level of train/, val/, test/ folders: its splits (or classes)
     skip_truncated: bool = True
     max_pixels: int = DEFAULT_MAX_PIXELS
     fast_decode: bool = False
@@ -56,6 +57,7 @@ class DecodeSettings:
 
     def __post_init__(self) -> None:
         pixels = is_int(self.max_pixels) and self.max_pixels >= 1
+        folders = self.split_folders == "auto" or isinstance(self.split_folders, bool)
         check_all(
             partial(check_resolution, self.resolution),
             partial(check_channels, self.channels),
@@ -64,13 +66,22 @@ class DecodeSettings:
                 "data.",
                 (
                     ("layout", self.layout in LAYOUTS, " or ".join(LAYOUTS)),
+                    ("split_folders", folders, "auto, true or false"),
                     ("skip_truncated", isinstance(self.skip_truncated, bool), "true or false"),
                     ("max_pixels", pixels, "a positive number of pixels, e.g. 100000000"),
                     ("fast_decode", isinstance(self.fast_decode, bool), "true or false"),
                     ("resize", self.resize in RESIZE_MODES, " or ".join(RESIZE_MODES)),
                 ),
             ),
+            self._check_kaggle_splits,
         )
+
+    def _check_kaggle_splits(self) -> None:
+        if self.split_folders is True and self.layout == "kaggle":
+            raise CatdogError(
+                "data.split_folders=true reads class folders below each split folder, and data.layout=kaggle "
+                "reads classes from flat file names: set data.layout=auto (or folders), or data.split_folders=auto."
+            )
 
     @classmethod
     def from_config(cls, values: Mapping) -> DecodeSettings:
@@ -91,6 +102,7 @@ class SplitSettings:
     label_conflicts: str = "drop"
     exclude: str | None = None  # the file of photos left out (its contents are read with the data)
     balance: str = "none"
+    given_splits: bool = True  # false: a split tree's (or labels.csv's) photos are split by the hashed rule
 
     def __post_init__(self) -> None:
         seed = "an integer (the split and the batch order follow it)"
@@ -110,6 +122,7 @@ class SplitSettings:
                     ),
                     ("exclude", exclude, "a file of the photos to leave out, or null"),
                     ("balance", self.balance in BALANCE_MODES, " or ".join(BALANCE_MODES)),
+                    ("given_splits", isinstance(self.given_splits, bool), "true or false"),
                 ),
             ),
         )

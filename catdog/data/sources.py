@@ -1,4 +1,5 @@
-"""Finding labelled images: class folders or Kaggle's flat `cat.N.jpg` layout, in a directory or a zip/tar archive.
+"""Finding labelled images: class folders (below split folders or not), Kaggle's flat `cat.N.jpg` layout or a
+labels.csv, in a directory or a zip/tar archive.
 
 Archives are read in place (no extraction). Everything found is described by paths relative to the source, so
 the same photos give the same listing whether they sit in a folder or a zip.
@@ -16,11 +17,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, cast
 
+from catdog.data.filenames import (
+    IMAGE_EXTENSIONS,
+    check_usable,
+    is_image_name,
+    member_path,
+    outside,
+    printable,
+    sort_files,
+)
+from catdog.data.label_file import is_label_file, list_label_file
 from catdog.data.settings import LAYOUTS
+from catdog.data.split_folders import detect, split_folder_labels, top_prefix, warn_missing_classes
 from catdog.errors import CatdogError
 from catdog.rules import check_choice
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz")
 _KAGGLE_NAME = re.compile(r"^([A-Za-z][A-Za-z0-9_-]*)\.[^/]+\.[A-Za-z]+$")
 
@@ -37,6 +48,8 @@ class ImageSource:
     labels: list[int]
     ignored: list[dict] = field(default_factory=list)  # [{"path", "reason"}]
     fingerprint: list = field(default_factory=list)  # [(path, size, mtime)] of every image, for the cache key
+    given: list[str] = field(default_factory=list)  # each path's split as the source gives it ("" for none)
+    split_folders: dict[str, str] = field(default_factory=dict)  # {split folder as found: split}
 
 
 def archive_kind(path: Path) -> str | None:
@@ -46,11 +59,6 @@ def archive_kind(path: Path) -> str | None:
     if name.endswith(TAR_SUFFIXES):
         return "tar"
     return None
-
-
-def printable(path: str) -> str:
-    """A file name as it can be printed and written to JSON (non-UTF-8 bytes become U+FFFD)."""
-    return path.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 def _walk(root: Path, exclude: Path | None):
@@ -81,20 +89,6 @@ def _list_dir(root: Path, exclude: Path | None) -> list[tuple[str, int, float]]:
         except OSError:
             entries.append((rel, -1, 0.0))
     return entries
-
-
-def member_path(name: str) -> str:
-    """An archive member's name as a path relative to the archive: `./Cat/1.jpg` -> `Cat/1.jpg`.
-
-    `tar -C photos .` and shutil.make_archive store every member below `./`. A name that is absolute or climbs out
-    with `..` stays so (`/etc/x.jpg`, `../x.jpg`); `outside` tells it apart, so it is never read nor taken for a class.
-    """
-    return posixpath.normpath(name)
-
-
-def outside(path: str) -> bool:
-    """Whether an archive member's path is absolute or leaves the archive's folder through `..`."""
-    return path.startswith("/") or path == ".." or path.startswith("../")
 
 
 def _unique(entries) -> list[tuple[str, int, float]]:
@@ -130,25 +124,6 @@ def _list_tar(root: Path) -> list[tuple[str, int, float]]:
         raise CatdogError(f"data.source={root}: not a readable tar archive ({e}).") from e
 
 
-def _is_image_name(path: str) -> bool:
-    return path.lower().endswith(IMAGE_EXTENSIONS)
-
-
-def _split_images(entries):
-    images, ignored = [], []
-    for path, size, mtime in entries:
-        name = posixpath.basename(path)
-        if outside(path):
-            ignored.append({"path": printable(path), "reason": "outside the archive (absolute or '..' path)"})
-        elif path.startswith("__MACOSX/") or name.startswith("._"):
-            ignored.append({"path": printable(path), "reason": "macOS metadata file"})
-        elif _is_image_name(path):
-            images.append((path, size, mtime))
-        else:
-            ignored.append({"path": printable(path), "reason": "not an image file (by extension)"})
-    return images, ignored
-
-
 def _detect_layout(paths: list[str]) -> str:
     parents = {posixpath.dirname(p) for p in paths}
     if len(parents) == 1 and all(_KAGGLE_NAME.match(posixpath.basename(p)) for p in paths):
@@ -171,8 +146,7 @@ def _label_names(paths: list[str], layout: str, where: Path) -> tuple[list[str |
                 f"data.source={where}: all images sit in one folder, so there are no class sub-folders. "
                 "Put each class in its own folder, or name files '<class>.<n>.jpg' and set data.layout=kaggle."
             )
-        top = posixpath.commonpath(list(parents))
-        prefix = top + "/" if top else ""
+        prefix = top_prefix(paths)
         names = []
         for p in paths:  # the first folder below the deepest common one; string ops, this runs per file
             parts = p[len(prefix) :].split("/")
@@ -183,21 +157,23 @@ def _label_names(paths: list[str], layout: str, where: Path) -> tuple[list[str |
 
 
 def resolve_root(source: str | os.PathLike, exclude: Path | None = None) -> tuple[Path, str] | None:
-    """Where the images are: the path itself, or the single archive in an otherwise image-less folder.
+    """Where the images are: the path itself (a folder, an archive or a labels .csv), or the single archive in an
+    otherwise image-less folder.
 
     Returns None for a missing or image-less folder (the caller may download); a missing file is an error.
     """
     root = Path(source).expanduser()
     if root.is_file():
-        kind = archive_kind(root)
+        kind = "csv" if is_label_file(root) else archive_kind(root)
         if kind is None:
             raise CatdogError(
-                f"data.source={root}: a file that is not a .zip or .tar archive. Point it at a folder or archive."
+                f"data.source={root}: a file that is not a .zip or .tar archive nor a labels .csv. Point it at a "
+                "folder, an archive or a CSV of path,label rows."
             )
         return root, kind
     if not root.is_dir():
         return None
-    if any(_is_image_name(rel) for rel, _ in _walk(root, exclude)):
+    if any(is_image_name(rel) for rel, _ in _walk(root, exclude)):
         return root, "dir"
     archives = sorted(e for e in root.iterdir() if e.is_file() and archive_kind(e))
     if len(archives) == 1:
@@ -212,33 +188,75 @@ def list_files(root: Path, kind: str, exclude: Path | None = None) -> list[tuple
     return _list_zip(root) if kind == "zip" else _list_tar(root)
 
 
-def find_images(root: Path, kind: str, layout: str = "auto", exclude: Path | None = None) -> ImageSource:
-    """List the labelled images below `root`; classes are numbered in sorted name order (cat=0, dog=1)."""
+def find_images(
+    root: Path,
+    kind: str,
+    layout: str = "auto",
+    exclude: Path | None = None,
+    split_folders: str | bool = "auto",
+) -> ImageSource:
+    """List the labelled images below `root` (or in the labels CSV `root`); classes are numbered in sorted name
+    order (cat=0, dog=1); with split folders (`split_folders`: auto, true or false), each keeps its split."""
     check_choice("data.layout", layout, LAYOUTS)
-    images, ignored = _split_images(list_files(root, kind, exclude))
+    if kind == "csv":
+        return _from_label_file(root, split_folders)
+    images, ignored, unsupported = sort_files(list_files(root, kind, exclude))
     if not images:
         raise CatdogError(f"data.source={root}: no image files ({', '.join(IMAGE_EXTENSIONS)}) found.")
     paths = [p for p, _, _ in images]
-    layout = _detect_layout(paths) if layout == "auto" else layout
-    names, unlabelled = _label_names(paths, layout, root)
+    candidates = paths + unsupported
+    found = None if layout == "kaggle" else detect(candidates, split_folders, root)
+    if found:
+        prefix, folders = found
+        names, given = split_folder_labels(candidates, prefix, folders)
+        layout, reason = "folders", "not inside a class folder of its split folder"
+        unlabelled = [{"path": printable(p), "reason": reason} for p, n in zip(paths, names) if n is None]
+    else:
+        layout = _detect_layout(paths) if layout == "auto" else layout
+        names, unlabelled = _label_names(candidates, layout, root)
+        given, folders = [""] * len(candidates), {}
+        unlabelled = unlabelled[: sum(n is None for n in names[: len(paths)])]
+    keys = list(zip(given, names))
+    check_usable(keys[len(paths) :], unsupported, set(keys[: len(paths)]))
+    names, given = names[: len(paths)], given[: len(paths)]
+    source = _labelled(root, kind, layout, paths, names, given, ignored + unlabelled, [img for img in images])
+    source.split_folders = folders
+    if folders:
+        warn_missing_classes(source.classes, names, given, folders, root)
+    return source
+
+
+def _labelled(root, kind, layout, paths, names, given, ignored, stamps) -> ImageSource:
+    """The ImageSource of the paths that have a class name; at least two classes, else one error."""
     classes = sorted({n for n in names if n is not None})
     if len(classes) < 2:
         raise CatdogError(
             f"data.source={root}: found only {len(classes)} class ({', '.join(classes) or 'none'}); "
-            "a classifier needs at least two class folders (or two name prefixes in the Kaggle layout)."
+            "a classifier needs at least two class folders (or two name prefixes in the Kaggle layout, or two "
+            "labels in a labels CSV)."
         )
     index = {c: i for i, c in enumerate(classes)}
-    kept = [(img, name) for img, name in zip(images, names) if name is not None]
+    kept = [i for i, n in enumerate(names) if n is not None]
     return ImageSource(
         root=root,
         kind=kind,
         layout=layout,
         classes=classes,
-        paths=[img[0] for img, _ in kept],
-        labels=[index[n] for _, n in kept],
-        ignored=ignored + unlabelled,
-        fingerprint=[img for img, _ in kept],
+        paths=[paths[i] for i in kept],
+        labels=[index[cast(str, names[i])] for i in kept],
+        ignored=ignored,
+        fingerprint=[stamps[i] for i in kept],
+        given=[given[i] for i in kept] if any(given) else [],
     )
+
+
+def _from_label_file(csv_path: Path, split_folders: str | bool) -> ImageSource:
+    """The photos a labels CSV lists (its split column kept unless data.split_folders=false)."""
+    paths, names, given, ignored, stamps = list_label_file(csv_path, split_folders)
+    source = _labelled(csv_path, "csv", "labels", paths, names, given, ignored, stamps)
+    if any(given):  # its split column: the report's split_folders stay empty, there are no folders
+        warn_missing_classes(source.classes, names, given, {s: s for s in given}, csv_path)
+    return source
 
 
 # what reading a damaged, encrypted or unsupported archive member raises
@@ -256,7 +274,8 @@ class SourceReader:
     """Reads files of a source by relative path; archive handles are opened lazily, once per process."""
 
     def __init__(self, root: Path, kind: str):
-        self.root, self.kind = Path(root), kind
+        # a labels CSV's paths are relative to its folder (os.path.join keeps an absolute one as it is)
+        self.root, self.kind = (Path(root).parent, "dir") if kind == "csv" else (Path(root), kind)
         self._handle: zipfile.ZipFile | tarfile.TarFile | None = None
         self._members: dict = {}
 

@@ -92,8 +92,26 @@ def check_key(cfg: DictConfig, key: str) -> None:
         require(ok(value), key, value, expected)
 
 
+def may_give_test(source) -> bool:
+    """Whether data.source may give a test split of its own: a test/ folder in its top two levels, or an archive
+    or labels CSV (training checks those once it has listed them)."""
+    root = Path(str(source)).expanduser()
+    try:
+        if root.is_file():
+            return True
+        tops = [root, *(d for d in root.iterdir() if d.is_dir())] if root.is_dir() else []
+        return any(d.name.lower() == "test" and d.is_dir() for top in tops for d in top.iterdir())
+    except OSError:
+        return False
+
+
 def check_test_split(cfg: DictConfig) -> None:
-    if cfg.get("test") and not OmegaConf.select(cfg, "data.test_fraction", default=0):
+    """test=true needs data.test_fraction, unless the source gives a test split (split folders, a labels CSV)."""
+    if not cfg.get("test") or OmegaConf.select(cfg, "data.test_fraction", default=0):
+        return
+    given = OmegaConf.select(cfg, "data.given_splits", default=True)
+    folders = OmegaConf.select(cfg, "data.split_folders", default="auto") is not False
+    if not (given and folders and may_give_test(OmegaConf.select(cfg, "data.source", default=""))):
         raise CatdogError(
             "test=true needs a test split: set data.test_fraction, e.g. data.test_fraction=0.1."
         )

@@ -14,8 +14,9 @@ from omegaconf import DictConfig
 
 from catdog.callbacks.ema import averaging_first
 from catdog.callbacks.pruning import pruned_epoch, trial_callbacks
-from catdog.data.datamodule import ImageDataModule
+from catdog.data.datamodule import NO_TEST_SPLIT, ImageDataModule
 from catdog.data.settings import DataSettings
+from catdog.errors import CatdogError
 from catdog.io import write_json_atomic
 from catdog.models.whiten import init_whitening
 from catdog.run.calibrate import calibrate
@@ -86,6 +87,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
     datamodule = ImageDataModule(DataSettings.from_config(cfg.data))
     datamodule.setup("fit")  # builds or loads the cache: the model needs the classes
+    if cfg.get("test") and not len(datamodule.splits["test"]):  # the source gave no test split after all
+        raise CatdogError(f"test=true: {NO_TEST_SPLIT}")
     stats = datamodule.channel_stats() if cfg.model.get("normalize") else {}
     model = hydra.utils.instantiate(
         cfg.model,
