@@ -6,6 +6,7 @@ in this process (train.py's composition and training, without its seconds of imp
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -110,3 +111,23 @@ def test_python_train_py_pasted_after_make_train_runs_in_the_venv_on_the_photos_
     proc = subprocess.run(card, cwd=project, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Loaded cached arrays" in proc.stdout + proc.stderr  # the photos `make train` trained on
+
+
+def test_make_sweep_runs_the_cards_kernel_sweep_on_the_photos_given():
+    """`make sweep` is the card's `python train.py -m model.kernel=3,5` (README: "also: make sweep") on DATA's
+    photos, ARGS added: not another preset or a shorter budget."""
+
+    def sweep(*variables: str) -> list[str]:
+        make = ["make", "-n", "-s", "-o", ".venv/.installed", "sweep", *variables]
+        proc = subprocess.run(make, cwd=ROOT, capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        (command,) = [line for line in proc.stdout.splitlines() if "train.py" in line]
+        return shlex.split(command)
+
+    card = [".venv/bin/python", "train.py", "-m", "model.kernel=3,5"]
+    assert sweep("DATA=my photos") == [*card, "data.source='my photos'"]
+    assert sweep("DATA=my photos", "ARGS=trainer.max_epochs=1") == [
+        *card,
+        "data.source='my photos'",
+        "trainer.max_epochs=1",
+    ]
