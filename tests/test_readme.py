@@ -1,6 +1,6 @@
 """The README's commands and code as written: every `python train.py ...` / `python -m catdog.<command> ...` line and
-every override it quotes on its own composes, and its onnxruntime snippet runs on the export of a grayscale model
-(what `make train` trains)."""
+every override it quotes on its own composes (the docs pages' too), and its onnxruntime snippet runs on the export of
+a grayscale model (what `make train` trains)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,8 @@ from hydra import compose, initialize_config_dir
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
 README = (ROOT / "README.md").read_text()
+# docs pages whose commands are held to the same standard
+PAGES = [ROOT / "docs" / "speed.md"]
 # the entry points: `python train.py`, `python -m catdog.evaluate`, ..., each composing configs/<its name>.yaml but
 # prepare, which composes train.py's config
 CONFIGS = {"prepare": "train"}
@@ -73,6 +75,7 @@ def compose_calls(lines: list[str]) -> list[str]:
 
 
 README_LINES = commands(README)
+DOC_LINES = [line for page in PAGES for line in commands(page.read_text())]
 
 
 def test_the_readme_lines_are_found():
@@ -103,7 +106,7 @@ def jobs(words: list[str]) -> list[list[str]]:
     return [plain + [f"{key}={value}" for key, value in job.items()] for job in chosen]
 
 
-@pytest.mark.parametrize("line", compose_calls(README_LINES))
+@pytest.mark.parametrize("line", compose_calls(list(dict.fromkeys(README_LINES + DOC_LINES))))
 def test_every_command_and_override_in_the_readme_composes(line):
     """Each job of a sweep the line writes (`model.kernel=3,5`: 3, then 5) composes as the command would compose
     it; an override the config does not have (`model.net.kernel`) fails here, not in a user's shell."""
