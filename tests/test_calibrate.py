@@ -25,6 +25,7 @@ from catdog.run.calibrate import (
     choose,
     contention,
     fingerprint,
+    step_timer,
     thread_candidates,
 )
 from catdog.run.checks import validate
@@ -293,3 +294,18 @@ def test_parallel_jobs_wait_for_one_measurement(tmp_path):
     for job in jobs:
         job.join()
     assert len(measured) == 2 * ROUNDS and sorted(r["cached"] for r in records) == [False, True]
+
+
+def test_the_other_settings_are_measured_at_the_threads_the_run_is_given(monkeypatch):
+    """threads=2 with model.channels_last=auto: each layout is timed at 2 threads, the threads training will use."""
+    cfg = compose_train(
+        "threads=2",
+        "model.channels_last=auto",
+        "data.resolution=16",
+        "data.batch_size=2",
+        "model.channels=[4]",
+    )
+    set_threads, seen = torch.set_num_threads, []
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: (seen.append(n), set_threads(n)))
+    timed = step_timer(cfg)
+    assert timed({"model.channels_last": True}) > 0 and seen[0] == 2

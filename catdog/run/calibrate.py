@@ -12,22 +12,20 @@ measures again. It is recorded in provenance.json (docs/speed.md).
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import itertools
 import json
 import logging
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, cast
 
 from omegaconf import DictConfig, OmegaConf
 
 from catdog.errors import CatdogError
-from catdog.io import write_json_atomic
+from catdog.io import locked, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -161,6 +159,12 @@ def training_step(model, x, y, autocast: Any = None) -> Callable[[], None]:
     return step
 
 
+def fixed_threads(cfg: DictConfig) -> int | None:
+    """`threads=4`: the training's threads, which the other settings are measured at; None for null or auto."""
+    threads = cfg.get("threads")
+    return threads if isinstance(threads, int) else None
+
+
 def step_timer(cfg: DictConfig) -> Callable[[dict[str, Any]], float]:
     """Seconds a training step takes with some calibrated settings: the configured net on random photos, built and
     warmed up on a setting's first call, its TIMED_STEPS steps timed on every call."""
@@ -178,7 +182,7 @@ def step_timer(cfg: DictConfig) -> Callable[[dict[str, Any]], float]:
     steps: dict[str, Callable[[], None]] = {}
 
     def timed(setting: dict[str, Any]) -> float:
-        torch.set_num_threads(setting.get("threads") or threads)
+        torch.set_num_threads(setting.get("threads") or fixed_threads(cfg) or threads)
         name = json.dumps(setting, sort_keys=True)
         if name not in steps:
             net = {k.split(".", 1)[1]: v for k, v in setting.items() if k.startswith("model.")}
@@ -198,16 +202,6 @@ def step_timer(cfg: DictConfig) -> Callable[[dict[str, Any]], float]:
         return seconds
 
     return timed
-
-
-@contextmanager
-def locked(cache_path: Path) -> Iterator[None]:
-    """One measurement at a time per cache: a parallel sweep's jobs wait for the first one's, then read it (and do
-    not time their steps while it times its own)."""
-    cache_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(cache_path.with_name(cache_path.name + ".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        yield
 
 
 def contention(others: float | None, threads: int) -> float:
@@ -244,7 +238,7 @@ def measure(
         device(cfg),
     )
     timed = timer or step_timer(cfg)
-    threads = max(s.get("threads") or cores for s in settings)
+    threads = max(s.get("threads") or fixed_threads(cfg) or cores for s in settings)
     for attempt in (1, 2):
         rounds, others = probe(
             lambda: [{tuple(s.values()): timed(s) for s in settings} for _ in range(ROUNDS)]
@@ -277,6 +271,8 @@ def calibrate(
         return None
     machine = fingerprint()
     key = cache_key(cfg, keys, machine)
+    # one measurement at a time per cache: a parallel sweep's jobs wait for the first one's, then read it (and do
+    # not time their steps while it times its own)
     with locked(cache_path):
         entry = None if cfg.get("recalibrate") else read_cache(cache_path).get(key)
         cached = entry is not None
