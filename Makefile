@@ -17,6 +17,7 @@ shell_quoted = "$(subst `,\`,$(subst ",\",$(subst \,\\,$(1))))"
 # $(call shell_word,TEXT): TEXT as one shell word for printf, whatever quotes it holds
 shell_word = '$(subst ','\'',$(1))'
 LINK_SHARED := $(if $(DATA)$(CATDOG_DATA)$(HAS_LOCAL_DATA),,$(wildcard $(SHARED_ZIP)))
+LINK_DATA := $(if $(LINK_SHARED),mkdir -p data && ln -sfn $(abspath $(LINK_SHARED)) data/ && echo "Linked $(LINK_SHARED) into data/")
 DATA_ARG := $(if $(DATA),$(call shell_quoted,data.source=$(call hydra_quoted,$(DATA))))
 ARGS ?= experiment=tutorial trainer.max_epochs=1
 
@@ -33,13 +34,17 @@ $(STAMP): pyproject.toml requirements/constraints.txt
 
 # after training, the command line that trains on the same photos again (README: What next)
 train: $(STAMP)
-	$(if $(LINK_SHARED),mkdir -p data && ln -sfn $(abspath $(LINK_SHARED)) data/ && echo "Linked $(LINK_SHARED) into data/")
+	$(LINK_DATA)
 	$(BIN)/python train.py $(DATA_ARG) $(ARGS)
 	@printf 'Trained with: %s\n' $(call shell_word,$(BIN)/python train.py $(DATA_ARG) $(ARGS))
 	@printf 'Next, on the same photos: %s [overrides]\n' $(call shell_word,$(BIN)/python train.py $(DATA_ARG))
 
+# the design card's kernel sweep, `python train.py -m model.kernel=3,5` (the default net, 3 epochs a job), on the
+# photos `make train` finds; ARGS adds overrides here (make sweep ARGS=trainer.max_epochs=1), none by default
+sweep: ARGS =
 sweep: $(STAMP)
-	$(BIN)/python train.py -m $(DATA_ARG) experiment=tutorial trainer.max_epochs=1 model.kernel=3,5
+	$(LINK_DATA)
+	$(BIN)/python train.py -m model.kernel=3,5 $(DATA_ARG) $(ARGS)
 
 # each file on one worker (its module fixtures are built once), the costliest files first (tests/conftest.py)
 test: $(STAMP)

@@ -1,7 +1,8 @@
 """Speed settings: every candidate catdog.run.calibrate weighs (memory layout, torch.compile, threads), plus the
 precision and batch size, timed as the calibration times them (the configured net's training steps on random
-photos), for experiment=fast's net at 64 px: what wins on this machine and by how much; and keep_freed_memory off
-and on (freed_memory)."""
+photos), for experiment=fast's net at 64 px: what wins on this machine and by how much; keep_freed_memory off
+and on (freed_memory); and what the `auto` calibration itself costs a first run and a cached one
+(calibration_cost)."""
 
 from __future__ import annotations
 
@@ -9,17 +10,25 @@ import itertools
 import json
 import subprocess
 import sys
+import tempfile
+import time
+from pathlib import Path
 
 import torch
 from hydra import compose, initialize_config_dir
 
 from benchmarks.record import ROOT, benchmark, result
-from catdog.run.calibrate import step_timer, thread_candidates
+from catdog.run.calibrate import calibrate, step_timer, thread_candidates
+from catdog.run.hardware import resolve_precision
 
 
 def fast_config(*overrides: str):
+    return preset_config("fast", "trainer.precision=bf16-mixed", *overrides)
+
+
+def preset_config(preset: str, *overrides: str):
     with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
-        return compose("train", overrides=["experiment=fast", "trainer.precision=bf16-mixed", *overrides])
+        return compose("train", overrides=[f"experiment={preset}", *overrides])
 
 
 def settings_rows(
@@ -121,3 +130,40 @@ def freed_memory() -> list[str]:
             for arm in ("false", "true")
         ),
     ]
+
+
+def calibration_rows(presets: tuple[str, ...] = ("fast", "best"), *overrides: str) -> list[str]:
+    """Per preset (layout and threads `auto`, its own precision resolved as a run resolves it): the seconds the
+    calibration takes on a first run (a fresh cache) and on the next (the cache read), the combinations it timed,
+    the contention it measured under (other processes' share of its cores) and what it chose."""
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for preset in presets:
+            runs = []
+            for _ in range(2):  # a first run measures, the next reads the cache
+                cfg = preset_config(preset, "model.channels_last=auto", "threads=auto", *overrides)
+                resolve_precision(cfg.trainer)
+                start = time.perf_counter()
+                record = calibrate(cfg, Path(tmp) / "calibration.json")
+                runs.append((time.perf_counter() - start, record))
+            (first_s, first), (cached_s, _) = runs
+            chosen = ", ".join(f"{k}={v}" for k, v in first["chosen"].items())
+            rows.append(
+                f"| {preset} | {cfg.data.resolution} px, batch {cfg.data.batch_size}, {cfg.trainer.precision} | "
+                f"{len(first['seconds_per_step'])} | {first_s:.1f} | {cached_s * 1000:.0f} | "
+                f"{first['contention']:.2f} | {chosen} |"
+            )
+            print(rows[-1], flush=True)
+    return [
+        "| preset | step | combinations | first run (s) | cached (ms) | contention | chosen |",
+        "|---|---|---|---|---|---|---|",
+        *rows,
+    ]
+
+
+@benchmark(by_default=False)
+def calibration_cost() -> list[str]:
+    """What `model.channels_last=auto threads=auto` costs before training: a first run measures (each combination
+    for 3 rounds of 3 warm-up and 4 timed steps of the preset's net), the next reads the cache. A contention above
+    0.10 means the first measurement was not cached, and the cached column timed a second measurement."""
+    return calibration_rows()

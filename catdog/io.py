@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import csv
 import errno
+import fcntl
 import itertools
 import json
 import os
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 from typing import IO
 
@@ -122,3 +124,13 @@ def save_npy_atomic(path: Path, array) -> None:
 def save_figure(path: Path, figure, dpi: float | None = None) -> None:
     """A matplotlib figure as a PNG, written atomically."""
     replace_atomic(Path(path), lambda f: figure.savefig(f, format="png", dpi=dpi), binary=True)
+
+
+@contextmanager
+def locked(path: Path) -> Iterator[None]:
+    """Hold `path`.lock exclusively (other processes, and other opens in this one, wait): one writer at a time of
+    what is computed to go into `path`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield

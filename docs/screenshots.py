@@ -1,14 +1,14 @@
 """Retake the README's TensorBoard screenshots and the demo page's from one finished training run.
 
-    python docs/screenshots.py <run dir> [--out docs] [--photo cat.jpg --photo dog.jpg]
+    python docs/screenshots.py <run dir> [--out outputs/screenshots] [--photo cat.jpg --photo dog.jpg]
 
 Starts TensorBoard on the run's `tensorboard/` events (a free local port), opens it in headless Chromium
 through Playwright (the `dev` extra; Chromium from `--chromium` or `chromium` on PATH) at 1400x1000 and writes
 tensorboard-scalars.png (train and val curves), tensorboard-images.png (feature maps) and
 tensorboard-mistakes.png (conv1 kernels, confusion matrix, the mistakes with their Grad-CAM heatmaps).
 With --photo, it also serves the run's best checkpoint (`python -m catdog.serve`), drops the photos on the demo
-page and writes serve.png (label, probabilities and Grad-CAM heatmap of each). Look at every picture before
-committing it.
+page and writes serve.png (label, probabilities and Grad-CAM heatmap of each). They go to outputs/screenshots/,
+not over the repository's pictures: `--out docs` replaces the README's. Look at every picture before committing it.
 """
 
 import argparse
@@ -85,13 +85,32 @@ def shoot_demo(page: Page, run_dir: Path, photos: list[Path], out: Path) -> None
         server.wait()
 
 
-def main() -> None:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--photo", type=Path, action="append", default=[], help="a photo for the demo page")
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent)
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("outputs/screenshots"),
+        help="the folder to write the pictures to (docs: the README's)",
+    )
     parser.add_argument("--chromium", default=shutil.which("chromium") or shutil.which("chromium-browser"))
-    args = parser.parse_args()
+    return parser.parse_args(argv)
+
+
+def pictures(args: argparse.Namespace) -> dict[str, Path]:
+    """The files this run writes, by what they show."""
+    names = ["scalars", "images", "mistakes"]
+    shots = {name: args.out / f"tensorboard-{name}.png" for name in names}
+    return shots | ({"serve": args.out / "serve.png"} if args.photo else {})
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    out = pictures(args)
+    args.out.mkdir(parents=True, exist_ok=True)
+    print(f"writing {', '.join(map(str, out.values()))}")
     port = free_port()
     base = f"http://127.0.0.1:{port}/"
     tensorboard = Path(sys.executable).with_name("tensorboard")
@@ -109,18 +128,18 @@ def main() -> None:
             shoot(
                 page,
                 base + "#scalars&_smoothingWeight=0&tagFilter=val%7Ctrain%2F",
-                args.out / "tensorboard-scalars.png",
+                out["scalars"],
                 untick="Ignore outliers in chart scaling",
             )
-            shoot(page, base + "#images&tagFilter=features%2F", args.out / "tensorboard-images.png")
+            shoot(page, base + "#images&tagFilter=features%2F", out["images"])
             shoot(
                 page,
                 base + "#images&tagFilter=conv1%7Cval%2F",
-                args.out / "tensorboard-mistakes.png",
+                out["mistakes"],
                 scroll_to="model/conv1_kernels",
             )
             if args.photo:
-                shoot_demo(page, args.run_dir, args.photo, args.out / "serve.png")
+                shoot_demo(page, args.run_dir, args.photo, out["serve"])
             browser.close()
     finally:
         server.terminate()

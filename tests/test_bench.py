@@ -545,6 +545,22 @@ def test_speed_settings_times_every_candidate_the_calibration_weighs():
     assert all(float(r[5]) > 0 for r in rows) and rows[0][7] == "1.00x |"
 
 
+def test_calibration_cost_times_a_first_run_and_a_cached_one():
+    """A preset's calibration from a fresh cache, then read from it (here the tutorial's net at batch 4, on the
+    tests' one thread: 2 layouts)."""
+    from benchmarks.speed_settings import calibration_cost, calibration_rows
+
+    assert "calibration_cost" in record.BENCHMARKS and "calibration_cost" in record.ON_REQUEST
+    assert calibration_cost.__doc__
+    header, _, row = calibration_rows(("tutorial",), "data.batch_size=4")
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert header.startswith("| preset | step | combinations | first run (s) | cached (ms) |")
+    assert cells[:3] == ["tutorial", "50 px, batch 4, 32-true", "2"] and float(cells[3]) > 0
+    assert cells[6].startswith("model.channels_last=")
+    if float(cells[5]) <= 0.10:  # a quiet first measurement is cached: the second run only reads it
+        assert float(cells[4]) < 1000 * float(cells[3])
+
+
 def test_bench_seeds_come_from_the_environment_or_the_benchmarks_default(monkeypatch):
     monkeypatch.delenv("BENCH_SEEDS", raising=False)
     assert record.bench_seeds((0, 1)) == [0, 1]

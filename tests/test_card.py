@@ -6,6 +6,7 @@ in this process (train.py's composition and training, without its seconds of imp
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -34,7 +35,7 @@ def budget(image_folder, tmp_path) -> list[str]:
 
 def test_the_kernel_sweep_trains_one_net_per_kernel_each_with_its_own_tensorboard(image_folder, tmp_path):
     sweep = tmp_path / "sweep"
-    run_train(
+    proc = run_train(
         "-m",
         "model.kernel=3,5",
         *budget(image_folder, tmp_path),
@@ -45,6 +46,8 @@ def test_the_kernel_sweep_trains_one_net_per_kernel_each_with_its_own_tensorboar
     assert [first_conv(job / "checkpoints" / "last.ckpt").kernel_size for job in jobs] == [(3, 3), (5, 5)]
     summary = (sweep / "summary.md").read_text()
     assert "model.kernel" in summary and "model.net" not in summary
+    # the summary reads each job's TensorBoard curves without TensorBoard's "No path found after <file>" per job
+    assert "No path found" not in proc.stdout + proc.stderr
     for job in jobs:
         events = EventAccumulator(str(job / "tensorboard")).Reload()
         assert "val/acc" in events.Tags()["scalars"]
@@ -108,3 +111,23 @@ def test_python_train_py_pasted_after_make_train_runs_in_the_venv_on_the_photos_
     proc = subprocess.run(card, cwd=project, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Loaded cached arrays" in proc.stdout + proc.stderr  # the photos `make train` trained on
+
+
+def test_make_sweep_runs_the_cards_kernel_sweep_on_the_photos_given():
+    """`make sweep` is the card's `python train.py -m model.kernel=3,5` (README: "also: make sweep") on DATA's
+    photos, ARGS added: not another preset or a shorter budget."""
+
+    def sweep(*variables: str) -> list[str]:
+        make = ["make", "-n", "-s", "-o", ".venv/.installed", "sweep", *variables]
+        proc = subprocess.run(make, cwd=ROOT, capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        (command,) = [line for line in proc.stdout.splitlines() if "train.py" in line]
+        return shlex.split(command)
+
+    card = [".venv/bin/python", "train.py", "-m", "model.kernel=3,5"]
+    assert sweep("DATA=my photos") == [*card, "data.source='my photos'"]
+    assert sweep("DATA=my photos", "ARGS=trainer.max_epochs=1") == [
+        *card,
+        "data.source='my photos'",
+        "trainer.max_epochs=1",
+    ]

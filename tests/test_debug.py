@@ -6,7 +6,7 @@ import logging
 import re
 
 import pytest
-from helpers import train_in_process, write_random_labels
+from helpers import run_train, tiny_overrides, train_in_process, write_random_labels
 
 
 def overfit_overrides(tmp_path, *extra: str) -> list[str]:
@@ -38,3 +38,14 @@ def test_overfit_says_when_the_model_did_not_learn(tmp_path, caplog):
     metrics = train_in_process(*overfit_overrides(tmp_path, "trainer.max_epochs=2"))
     assert metrics["train/loss"] > 0.05
     assert "overfit check failed: train/loss" in caplog.text and "after 2 epochs" in caplog.text
+
+
+def test_debug_runs_print_no_library_debug_lines_and_the_profiler_prints_its_report(image_folder, tmp_path):
+    """debug=* sets the root logger to DEBUG: catdog's and Lightning's DEBUG lines, not matplotlib's font search or
+    fsspec's "open file"; debug=profiler's report is printed, as its config says."""
+    proc = run_train(*tiny_overrides(image_folder, tmp_path), "debug=profiler")
+    printed = proc.stdout + proc.stderr
+    debug_loggers = set(re.findall(r"\]\[([\w.]+)\]\[DEBUG\]", printed))
+    ours = ("catdog", "pytorch_lightning", "lightning", "torch", "hydra", "train")
+    assert {name for name in debug_loggers if not name.startswith(ours)} == set()
+    assert "FIT Profiler Report" in printed

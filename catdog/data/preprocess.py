@@ -227,7 +227,7 @@ def prepare_dataset(settings: DataSettings) -> CachedArrays:
     cache_root = Path(settings.cache_dir)
     root, kind = locate_source(settings)
     found = find_images(root, kind, decode.layout, exclude=cache_root, split_folders=decode.split_folders)
-    check_given_splits(settings.split, found.given, source)  # before any photo is decoded
+    check_given_splits(settings.split, found.given, settings.source)  # before any photo is decoded
     files = {"root": str(root.resolve()), "layout": found.layout, "files": found.fingerprint}
     # every decode setting, the layout and split folders as found (auto resolved), the files passed over (the
     # report lists them) and the duplicate threshold, which decides the groups the cache holds

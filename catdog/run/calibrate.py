@@ -4,7 +4,10 @@
 `auto` ones runs a few training steps of the configured net (its resolution, batch size and precision, random
 photos) and the fastest wins. A table of CPU names could not do this: the same code ran 1,220 images/s on one
 2-core CPU with AVX512-BF16 and 334-438 on another with AMX-BF16. The result is cached per machine fingerprint
-(CPU model, cores, torch version) and net, so it costs its seconds once, and it is recorded in provenance.json.
+(CPU model, cores, torch version) and what sets a step's time (the layers, input, batch, precision, device, threads):
+runs that differ in the optimizer, label smoothing, augmentation or seed, a sweep's jobs and an Optuna study's
+trials reuse one measurement. A measurement other processes competed with is used but not cached; `recalibrate=true`
+measures again. It is recorded in provenance.json (docs/speed.md).
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from typing import Any, cast
 from omegaconf import DictConfig, OmegaConf
 
 from catdog.errors import CatdogError
-from catdog.io import write_json_atomic
+from catdog.io import locked, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +43,14 @@ MARGIN = 0.05
 # threads once measured 0.130 s a step, slower than at 1 thread, against 0.087 s quiet, and the wrong layout was
 # cached); a burst now has to hit every round of one candidate to change the choice
 WARMUP_STEPS, TIMED_STEPS, ROUNDS = 3, 4, 3
+# model keys that change what is learned or how it is evaluated, not the step the calibration times (forward, loss,
+# backward and AdamW on random photos at data.resolution): runs that differ only in these share one measurement
+NOT_TIMED = "optimizer scheduler label_smoothing augment tta progressive_resize fast_decode".split()
+# other processes keeping more than this share of the calibrated threads' cores busy make a measurement unfit to
+# keep: a tenth of an all-core step's time is twice the 5% MARGIN a candidate must win by, enough to flip the choice
+BUSY = 0.10
+# what runs a measurement: (the measurement) -> (its result, the cores other processes kept busy meanwhile or None)
+Probe = Callable[[Callable[[], Any]], tuple[Any, float | None]]
 
 
 def fingerprint() -> dict[str, Any]:
@@ -77,6 +88,8 @@ def check_settings(cfg: DictConfig) -> None:
         if not ok:
             expected = "auto, null or a number of threads" if key == "threads" else "auto, true or false"
             raise CatdogError(f"{key}={value!r} is invalid: expected {expected}. Fix it on the command line.")
+    if not isinstance(cfg.get("recalibrate", False), bool):
+        raise CatdogError(f"recalibrate={cfg.recalibrate!r} is invalid: expected true or false.")
 
 
 def choose(timings: Mapping[tuple, float], margin: float = MARGIN) -> tuple:
@@ -86,18 +99,36 @@ def choose(timings: Mapping[tuple, float], margin: float = MARGIN) -> tuple:
     return best if timings[best] < timings[plain] * (1 - margin) else plain
 
 
-def cache_key(cfg: DictConfig, keys: Iterable[str], machine: Mapping[str, Any]) -> str:
-    """One entry per machine, net, input, batch, precision and set of calibrated keys."""
+def speed_key(cfg: DictConfig, keys: Iterable[str], machine: Mapping[str, Any]) -> dict[str, Any]:
+    """What sets the time of the step the calibration measures: the machine, the threads torch may use, the layers
+    (every model key but NOT_TIMED, dropout as there or not: its probability costs nothing), input size and channels,
+    batch, precision, device, the `auto` keys and the values of the other speed settings."""
+    import torch
+
     model = cast(dict[str, Any], OmegaConf.to_container(cfg.model, resolve=True))
-    net = {k: v for k, v in model.items() if k not in ("optimizer", "scheduler", "channels_last", "compile")}
-    what = {
+    net = {k: v for k, v in model.items() if k not in NOT_TIMED and f"model.{k}" not in CANDIDATES}
+    if "dropout" in net:
+        net["dropout"] = bool(net["dropout"])
+    return {
         "machine": dict(machine),
+        "threads_available": torch.get_num_threads(),
         "net": net,
         "batch_size": cfg.data.batch_size,
         "precision": str(cfg.trainer.get("precision")),
-        "keys": sorted(keys),
+        "device": device(cfg),
+        "auto": sorted(keys),
+        "fixed": {k: OmegaConf.select(cfg, k, default=None) for k in CANDIDATES if k not in keys},
     }
-    return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def cache_key(cfg: DictConfig, keys: Iterable[str], machine: Mapping[str, Any]) -> str:
+    """The cache entry of speed_key's values."""
+    what = json.dumps(speed_key(cfg, keys, machine), sort_keys=True, default=str)
+    return hashlib.sha256(what.encode()).hexdigest()[:16]
+
+
+def device(cfg: DictConfig) -> str:
+    return "cuda" if str(cfg.trainer.get("accelerator")) in ("gpu", "cuda") else "cpu"
 
 
 def read_cache(path: Path) -> dict:
@@ -128,6 +159,12 @@ def training_step(model, x, y, autocast: Any = None) -> Callable[[], None]:
     return step
 
 
+def fixed_threads(cfg: DictConfig) -> int | None:
+    """`threads=4`: the training's threads, which the other settings are measured at; None for null or auto."""
+    threads = cfg.get("threads")
+    return threads if isinstance(threads, int) else None
+
+
 def step_timer(cfg: DictConfig) -> Callable[[dict[str, Any]], float]:
     """Seconds a training step takes with some calibrated settings: the configured net on random photos, built and
     warmed up on a setting's first call, its TIMED_STEPS steps timed on every call."""
@@ -135,9 +172,9 @@ def step_timer(cfg: DictConfig) -> Callable[[dict[str, Any]], float]:
     import torch
 
     channels, res, batch = cfg.data.channels, cfg.data.resolution, cfg.data.batch_size
-    device = "cuda" if str(cfg.trainer.get("accelerator")) in ("gpu", "cuda") else "cpu"
-    x = torch.randint(0, 256, (batch, channels, res, res), dtype=torch.uint8, device=device)
-    y = torch.arange(batch, device=device) % 2
+    on = device(cfg)
+    x = torch.randint(0, 256, (batch, channels, res, res), dtype=torch.uint8, device=on)
+    y = torch.arange(batch, device=on) % 2
     precision = str(cfg.trainer.get("precision"))
     dtype = torch.bfloat16 if precision.startswith("bf16") else torch.float16
     mixed = precision.endswith("-mixed")
@@ -145,14 +182,14 @@ def step_timer(cfg: DictConfig) -> Callable[[dict[str, Any]], float]:
     steps: dict[str, Callable[[], None]] = {}
 
     def timed(setting: dict[str, Any]) -> float:
-        torch.set_num_threads(setting.get("threads") or threads)
+        torch.set_num_threads(setting.get("threads") or fixed_threads(cfg) or threads)
         name = json.dumps(setting, sort_keys=True)
         if name not in steps:
             net = {k.split(".", 1)[1]: v for k, v in setting.items() if k.startswith("model.")}
             stats = {"mean": [0.5] * channels, "std": [0.25] * channels} if cfg.model.get("normalize") else {}
             model = hydra.utils.instantiate(
                 OmegaConf.merge(cfg.model, net), classes=["a", "b"], _convert_="all", **stats
-            ).to(device)
+            ).to(on)
             steps[name] = training_step(model, x, y, dtype if mixed else None)
             for _ in range(WARMUP_STEPS):  # compilation, oneDNN's kernel choice and allocations happen here
                 steps[name]()
@@ -167,38 +204,94 @@ def step_timer(cfg: DictConfig) -> Callable[[dict[str, Any]], float]:
     return timed
 
 
+def contention(others: float | None, threads: int) -> float:
+    """The share of `threads` cores that other processes, keeping `others` cores busy, took from the measurement:
+    the machine's cores beyond those threads absorb other work first (a parallel sweep's other jobs)."""
+    if others is None:  # no /proc/stat: nothing to tell by
+        return 0.0
+    spare = (os.cpu_count() or threads) - threads
+    return max(0.0, others - spare) / threads
+
+
+def measure(
+    cfg: DictConfig, keys: list[str], timer: Callable[[dict[str, Any]], float] | None, probe: Probe
+) -> tuple[dict[tuple, float], float]:
+    """Seconds a step of each combination of the `keys` candidates (each its fastest of ROUNDS rounds, the
+    candidates taking turns) and the contention it was measured under; measured twice when other processes took
+    more than BUSY of its cores the first time."""
+    import torch
+
+    cores = torch.get_num_threads()
+    choices = {k: thread_candidates(cores) if k == "threads" else CANDIDATES[k] for k in keys}
+    settings = [dict(zip(keys, values)) for values in itertools.product(*choices.values())]
+    log.info(
+        "Measuring %s = auto on this machine: %d combinations x %d rounds of %d training steps of this net "
+        "(%d px, %d channels, batch %d, %s, %s); once per machine and net, cached (docs/speed.md)",
+        ", ".join(keys),
+        len(settings),
+        ROUNDS,
+        WARMUP_STEPS + TIMED_STEPS,
+        cfg.data.resolution,
+        cfg.data.channels,
+        cfg.data.batch_size,
+        cfg.trainer.get("precision"),
+        device(cfg),
+    )
+    timed = timer or step_timer(cfg)
+    threads = max(s.get("threads") or fixed_threads(cfg) or cores for s in settings)
+    for attempt in (1, 2):
+        rounds, others = probe(
+            lambda: [{tuple(s.values()): timed(s) for s in settings} for _ in range(ROUNDS)]
+        )
+        contended = contention(others, threads)
+        if contended <= BUSY:
+            break
+        log.warning(
+            "Other processes took %.0f%% of the %d cores the speed settings were measured on%s",
+            100 * contended,
+            threads,
+            ": measuring again" if attempt == 1 else "",
+        )
+    return {t: min(r[t] for r in rounds) for t in rounds[0]}, contended
+
+
 def calibrate(
-    cfg: DictConfig, cache_path: Path, timer: Callable[[dict[str, Any]], float] | None = None
+    cfg: DictConfig,
+    cache_path: Path,
+    timer: Callable[[dict[str, Any]], float] | None = None,
+    probe: Probe | None = None,
 ) -> dict[str, Any] | None:
     """Replace each `auto` setting of cfg with the fastest measured value; returns what was chosen and how (None
-    when nothing is `auto`), also what provenance.json records. `timer` measures one setting (tests pass fakes)."""
+    when nothing is `auto`), also what provenance.json records. `timer` measures one setting, `probe` runs a
+    measurement and tells how busy other processes kept the machine meanwhile (tests pass fakes)."""
+    from catdog.run.hardware import others_cores  # imports torch: not at the config checks' import
+
     keys = auto_keys(cfg)
     if not keys:
         return None
     machine = fingerprint()
     key = cache_key(cfg, keys, machine)
-    cache = read_cache(cache_path)
-    entry = cache.get(key)
-    if entry is None:
-        import torch
-
-        cores = torch.get_num_threads()
-        choices = {k: thread_candidates(cores) if k == "threads" else CANDIDATES[k] for k in keys}
-        settings = [dict(zip(keys, values)) for values in itertools.product(*choices.values())]
-        measure = timer or step_timer(cfg)
-        rounds = [{tuple(s.values()): measure(s) for s in settings} for _ in range(ROUNDS)]
-        timings = {t: min(r[t] for r in rounds) for t in rounds[0]}
-        best = dict(zip(keys, choose(timings)))
-        entry = {
-            "chosen": best,
-            "seconds_per_step": {json.dumps(dict(zip(keys, t))): round(v, 5) for t, v in timings.items()},
-            "machine": machine,
-        }
-        cache_path.parent.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(cache_path, {**cache, key: entry})
-        cached = False
-    else:
-        cached = True
+    # one measurement at a time per cache: a parallel sweep's jobs wait for the first one's, then read it (and do
+    # not time their steps while it times its own)
+    with locked(cache_path):
+        entry = None if cfg.get("recalibrate") else read_cache(cache_path).get(key)
+        cached = entry is not None
+        if entry is None:
+            timings, contended = measure(cfg, keys, timer, probe or others_cores)
+            entry = {
+                "chosen": dict(zip(keys, choose(timings))),
+                "seconds_per_step": {json.dumps(dict(zip(keys, t))): round(v, 5) for t, v in timings.items()},
+                "machine": machine,
+                "contention": round(contended, 3),
+            }
+            if contended <= BUSY:
+                write_json_atomic(cache_path, {**read_cache(cache_path), key: entry})
+            else:
+                log.warning(
+                    "The speed settings measured on a busy machine hold for this run only (not cached): the next "
+                    "run measures again; or set %s yourself",
+                    " and ".join(f"{k}=..." for k in keys),
+                )
     for k, v in entry["chosen"].items():
         OmegaConf.update(cfg, k, v)
     log.info(

@@ -20,7 +20,7 @@ from catdog.errors import CatdogError
 from catdog.io import disk_full_error, is_disk_full, written_file
 from catdog.run.config_errors import one_line_config_errors, unexpected_argument
 from catdog.run.overrides import read_overrides
-from catdog.run.quiet import quiet_disk_full_in_threads
+from catdog.run.quiet import quiet_disk_full_in_threads, quiet_libraries
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
 DISK_FULL_FIX = (
@@ -129,6 +129,7 @@ def exit_interrupted(exc: BaseException) -> None:
 def guarded(fn: Callable, *args, **kwargs):
     """Call fn; on failure exit with one line, or in a multirun job record the failure and return None."""
     quiet_disk_full_in_threads()
+    quiet_libraries()
     try:
         return fn(*args, **kwargs)
     except (SystemExit, KeyboardInterrupt) as e:

@@ -4,6 +4,11 @@ that evaluate and predict score on."""
 from __future__ import annotations
 
 import logging
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
 
 import torch
 from omegaconf import DictConfig
@@ -13,6 +18,7 @@ from catdog.errors import CatdogError
 from catdog.rules import check_known
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def native_bf16(gpu: bool) -> bool:
@@ -85,3 +91,27 @@ def check_accelerator(trainer: DictConfig) -> None:
         raise CatdogError(
             "trainer.accelerator=mps, but Apple's MPS is not available here. Use trainer.accelerator=cpu."
         )
+
+
+def busy_seconds() -> float | None:
+    """CPU seconds the machine's cores spent busy since boot (steal included: a hypervisor's other guests), from
+    /proc/stat; None where there is none (macOS)."""
+    try:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    except (OSError, ValueError):
+        return None
+    hz = os.sysconf("SC_CLK_TCK")
+    idle = fields[3] + fields[4]  # idle, iowait
+    return (sum(fields) - idle) / hz
+
+
+def others_cores(fn: Callable[[], T]) -> tuple[T, float | None]:
+    """fn's result and how many cores other processes kept busy, on average, while it ran (the machine's busy CPU
+    time less this process's own, over the wall time); None where the machine cannot tell."""
+    before, own, start = busy_seconds(), os.times(), time.perf_counter()
+    result = fn()
+    after, own_after, wall = busy_seconds(), os.times(), time.perf_counter() - start
+    if before is None or after is None or wall <= 0:
+        return result, None
+    mine = (own_after.user + own_after.system) - (own.user + own.system)
+    return result, max(0.0, (after - before - mine) / wall)

@@ -5,6 +5,9 @@
   has SLURM's tools, outside a SLURM allocation (no SLURM_JOB_ID): there it is no advice. Inside one it stays.
 - TensorBoard's writer thread's own traceback of a full disk: the main thread meets the same error and reports it in
   one line (catdog.run.cli).
+- Other libraries' INFO and DEBUG lines: TensorBoard's "No path found after <events file>", one per job when a
+  sweep's summary reads the learning curves, and under `debug=*` (root logger at DEBUG) matplotlib's font search and
+  fsspec's "open file" lines. Their warnings and errors still print.
 (Lightning's "Total FLOPs: 0" is fixed at its source: ImageClassifier gives Lightning an example input to count on.)
 """
 
@@ -20,6 +23,9 @@ from catdog.io import is_disk_full
 
 TIPS = ("💡 Tip: For seamless cloud",)
 SRUN_HINT = r"The `srun` command is available on your system but is not used"
+# loggers of libraries catdog calls whose INFO/DEBUG lines say nothing to a user of catdog (Lightning's, torch's and
+# Hydra's own INFO lines are kept)
+LIBRARIES = ("matplotlib", "PIL", "fsspec", "tensorboard", "urllib3")
 
 
 class DropTips(logging.Filter):
@@ -38,6 +44,12 @@ def quiet_lightning() -> None:
         from pytorch_lightning.utilities.warnings import PossibleUserWarning
 
         warnings.filterwarnings("ignore", message=SRUN_HINT, category=PossibleUserWarning)
+
+
+def quiet_libraries() -> None:
+    """Other libraries' loggers at WARNING, whatever level the root logger has (`debug=*` sets DEBUG)."""
+    for name in LIBRARIES:
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def quiet_disk_full_in_threads() -> None:
