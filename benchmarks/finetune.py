@@ -13,7 +13,7 @@ from pathlib import Path
 import cv2
 
 from benchmarks.preprocessing import extract_cat_dog
-from benchmarks.record import SHARED, bench_seeds, benchmark
+from benchmarks.record import SHARED, bench_seeds, benchmark, result, seed_range
 from benchmarks.training import read_metrics, run_training
 
 # the goal: init_from ahead of scratch on both tasks, by at least 10 points of test accuracy at 100 photos
@@ -190,4 +190,8 @@ def finetune() -> list[str]:
     with tempfile.TemporaryDirectory(prefix="catdog-bench-") as tmp:
         work = Path(tmp)
         rows = run_finetune(extract_cat_dog(archive, work / "photos"), work, Plan())
+    for r in rows:
+        result(
+            r["metric"], f"{r['value']:.4f}", goal=r["goal"] or "", met=r["met"], seeds=seed_range(r["seeds"])
+        )
     return result_lines(rows)

@@ -15,7 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from benchmarks.record import ROOT, benchmark
+from benchmarks.record import ROOT, benchmark, result
 from benchmarks.training import read_metrics, run_training
 from catdog.data.cache import load_cache
 from catdog.data.duplicates import exhaustive_pairs, near_pairs
@@ -244,4 +244,8 @@ def markdown(rows: list[dict]) -> list[str]:
 def scale() -> list[str]:
     """Prepare (128 px JPEGs to 64 px RGB), the near-duplicate search and a memory-mapped training epoch at 25,000,
     100,000 and 400,000 unique synthetic photos (kept in $CATDOG_BENCH_DATA, default ~/.cache/catdog/bench)."""
-    return markdown(measure())
+    rows = measure()
+    for r in rows:
+        photos = f"{r['photos']:,}" if isinstance(r["photos"], int) else r["photos"]
+        result(f"{r['measure']}, {photos} photos", r["value"], goal=r.get("goal", ""), met=r.get("met"))
+    return markdown(rows)
