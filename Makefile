@@ -66,6 +66,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check catdog hydra_plugins tests benchmarks train.py
 	$(BIN)/ruff format --check catdog hydra_plugins tests benchmarks train.py
 	$(BIN)/python -m benchmarks.results --check
+	$(BIN)/lint-imports --no-cache  # the package's layers: [tool.importlinter] in pyproject.toml
 
 # the docs/ pages as a site in site/ (mkdocs-material); strict: a broken link, anchor or page left out fails
 docs: $(STAMP)

@@ -55,8 +55,8 @@ def fastest(fn: Callable[[], object], calls: int) -> float:
 def step_seconds(batch: int = 64, resolution: int = 64, calls: int = 20) -> float:
     """The fastest training step of the fast net on one uint8 batch."""
     from catdog.models.classifier import ImageClassifier
-    from catdog.run.calibrate import training_step
     from catdog.run.hardware import native_bf16
+    from catdog.run.speed import training_step
 
     model = ImageClassifier(
         3, resolution, ["cat", "dog"], label_smoothing=0.1, channels_last=True, **FAST_NET

@@ -12,7 +12,7 @@ from pathlib import Path
 from benchmarks.accuracy import accuracy_curve, corrupted_mean, epoch_seconds, robustness
 from benchmarks.record import SHARED, bench_seeds, benchmark, mean_std, result, seed_range
 from benchmarks.training import read_metrics, run_training
-from catdog.run.overrides import override_key
+from catdog.overrides import override_key
 
 # seeds whose test splits no preset was ever scored on; BENCH_SEEDS=a,b to change them
 CHOICE_SEEDS = bench_seeds([30])

@@ -17,7 +17,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from benchmarks.record import SHARED, benchmark, result
 from benchmarks.training import read_metrics, run_training
-from catdog.run.calibrate import training_step
+from catdog.run.speed import training_step
 
 EFFICIENCY_GOAL = 0.35  # the fast net's training FLOP/s / this CPU's bf16 matmul peak
 
@@ -117,7 +117,7 @@ def fast_model(run_dir: Path):
     from omegaconf import OmegaConf
 
     cfg = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
-    # `auto` speed settings as the run measured them (Hydra saved the config before catdog.run.calibrate ran)
+    # `auto` speed settings as the run measured them (Hydra saved the config before catdog.run.speed ran)
     provenance = run_dir / "provenance.json"
     calibration = json.loads(provenance.read_text()).get("calibration") or {} if provenance.exists() else {}
     for key, value in calibration.get("chosen", {}).items():

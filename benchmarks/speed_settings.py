@@ -1,4 +1,4 @@
-"""Speed settings: every candidate catdog.run.calibrate weighs (memory layout, torch.compile, threads), plus the
+"""Speed settings: every candidate catdog.run.speed weighs (memory layout, torch.compile, threads), plus the
 precision and batch size, timed as the calibration times them (the configured net's training steps on random
 photos), for experiment=fast's net at 64 px: what wins on this machine and by how much; keep_freed_memory off
 and on (freed_memory); and what the `auto` calibration itself costs a first run and a cached one
@@ -18,8 +18,8 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from benchmarks.record import ROOT, benchmark, result
-from catdog.run.calibrate import calibrate, step_timer, thread_candidates
 from catdog.run.hardware import resolve_precision
+from catdog.run.speed import measure_speed_settings, step_timer, thread_candidates
 
 
 def fast_config(*overrides: str):
@@ -69,7 +69,7 @@ def settings_rows(
 @benchmark(by_default=False)
 def speed_settings() -> list[str]:
     """experiment=fast's net at 64 px, training steps (forward, loss, backward, AdamW) on random photos, timed by
-    catdog.run.calibrate's own timer (3 warm-up steps, then 12): each memory layout, torch.compile on or off, each
+    catdog.run.speed's own timer (3 warm-up steps, then 12): each memory layout, torch.compile on or off, each
     thread count, bf16 mixed or float32, and batch sizes 32/64/128, so the table shows what `auto` weighs here."""
     return settings_rows()
 
@@ -79,7 +79,7 @@ FREED_MEMORY_ARM = """
 import json, sys
 import torch
 from benchmarks.speed_settings import fast_config
-from catdog.run.calibrate import step_timer
+from catdog.run.speed import step_timer
 from catdog.run.memory import keep_freed_memory
 state = keep_freed_memory(sys.argv[1] == "true")
 timed = step_timer(fast_config())
@@ -144,7 +144,7 @@ def calibration_rows(presets: tuple[str, ...] = ("fast", "best"), *overrides: st
                 cfg = preset_config(preset, "model.channels_last=auto", "threads=auto", *overrides)
                 resolve_precision(cfg.trainer)
                 start = time.perf_counter()
-                record = calibrate(cfg, Path(tmp) / "calibration.json")
+                record = measure_speed_settings(cfg, Path(tmp) / "calibration.json")
                 runs.append((time.perf_counter() - start, record))
             (first_s, first), (cached_s, _) = runs
             chosen = ", ".join(f"{k}={v}" for k, v in first["chosen"].items())

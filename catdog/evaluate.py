@@ -48,8 +48,8 @@ from catdog.explain.robustness import robustness_accuracy, robustness_figure, ro
 from catdog.inference import Predictor
 from catdog.io import save_figure, write_json_atomic
 from catdog.run.checks import validate
-from catdog.run.cli import run_entry
 from catdog.run.training import instantiate_group
+from catdog.shell.cli import run_entry
 from catdog.sweeps.job_files import predictions_file
 from catdog.visualize import confusion_figure
 

@@ -25,8 +25,8 @@ from catdog.inference import Predictor, Probabilities
 from catdog.io import write_json_atomic
 from catdog.models.classifier import ImageClassifier
 from catdog.preprocessing import describe
-from catdog.run.cli import run_entry
 from catdog.runtime import metadata_path
+from catdog.shell.cli import run_entry
 
 __all__ = ["export", "metadata_path"]
 log = logging.getLogger(__name__)

@@ -33,8 +33,8 @@ from catdog.errors import CatdogError
 from catdog.explain.gradcam import display_image, explanation_path, overlay_png, resolve_layer
 from catdog.io import path_within, replace_atomic, write_csv
 from catdog.run.checks import validate
-from catdog.run.cli import run_entry
 from catdog.runtime import UNSURE, BasePredictor, probability_cells, probability_columns
+from catdog.shell.cli import run_entry
 
 log = logging.getLogger(__name__)
 SORT_MODES = ("copy", "link")

@@ -27,9 +27,9 @@ from catdog.data.cache import CachedArrays
 from catdog.data.preprocess import prepare_dataset, summarize
 from catdog.data.settings import DataSettings
 from catdog.errors import CatdogError
+from catdog.overrides import parse_overrides, read_overrides
 from catdog.run.checks import validate
-from catdog.run.cli import CONFIG_DIR, guarded
-from catdog.run.overrides import parse_overrides, read_overrides
+from catdog.shell.cli import CONFIG_DIR, guarded
 
 # the groups a data-only config is made of, besides the entry config's own keys: data and what it interpolates
 DATA_GROUPS = ("data", "paths")

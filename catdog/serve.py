@@ -37,8 +37,8 @@ import catdog
 from catdog.batching import Batcher, check_batching
 from catdog.data.decode import BadImage
 from catdog.errors import CatdogError
-from catdog.run.cli import run_entry
 from catdog.runtime import BasePredictor
+from catdog.shell.cli import run_entry
 
 # named, not __name__: run as `python -m catdog.serve`, this module is __main__
 LOGGER = "catdog.serve"

@@ -4,9 +4,9 @@ import sys
 
 from omegaconf import DictConfig
 
-from catdog.run.cli import guarded, in_multirun, run_entry
 from catdog.run.launch import remember_entry_command
-from catdog.run.rerun import restore_overrides
+from catdog.shell.cli import guarded, in_multirun, run_entry
+from catdog.shell.rerun import restore_overrides
 
 
 def main(cfg: DictConfig) -> float | None:

@@ -14,7 +14,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 # torch.compile's code generation in the compiling process itself: Inductor's default on 2 cores starts a pool of
 # compile workers (10 processes in test_console's compiled run) that compete with the other xdist worker
 os.environ.setdefault("TORCHINDUCTOR_COMPILE_THREADS", "1")
-# `auto` speed settings cache their timings under $XDG_CACHE_HOME/catdog (catdog/run/calibrate.py): the suite's
+# `auto` speed settings cache their timings under $XDG_CACHE_HOME/catdog (catdog/run/speed.py): the suite's
 # go to a folder of its own, not the user's home
 os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="catdog-test-cache-")
 

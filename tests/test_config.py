@@ -19,10 +19,10 @@ from catdog.errors import CatdogError
 from catdog.models.model_spec import MODEL_KEYS
 from catdog.models.spec import ConvNetSpec
 from catdog.run.checks import CHECKS, validate
-from catdog.run.cli import user_error
 from catdog.run.hparams import flat_hparams
 from catdog.run.launch import threads_per_job
 from catdog.run.resume import resolve_ckpt_path
+from catdog.shell.cli import user_error
 from catdog.sweeps.summary import write_summary
 
 

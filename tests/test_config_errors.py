@@ -8,9 +8,9 @@ from hydra import compose, initialize_config_dir
 
 from catdog.data.settings import DataSettings
 from catdog.errors import CatdogError
-from catdog.run.cli import user_error
-from catdog.run.config_errors import composition_error
-from catdog.run.overrides import override_key
+from catdog.overrides import override_key
+from catdog.shell.cli import user_error
+from catdog.shell.config_errors import composition_error
 
 
 @pytest.mark.parametrize(

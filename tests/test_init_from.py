@@ -163,7 +163,7 @@ def test_a_file_without_network_weights_is_named(tmp_path):
 
 
 def test_resuming_a_run_started_with_init_from_goes_on_from_its_own_checkpoint(tmp_path):
-    from catdog.run.rerun import restore_overrides
+    from catdog.shell.rerun import restore_overrides
 
     run = tmp_path / "run"
     (run / ".hydra").mkdir(parents=True)

@@ -16,8 +16,8 @@ from helpers import ROOT
 from catdog.data.loaders import SeededShuffle
 from catdog.data.preprocess import prepare_dataset
 from catdog.data.settings import DataSettings
-from catdog.run.cli import user_error
 from catdog.run.resume import SaveOnInterrupt
+from catdog.shell.cli import user_error
 
 
 def test_the_batch_order_of_an_epoch_depends_only_on_seed_and_epoch():

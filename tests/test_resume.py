@@ -262,7 +262,7 @@ def test_the_printed_command_resumes_with_the_runs_overrides_and_keeps_its_recor
 
 
 def test_only_a_resume_in_a_recorded_run_dir_restores_overrides(tmp_path):
-    from catdog.run.rerun import restore_overrides
+    from catdog.shell.rerun import restore_overrides
 
     run = tmp_path / "multirun" / "data.seed=1,model.net.kernel=3"  # Hydra's quoting for a dir with = and ,
     (run / ".hydra").mkdir(parents=True)

@@ -15,7 +15,7 @@ from hydra import compose, initialize_config_dir
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from catdog.errors import CatdogError
-from catdog.run.overrides import read_overrides
+from catdog.overrides import read_overrides
 
 
 def scalar_tags(run_dir):

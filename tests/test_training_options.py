@@ -91,9 +91,9 @@ def test_presets_compose_and_build(preset, tmp_path):
     cfg.paths.output_dir = "unused"
     import hydra
 
-    from catdog.run.calibrate import calibrate
+    from catdog.run.speed import measure_speed_settings
 
-    calibrate(
+    measure_speed_settings(
         cfg, tmp_path / "calibration.json", timer=lambda setting: 1.0
     )  # settles the presets' `auto` keys
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from catdog.run.cli import run_entry
+from catdog.shell.cli import run_entry
 
 # named, not __name__: run as `python -m catdog.audit`, this module is __main__
 log = logging.getLogger("catdog.audit")

@@ -82,7 +82,7 @@ class ImageClassifier(pl.LightningModule):
             raise CatdogError(
                 "model.normalize=true needs the training data's mean/std (training.train passes them)."
             )
-        if "auto" in (channels_last, compile):  # catdog.run.calibrate settles it first in train.py
+        if "auto" in (channels_last, compile):  # catdog.run.speed settles it first in train.py
             raise CatdogError(
                 "model.channels_last and model.compile=auto are measured by train.py; give true or false."
             )

@@ -1,1 +1,1 @@
-"""One training run and what surrounds it: config checks, hardware choices, resume, errors and exits."""
+"""One training run: its config checks, hardware and speed settings, resume, provenance and the run itself."""

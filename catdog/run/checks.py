@@ -18,7 +18,7 @@ from catdog.data.settings import DataSettings
 from catdog.errors import CatdogError
 from catdog.models.model_spec import ModelSpec
 from catdog.rules import check_all, is_int, is_int_list, is_number, require
-from catdog.run.calibrate import check_settings
+from catdog.run.speed import check_settings
 
 CHECKS = {
     "batch_size": (lambda v: is_int(v) and v >= 1, "a positive integer"),

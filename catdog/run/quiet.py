@@ -4,7 +4,7 @@
 - The `srun` hint ("The `srun` command is available on your system but is not used"), printed on any machine that
   has SLURM's tools, outside a SLURM allocation (no SLURM_JOB_ID): there it is no advice. Inside one it stays.
 - TensorBoard's writer thread's own traceback of a full disk: the main thread meets the same error and reports it in
-  one line (catdog.run.cli).
+  one line (catdog.shell.cli).
 - Other libraries' INFO and DEBUG lines: TensorBoard's "No path found after <events file>", one per job when a
   sweep's summary reads the learning curves, and under `debug=*` (root logger at DEBUG) matplotlib's font search and
   fsspec's "open file" lines. Their warnings and errors still print.

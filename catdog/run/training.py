@@ -19,7 +19,6 @@ from catdog.data.settings import DataSettings
 from catdog.errors import CatdogError
 from catdog.io import write_json_atomic
 from catdog.models.whiten import init_whitening
-from catdog.run.calibrate import calibrate
 from catdog.run.checks import validate
 from catdog.run.config_tree import print_config_tree
 from catdog.run.hardware import check_accelerator, check_trainer_keys, resolve_precision
@@ -29,6 +28,7 @@ from catdog.run.memory import keep_freed_memory
 from catdog.run.provenance import RecordProvenance, collect
 from catdog.run.quiet import quiet_lightning
 from catdog.run.resume import check_resume, resolve_ckpt_path
+from catdog.run.speed import measure_speed_settings
 from catdog.run.tune import run_tune
 from catdog.run.weights import check_init_fits, check_resume_fits, load_init, read_weights
 from catdog.sweeps.job_files import METRICS_FILE, PRUNED_FILE
@@ -66,7 +66,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     check_accelerator(cfg.trainer)
     resolve_precision(cfg.trainer)
     memory = keep_freed_memory(cfg.get("keep_freed_memory", True))  # before the calibration times steps
-    calibration = calibrate(
+    calibration = measure_speed_settings(
         cfg, Path(cfg.paths.calibration)
     )  # settles model.channels_last, compile, threads=auto
     if cfg.get("threads"):

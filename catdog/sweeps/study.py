@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from catdog.errors import CatdogError
-from catdog.run.overrides import override_key
+from catdog.overrides import override_key
 
 log = logging.getLogger(__name__)
 TRIAL_ENV, STUDY_ENV, STORAGE_ENV = "CATDOG_OPTUNA_TRIAL", "CATDOG_OPTUNA_STUDY", "CATDOG_OPTUNA_STORAGE"

@@ -165,9 +165,9 @@ class CatdogOptunaSweeper(Sweeper):
         self.direction = one_direction(self.direction)
 
     def sweep(self, arguments: list[str]) -> None:
-        """Run the search; a mistake in the sweeper's settings is one `error:` line (catdog.run.cli)."""
+        """Run the search; a mistake in the sweeper's settings is one `error:` line (catdog.shell.cli)."""
         from catdog.errors import CatdogError
-        from catdog.run.cli import report_and_exit
+        from catdog.shell.cli import report_and_exit
 
         try:
             self.check()

@@ -24,7 +24,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
-from catdog.run.overrides import current_spelling, parse_overrides
+from catdog.overrides import current_spelling, parse_overrides
 
 RECORD = "overrides.yaml"
 RESUME_PREFIX = "resume_"

@@ -7,7 +7,7 @@ import re
 from collections.abc import Callable
 
 from catdog.errors import did_you_mean
-from catdog.run.overrides import override_key
+from catdog.overrides import override_key
 
 _NOT_IN_STRUCT = re.compile(r"Could not override '([^']+)'")
 _NO_OPTION = re.compile(r"Could not find '([^']+)'\s+Available options in '([^']+)':((?:\s*\t\S+)+)")

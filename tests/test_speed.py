@@ -17,20 +17,20 @@ from hydra import compose, initialize_config_dir
 
 from catdog.errors import CatdogError
 from catdog.models.classifier import ImageClassifier
-from catdog.run.calibrate import (
-    BUSY,
-    ROUNDS,
-    cache_key,
-    calibrate,
-    choose,
-    contention,
-    fingerprint,
-    step_timer,
-    thread_candidates,
-)
 from catdog.run.checks import validate
 from catdog.run.hardware import others_cores
 from catdog.run.memory import glibc
+from catdog.run.speed import (
+    BUSY,
+    ROUNDS,
+    cache_key,
+    choose,
+    contention,
+    fingerprint,
+    measure_speed_settings,
+    step_timer,
+    thread_candidates,
+)
 
 
 def compose_train(*overrides: str):
@@ -61,7 +61,7 @@ def test_auto_settings_are_measured_once_per_machine_and_net_then_read_from_the_
         return timings[(setting["model.channels_last"], setting["model.compile"])]
 
     cfg = compose_train("model.channels_last=auto", "model.compile=auto")
-    record = calibrate(cfg, cache, timer=fake, probe=idle)
+    record = measure_speed_settings(cfg, cache, timer=fake, probe=idle)
     assert (cfg.model.channels_last, cfg.model.compile) == (True, False) and len(measured) == 4 * ROUNDS
     assert record["cached"] is False and record["machine"] == fingerprint()
     assert json.loads(cache.read_text())[record["key"]]["chosen"] == {
@@ -70,13 +70,15 @@ def test_auto_settings_are_measured_once_per_machine_and_net_then_read_from_the_
     }
     again = compose_train("model.channels_last=auto", "model.compile=auto")
     assert (
-        calibrate(again, cache, timer=fake, probe=idle)["cached"] and len(measured) == 4 * ROUNDS
+        measure_speed_settings(again, cache, timer=fake, probe=idle)["cached"] and len(measured) == 4 * ROUNDS
     )  # no new one
     assert again.model.channels_last is True
     other_net = compose_train("model.channels_last=auto", "model.compile=auto", "model.kernel=3")
-    calibrate(other_net, cache, timer=fake, probe=idle)
+    measure_speed_settings(other_net, cache, timer=fake, probe=idle)
     assert len(measured) == 8 * ROUNDS and len(json.loads(cache.read_text())) == 2
-    assert calibrate(compose_train(), cache, timer=fake, probe=idle) is None  # nothing auto: nothing measured
+    assert (
+        measure_speed_settings(compose_train(), cache, timer=fake, probe=idle) is None
+    )  # nothing auto: nothing measured
 
 
 def test_a_burst_of_other_work_in_one_round_does_not_decide(tmp_path):
@@ -91,7 +93,7 @@ def test_a_burst_of_other_work_in_one_round_does_not_decide(tmp_path):
         return quiet[calls[-1]] * burst
 
     cfg = compose_train("model.channels_last=auto")
-    record = calibrate(cfg, tmp_path / "calibration.json", timer=bursty, probe=idle)
+    record = measure_speed_settings(cfg, tmp_path / "calibration.json", timer=bursty, probe=idle)
     assert calls == [False, True] * ROUNDS  # interleaved rounds, not one candidate's rounds back to back
     assert cfg.model.channels_last is True
     assert record["seconds_per_step"] == {
@@ -171,7 +173,7 @@ def test_runs_that_differ_only_in_what_is_learned_share_one_measurement(tmp_path
     caplog.set_level(logging.INFO)
     cache, measured = tmp_path / "calibration.json", []
     for overrides in SAME_STEP:
-        calibrate(compose_train(*overrides), cache, timer=counting_timer(measured), probe=idle)
+        measure_speed_settings(compose_train(*overrides), cache, timer=counting_timer(measured), probe=idle)
     combinations = 2 * len(thread_candidates(torch.get_num_threads()))  # the presets set threads=auto too
     assert len(measured) == combinations * ROUNDS and len(json.loads(cache.read_text())) == 1
     (started,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Measuring")]
@@ -221,11 +223,13 @@ def test_the_threads_torch_may_use_are_part_of_the_key():
 
 def test_recalibrate_measures_again_and_replaces_the_entry(tmp_path):
     cache, measured = tmp_path / "calibration.json", []
-    first = calibrate(
+    first = measure_speed_settings(
         compose_train("model.channels_last=auto"), cache, timer=counting_timer(measured), probe=idle
     )
     again = compose_train("model.channels_last=auto", "recalibrate=true")
-    second = calibrate(again, cache, timer=lambda s: 0.3 if s["model.channels_last"] else 0.1, probe=idle)
+    second = measure_speed_settings(
+        again, cache, timer=lambda s: 0.3 if s["model.channels_last"] else 0.1, probe=idle
+    )
     assert second["cached"] is False and second["key"] == first["key"]
     assert first["chosen"] == {"model.channels_last": True} and second["chosen"] == {
         "model.channels_last": False
@@ -243,11 +247,13 @@ def test_a_measurement_on_a_busy_machine_is_retried_then_used_but_not_cached(tmp
         return measurement(), float(cores)
 
     cfg = compose_train("model.channels_last=auto")
-    record = calibrate(cfg, cache, timer=counting_timer(measured), probe=busy)
+    record = measure_speed_settings(cfg, cache, timer=counting_timer(measured), probe=busy)
     assert len(measured) == 2 * 2 * ROUNDS and record["contention"] == 1.0 and not cache.exists()
     assert cfg.model.channels_last is True
     assert "measuring again" in caplog.text and "hold for this run only (not cached)" in caplog.text
-    calibrate(compose_train("model.channels_last=auto"), cache, timer=counting_timer(measured), probe=idle)
+    measure_speed_settings(
+        compose_train("model.channels_last=auto"), cache, timer=counting_timer(measured), probe=idle
+    )
     assert len(measured) == 3 * 2 * ROUNDS and len(json.loads(cache.read_text())) == 1
 
 
@@ -286,7 +292,9 @@ def test_parallel_jobs_wait_for_one_measurement(tmp_path):
     configs = [compose_train("model.channels_last=auto") for _ in range(2)]  # Hydra composes in one thread
     records = []
     jobs = [
-        threading.Thread(target=lambda cfg=cfg: records.append(calibrate(cfg, cache, timer=slow, probe=idle)))
+        threading.Thread(
+            target=lambda cfg=cfg: records.append(measure_speed_settings(cfg, cache, timer=slow, probe=idle))
+        )
         for cfg in configs
     ]
     for job in jobs:

@@ -255,7 +255,7 @@ def measure(
     return {t: min(r[t] for r in rounds) for t in rounds[0]}, contended
 
 
-def calibrate(
+def measure_speed_settings(
     cfg: DictConfig,
     cache_path: Path,
     timer: Callable[[dict[str, Any]], float] | None = None,

@@ -12,7 +12,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from catdog.io import disk_full_error
-from catdog.run.cli import DISK_FULL_FIX, report_and_exit
+from catdog.shell.cli import DISK_FULL_FIX, report_and_exit
 
 # Hydra's own files of a run (.hydra/config.yaml, hydra.yaml, overrides.yaml) take ~8 KB
 HYDRA_FILES_BYTES = 16 * 1024

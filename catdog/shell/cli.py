@@ -18,9 +18,9 @@ from omegaconf import DictConfig
 from catdog.compat import on_hydra_error
 from catdog.errors import CatdogError
 from catdog.io import disk_full_error, is_disk_full, written_file
-from catdog.run.config_errors import one_line_config_errors, unexpected_argument
-from catdog.run.overrides import read_overrides
+from catdog.overrides import read_overrides
 from catdog.run.quiet import quiet_disk_full_in_threads, quiet_libraries
+from catdog.shell.config_errors import one_line_config_errors, unexpected_argument
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
 DISK_FULL_FIX = (
@@ -113,7 +113,7 @@ def exit_interrupted(exc: BaseException) -> None:
         signum, how = signal.SIGINT, "Ctrl-C"
     else:
         raise exc
-    from catdog.run.rerun import resume_command
+    from catdog.shell.rerun import resume_command
 
     run_dir = HydraConfig.get().runtime.output_dir if HydraConfig.initialized() else "<this run dir>"
     last = os.path.join(run_dir, "checkpoints", "last.ckpt")
