@@ -144,7 +144,7 @@ def calibration_rows(presets: tuple[str, ...] = ("fast", "best"), *overrides: st
                 cfg = preset_config(preset, "model.channels_last=auto", "threads=auto", *overrides)
                 resolve_precision(cfg.trainer)
                 start = time.perf_counter()
-                record = measure_speed_settings(cfg, Path(tmp) / "calibration.json")
+                record = measure_speed_settings(cfg, Path(tmp) / "speed_settings.json")
                 runs.append((time.perf_counter() - start, record))
             (first_s, first), (cached_s, _) = runs
             chosen = ", ".join(f"{k}={v}" for k, v in first["chosen"].items())

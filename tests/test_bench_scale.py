@@ -35,7 +35,7 @@ def test_the_scale_benchmark_measures_each_size_and_states_each_goal(tmp_path):
         "model.augment.translate=2",
         "threads=1",
         "trainer.precision=32-true",
-        f"paths.calibration={tmp_path / 'calibration.json'}",
+        f"paths.speed_settings={tmp_path / 'speed_settings.json'}",
     )
     rows = scale.measure(sizes=(40, 80), exhaustive_at=40, resolution=16, root=tmp_path, train_overrides=tiny)
     measures = [(r["measure"], r["photos"]) for r in rows]

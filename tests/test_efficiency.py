@@ -45,7 +45,7 @@ def test_the_fast_net_is_rebuilt_from_a_run_config(tmp_path):
     (tmp_path / ".hydra").mkdir()
     OmegaConf.save(cfg, tmp_path / ".hydra" / "config.yaml")  # as Hydra saves it: channels_last=auto
     chosen = {"model.channels_last": True, "threads": 2}  # what the run measured, in its provenance
-    (tmp_path / "provenance.json").write_text(json.dumps({"calibration": {"chosen": chosen}}))
+    (tmp_path / "provenance.json").write_text(json.dumps({"speed_settings": {"chosen": chosen}}))
     model, run_cfg = efficiency.fast_model(tmp_path)
     assert list(model.hparams.channels) == list(cfg.model.channels) and run_cfg.data.batch_size == 64
     assert model.hparams.channels_last is True

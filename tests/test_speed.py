@@ -52,7 +52,7 @@ def test_the_fastest_wins_only_by_more_than_the_noise():
 
 
 def test_auto_settings_are_measured_once_per_machine_and_net_then_read_from_the_cache(tmp_path):
-    cache = tmp_path / "calibration.json"
+    cache = tmp_path / "speed_settings.json"
     timings = {(False, False): 0.30, (True, False): 0.10, (False, True): 0.20, (True, True): 0.12}
     measured = []
 
@@ -93,7 +93,7 @@ def test_a_burst_of_other_work_in_one_round_does_not_decide(tmp_path):
         return quiet[calls[-1]] * burst
 
     cfg = compose_train("model.channels_last=auto")
-    record = measure_speed_settings(cfg, tmp_path / "calibration.json", timer=bursty, probe=idle)
+    record = measure_speed_settings(cfg, tmp_path / "speed_settings.json", timer=bursty, probe=idle)
     assert calls == [False, True] * ROUNDS  # interleaved rounds, not one candidate's rounds back to back
     assert cfg.model.channels_last is True
     assert record["seconds_per_step"] == {
@@ -122,16 +122,16 @@ def test_the_model_never_sees_auto():
 
 
 def test_a_real_run_calibrates_records_it_and_reuses_it(image_folder, tmp_path):
-    cache = tmp_path / "calibration.json"
+    cache = tmp_path / "speed_settings.json"
     auto = [
         "model.channels_last=auto",
         "threads=auto",
-        f"paths.calibration={cache}",
+        f"paths.speed_settings={cache}",
         "trainer.fast_dev_run=true",
     ]
     train_in_process(*tiny_overrides(image_folder, tmp_path), *auto)
     provenance = json.loads((tmp_path / "run" / "provenance.json").read_text())
-    first = provenance["calibration"]
+    first = provenance["speed_settings"]
     if (
         glibc() is not None
     ):  # set before the calibration timed its steps (train.yaml: keep_freed_memory: true)
@@ -140,7 +140,7 @@ def test_a_real_run_calibrates_records_it_and_reuses_it(image_folder, tmp_path):
     assert first["cached"] is False and len(first["seconds_per_step"]) == layouts_x_threads
     assert all(seconds > 0 for seconds in first["seconds_per_step"].values())
     train_in_process(*tiny_overrides(image_folder, tmp_path / "again"), *auto)
-    second = json.loads((tmp_path / "again" / "run" / "provenance.json").read_text())["calibration"]
+    second = json.loads((tmp_path / "again" / "run" / "provenance.json").read_text())["speed_settings"]
     if first["contention"] <= BUSY:
         assert second["cached"] is True and second["chosen"] == first["chosen"]
     else:  # measured while other processes took its cores (a shared machine): not kept, measured again
@@ -171,7 +171,7 @@ def test_runs_that_differ_only_in_what_is_learned_share_one_measurement(tmp_path
     """Label smoothing, the dropout probability, optimizer, scheduler, augmentation, seed: one measurement, the
     first run's, logged as it starts; best_robust (best + TrivialAugment) reuses best's."""
     caplog.set_level(logging.INFO)
-    cache, measured = tmp_path / "calibration.json", []
+    cache, measured = tmp_path / "speed_settings.json", []
     for overrides in SAME_STEP:
         measure_speed_settings(compose_train(*overrides), cache, timer=counting_timer(measured), probe=idle)
     combinations = 2 * len(thread_candidates(torch.get_num_threads()))  # the presets set threads=auto too
@@ -221,12 +221,12 @@ def test_the_threads_torch_may_use_are_part_of_the_key():
     assert cache_key(cfg, keys, fingerprint()) != more
 
 
-def test_recalibrate_measures_again_and_replaces_the_entry(tmp_path):
-    cache, measured = tmp_path / "calibration.json", []
+def test_remeasure_speed_measures_again_and_replaces_the_entry(tmp_path):
+    cache, measured = tmp_path / "speed_settings.json", []
     first = measure_speed_settings(
         compose_train("model.channels_last=auto"), cache, timer=counting_timer(measured), probe=idle
     )
-    again = compose_train("model.channels_last=auto", "recalibrate=true")
+    again = compose_train("model.channels_last=auto", "remeasure_speed=true")
     second = measure_speed_settings(
         again, cache, timer=lambda s: 0.3 if s["model.channels_last"] else 0.1, probe=idle
     )
@@ -240,7 +240,7 @@ def test_recalibrate_measures_again_and_replaces_the_entry(tmp_path):
 def test_a_measurement_on_a_busy_machine_is_retried_then_used_but_not_cached(tmp_path, caplog):
     """Other processes on every core: measured a second time, used for this run, not written to the cache; the
     next run, on a quiet machine, measures and caches."""
-    cache, measured = tmp_path / "calibration.json", []
+    cache, measured = tmp_path / "speed_settings.json", []
     cores = os.cpu_count()
 
     def busy(measurement):
@@ -283,7 +283,7 @@ def test_the_probe_sees_other_processes_busy_on_the_cores():
 
 def test_parallel_jobs_wait_for_one_measurement(tmp_path):
     """Two jobs of a parallel sweep starting together: the second waits for the first's measurement and reads it."""
-    cache, measured = tmp_path / "calibration.json", []
+    cache, measured = tmp_path / "speed_settings.json", []
 
     def slow(setting):
         time.sleep(0.01)

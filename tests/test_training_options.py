@@ -94,7 +94,7 @@ def test_presets_compose_and_build(preset, tmp_path):
     from catdog.run.speed import measure_speed_settings
 
     measure_speed_settings(
-        cfg, tmp_path / "calibration.json", timer=lambda setting: 1.0
+        cfg, tmp_path / "speed_settings.json", timer=lambda setting: 1.0
     )  # settles the presets' `auto` keys
 
     model = hydra.utils.instantiate(

@@ -6,7 +6,7 @@ photos) and the fastest wins. A table of CPU names could not do this: the same c
 2-core CPU with AVX512-BF16 and 334-438 on another with AMX-BF16. The result is cached per machine fingerprint
 (CPU model, cores, torch version) and what sets a step's time (the layers, input, batch, precision, device, threads):
 runs that differ in the optimizer, label smoothing, augmentation or seed, a sweep's jobs and an Optuna study's
-trials reuse one measurement. A measurement other processes competed with is used but not cached; `recalibrate=true`
+trials reuse one measurement. A measurement other processes competed with is used but not cached; `remeasure_speed=true`
 measures again. It is recorded in provenance.json (docs/speed.md).
 """
 
@@ -88,8 +88,8 @@ def check_settings(cfg: DictConfig) -> None:
         if not ok:
             expected = "auto, null or a number of threads" if key == "threads" else "auto, true or false"
             raise CatdogError(f"{key}={value!r} is invalid: expected {expected}. Fix it on the command line.")
-    if not isinstance(cfg.get("recalibrate", False), bool):
-        raise CatdogError(f"recalibrate={cfg.recalibrate!r} is invalid: expected true or false.")
+    if not isinstance(cfg.get("remeasure_speed", False), bool):
+        raise CatdogError(f"remeasure_speed={cfg.remeasure_speed!r} is invalid: expected true or false.")
 
 
 def choose(timings: Mapping[tuple, float], margin: float = MARGIN) -> tuple:
@@ -274,7 +274,7 @@ def measure_speed_settings(
     # one measurement at a time per cache: a parallel sweep's jobs wait for the first one's, then read it (and do
     # not time their steps while it times its own)
     with locked(cache_path):
-        entry = None if cfg.get("recalibrate") else read_cache(cache_path).get(key)
+        entry = None if cfg.get("remeasure_speed") else read_cache(cache_path).get(key)
         cached = entry is not None
         if entry is None:
             timings, contended = measure(cfg, keys, timer, probe or others_cores)

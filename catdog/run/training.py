@@ -67,7 +67,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     resolve_precision(cfg.trainer)
     memory = keep_freed_memory(cfg.get("keep_freed_memory", True))  # before the calibration times steps
     calibration = measure_speed_settings(
-        cfg, Path(cfg.paths.calibration)
+        cfg, Path(cfg.paths.speed_settings)
     )  # settles model.channels_last, compile, threads=auto
     if cfg.get("threads"):
         torch.set_num_threads(cfg.threads)
@@ -109,7 +109,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         return run_tune(cfg, model, datamodule, loggers)
     provenance = {
         **collect(datamodule.prepared.directory.name),
-        "calibration": calibration,
+        "speed_settings": calibration,
         "keep_freed_memory": memory,
         **({"init_from": init_record} if init_record else {}),
     }
