@@ -119,7 +119,9 @@ def fast_model(run_dir: Path):
     cfg = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
     # `auto` speed settings as the run measured them (Hydra saved the config before catdog.run.speed ran)
     provenance = run_dir / "provenance.json"
-    calibration = json.loads(provenance.read_text()).get("speed_settings") or {} if provenance.exists() else {}
+    calibration = (
+        json.loads(provenance.read_text()).get("speed_settings") or {} if provenance.exists() else {}
+    )
     for key, value in calibration.get("chosen", {}).items():
         OmegaConf.update(cfg, key, value)
     channels = cfg.data.channels

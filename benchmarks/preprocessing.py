@@ -14,7 +14,7 @@ import zipfile
 from pathlib import Path
 
 from benchmarks.record import BASELINE, SHARED, benchmark, result
-from catdog.data.preprocess import prepare_dataset
+from catdog.data.dataset import prepare_dataset
 from catdog.data.settings import DataSettings
 from catdog.data.sources import find_images
 

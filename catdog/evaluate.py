@@ -37,9 +37,9 @@ from catdog.callbacks.predictions import write_predictions
 from catdog.checkpoint import read_checkpoint
 from catdog.class_match import check_mapping, class_indices
 from catdog.data.cache import CachedArrays
+from catdog.data.dataset import prepare_dataset, summarize
 from catdog.data.duplicates import NEAR_DISTANCE, copies_of, phash_values, photo_ids
 from catdog.data.exclude import exclusion_mask
-from catdog.data.preprocess import prepare_dataset, summarize
 from catdog.data.settings import DataSettings, DecodeSettings, SplitSettings
 from catdog.data.split import SPLITS, assign_splits
 from catdog.errors import CatdogError

@@ -24,7 +24,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from catdog.compat import apply_overrides
 from catdog.data.cache import CachedArrays
-from catdog.data.preprocess import prepare_dataset, summarize
+from catdog.data.dataset import prepare_dataset, summarize
 from catdog.data.settings import DataSettings
 from catdog.errors import CatdogError
 from catdog.overrides import parse_overrides, read_overrides

@@ -174,7 +174,7 @@ def test_image_statistics_put_noise_first_on_a_folder_of_photos(tmp_path):
     """300 photo-like images, two of random noise and one blank: the noise scores lowest, the blank next, and
     Tukey's far-out fence flags no more than a few of the photos."""
     from catdog.audit.image_stats import outlier_scores
-    from catdog.data.preprocess import prepare_dataset
+    from catdog.data.dataset import prepare_dataset
     from catdog.data.settings import DataSettings
 
     root = tmp_path / "photos"

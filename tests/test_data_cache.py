@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from helpers import ROOT
 
-from catdog.data import preprocess
-from catdog.data.preprocess import plan_workers, prepare_dataset, summarize
+from catdog.data import dataset
+from catdog.data.dataset import plan_workers, prepare_dataset, summarize
 from catdog.data.settings import DataSettings
 from catdog.errors import CatdogError
 
@@ -29,13 +29,13 @@ def prepare(source, cache, resolution=16, **kw):
 def count_decodes(monkeypatch):
     """How many times images were decoded (not loaded from the cache)."""
     calls = []
-    real = preprocess._decode_all
+    real = dataset._decode_all
 
     def counting(*args, **kw):
         calls.append(1)
         return real(*args, **kw)
 
-    monkeypatch.setattr(preprocess, "_decode_all", counting)
+    monkeypatch.setattr(dataset, "_decode_all", counting)
     return calls
 
 
@@ -97,7 +97,7 @@ def test_worker_plan_uses_processes_only_when_worth_it():
     assert plan_workers(10, 8) == (1, 3)
     assert plan_workers(80, 2) == (2, 10)
     workers, chunk = plan_workers(25_000, 2)
-    assert workers == 2 and chunk == preprocess.CHUNK
+    assert workers == 2 and chunk == dataset.CHUNK
 
 
 # each builder waits, with its complete cache in its temporary folder, until the other one is there too: both
@@ -105,7 +105,7 @@ def test_worker_plan_uses_processes_only_when_worth_it():
 RACING_BUILDER = """
 import logging, os, sys, time
 from pathlib import Path
-from catdog.data.preprocess import prepare_dataset
+from catdog.data.dataset import prepare_dataset
 from catdog.data.settings import DataSettings
 
 logging.basicConfig(level=logging.INFO)
@@ -164,7 +164,7 @@ def test_decoding_processes_start_after_opencv_used_its_own_threads():
     _fork_pool, a worker inherited the pool's held locks and hung in cv2.setNumThreads (the suite hung twice)."""
     script = (
         "import cv2, numpy as np\n"
-        "from catdog.data.preprocess import _fork_pool\n"
+        "from catdog.data.dataset import _fork_pool\n"
         "image = np.random.default_rng(0).integers(0, 255, (2000, 2000, 3), dtype=np.uint8)\n"
         "for _ in range(5):\n"
         "    cv2.GaussianBlur(cv2.resize(image, (1000, 1000)), (31, 31), 5)\n"

@@ -14,9 +14,9 @@ import pytest
 import torch
 from helpers import make_image, photo_like, quiet_trainer, write_class_folders, zip_tree
 
-from catdog.data import ImageDataModule, preprocess
+from catdog.data import ImageDataModule, dataset
+from catdog.data.dataset import prepare_dataset, summarize
 from catdog.data.duplicates import perceptual_hash
-from catdog.data.preprocess import prepare_dataset, summarize
 from catdog.data.settings import DataSettings
 from catdog.models.classifier import ImageClassifier
 
@@ -242,7 +242,7 @@ def test_the_near_duplicate_threshold_is_part_of_the_cache(with_copies, tmp_path
             dict(source=str(with_copies), resolution=16, cache_dir=str(tmp_path / "cache"), progress=False)
         )
     )
-    monkeypatch.setattr(preprocess, "NEAR_DISTANCE", -1)  # exact copies only
+    monkeypatch.setattr(dataset, "NEAR_DISTANCE", -1)  # exact copies only
     strict = prepare_dataset(
         DataSettings.from_config(
             dict(source=str(with_copies), resolution=16, cache_dir=str(tmp_path / "cache"), progress=False)

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from helpers import write_class_folders, zip_tree
 
+from catdog.data.dataset import prepare_dataset
 from catdog.data.decode import decode_for_cache
-from catdog.data.preprocess import prepare_dataset
 from catdog.data.settings import DataSettings, DecodeSettings
 
 

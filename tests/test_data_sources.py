@@ -16,7 +16,7 @@ import pytest
 from helpers import make_image, write_class_folders, write_kaggle, zip_tree
 
 from catdog.data import prepare_dataset
-from catdog.data.preprocess import summarize
+from catdog.data.dataset import summarize
 from catdog.data.settings import DataSettings
 from catdog.data.sources import SourceReader, find_images, resolve_root
 from catdog.errors import CatdogError

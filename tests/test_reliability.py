@@ -13,8 +13,8 @@ import pytest
 import torch
 from helpers import ROOT
 
+from catdog.data.dataset import prepare_dataset
 from catdog.data.loaders import SeededShuffle
-from catdog.data.preprocess import prepare_dataset
 from catdog.data.settings import DataSettings
 from catdog.run.resume import SaveOnInterrupt
 from catdog.shell.cli import user_error
@@ -84,7 +84,7 @@ def test_a_build_killed_while_writing_leaves_no_cache_and_the_next_build_finishe
         "        time.sleep(600)\n"
         "    real(path, write, binary)\n"
         "cache.write_synced = pause_at_report\n"
-        "from catdog.data.preprocess import prepare_dataset\n"
+        "from catdog.data.dataset import prepare_dataset\n"
         "from catdog.data.settings import DataSettings\n"
         "prepare_dataset(DataSettings.from_config(dict(source=sys.argv[1], resolution=16, cache_dir=sys.argv[2], progress=False, num_workers=1)))\n"
     )

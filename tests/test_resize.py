@@ -14,8 +14,8 @@ from hydra import compose, initialize_config_dir
 
 from benchmarks.serving import start_server
 from catdog.checkpoint import read_checkpoint
+from catdog.data.dataset import prepare_dataset
 from catdog.data.decode import decode_image
-from catdog.data.preprocess import prepare_dataset
 from catdog.data.settings import DataSettings, DecodeSettings
 from catdog.errors import CatdogError
 from catdog.evaluate import decoded_as_trained, evaluate

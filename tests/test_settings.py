@@ -12,7 +12,7 @@ import torch
 from helpers import ROOT, run_train, tiny_overrides, train_checkpoint, write_class_folders
 from omegaconf import OmegaConf
 
-from catdog.data.preprocess import prepare_dataset
+from catdog.data.dataset import prepare_dataset
 from catdog.data.settings import DATA_KEYS, DataSettings, DecodeSettings, SplitSettings
 from catdog.errors import CatdogError
 from catdog.evaluate import TRAINING_DATA

@@ -32,7 +32,7 @@ def audit(cfg: DictConfig) -> list[dict]:
     from catdog.audit.gallery import write_gallery
     from catdog.audit.image_stats import OUTLIER_MIN_PHOTOS, outlier_scores
     from catdog.audit.scores import COLUMNS, audit_rows, summary, what_scores_need
-    from catdog.data.preprocess import prepare_dataset
+    from catdog.data.dataset import prepare_dataset
     from catdog.data.settings import DataSettings
     from catdog.io import replace_atomic, write_csv
     from catdog.rules import invalid, is_int

@@ -1,6 +1,6 @@
 """Finding, decoding, caching and serving images."""
 
-from catdog.data.preprocess import prepare_dataset
+from catdog.data.dataset import prepare_dataset
 
 __all__ = ["ImageDataModule", "prepare_dataset"]
 

@@ -12,6 +12,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from catdog.data.cache import CachedArrays
+from catdog.data.dataset import prepare_dataset, summarize
 from catdog.data.duplicates import phash_values, photo_ids
 from catdog.data.exclude import exclusion_mask, exclusion_tag
 from catdog.data.loaders import (
@@ -21,7 +22,6 @@ from catdog.data.loaders import (
     available_memory,
     choose_loader,
 )
-from catdog.data.preprocess import prepare_dataset, summarize
 from catdog.data.settings import DataSettings
 from catdog.data.split import (
     CROSSING_FILE,
