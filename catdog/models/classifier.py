@@ -1,4 +1,4 @@
-"""The LightningModule: a configurable ConvNet, its loss and metrics, optimiser and schedule from config."""
+"""The LightningModule: a network of model.arch's kind, its loss and metrics, optimiser and schedule from config."""
 
 from __future__ import annotations
 
@@ -14,12 +14,11 @@ from torchmetrics import MaxMetric, MeanMetric, SumMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from catdog.errors import CatdogError
+from catdog.models.arch import DEFAULT, build_network, check_kind_keys, network_settings
 from catdog.models.augment import augment_batch
-from catdog.models.convnet import build_convnet
 from catdog.models.model_spec import ModelSpec
 from catdog.models.resize import resize_batch, resolution_at
 from catdog.models.rng_state import RNG_KEY, rng_states, set_rng_states
-from catdog.models.spec import convnet_spec
 from catdog.models.temperature import calibrate
 from catdog.models.whiten import freeze_first_conv
 
@@ -38,8 +37,9 @@ def with_temperature(state_dict: dict) -> dict:
 
 class ImageClassifier(pl.LightningModule):
     """Everything needed to rebuild the network and its preprocessing is a hyperparameter, stored in checkpoints:
-    `**net` are the network's keys of `model` (channels, kernel, pool, ...: NET_KEYS in models/spec.py, which checks
-    them), the input's channels and resolution come from `data`."""
+    `arch` names the network's kind (models/arch.py; checkpoints without it hold a convnet) and `**net` are that
+    kind's keys of `model` (its settings' fields: channels, kernel, ...), the input's channels and resolution come
+    from `data`."""
 
     # Declared for the type checker: Module.__getattr__ types buffers as `Tensor | Module`, and forward_net lives in
     # __dict__ (see __init__); hparams is Lightning's `AttributeDict | MutableMapping`, read here by attribute.
@@ -71,6 +71,7 @@ class ImageClassifier(pl.LightningModule):
         compile: bool = False,
         optimizer: Callable | None = None,
         scheduler: Callable | None = None,
+        arch: str = DEFAULT,
         **net: Any,
     ):
         super().__init__()
@@ -85,8 +86,9 @@ class ImageClassifier(pl.LightningModule):
         # logged by catdog.run.hparams as the flat config keys; here only stored in checkpoints
         self.save_hyperparameters(ignore=["optimizer", "scheduler"], logger=False)
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
+        check_kind_keys(arch, net, ())
         spec = ModelSpec(
-            convnet_spec(net, in_channels, resolution),
+            network_settings({**net, "arch": arch}, in_channels, resolution),
             loss=loss,
             label_smoothing=label_smoothing,
             augment=augment,
@@ -94,7 +96,7 @@ class ImageClassifier(pl.LightningModule):
             whiten=whiten,
         )
         self.augment_spec = spec.augmentation
-        self.net = build_convnet(spec.net, len(classes), mean, std)
+        self.net = build_network(spec.net, len(classes), mean, std)
         if whiten:
             freeze_first_conv(self.net)
         if channels_last:
