@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from catdog.errors import CatdogError
 from catdog.models.network import Network
 
+
 def resolve_layer(net: Network, layer: int | str | None) -> int:
     """`explain_layer`: None for the default, else the index of a layer of the net whose output is a feature
     map (the numbers `print(catdog.load(path).model.net)` shows)."""

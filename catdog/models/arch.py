@@ -102,9 +102,14 @@ def settings_class(arch: object) -> type[NetworkSettings]:
     return cls
 
 
-def network_settings(model: Mapping, in_channels: int, resolution: int) -> NetworkSettings:
-    """The settings of model.arch's kind from `model`'s keys (the other keys of `model` are the caller's)."""
-    cls = settings_class(model.get("arch", DEFAULT))
+def network_settings(
+    model: Mapping, in_channels: int, resolution: int, others: tuple[str, ...] = ()
+) -> NetworkSettings:
+    """The settings of model.arch's kind from `model`'s keys; a key that is neither the kind's nor in `others`
+    (the caller's) is one message naming the kind's keys."""
+    arch = model.get("arch", DEFAULT)
+    check_kind_keys(arch, model, others)
+    cls = settings_class(arch)
     return cls(in_channels, resolution, **{k: model[k] for k in cls.keys() if k in model})
 
 

@@ -14,7 +14,7 @@ from torchmetrics import MaxMetric, MeanMetric, SumMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from catdog.errors import CatdogError
-from catdog.models.arch import DEFAULT, build_network, check_kind_keys, network_settings
+from catdog.models.arch import DEFAULT, build_network, network_settings
 from catdog.models.augment import augment_batch
 from catdog.models.model_spec import ModelSpec
 from catdog.models.resize import resize_batch, resolution_at
@@ -86,7 +86,6 @@ class ImageClassifier(pl.LightningModule):
         # logged by catdog.run.hparams as the flat config keys; here only stored in checkpoints
         self.save_hyperparameters(ignore=["optimizer", "scheduler"], logger=False)
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
-        check_kind_keys(arch, net, ())
         spec = ModelSpec(
             network_settings({**net, "arch": arch}, in_channels, resolution),
             loss=loss,

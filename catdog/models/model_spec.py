@@ -13,8 +13,8 @@ from dataclasses import dataclass, field, fields
 from functools import partial
 
 from catdog.errors import CatdogError
+from catdog.models.arch import NetworkSettings, network_settings
 from catdog.models.augment_spec import AugmentSpec, augment_spec
-from catdog.models.arch import DEFAULT, NetworkSettings, check_kind_keys, network_settings
 from catdog.rules import check_all, check_choice, is_int, is_number, pick, require
 
 LOSSES = ("cross_entropy", "mse")
@@ -47,11 +47,12 @@ class ModelSpec:
         """The spec of a `model` config (plain values): model.arch's kind's keys on its input (in_channels,
         resolution: data.*'s) and the training rules' keys (MODEL_KEYS); its other keys (optimizer, tta, speed
         settings) are not its to check."""
-        arch = model.get("arch", DEFAULT)
-        check_kind_keys(arch, model, (*MODEL_KEYS, *CLASSIFIER_KEYS))  # `+model.kernl=3`
+        others = (*MODEL_KEYS, *CLASSIFIER_KEYS)  # `+model.kernl=3` is none of them, nor the kind's
         parts: dict = {}
         check_all(
-            lambda: parts.update(net=network_settings(model, model["in_channels"], model["resolution"])),
+            lambda: parts.update(
+                net=network_settings(model, model["in_channels"], model["resolution"], others)
+            ),
             # the rules that need no network, so that a wrong network setting does not hide them
             lambda: check_loss(
                 model.get("loss", cls.loss), model.get("label_smoothing", cls.label_smoothing)

@@ -12,9 +12,7 @@ from catdog.models.network import Network, ScaleInput
 from catdog.models.resnet_spec import ResNetSpec
 
 
-def conv_norm(
-    inputs: int, outputs: int, kernel: int, stride: int, batchnorm: bool
-) -> list[nn.Module]:
+def conv_norm(inputs: int, outputs: int, kernel: int, stride: int, batchnorm: bool) -> list[nn.Module]:
     """A conv ("same" padding: the map shrinks by exactly the stride, for odd kernels) and its batch norm."""
     conv = nn.Conv2d(inputs, outputs, kernel, stride, padding=kernel // 2, bias=not batchnorm)
     return [conv, nn.BatchNorm2d(outputs)] if batchnorm else [conv]
@@ -35,7 +33,9 @@ class BasicBlock(nn.Module):
         )
         changed = inputs != outputs or stride > 1
         self.shortcut = (
-            nn.Sequential(*conv_norm(inputs, outputs, 1, stride, spec.batchnorm)) if changed else nn.Identity()
+            nn.Sequential(*conv_norm(inputs, outputs, 1, stride, spec.batchnorm))
+            if changed
+            else nn.Identity()
         )
         self.activation = activation()
 

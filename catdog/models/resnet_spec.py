@@ -43,10 +43,18 @@ class ResNetSpec(NetworkSettings):
                 is_int_list(self.channels) and len(self.channels) > 0 and min(self.channels) >= 1,
                 "a list of positive integers, one stage each, e.g. [32,64,128]",
             ),
-            ("blocks", positive_or_per_stage(self.blocks), "a positive integer or one per stage, e.g. [2,2,2]"),
+            (
+                "blocks",
+                positive_or_per_stage(self.blocks),
+                "a positive integer or one per stage, e.g. [2,2,2]",
+            ),
             # odd: "same" padding of a strided conv is then symmetric and the map shrinks by exactly the stride
             ("kernel", is_int(self.kernel) and self.kernel % 2 == 1, "an odd positive integer, e.g. 3"),
-            ("stride", positive_or_per_stage(self.stride), "a positive integer or one per stage, e.g. [1,2,2]"),
+            (
+                "stride",
+                positive_or_per_stage(self.stride),
+                "a positive integer or one per stage, e.g. [1,2,2]",
+            ),
             ("downsample", self.downsample in DOWNSAMPLES, " or ".join(DOWNSAMPLES)),
             ("batchnorm", isinstance(self.batchnorm, bool), "true or false"),
             ("activation", self.activation in ACTIVATIONS, " or ".join(ACTIVATIONS)),

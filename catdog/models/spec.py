@@ -19,6 +19,8 @@ ACTIVATIONS = ("relu", "gelu", "silu", "leaky_relu")
 POOL_TYPES = ("max", "avg")
 PADDINGS = ("valid", "same")
 HEADS = ("flatten", "gap")
+
+
 def positive_or_per_stage(value: object) -> bool:
     """A positive integer, or a non-empty list of them (one per stage: `stage_values`)."""
     if is_int(value):
@@ -29,7 +31,7 @@ def positive_or_per_stage(value: object) -> bool:
 def stage_values(settings: object, key: str) -> list[int]:
     """`model.<key>` of `settings` as one value per stage (settings.channels has one entry a stage): a single
     value repeated, or the list, checked for length."""
-    value, stages = getattr(settings, key), len(getattr(settings, "channels"))
+    value, stages = getattr(settings, key), len(settings.channels)
     values = [value] * stages if is_int(value) else list(cast(Sequence[int], value))
     if len(values) != stages:
         raise CatdogError(
