@@ -1,0 +1,248 @@
+"""model.arch: every network kind goes through everything that uses a network (train, resume, evaluate, predict with
+Grad-CAM, export, int8, the torch-free runtime, serve, audit), and a kind defined here, outside the package, joins
+the table with its settings, its builder and its card alone."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+import pytest
+import torch
+from helpers import (
+    make_image,
+    run_in_process,
+    run_train,
+    tiny_overrides,
+    train_in_process,
+    write_class_folders,
+)
+from hydra.core.config_store import ConfigStore
+from omegaconf import OmegaConf
+
+from catdog.errors import CatdogError
+from catdog.models.arch import KINDS, NetworkSettings, register
+from catdog.models.model_spec import ModelSpec
+from catdog.rules import check_all, field_rules, is_int
+
+# the ConvNet's keys that the tiny runs set (tiny_overrides) and a resnet does not take
+CONVNET_ONLY = ("model.hidden",)
+
+
+def tiny(source: Path, out: Path, *extra: str) -> list[str]:
+    return [o for o in tiny_overrides(source, out) if not o.startswith(CONVNET_ONLY)] + list(extra)
+
+
+def load(path: Path) -> dict:
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+# --- a kind from outside the package: its settings, its builder, its card ---
+
+
+@dataclass(frozen=True)
+class ToySettings(NetworkSettings):
+    """One conv of `width` filters, global average pooling, logits."""
+
+    builder: ClassVar[str] = f"{__name__}.build_toy"
+    width: int = 4
+
+    def __post_init__(self) -> None:
+        rules = (("width", is_int(self.width) and self.width >= 1, "a positive integer"),)
+        check_all(*field_rules(self, "model.", rules), *self.input_checks())
+
+
+def build_toy(settings: ToySettings, num_classes: int, mean=None, std=None):
+    from torch import nn
+
+    from catdog.models.network import Network, ScaleInput
+
+    return Network(
+        ScaleInput(settings.in_channels, mean, std),
+        nn.Conv2d(settings.in_channels, settings.width, 3, padding=1),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(settings.width, num_classes),
+        stage_ends=[2],
+    )
+
+
+@pytest.fixture
+def toy():
+    register("toy", ToySettings)
+    ConfigStore.instance().store(
+        group="model", name="toy", node={"defaults": ["_classifier", "_self_"], "arch": "toy", "width": 4}
+    )
+    yield
+    del KINDS["toy"]
+
+
+@pytest.mark.slow
+def test_a_network_kind_from_outside_the_package_trains_evaluates_and_exports(toy, image_folder, tmp_path):
+    from catdog.evaluate import evaluate
+    from catdog.export import export
+
+    train_in_process(*tiny(image_folder, tmp_path, "model=toy", "model.width=6", "model.tta=true"))
+    ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    hparams = load(ckpt)["hyper_parameters"]
+    assert (hparams["arch"], hparams["width"]) == ("toy", 6)
+    metrics = run_in_process(evaluate, "evaluate", f"ckpt_path={ckpt}", f"hydra.run.dir={tmp_path}/eval")
+    assert metrics["n_images"] > 0 and 0 <= metrics["all/acc"] <= 1
+    for fmt in ("onnx", "pt2"):  # export checks the exported model's answers against the checkpoint's
+        assert export(str(ckpt), fmt, str(tmp_path / f"toy.{fmt}")).is_file()
+
+
+def test_the_toy_kinds_keys_are_its_fields_and_a_wrong_one_names_them(toy):
+    model = {"arch": "toy", "in_channels": 3, "resolution": 16}
+    assert ModelSpec.from_config({**model, "width": 2}).net == ToySettings(3, 16, width=2)
+    with pytest.raises(
+        CatdogError, match=r"model.channels is not a setting of model.arch=toy, a convnet setting"
+    ):
+        ModelSpec.from_config({**model, "channels": [4]})
+    with pytest.raises(CatdogError, match=r"model.whiten=true does not apply to model.arch=toy"):
+        ModelSpec.from_config({**model, "whiten": True})
+    with pytest.raises(CatdogError, match=r"model.arch=tiy is not a network kind \(did you mean toy\?\)"):
+        ModelSpec.from_config({**model, "arch": "tiy"})
+
+
+# --- the residual network ---
+
+
+def test_resnet_keys_are_checked_and_a_convnet_key_names_the_card():
+    model = {"arch": "resnet", "in_channels": 3, "resolution": 16}
+    spec = ModelSpec.from_config({**model, "channels": [4, 8], "stride": [1, 2], "whiten": True})
+    assert spec.net.feature_sides(16) == [16, 8] and spec.net.min_resolution() == 1
+    with pytest.raises(CatdogError, match=r"model.kernel=4 is invalid: expected an odd positive integer"):
+        ModelSpec.from_config({**model, "kernel": 4})
+    with pytest.raises(CatdogError, match=r"data.resolution=3 is too small for model.stride=\[2, 2\]"):
+        ModelSpec.from_config(
+            {**model, "channels": [4, 8], "stride": 2, "downsample": "pool", "resolution": 3}
+        )
+    with pytest.raises(
+        CatdogError,
+        match=r"model.hidden is not a setting of model.arch=resnet, a convnet setting \(model=resnet picks "
+        r"resnet's card without it\). resnet's keys: model.channels, model.blocks",
+    ):
+        ModelSpec.from_config({**model, "hidden": [8]})
+
+
+def test_model_arch_on_the_command_line_picks_the_kinds_card(tmp_path):
+    from catdog.run.overrides import read_overrides
+
+    assert read_overrides(["model.arch=resnet", "model.arch=convnet,resnet", "model.arch=a.b.Settings"]) == [
+        "model=resnet",
+        "model=convnet,resnet",
+        "model.arch=a.b.Settings",
+    ]
+
+
+@pytest.mark.slow
+def test_resnet_trains_resumes_evaluates_predicts_explains_exports_and_serves(image_folder, tmp_path):
+    import catdog
+    from catdog.evaluate import evaluate
+    from catdog.export import export
+    from catdog.inference import Predictor
+    from catdog.predict import run as predict
+    from catdog.runtime import load as load_onnx
+
+    net = ["model=resnet", "model.channels=[4,8]", "model.stride=[1,2]", "model.augment={hflip:true}"]
+    train_in_process(*tiny(image_folder, tmp_path, *net, "model.channels_last=true"))
+    train_in_process(
+        *tiny(image_folder, tmp_path, *net, "model.channels_last=true", "trainer.max_epochs=2"),
+        "ckpt_path=last",
+    )
+    ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    state = load(ckpt)
+    assert state["hyper_parameters"]["arch"] == "resnet" and state["epoch"] == 1
+    assert any("running_mean" in k for k in state["state_dict"])  # batch norm, the card's default
+
+    metrics = run_in_process(
+        evaluate, "evaluate", f"ckpt_path={ckpt}", "robustness=true", f"hydra.run.dir={tmp_path}/eval"
+    )
+    assert "ece" in json.dumps(metrics) and any(k.startswith("robustness") for k in metrics), sorted(metrics)
+
+    photos = write_class_folders(tmp_path / "photos", per_class=2)
+    run_in_process(
+        predict,
+        "predict",
+        f"ckpt_path={ckpt}",
+        f"inputs={photos}",
+        "explain=true",
+        f"output={tmp_path}/pred/predictions.csv",
+        f"hydra.run.dir={tmp_path}/pred",
+    )
+    overlays = sorted((tmp_path / "pred" / "explanations").rglob("*.png"))
+    assert len(overlays) == 4
+    heat = Predictor.from_checkpoint(ckpt).heatmaps(
+        np.stack([make_image(i % 2, seed=i, size=(16, 16)) for i in range(2)])
+    )
+    assert heat.shape == (2, 16, 16) and heat.max() == pytest.approx(1.0)
+
+    images = np.stack([make_image(i % 2, seed=50 + i, size=(16, 16)) for i in range(8)])
+    onnx = export(str(ckpt), "onnx", str(tmp_path / "resnet.onnx"))
+    int8 = export(str(ckpt), "onnx", str(tmp_path / "resnet.onnx"), "int8", images)
+    assert export(str(ckpt), "pt2", str(tmp_path / "resnet.pt2")).is_file()
+    expected = catdog.load(ckpt).probabilities(images)
+    np.testing.assert_allclose(load_onnx(onnx).probabilities(images), expected, atol=1e-4)
+    assert np.abs(load_onnx(int8).probabilities(images) - expected).max() < 0.2
+
+
+@pytest.mark.slow
+def test_resnet_serves_with_grad_cam(image_folder, tmp_path):
+    import base64
+
+    import cv2
+    from test_serve import jpeg, post, start_server, stop
+
+    net = ["model=resnet", "model.channels=[4,8]", "model.stride=[1,2]"]
+    train_in_process(*tiny(image_folder, tmp_path, *net))
+    proc, url = start_server(tmp_path / "run" / "checkpoints" / "last.ckpt", tmp_path / "serve")
+    try:
+        status, answer = post(url, {"file": ("cat.jpg", jpeg(0, seed=12))}, query="?explain=true")
+    finally:
+        stop(proc)
+    png = base64.b64decode(answer["heatmap"].removeprefix("data:image/png;base64,"))
+    assert status == 200 and cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR).shape == (
+        120,
+        160,
+        3,
+    )
+
+
+@pytest.mark.slow
+def test_resnet_audits(tmp_path):
+    from test_audit import audit_overrides
+
+    from catdog.audit import audit
+
+    root = write_class_folders(tmp_path / "PetImages", per_class=12)
+    # the audit's preset is the ConvNet's (experiment=fast): without it, the resnet card at its defaults
+    overrides = [o for o in audit_overrides(root, tmp_path) if not o.startswith("trainer.max_epochs")]
+    rows = run_in_process(
+        audit, "audit", *overrides, "experiment=null", "model=resnet", "trainer.max_epochs=2"
+    )
+    assert len(rows) == 24
+
+
+@pytest.mark.slow
+def test_a_sweep_over_both_kinds_is_one_summary(image_folder, tmp_path):
+    """Each kind's card at its defaults (32 px: the ConvNet's three valid convs need 22 or more)."""
+    drop = ("hydra.run.dir", "model.", "data.resolution")
+    overrides = [o for o in tiny_overrides(image_folder, tmp_path) if not o.startswith(drop)]
+    run_train(
+        "-m",
+        "model.arch=convnet,resnet",
+        "data.resolution=32",
+        f"hydra.sweep.dir={tmp_path}/sweep",
+        *overrides,
+    )
+    sweep = tmp_path / "sweep"
+    header, *rows = (line.split(",") for line in (sweep / "summary.csv").read_text().splitlines())
+    assert header[1] == "model" and [r[1] for r in rows] == ["convnet", "resnet"]
+    assert [r[header.index("status")] for r in rows] == ["ok", "ok"]
+    cards = [OmegaConf.load(p).model.arch for p in sorted(sweep.glob("*/.hydra/config.yaml"))]
+    assert cards == ["convnet", "resnet"]
