@@ -4,7 +4,6 @@ the table with its settings, its builder and its card alone."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
