@@ -19,8 +19,10 @@ def conv_norm(inputs: int, outputs: int, kernel: int, stride: int, batchnorm: bo
 
 
 class BasicBlock(nn.Module):
-    """activation(conv -> norm -> activation -> conv -> norm + shortcut): the shortcut is the input itself, or a
-    strided 1x1 conv (and norm) where the block changes the width or the side."""
+    """activation(conv -> norm -> activation -> conv -> norm + shortcut): the shortcut is the input itself, or
+    where the block changes the width or the side, average pooling by the stride then a 1x1 conv (and norm): the
+    ResNet-D shortcut (He et al. 2019), which sees every pixel. A strided 1x1 conv would also skip 3 in 4 pixels,
+    and its backward pass in channels_last corrupts the heap on torch 2.13's CPU build (batch 2: "double free")."""
 
     def __init__(
         self, inputs: int, outputs: int, spec: ResNetSpec, stride: int, activation: Callable[[], nn.Module]
@@ -31,9 +33,11 @@ class BasicBlock(nn.Module):
             activation(),
             *conv_norm(outputs, outputs, spec.kernel, 1, spec.batchnorm),
         )
+        # ceil_mode: the side rounds up as the strided conv's does
+        pool = [nn.AvgPool2d(stride, ceil_mode=True, count_include_pad=False)] if stride > 1 else []
         changed = inputs != outputs or stride > 1
         self.shortcut = (
-            nn.Sequential(*conv_norm(inputs, outputs, 1, stride, spec.batchnorm))
+            nn.Sequential(*pool, *conv_norm(inputs, outputs, 1, 1, spec.batchnorm))
             if changed
             else nn.Identity()
         )

@@ -21,7 +21,7 @@ DOWNSAMPLES = ("stride", "pool")
 @dataclass(frozen=True)
 class ResNetSpec(NetworkSettings):
     """Stem conv (channels[0] filters) -> per stage: its first block shrinks the map by `stride` (a strided first
-    conv with a 1x1 projection shortcut, or max pooling before the block with downsample=pool) and widens it to
+    conv with a pooled 1x1 projection shortcut, or max pooling before the block with downsample=pool) and widens it to
     the stage's channels, then `blocks` - 1 more blocks -> global average pooling -> dropout -> logits."""
 
     builder: ClassVar[str] = "catdog.models.resnet.build_resnet"
