@@ -176,12 +176,11 @@ def test_resnet_trains_resumes_evaluates_predicts_explains_exports_and_serves(im
     )
     overlays = sorted((tmp_path / "pred" / "explanations").rglob("*.png"))
     assert len(overlays) == 4
-    heat = Predictor.from_checkpoint(ckpt).heatmaps(
-        np.stack([make_image(i % 2, seed=i, size=(16, 16)) for i in range(2)])
-    )
-    assert heat.shape == (2, 16, 16) and heat.max() == pytest.approx(1.0)
+    predictor = Predictor.from_checkpoint(ckpt)
+    images = np.stack([predictor.image(make_image(i % 2, seed=50 + i, size=(50, 40))) for i in range(8)])
+    heat = predictor.heatmaps(images)
+    assert heat.shape == (8, 16, 16) and heat.max() == pytest.approx(1.0)
 
-    images = np.stack([make_image(i % 2, seed=50 + i, size=(16, 16)) for i in range(8)])
     onnx = export(str(ckpt), "onnx", str(tmp_path / "resnet.onnx"))
     int8 = export(str(ckpt), "onnx", str(tmp_path / "resnet.onnx"), "int8", images)
     assert export(str(ckpt), "pt2", str(tmp_path / "resnet.pt2")).is_file()

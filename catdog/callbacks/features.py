@@ -12,7 +12,7 @@ from catdog.visualize import feature_grid, tile
 def stage_outputs(net: Network, x: torch.Tensor) -> list[torch.Tensor]:
     """Each stage's output (its feature map, after its pooling), in order; the head is not run."""
     outputs = []
-    for i, layer in enumerate(net[: net.stage_ends[-1] + 1]):
+    for i, layer in enumerate(list(net)[: net.stage_ends[-1] + 1]):
         x = layer(x)
         if i in net.stage_ends:
             outputs.append(x)

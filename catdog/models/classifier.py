@@ -99,7 +99,7 @@ class ImageClassifier(pl.LightningModule):
         if whiten:
             freeze_first_conv(self.net)
         if channels_last:
-            self.net = self.net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # torch's stub lacks it
+            self.net = self.net.to(memory_format=torch.channels_last)
         # kept out of the module tree, so state_dict and checkpoints hold the weights once, compiled or not
         self.__dict__["forward_net"] = torch.compile(self.net) if compile else self.net
         # Lightning's model summary counts FLOPs and sizes on an example (without one: "Total FLOPs: 0"). Not for a

@@ -46,4 +46,8 @@ class Network(nn.Sequential):
         """The stages in order, each the modules after the previous stage's end up to its own (the first from the
         input's scaling on): `for stage in net.stages()[:n]: stage.requires_grad_(False)` freezes the first n."""
         starts = [1, *(end + 1 for end in self.stage_ends[:-1])]
-        return [self[start : end + 1] for start, end in zip(starts, self.stage_ends, strict=True)]
+        layers = list(self)
+        return [
+            nn.Sequential(*layers[start : end + 1])
+            for start, end in zip(starts, self.stage_ends, strict=True)
+        ]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import ClassVar, cast
+from typing import Any, ClassVar, cast
 
 from catdog.errors import CatdogError
 from catdog.models.arch import NetworkSettings
@@ -28,7 +28,7 @@ def positive_or_per_stage(value: object) -> bool:
     return is_int_list(value) and len(value) > 0 and min(value) >= 1
 
 
-def stage_values(settings: object, key: str) -> list[int]:
+def stage_values(settings: Any, key: str) -> list[int]:
     """`model.<key>` of `settings` as one value per stage (settings.channels has one entry a stage): a single
     value repeated, or the list, checked for length."""
     value, stages = getattr(settings, key), len(settings.channels)
