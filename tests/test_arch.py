@@ -244,3 +244,18 @@ def test_a_sweep_over_both_kinds_is_one_summary(image_folder, tmp_path):
     assert [r[header.index("status")] for r in rows] == ["ok", "ok"]
     cards = [OmegaConf.load(p).model.arch for p in sorted(sweep.glob("*/.hydra/config.yaml"))]
     assert cards == ["convnet", "resnet"]
+
+
+def test_a_checkpoint_without_arch_loads_as_a_convnet(tmp_path):
+    from catdog.checkpoint import load_classifier
+    from catdog.models.classifier import ImageClassifier
+
+    model = ImageClassifier(3, 16, channels=[4, 8], kernel=3, hidden=[16])
+    hparams = dict(model.hparams)
+    assert hparams.pop("arch") == "convnet"  # recorded, and left out below as before model.arch existed
+    path = tmp_path / "old.ckpt"
+    torch.save({"hyper_parameters": hparams, "state_dict": model.state_dict()}, path)
+    loaded = load_classifier(path)
+    assert loaded.hparams.arch == "convnet" and loaded.net.stage_ends == model.net.stage_ends
+    x = torch.randint(0, 255, (2, 3, 16, 16), dtype=torch.uint8)
+    torch.testing.assert_close(loaded(x), model.eval()(x))
