@@ -63,8 +63,8 @@ def test_too_small_resolution_names_the_keys_and_the_minimum():
         ({"batchnorm": "yes"}, r"model.batchnorm='yes' is invalid: expected true or false"),
         (
             {"kernels": 3},
-            r"model.kernels is not a setting of model.arch=convnet \(did you mean model.kernel\?\). convnet's "
-            r"keys: model.channels, model.kernel, ",
+            r"model.kernels is not a setting of model \(did you mean model.kernel\?\). convnet's keys "
+            r"\(model.arch=convnet\): model.channels, model.kernel, ",
         ),
     ],
 )

@@ -121,11 +121,12 @@ def check_kind_keys(arch: object, given: Mapping, others: tuple[str, ...]) -> No
         return
     name, key = arch_name(cls), unknown[0]
     other_kind = next((k for k in KINDS if k != name and key in settings_class(k).keys()), None)
-    card = f", a {other_kind} setting (model={name} picks {name}'s card without it)" if other_kind else ""
-    close = [] if other_kind else get_close_matches(key, (*cls.keys(), *others), n=1)
-    hint = f" (did you mean model.{close[0]}?)" if close else ""
+    close = get_close_matches(key, (*cls.keys(), *others), n=1)
+    detail = f" (did you mean model.{close[0]}?)" if close else ""
+    if other_kind:
+        detail = f": a {other_kind} key, and model.arch={name} (model={name} picks {name}'s card without it)"
     raise CatdogError(
-        f"model.{key} is not a setting of model.arch={name}{card}{hint}. {name}'s keys: "
+        f"model.{key} is not a setting of model{detail}. {name}'s keys (model.arch={name}): "
         + ", ".join(f"model.{k}" for k in cls.keys())
     )
 
