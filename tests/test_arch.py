@@ -218,10 +218,17 @@ def test_resnet_audits(tmp_path):
     from catdog.audit.__main__ import audit
 
     root = write_class_folders(tmp_path / "PetImages", per_class=12)
-    # the audit's preset is the ConvNet's (experiment=fast): without it, the resnet card at its defaults
-    overrides = [o for o in audit_overrides(root, tmp_path) if not o.startswith("trainer.max_epochs")]
+    # the audit's preset is the ConvNet's (experiment=fast): without it (and its augment dict), resnet's card
+    drop = ("trainer.max_epochs", "model.augment")
+    overrides = [o for o in audit_overrides(root, tmp_path) if not o.startswith(drop)]
     rows = run_in_process(
-        audit, "audit", *overrides, "experiment=null", "model=resnet", "trainer.max_epochs=2"
+        audit,
+        "audit",
+        *overrides,
+        "~experiment",
+        "model=resnet",
+        "model.stride=[1,2]",
+        "trainer.max_epochs=2",
     )
     assert len(rows) == 24
 
