@@ -266,3 +266,17 @@ def test_a_checkpoint_without_arch_loads_as_a_convnet(tmp_path):
     assert loaded.hparams.arch == "convnet" and loaded.net.stage_ends == model.net.stage_ends
     x = torch.randint(0, 255, (2, 3, 16, 16), dtype=torch.uint8)
     torch.testing.assert_close(loaded(x), model.eval()(x))
+
+
+def test_picking_and_checking_a_kind_imports_no_torch():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from catdog.models.model_spec import ModelSpec; "
+        "ModelSpec.from_config({'arch': 'resnet', 'in_channels': 3, 'resolution': 16, 'channels': [4, 8], "
+        "'stride': [1, 2]}); ModelSpec.from_config({'in_channels': 3, 'resolution': 64}); "
+        "print(sorted(m for m in ('torch', 'pytorch_lightning') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
