@@ -1,5 +1,5 @@
 """The command line of a Hydra command as catdog reads it: `~` expanded, each override checked by Hydra's own parser,
-and the keys catdog 0.2 spelled differently named with their new spelling."""
+the keys catdog 0.2 spelled differently named with their new spelling, and model.arch=NAME read as the kind's card."""
 
 from __future__ import annotations
 
@@ -42,8 +42,16 @@ def read_overrides(argv: list[str]) -> list[str]:
                     "https://hydra.cc/docs/advanced/override_grammar/basic/)."
                 ) from e
         check_moved_key(override_key(arg))
-        out.append(arg)
+        out.append(arch_card(arg))
     return out
+
+
+def arch_card(override: str) -> str:
+    """`model.arch=resnet` as `model=resnet` (in a sweep too: `model.arch=convnet,resnet`): the kind's card, its keys
+    at their defaults, so that the default card's ConvNet keys do not come along to a kind that takes none of them.
+    A settings class named by import path (a dot in the value) stays a plain value."""
+    key, eq, value = override.partition("=")
+    return f"model={value}" if key == "model.arch" and eq and "." not in value else override
 
 
 def current_spelling(override: str) -> str:

@@ -338,7 +338,7 @@ def test_a_lightning_config_error_is_a_user_error():
     "override, message",
     [
         ("model.optimizer._target_=torch.optim.Adamm", "Error locating target 'torch.optim.Adamm'"),
-        ("+model.kernal=3", "model.kernal is not a network setting (did you mean model.kernel?)"),
+        ("+model.kernal=3", "model.kernal is not a setting of model (did you mean model.kernel?)"),
     ],
 )
 def test_a_wrong_target_or_argument_in_a_config_is_a_user_error(override, message):

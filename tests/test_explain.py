@@ -26,7 +26,7 @@ from helpers import (
 import catdog
 from catdog.errors import CatdogError
 from catdog.explain.calibration import expected_calibration_error, reliability_bins
-from catdog.explain.gradcam import default_layer, explanation_path, gradcam, overlay, resolve_layer
+from catdog.explain.gradcam import explanation_path, gradcam, overlay, resolve_layer
 from catdog.models.classifier import ImageClassifier
 from catdog.models.convnet import build_convnet
 from catdog.models.spec import ConvNetSpec
@@ -78,7 +78,7 @@ def test_gradcam_peaks_where_the_class_lives(corner_net):
 
 
 def test_layers_default_to_the_last_conv_stage_and_are_checked(corner_net):
-    assert default_layer(corner_net) == 5 and isinstance(corner_net[5], torch.nn.ReLU)
+    assert corner_net.explain_layer == 5 and isinstance(corner_net[5], torch.nn.ReLU)
     assert resolve_layer(corner_net, None) == 5 and resolve_layer(corner_net, "1") == 1
     assert gradcam(corner_net, corner_images(1, 3)[0], layer=2).shape == (1, 32, 32)
     for bad in (0, 7, 9, "conv", 99):

@@ -1,11 +1,13 @@
 import pytest
 import torch
+from helpers import ROOT
 
 from catdog.errors import CatdogError
+from catdog.models.arch import network_settings
 from catdog.models.augment import flip_shift_jitter
 from catdog.models.classifier import ImageClassifier
 from catdog.models.convnet import ACTIVATION_LAYERS, build_convnet
-from catdog.models.spec import ConvNetSpec, convnet_spec
+from catdog.models.spec import ConvNetSpec
 
 
 def convnet(in_channels: int, resolution: int, **net) -> torch.nn.Sequential:
@@ -61,13 +63,14 @@ def test_too_small_resolution_names_the_keys_and_the_minimum():
         ({"batchnorm": "yes"}, r"model.batchnorm='yes' is invalid: expected true or false"),
         (
             {"kernels": 3},
-            r"model.kernels is not a network setting \(did you mean model.kernel\?\). Options: model.activation, ",
+            r"model.kernels is not a setting of model \(did you mean model.kernel\?\). convnet's keys "
+            r"\(model.arch=convnet\): model.channels, model.kernel, ",
         ),
     ],
 )
 def test_each_network_rule_names_its_key(net, message):
     with pytest.raises(CatdogError, match=message):
-        convnet_spec(net, in_channels=3, resolution=64)
+        network_settings(net, in_channels=3, resolution=64)
 
 
 def test_batchnorm_and_dropout_layers_present():
@@ -144,12 +147,18 @@ def test_wrong_augment_values_are_named_when_the_model_is_built(augment, message
         ImageClassifier(3, 16, ["Cat", "Dog"], **dict(channels=[4], kernel=3, hidden=[]), augment=augment)
 
 
-def test_net_keys_are_the_specs_fields():
+@pytest.mark.parametrize("arch", ["convnet", "resnet"])
+def test_each_kinds_keys_are_its_settings_fields_and_its_cards_network_keys(arch):
     from dataclasses import fields
 
-    from catdog.models.spec import NET_KEYS
+    from omegaconf import OmegaConf
 
-    assert set(NET_KEYS) == {f.name for f in fields(ConvNetSpec) if f.init} - {"in_channels", "resolution"}
+    from catdog.models.arch import settings_class
+
+    cls = settings_class(arch)
+    assert set(cls.keys()) == {f.name for f in fields(cls) if f.init} - {"in_channels", "resolution"}
+    card = OmegaConf.load(ROOT / "configs" / "model" / f"{arch}.yaml")
+    assert set(card) - {"defaults", "arch"} == set(cls.keys()) and card.arch == arch
 
 
 def test_the_model_keys_the_config_check_knows_are_the_classifiers_arguments():
@@ -211,7 +220,7 @@ def test_without_batch_norm_pool_after_conv_is_the_same_function_with_max_pool_a
 
 def test_pool_after_conv_must_be_a_bool():
     with pytest.raises(CatdogError, match=r"model.pool_after_conv='yes' is invalid: expected true or false"):
-        convnet_spec({"pool_after_conv": "yes"}, in_channels=3, resolution=64)
+        network_settings({"pool_after_conv": "yes"}, in_channels=3, resolution=64)
 
 
 def test_convs_per_stage_takes_one_count_per_stage():
@@ -231,7 +240,7 @@ def test_convs_per_stage_takes_one_count_per_stage():
     # valid padding: each conv shrinks the map, so the per-stage counts decide the sizes
     spec = ConvNetSpec(3, 40, channels=[4, 8], kernel=3, convs_per_stage=[1, 3], hidden=[])
     assert spec.stage_sizes() == [(40 - 2) // 2, (19 - 6) // 2]
-    assert convnet_spec({"convs_per_stage": 2, "channels": [4, 8]}, 3, 32).convs == [2, 2]
+    assert ConvNetSpec(3, 32, convs_per_stage=2, channels=[4, 8]).convs == [2, 2]
 
 
 @pytest.mark.parametrize(
@@ -239,7 +248,7 @@ def test_convs_per_stage_takes_one_count_per_stage():
     [
         (
             [1, 2, 2],
-            r"model.convs_per_stage=\[1, 2, 2\]: give one value, or one per conv stage \(2, the length",
+            r"model.convs_per_stage=\[1, 2, 2\]: give one value, or one per stage \(2, the length",
         ),
         (
             [0, 2],

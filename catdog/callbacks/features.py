@@ -1,24 +1,21 @@
-"""Feature maps of each conv stage for one fixed validation image: what each stage responds to."""
+"""Feature maps of each stage of the network for one fixed validation image: what each stage responds to."""
 
 from __future__ import annotations
 
 import torch
-from torch import nn
 
 from catdog.callbacks.periodic import PeriodicImages, first_val_loader
+from catdog.models.network import Network
 from catdog.visualize import feature_grid, tile
 
-STAGE_END = (nn.Conv2d, nn.Flatten, nn.AdaptiveAvgPool2d)
 
-
-def stage_outputs(net: nn.Sequential, x: torch.Tensor) -> list[torch.Tensor]:
-    """The activations entering each conv after the first, and the head: one per conv (after its pooling)."""
-    outputs, seen_conv = [], False
-    for layer in net:
-        if isinstance(layer, STAGE_END) and seen_conv:
-            outputs.append(x)
-        seen_conv = seen_conv or isinstance(layer, nn.Conv2d)
+def stage_outputs(net: Network, x: torch.Tensor) -> list[torch.Tensor]:
+    """Each stage's output (its feature map, after its pooling), in order; the head is not run."""
+    outputs = []
+    for i, layer in enumerate(list(net)[: net.stage_ends[-1] + 1]):
         x = layer(x)
+        if i in net.stage_ends:
+            outputs.append(x)
     return outputs
 
 

@@ -2,9 +2,10 @@
 
 Written here rather than taken from the `grad-cam` package: that package imports torchvision when it is
 imported, and PyPI's torchvision for torch 2.13 (0.28.0) is linked against the CUDA libraries, so it fails to
-import beside the CPU build of torch this project pins ("operator torchvision::nms does not exist"). Our nets are
-a plain nn.Sequential, so no hooks are needed either: the net is cut in two at the chosen layer, and the
-gradient of the class score with respect to that layer's output is one `torch.autograd.grad` call.
+import beside the CPU build of torch this project pins ("operator torchvision::nms does not exist"). Every kind's
+network is a Network (an nn.Sequential that names its default layer: catdog/models/network.py), so no hooks are
+needed either: the net is cut in two at the chosen layer, and the gradient of the class score with respect to that
+layer's output is one `torch.autograd.grad` call.
 """
 
 from __future__ import annotations
@@ -15,43 +16,19 @@ import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from catdog.errors import CatdogError
 from catdog.io import path_within
-from catdog.models.convnet import ACTIVATION_LAYERS, POOL_LAYERS
+from catdog.models.network import Network
 from catdog.preprocessing import square
 
-# the modules build_convnet stacks in its conv stages, after ScaleInput and before the head
-_STAGE_LAYERS = (nn.Conv2d, nn.BatchNorm2d, *ACTIVATION_LAYERS.values(), *POOL_LAYERS.values())
 
-
-def feature_layers(net: nn.Sequential) -> list[int]:
-    """Indices of `net` whose output is a feature map (N, C, h, w): the conv stages, before the head."""
-    indices = []
-    for i in range(1, len(net)):
-        if not isinstance(net[i], _STAGE_LAYERS):
-            break
-        indices.append(i)
-    return indices
-
-
-def default_layer(net: nn.Sequential) -> int:
-    """The last conv stage's output before its pooling: the activation after the last convolution (with
-    model.pool_after_conv, the convolution's own output, which the pooling follows)."""
-    layers = feature_layers(net)
-    index = max(i for i in layers if isinstance(net[i], nn.Conv2d))
-    while index + 1 in layers and not isinstance(net[index + 1], (nn.Conv2d, *POOL_LAYERS.values())):
-        index += 1
-    return index
-
-
-def resolve_layer(net: nn.Sequential, layer: int | str | None) -> int:
+def resolve_layer(net: Network, layer: int | str | None) -> int:
     """`explain_layer`: None for the default, else the index of a layer of the net whose output is a feature
     map (the numbers `print(catdog.load(path).model.net)` shows)."""
     if layer is None or str(layer) in ("", "None", "null"):
-        return default_layer(net)
-    layers = feature_layers(net)
+        return net.explain_layer
+    layers = net.feature_layers()
     try:
         index = int(layer)
     except (TypeError, ValueError):
@@ -59,20 +36,20 @@ def resolve_layer(net: nn.Sequential, layer: int | str | None) -> int:
     if index not in layers:
         choices = ", ".join(f"{i} ({type(net[i]).__name__})" for i in layers)
         raise CatdogError(
-            f"explain_layer={layer}: not a conv-stage layer of the network. Choose one of {choices}; "
-            f"the default is {default_layer(net)}."
+            f"explain_layer={layer}: not a layer of the network's stages. Choose one of {choices}; "
+            f"the default is {net.explain_layer}."
         )
     return index
 
 
 def gradcam(
-    net: nn.Sequential,
+    net: Network,
     images: torch.Tensor,
     layer: int | str | None = None,
     target: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Heatmaps (N, H, W) in [0, 1] for uint8 images (N, C, H, W): Grad-CAM of the class `target`
-    (default: the predicted class) at `layer` of the Sequential `net`, resized to the image."""
+    (default: the predicted class) at `layer` of `net`, resized to the image."""
     index = resolve_layer(net, layer)
     with torch.inference_mode(False), torch.enable_grad():
         # a clone made outside inference mode, so that autograd may save it (callers may be inside it)

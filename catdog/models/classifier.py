@@ -1,4 +1,4 @@
-"""The LightningModule: a configurable ConvNet, its loss and metrics, optimiser and schedule from config."""
+"""The LightningModule: a network of model.arch's kind, its loss and metrics, optimiser and schedule from config."""
 
 from __future__ import annotations
 
@@ -13,15 +13,14 @@ from torchmetrics import MaxMetric, MeanMetric, SumMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from catdog.errors import CatdogError
+from catdog.models.arch import DEFAULT, build_network, network_settings
 from catdog.models.augment import augment_batch
-from catdog.models.convnet import build_convnet
-from catdog.models.freeze import convnet_stages, freeze_stages, hold_frozen
+from catdog.models.freeze import freeze_stages, hold_frozen
 from catdog.models.model_spec import ModelSpec
 from catdog.models.resize import resize_batch, resolution_at
 from catdog.models.rng_state import RNG_KEY, rng_states, set_rng_states
 from catdog.models.schedule import build_scheduler, replan_schedules
 from catdog.models.shards import real_photos, split_order
-from catdog.models.spec import convnet_spec
 from catdog.models.temperature import calibrate
 from catdog.models.whiten import freeze_first_conv
 
@@ -40,8 +39,9 @@ def with_temperature(state_dict: dict) -> dict:
 
 class ImageClassifier(pl.LightningModule):
     """Everything needed to rebuild the network and its preprocessing is a hyperparameter, stored in checkpoints:
-    `**net` are the network's keys of `model` (channels, kernel, pool, ...: NET_KEYS in models/spec.py, which checks
-    them), the input's channels and resolution come from `data`."""
+    `arch` names the network's kind (models/arch.py; checkpoints without it hold a convnet) and `**net` are that
+    kind's keys of `model` (its settings' fields: channels, kernel, ...), the input's channels and resolution come
+    from `data`."""
 
     # Declared for the type checker: Module.__getattr__ types buffers as `Tensor | Module`, and forward_net lives in
     # __dict__ (see __init__); hparams is Lightning's `AttributeDict | MutableMapping`, read here by attribute.
@@ -75,6 +75,7 @@ class ImageClassifier(pl.LightningModule):
         compile: bool = False,
         optimizer: Callable | None = None,
         scheduler: Callable | None = None,
+        arch: str = DEFAULT,
         **net: Any,
     ):
         super().__init__()
@@ -90,7 +91,7 @@ class ImageClassifier(pl.LightningModule):
         self.save_hyperparameters(ignore=["optimizer", "scheduler"], logger=False)
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         spec = ModelSpec(
-            convnet_spec(net, in_channels, resolution),
+            network_settings({**net, "arch": arch}, in_channels, resolution),
             loss=loss,
             label_smoothing=label_smoothing,
             augment=augment,
@@ -99,12 +100,12 @@ class ImageClassifier(pl.LightningModule):
             freeze=freeze,
         )
         self.augment_spec = spec.augmentation
-        self.net = build_convnet(spec.net, len(classes), mean, std)
+        self.net = build_network(spec.net, len(classes), mean, std)
         if whiten:
             freeze_first_conv(self.net)
-        self.frozen = freeze_stages(convnet_stages(self.net, spec.net.convs), freeze)
+        self.frozen = freeze_stages(self.net.stages(), freeze)
         if channels_last:
-            self.net = self.net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # torch's stub lacks it
+            self.net = self.net.to(memory_format=torch.channels_last)
         # kept out of the module tree, so state_dict and checkpoints hold the weights once, compiled or not
         self.__dict__["forward_net"] = torch.compile(self.net) if compile else self.net
         # Lightning's model summary counts FLOPs and sizes on an example (without one: "Total FLOPs: 0"). Not for a

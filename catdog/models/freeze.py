@@ -4,24 +4,9 @@ be frozen the same way; a frozen stage's batch norms keep their running statisti
 
 from __future__ import annotations
 
-from bisect import bisect_left
 from collections.abc import Sequence
-from itertools import accumulate
 
 from torch import nn
-
-
-def convnet_stages(net: nn.Sequential, convs: Sequence[int]) -> list[nn.Sequential]:
-    """The ConvNet's conv stages in order (`convs`: convolutions per stage): each stage's convolutions and batch norms,
-    the layers of the stage that hold weights or statistics (its pooling and activations hold none)."""
-    ends = list(accumulate(convs))  # the count of convolutions up to each stage's end
-    stages: list[list[nn.Module]] = [[] for _ in convs]
-    seen = 0
-    for layer in net:
-        seen += isinstance(layer, nn.Conv2d)
-        if isinstance(layer, nn.Conv2d | nn.BatchNorm2d) and 0 < seen <= ends[-1]:
-            stages[bisect_left(ends, seen)].append(layer)
-    return [nn.Sequential(*layers) for layers in stages]
 
 
 def freeze_stages(stages: Sequence[nn.Module], n: int) -> list[nn.Module]:

@@ -1,5 +1,6 @@
 """The model's rules beside the network's shape: its loss, augmentation, progressive resizing and whitening, as
-one value that checks itself (ModelSpec), against the network they train (models/spec.py's ConvNetSpec).
+one value that checks itself (ModelSpec), against the network they train (the settings of model.arch's kind:
+models/arch.py).
 
 No torch here, as in spec.py: the config check (catdog.run.checks) builds this spec before any photo is decoded,
 and the classifier builds the same one from its arguments, so each rule exists once.
@@ -12,9 +13,9 @@ from dataclasses import dataclass, field, fields
 from functools import partial
 
 from catdog.errors import CatdogError
+from catdog.models.arch import NetworkSettings, network_settings
 from catdog.models.augment_spec import AugmentSpec, augment_spec
-from catdog.models.spec import NET_KEYS, ConvNetSpec, convnet_spec
-from catdog.rules import check_all, check_choice, check_known, is_int, is_number, pick, require
+from catdog.rules import check_all, check_choice, is_int, is_number, pick, require
 
 LOSSES = ("cross_entropy", "mse")
 PROGRESSIVE_KEYS = ("start", "until_epoch", "multiple")
@@ -25,7 +26,7 @@ class ModelSpec:
     """What `model.*` asks of training besides the network: `net` is the network's spec; the other fields are the
     config's values as given, and `augmentation` is model.augment checked (None: no augmentation)."""
 
-    net: ConvNetSpec
+    net: NetworkSettings
     loss: str = "cross_entropy"  # mse: softmax + MSE on one-hot labels (the tutorial)
     label_smoothing: float = 0.0
     augment: Mapping | None = None
@@ -45,14 +46,14 @@ class ModelSpec:
 
     @classmethod
     def from_config(cls, model: Mapping) -> ModelSpec:
-        """The spec of a `model` config (plain values): the network's keys (NET_KEYS) on its input (in_channels,
+        """The spec of a `model` config (plain values): model.arch's kind's keys on its input (in_channels,
         resolution: data.*'s) and the training rules' keys (MODEL_KEYS); its other keys (optimizer, tta, speed
         settings) are not its to check."""
-        check_known("model", model.keys(), (*NET_KEYS, *MODEL_KEYS, *CLASSIFIER_KEYS))  # `+model.kernl=3`
+        others = (*MODEL_KEYS, *CLASSIFIER_KEYS)  # `+model.kernl=3` is none of them, nor the kind's
         parts: dict = {}
         check_all(
             lambda: parts.update(
-                net=convnet_spec(pick(model, NET_KEYS), model["in_channels"], model["resolution"])
+                net=network_settings(model, model["in_channels"], model["resolution"], others)
             ),
             # the rules that need no network, so that a wrong network setting does not hide them
             lambda: check_loss(
@@ -73,12 +74,13 @@ def check_loss(loss: str, label_smoothing: float) -> None:
     )
 
 
-# the keys of `model` a ModelSpec takes besides the network's (NET_KEYS)
+# the keys of `model` a ModelSpec takes besides the network's (its kind's settings fields)
 MODEL_KEYS = tuple(f.name for f in fields(ModelSpec) if f.init and f.name != "net")
 # the other keys of `model`: the classifier's other arguments (tests/test_model.py holds them to its signature) and
 # Hydra's _target_
 CLASSIFIER_KEYS = (
     "_target_",
+    "arch",
     "in_channels",
     "resolution",
     "classes",
@@ -96,7 +98,7 @@ CLASSIFIER_KEYS = (
 )
 
 
-def check_progressive_resize(schedule: Mapping | None, spec: ConvNetSpec) -> None:
+def check_progressive_resize(schedule: Mapping | None, spec: NetworkSettings) -> None:
     """A schedule of start (px), until_epoch and multiple that this net can train with."""
     if schedule is None:
         return
@@ -109,17 +111,18 @@ def check_progressive_resize(schedule: Mapping | None, spec: ConvNetSpec) -> Non
             f"model.progressive_resize={schedule}: give start and until_epoch (and optionally multiple), "
             "e.g. {start:48,until_epoch:6}."
         )
-    if spec.head != "gap":
+    need = spec.any_size_needs()
+    if need:
         raise CatdogError(
-            f"model.progressive_resize needs model.head=gap: a {spec.head} head fixes the input size to "
-            f"data.resolution={spec.resolution}. Set model.head=gap, or drop model.progressive_resize."
+            f"model.progressive_resize needs {need}: this network takes only data.resolution={spec.resolution}. "
+            f"Set {need}, or drop model.progressive_resize."
         )
     start, until, multiple = schedule["start"], schedule["until_epoch"], schedule.get("multiple", 8)
     smallest = spec.min_resolution()
     if not (is_int(start) and smallest <= start <= spec.resolution):
         raise CatdogError(
             f"model.progressive_resize.start={start}: must be a size in pixels from {smallest} (the smallest input "
-            f"this conv stack takes) to data.resolution={spec.resolution}."
+            f"this network takes) to data.resolution={spec.resolution}."
         )
     if not (is_int(until) and until >= 1 and is_int(multiple) and multiple >= 1):
         raise CatdogError(
@@ -127,24 +130,24 @@ def check_progressive_resize(schedule: Mapping | None, spec: ConvNetSpec) -> Non
         )
 
 
-def check_freeze(freeze: int, spec: ConvNetSpec) -> None:
-    """model.freeze counts conv stages: from 0 (none) to all of them."""
-    stages = len(spec.channels)
+def check_freeze(freeze: int, spec: NetworkSettings) -> None:
+    """model.freeze counts the network's stages: from 0 (none) to all of them."""
+    stages = len(spec.feature_sides(spec.resolution))
     require(
         is_int(freeze) and 0 <= freeze <= stages,
         "model.freeze",
         freeze,
-        f"a number of conv stages to keep fixed, from 0 to {stages} (the length of model.channels)",
+        f"a number of the network's stages to keep fixed, from 0 to {stages}",
     )
 
 
-def check_whiten(whiten: bool, spec: ConvNetSpec) -> None:
-    """model.whiten uses both signs of whole principal components of the first conv's input patches: the first
-    stage's channels must be even and at most 2 x channels x kernel^2."""
+def check_whiten(whiten: bool, spec: NetworkSettings) -> None:
+    """model.whiten uses both signs of whole principal components of the first conv's input patches: its filters
+    must be even and at most 2 x channels x kernel^2 (a kind without such a conv says so)."""
     require(isinstance(whiten, bool), "model.whiten", whiten, "true or false")
     if not whiten:
         return
-    out, k = spec.channels[0], spec.kernels[0]
+    out, k = spec.whitened_conv()
     dims = spec.in_channels * k * k
     if out % 2 or out > 2 * dims:
         raise CatdogError(

@@ -1,4 +1,5 @@
-"""The network's shape as one value that checks itself: the network keys of `model` (NET_KEYS) plus its input.
+"""The ConvNet's settings (`model.arch=convnet`, the default) as one value that checks itself: its fields are its
+keys of `model`, plus its input.
 
 No torch here: the config check builds this spec before any data is prepared (and `catdog.prepare`, which imports
 it, starts without torch), and `build_convnet` builds the layers from the same spec, so each rule exists once.
@@ -6,60 +7,47 @@ it, starts without torch), and `build_convnet` builds the layers from the same s
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from functools import partial
-from typing import cast
+from typing import Any, ClassVar, cast
 
-from catdog.errors import CatdogError, did_you_mean
-from catdog.rules import (
-    check_all,
-    check_channels,
-    check_resolution,
-    field_rules,
-    is_int,
-    is_int_list,
-    is_number,
-)
+from catdog.errors import CatdogError
+from catdog.models.arch import NetworkSettings
+from catdog.rules import check_all, field_rules, is_int, is_int_list, is_number
 
 ACTIVATIONS = ("relu", "gelu", "silu", "leaky_relu")
 POOL_TYPES = ("max", "avg")
 PADDINGS = ("valid", "same")
 HEADS = ("flatten", "gap")
-# the network's keys: model.channels, model.kernel, ... (ConvNetSpec's fields less the input's channels and
-# resolution, which come from data.*); catdog 0.2 nested them under model.net, 0.1 and 0.3 keep them at model.*
-NET_KEYS = (
-    "channels",
-    "kernel",
-    "pool",
-    "pool_type",
-    "padding",
-    "convs_per_stage",
-    "hidden",
-    "batchnorm",
-    "dropout",
-    "activation",
-    "head",
-    "pool_after_conv",
-)
 
 
 def positive_or_per_stage(value: object) -> bool:
-    """A positive integer, or a non-empty list of them (one per conv stage: `ConvNetSpec.per_stage`)."""
+    """A positive integer, or a non-empty list of them (one per stage: `stage_values`)."""
     if is_int(value):
         return value >= 1
     return is_int_list(value) and len(value) > 0 and min(value) >= 1
 
 
+def stage_values(settings: Any, key: str) -> list[int]:
+    """`model.<key>` of `settings` as one value per stage (settings.channels has one entry a stage): a single
+    value repeated, or the list, checked for length."""
+    value, stages = getattr(settings, key), len(settings.channels)
+    values = [value] * stages if is_int(value) else list(cast(Sequence[int], value))
+    if len(values) != stages:
+        raise CatdogError(
+            f"model.{key}={values}: give one value, or one per stage ({stages}, the length of model.channels)."
+        )
+    return values
+
+
 @dataclass(frozen=True)
-class ConvNetSpec:
+class ConvNetSpec(NetworkSettings):
     """Conv stages (conv(s) -> batch norm -> activation, then pooling) -> flatten or global average pooling ->
     dense layers -> logits. `in_channels` and `resolution` come from `data.*`, the rest from `model.*`.
     `pool_after_conv` moves each stage's pooling up to right after its last convolution, before that conv's batch
     norm and activation (airbench's order), so those two run on a quarter of the pixels at pool 2."""
 
-    in_channels: int
-    resolution: int
+    builder: ClassVar[str] = "catdog.models.convnet.build_convnet"
     channels: Sequence[int] = (32, 64, 128)
     kernel: int | Sequence[int] = 5
     pool: int = 2
@@ -108,11 +96,10 @@ class ConvNetSpec:
         )
         check_all(
             *field_rules(self, "model.", rules),
-            partial(check_resolution, self.resolution),
-            partial(check_channels, self.in_channels),
+            *self.input_checks(),
         )
-        object.__setattr__(self, "kernels", self.per_stage("kernel"))
-        object.__setattr__(self, "convs", self.per_stage("convs_per_stage"))
+        object.__setattr__(self, "kernels", stage_values(self, "kernel"))
+        object.__setattr__(self, "convs", stage_values(self, "convs_per_stage"))
         sizes = self.stage_sizes()
         if min(sizes) < 1:
             need = self.min_resolution()
@@ -122,21 +109,6 @@ class ConvNetSpec:
                 f"model.padding={self.padding}, model.convs_per_stage={self.convs}): the feature map shrinks to "
                 f"{max(min(sizes), 0)}x{max(min(sizes), 0)}. Use data.resolution>={need}, or fewer/smaller stages."
             )
-
-    def per_stage(self, key: str) -> list[int]:
-        """`model.<key>` as one value per conv stage: a single value repeated, or the list, checked for length."""
-        value = getattr(self, key)
-        values = [value] * len(self.channels) if is_int(value) else list(cast(Sequence[int], value))
-        if len(values) != len(self.channels):
-            raise CatdogError(
-                f"model.{key}={values}: give one value, or one per conv stage "
-                f"({len(self.channels)}, the length of model.channels)."
-            )
-        return values
-
-    def min_resolution(self) -> int:
-        """The smallest input side this conv stack maps to a feature map of at least 1x1."""
-        return next(r for r in range(1, 4097) if min(self.stage_sizes(r)) >= 1)
 
     def stage_sizes(self, resolution: int | None = None) -> list[int]:
         """Feature-map side after each stage (conv(s) then pooling), for `resolution` or the spec's own."""
@@ -148,13 +120,11 @@ class ConvNetSpec:
             sizes.append(size)
         return sizes
 
+    def feature_sides(self, resolution: int) -> list[int]:
+        return self.stage_sizes(resolution)
 
-def convnet_spec(net: Mapping | None, in_channels: int, resolution: int) -> ConvNetSpec:
-    """The spec of the network keys in `net`; one message for a key that is not one of them."""
-    net = dict(net or {})
-    unknown = sorted(set(net) - set(NET_KEYS))
-    if unknown:
-        raise CatdogError(
-            f"model.{unknown[0]} is not a network setting{did_you_mean(unknown[0], NET_KEYS, 'model.')}"
-        )
-    return ConvNetSpec(in_channels=in_channels, resolution=resolution, **net)
+    def any_size_needs(self) -> str | None:
+        return None if self.head == "gap" else "model.head=gap"  # a flatten head's width follows the side
+
+    def whitened_conv(self) -> tuple[int, int]:
+        return self.channels[0], self.kernels[0]

@@ -23,15 +23,19 @@ from torch import nn
 
 from catdog.checkpoint import UNREADABLE, model_arguments, read_checkpoint
 from catdog.errors import CatdogError
+from catdog.models.arch import KINDS, settings_class
 from catdog.models.classifier import ImageClassifier
-from catdog.models.spec import NET_KEYS
 
 log = logging.getLogger(__name__)
 NET_PREFIX = "net."
-# the classifier's arguments that shape the network's weights, and the config keys that set them
-SHAPE_SETTINGS = {"in_channels": "data.channels", "resolution": "data.resolution"} | {
-    k: f"model.{k}" for k in NET_KEYS
-}
+
+
+def shape_settings() -> dict[str, str]:
+    """The classifier's arguments that shape the network's weights, and the config keys that set them: the input,
+    the network's kind and every kind's own keys."""
+    keys = sorted({k for kind in KINDS for k in settings_class(kind).keys()})
+    inputs = {"in_channels": "data.channels", "resolution": "data.resolution", "arch": "model.arch"}
+    return inputs | {k: f"model.{k}" for k in keys}
 
 
 @dataclass(frozen=True)
@@ -130,7 +134,7 @@ def settings_behind(file_args: dict | None, here_args: dict) -> str:
         )
     differ = [
         f"{key}={hydra_value(file_args[name])} (this run: {hydra_value(here_args.get(name))})"
-        for name, key in SHAPE_SETTINGS.items()
+        for name, key in shape_settings().items()
         if name in file_args and file_args[name] != here_args.get(name)
     ]
     return "it was trained with " + (", ".join(differ) if differ else "another kind of network")
@@ -158,7 +162,7 @@ def check_resume_fits(model: DictConfig, ckpt_path: str) -> None:
     weights = Weights(Path(ckpt_path), network_state(checkpoint["state_dict"]), args)
     wanted = " ".join(
         f"{key}={hydra_value(args[name])}"
-        for name, key in SHAPE_SETTINGS.items()
+        for name, key in shape_settings().items()
         if name in args and args[name] != here.hparams.get(name)
     )
     fix = f"Resume with the settings it was trained with ({wanted})" if wanted else "Resume with its settings"

@@ -191,6 +191,7 @@ class CatdogOptunaSweeper(Sweeper):
 
     def run_trials(self, study, space: dict[str, Any], fixed: dict[str, str]) -> None:
         """Ask the study for n_trials trials, n_jobs at a time, and launch them."""
+        from catdog.run.overrides import arch_card
         from catdog.sweeps.study import trial_overrides
 
         to_go = self.n_trials
@@ -201,7 +202,7 @@ class CatdogOptunaSweeper(Sweeper):
             for trial in trials:
                 for key, value in fixed.items():
                     trial.set_user_attr(key, value)
-                params = [f"{k}={v}" for k, v in trial.params.items()]
+                params = [arch_card(f"{k}={v}") for k, v in trial.params.items()]
                 batch.append([*params, *(f"{k}={v}" for k, v in fixed.items())])
                 batch[-1] += trial_overrides(self.url, study.study_name, trial.number)
             self.run_batch(study, trials, batch)
