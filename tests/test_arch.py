@@ -130,7 +130,7 @@ def test_resnet_keys_are_checked_and_a_convnet_key_names_the_card():
 
 
 def test_model_arch_on_the_command_line_picks_the_kinds_card(tmp_path):
-    from catdog.run.overrides import read_overrides
+    from catdog.overrides import read_overrides
 
     assert read_overrides(["model.arch=resnet", "model.arch=convnet,resnet", "model.arch=a.b.Settings"]) == [
         "model=resnet",

@@ -234,7 +234,7 @@ def test_predict_passes_over_what_training_passes_over_with_its_reasons(ckpt, tm
         "phone.HEIC",
     ]
     # a photo OpenCV cannot read is a row, with the fix
-    assert [r[1:] for r in rows if r[1] == "skipped"] == [
+    assert [r[1:3] for r in rows if r[1] == "skipped"] == [
         ("skipped", "unsupported image format (.HEIC: convert it to JPEG)")
     ]
     assert (
