@@ -70,9 +70,9 @@ def step_seconds(batch: int = 64, resolution: int = 64, calls: int = 20) -> floa
 def augment_seconds(augment: dict, batch: int = 64, resolution: int = 64, calls: int = 50) -> float:
     """The fastest augment_batch of `augment` on one uint8 batch."""
     from catdog.models.augment import augment_batch
-    from catdog.models.augment_spec import augment_spec
+    from catdog.models.augment_settings import augment_settings
 
-    spec = augment_spec(augment, resolution)
+    spec = augment_settings(augment, resolution)
     x = torch.randint(0, 256, (batch, 3, resolution, resolution), dtype=torch.uint8)
     y = torch.randint(0, 2, (batch,))
     return fastest(lambda: augment_batch(x, y, spec, 2), calls)

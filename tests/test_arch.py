@@ -24,7 +24,7 @@ from omegaconf import OmegaConf
 
 from catdog.errors import CatdogError
 from catdog.models.arch import KINDS, NetworkSettings, register
-from catdog.models.model_spec import ModelSpec
+from catdog.models.settings import ModelSettings
 from catdog.rules import check_all, field_rules, is_int
 
 
@@ -97,15 +97,15 @@ def test_a_network_kind_from_outside_the_package_trains_evaluates_and_exports(to
 
 def test_the_toy_kinds_keys_are_its_fields_and_a_wrong_one_names_them(toy):
     model = {"arch": "toy", "in_channels": 3, "resolution": 16}
-    assert ModelSpec.from_config({**model, "width": 2}).net == ToySettings(3, 16, width=2)
+    assert ModelSettings.from_config({**model, "width": 2}).net == ToySettings(3, 16, width=2)
     with pytest.raises(
         CatdogError, match=r"model.channels is not a setting of model: a convnet key, and model.arch=toy"
     ):
-        ModelSpec.from_config({**model, "channels": [4]})
+        ModelSettings.from_config({**model, "channels": [4]})
     with pytest.raises(CatdogError, match=r"model.whiten=true does not apply to model.arch=toy"):
-        ModelSpec.from_config({**model, "whiten": True})
+        ModelSettings.from_config({**model, "whiten": True})
     with pytest.raises(CatdogError, match=r"model.arch=tiy is not a network kind \(did you mean toy\?\)"):
-        ModelSpec.from_config({**model, "arch": "tiy"})
+        ModelSettings.from_config({**model, "arch": "tiy"})
 
 
 # --- the residual network ---
@@ -113,12 +113,12 @@ def test_the_toy_kinds_keys_are_its_fields_and_a_wrong_one_names_them(toy):
 
 def test_resnet_keys_are_checked_and_a_convnet_key_names_the_card():
     model = {"arch": "resnet", "in_channels": 3, "resolution": 16}
-    spec = ModelSpec.from_config({**model, "channels": [4, 8], "stride": [1, 2], "whiten": True})
+    spec = ModelSettings.from_config({**model, "channels": [4, 8], "stride": [1, 2], "whiten": True})
     assert spec.net.feature_sides(16) == [16, 8] and spec.net.min_resolution() == 1
     with pytest.raises(CatdogError, match=r"model.kernel=4 is invalid: expected an odd positive integer"):
-        ModelSpec.from_config({**model, "kernel": 4})
+        ModelSettings.from_config({**model, "kernel": 4})
     with pytest.raises(CatdogError, match=r"data.resolution=3 is too small for model.stride=\[2, 2\]"):
-        ModelSpec.from_config(
+        ModelSettings.from_config(
             {**model, "channels": [4, 8], "stride": 2, "downsample": "pool", "resolution": 3}
         )
     with pytest.raises(
@@ -126,7 +126,7 @@ def test_resnet_keys_are_checked_and_a_convnet_key_names_the_card():
         match=r"model.hidden is not a setting of model: a convnet key, and model.arch=resnet \(model=resnet picks "
         r"resnet's card without it\). resnet's keys \(model.arch=resnet\): model.channels, model.blocks",
     ):
-        ModelSpec.from_config({**model, "hidden": [8]})
+        ModelSettings.from_config({**model, "hidden": [8]})
 
 
 def test_model_arch_on_the_command_line_picks_the_kinds_card(tmp_path):
@@ -273,9 +273,9 @@ def test_picking_and_checking_a_kind_imports_no_torch():
     import sys
 
     code = (
-        "import sys; from catdog.models.model_spec import ModelSpec; "
-        "ModelSpec.from_config({'arch': 'resnet', 'in_channels': 3, 'resolution': 16, 'channels': [4, 8], "
-        "'stride': [1, 2]}); ModelSpec.from_config({'in_channels': 3, 'resolution': 64}); "
+        "import sys; from catdog.models.settings import ModelSettings; "
+        "ModelSettings.from_config({'arch': 'resnet', 'in_channels': 3, 'resolution': 16, 'channels': [4, 8], "
+        "'stride': [1, 2]}); ModelSettings.from_config({'in_channels': 3, 'resolution': 64}); "
         "print(sorted(m for m in ('torch', 'pytorch_lightning') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

@@ -10,7 +10,7 @@ from helpers import ROOT, tiny_overrides, train_in_process
 
 from catdog.errors import CatdogError
 from catdog.models.augment import augment_batch, flip_shift_jitter, mix
-from catdog.models.augment_spec import AugmentSpec, AugMix, ResizedCrop, augment_spec
+from catdog.models.augment_settings import AugmentSettings, AugMix, ResizedCrop, augment_settings
 from catdog.models.policies import (
     AUGMIX_OPS,
     TRIVIAL_OPS,
@@ -54,7 +54,7 @@ def batch(n: int = 16, channels: int = 3, side: int = 24, seed: int = 0) -> tupl
 
 def run(augment: dict, x: torch.Tensor, y: torch.Tensor, seed: int = 0):
     torch.manual_seed(seed)
-    return augment_batch(x, y, augment_spec(augment, x.shape[-1]), 2)
+    return augment_batch(x, y, augment_settings(augment, x.shape[-1]), 2)
 
 
 @pytest.mark.parametrize("channels", [1, 3])
@@ -261,7 +261,7 @@ def test_soft_targets_train_with_label_smoothing_and_dominant_label_accuracy():
     assert torch.allclose(model.loss_fn(logits, target), expected)
     hard = torch.tensor([0, 1, 0, 1, 0, 0])
     assert torch.allclose(model.loss_fn(logits, hard), model.loss_fn(logits, torch.eye(2)[hard]))
-    assert model.augment_spec == AugmentSpec(mixup=0.4)
+    assert model.augment_settings == AugmentSettings(mixup=0.4)
 
 
 @pytest.mark.parametrize(
@@ -301,13 +301,13 @@ def test_soft_targets_train_with_label_smoothing_and_dominant_label_accuracy():
 )
 def test_wrong_values_are_one_line_naming_the_key(augment, message):
     with pytest.raises(CatdogError, match=re.escape(message)) as caught:
-        augment_spec(augment, 32)
+        augment_settings(augment, 32)
     assert "\n" not in str(caught.value)
 
 
 def test_every_wrong_augmentation_is_named_at_once():
     with pytest.raises(CatdogError) as caught:
-        augment_spec({"blur": 1, "trivial": 1, "translate": 40, "hflip": True, "mixup": -1}, 32)
+        augment_settings({"blur": 1, "trivial": 1, "translate": 40, "hflip": True, "mixup": -1}, 32)
     lines = str(caught.value).splitlines()
     assert lines[0] == "4 config values cannot work:"
     assert [line.split("=")[0].split(" ")[2] for line in lines[1:]] == [
@@ -319,24 +319,26 @@ def test_every_wrong_augmentation_is_named_at_once():
 
 
 def test_the_spec_fills_defaults():
-    spec = augment_spec({"resized_crop": True, "augmix": {"width": 2}, "trivial_augment": True}, 32)
+    spec = augment_settings({"resized_crop": True, "augmix": {"width": 2}, "trivial_augment": True}, 32)
     assert spec.hflip and spec.resized_crop == ResizedCrop() and spec.augmix == AugMix(width=2)
     assert spec.trivial_augment == 1.0 and not spec.mixes_labels
-    assert augment_spec(None, 32) is None and augment_spec({}, 32) is None
+    assert augment_settings(None, 32) is None and augment_settings({}, 32) is None
 
 
 def test_the_plain_last_epochs_keep_only_flips_and_shifts():
     augment = {"translate": 4, "trivial_augment": 1, "blur": 0.02, "mixup": 0.2, "plain_last_epochs": 2}
-    spec = augment_spec(augment, 32)
+    spec = augment_settings(augment, 32)
     assert [spec.for_epoch(e, 6) is spec for e in range(6)] == [True] * 4 + [False] * 2
     plain = spec.for_epoch(4, 6)
-    assert plain == AugmentSpec(hflip=True, translate=4) and not plain.needs_float and not plain.mixes_labels
+    assert (
+        plain == AugmentSettings(hflip=True, translate=4) and not plain.needs_float and not plain.mixes_labels
+    )
     x, y = batch(side=32)
     torch.manual_seed(0)
     images, target = augment_batch(x, y, plain, 2)
     torch.manual_seed(0)
     assert torch.equal(images, flip_shift_jitter(x, True, 4)) and target is None
-    always = augment_spec({"trivial_augment": 1}, 32)
+    always = augment_settings({"trivial_augment": 1}, 32)
     assert always.for_epoch(5, 6) is always
 
 
@@ -363,7 +365,7 @@ def test_the_plain_epochs_need_a_longer_run(max_epochs):
 def test_a_run_trains_its_last_epochs_plain(image_folder, tmp_path, monkeypatch):
     import catdog.models.classifier as classifier
 
-    seen: list[tuple[int, AugmentSpec]] = []
+    seen: list[tuple[int, AugmentSettings]] = []
 
     def recording(x, y, spec, num_classes):  # the real augmentation, with what each step asked of it
         seen.append((x.shape[0], spec))
@@ -376,7 +378,7 @@ def test_a_run_trains_its_last_epochs_plain(image_folder, tmp_path, monkeypatch)
     per_epoch = len(specs) // 3  # as many steps in each epoch
     assert len(specs) == 3 * per_epoch and per_epoch > 0
     assert all(s.trivial_augment == 1 and s.blur == 0.02 for s in specs[: 2 * per_epoch])
-    assert all(s == AugmentSpec(hflip=True, translate=2) for s in specs[2 * per_epoch :])
+    assert all(s == AugmentSettings(hflip=True, translate=2) for s in specs[2 * per_epoch :])
 
 
 @pytest.mark.slow
@@ -418,7 +420,7 @@ def test_the_robust_presets_change_only_what_was_chosen_on_val(base):
     with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
         plain, robust = (compose("train", overrides=[f"experiment={e}"]) for e in (base, f"{base}_robust"))
     validate(robust)
-    spec = augment_spec(OmegaConf.to_container(robust.model.augment), robust.data.resolution)
+    spec = augment_settings(OmegaConf.to_container(robust.model.augment), robust.data.resolution)
     assert spec.trivial_augment == 1 and not spec.resized_crop and not spec.augmix
     plain, robust = (OmegaConf.to_container(c, resolve=False) for c in (plain, robust))
     augment, model, trainer = ROBUST_CHANGES[base]
@@ -439,7 +441,7 @@ def test_the_benchmark_times_every_policy_against_a_step():
     from benchmarks.augment import POLICIES, augment_lines, augment_seconds, step_seconds
 
     for policy in POLICIES.values():
-        augment_spec(policy, 64)  # every benchmarked policy is a valid model.augment
+        augment_settings(policy, 64)  # every benchmarked policy is a valid model.augment
     seconds = augment_seconds(POLICIES["resized_crop + trivial_augment"], batch=4, resolution=16, calls=2)
     step = step_seconds(batch=4, resolution=16, calls=2)
     assert 0 < seconds < 5 and 0 < step < 5

@@ -9,7 +9,7 @@ from tensorboard.backend.event_processing.event_accumulator import IMAGES, Event
 
 from catdog.callbacks.features import stage_outputs
 from catdog.models.convnet import build_convnet
-from catdog.models.spec import ConvNetSpec
+from catdog.models.convnet_settings import ConvNetSettings
 from catdog.visualize import kernel_grid, tile
 
 IMAGE_TAGS = {
@@ -46,7 +46,7 @@ def test_training_logs_every_picture(events):
 
 
 def test_stage_outputs_follow_the_conv_stack():
-    spec = ConvNetSpec(3, 24, channels=[4, 8, 16], kernel=3, hidden=[8])
+    spec = ConvNetSettings(3, 24, channels=[4, 8, 16], kernel=3, hidden=[8])
     outputs = stage_outputs(build_convnet(spec, 2), torch.zeros(1, 3, 24, 24, dtype=torch.uint8))
     assert [o.shape[1] for o in outputs] == [4, 8, 16]
     assert [o.shape[-1] for o in outputs] == spec.stage_sizes() == [11, 4, 1]

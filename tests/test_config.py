@@ -16,8 +16,8 @@ from omegaconf import OmegaConf
 
 from catdog.data.settings import DATA_KEYS
 from catdog.errors import CatdogError
-from catdog.models.model_spec import MODEL_KEYS
-from catdog.models.spec import ConvNetSpec
+from catdog.models.convnet_settings import ConvNetSettings
+from catdog.models.settings import MODEL_KEYS
 from catdog.run.checks import CHECKS, validate
 from catdog.run.hparams import flat_hparams
 from catdog.run.launch import threads_per_job
@@ -121,7 +121,7 @@ SPEC_KEYS = (
     [f"data.{k}" for k in DATA_KEYS if k not in ("seed", "cache_dir", "download_dir", "download_url")]
     + [
         f"model.{f.name}"
-        for f in fields(ConvNetSpec)
+        for f in fields(ConvNetSettings)
         if f.init and f.name not in ("in_channels", "resolution")
     ]
     + [f"model.{k}" for k in MODEL_KEYS]

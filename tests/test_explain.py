@@ -29,7 +29,7 @@ from catdog.explain.calibration import expected_calibration_error, reliability_b
 from catdog.explain.gradcam import explanation_path, gradcam, overlay, resolve_layer
 from catdog.models.classifier import ImageClassifier
 from catdog.models.convnet import build_convnet
-from catdog.models.spec import ConvNetSpec
+from catdog.models.convnet_settings import ConvNetSettings
 from catdog.models.temperature import MIN_WRONG, T_RANGE, calibrate, fit_temperature
 from catdog.predict import predict_to_csv
 
@@ -48,7 +48,7 @@ def corner_images(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
 def corner_net() -> torch.nn.Sequential:
     """A small fully convolutional net (global average pooling head) fitted to corner_images in ~60 steps."""
     torch.manual_seed(0)
-    spec = ConvNetSpec(3, 32, channels=[8, 16], kernel=3, padding="same", head="gap", hidden=[])
+    spec = ConvNetSettings(3, 32, channels=[8, 16], kernel=3, padding="same", head="gap", hidden=[])
     net = build_convnet(spec, num_classes=2)
     optimizer = torch.optim.Adam(net.parameters(), lr=0.01)
     x, y = corner_images(64, seed=0)

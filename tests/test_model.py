@@ -7,11 +7,11 @@ from catdog.models.arch import network_settings
 from catdog.models.augment import flip_shift_jitter
 from catdog.models.classifier import ImageClassifier
 from catdog.models.convnet import ACTIVATION_LAYERS, build_convnet
-from catdog.models.spec import ConvNetSpec
+from catdog.models.convnet_settings import ConvNetSettings
 
 
 def convnet(in_channels: int, resolution: int, **net) -> torch.nn.Sequential:
-    return build_convnet(ConvNetSpec(in_channels, resolution, **net), num_classes=2)
+    return build_convnet(ConvNetSettings(in_channels, resolution, **net), num_classes=2)
 
 
 @pytest.mark.parametrize(
@@ -40,14 +40,14 @@ def test_tutorial_net_matches_tutorial_shapes():
 
 def test_too_small_resolution_names_the_keys_and_the_minimum():
     with pytest.raises(CatdogError) as err:
-        ConvNetSpec(1, 20, channels=[32, 64, 128], kernel=5)
+        ConvNetSettings(1, 20, channels=[32, 64, 128], kernel=5)
     message = str(err.value)
     assert "data.resolution=20" in message and "model.kernel" in message
     need = int(message.split("data.resolution>=")[1].split(",")[0])
     assert need == 36  # 36 -> 32 -> 16 -> 12 -> 6 -> 2 -> 1
-    ConvNetSpec(1, need, channels=[32, 64, 128], kernel=5)  # the suggested minimum works
+    ConvNetSettings(1, need, channels=[32, 64, 128], kernel=5)  # the suggested minimum works
     with pytest.raises(CatdogError):
-        ConvNetSpec(1, need - 1, channels=[32, 64, 128], kernel=5)
+        ConvNetSettings(1, need - 1, channels=[32, 64, 128], kernel=5)
 
 
 @pytest.mark.parametrize(
@@ -165,7 +165,7 @@ def test_the_model_keys_the_config_check_knows_are_the_classifiers_arguments():
     import inspect
 
     from catdog.models.classifier import ImageClassifier
-    from catdog.models.model_spec import CLASSIFIER_KEYS, MODEL_KEYS
+    from catdog.models.settings import CLASSIFIER_KEYS, MODEL_KEYS
 
     named = set(inspect.signature(ImageClassifier).parameters) - {"net"}  # **net: the network's keys
     assert named == (set(CLASSIFIER_KEYS) - {"_target_"}) | set(MODEL_KEYS)
@@ -238,9 +238,9 @@ def test_convs_per_stage_takes_one_count_per_stage():
     ]
     assert net(torch.zeros(2, 3, 32, 32, dtype=torch.uint8)).shape == (2, 2)
     # valid padding: each conv shrinks the map, so the per-stage counts decide the sizes
-    spec = ConvNetSpec(3, 40, channels=[4, 8], kernel=3, convs_per_stage=[1, 3], hidden=[])
+    spec = ConvNetSettings(3, 40, channels=[4, 8], kernel=3, convs_per_stage=[1, 3], hidden=[])
     assert spec.stage_sizes() == [(40 - 2) // 2, (19 - 6) // 2]
-    assert ConvNetSpec(3, 32, convs_per_stage=2, channels=[4, 8]).convs == [2, 2]
+    assert ConvNetSettings(3, 32, convs_per_stage=2, channels=[4, 8]).convs == [2, 2]
 
 
 @pytest.mark.parametrize(
@@ -259,4 +259,4 @@ def test_convs_per_stage_takes_one_count_per_stage():
 )
 def test_wrong_convs_per_stage_is_named(convs_per_stage, message):
     with pytest.raises(CatdogError, match=message):
-        ConvNetSpec(3, 32, channels=[4, 8], convs_per_stage=convs_per_stage)
+        ConvNetSettings(3, 32, channels=[4, 8], convs_per_stage=convs_per_stage)

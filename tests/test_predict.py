@@ -19,7 +19,7 @@ from catdog.batching import batches
 from catdog.checkpoint import load_classifier
 from catdog.errors import CatdogError
 from catdog.inference import Predictor, Probabilities
-from catdog.models.spec import ConvNetSpec
+from catdog.models.convnet_settings import ConvNetSettings
 from catdog.predict import predict_to_csv, prediction_rows
 
 
@@ -194,7 +194,7 @@ def test_a_checkpoint_of_catdog_0_2_with_network_keys_under_net_still_loads(ckpt
     hparams = checkpoint["hyper_parameters"]
     assert hparams["kernel"] == 3  # 0.1 and 0.3 store model.channels, model.kernel, ... at the top
     # 0.2 nested them (model.net.*)
-    hparams["net"] = {k: hparams.pop(k) for k in ConvNetSpec.keys() if k in hparams}
+    hparams["net"] = {k: hparams.pop(k) for k in ConvNetSettings.keys() if k in hparams}
     old = tmp_path / "old.ckpt"
     torch.save(checkpoint, old)
     x = np.stack([make_image(label, seed=7)[:16, :16] for label in (0, 1)])

@@ -16,8 +16,8 @@ from catdog.data.dataset import prepare_dataset
 from catdog.data.settings import DATA_KEYS, DataSettings, DecodeSettings, SplitSettings
 from catdog.errors import CatdogError
 from catdog.evaluate import TRAINING_DATA
-from catdog.models.model_spec import ModelSpec
-from catdog.models.spec import ConvNetSpec
+from catdog.models.convnet_settings import ConvNetSettings
+from catdog.models.settings import ModelSettings
 
 
 def test_the_data_config_holds_the_settings_fields_and_nothing_else():
@@ -136,13 +136,13 @@ def test_resolution_and_channels_follow_one_rule_in_both_specs():
         with pytest.raises(
             CatdogError, match=rf"data\.channels={value!r} is invalid: expected 1 \(grayscale\)"
         ):
-            ConvNetSpec(value, 32)
+            ConvNetSettings(value, 32)
     for value in (0, -3, 2.5):
         message = rf"data\.resolution={value!r} is invalid: expected a positive integer"
         with pytest.raises(CatdogError, match=message):
             DecodeSettings(resolution=value)
         with pytest.raises(CatdogError, match=message):
-            ConvNetSpec(3, value)
+            ConvNetSettings(3, value)
 
 
 @pytest.mark.parametrize(
@@ -172,7 +172,7 @@ def test_the_model_spec_names_a_wrong_rule(model, message):
         **model,
     }
     with pytest.raises(CatdogError) as caught:
-        ModelSpec.from_config(config)
+        ModelSettings.from_config(config)
     assert str(caught.value).startswith(message)
 
 
@@ -191,7 +191,7 @@ def test_a_wrong_model_rule_stops_train_py_before_any_photo_is_decoded(tmp_path,
 
 def test_the_rule_helpers_and_specs_import_without_torch_or_lightning():
     # catdog.run.checks too: the config check of `catdog.prepare`, which starts without torch
-    modules = ["catdog.rules", "catdog.data.settings", "catdog.models.model_spec", "catdog.run.checks"]
+    modules = ["catdog.rules", "catdog.data.settings", "catdog.models.settings", "catdog.run.checks"]
     code = (
         f"import sys, {', '.join(modules)}\n"
         "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'lightning', 'pytorch_lightning'))\n"

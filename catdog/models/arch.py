@@ -21,8 +21,8 @@ DEFAULT = "convnet"
 # name -> the settings class's import path; a kind outside the package joins with `register`, or its settings
 # class is named by import path in model.arch itself
 KINDS: dict[str, str] = {
-    "convnet": "catdog.models.spec.ConvNetSpec",
-    "resnet": "catdog.models.resnet_spec.ResNetSpec",
+    "convnet": "catdog.models.convnet_settings.ConvNetSettings",
+    "resnet": "catdog.models.resnet_settings.ResNetSettings",
 }
 INPUT_KEYS = ("in_channels", "resolution")  # from data.*, not model.*
 

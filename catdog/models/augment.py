@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from catdog.models.augment_spec import AugmentSpec
+from catdog.models.augment_settings import AugmentSettings
 
 
 def flip_shift_jitter(
@@ -88,7 +88,7 @@ def mix(
 
 
 def augment_batch(
-    x: torch.Tensor, y: torch.Tensor, spec: AugmentSpec, num_classes: int
+    x: torch.Tensor, y: torch.Tensor, spec: AugmentSettings, num_classes: int
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The uint8 batch augmented as `spec` says, and its soft targets (N, num_classes) when mixup/cutmix mixed the
     labels (else None: the labels `y` stand)."""

@@ -16,10 +16,10 @@ from catdog.errors import CatdogError
 from catdog.models.arch import DEFAULT, build_network, network_settings
 from catdog.models.augment import augment_batch
 from catdog.models.freeze import freeze_stages, hold_frozen
-from catdog.models.model_spec import ModelSpec
 from catdog.models.resize import resize_batch, resolution_at
 from catdog.models.rng_state import RNG_KEY, rng_states, set_rng_states
 from catdog.models.schedule import build_scheduler, replan_schedules
+from catdog.models.settings import ModelSettings
 from catdog.models.shards import real_photos, split_order
 from catdog.models.temperature import calibrate
 from catdog.models.whiten import freeze_first_conv
@@ -90,7 +90,7 @@ class ImageClassifier(pl.LightningModule):
         # logged by catdog.run.hparams as the flat config keys; here only stored in checkpoints
         self.save_hyperparameters(ignore=["optimizer", "scheduler"], logger=False)
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
-        spec = ModelSpec(
+        spec = ModelSettings(
             network_settings({**net, "arch": arch}, in_channels, resolution),
             loss=loss,
             label_smoothing=label_smoothing,
@@ -99,7 +99,7 @@ class ImageClassifier(pl.LightningModule):
             whiten=whiten,
             freeze=freeze,
         )
-        self.augment_spec = spec.augmentation
+        self.augment_settings = spec.augmentation
         self.net = build_network(spec.net, len(classes), mean, std)
         if whiten:
             freeze_first_conv(self.net)
@@ -175,8 +175,8 @@ class ImageClassifier(pl.LightningModule):
     def training_step(self, batch, batch_idx):
         x, y = batch
         target = None
-        if self.augment_spec:
-            spec = self.augment_spec.for_epoch(self.current_epoch, self.trainer.max_epochs or -1)
+        if self.augment_settings:
+            spec = self.augment_settings.for_epoch(self.current_epoch, self.trainer.max_epochs or -1)
             x, target = augment_batch(x, y, spec, len(self.hparams.classes))
         if self.hparams.progressive_resize:
             x = resize_batch(x, self.train_resolution(self.current_epoch))

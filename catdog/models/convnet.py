@@ -1,4 +1,4 @@
-"""The ConvNet's builder: the conv/pool stack and dense head, built from a ConvNetSpec, with sizes computed rather
+"""The ConvNet's builder: the conv/pool stack and dense head, built from a ConvNetSettings, with sizes computed rather
 than typed."""
 
 from __future__ import annotations
@@ -7,15 +7,15 @@ from collections.abc import Sequence
 
 from torch import nn
 
+from catdog.models.convnet_settings import ACTIVATIONS, POOL_TYPES, ConvNetSettings
 from catdog.models.network import Network, ScaleInput
-from catdog.models.spec import ACTIVATIONS, POOL_TYPES, ConvNetSpec
 
 ACTIVATION_LAYERS = dict(zip(ACTIVATIONS, (nn.ReLU, nn.GELU, nn.SiLU, nn.LeakyReLU), strict=True))
 POOL_LAYERS = dict(zip(POOL_TYPES, (nn.MaxPool2d, nn.AvgPool2d), strict=True))
 
 
 def build_convnet(
-    spec: ConvNetSpec,
+    spec: ConvNetSettings,
     num_classes: int,
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,

@@ -21,7 +21,7 @@ import kornia.filters
 import torch
 import torch.nn.functional as F
 
-from catdog.models.augment_spec import AugMix, ResizedCrop
+from catdog.models.augment_settings import AugMix, ResizedCrop
 
 MAX = {"shear": 0.3, "translate": 0.45, "rotate": math.radians(30), "enhance": 0.9, "posterize": 4}
 GEOMETRIC = ("shear_x", "shear_y", "translate_x", "translate_y", "rotate")

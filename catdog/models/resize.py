@@ -4,7 +4,7 @@ target resolution, by resizing each training batch on its device; one cache at d
 `model.progressive_resize={start: 48, until_epoch: 6}` with data.resolution=64: epoch e < 6 trains at
 48 + (64 - 48) * e / 6 rounded to a multiple of `multiple` (8) above start, i.e. 48, 48, 56, 56, 56, 64 px; epoch 6 on
 at 64 px. Validation always sees data.resolution. Only a global-average-pooling head (`model.head=gap`)
-accepts any input size (models/model_spec.py checks the schedule).
+accepts any input size (models/settings.py checks the schedule).
 """
 
 from __future__ import annotations

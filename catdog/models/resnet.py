@@ -1,4 +1,4 @@
-"""The residual network's builder: basic blocks in stages, from a ResNetSpec (catdog/models/resnet_spec.py)."""
+"""The residual network's builder: basic blocks in stages, from a ResNetSettings (catdog/models/resnet_settings.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from torch import nn
 
 from catdog.models.convnet import ACTIVATION_LAYERS
 from catdog.models.network import Network, ScaleInput
-from catdog.models.resnet_spec import ResNetSpec
+from catdog.models.resnet_settings import ResNetSettings
 
 
 def conv_norm(inputs: int, outputs: int, kernel: int, stride: int, batchnorm: bool) -> list[nn.Module]:
@@ -25,7 +25,12 @@ class BasicBlock(nn.Module):
     and its backward pass in channels_last corrupts the heap on torch 2.13's CPU build (batch 2: "double free")."""
 
     def __init__(
-        self, inputs: int, outputs: int, spec: ResNetSpec, stride: int, activation: Callable[[], nn.Module]
+        self,
+        inputs: int,
+        outputs: int,
+        spec: ResNetSettings,
+        stride: int,
+        activation: Callable[[], nn.Module],
     ):
         super().__init__()
         self.body = nn.Sequential(
@@ -48,7 +53,7 @@ class BasicBlock(nn.Module):
 
 
 def build_resnet(
-    spec: ResNetSpec,
+    spec: ResNetSettings,
     num_classes: int,
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,

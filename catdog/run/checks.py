@@ -1,7 +1,7 @@
 """The check of a composed config, before anything runs: impossible values become one message naming the key.
 
 The data's, the network's and the model's rules live in their settings and specs (data/settings.py,
-models/spec.py, models/model_spec.py), which the components build too; this module builds the same objects from
+models/convnet_settings.py, models/settings.py), which the components build too; this module builds the same objects from
 the config, so a wrong value stops the run before any photo is decoded. The few keys that belong to no component
 (trainer, optimizer, tags) are checked here.
 """
@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from catdog.data.settings import DataSettings
 from catdog.errors import CatdogError
-from catdog.models.model_spec import ModelSpec
+from catdog.models.settings import ModelSettings
 from catdog.rules import check_all, is_int, is_int_list, is_number, require
 from catdog.run.speed import check_settings
 
@@ -45,7 +45,7 @@ def _plain(value):
     return OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
 
 
-def check_plain_tail(spec: ModelSpec, max_epochs) -> None:
+def check_plain_tail(spec: ModelSettings, max_epochs) -> None:
     """model.augment.plain_last_epochs counts back from trainer.max_epochs: it needs that limit, above it."""
     plain = spec.augmentation.plain_last_epochs if spec.augmentation else 0
     if plain and not (is_int(max_epochs) and max_epochs > plain):
@@ -55,7 +55,7 @@ def check_plain_tail(spec: ModelSpec, max_epochs) -> None:
         )
 
 
-def check_resize_until(spec: ModelSpec, max_epochs, fast_dev_run=False) -> None:
+def check_resize_until(spec: ModelSettings, max_epochs, fast_dev_run=False) -> None:
     """model.progressive_resize trains below data.resolution until its until_epoch: the run must go past it (a
     trainer.fast_dev_run of a batch or a few checks that the code runs, not what it learns)."""
     until = (spec.progressive_resize or {}).get("until_epoch")
@@ -126,13 +126,13 @@ def validate(cfg: DictConfig, model: bool = True) -> None:
     if model and "in_channels" in cfg.get("model", {}):
         max_epochs = OmegaConf.select(cfg, "trainer.max_epochs")
         dev_run = OmegaConf.select(cfg, "trainer.fast_dev_run", default=False)
-        rules.append(lambda: check_epochs(ModelSpec.from_config(_plain(cfg.model)), max_epochs, dev_run))
+        rules.append(lambda: check_epochs(ModelSettings.from_config(_plain(cfg.model)), max_epochs, dev_run))
     check_all(
         *rules, partial(check_settings, cfg), partial(check_test_split, cfg), partial(check_init_from, cfg)
     )
 
 
-def check_epochs(spec: ModelSpec, max_epochs, fast_dev_run=False) -> None:
+def check_epochs(spec: ModelSettings, max_epochs, fast_dev_run=False) -> None:
     """The model's rules that count epochs against trainer.max_epochs."""
     check_all(
         partial(check_plain_tail, spec, max_epochs),

@@ -12,14 +12,14 @@ from typing import ClassVar
 
 from catdog.errors import CatdogError
 from catdog.models.arch import NetworkSettings
-from catdog.models.spec import ACTIVATIONS, positive_or_per_stage, stage_values
+from catdog.models.convnet_settings import ACTIVATIONS, positive_or_per_stage, stage_values
 from catdog.rules import check_all, field_rules, is_int, is_int_list, is_number
 
 DOWNSAMPLES = ("stride", "pool")
 
 
 @dataclass(frozen=True)
-class ResNetSpec(NetworkSettings):
+class ResNetSettings(NetworkSettings):
     """Stem conv (channels[0] filters) -> per stage: its first block shrinks the map by `stride` (a strided first
     conv with a pooled 1x1 projection shortcut, or max pooling before the block with downsample=pool) and widens it to
     the stage's channels, then `blocks` - 1 more blocks -> global average pooling -> dropout -> logits."""

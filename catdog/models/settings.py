@@ -1,5 +1,5 @@
 """The model's rules beside the network's shape: its loss, augmentation, progressive resizing and whitening, as
-one value that checks itself (ModelSpec), against the network they train (the settings of model.arch's kind:
+one value that checks itself (ModelSettings), against the network they train (the settings of model.arch's kind:
 models/arch.py).
 
 No torch here, as in spec.py: the config check (catdog.run.checks) builds this spec before any photo is decoded,
@@ -14,7 +14,7 @@ from functools import partial
 
 from catdog.errors import CatdogError
 from catdog.models.arch import NetworkSettings, network_settings
-from catdog.models.augment_spec import AugmentSpec, augment_spec
+from catdog.models.augment_settings import AugmentSettings, augment_settings
 from catdog.rules import check_all, check_choice, is_int, is_number, pick, require
 
 LOSSES = ("cross_entropy", "mse")
@@ -22,7 +22,7 @@ PROGRESSIVE_KEYS = ("start", "until_epoch", "multiple")
 
 
 @dataclass(frozen=True)
-class ModelSpec:
+class ModelSettings:
     """What `model.*` asks of training besides the network: `net` is the network's spec; the other fields are the
     config's values as given, and `augmentation` is model.augment checked (None: no augmentation)."""
 
@@ -33,19 +33,21 @@ class ModelSpec:
     progressive_resize: Mapping | None = None
     whiten: bool = False
     freeze: int = 0  # conv stages kept fixed from the start (models/freeze.py)
-    augmentation: AugmentSpec | None = field(init=False)
+    augmentation: AugmentSettings | None = field(init=False)
 
     def __post_init__(self) -> None:
         check_all(
             partial(check_loss, self.loss, self.label_smoothing),
-            lambda: object.__setattr__(self, "augmentation", augment_spec(self.augment, self.net.resolution)),
+            lambda: object.__setattr__(
+                self, "augmentation", augment_settings(self.augment, self.net.resolution)
+            ),
             partial(check_progressive_resize, self.progressive_resize, self.net),
             partial(check_whiten, self.whiten, self.net),
             partial(check_freeze, self.freeze, self.net),
         )
 
     @classmethod
-    def from_config(cls, model: Mapping) -> ModelSpec:
+    def from_config(cls, model: Mapping) -> ModelSettings:
         """The spec of a `model` config (plain values): model.arch's kind's keys on its input (in_channels,
         resolution: data.*'s) and the training rules' keys (MODEL_KEYS); its other keys (optimizer, tta, speed
         settings) are not its to check."""
@@ -60,7 +62,9 @@ class ModelSpec:
                 model.get("loss", cls.loss), model.get("label_smoothing", cls.label_smoothing)
             ),
             # model.augment.translate is checked against the side, where data.resolution is a valid one
-            lambda: is_int(model["resolution"]) and augment_spec(model.get("augment"), model["resolution"]),
+            lambda: (
+                is_int(model["resolution"]) and augment_settings(model.get("augment"), model["resolution"])
+            ),
         )
         return cls(parts["net"], **pick(model, MODEL_KEYS))
 
@@ -74,8 +78,8 @@ def check_loss(loss: str, label_smoothing: float) -> None:
     )
 
 
-# the keys of `model` a ModelSpec takes besides the network's (its kind's settings fields)
-MODEL_KEYS = tuple(f.name for f in fields(ModelSpec) if f.init and f.name != "net")
+# the keys of `model` a ModelSettings takes besides the network's (its kind's settings fields)
+MODEL_KEYS = tuple(f.name for f in fields(ModelSettings) if f.init and f.name != "net")
 # the other keys of `model`: the classifier's other arguments (tests/test_model.py holds them to its signature) and
 # Hydra's _target_
 CLASSIFIER_KEYS = (

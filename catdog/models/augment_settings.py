@@ -1,6 +1,6 @@
 """model.augment as one value that checks itself: which augmentations a training batch gets, and how strongly.
 
-No torch here, as in spec.py: the config check builds this spec before any photo is decoded, and the classifier
+No torch here, as in convnet_settings.py: the config check builds this spec before any photo is decoded, and the classifier
 builds the same one, so each rule exists once. augment.py and policies.py apply it to batches.
 """
 
@@ -38,7 +38,7 @@ class AugMix:
 
 
 @dataclass(frozen=True)
-class AugmentSpec:
+class AugmentSettings:
     """Everything model.augment can ask for; a key left out keeps its default (hflip on, all else off)."""
 
     hflip: bool = True
@@ -57,11 +57,11 @@ class AugmentSpec:
     # strong augmentation (He et al. 2019, "Data augmentation revisited"; YOLOX's no_aug_epochs), 0 = never
     plain_last_epochs: int = 0
 
-    def for_epoch(self, epoch: int, max_epochs: int) -> AugmentSpec:
+    def for_epoch(self, epoch: int, max_epochs: int) -> AugmentSettings:
         """What epoch `epoch` (from 0) of `max_epochs` trains with: this spec, or in the last plain_last_epochs its
         flips and shifts only."""
         if self.plain_last_epochs and epoch >= max_epochs - self.plain_last_epochs:
-            return AugmentSpec(hflip=self.hflip, translate=self.translate)
+            return AugmentSettings(hflip=self.hflip, translate=self.translate)
         return self
 
     @property
@@ -74,7 +74,7 @@ class AugmentSpec:
         return bool(self.resized_crop or self.trivial_augment or self.blur or self.augmix or self.mixup)
 
 
-KEYS = tuple(f.name for f in fields(AugmentSpec))
+KEYS = tuple(f.name for f in fields(AugmentSettings))
 EXAMPLE = "{hflip: true, resized_crop: {scale: [0.25, 1]}, trivial_augment: 1, mixup: 0.2}"
 
 
@@ -142,7 +142,7 @@ def _translate(resolution: int) -> Callable[[str, object], int]:
 
 
 def value_checks(resolution: int) -> dict[str, Callable]:
-    """Each model.augment key's check, which returns the value AugmentSpec holds (the images' side for shifts)."""
+    """Each model.augment key's check, which returns the value AugmentSettings holds (the images' side for shifts)."""
     return {
         "hflip": _flag,
         "translate": _translate(resolution),
@@ -174,7 +174,7 @@ def value_checks(resolution: int) -> dict[str, Callable]:
     }
 
 
-def augment_spec(augment: Mapping | None, resolution: int) -> AugmentSpec | None:
+def augment_settings(augment: Mapping | None, resolution: int) -> AugmentSettings | None:
     """The spec of model.augment (None: no augmentation); every wrong key or value is named in one CatdogError."""
     if augment is None or (isinstance(augment, Mapping) and not augment):
         return None
@@ -188,4 +188,4 @@ def augment_spec(augment: Mapping | None, resolution: int) -> AugmentSpec | None
         values[key] = checks[key](key, augment[key])
 
     check_all(*(partial(check, k) for k in augment))
-    return AugmentSpec(**values)
+    return AugmentSettings(**values)

@@ -41,7 +41,7 @@ def stage_values(settings: Any, key: str) -> list[int]:
 
 
 @dataclass(frozen=True)
-class ConvNetSpec(NetworkSettings):
+class ConvNetSettings(NetworkSettings):
     """Conv stages (conv(s) -> batch norm -> activation, then pooling) -> flatten or global average pooling ->
     dense layers -> logits. `in_channels` and `resolution` come from `data.*`, the rest from `model.*`.
     `pool_after_conv` moves each stage's pooling up to right after its last convolution, before that conv's batch
