@@ -18,7 +18,7 @@ from catdog.sweeps.study import shown_override
 CHECKPOINT_KEY = "catdog_provenance"
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 # what a run executes, relative to the checkout: an untracked file here can change a run, one elsewhere cannot
-CODE = ("catdog", "configs", "train.py")
+CODE = ("catdog", "train.py")  # the configs are catdog/configs (configs/ links to it)
 # distribution names as pip knows them
 PACKAGES = ("torch", "pytorch-lightning", "hydra-core", "opencv-python-headless", "numpy")
 

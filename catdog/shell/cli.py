@@ -22,7 +22,7 @@ from catdog.overrides import read_overrides
 from catdog.run.quiet import quiet_disk_full_in_threads, quiet_libraries
 from catdog.shell.config_errors import one_line_config_errors, unexpected_argument
 
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"  # package data: the wheel carries it
 DISK_FULL_FIX = (
     "Free some space, or put the runs (paths.log_dir) and the cache (data.cache_dir) on a larger disk; then resume "
     "with hydra.run.dir=<run dir> ckpt_path=last."
