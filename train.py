@@ -25,6 +25,6 @@ def use_project_venv() -> None:
 use_project_venv()
 
 if __name__ == "__main__":
-    import runpy
+    from catdog.train import cli  # this file stays the program: a resume or a DDP rank runs `python train.py` again
 
-    runpy.run_module("catdog.train", run_name="__main__", alter_sys=True)
+    cli()

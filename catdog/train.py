@@ -29,5 +29,10 @@ def restore_resumed_overrides() -> None:
     sys.argv[1:] = guarded(restore_overrides, sys.argv[1:])
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """`catdog train` / `python train.py`: the training config's Hydra app, its overrides checked first."""
     run_entry(main, "train", restore_resumed_overrides, remember_entry_command)
+
+
+if __name__ == "__main__":
+    cli()

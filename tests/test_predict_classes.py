@@ -33,7 +33,7 @@ def trained(request, tmp_path_factory):
             cv2.imwrite(
                 str(photos / "batch" / name / f"{i}.png"), make_image(label, seed=900 + i, size=(50, 30))
             )
-    (photos / "notes.txt").write_text("not a photo")
+    (photos / "broken.jpg").write_bytes(b"not a photo")  # an image file that does not decode: a skipped row
     cv2.imwrite(str(photos / "odd\\name.png"), make_image(0, seed=999))
     return request.param, ckpt, tree, photos
 
@@ -60,7 +60,7 @@ def test_every_class_has_its_probability_and_the_top_k_follow_them(trained, tmp_
         )
     }
     for row in rows:
-        if row["path"].endswith("notes.txt"):
+        if row["path"].endswith("broken.jpg"):
             assert row["label"] == "skipped" and all(row[c] == "" for c in header[3:])
             continue
         probs = np.array([float(row[f"p_{c}"]) for c in classes])

@@ -191,7 +191,7 @@ class CatdogOptunaSweeper(Sweeper):
 
     def run_trials(self, study, space: dict[str, Any], fixed: dict[str, str]) -> None:
         """Ask the study for n_trials trials, n_jobs at a time, and launch them."""
-        from catdog.run.overrides import arch_card
+        from catdog.overrides import arch_card
 
         from catdog.sweeps.study import trial_overrides
 
