@@ -192,7 +192,6 @@ class CatdogOptunaSweeper(Sweeper):
     def run_trials(self, study, space: dict[str, Any], fixed: dict[str, str]) -> None:
         """Ask the study for n_trials trials, n_jobs at a time, and launch them."""
         from catdog.overrides import arch_card
-
         from catdog.sweeps.study import trial_overrides
 
         to_go = self.n_trials
