@@ -65,7 +65,8 @@ def export_int8(ckpt: Path, out: Path) -> tuple[Path, Path]:
 def test_photos(ckpt: Path) -> tuple[np.ndarray, np.ndarray, str]:
     """The checkpoint's held-out photos (test split, else val) decoded as it was trained, their labels, the split:
     what `python -m catdog.evaluate ckpt_path=CKPT` scores."""
-    from catdog.evaluate import decoded_as_trained, scored_photos, training_data
+    from catdog.evaluate import decoded_as_trained
+    from catdog.held_out import scored_photos, training_data
     from catdog.inference import Predictor
 
     cfg = compose("evaluate", [f"ckpt_path={ckpt}"])

@@ -36,7 +36,8 @@ def calibration_photos(cfg: DictConfig, predictor) -> tuple[np.ndarray, str]:
     split of the data the checkpoint was trained on (data.source=null), else every photo of data.source."""
     from catdog.data.settings import SplitSettings
     from catdog.data.split import SPLITS, assign_splits
-    from catdog.evaluate import decoded_as_trained, training_data
+    from catdog.evaluate import decoded_as_trained
+    from catdog.held_out import training_data
 
     n = cfg.calibration_photos
     if not isinstance(n, int) or isinstance(n, bool) or n < 1:

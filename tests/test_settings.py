@@ -15,7 +15,7 @@ from omegaconf import OmegaConf
 from catdog.data.dataset import prepare_dataset
 from catdog.data.settings import DATA_KEYS, DataSettings, DecodeSettings, SplitSettings
 from catdog.errors import CatdogError
-from catdog.evaluate import TRAINING_DATA
+from catdog.held_out import TRAINING_DATA
 from catdog.models.convnet_settings import ConvNetSettings
 from catdog.models.settings import ModelSettings
 
