@@ -154,6 +154,12 @@ def calibration_rows(presets: tuple[str, ...] = ("fast", "best"), *overrides: st
                 f"{first['contention']:.2f} | {chosen} |"
             )
             print(rows[-1], flush=True)
+            step = f"{cfg.data.resolution} px, batch {cfg.data.batch_size}, {cfg.trainer.precision}"
+            result(
+                f"{preset}: speed settings measured on a first run (s)",
+                f"{first_s:.1f}",
+                note=f"{step}; cached read {cached_s * 1000:.0f} ms; contention {first['contention']:.2f}; {chosen}",
+            )
     return [
         "| preset | step | combinations | first run (s) | cached (ms) | contention | chosen |",
         "|---|---|---|---|---|---|---|",
