@@ -40,6 +40,12 @@ def training_data(cfg: DictConfig) -> dict | None:
     return trained_on
 
 
+def training_splits(arrays: CachedArrays, trained_on: dict) -> np.ndarray:
+    """Each photo's split code (an index of SPLITS) in the checkpoint's training, rebuilt from its record."""
+    groups, given = arrays.photos["group"], arrays.photos["split"]
+    return assign_splits(groups, arrays.labels, SplitSettings.from_config(trained_on), None, given)
+
+
 def scored_photos(
     arrays: CachedArrays, trained_on: dict | None, held_out: bool, wanted: str | None = None
 ) -> tuple[np.ndarray, str]:
@@ -47,13 +53,7 @@ def scored_photos(
     val), or all of them."""
     if not held_out:
         return np.arange(len(arrays.labels)), "all"
-    codes = assign_splits(
-        arrays.photos["group"],
-        arrays.labels,
-        SplitSettings.from_config(trained_on),  # type: ignore[arg-type]  # held_out: recorded
-        None,
-        arrays.photos["split"],
-    )
+    codes = training_splits(arrays, trained_on)  # type: ignore[arg-type]  # held_out: recorded
     has_test = (codes == SPLITS.index("test")).any()
     if wanted == "test" and not has_test:
         raise CatdogError(

@@ -34,10 +34,9 @@ CALIBRATION_BATCH = 32  # images per calibration step: the MinMax ranges do not 
 def calibration_photos(cfg: DictConfig, predictor) -> tuple[np.ndarray, str]:
     """Up to `cfg.calibration_photos` preprocessed images (N, H, W, C) uint8 and where they come from: the val
     split of the data the checkpoint was trained on (data.source=null), else every photo of data.source."""
-    from catdog.data.settings import SplitSettings
-    from catdog.data.split import SPLITS, assign_splits
+    from catdog.data.split import SPLITS
     from catdog.evaluate import decoded_as_trained
-    from catdog.held_out import training_data
+    from catdog.held_out import training_data, training_splits
 
     n = cfg.calibration_photos
     if not isinstance(n, int) or isinstance(n, bool) or n < 1:
@@ -47,13 +46,7 @@ def calibration_photos(cfg: DictConfig, predictor) -> tuple[np.ndarray, str]:
     arrays = decoded_as_trained(cfg, predictor, trained_on if held_out else None)
     indices, where = np.arange(len(arrays.labels)), f"all photos of {cfg.data.source}"
     if held_out:
-        codes = assign_splits(
-            arrays.photos["group"],
-            arrays.labels,
-            SplitSettings.from_config(trained_on),  # type: ignore[arg-type]  # held_out: recorded
-            None,
-            arrays.photos["split"],
-        )
+        codes = training_splits(arrays, trained_on)  # type: ignore[arg-type]  # held_out: recorded
         indices, where = np.flatnonzero(codes == SPLITS.index("val")), f"the val split of {cfg.data.source}"
         if not len(indices):
             raise CatdogError(
