@@ -13,7 +13,7 @@ from pathlib import Path
 import cv2
 
 from benchmarks.preprocessing import extract_cat_dog
-from benchmarks.record import SHARED, bench_seeds, benchmark, result, seed_range
+from benchmarks.record import SHARED, bench_seeds, benchmark, mean_std, result, seed_range
 from benchmarks.training import read_metrics, run_training
 
 # the goal: init_from ahead of scratch on both tasks, by at least 10 points of test accuracy at 100 photos
@@ -151,20 +151,21 @@ def run_finetune(source: Path, work: Path, plan: Plan) -> list[dict]:
             }
             name = f"{task} classes, {size} photos" if task == "same" else f"4 rotations, {size} photos"
             for kind, values in test.items():
-                rows.append(
-                    row(f"test acc, {name}, {kind} (mean)", statistics.fmean(values), None, None, plan)
-                )
-            gain = statistics.fmean(test["init_from"]) - statistics.fmean(test["scratch"])
+                rows.append(row(f"test acc, {name}, {kind} (mean)", values, None, None, plan))
+            # per seed: each seed's init_from and scratch runs see the same photos (data.seed=0) in the same order
+            gains = [i - s for i, s in zip(test["init_from"], test["scratch"], strict=True)]
             goal = GAIN_GOALS.get(size)
+            gain = statistics.fmean(gains)
             met = gain >= goal if goal else gain > 0
             rows.append(
-                row(f"init_from - scratch, {name}", gain, f">= {goal:g}" if goal else "> 0", met, plan)
+                row(f"init_from - scratch, {name}", gains, f">= {goal:g}" if goal else "> 0", met, plan)
             )
     return rows
 
 
-def row(metric: str, value: float, goal: str | None, met: bool | None, plan: Plan) -> dict:
-    return {"metric": metric, "value": value, "goal": goal, "met": met, "seeds": list(plan.seeds)}
+def row(metric: str, values: list[float], goal: str | None, met: bool | None, plan: Plan) -> dict:
+    """One metric's values over the plan's seeds, recorded as their mean +- std."""
+    return {"metric": metric, "values": values, "goal": goal, "met": met, "seeds": list(plan.seeds)}
 
 
 def result_lines(rows: list[dict]) -> list[str]:
@@ -173,7 +174,7 @@ def result_lines(rows: list[dict]) -> list[str]:
     for r in rows:
         met = "" if r["met"] is None else ("met" if r["met"] else "MISSED")
         seeds = ",".join(map(str, r["seeds"]))
-        lines.append(f"| {r['metric']} | {r['value']:.4f} | {r['goal'] or ''} | {met} | {seeds} |")
+        lines.append(f"| {r['metric']} | {mean_std(r['values'])} | {r['goal'] or ''} | {met} | {seeds} |")
     return lines
 
 
@@ -192,6 +193,10 @@ def finetune() -> list[str]:
         rows = run_finetune(extract_cat_dog(archive, work / "photos"), work, Plan())
     for r in rows:
         result(
-            r["metric"], f"{r['value']:.4f}", goal=r["goal"] or "", met=r["met"], seeds=seed_range(r["seeds"])
+            r["metric"],
+            mean_std(r["values"]),
+            goal=r["goal"] or "",
+            met=r["met"],
+            seeds=seed_range(r["seeds"]),
         )
     return result_lines(rows)

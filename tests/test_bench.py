@@ -614,7 +614,13 @@ def test_the_finetune_benchmark_smoke_plan_trains_every_task_from_the_left_out_p
     assert sum(1 for _ in (tmp_path / "work" / "same-16").rglob("*.jpg")) == 24
     names = [r["metric"] for r in rows]
     assert len(rows) == 12 and "init_from - scratch, same classes, 8 photos" in names
-    assert all(set(r) == {"metric", "value", "goal", "met", "seeds"} and r["seeds"] == [0] for r in rows)
+    assert all(set(r) == {"metric", "values", "goal", "met", "seeds"} and r["seeds"] == [0] for r in rows)
+    gain = next(r for r in rows if r["metric"] == "init_from - scratch, same classes, 8 photos")
+    tests = {r["metric"]: r["values"][0] for r in rows if r["metric"].startswith("test acc, same classes, 8")}
+    assert gain["values"] == [
+        tests["test acc, same classes, 8 photos, init_from (mean)"]
+        - tests["test acc, same classes, 8 photos, scratch (mean)"]
+    ]
     pretrained = tmp_path / "work" / "pretrain" / "checkpoints" / "last.ckpt"
     provenance = (tmp_path / "work" / "rotation-8-1-default-s0" / "provenance.json").read_text()
     assert (
