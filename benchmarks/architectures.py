@@ -4,9 +4,9 @@ share of this machine's bf16 matmul peak each reaches."""
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 
+from benchmarks.accuracy import run_folder
 from benchmarks.efficiency import fast_model, matmul_peak, training_flops_per_sample
 from benchmarks.record import SHARED, bench_seeds, benchmark, mean_std, result, seed_range
 from benchmarks.training import read_metrics, run_training
@@ -104,9 +104,8 @@ def architectures() -> list[str]:
     peak = matmul_peak()
     rows = []
     for seed in SEEDS:
-        with tempfile.TemporaryDirectory(prefix="catdog-arch-") as tmp:
+        with run_folder(f"architectures-{seed}") as work:  # BENCH_KEEP=DIR keeps the runs (their checkpoints)
             rows += [
-                candidate_run(name, overrides, seed, archive, Path(tmp))
-                for name, overrides in CANDIDATES.items()
+                candidate_run(name, overrides, seed, archive, work) for name, overrides in CANDIDATES.items()
             ]
     return [*architecture_lines(rows, max(peak, matmul_peak())), "", verdict(rows)]
