@@ -14,7 +14,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from catdog.data.cache import CachedArrays
-from catdog.data.sources import SourceReader, archive_kind
+from catdog.data.filenames import archive_kind
+from catdog.data.sources import SourceReader
 from catdog.io import replace_atomic, save_figure
 
 THUMBNAIL = 160  # pixels, the longer side of each photo in the gallery

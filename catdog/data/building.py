@@ -18,6 +18,7 @@ import logging
 import os
 import shutil
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -197,8 +198,9 @@ class Build:
         self._pending.clear()
         self._flushed = time.monotonic()
 
-    def finish(self, labels: np.ndarray, report: dict, photos: dict[str, list]) -> None:
-        """Publish the cache: the decoded files' rows as images.npy, with the labels, report and photo table."""
+    def finish(self, labels: np.ndarray, report: dict, photos: dict[str, Iterable]) -> None:
+        """Publish the cache: the decoded files' rows as images.npy, with the labels, report and photos.csv's
+        columns (catdog.data.cache.publish)."""
         images, ok = self.tmp / "images.npy", self.decoded.ok
         if ok.all():
             os.replace(self.rows, images)

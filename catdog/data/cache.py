@@ -21,9 +21,10 @@ import shutil
 import socket
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +38,7 @@ log = logging.getLogger(__name__)
 # `split` column (the split a source's split folders or labels CSV give, else empty)
 CACHE_FORMAT_VERSION = 4
 PHOTO_COLUMNS = ("path", "label", "sha256", "phash", "group", "split")
+KEY_BATCH = 4096  # files a step of cache_key encodes
 JOURNAL = "journal.jsonl"  # in a build's temporary folder: the chunks done (catdog.data.building)
 
 
@@ -46,17 +48,31 @@ class CachedArrays:
     labels: np.ndarray  # int64 (N,)
     report: dict
     directory: Path
-    photos: dict[str, list[str]]  # PHOTO_COLUMNS, one entry per image
 
     @property
     def classes(self) -> list[str]:
         return self.report["classes"]
 
+    @cached_property
+    def photos(self) -> dict[str, list[str]]:
+        """photos.csv's PHOTO_COLUMNS, one entry per image: read on first use (~0.5 KB a photo as Python strings,
+        which `python -m catdog.prepare` never needs)."""
+        return read_photos(self.directory / "photos.csv", len(self.labels))
+
 
 def cache_key(description: dict) -> str:
-    """A stable hash of everything that determines the arrays (files, parameters, format version)."""
-    blob = json.dumps({"format": CACHE_FORMAT_VERSION, **description}, sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode("utf-8", "surrogateescape")).hexdigest()[:16]
+    """A stable hash of everything that determines the arrays (files, parameters, format version): the sha256 of
+    their JSON, the list under "files" encoded KEY_BATCH entries at a time (all of 400,000 at once: ~60 MB)."""
+    files = description["files"]
+    marker = f"files-{uuid.uuid4().hex}"
+    described = {"format": CACHE_FORMAT_VERSION, **description, "files": marker}
+    head, tail = json.dumps(described, sort_keys=True, default=str).split(f'"{marker}"')
+    digest = hashlib.sha256(f"{head}[".encode("utf-8", "surrogateescape"))
+    for start in range(0, len(files), KEY_BATCH):  # json.dumps(list) is "[" + ", ".join(each item) + "]"
+        part = json.dumps(files[start : start + KEY_BATCH], sort_keys=True, default=str)[1:-1]
+        digest.update(f"{', ' if start else ''}{part}".encode("utf-8", "surrogateescape"))
+    digest.update(f"]{tail}".encode("utf-8", "surrogateescape"))
+    return digest.hexdigest()[:16]
 
 
 def temp_name(directory: Path) -> Path:
@@ -126,9 +142,11 @@ def cache_errors(directory: Path) -> Iterator[None]:
         ) from e
 
 
-def publish(tmp: Path, directory: Path, labels: np.ndarray, report: dict, photos: dict[str, list]) -> None:
+def publish(
+    tmp: Path, directory: Path, labels: np.ndarray, report: dict, photos: dict[str, Iterable]
+) -> None:
     """Complete the build in `tmp` (its images.npy already written) and publish it as `directory` in one rename;
-    a concurrent identical build that wins is kept."""
+    a concurrent identical build that wins is kept. `photos`: an iterable per PHOTO_COLUMNS, read once in step."""
     try:
         with open(tmp / "images.npy", "rb+") as f:
             os.fsync(f.fileno())
@@ -160,7 +178,7 @@ def load_cache(directory: Path) -> CachedArrays | None:
         n = report["n_images"]
         if images.dtype != np.uint8 or images.ndim != 4 or len(images) != n or labels.shape != (n,):
             raise ValueError(f"arrays of shape {images.shape}/{labels.shape} do not match n_images={n}")
-        photos = read_photos(directory / "photos.csv", n)
+        count_photos(directory / "photos.csv", n)
     except (OSError, ValueError, KeyError, csv.Error, json.JSONDecodeError) as e:
         log.warning("Cache %s is damaged (%s); rebuilding it.", directory, e)
         shutil.rmtree(directory, ignore_errors=True)
@@ -171,8 +189,17 @@ def load_cache(directory: Path) -> CachedArrays | None:
         labels=np.array(labels, dtype=np.int64),
         report=report,
         directory=directory,
-        photos=photos,
     )
+
+
+def count_photos(path: Path, n: int) -> None:
+    """ValueError when photos.csv does not list n images under PHOTO_COLUMNS (its rows read one at a time)."""
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = csv.reader(f)
+        header = tuple(next(rows, ()))
+        count = sum(1 for _ in rows)
+    if header != PHOTO_COLUMNS or count != n:
+        raise ValueError(f"photos.csv does not list the {n} images")
 
 
 def read_photos(path: Path, n: int) -> dict[str, list[str]]:

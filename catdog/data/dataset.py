@@ -19,11 +19,12 @@ from catdog.data.duplicates import (
     NEAR_DISTANCE,
     content_hash,
     describe_groups,
-    duplicate_groups,
     summarize_duplicates,
 )
+from catdog.data.filenames import archive_kind
+from catdog.data.photos import grouped_paths, photo_rows, photo_table
 from catdog.data.settings import DataSettings, DecodeSettings
-from catdog.data.sources import ImageSource, SourceReader, archive_kind, find_images, printable, resolve_root
+from catdog.data.sources import ImageSource, SourceReader, find_images, printable, resolve_root
 from catdog.data.split import CROSSING_FILE, check_given_splits, groups_across_splits, write_crossing
 from catdog.errors import CatdogError
 from catdog.io import usable_cpus
@@ -121,23 +122,6 @@ def _decode_all(
             pool.terminate()
         reader.close()
         _worker.clear()
-
-
-def _photo_table(found: ImageSource, decoded: Decoded, labels: np.ndarray) -> dict[str, list]:
-    """photos.csv's columns for the decoded images, plus `members`: the duplicate groups as index lists."""
-    ok = decoded.ok
-    sha256 = [h.decode() for h in decoded.sha256[ok].tolist()]
-    phash = decoded.phash[ok]
-    groups, members = duplicate_groups(sha256, phash, NEAR_DISTANCE)
-    return {
-        "path": [printable(found.paths[i]) for i in np.flatnonzero(ok).tolist()],
-        "label": [found.classes[c] for c in labels.tolist()],
-        "sha256": sha256,
-        "phash": [f"{p:016x}" for p in phash.tolist()],
-        "group": groups,
-        "split": [found.given[i] for i in np.flatnonzero(ok)] if found.given else [""] * len(sha256),
-        "members": members,
-    }
 
 
 def _size_stats(decoded: Decoded) -> dict:
@@ -272,10 +256,9 @@ def _build(settings: DataSettings, found: ImageSource, root: Path, directory: Pa
         failures = sorted(decoded.failures.items())
         skipped = found.ignored + [{"path": printable(found.paths[i]), "reason": r} for i, r in failures]
         counts = np.bincount(labels, minlength=len(found.classes))
-        photos = _photo_table(found, decoded, labels)
-        duplicates, conflicts = describe_groups(
-            photos.pop("members"), photos["path"], labels, photos["sha256"], found.classes
-        )
+        table = photo_table(decoded, labels, NEAR_DISTANCE)
+        paths, members = grouped_paths(found, table)
+        duplicates, conflicts = describe_groups(members, paths, labels, table["sha256"], found.classes)
         report = {
             "source": str(root),
             "layout": found.layout,
@@ -293,8 +276,10 @@ def _build(settings: DataSettings, found: ImageSource, root: Path, directory: Pa
             "label_conflicts": conflicts,
             "split_folders": found.split_folders,
         }
-        crossing = groups_across_splits(duplicates, photos)
+        grouped = [i for g in members for i in g]
+        given = [found.given[table["index"][i]] if found.given else "" for i in grouped]
+        crossing = groups_across_splits(duplicates, {"path": [paths[i] for i in grouped], "split": given})
         report["n_duplicates_across_splits"] = len(crossing)
         if crossing:  # inside the build: published with the rest, in one rename
             write_crossing(build.tmp / CROSSING_FILE, crossing)
-        build.finish(labels, report, photos)
+        build.finish(labels, report, photo_rows(found, table))

@@ -4,6 +4,7 @@ reason a file is passed over; how archive members' names are read and printed.""
 from __future__ import annotations
 
 import posixpath
+from pathlib import Path
 
 from catdog.errors import CatdogError
 
@@ -13,6 +14,7 @@ IMAGE_EXTENSIONS = (
     *(".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".dib", ".gif", ".webp", ".avif", ".tif", ".tiff"),
     *(".jp2", ".pbm", ".pgm", ".ppm", ".pnm", ".sr", ".ras"),
 )
+TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz")
 # photo formats OpenCV does not read: named with the fix rather than passed over as any other file
 UNSUPPORTED = "unsupported image format"  # the reason's start
 UNSUPPORTED_PHOTOS = (
@@ -47,6 +49,16 @@ def member_path(name: str) -> str:
 def outside(path: str) -> bool:
     """Whether an archive member's path is absolute or leaves the archive's folder through `..`."""
     return path.startswith("/") or path == ".." or path.startswith("../")
+
+
+def archive_kind(path: Path) -> str | None:
+    """ "zip" or "tar" for an archive's name, else None."""
+    name = path.name.lower()
+    if name.endswith(".zip"):
+        return "zip"
+    if name.endswith(TAR_SUFFIXES):
+        return "tar"
+    return None
 
 
 def is_image_name(path: str) -> bool:

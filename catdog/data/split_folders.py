@@ -65,11 +65,12 @@ def split_folder_labels(
     """Each path's class (the folder below its split folder; None for a file directly in a split folder) and
     given split."""
     names: list[str | None] = []
-    given = []
+    given: list[str] = []
+    seen: dict[str, str] = {}  # one string per class name, not one per photo
     for p in paths:
         parts = p[len(prefix) :].split("/")
         given.append(folders.get(parts[0], ""))
-        names.append(parts[1] if len(parts) > 2 else None)
+        names.append(seen.setdefault(parts[1], parts[1]) if len(parts) > 2 else None)
     return names, given
 
 
