@@ -80,6 +80,27 @@ def photo_folder(root: Path, n: int, workers: int = os.cpu_count() or 1) -> Path
     return folder
 
 
+# Starts a command and prints its peak RSS (KiB; its own and its reaped children's) on stderr. A process inherits
+# the peak of the one it was forked from (the kernel keeps the forked memory's high-water mark across exec), so
+# prepare is started from this small interpreter, not from the benchmark's, whose peak would be counted as its own.
+LAUNCHER = """import os, subprocess, sys
+p = subprocess.Popen(sys.argv[1:])
+_, status, usage = os.wait4(p.pid, 0)
+print(f"peak RSS KiB: {usage.ru_maxrss}", file=sys.stderr)
+sys.exit(os.waitstatus_to_exitcode(status))"""
+
+
+def peak_rss_run(command: list[str]) -> tuple[subprocess.CompletedProcess, float]:
+    """Run `command` from LAUNCHER: the finished process (stdout, stderr captured) and its peak RSS in MB."""
+    proc = subprocess.run(
+        [sys.executable, "-c", LAUNCHER, *command], cwd=ROOT, capture_output=True, text=True
+    )
+    found = re.search(r"^peak RSS KiB: (\d+)$", proc.stderr, re.M)
+    if found is None:
+        raise SystemExit(f"{' '.join(command)} ended without its peak RSS:\n{proc.stderr[-3000:]}")
+    return proc, int(found.group(1)) * 1024 / 1e6
+
+
 def timed_prepare(folder: Path, cache: Path, resolution: int) -> dict:
     """A cold `python -m catdog.prepare` of `folder` (files read once before, so the disk is no contender): its
     seconds, peak RSS (the largest of it and its decoding processes) and cache directory."""
@@ -88,21 +109,15 @@ def timed_prepare(folder: Path, cache: Path, resolution: int) -> dict:
         path.read_bytes()
     args = [f"data.source={folder}", f"data.cache_dir={cache}", f"data.resolution={resolution}"]
     start = time.perf_counter()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "catdog.prepare", *args, "data.channels=3", "data.progress=false"],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    out = proc.stdout.read() if proc.stdout else ""
-    _, status, usage = os.wait4(proc.pid, 0)
+    command = [sys.executable, "-m", "catdog.prepare", *args, "data.channels=3", "data.progress=false"]
+    proc, peak_mb = peak_rss_run(command)
     seconds = time.perf_counter() - start
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    found = re.search(r"^cache: (.+)$", out, re.M)
+    found = re.search(r"^cache: (.+)$", proc.stdout, re.M)
     if proc.returncode != 0 or found is None:
-        raise SystemExit(f"catdog.prepare {' '.join(args)} failed ({proc.returncode}):\n{out[-3000:]}")
-    # ru_maxrss is in KiB on Linux
-    return {"seconds": seconds, "peak_rss_mb": usage.ru_maxrss * 1024 / 1e6, "cache": Path(found.group(1))}
+        raise SystemExit(
+            f"catdog.prepare {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}"
+        )
+    return {"seconds": seconds, "peak_rss_mb": peak_mb, "cache": Path(found.group(1))}
 
 
 def near_duplicate_rows(hashes: np.ndarray, exhaustive_at: int) -> list[dict]:

@@ -67,3 +67,17 @@ def test_the_scale_benchmark_measures_each_size_and_states_each_goal(tmp_path):
     assert lines[0] == "| measure | photos | value | goal | met |" and len(lines) == 2 + len(rows)
     assert lines[2].startswith("| prepare | 40 | ") and lines[-1].endswith(("| met |", "| MISSED |"))
     assert "scale" in record.BENCHMARKS and "scale" in record.ON_REQUEST
+
+
+def test_peak_rss_is_the_commands_own_not_the_benchmarks():
+    """A process forked from a big one inherits its high-water mark: the launcher keeps the benchmark's out."""
+    import sys
+
+    from benchmarks.scale import peak_rss_run
+
+    ballast = b"x" * 400_000_000  # the benchmark's own memory, resident
+    small, small_mb = peak_rss_run([sys.executable, "-c", "pass"])
+    big, big_mb = peak_rss_run([sys.executable, "-c", "b = b'x' * 200_000_000"])
+    assert small.returncode == 0 and big.returncode == 0 and len(ballast) == 400_000_000
+    assert small_mb < 100  # a bare interpreter: ~10 MB, not the 400 MB above
+    assert 200 <= big_mb < 300
