@@ -26,11 +26,13 @@ def test_longer_runs_extends_the_short_run_and_trains_a_planned_one(tmp_path):
     scores = longer_runs.seed_runs(
         source, 30, tmp_path / "work", small + ["model.channels=[4,8,8,8]"], epochs=2
     )
-    assert set(scores) == {"short", "extended", "planned"}
+    assert set(scores) == {"short", "restarted", "extended", "planned"}
     assert all(0 <= v <= 1 for v in scores.values())
     extended = tmp_path / "work" / "extended"
     assert (extended / ".hydra" / "resume_1").is_dir()  # the second command resumed the first run's folder
     assert "max_epochs: 2" in (extended / ".hydra" / "resume_1" / "config.yaml").read_text()
+    restarted = (tmp_path / "work" / "restarted" / "provenance.json").read_text()
+    assert "extended/checkpoints/last.ckpt" in restarted  # the warm restart started from the short run's weights
 
 
 def test_architectures_trains_each_candidate_and_records_its_means(tmp_path, monkeypatch):
