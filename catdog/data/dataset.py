@@ -59,11 +59,12 @@ def _fork_pool(workers: int):
         cv2.setNumThreads(threads)
 
 
-def _decode_chunk(chunk: tuple[int, list[str]]) -> dict:
-    """Decode a run of files and write their rows into the build's decoding.npy; what it found, as the build's
-    journal records it (catdog.data.building.Decoded.add)."""
-    start, paths = chunk
+def _decode_chunk(chunk: tuple[int, int]) -> dict:
+    """Decode the run of `count` files from `start` and write their rows into the build's decoding.npy; what it
+    found, as the build's journal records it (catdog.data.building.Decoded.add)."""
+    start, count = chunk
     reader, decode, build = _worker["reader"], _worker["decode"], _worker["build"]
+    paths = _worker["paths"][start : start + count]
     rows = np.zeros((len(paths), *build.shape[1:]), dtype=np.uint8)
     ok = ["0"] * len(paths)
     found: dict = {"start": start, "failures": [], "sizes": [], "sha256": [], "phash": []}
@@ -99,10 +100,10 @@ def _decode_all(
     """Decode the files `build` has not decoded yet, each chunk written and journaled as it finishes."""
     n = len(source.paths)
     workers, chunk = plan_workers(n, num_workers)
-    chunks = [(s, source.paths[s : s + count]) for s, count in build.todo(chunk)]
-    workers = min(workers, max(1, sum(len(c[1]) for c in chunks) // MIN_PER_WORKER))
+    chunks = build.todo(chunk)  # (start, count): a worker reads the paths from its copy of source.paths
+    workers = min(workers, max(1, sum(c[1] for c in chunks) // MIN_PER_WORKER))
     reader = SourceReader(source.root, source.kind)
-    _worker.update(reader=reader, decode=decode, build=build)  # inherited by the forked workers
+    _worker.update(reader=reader, decode=decode, build=build, paths=source.paths)  # inherited by the workers
     pool = _fork_pool(workers) if workers > 1 else None
     try:
         # the pool takes the tasks now; tqdm's import (~12 ms, most of it its version lookup) runs while it decodes
