@@ -27,7 +27,7 @@ from catdog.data.settings import DataSettings, DecodeSettings
 from catdog.data.sources import ImageSource, SourceReader, find_images, printable, resolve_root
 from catdog.data.split import CROSSING_FILE, check_given_splits, groups_across_splits, write_crossing
 from catdog.errors import CatdogError
-from catdog.io import usable_cpus
+from catdog.io import release_freed_memory, usable_cpus
 
 log = logging.getLogger(__name__)
 # most files one task decodes: small enough for a smooth progress bar, large enough to amortise IPC
@@ -226,7 +226,8 @@ def prepare_dataset(settings: DataSettings) -> CachedArrays:
         }
     )
     del files
-    found.fingerprint = []  # only the key needs it: ~120 bytes a photo through the decode
+    found.fingerprint = []  # only the key needs it: ~16 bytes a photo through the decode
+    release_freed_memory()  # the listing's strings, before the decoding processes are forked
     directory = cache_root / f"{root.name.split('.')[0]}-{decode.resolution}px-{decode.channels}ch-{key}"
     cached = load_cache(directory)
     if cached is not None:
