@@ -32,6 +32,11 @@ def content_hash(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def hex_digest(digest: bytes) -> str:
+    """The hex of a sha256 digest held in an S32 array, whose items drop their trailing zero bytes."""
+    return digest.ljust(32, b"\0").hex()
+
+
 def photo_ids(sha256: list[str]) -> np.ndarray:
     """Content hashes in 8 bytes each (int64): what a checkpoint stores of its training photos (a chance match of
     two different photos among 10^5 is about 10^-9)."""
@@ -146,9 +151,9 @@ def components(n: int, pairs: np.ndarray) -> np.ndarray:
 
 
 def _distinct(sha256: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """np.unique(sha256, return_index=True, return_inverse=True)[1:] for hex hashes (S64), sorting them as 8
-    big-endian words a column at a time: ~50 bytes a photo at once, where np.unique's copies take ~220."""
-    words = sha256.view(">u8").reshape(len(sha256), 8)
+    """np.unique(sha256, return_index=True, return_inverse=True)[1:] for hashes (S32 digests or S64 hex), sorting
+    them as big-endian words a column at a time: ~50 bytes a photo at once, where np.unique's copies take ~220."""
+    words = sha256.view(">u8").reshape(len(sha256), sha256.itemsize // 8)
     order = np.lexsort(words.T[::-1])  # stable: the first of equal hashes first
     new = np.zeros(len(order), bool)
     new[:1] = True
@@ -165,8 +170,9 @@ def duplicate_groups(
 ) -> tuple[np.ndarray, list[list[int]]]:
     """Each photo's group key, as the index of a photo holding it (the smallest sha256 in its group: independent of
     listing order), and the groups of two or more photos, as lists of photo indices (each sorted, the groups by
-    their first photo). `sha256`: hex strings, or an S64 array of them."""
-    first, inverse = _distinct(np.asarray(sha256, dtype="S64"))
+    their first photo). `sha256`: hex strings, or an array of them (S64) or of the digests (S32: the same order)."""
+    hashes = sha256 if isinstance(sha256, np.ndarray) else np.asarray(sha256, dtype="S64")
+    first, inverse = _distinct(hashes)
     # exact copies are one node, and so are distinct contents with equal hashes: n photos of one placeholder
     # image would otherwise be n^2 / 2 pairs
     values, node = np.unique(np.asarray(phash, dtype=np.uint64)[first], return_inverse=True)
