@@ -80,21 +80,24 @@ def _block_masks(max_distance: int) -> list[np.uint64]:
     return [np.uint64(sum(1 << bit for bit in range(k, 64, blocks))) for k in range(blocks)]
 
 
-def _bucket_pairs(keys: np.ndarray):
-    """Every (i, j), i < j, of the indices whose `keys` are equal, as pairs of arrays of at most about _PAIRS each
-    (vectorised: no loop per key or per bucket)."""
+def _bucket_pairs(hashes: np.ndarray, mask: np.uint64):
+    """Every (i, j), i < j, of the indices whose `hashes` agree on the bits of `mask`, as pairs of arrays of at most
+    about _PAIRS each (vectorised: no loop per key or per bucket). Besides the sort order, two arrays of 8 bytes a
+    photo at a time (issue 51's peak RSS)."""
+    keys = hashes & mask
     order = np.argsort(keys, kind="stable")
-    sorted_keys = keys[order]
+    keys = keys[order]
     new = np.ones(len(keys), bool)
-    np.not_equal(sorted_keys[1:], sorted_keys[:-1], out=new[1:])
-    del sorted_keys  # one array of 8 bytes a photo at a time, besides order (issue 51's peak RSS)
+    np.not_equal(keys[1:], keys[:-1], out=new[1:])
+    del keys
     starts = np.flatnonzero(new)
-    sizes = np.diff(np.r_[starts, len(keys)])
+    sizes = np.diff(np.r_[starts, len(new)])
     # each position pairs with the later members of its bucket: its bucket's last position less its own
     later = np.repeat(starts + sizes - 1, sizes)
-    later -= np.arange(len(keys))
+    later -= np.arange(len(later))
     ends = np.cumsum(later)
-    cuts = np.r_[0, np.searchsorted(ends, np.arange(_PAIRS, ends[-1] if len(ends) else 0, _PAIRS)), len(keys)]
+    cuts = np.r_[0, np.searchsorted(ends, np.arange(_PAIRS, ends[-1] if len(ends) else 0, _PAIRS)), len(new)]
+    del ends
     for lo, hi in zip(cuts[:-1], cuts[1:]):
         counts = later[lo:hi]
         left = np.repeat(np.arange(lo, hi), counts)
@@ -117,7 +120,7 @@ def near_pairs(hashes: np.ndarray, max_distance: int = NEAR_DISTANCE) -> np.ndar
     masks = _block_masks(max_distance)
     found = [np.zeros((0, 2), dtype=np.int64)]
     for b, mask in enumerate(masks):
-        for i, j in _bucket_pairs(hashes & mask):
+        for i, j in _bucket_pairs(hashes, mask):
             diff = hashes[i] ^ hashes[j]
             keep = np.bitwise_count(diff) <= max_distance
             for earlier in masks[:b]:  # a pair that shares an earlier block was found there
@@ -179,12 +182,18 @@ def duplicate_groups(
     if max_distance < 0:  # exact copies only
         values, node = values[node], np.arange(len(node))
     content_group = components(len(values), near_pairs(values, max_distance))[node]
+    # each array dropped once used: a few of 8 bytes a photo at a time (issue 51's peak RSS)
+    del values, node
     # contents are sorted by hash: a group's first content holds its smallest one
     smallest = np.unique(content_group, return_index=True)[1]
     photo_group = content_group[inverse]
+    del content_group, inverse
     keys = first[smallest[photo_group]]
+    del first, smallest
     order = np.argsort(photo_group, kind="stable")
-    starts = np.flatnonzero(np.r_[True, photo_group[order][1:] != photo_group[order][:-1]])
+    photo_group = photo_group[order]
+    starts = np.flatnonzero(np.r_[True, photo_group[1:] != photo_group[:-1]])
+    del photo_group
     sizes = np.diff(np.r_[starts, len(order)])
     groups = [order[s : s + z].tolist() for s, z in zip(starts[sizes > 1], sizes[sizes > 1])]
     return keys, sorted(groups, key=lambda g: g[0])
