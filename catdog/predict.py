@@ -48,7 +48,7 @@ def list_inputs(inputs: str | os.PathLike) -> tuple[SourceReader, list[str], str
     if path.is_dir() or kind:
         kind = kind or "dir"
         reader, prefix = SourceReader(path, kind), str(path) if kind == "dir" else ""
-        files = [p for p, _, _ in list_files(path, kind)]
+        files = list(list_files(path, kind).paths)
         reasons = [passed_over(p) for p in files]
         # a photo in a format OpenCV does not read gets its row, with the fix
         paths = [p for p, r in zip(files, reasons) if r is None or r.startswith(UNSUPPORTED)]

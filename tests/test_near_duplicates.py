@@ -8,7 +8,7 @@ import pytest
 from helpers import photo_like
 
 from catdog.data.decode import decode_for_cache
-from catdog.data.duplicates import duplicate_groups, exhaustive_pairs, near_pairs
+from catdog.data.duplicates import duplicate_groups, exhaustive_pairs, hex_digest, near_pairs
 from catdog.data.settings import DecodeSettings
 
 
@@ -96,3 +96,17 @@ def test_photos_with_one_hash_are_one_group_keyed_by_their_smallest_content_hash
         np.array(sha256, dtype="S64"), hashes, max_distance=-1
     )  # exact copies only
     assert groups == [[1, 5]] and [sha256[i] for i in keys] == sha256
+
+
+def test_digests_group_and_key_as_their_hex_does():
+    rng = np.random.default_rng(3)
+    # digests with zero bytes at their end, which an S32 array's items drop
+    digests = [bytes(rng.integers(1, 256, 32 - i % 3, dtype=np.uint8)) + b"\0" * (i % 3) for i in range(300)]
+    digests += digests[:20]
+    hashes = rng.integers(0, 2**63, len(digests), dtype=np.uint64)
+    hashes[300:] = hashes[:20] ^ np.uint64(1)  # near copies of the first 20
+    keys, groups = duplicate_groups([d.hex() for d in digests], hashes)
+    held = np.array(digests, dtype="S32")
+    assert [hex_digest(h) for h in held] == [d.hex() for d in digests]
+    same_keys, same_groups = duplicate_groups(held, hashes)
+    assert np.array_equal(keys, same_keys) and same_groups == groups and len(groups) == 20

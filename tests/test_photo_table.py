@@ -29,7 +29,7 @@ def listing() -> tuple[ImageSource, Decoded]:
     )
     decoded = Decoded.empty(N)
     decoded.ok[:] = np.arange(N) % 7 != 3
-    decoded.sha256[:] = [hashlib.sha256(str(i).encode()).hexdigest() for i in range(N)]
+    decoded.sha256[:] = [hashlib.sha256(str(i).encode()).digest() for i in range(N)]
     decoded.sha256[[12, 20, 30]] = decoded.sha256[12]
     decoded.phash[:] = np.random.default_rng(0).integers(0, 2**63, N, dtype=np.uint64)
     return found, decoded

@@ -40,8 +40,10 @@ class Decoded:
 
     done: np.ndarray  # bool: its chunk is finished
     ok: np.ndarray  # bool: decoded
-    sizes: np.ndarray  # int64 (n, 2): original width and height, 0 where unknown
-    sha256: np.ndarray  # S64: content hash (hex)
+    sizes: np.ndarray  # int32 (n, 2): original width and height, 0 where unknown
+    sha256: (
+        np.ndarray
+    )  # S32: content hash, the digest's bytes (half its hex: issue 51's peak RSS; see hex_digest)
     phash: np.ndarray  # uint64: perceptual hash
     failures: dict[int, str]  # file index -> why it was skipped
 
@@ -50,8 +52,8 @@ class Decoded:
         return cls(
             np.zeros(n, bool),
             np.zeros(n, bool),
-            np.zeros((n, 2), np.int64),
-            np.zeros(n, "S64"),
+            np.zeros((n, 2), np.int32),
+            np.zeros(n, "S32"),
             np.zeros(n, np.uint64),
             {},
         )
@@ -62,8 +64,8 @@ class Decoded:
         start, flags = chunk["start"], np.frombuffer(chunk["ok"].encode(), np.uint8) == ord("1")
         decoded = start + np.flatnonzero(flags)
         self.done[start : start + len(flags)], self.ok[start : start + len(flags)] = True, flags
-        self.sizes[decoded] = np.asarray(chunk["sizes"], dtype=np.int64).reshape(-1, 2)
-        self.sha256[decoded] = chunk["sha256"]
+        self.sizes[decoded] = np.asarray(chunk["sizes"], dtype=np.int32).reshape(-1, 2)
+        self.sha256[decoded] = [bytes.fromhex(h) for h in chunk["sha256"]]
         self.phash[decoded] = np.asarray(chunk["phash"], dtype=np.uint64)
         self.failures.update((int(i), r) for i, r in chunk["failures"])
 

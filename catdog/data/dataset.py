@@ -27,7 +27,7 @@ from catdog.data.settings import DataSettings, DecodeSettings
 from catdog.data.sources import ImageSource, SourceReader, find_images, printable, resolve_root
 from catdog.data.split import CROSSING_FILE, check_given_splits, groups_across_splits, write_crossing
 from catdog.errors import CatdogError
-from catdog.io import usable_cpus
+from catdog.io import release_freed_memory, usable_cpus
 
 log = logging.getLogger(__name__)
 # most files one task decodes: small enough for a smooth progress bar, large enough to amortise IPC
@@ -59,11 +59,12 @@ def _fork_pool(workers: int):
         cv2.setNumThreads(threads)
 
 
-def _decode_chunk(chunk: tuple[int, list[str]]) -> dict:
-    """Decode a run of files and write their rows into the build's decoding.npy; what it found, as the build's
-    journal records it (catdog.data.building.Decoded.add)."""
-    start, paths = chunk
+def _decode_chunk(chunk: tuple[int, int]) -> dict:
+    """Decode the run of `count` files from `start` and write their rows into the build's decoding.npy; what it
+    found, as the build's journal records it (catdog.data.building.Decoded.add)."""
+    start, count = chunk
     reader, decode, build = _worker["reader"], _worker["decode"], _worker["build"]
+    paths = _worker["paths"][start : start + count]
     rows = np.zeros((len(paths), *build.shape[1:]), dtype=np.uint8)
     ok = ["0"] * len(paths)
     found: dict = {"start": start, "failures": [], "sizes": [], "sha256": [], "phash": []}
@@ -99,10 +100,10 @@ def _decode_all(
     """Decode the files `build` has not decoded yet, each chunk written and journaled as it finishes."""
     n = len(source.paths)
     workers, chunk = plan_workers(n, num_workers)
-    chunks = [(s, source.paths[s : s + count]) for s, count in build.todo(chunk)]
-    workers = min(workers, max(1, sum(len(c[1]) for c in chunks) // MIN_PER_WORKER))
+    chunks = build.todo(chunk)  # (start, count): a worker reads the paths from its copy of source.paths
+    workers = min(workers, max(1, sum(c[1] for c in chunks) // MIN_PER_WORKER))
     reader = SourceReader(source.root, source.kind)
-    _worker.update(reader=reader, decode=decode, build=build)  # inherited by the forked workers
+    _worker.update(reader=reader, decode=decode, build=build, paths=source.paths)  # inherited by the workers
     pool = _fork_pool(workers) if workers > 1 else None
     try:
         # the pool takes the tasks now; tqdm's import (~12 ms, most of it its version lookup) runs while it decodes
@@ -225,7 +226,8 @@ def prepare_dataset(settings: DataSettings) -> CachedArrays:
         }
     )
     del files
-    found.fingerprint = []  # only the key needs it: ~120 bytes a photo through the decode
+    found.fingerprint = []  # only the key needs it: ~16 bytes a photo through the decode
+    release_freed_memory()  # the listing's strings, before the decoding processes are forked
     directory = cache_root / f"{root.name.split('.')[0]}-{decode.resolution}px-{decode.channels}ch-{key}"
     cached = load_cache(directory)
     if cached is not None:

@@ -32,6 +32,11 @@ def content_hash(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def hex_digest(digest: bytes) -> str:
+    """The hex of a sha256 digest held in an S32 array, whose items drop their trailing zero bytes."""
+    return digest.ljust(32, b"\0").hex()
+
+
 def photo_ids(sha256: list[str]) -> np.ndarray:
     """Content hashes in 8 bytes each (int64): what a checkpoint stores of its training photos (a chance match of
     two different photos among 10^5 is about 10^-9)."""
@@ -75,17 +80,24 @@ def _block_masks(max_distance: int) -> list[np.uint64]:
     return [np.uint64(sum(1 << bit for bit in range(k, 64, blocks))) for k in range(blocks)]
 
 
-def _bucket_pairs(keys: np.ndarray):
-    """Every (i, j), i < j, of the indices whose `keys` are equal, as pairs of arrays of at most about _PAIRS each
-    (vectorised: no loop per key or per bucket)."""
+def _bucket_pairs(hashes: np.ndarray, mask: np.uint64):
+    """Every (i, j), i < j, of the indices whose `hashes` agree on the bits of `mask`, as pairs of arrays of at most
+    about _PAIRS each (vectorised: no loop per key or per bucket). Besides the sort order, two arrays of 8 bytes a
+    photo at a time (issue 51's peak RSS)."""
+    keys = hashes & mask
     order = np.argsort(keys, kind="stable")
-    sorted_keys = keys[order]
-    starts = np.flatnonzero(np.r_[True, sorted_keys[1:] != sorted_keys[:-1]])
-    sizes = np.diff(np.r_[starts, len(keys)])
-    # each position pairs with the later members of its bucket: size - 1 - its rank within the bucket
-    later = np.repeat(sizes - 1, sizes) - (np.arange(len(keys)) - np.repeat(starts, sizes))
+    keys = keys[order]
+    new = np.ones(len(keys), bool)
+    np.not_equal(keys[1:], keys[:-1], out=new[1:])
+    del keys
+    starts = np.flatnonzero(new)
+    sizes = np.diff(np.r_[starts, len(new)])
+    # each position pairs with the later members of its bucket: its bucket's last position less its own
+    later = np.repeat(starts + sizes - 1, sizes)
+    later -= np.arange(len(later))
     ends = np.cumsum(later)
-    cuts = np.r_[0, np.searchsorted(ends, np.arange(_PAIRS, ends[-1] if len(ends) else 0, _PAIRS)), len(keys)]
+    cuts = np.r_[0, np.searchsorted(ends, np.arange(_PAIRS, ends[-1] if len(ends) else 0, _PAIRS)), len(new)]
+    del ends
     for lo, hi in zip(cuts[:-1], cuts[1:]):
         counts = later[lo:hi]
         left = np.repeat(np.arange(lo, hi), counts)
@@ -108,7 +120,7 @@ def near_pairs(hashes: np.ndarray, max_distance: int = NEAR_DISTANCE) -> np.ndar
     masks = _block_masks(max_distance)
     found = [np.zeros((0, 2), dtype=np.int64)]
     for b, mask in enumerate(masks):
-        for i, j in _bucket_pairs(hashes & mask):
+        for i, j in _bucket_pairs(hashes, mask):
             diff = hashes[i] ^ hashes[j]
             keep = np.bitwise_count(diff) <= max_distance
             for earlier in masks[:b]:  # a pair that shares an earlier block was found there
@@ -141,19 +153,36 @@ def components(n: int, pairs: np.ndarray) -> np.ndarray:
     return connected_components(graph, directed=False)[1]
 
 
+def _index_type(n: int) -> type:
+    """The integer type of indices into n items: 4 bytes where they fit (issue 51's peak RSS)."""
+    return np.int32 if n < 2**31 else np.int64
+
+
 def _distinct(sha256: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """np.unique(sha256, return_index=True, return_inverse=True)[1:] for hex hashes (S64), sorting them as 8
-    big-endian words a column at a time: ~50 bytes a photo at once, where np.unique's copies take ~220."""
-    words = sha256.view(">u8").reshape(len(sha256), 8)
+    """np.unique(sha256, return_index=True, return_inverse=True)[1:] for hashes (S32 digests or S64 hex), sorting
+    them as big-endian words a column at a time: ~50 bytes a photo at once, where np.unique's copies take ~220."""
+    words = sha256.view(">u8").reshape(len(sha256), sha256.itemsize // 8)
     order = np.lexsort(words.T[::-1])  # stable: the first of equal hashes first
     new = np.zeros(len(order), bool)
     new[:1] = True
     for column in words.T:
         ordered = column[order]
         new[1:] |= ordered[1:] != ordered[:-1]
-    inverse = np.empty(len(order), np.int64)
-    inverse[order] = np.cumsum(new) - 1
+    inverse: np.ndarray = np.empty(len(order), _index_type(len(order)))
+    inverse[order] = np.cumsum(new, dtype=inverse.dtype) - 1
     return order[new], inverse
+
+
+def _unique(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """np.unique(values, return_inverse=True), with ~24 bytes a value at once where np.unique's copies take ~40."""
+    order = np.argsort(values)
+    values = values[order]
+    new = np.ones(len(values), bool)
+    np.not_equal(values[1:], values[:-1], out=new[1:])
+    values = values[new]
+    inverse: np.ndarray = np.empty(len(order), _index_type(len(order)))
+    inverse[order] = np.cumsum(new, dtype=inverse.dtype) - 1
+    return values, inverse
 
 
 def duplicate_groups(
@@ -161,20 +190,27 @@ def duplicate_groups(
 ) -> tuple[np.ndarray, list[list[int]]]:
     """Each photo's group key, as the index of a photo holding it (the smallest sha256 in its group: independent of
     listing order), and the groups of two or more photos, as lists of photo indices (each sorted, the groups by
-    their first photo). `sha256`: hex strings, or an S64 array of them."""
-    first, inverse = _distinct(np.asarray(sha256, dtype="S64"))
+    their first photo). `sha256`: hex strings, or an array of them (S64) or of the digests (S32: the same order)."""
+    hashes = sha256 if isinstance(sha256, np.ndarray) else np.asarray(sha256, dtype="S64")
+    first, inverse = _distinct(hashes)
     # exact copies are one node, and so are distinct contents with equal hashes: n photos of one placeholder
     # image would otherwise be n^2 / 2 pairs
-    values, node = np.unique(np.asarray(phash, dtype=np.uint64)[first], return_inverse=True)
+    values, node = _unique(np.asarray(phash, dtype=np.uint64)[first])
     if max_distance < 0:  # exact copies only
         values, node = values[node], np.arange(len(node))
     content_group = components(len(values), near_pairs(values, max_distance))[node]
+    # each array dropped once used: a few of 8 bytes a photo at a time (issue 51's peak RSS)
+    del values, node
     # contents are sorted by hash: a group's first content holds its smallest one
     smallest = np.unique(content_group, return_index=True)[1]
     photo_group = content_group[inverse]
+    del content_group, inverse
     keys = first[smallest[photo_group]]
+    del first, smallest
     order = np.argsort(photo_group, kind="stable")
-    starts = np.flatnonzero(np.r_[True, photo_group[order][1:] != photo_group[order][:-1]])
+    photo_group = photo_group[order]
+    starts = np.flatnonzero(np.r_[True, photo_group[1:] != photo_group[:-1]])
+    del photo_group
     sizes = np.diff(np.r_[starts, len(order)])
     groups = [order[s : s + z].tolist() for s, z in zip(starts[sizes > 1], sizes[sizes > 1])]
     return keys, sorted(groups, key=lambda g: g[0])

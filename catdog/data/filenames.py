@@ -4,7 +4,10 @@ reason a file is passed over; how archive members' names are read and printed.""
 from __future__ import annotations
 
 import posixpath
+from collections.abc import Iterable
 from pathlib import Path
+
+import numpy as np
 
 from catdog.errors import CatdogError
 
@@ -79,18 +82,19 @@ def passed_over(path: str) -> str | None:
     return "not an image file (by extension)"
 
 
-def sort_files(entries):
-    """(image entries, ignored [{"path", "reason"}], paths of photos in formats OpenCV does not read)."""
-    images, ignored, unsupported = [], [], []
-    for path, size, mtime in entries:
+def sort_files(paths: Iterable[str]) -> tuple[np.ndarray, list[dict], list[str]]:
+    """(indices of the images among `paths`, ignored [{"path", "reason"}], paths of photos in formats OpenCV does
+    not read)."""
+    ignored, unsupported, flags = [], [], []
+    for path in paths:
         reason = passed_over(path)
+        flags.append(reason is None)
         if reason is None:
-            images.append((path, size, mtime))
             continue
         ignored.append({"path": printable(path), "reason": reason})
         if reason.startswith(UNSUPPORTED):
             unsupported.append(path)
-    return images, ignored, unsupported
+    return np.flatnonzero(np.array(flags, bool)), ignored, unsupported
 
 
 def check_usable(keys: list[tuple[str, str | None]], unsupported: list[str], usable: set) -> None:

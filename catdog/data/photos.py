@@ -8,18 +8,20 @@ from collections.abc import Iterable
 import numpy as np
 
 from catdog.data.building import Decoded
-from catdog.data.duplicates import duplicate_groups
+from catdog.data.duplicates import duplicate_groups, hex_digest
 from catdog.data.filenames import printable
 from catdog.data.sources import ImageSource
 
 
 def photo_table(decoded: Decoded, labels: np.ndarray, max_distance: int) -> dict:
-    """The decoded images' photo table as arrays: `index` into found.paths, `sha256` (S64), `phash`, `group` (the
+    """The decoded images' photo table as arrays: `index` into found.paths, `sha256` (S32 digests), `phash`, `group` (the
     index of the photo holding its group's key) and `members`, the duplicate groups as index lists."""
-    sha256, phash = decoded.sha256[decoded.ok], decoded.phash[decoded.ok]
+    ok = decoded.ok
+    # where every file decoded, decoded's own arrays: no copy of 72 bytes a photo (issue 51's peak RSS)
+    sha256, phash = (decoded.sha256, decoded.phash) if ok.all() else (decoded.sha256[ok], decoded.phash[ok])
     group, members = duplicate_groups(sha256, phash, max_distance)
     return {
-        "index": np.flatnonzero(decoded.ok),
+        "index": np.flatnonzero(ok),
         "label": labels,
         "sha256": sha256,
         "phash": phash,
@@ -35,9 +37,9 @@ def photo_rows(found: ImageSource, table: dict) -> dict[str, Iterable]:
     return {
         "path": (printable(found.paths[i]) for i in table["index"]),
         "label": (found.classes[c] for c in table["label"]),
-        "sha256": (h.decode() for h in sha256),
+        "sha256": (hex_digest(h) for h in sha256),
         "phash": (f"{p:016x}" for p in table["phash"]),
-        "group": (sha256[g].decode() for g in table["group"]),
+        "group": (hex_digest(sha256[g]) for g in table["group"]),
         "split": (given[i] if given else "" for i in table["index"]),
     }
 

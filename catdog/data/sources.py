@@ -14,7 +14,9 @@ import stat
 import tarfile
 import zipfile
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from itertools import chain
 from pathlib import Path
 from typing import IO, cast
 
@@ -31,6 +33,7 @@ from catdog.data.filenames import (
     sort_files,
 )
 from catdog.data.label_file import is_label_file, list_label_file
+from catdog.data.listing import Listing, PathList
 from catdog.data.settings import LAYOUTS
 from catdog.data.split_folders import detect, split_folder_labels, top_prefix, warn_missing_classes
 from catdog.errors import CatdogError
@@ -47,10 +50,11 @@ class ImageSource:
     kind: str  # "dir" | "zip" | "tar"
     layout: str  # "folders" | "kaggle"
     classes: list[str]
-    paths: list[str]
-    labels: list[int]
+    paths: Sequence[str]  # a PathList: one buffer, not a string per photo
+    labels: np.ndarray  # int64
     ignored: list[dict] = field(default_factory=list)  # [{"path", "reason"}]
-    fingerprint: list = field(default_factory=list)  # [(path, size, mtime)] of every image, for the cache key
+    # of every image, for the cache key: a Listing (a labels CSV's, [(path, size, mtime, label, split)])
+    fingerprint: Listing | list = field(default_factory=list)
     given: list[str] = field(default_factory=list)  # each path's split as the source gives it ("" for none)
     split_folders: dict[str, str] = field(default_factory=dict)  # {split folder as found: split}
 
@@ -77,17 +81,19 @@ def _walk(root: Path, exclude: Path | None):
         stack.extend(reversed(subdirs))
 
 
-def _list_dir(root: Path, exclude: Path | None) -> list[tuple[str, int, float]]:
+def _list_dir(root: Path, exclude: Path | None) -> Listing:
     """Files with size and mtime; one that cannot be stat'ed gets size -1 and is reported when it is read."""
-    return [(rel, st.st_size, st.st_mtime) if st else (rel, -1, 0.0) for rel, st in _walk(root, exclude)]
+    return Listing.of(
+        (rel, st.st_size, st.st_mtime) if st else (rel, -1, 0.0) for rel, st in _walk(root, exclude)
+    )
 
 
-def _unique(entries) -> list[tuple[str, int, float]]:
+def _unique(entries) -> Listing:
     """The entries by normalized name; of two members that name the same file, the later one (as tar reads it)."""
     kept: dict[str, tuple[int, float]] = {}
     for name, size, stamp in entries:
         kept[member_path(name)] = (size, stamp)
-    return [(path, size, stamp) for path, (size, stamp) in kept.items()]
+    return Listing.of((path, size, stamp) for path, (size, stamp) in kept.items())
 
 
 def _members(handle) -> dict:
@@ -97,7 +103,7 @@ def _members(handle) -> dict:
     return {member_path(m.name): m for m in handle.getmembers() if m.isfile()}
 
 
-def _list_zip(root: Path) -> list[tuple[str, int, float]]:
+def _list_zip(root: Path) -> Listing:
     try:
         with zipfile.ZipFile(root) as zf:
             return _unique((i.filename, i.file_size, float(i.CRC)) for i in zf.infolist() if not i.is_dir())
@@ -107,7 +113,7 @@ def _list_zip(root: Path) -> list[tuple[str, int, float]]:
         ) from e
 
 
-def _list_tar(root: Path) -> list[tuple[str, int, float]]:
+def _list_tar(root: Path) -> Listing:
     try:
         with tarfile.open(root) as tf:
             return _unique((m.name, m.size, float(m.mtime)) for m in tf.getmembers() if m.isfile())
@@ -115,14 +121,14 @@ def _list_tar(root: Path) -> list[tuple[str, int, float]]:
         raise CatdogError(f"data.source={root}: not a readable tar archive ({e}).") from e
 
 
-def _detect_layout(paths: list[str]) -> str:
+def _detect_layout(paths: Sequence[str]) -> str:
     parents = {posixpath.dirname(p) for p in paths}
     if len(parents) == 1 and all(_KAGGLE_NAME.match(posixpath.basename(p)) for p in paths):
         return "kaggle"
     return "folders"
 
 
-def _label_names(paths: list[str], layout: str, where: Path) -> tuple[list[str | None], list[dict]]:
+def _label_names(paths: Sequence[str], layout: str, where: Path) -> tuple[list[str | None], list[dict]]:
     """The class name of each path (None where it has none), and why the unlabelled ones were passed over."""
     seen: dict[str, str] = {}  # one string per class name, not one per photo
     if layout == "kaggle":
@@ -171,7 +177,7 @@ def resolve_root(source: str | os.PathLike, exclude: Path | None = None) -> tupl
     return None
 
 
-def list_files(root: Path, kind: str, exclude: Path | None = None) -> list[tuple[str, int, float]]:
+def list_files(root: Path, kind: str, exclude: Path | None = None) -> Listing:
     """(relative path, size, mtime or CRC) of every file in a folder (below it, less `exclude`) or an archive."""
     if kind == "dir":
         return _list_dir(root, exclude)
@@ -190,11 +196,14 @@ def find_images(
     check_choice("data.layout", layout, LAYOUTS)
     if kind == "csv":
         return _from_label_file(root, split_folders)
-    images, ignored, unsupported = sort_files(list_files(root, kind, exclude))
-    if not images:
+    listing = list_files(root, kind, exclude)
+    index, ignored, unsupported = sort_files(listing.paths)
+    if not len(index):
         raise CatdogError(f"data.source={root}: no image files ({', '.join(IMAGE_EXTENSIONS)}) found.")
-    paths = [p for p, _, _ in images]
-    candidates = paths + unsupported
+    images = listing.take(index)
+    del listing
+    paths = images.paths
+    candidates = PathList.of(chain(paths, unsupported)) if unsupported else paths
     found = None if layout == "kaggle" else detect(candidates, split_folders, root)
     if found:
         prefix, folders = found
@@ -227,15 +236,21 @@ def _labelled(root, kind, layout, paths, names, given, ignored, stamps) -> Image
         )
     index = {c: i for i, c in enumerate(classes)}
     kept = np.flatnonzero(np.fromiter((n is not None for n in names), bool, len(names)))
+    if isinstance(stamps, Listing):  # the paths are the listing's
+        listed = stamps.take(kept)
+        fingerprint: Listing | list = listed
+        picked = listed.paths
+    else:
+        fingerprint, picked = [stamps[i] for i in kept], paths.take(kept)
     return ImageSource(
         root=root,
         kind=kind,
         layout=layout,
         classes=classes,
-        paths=[paths[i] for i in kept],
-        labels=[index[cast(str, names[i])] for i in kept],
+        paths=picked,
+        labels=np.fromiter((index[cast(str, names[i])] for i in kept), np.int64, len(kept)),
         ignored=ignored,
-        fingerprint=[stamps[i] for i in kept],
+        fingerprint=fingerprint,
         given=[given[i] for i in kept] if any(given) else [],
     )
 
@@ -243,7 +258,7 @@ def _labelled(root, kind, layout, paths, names, given, ignored, stamps) -> Image
 def _from_label_file(csv_path: Path, split_folders: str | bool) -> ImageSource:
     """The photos a labels CSV lists (its split column kept unless data.split_folders=false)."""
     paths, names, given, ignored, stamps = list_label_file(csv_path, split_folders)
-    source = _labelled(csv_path, "csv", "labels", paths, names, given, ignored, stamps)
+    source = _labelled(csv_path, "csv", "labels", PathList.of(paths), names, given, ignored, stamps)
     if any(given):  # its split column: the report's split_folders stay empty, there are no folders
         warn_missing_classes(source.classes, names, given, {s: s for s in given}, csv_path)
     return source
