@@ -28,7 +28,8 @@ import catdog
 from catdog.batching import batches
 from catdog.data.decode import BadImage
 from catdog.data.filenames import IMAGE_EXTENSIONS, UNSUPPORTED, archive_kind, passed_over
-from catdog.data.sources import SourceReader, list_files, printable
+from catdog.data.listing import list_files
+from catdog.data.sources import SourceReader, printable
 from catdog.errors import CatdogError
 from catdog.explain.gradcam import display_image, explanation_path, overlay_png, resolve_layer
 from catdog.io import path_within, replace_atomic, write_csv

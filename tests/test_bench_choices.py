@@ -32,7 +32,8 @@ def test_longer_runs_extends_the_short_run_and_trains_a_planned_one(tmp_path):
     assert (extended / ".hydra" / "resume_1").is_dir()  # the second command resumed the first run's folder
     assert "max_epochs: 2" in (extended / ".hydra" / "resume_1" / "config.yaml").read_text()
     restarted = (tmp_path / "work" / "restarted" / "provenance.json").read_text()
-    assert "extended/checkpoints/last.ckpt" in restarted  # the warm restart started from the short run's weights
+    # the warm restart started from the short run's weights
+    assert "extended/checkpoints/last.ckpt" in restarted
 
 
 def test_architectures_trains_each_candidate_and_records_its_means(tmp_path, monkeypatch):

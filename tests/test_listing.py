@@ -9,8 +9,8 @@ import tracemalloc
 import numpy as np
 
 from catdog.data.cache import cache_key
-from catdog.data.listing import Listing, PathList
-from catdog.data.sources import find_images, list_files
+from catdog.data.listing import Listing, PathList, list_files
+from catdog.data.sources import find_images
 
 N = 20_000
 

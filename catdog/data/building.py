@@ -31,7 +31,8 @@ log = logging.getLogger(__name__)
 ROWS = "decoding.npy"
 # a kill loses at most the chunks of the last second; a flush is two fsyncs (milliseconds)
 JOURNAL_SECONDS = 1.0
-COPY_BYTES = 4 * 2**20  # rows copied at a time when the failed files' rows are left out: a fixed part of the peak
+# rows copied at a time when the failed files' rows are left out: a fixed part of prepare's peak memory
+COPY_BYTES = 4 * 2**20
 
 
 @dataclass

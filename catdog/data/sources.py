@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import posixpath
 import re
-import stat
 import tarfile
 import zipfile
 import zlib
@@ -33,7 +32,7 @@ from catdog.data.filenames import (
     sort_files,
 )
 from catdog.data.label_file import is_label_file, list_label_file
-from catdog.data.listing import Listing, PathList
+from catdog.data.listing import Listing, PathList, list_files, walk
 from catdog.data.settings import LAYOUTS
 from catdog.data.split_folders import detect, split_folder_labels, top_prefix, warn_missing_classes
 from catdog.errors import CatdogError
@@ -59,66 +58,11 @@ class ImageSource:
     split_folders: dict[str, str] = field(default_factory=dict)  # {split folder as found: split}
 
 
-def _walk(root: Path, exclude: Path | None):
-    """(relative posix path, os.stat of it or None where that fails) of every file below `root` in sorted order,
-    skipping `exclude`. Names, not os.scandir's entries (~0.45 KB each), are what a folder of photos is held as."""
-    excluded = os.path.realpath(exclude) if exclude else None
-    stack = [("", os.fspath(root))]
-    while stack:
-        prefix, folder = stack.pop()
-        subdirs = []
-        for name in sorted(os.listdir(folder)):
-            path = os.path.join(folder, name)
-            try:
-                st: os.stat_result | None = os.stat(path)
-            except OSError:
-                st = None
-            if st is not None and stat.S_ISDIR(st.st_mode):
-                if excluded is None or os.path.realpath(path) != excluded:
-                    subdirs.append((prefix + name + "/", path))
-            else:
-                yield prefix + name, st
-        stack.extend(reversed(subdirs))
-
-
-def _list_dir(root: Path, exclude: Path | None) -> Listing:
-    """Files with size and mtime; one that cannot be stat'ed gets size -1 and is reported when it is read."""
-    return Listing.of(
-        (rel, st.st_size, st.st_mtime) if st else (rel, -1, 0.0) for rel, st in _walk(root, exclude)
-    )
-
-
-def _unique(entries) -> Listing:
-    """The entries by normalized name; of two members that name the same file, the later one (as tar reads it)."""
-    kept: dict[str, tuple[int, float]] = {}
-    for name, size, stamp in entries:
-        kept[member_path(name)] = (size, stamp)
-    return Listing.of((path, size, stamp) for path, (size, stamp) in kept.items())
-
-
 def _members(handle) -> dict:
     """Normalized name -> ZipInfo or TarInfo of every file in an open archive (the later of two same names)."""
     if isinstance(handle, zipfile.ZipFile):
         return {member_path(i.filename): i for i in handle.infolist() if not i.is_dir()}
     return {member_path(m.name): m for m in handle.getmembers() if m.isfile()}
-
-
-def _list_zip(root: Path) -> Listing:
-    try:
-        with zipfile.ZipFile(root) as zf:
-            return _unique((i.filename, i.file_size, float(i.CRC)) for i in zf.infolist() if not i.is_dir())
-    except (zipfile.BadZipFile, OSError) as e:
-        raise CatdogError(
-            f"data.source={root}: not a readable zip archive ({e}). Re-download or re-create it."
-        ) from e
-
-
-def _list_tar(root: Path) -> Listing:
-    try:
-        with tarfile.open(root) as tf:
-            return _unique((m.name, m.size, float(m.mtime)) for m in tf.getmembers() if m.isfile())
-    except (tarfile.TarError, OSError) as e:
-        raise CatdogError(f"data.source={root}: not a readable tar archive ({e}).") from e
 
 
 def _detect_layout(paths: Sequence[str]) -> str:
@@ -169,19 +113,12 @@ def resolve_root(source: str | os.PathLike, exclude: Path | None = None) -> tupl
         return root, kind
     if not root.is_dir():
         return None
-    if any(is_image_name(rel) for rel, _ in _walk(root, exclude)):
+    if any(is_image_name(rel) for rel, _ in walk(root, exclude)):
         return root, "dir"
     archives = sorted(e for e in root.iterdir() if e.is_file() and archive_kind(e))
     if len(archives) == 1:
         return archives[0], cast(str, archive_kind(archives[0]))  # the filter above kept archives only
     return None
-
-
-def list_files(root: Path, kind: str, exclude: Path | None = None) -> Listing:
-    """(relative path, size, mtime or CRC) of every file in a folder (below it, less `exclude`) or an archive."""
-    if kind == "dir":
-        return _list_dir(root, exclude)
-    return _list_zip(root) if kind == "zip" else _list_tar(root)
 
 
 def find_images(
