@@ -46,7 +46,8 @@ def seed_runs_in_tmp(archive: Path, seed: int) -> dict[str, float]:
 
 @benchmark
 def longer_runs() -> list[str]:
-    """Best val accuracy of `fast` at 32 px: EPOCHS // 2 epochs, those extended to EPOCHS, and EPOCHS planned."""
+    """Best val accuracy of `fast` at 32 px: EPOCHS // 2 epochs, those restarted or extended to EPOCHS, and EPOCHS
+    planned."""
     archive = SHARED / "data" / "PetImages-180.zip"
     if not archive.exists():
         return [f"skipped: {archive} is missing"]
