@@ -65,3 +65,10 @@ def test_the_architecture_verdict_needs_better_val_at_no_more_time():
     assert architectures.verdict(rows(0.92, 310)).startswith("resnet beats convnet")
     assert architectures.verdict(rows(0.92, 250)).startswith("No candidate")  # better, but slower
     assert architectures.verdict(rows(0.89, 400)).startswith("No candidate")  # faster, but worse
+
+
+def test_the_peak_is_that_of_the_precision_the_runs_train_in():
+    from catdog.run.hardware import native_bf16
+
+    name, peak = architectures.training_peak()
+    assert name == ("bf16" if native_bf16(gpu=False) else "float32 (no native bf16 here)") and peak > 1e9
