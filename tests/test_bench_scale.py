@@ -81,3 +81,10 @@ def test_peak_rss_is_the_commands_own_not_the_benchmarks():
     assert small.returncode == 0 and big.returncode == 0 and len(ballast) == 400_000_000
     assert small_mb < 100  # a bare interpreter: ~10 MB, not the 400 MB above
     assert 200 <= big_mb < 300
+
+
+def test_scale_parts_prepare_measures_prepare_alone(tmp_path):
+    rows = scale.measure(sizes=(40, 80), resolution=16, root=tmp_path, parts=frozenset({"prepare"}))
+    assert [r["measure"] for r in rows][-2:] == ["prepare time per photo", "prepare peak RSS"] and len(
+        rows
+    ) == 6
