@@ -129,6 +129,27 @@ def test_resnet_keys_are_checked_and_a_convnet_key_names_the_card():
         ModelSettings.from_config({**model, "hidden": [8]})
 
 
+def test_a_presets_convnet_keys_under_resnet_are_one_error_with_the_overrides_that_remove_them():
+    from helpers import ROOT
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+        preset = compose("train", overrides=["experiment=fast", "model=resnet"])
+        with pytest.raises(CatdogError) as caught:
+            ModelSettings.from_config(OmegaConf.to_container(preset.model, resolve=True))
+        message = str(caught.value)
+        removal = message.split("Remove them for resnet: ")[1].split(". ")[0].split()
+        assert removal == [
+            f"~model.{k}" for k in ("convs_per_stage", "head", "hidden", "padding", "pool_after_conv")
+        ]
+        # fast's four widths need a stride per stage: the architectures benchmark's resnet
+        fixed = compose(
+            "train", overrides=["experiment=fast", "model=resnet", *removal, "model.stride=[1,2,2,2]"]
+        )
+    spec = ModelSettings.from_config(OmegaConf.to_container(fixed.model, resolve=True))
+    assert spec.net.feature_sides(64) == [64, 32, 16, 8]
+
+
 def test_model_arch_on_the_command_line_picks_the_kinds_card(tmp_path):
     from catdog.overrides import read_overrides
 

@@ -114,21 +114,35 @@ def network_settings(
 
 
 def check_kind_keys(arch: object, given: Mapping, others: tuple[str, ...]) -> None:
-    """One message for a key of `model` that the chosen kind does not take, naming the kind's keys."""
+    """One message for the keys of `model` that the chosen kind does not take, naming the kind's keys; several
+    keys of another kind (a preset's, as experiment=fast's under model=resnet) are named together, with the
+    overrides that remove them."""
     cls = settings_class(arch)
     unknown = sorted(set(given) - set(cls.keys()) - set(others) - {"arch"})
     if not unknown:
         return
     name, key = arch_name(cls), unknown[0]
-    other_kind = next((k for k in KINDS if k != name and key in settings_class(k).keys()), None)
+    keys = f"{name}'s keys (model.arch={name}): " + ", ".join(f"model.{k}" for k in cls.keys())
+    foreign = {k: other_kind_of(k, name) for k in unknown}
+    if len(unknown) > 1 and all(foreign.values()):
+        kinds = " and ".join(sorted(set(filter(None, foreign.values()))))
+        removal = " ".join(f"~model.{k}" for k in unknown)
+        raise CatdogError(
+            f"{', '.join(f'model.{k}' for k in unknown)} are not settings of model: {kinds} keys, and "
+            f"model.arch={name}. Set by a preset (experiment=...)? Remove them for {name}: {removal}. {keys}"
+        )
     close = get_close_matches(key, (*cls.keys(), *others), n=1)
     detail = f" (did you mean model.{close[0]}?)" if close else ""
-    if other_kind:
-        detail = f": a {other_kind} key, and model.arch={name} (model={name} picks {name}'s card without it)"
-    raise CatdogError(
-        f"model.{key} is not a setting of model{detail}. {name}'s keys (model.arch={name}): "
-        + ", ".join(f"model.{k}" for k in cls.keys())
-    )
+    if foreign[key]:
+        detail = (
+            f": a {foreign[key]} key, and model.arch={name} (model={name} picks {name}'s card without it)"
+        )
+    raise CatdogError(f"model.{key} is not a setting of model{detail}. {keys}")
+
+
+def other_kind_of(key: str, name: str) -> str | None:
+    """The first kind other than `name` that takes `key`, if any."""
+    return next((k for k in KINDS if k != name and key in settings_class(k).keys()), None)
 
 
 def build_network(settings: NetworkSettings, num_classes: int, mean=None, std=None):
