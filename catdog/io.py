@@ -139,7 +139,7 @@ def locked(path: Path) -> Iterator[None]:
 
 def release_freed_memory() -> None:
     """Hand the heap's freed pages back to the system (glibc's malloc_trim; nothing elsewhere): memory Python freed
-    otherwise stays resident, in this process and in every process it forks next (issue 51's peak RSS)."""
+    otherwise stays resident, in this process and in every process it forks next."""
     try:
         ctypes.CDLL(None).malloc_trim(0)
     except (OSError, AttributeError):  # not glibc

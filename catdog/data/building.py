@@ -42,9 +42,7 @@ class Decoded:
     done: np.ndarray  # bool: its chunk is finished
     ok: np.ndarray  # bool: decoded
     sizes: np.ndarray  # int32 (n, 2): original width and height, 0 where unknown
-    sha256: (
-        np.ndarray
-    )  # S32: content hash, the digest's bytes (half its hex: issue 51's peak RSS; see hex_digest)
+    sha256: np.ndarray  # S32: content hash, the digest's bytes (half its hex; see hex_digest)
     phash: np.ndarray  # uint64: perceptual hash
     failures: dict[int, str]  # file index -> why it was skipped
 

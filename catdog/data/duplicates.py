@@ -83,7 +83,7 @@ def _block_masks(max_distance: int) -> list[np.uint64]:
 def _bucket_pairs(hashes: np.ndarray, mask: np.uint64):
     """Every (i, j), i < j, of the indices whose `hashes` agree on the bits of `mask`, as pairs of arrays of at most
     about _PAIRS each (vectorised: no loop per key or per bucket). Besides the sort order, two arrays of 8 bytes a
-    photo at a time (issue 51's peak RSS)."""
+    photo at a time."""
     keys = hashes & mask
     order = np.argsort(keys, kind="stable")
     keys = keys[order]
@@ -154,7 +154,7 @@ def components(n: int, pairs: np.ndarray) -> np.ndarray:
 
 
 def _index_type(n: int) -> type:
-    """The integer type of indices into n items: 4 bytes where they fit (issue 51's peak RSS)."""
+    """The integer type of indices into n items: 4 bytes where they fit."""
     return np.int32 if n < 2**31 else np.int64
 
 
@@ -199,7 +199,7 @@ def duplicate_groups(
     if max_distance < 0:  # exact copies only
         values, node = values[node], np.arange(len(node))
     content_group = components(len(values), near_pairs(values, max_distance))[node]
-    # each array dropped once used: a few of 8 bytes a photo at a time (issue 51's peak RSS)
+    # each array dropped once used: a few of 8 bytes a photo at a time
     del values, node
     # contents are sorted by hash: a group's first content holds its smallest one
     smallest = np.unique(content_group, return_index=True)[1]

@@ -1,7 +1,7 @@
 """Listing a folder, zip or tar (`list_files`), held as arrays: the paths as one UTF-8 buffer with end offsets
 (~8 bytes a path beyond its name) and size and mtime (or an archive's CRC) as numpy arrays, where a
-`(path, size, mtime)` tuple per file took ~200 bytes at 400,000 photos (issue 51's peak RSS), in prepare and in
-every forked decoding process."""
+`(path, size, mtime)` tuple per file took ~200 bytes at 400,000 photos, in prepare and in every forked decoding
+process."""
 
 from __future__ import annotations
 

@@ -17,7 +17,7 @@ def photo_table(decoded: Decoded, labels: np.ndarray, max_distance: int) -> dict
     """The decoded images' photo table as arrays: `index` into found.paths, `sha256` (S32 digests), `phash`, `group` (the
     index of the photo holding its group's key) and `members`, the duplicate groups as index lists."""
     ok = decoded.ok
-    # where every file decoded, decoded's own arrays: no copy of 72 bytes a photo (issue 51's peak RSS)
+    # where every file decoded, decoded's own arrays: no copy of 72 bytes a photo
     sha256, phash = (decoded.sha256, decoded.phash) if ok.all() else (decoded.sha256[ok], decoded.phash[ok])
     group, members = duplicate_groups(sha256, phash, max_distance)
     return {
