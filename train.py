@@ -25,8 +25,7 @@ def use_project_venv() -> None:
 use_project_venv()
 
 if __name__ == "__main__":
-    from catdog.train import (
-        cli,  # this file stays the program: a resume or a DDP rank runs `python train.py` again
-    )
+    # this file stays the program: a resume or a DDP rank runs `python train.py` again
+    from catdog.train import cli
 
     cli()

@@ -5,6 +5,7 @@ precision `fast` trains in)."""
 
 from __future__ import annotations
 
+import statistics
 from pathlib import Path
 
 from benchmarks.accuracy import run_folder
@@ -79,8 +80,7 @@ def architecture_lines(rows: list[dict], peak: float, peak_name: str = "bf16") -
         for r in rows
     ]
     lines += ["", f"{peak_name} matmul peak {peak / 1e9:.1f} GFLOP/s. Means over the seeds:", ""]
-    for name in dict.fromkeys(r["name"] for r in rows):
-        mine = [r for r in rows if r["name"] == name]
+    for name, mine in by_candidate(rows).items():
         seeds = seed_range([r["seed"] for r in mine])
         val = mean_std([100 * r["val"] for r in mine], 2)
         speed = mean_std([r["images_s"] for r in mine], 0)
@@ -92,14 +92,16 @@ def architecture_lines(rows: list[dict], peak: float, peak_name: str = "bf16") -
     return lines
 
 
+def by_candidate(rows: list[dict]) -> dict[str, list[dict]]:
+    """The rows of each candidate, in the order the candidates first appear."""
+    return {name: [r for r in rows if r["name"] == name] for name in dict.fromkeys(r["name"] for r in rows)}
+
+
 def verdict(rows: list[dict]) -> str:
     """Whether a residual candidate beats the ConvNet on val at no more time (images/s at least the ConvNet's)."""
     means = {
-        name: {
-            k: sum(r[k] for r in rows if r["name"] == name) / sum(r["name"] == name for r in rows)
-            for k in ("val", "images_s")
-        }
-        for name in dict.fromkeys(r["name"] for r in rows)
+        name: {k: statistics.fmean(r[k] for r in mine) for k in ("val", "images_s")}
+        for name, mine in by_candidate(rows).items()
     }
     (base, ref), *others = means.items()
     better = [n for n, m in others if m["val"] > ref["val"] and m["images_s"] >= ref["images_s"]]

@@ -27,9 +27,6 @@ PHOTO_PX, RESOLUTION = 128, 64
 # search's share of the exhaustive one's (extrapolated) time, an epoch's images/s at the largest over the smallest's
 GOALS = {"time per photo": 1.3, "peak RSS": 1.5, "near-duplicate search": 1 / 20, "epoch images/s": 0.8}
 CLASSES = ("circles", "squares")
-# what the benchmark measures: all of it, or with SCALE_PARTS=prepare prepare's time and memory alone (minutes, where
-# the epochs take the best part of an hour on a 2-core CPU)
-PARTS = frozenset({"prepare", "search", "epoch"})
 
 
 def data_root() -> Path:
@@ -189,10 +186,10 @@ def measure(
     resolution: int = RESOLUTION,
     root: Path | None = None,
     train_overrides: tuple[str, ...] = (),
-    parts: frozenset[str] = PARTS,
+    prepare_only: bool = False,
 ) -> list[dict]:
-    """Every measurement of `parts` (PARTS) at `sizes` as rows: measure, photos, value, and for the Goals goal and
-    met."""
+    """Every measurement at `sizes` (with `prepare_only`, prepare's alone) as rows: measure, photos, value, and for
+    the Goals goal and met."""
     root = root or data_root()
     rows, prepared = [], {}
     for n in sizes:
@@ -223,7 +220,7 @@ def measure(
             "prepare peak RSS", small, large, rss, f"<= {GOALS['peak RSS']}x", rss <= GOALS["peak RSS"]
         ),
     ]
-    if parts == {"prepare"}:
+    if prepare_only:
         return rows
     arrays = load_cache(prepared[large]["cache"])
     if arrays is None:
@@ -266,12 +263,13 @@ def markdown(rows: list[dict]) -> list[str]:
 def scale() -> list[str]:
     """Prepare (128 px JPEGs to 64 px RGB), the near-duplicate search and a memory-mapped training epoch at 25,000,
     100,000 and 400,000 unique synthetic photos (kept in $CATDOG_BENCH_DATA, default ~/.cache/catdog/bench)."""
-    parts = os.environ.get("SCALE_PARTS", "prepare,search,epoch")
-    if parts not in ("prepare", "prepare,search,epoch"):
+    # SCALE_PARTS=prepare: prepare's time and memory alone (minutes; the epochs take most of an hour on 2 cores)
+    parts = os.environ.get("SCALE_PARTS", "")
+    if parts not in ("", "prepare"):
         raise SystemExit(
             f"error: SCALE_PARTS={parts!r}: give SCALE_PARTS=prepare (prepare alone), or leave it unset"
         )
-    rows = measure(parts=frozenset(parts.split(",")))
+    rows = measure(prepare_only=parts == "prepare")
     for r in rows:
         photos = f"{r['photos']:,}" if isinstance(r["photos"], int) else r["photos"]
         result(f"{r['measure']}, {photos} photos", r["value"], goal=r.get("goal", ""), met=r.get("met"))

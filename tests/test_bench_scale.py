@@ -84,7 +84,7 @@ def test_peak_rss_is_the_commands_own_not_the_benchmarks():
 
 
 def test_scale_parts_prepare_measures_prepare_alone(tmp_path):
-    rows = scale.measure(sizes=(40, 80), resolution=16, root=tmp_path, parts=frozenset({"prepare"}))
+    rows = scale.measure(sizes=(40, 80), resolution=16, root=tmp_path, prepare_only=True)
     assert [r["measure"] for r in rows][-2:] == ["prepare time per photo", "prepare peak RSS"] and len(
         rows
     ) == 6

@@ -168,9 +168,7 @@ def _distinct(sha256: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     for column in words.T:
         ordered = column[order]
         new[1:] |= ordered[1:] != ordered[:-1]
-    inverse: np.ndarray = np.empty(len(order), _index_type(len(order)))
-    inverse[order] = np.cumsum(new, dtype=inverse.dtype) - 1
-    return order[new], inverse
+    return order[new], _inverse(order, new)
 
 
 def _unique(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -179,10 +177,14 @@ def _unique(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     values = values[order]
     new = np.ones(len(values), bool)
     np.not_equal(values[1:], values[:-1], out=new[1:])
-    values = values[new]
+    return values[new], _inverse(order, new)
+
+
+def _inverse(order: np.ndarray, new: np.ndarray) -> np.ndarray:
+    """Each item's distinct value: `order` sorts the items, `new` marks where a value starts in that order."""
     inverse: np.ndarray = np.empty(len(order), _index_type(len(order)))
     inverse[order] = np.cumsum(new, dtype=inverse.dtype) - 1
-    return values, inverse
+    return inverse
 
 
 def duplicate_groups(
